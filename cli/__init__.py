@@ -1,0 +1,1 @@
+"""The srp-audit command line (installed as the `srp_audit_cli` package)."""

@@ -1,0 +1,57 @@
+"""One place that turns exceptions into a single stderr line and an exit code (never a traceback).
+
+Exit codes: 0 success, 1 a CI gate failed, 2 usage or load error, 3 internal error (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from srp_audit.errors import SrpAuditError
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def debug_enabled(ctx: click.Context) -> bool:
+    """`ctx.meta` is shared by nested contexts, so a --debug on the group or the command shows here."""
+    return bool(ctx.meta.get("srp_audit.debug"))
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta["srp_audit.debug"] = True
+    return value
+
+
+debug_option = click.option(
+    "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+    help="Show the full traceback when something fails.",
+)
+
+
+class AuditGroup(click.Group):
+    """A click group whose commands report errors as one line with the documented exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except SrpAuditError as e:
+            if debug_enabled(ctx):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:  # a bug: say so in one line, keep the traceback behind --debug
+            if debug_enabled(ctx):
+                raise
+            click.echo(
+                f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback and please report it)",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL)

@@ -1,0 +1,30 @@
+"""The `srp-audit` command group. Commands live in their own modules and only map options to library calls."""
+
+from __future__ import annotations
+
+import click
+
+from srp_audit import __version__
+
+from .certify_cmd import certify
+from .errors import AuditGroup, debug_option
+
+
+@click.group(cls=AuditGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="srp-audit")
+@debug_option
+def main() -> None:
+    """Sound robustness audits of neural networks, and SingleProp fine-tuning to improve them.
+
+    \b
+    Examples:
+      srp-audit certify model.onnx --eps 0.1
+      srp-audit certify model.onnx --eps 0.02 --data test.npz --per-sample --format json -o report.json
+    """
+
+
+main.add_command(certify)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

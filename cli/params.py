@@ -1,0 +1,66 @@
+"""Click parameter types that validate numbers once, with messages that say how to fix them."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+
+class NonNegativeFloat(click.ParamType):
+    """A finite float ≥ 0 (radii, tolerances)."""
+
+    name = "float"
+
+    def __init__(self, positive: bool = False) -> None:
+        self.positive = positive
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, float):
+            v = value
+        else:
+            try:
+                v = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if v < 0 or (self.positive and v == 0):
+            self.fail(f"must be {'>' if self.positive else '≥'} 0, got {v:g}", param, ctx)
+        return v
+
+
+class Fraction(click.ParamType):
+    """A number in [0, 1] (accuracy thresholds)."""
+
+    name = "fraction"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        v = NonNegativeFloat().convert(value, param, ctx)
+        if v > 1:
+            self.fail(f"must be a fraction between 0 and 1 (e.g. 0.8 for 80 %), got {v:g}", param, ctx)
+        return v
+
+
+class Domain(click.ParamType):
+    """'LO,HI' with LO < HI: the valid input range, per element."""
+
+    name = "lo,hi"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).replace(":", ",").split(",")
+        try:
+            lo, hi = (float(p) for p in parts)
+        except ValueError:
+            self.fail(f"expected two numbers 'LO,HI' such as 0,1, got {value!r}", param, ctx)
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+            self.fail(f"need finite LO < HI, got {value!r}", param, ctx)
+        return (lo, hi)
+
+
+EPS = NonNegativeFloat()
+POSITIVE = NonNegativeFloat(positive=True)
+FRACTION = Fraction()
+DOMAIN = Domain()

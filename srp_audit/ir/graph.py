@@ -1,0 +1,149 @@
+"""The graph IR: named nodes in topological order over one batched input, one output.
+
+A `Graph` is a torch module (so its parameters train and move between devices); everything else in the
+project — bound methods, the attack, training, export, reports — reads models only through it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .nodes import Node, Shape
+
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class GraphMeta:
+    """Facts about where the graph came from, needed to map specs and to export faithfully."""
+
+    source: str = ""  # file the graph was loaded from
+    input_name: str = "input"  # the original input's name
+    output_name: str = "output"
+    batched: bool = True  # the original model had a leading batch axis
+    original_input_shape: tuple = ()  # the original input's declared shape (ints or names)
+    origin: dict = field(default_factory=dict)  # node id → original node name/op, for messages
+
+
+class Graph(nn.Module):
+    """A DAG of `Node`s. Values are named by node ids; the graph input is the value `INPUT`."""
+
+    def __init__(
+        self,
+        input_shape: Shape,
+        nodes: list[tuple[str, Node, tuple[str, ...]]],
+        output: str,
+        meta: GraphMeta | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_shape: Shape = tuple(int(s) for s in input_shape)
+        self.meta = meta or GraphMeta()
+        self.order: list[str] = []
+        self.inputs_of: dict[str, tuple[str, ...]] = {}
+        self.layers = nn.ModuleDict()
+        self.shapes: dict[str, Shape] = {INPUT: self.input_shape}
+        for name, node, inputs in nodes:
+            if name in self.shapes or "." in name:
+                raise ValueError(f"node id {name!r} is duplicate or contains '.'")
+            if len(inputs) != node.arity:
+                raise ValueError(f"node {name!r} ({node.op}) takes {node.arity} inputs, got {len(inputs)}")
+            missing = [i for i in inputs if i not in self.shapes]
+            if missing:
+                raise ValueError(f"node {name!r} reads {missing} before they are defined")
+            self.shapes[name] = tuple(node.out_shape(*(self.shapes[i] for i in inputs)))
+            self.order.append(name)
+            self.inputs_of[name] = tuple(inputs)
+            self.layers[name] = node
+        if output not in self.shapes:
+            raise ValueError(f"output {output!r} is not a node")
+        self.output = output
+        self._last_use = self._compute_last_use()
+
+    # ------------------------------------------------------------------ structure
+
+    def node(self, name: str) -> Node:
+        return self.layers[name]  # type: ignore[return-value]
+
+    def items(self) -> Iterator[tuple[str, Node, tuple[str, ...]]]:
+        """(id, node, input ids) in topological order."""
+        for name in self.order:
+            yield name, self.layers[name], self.inputs_of[name]  # type: ignore[misc]
+
+    def consumers(self, value: str) -> list[str]:
+        return [n for n in self.order if value in self.inputs_of[n]]
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shapes[self.output]
+
+    @property
+    def num_classes(self) -> int:
+        return math.prod(self.output_shape)
+
+    def describe_node(self, name: str) -> str:
+        """How a node is named in messages: its id, and the original model's node it came from."""
+        origin = self.meta.origin.get(name)
+        return f"{name} (from {origin})" if origin else name
+
+    def _compute_last_use(self) -> dict[str, int]:
+        last: dict[str, int] = {}
+        for step, name in enumerate(self.order):
+            for i in self.inputs_of[name]:
+                last[i] = step
+        last[self.output] = len(self.order)
+        return last
+
+    # ------------------------------------------------------------------ execution
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Batched forward pass; `x` has shape (N, *input_shape)."""
+        values: dict[str, torch.Tensor] = {INPUT: x}
+        for step, (name, node, inputs) in enumerate(self.items()):
+            values[name] = node(*(values[i] for i in inputs))
+            for i in inputs:
+                if self._last_use.get(i) == step and i != self.output:
+                    del values[i]
+        return values[self.output]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward pass flattened to (N, classes)."""
+        return self.forward(x).reshape(x.shape[0], -1)
+
+    def run_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward pass keeping every intermediate value (for tests and debugging)."""
+        values: dict[str, torch.Tensor] = {INPUT: x}
+        for name, node, inputs in self.items():
+            values[name] = node(*(values[i] for i in inputs))
+        return values
+
+    # ------------------------------------------------------------------ copies
+
+    def copy(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "Graph":
+        """A deep copy, optionally cast/moved (the original is untouched)."""
+        g = copy.deepcopy(self)
+        if dtype is not None or device is not None:
+            g = g.to(device=device, dtype=dtype)
+        return g
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in list(self.parameters()) + list(self.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+        return torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def rebuilt(self, nodes: list[tuple[str, Node, tuple[str, ...]]], output: str | None = None) -> "Graph":
+        """A new graph with the same input and metadata and the given nodes (used by passes)."""
+        return Graph(self.input_shape, nodes, output or self.output, self.meta)

@@ -1,0 +1,208 @@
+"""Simplification passes: each returns an equivalent, smaller graph.
+
+- `drop_identities`: remove Identity nodes (the loader maps Dropout to Identity).
+- `merge_elementwise_affine`: collapse chains of constant scale/shift (Sub → Div normalisation) into one node.
+- `fold_affine_into_previous`: fold per-channel scale/shift (batch-norm) into the preceding Dense/Conv2d.
+- `fold_affine_into_next`: fold an input normalisation into the following Dense/Conv2d where that is exact.
+
+`simplify` runs them all. Every rewrite is exact in real arithmetic; tests compare outputs before and after.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .graph import INPUT, Graph
+from .nodes import Conv2d, Dense, ElementwiseAffine, Identity, Node, Reshape
+
+NodeList = list[tuple[str, Node, tuple[str, ...]]]
+
+
+def _nodes(g: Graph) -> NodeList:
+    return [(name, node, inputs) for name, node, inputs in g.items()]
+
+
+def _rename_input(nodes: NodeList, old: str, new: str) -> NodeList:
+    return [(n, node, tuple(new if i == old else i for i in ins)) for n, node, ins in nodes]
+
+
+def _remove(g: Graph, name: str, replacement: str) -> Graph:
+    """Drop node `name`, making its consumers (and the output) read `replacement` instead."""
+    nodes = [(n, node, ins) for n, node, ins in _nodes(g) if n != name]
+    nodes = _rename_input(nodes, name, replacement)
+    output = replacement if g.output == name else g.output
+    if output == INPUT:  # a graph must end in a node: keep the identity
+        return g
+    return g.rebuilt(nodes, output)
+
+
+def drop_identities(g: Graph) -> Graph:
+    changed = True
+    while changed:
+        changed = False
+        for name, node, ins in g.items():
+            if type(node) is Identity:
+                new = _remove(g, name, ins[0])
+                if new is not g:
+                    g, changed = new, True
+                    break
+    return g
+
+
+def _single_consumer(g: Graph, name: str) -> str | None:
+    cons = g.consumers(name)
+    return cons[0] if len(cons) == 1 and name != g.output else None
+
+
+def merge_elementwise_affine(g: Graph) -> Graph:
+    """a·(s1·x + t1)... : two consecutive ElementwiseAffine nodes become one."""
+    changed = True
+    while changed:
+        changed = False
+        for name, node, ins in g.items():
+            if not isinstance(node, ElementwiseAffine):
+                continue
+            nxt = _single_consumer(g, name)
+            if nxt is None or not isinstance(g.node(nxt), ElementwiseAffine):
+                continue
+            second = g.node(nxt)
+            merged = ElementwiseAffine(node.scale * second.scale, node.shift * second.scale + second.shift)
+            merged = merged.to(node.scale.dtype)
+            nodes = []
+            for n, nd, i in _nodes(g):
+                if n == name:
+                    continue
+                nodes.append((n, merged, ins) if n == nxt else (n, nd, i))
+            g = g.rebuilt(nodes)
+            changed = True
+            break
+    return g
+
+
+def _per_channel(t: torch.Tensor, channels: int, sample_rank: int, channel_axis: int) -> torch.Tensor | None:
+    """`t` as a vector of `channels` values if it only varies along `channel_axis` of the sample, else None."""
+    shape = [1] * sample_rank
+    shape[channel_axis] = channels
+    try:
+        full = torch.broadcast_to(t, tuple(shape))
+    except RuntimeError:
+        return None
+    if tuple(torch.broadcast_shapes(tuple(t.shape), tuple(shape))) != tuple(shape):
+        return None
+    return full.reshape(channels).clone()
+
+
+def fold_affine_into_previous(g: Graph) -> Graph:
+    """Dense/Conv2d followed by a per-output-channel scale/shift (batch-norm) becomes one layer."""
+    changed = True
+    while changed:
+        changed = False
+        for name, node, ins in g.items():
+            if not isinstance(node, ElementwiseAffine) or ins[0] == INPUT:
+                continue
+            prev = g.node(ins[0])
+            if _single_consumer(g, ins[0]) != name:
+                continue
+            shape = g.shapes[ins[0]]
+            if isinstance(prev, Dense):
+                axis, out = len(shape) - 1, prev.weight.shape[0]
+            elif isinstance(prev, Conv2d):
+                axis, out = 0, prev.weight.shape[0]
+            else:
+                continue
+            scale = _per_channel(node.scale, out, len(shape), axis)
+            shift = _per_channel(node.shift, out, len(shape), axis)
+            if scale is None or shift is None:
+                continue
+            with torch.no_grad():
+                view = (-1,) + (1,) * (prev.weight.dim() - 1)
+                w = prev.weight.double() * scale.double().view(view)
+                b = prev.bias.double() * scale.double() + shift.double()
+                folded = _with_weights(prev, w.to(prev.weight.dtype), b.to(prev.bias.dtype))
+            nodes = []
+            for n, nd, i in _nodes(g):
+                if n == name:
+                    continue
+                nodes.append((n, folded, i) if n == ins[0] else (n, nd, i))
+            nodes = _rename_input(nodes, name, ins[0])
+            g = g.rebuilt(nodes, ins[0] if g.output == name else g.output)
+            changed = True
+            break
+    return g
+
+
+def _with_weights(layer: Node, weight: torch.Tensor, bias: torch.Tensor) -> Node:
+    if isinstance(layer, Dense):
+        return Dense(weight, bias)
+    assert isinstance(layer, Conv2d)
+    return Conv2d(weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
+def fold_affine_into_next(g: Graph) -> Graph:
+    """Scale/shift feeding (optionally through a Reshape) a Dense, or a Conv2d where padding allows, is folded in.
+
+    For a padded convolution the fold is exact only when the shift is zero (padding inserts zeros *after* the
+    shift), so such cases are left alone.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for name, node, ins in g.items():
+            if not isinstance(node, ElementwiseAffine):
+                continue
+            nxt = _single_consumer(g, name)
+            if nxt is None:
+                continue
+            reshape = None
+            target = g.node(nxt)
+            if isinstance(target, Reshape):
+                reshape = nxt
+                nxt = _single_consumer(g, nxt)
+                if nxt is None:
+                    continue
+                target = g.node(nxt)
+            in_shape = g.shapes[name]
+            scale = torch.broadcast_to(node.scale, in_shape).double()
+            shift = torch.broadcast_to(node.shift, in_shape).double()
+            folded: Node | None = None
+            with torch.no_grad():
+                if isinstance(target, Dense):
+                    feat = g.shapes[reshape] if reshape else in_shape
+                    if len(feat) != 1:
+                        continue  # Dense over a non-final axis of a higher-rank sample: leave it
+                    s, t = scale.reshape(-1), shift.reshape(-1)
+                    w = target.weight.double()
+                    folded = Dense((w * s).to(target.weight.dtype), (target.bias.double() + w @ t).to(target.bias.dtype))
+                elif isinstance(target, Conv2d) and reshape is None:
+                    s_c = _per_channel(node.scale, in_shape[0], 3, 0)
+                    t_c = _per_channel(node.shift, in_shape[0], 3, 0)
+                    if s_c is None or t_c is None or target.groups != 1:
+                        continue
+                    if any(target.padding) and bool((t_c != 0).any()):
+                        continue
+                    w = target.weight.double()
+                    w_new = w * s_c.double().view(1, -1, 1, 1)
+                    b_new = target.bias.double() + (w.sum(dim=(2, 3)) @ t_c.double())
+                    folded = Conv2d(w_new.to(target.weight.dtype), b_new.to(target.bias.dtype), target.stride,
+                                    target.padding, target.dilation, target.groups)
+            if folded is None:
+                continue
+            nodes = []
+            for n, nd, i in _nodes(g):
+                if n == name:
+                    continue
+                nodes.append((n, folded, i) if n == nxt else (n, nd, i))
+            nodes = _rename_input(nodes, name, ins[0])
+            g = g.rebuilt(nodes)
+            changed = True
+            break
+    return g
+
+
+def simplify(g: Graph) -> Graph:
+    """Run every pass to a fixed point; the result computes the same function."""
+    g = drop_identities(g)
+    g = merge_elementwise_affine(g)
+    g = fold_affine_into_previous(g)
+    g = fold_affine_into_next(g)
+    return g

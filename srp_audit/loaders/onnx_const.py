@@ -1,0 +1,202 @@
+"""Constant folding for ONNX nodes whose inputs are all known (shape arithmetic, Constant chains).
+
+Exporters emit Shape → Gather → Unsqueeze → Concat → Reshape chains to compute target shapes; with the batch
+axis fixed to 1 these evaluate to constants here, so the loader only ever sees a constant target shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from onnx import TensorProto, helper
+
+Folder = Callable[[list[np.ndarray | None], dict[str, Any], int], list[np.ndarray]]
+
+FOLDERS: dict[str, Folder] = {}
+
+
+def folds(*ops: str) -> Callable[[Folder], Folder]:
+    def deco(fn: Folder) -> Folder:
+        for op in ops:
+            FOLDERS[op] = fn
+        return fn
+
+    return deco
+
+
+_NP_TYPES = {
+    TensorProto.FLOAT: np.float32,
+    TensorProto.DOUBLE: np.float64,
+    TensorProto.FLOAT16: np.float16,
+    TensorProto.INT64: np.int64,
+    TensorProto.INT32: np.int32,
+    TensorProto.INT16: np.int16,
+    TensorProto.INT8: np.int8,
+    TensorProto.UINT8: np.uint8,
+    TensorProto.BOOL: np.bool_,
+}
+
+
+def _axes(inputs: list, attrs: dict, opset: int, input_index: int, since: int) -> list[int] | None:
+    if opset >= since:
+        if len(inputs) > input_index and inputs[input_index] is not None:
+            return [int(a) for a in np.asarray(inputs[input_index]).reshape(-1)]
+        return None
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+@folds("Identity")
+def _identity(inputs, attrs, opset):
+    return [inputs[0]]
+
+
+@folds("Cast")
+def _cast(inputs, attrs, opset):
+    to = int(attrs["to"])
+    if to not in _NP_TYPES:
+        raise ValueError(f"cast to type {to} is not supported")
+    return [np.asarray(inputs[0]).astype(_NP_TYPES[to])]
+
+
+@folds("Add", "Sub", "Mul", "Div")
+def _arith(inputs, attrs, opset):
+    a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+    return [_ARITH[attrs["__op"]](a, b)]
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
+        return np.trunc(a / b).astype(a.dtype)  # ONNX integer division truncates
+    return (a / b).astype(np.result_type(a, b))
+
+
+_ARITH = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div}
+
+
+@folds("Neg")
+def _neg(inputs, attrs, opset):
+    return [-np.asarray(inputs[0])]
+
+
+@folds("Sqrt")
+def _sqrt(inputs, attrs, opset):
+    return [np.sqrt(np.asarray(inputs[0]))]
+
+
+@folds("Reshape")
+def _reshape(inputs, attrs, opset):
+    data, shape = np.asarray(inputs[0]), [int(s) for s in np.asarray(inputs[1]).reshape(-1)]
+    allowzero = int(attrs.get("allowzero", 0))
+    out = [data.shape[i] if (s == 0 and not allowzero) else s for i, s in enumerate(shape)]
+    return [data.reshape(out)]
+
+
+@folds("Unsqueeze")
+def _unsqueeze(inputs, attrs, opset):
+    data = np.asarray(inputs[0])
+    axes = _axes(inputs, attrs, opset, 1, 13) or []
+    rank = data.ndim + len(axes)
+    for a in sorted(a % rank for a in axes):
+        data = np.expand_dims(data, a)
+    return [data]
+
+
+@folds("Squeeze")
+def _squeeze(inputs, attrs, opset):
+    data = np.asarray(inputs[0])
+    axes = _axes(inputs, attrs, opset, 1, 13)
+    return [np.squeeze(data) if axes is None else np.squeeze(data, axis=tuple(a % data.ndim for a in axes))]
+
+
+@folds("Concat")
+def _concat(inputs, attrs, opset):
+    return [np.concatenate([np.asarray(i) for i in inputs], axis=int(attrs.get("axis", 0)))]
+
+
+@folds("Gather")
+def _gather(inputs, attrs, opset):
+    data, idx = np.asarray(inputs[0]), np.asarray(inputs[1])
+    return [np.take(data, idx, axis=int(attrs.get("axis", 0)))]
+
+
+@folds("Slice")
+def _slice(inputs, attrs, opset):
+    data = np.asarray(inputs[0])
+    if opset >= 10:
+        starts = np.asarray(inputs[1]).reshape(-1)
+        ends = np.asarray(inputs[2]).reshape(-1)
+        axes = np.asarray(inputs[3]).reshape(-1) if len(inputs) > 3 and inputs[3] is not None else range(len(starts))
+        steps = np.asarray(inputs[4]).reshape(-1) if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    else:
+        starts, ends = attrs["starts"], attrs["ends"]
+        axes, steps = attrs.get("axes", range(len(starts))), [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[int(a) % data.ndim] = slice(int(s), int(e), int(st))
+    return [data[tuple(index)]]
+
+
+@folds("ConstantOfShape")
+def _constant_of_shape(inputs, attrs, opset):
+    value = attrs.get("value")
+    fill = np.asarray(value).reshape(-1)[0] if value is not None else np.float32(0)
+    return [np.full([int(s) for s in np.asarray(inputs[0]).reshape(-1)], fill, dtype=np.asarray(fill).dtype)]
+
+
+@folds("Transpose")
+def _transpose(inputs, attrs, opset):
+    data = np.asarray(inputs[0])
+    return [np.transpose(data, attrs.get("perm"))]
+
+
+@folds("Flatten")
+def _flatten(inputs, attrs, opset):
+    data = np.asarray(inputs[0])
+    axis = int(attrs.get("axis", 1)) % (data.ndim + 1) if data.ndim else 0
+    return [data.reshape(int(np.prod(data.shape[:axis])), -1)]
+
+
+@folds("Range")
+def _range(inputs, attrs, opset):
+    start, limit, delta = (np.asarray(i).item() for i in inputs)
+    return [np.arange(start, limit, delta, dtype=np.asarray(inputs[0]).dtype)]
+
+
+@folds("Expand")
+def _expand(inputs, attrs, opset):
+    data, shape = np.asarray(inputs[0]), [int(s) for s in np.asarray(inputs[1]).reshape(-1)]
+    return [data * np.ones(shape, dtype=data.dtype)]  # ONNX Expand broadcasts both ways
+
+
+@folds("CastLike")
+def _cast_like(inputs, attrs, opset):
+    return [np.asarray(inputs[0]).astype(np.asarray(inputs[1]).dtype)]
+
+
+@folds("Relu")
+def _relu(inputs, attrs, opset):
+    return [np.maximum(np.asarray(inputs[0]), 0)]
+
+
+def fold(op: str, inputs: list[np.ndarray | None], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    """Evaluate `op` on constant inputs; raises KeyError when `op` has no folder."""
+    return FOLDERS[op](inputs, {**attrs, "__op": op}, opset)
+
+
+def attributes(node: Any) -> dict[str, Any]:
+    """A node's attributes as plain Python values (strings decoded, tensors as numpy arrays)."""
+    from onnx import numpy_helper
+
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        if a.type == a.TENSOR:
+            out[a.name] = numpy_helper.to_array(a.t)
+            continue
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [s.decode("utf-8", "replace") for s in v]
+        out[a.name] = v
+    return out

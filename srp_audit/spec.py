@@ -1,0 +1,141 @@
+"""Input sets and output properties.
+
+- `InputBox`: per-sample lower/upper input bounds (an L∞ ball intersected with the input domain, or a VNN-LIB box).
+- `LinearSpec`: rows h_i(y) = C_i·y + d_i of the model output, grouped into disjuncts. The property *holds*
+  (is proved) when every group has a row with h_i > 0 over the whole input set; a point *violates* it when
+  some group has h_i ≤ 0 for all its rows. Robustness margins are the special case of one row per group,
+  h_j = y_label − y_j: proved when every margin is positive, violated when another class reaches the label's score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class InputBox:
+    """Lower and upper bounds of the input set, shape (N, *sample_shape) each."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.lower.shape != self.upper.shape:
+            raise ValueError("lower and upper must have the same shape")
+
+    @property
+    def n(self) -> int:
+        return self.lower.shape[0]
+
+    def select(self, idx: torch.Tensor) -> "InputBox":
+        return InputBox(self.lower[idx], self.upper[idx])
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "InputBox":
+        return InputBox(self.lower.to(device=device, dtype=dtype), self.upper.to(device=device, dtype=dtype))
+
+
+def _expand_eps(eps: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    if e.dim() == 0:
+        e = e.expand(x.shape[0])
+    return e.reshape((x.shape[0],) + (1,) * (x.dim() - 1))
+
+
+def linf_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float]) -> InputBox:
+    """The L∞ ball of radius eps (per sample) around x, clipped to the domain, rounded *outward*.
+
+    Used for proofs: the box contains every point of the exact ball ∩ domain.
+    """
+    e = _expand_eps(eps, x)
+    lo = torch.nextafter(x - e, torch.full_like(x, -torch.inf))
+    hi = torch.nextafter(x + e, torch.full_like(x, torch.inf))
+    lo = torch.maximum(lo, torch.full_like(x, domain[0]))
+    hi = torch.minimum(hi, torch.full_like(x, domain[1]))
+    return InputBox(torch.minimum(lo, x), torch.maximum(hi, x))
+
+
+def inner_linf_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float]) -> InputBox:
+    """The L∞ ball ∩ domain rounded *inward* in x's dtype: every point of this box lies in the exact set.
+
+    Used for attacks, whose points must be genuine members of the input set.
+    """
+    x64 = x.double()
+    e64 = _expand_eps(torch.as_tensor(eps, dtype=torch.float64, device=x.device), x64)
+    # In float64, step one ulp inward from the rounded ends; then round to x's dtype towards x.
+    lo64 = torch.nextafter(x64 - e64, x64).clamp(min=domain[0])
+    hi64 = torch.nextafter(x64 + e64, x64).clamp(max=domain[1])
+    lo, hi = lo64.to(x.dtype), hi64.to(x.dtype)
+    lo = torch.where(lo.double() < lo64, torch.nextafter(lo, x), lo)
+    hi = torch.where(hi.double() > hi64, torch.nextafter(hi, x), hi)
+    return InputBox(torch.minimum(lo, x), torch.maximum(hi, x))
+
+
+def inside_linf_ball(points: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float]) -> torch.Tensor:
+    """Per sample: whether `points` lie in the exact ball ∩ domain (checked in float64, where differences of
+    float32 values are exact)."""
+    p, c = points.double(), x.double()
+    e = _expand_eps(torch.as_tensor(eps, dtype=torch.float64), c)
+    ok = ((p - c).abs() <= e) & (p >= domain[0]) & (p <= domain[1])
+    return ok.reshape(ok.shape[0], -1).all(dim=1)
+
+
+@dataclass
+class LinearSpec:
+    """Rows h = C·y + d over the flattened output y, grouped into disjuncts (see module docstring).
+
+    `C`: (N, S, K); `d`: (N, S); `groups`: list of row-index lists, shared by every sample in the batch.
+    """
+
+    C: torch.Tensor
+    d: torch.Tensor
+    groups: list[list[int]]
+
+    @property
+    def rows(self) -> int:
+        return self.C.shape[1]
+
+    def select(self, idx: torch.Tensor) -> "LinearSpec":
+        return LinearSpec(self.C[idx], self.d[idx], self.groups)
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "LinearSpec":
+        return LinearSpec(self.C.to(device=device, dtype=dtype), self.d.to(device=device, dtype=dtype), self.groups)
+
+    def values(self, y: torch.Tensor) -> torch.Tensor:
+        """h for outputs y of shape (N, K): (N, S)."""
+        return torch.einsum("nsk,nk->ns", self.C.to(y.dtype), y) + self.d.to(y.dtype)
+
+    def proved(self, lower: torch.Tensor) -> torch.Tensor:
+        """Given sound lower bounds of h (N, S): whether each sample's property is proved."""
+        ok = torch.ones(lower.shape[0], dtype=torch.bool, device=lower.device)
+        for rows in self.groups:
+            ok &= (lower[:, rows] > 0).any(dim=1)
+        return ok
+
+    def violated(self, h: torch.Tensor) -> torch.Tensor:
+        """Given exact values of h at a point (N, S): whether that point violates the property."""
+        bad = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
+        for rows in self.groups:
+            bad |= (h[:, rows] <= 0).all(dim=1)
+        return bad
+
+    def objective(self, h: torch.Tensor) -> torch.Tensor:
+        """A scalar per sample that is ≤ 0 exactly when violated: min over groups of max over rows of h."""
+        per_group = torch.stack([h[:, rows].max(dim=1).values for rows in self.groups], dim=1)
+        return per_group.min(dim=1).values
+
+    def worst_bound(self, lower: torch.Tensor) -> torch.Tensor:
+        """The proof margin per sample (> 0 iff proved): min over groups of max over rows of the lower bound."""
+        return self.objective(lower)
+
+
+def margin_spec(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float64) -> LinearSpec:
+    """Rows y_label − y_j for every j ≠ label, one group each (proved iff every margin is positive)."""
+    n = labels.shape[0]
+    eye = torch.eye(num_classes, dtype=dtype, device=labels.device)
+    keep = eye[labels] == 0  # (N, K): every class but the label
+    others = torch.arange(num_classes, device=labels.device).expand(n, num_classes)[keep].reshape(n, num_classes - 1)
+    C = eye[labels].unsqueeze(1) - eye[others]  # (N, K-1, K)
+    d = torch.zeros(n, num_classes - 1, dtype=dtype, device=labels.device)
+    return LinearSpec(C, d, [[j] for j in range(num_classes - 1)])
