@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from srp_audit import __version__
+from srp_audit.perf import tune_process
 
 from .certify_cmd import certify
 from .errors import AuditGroup, debug_option
@@ -21,6 +22,7 @@ def main() -> None:
       srp-audit certify model.onnx --eps 0.1
       srp-audit certify model.onnx --eps 0.02 --data test.npz --per-sample --format json -o report.json
     """
+    tune_process()
 
 
 main.add_command(certify)

@@ -60,9 +60,10 @@ def pgd(
             else:
                 x = lo + width * torch.rand(lo.shape, generator=gen, device=dev, dtype=dt)
             for _ in range(steps):
-                x.requires_grad_(True)
-                obj = spec.objective(spec.values(graph.logits(x)))
-                (grad,) = torch.autograd.grad(obj.sum(), x)
+                with torch.enable_grad():  # callers may run under no_grad; the attack needs input gradients
+                    x.requires_grad_(True)
+                    obj = spec.objective(spec.values(graph.logits(x)))
+                    (grad,) = torch.autograd.grad(obj.sum(), x)
                 with torch.no_grad():
                     better = obj.detach() < best_obj
                     best_obj = torch.where(better, obj.detach(), best_obj)

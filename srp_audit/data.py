@@ -40,6 +40,8 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
     """Read an .npz without ever unpickling; errors say why the file is unusable."""
     if not os.path.exists(path):
         raise DataError(f"data file '{path}' does not exist")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"'{path}' is not a readable .npz file (expected a zip archive written by np.savez)")
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}

@@ -20,6 +20,7 @@ class InputBox:
 
     lower: torch.Tensor
     upper: torch.Tensor
+    nonneg: bool = False  # known: lower ≥ 0 everywhere (lets bound methods skip an abs)
 
     def __post_init__(self) -> None:
         if self.lower.shape != self.upper.shape:
@@ -30,10 +31,10 @@ class InputBox:
         return self.lower.shape[0]
 
     def select(self, idx: torch.Tensor) -> "InputBox":
-        return InputBox(self.lower[idx], self.upper[idx])
+        return InputBox(self.lower[idx], self.upper[idx], self.nonneg)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "InputBox":
-        return InputBox(self.lower.to(device=device, dtype=dtype), self.upper.to(device=device, dtype=dtype))
+        return InputBox(self.lower.to(device=device, dtype=dtype), self.upper.to(device=device, dtype=dtype), self.nonneg)
 
 
 def _expand_eps(eps: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -51,9 +52,9 @@ def linf_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, f
     e = _expand_eps(eps, x)
     lo = torch.nextafter(x - e, torch.full_like(x, -torch.inf))
     hi = torch.nextafter(x + e, torch.full_like(x, torch.inf))
-    lo = torch.maximum(lo, torch.full_like(x, domain[0]))
-    hi = torch.minimum(hi, torch.full_like(x, domain[1]))
-    return InputBox(torch.minimum(lo, x), torch.maximum(hi, x))
+    lo = torch.minimum(lo, x).clamp_(min=domain[0])
+    hi = torch.maximum(hi, x).clamp_(max=domain[1])
+    return InputBox(lo, hi, nonneg=domain[0] >= 0)
 
 
 def inner_linf_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float]) -> InputBox:
@@ -82,25 +83,43 @@ def inside_linf_ball(points: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | 
 
 
 @dataclass
+class SharedRows:
+    """Every sample's rows come from a small table: C[n] = table_C[index[n]], d[n] = table_d[index[n]]
+    (margin specs: one table entry per label). Lets bound methods fold C into a layer once per entry."""
+
+    index: torch.Tensor  # (N,) long
+    C: torch.Tensor  # (U, S, K)
+    d: torch.Tensor  # (U, S)
+
+
+@dataclass
 class LinearSpec:
     """Rows h = C·y + d over the flattened output y, grouped into disjuncts (see module docstring).
 
-    `C`: (N, S, K); `d`: (N, S); `groups`: list of row-index lists, shared by every sample in the batch.
+    `C`: (N, S, K); `d`: (N, S); `groups`: list of row-index lists, shared by every sample in the batch;
+    `shared`: optional table form of the same rows.
     """
 
     C: torch.Tensor
     d: torch.Tensor
     groups: list[list[int]]
+    shared: SharedRows | None = None
 
     @property
     def rows(self) -> int:
         return self.C.shape[1]
 
     def select(self, idx: torch.Tensor) -> "LinearSpec":
-        return LinearSpec(self.C[idx], self.d[idx], self.groups)
+        sh = self.shared
+        if sh is not None:
+            sh = SharedRows(sh.index[idx], sh.C, sh.d)
+        return LinearSpec(self.C[idx], self.d[idx], self.groups, sh)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "LinearSpec":
-        return LinearSpec(self.C.to(device=device, dtype=dtype), self.d.to(device=device, dtype=dtype), self.groups)
+        sh = self.shared
+        if sh is not None:
+            sh = SharedRows(sh.index.to(device=device), sh.C.to(device=device, dtype=dtype), sh.d.to(device=device, dtype=dtype))
+        return LinearSpec(self.C.to(device=device, dtype=dtype), self.d.to(device=device, dtype=dtype), self.groups, sh)
 
     def values(self, y: torch.Tensor) -> torch.Tensor:
         """h for outputs y of shape (N, K): (N, S)."""
@@ -132,10 +151,20 @@ class LinearSpec:
 
 def margin_spec(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float64) -> LinearSpec:
     """Rows y_label − y_j for every j ≠ label, one group each (proved iff every margin is positive)."""
-    n = labels.shape[0]
-    eye = torch.eye(num_classes, dtype=dtype, device=labels.device)
-    keep = eye[labels] == 0  # (N, K): every class but the label
-    others = torch.arange(num_classes, device=labels.device).expand(n, num_classes)[keep].reshape(n, num_classes - 1)
-    C = eye[labels].unsqueeze(1) - eye[others]  # (N, K-1, K)
-    d = torch.zeros(n, num_classes - 1, dtype=dtype, device=labels.device)
-    return LinearSpec(C, d, [[j] for j in range(num_classes - 1)])
+    table, table_d = _margin_table(num_classes, dtype, labels.device)
+    labels = labels.long()
+    return LinearSpec(table[labels], table_d[labels], [[j] for j in range(num_classes - 1)], SharedRows(labels, table, table_d))
+
+
+_MARGIN_TABLES: dict = {}
+
+
+def _margin_table(k: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, K−1, K) rows e_y − e_j for every label y, and zero constants; one shared instance per (K, dtype,
+    device) so that bound methods can cache what they fold into the last layer."""
+    key = (k, dtype, str(device))
+    if key not in _MARGIN_TABLES:
+        eye = torch.eye(k, dtype=dtype, device=device)
+        others = torch.arange(k, device=device).expand(k, k)[eye == 0].reshape(k, k - 1)  # every class but y
+        _MARGIN_TABLES[key] = (eye.unsqueeze(1) - eye[others], torch.zeros(k, k - 1, dtype=dtype, device=device))
+    return _MARGIN_TABLES[key]

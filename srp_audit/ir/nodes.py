@@ -327,7 +327,7 @@ class Pad(Node):
     def __init__(self, pads: Sequence[tuple[int, int]], value: float = 0.0) -> None:
         super().__init__()
         self.pads = tuple((int(a), int(b)) for a, b in pads)
-        self.value = float(value)
+        self.value = float(torch.tensor(float(value), dtype=torch.float32))  # a float32 model constant
 
     def torch_pad(self) -> tuple[int, ...]:
         flat: list[int] = []

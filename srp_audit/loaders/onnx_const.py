@@ -181,7 +181,7 @@ def _relu(inputs, attrs, opset):
 
 def fold(op: str, inputs: list[np.ndarray | None], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
     """Evaluate `op` on constant inputs; raises KeyError when `op` has no folder."""
-    return FOLDERS[op](inputs, {**attrs, "__op": op}, opset)
+    return [np.asarray(v) for v in FOLDERS[op](inputs, {**attrs, "__op": op}, opset)]
 
 
 def attributes(node: Any) -> dict[str, Any]:

@@ -366,6 +366,20 @@ def _global_avgpool(ctx: _Ctx, node: Any, attrs: dict) -> list[Value]:
     return [ctx.emit(ir.AvgPool2d(x.shape[1:], 1), [x], "avgpool")]
 
 
+@handles("ReduceMean")
+def _reduce_mean(ctx: _Ctx, node: Any, attrs: dict) -> list[Value]:
+    """Mean over both spatial axes (global average pooling, as torch exports AdaptiveAvgPool2d(1))."""
+    x = ctx.tensor(node.input[0])
+    axes = _axes_arg(ctx, node, attrs, 18)
+    rank = len(ctx.onnx_shape(x))
+    if not ctx.batched or rank != 4 or axes is None or sorted(a % rank for a in axes) != [2, 3]:
+        raise ctx.unsupported("only the mean over the two spatial axes of an (N, C, H, W) tensor is supported")
+    pooled = ctx.emit(ir.AvgPool2d(x.shape[1:], 1), [x], "avgpool")
+    if attrs.get("keepdims", 1):
+        return [pooled]
+    return [ctx.emit(ir.Reshape((x.shape[0],)), [pooled])]
+
+
 @handles("Flatten")
 def _flatten(ctx: _Ctx, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0])

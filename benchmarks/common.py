@@ -1,0 +1,61 @@
+"""Shared helpers for benchmarks: thread set-up, ratio timing, paths. Benchmarks print ratios measured in one
+run (two workloads timed alternately, so machine noise hits both), never a bare time on its own."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+SHARED = Path(os.environ.get("SRP_AUDIT_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(ROOT))
+
+
+def setup_threads() -> int:
+    """One process, one torch thread per core (never more: oversubscription slows torch enormously), and the
+    CLI's process settings (allocator thresholds, denormal flushing)."""
+    from srp_audit.perf import tune_process
+
+    n = int(os.environ.get("SRP_AUDIT_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(n)
+    tune_process()
+    return n
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def _calls_for(fn: Callable[[], object], budget: float) -> int:
+    t0 = time.perf_counter()
+    fn()
+    return max(1, int(budget / max(time.perf_counter() - t0, 1e-6)))
+
+
+def time_ratio(fn: Callable[[], object], base: Callable[[], object], rounds: int = 11, budget: float = 0.05) -> tuple[float, float]:
+    """(median of per-round time(fn)/time(base), median seconds per base call), timed alternately."""
+    for _ in range(3):
+        fn(), base()
+    k_fn, k_base = _calls_for(fn, budget), _calls_for(base, budget)
+    ratios, bases = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(k_base):
+            base()
+        tb = (time.perf_counter() - t0) / k_base
+        t0 = time.perf_counter()
+        for _ in range(k_fn):
+            fn()
+        tf = (time.perf_counter() - t0) / k_fn
+        ratios.append(tf / tb)
+        bases.append(tb)
+    return statistics.median(ratios), statistics.median(bases)

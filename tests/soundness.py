@@ -1,0 +1,100 @@
+"""Sampling checks for soundness: points (corners included) inside an input box, and exact containment tests.
+
+Used by the property test of every transfer function of every bound method. Points are evaluated in float64;
+bounds must contain them with no tolerance at all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from srp_audit.ir import nodes as ir
+from srp_audit.ir.graph import INPUT, Graph
+
+
+def sample_box(lower: torch.Tensor, upper: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """(N, n, *shape) points in [lower, upper]: both extreme corners, random corners, face points, interior."""
+    N, shape = lower.shape[0], lower.shape[1:]
+    lo, hi = lower.unsqueeze(1), upper.unsqueeze(1)
+    k_corner, k_face = n // 2, n // 4
+    k_in = n - 2 - k_corner - k_face
+    corners = torch.rand((N, k_corner) + shape, generator=gen, dtype=lower.dtype) < 0.5
+    corner_pts = torch.where(corners, hi, lo)
+    face = torch.rand((N, k_face) + shape, generator=gen, dtype=lower.dtype)
+    face = torch.where(torch.rand(face.shape, generator=gen, dtype=lower.dtype) < 0.5, (face < 0.5).to(lower.dtype), face)
+    inner = torch.rand((N, k_in) + shape, generator=gen, dtype=lower.dtype)
+    t = torch.cat([face, inner], dim=1)
+    pts = torch.cat([lo, hi, corner_pts, lo + (hi - lo) * t], dim=1)
+    return torch.minimum(torch.maximum(pts, lo), hi)
+
+
+def evaluate(fn: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor) -> torch.Tensor:
+    """fn on (N, n, *shape) points, batched as N·n samples; returns (N, n, *out)."""
+    N, n = points.shape[:2]
+    with torch.no_grad():
+        out = fn(points.reshape((N * n,) + points.shape[2:]))
+    return out.reshape((N, n) + out.shape[1:])
+
+
+def assert_contains(values: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, what: str = "") -> None:
+    """values (N, n, ...) within [lower, upper] (N, ...) exactly; the message shows the worst violation."""
+    values = values.detach()
+    lo, hi = lower.detach().unsqueeze(1).to(values.dtype), upper.detach().unsqueeze(1).to(values.dtype)
+    below = (lo - values).clamp(min=0)
+    above = (values - hi).clamp(min=0)
+    worst = max(float(below.max()), float(above.max()))
+    assert worst == 0.0, f"{what}: a sampled value leaves the bounds by {worst:.3e}"
+
+
+# ----------------------------------------------------------------------------------------- one graph per op
+
+
+def _g(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _rand(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(shape, generator=gen) * scale
+
+
+def op_graphs(seed: int) -> dict[str, Graph]:
+    """A small graph per IR op type (the op is the graph's output), with random weights from `seed`."""
+    g = _g(seed)
+    one = lambda node, shape: Graph(shape, [("op", node, (INPUT,))], "op")  # noqa: E731
+    add = Graph((6,), [("a", ir.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ir.Relu(), (INPUT,)),
+                       ("b2", ir.Dense(_rand(g, 5, 6), _rand(g, 5)), ("b",)), ("op", ir.Add(), ("a", "b2"))], "op")
+    bn = ir.BatchNorm(_rand(g, 3), torch.rand(3, generator=g) + 0.1, _rand(g, 3), _rand(g, 3), 1e-5, 3)
+    graphs = {
+        "Dense": one(ir.Dense(_rand(g, 5, 6), _rand(g, 5)), (6,)),
+        "Conv2d": one(ir.Conv2d(_rand(g, 3, 2, 3, 3), _rand(g, 3), stride=2, padding=(1, 0, 2, 1)), (2, 6, 6)),
+        "ElementwiseAffine": one(ir.ElementwiseAffine(_rand(g, 3, 1, 1), _rand(g, 3, 4, 4)), (3, 4, 4)),
+        "BatchNorm": one(bn, (3, 4, 4)),
+        "AvgPool2d": one(ir.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 6, 6)),
+        "AvgPool2d_pad": one(ir.AvgPool2d(2, 2, (1, 0, 0, 1), count_include_pad=True), (2, 5, 5)),
+        "Relu": one(ir.Relu(), (7,)),
+        "Sigmoid": one(ir.Sigmoid(), (7,)),
+        "Tanh": one(ir.Tanh(), (7,)),
+        "Add": add,
+        "Reshape": one(ir.Reshape((24,)), (2, 3, 4)),
+        "Transpose": one(ir.Transpose((2, 0, 1)), (2, 3, 4)),
+        "Pad": one(ir.Pad([(0, 0), (1, 2), (2, 0)], 0.7), (2, 4, 4)),
+        "MaxPool2d": one(ir.MaxPool2d(3, 2, 1), (2, 6, 6)),
+        "MaxPool2d_overlap": one(ir.MaxPool2d(2, 1, 0), (2, 4, 4)),
+        "Identity": one(ir.Identity(), (4,)),
+    }
+    return graphs
+
+
+def random_box(shape: tuple[int, ...], n: int, gen: torch.Generator, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes with centres in [-2, 2] and radii in [0, 1] (some exactly zero), different per sample."""
+    c = (torch.rand((n,) + shape, generator=gen, dtype=torch.float64) * 4 - 2)
+    r = torch.rand((n,) + shape, generator=gen, dtype=torch.float64) * torch.rand((n,) + (1,) * len(shape), generator=gen, dtype=torch.float64)
+    r = torch.where(torch.rand(r.shape, generator=gen, dtype=torch.float64) < 0.1, torch.zeros_like(r), r)
+    return (c - r).to(dtype), (c + r).to(dtype)
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)

@@ -1,0 +1,127 @@
+"""certify: verdict consistency, attacks against every 'verified', radius monotonicity and tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from srp_audit.attack import pgd
+from srp_audit.bounds import get_method
+from srp_audit.certify import CertifyOptions, certify
+from srp_audit.data import load_samples
+from srp_audit.errors import UsageError
+from srp_audit.spec import inner_linf_ball, linf_ball, margin_spec
+
+from conftest import FIXTURES
+
+# eps small enough that IBP proves some samples of each naturally trained fixture, large enough that some fall
+EPS = {"mnist_mlp": 0.004, "mnist_cnn": 0.002, "mnist_resnet": 0.0004}
+
+
+def _samples(graph, name: str, n: int = 40):
+    s = load_samples(str(FIXTURES / f"{name}.samples.npz"), graph.input_shape, graph.num_classes)
+    return s.x[:n], s.y[:n]
+
+
+@pytest.fixture(scope="module")
+def results(fixture_models):
+    out = {}
+    for name, eps in EPS.items():
+        g = fixture_models[name]
+        x, y = _samples(g, name)
+        out[name] = (g, x, y, certify(g, x, y, CertifyOptions(eps=eps, device="cpu", batch_size=16)))
+    return out
+
+
+@pytest.mark.parametrize("name", list(EPS))
+def test_verdicts_are_consistent(results, name: str) -> None:
+    g, x, y, res = results[name]
+    eps = res.options.eps
+    g64 = g.copy(dtype=torch.float64)
+    counts = {v: res.count(v) for v in ("verified", "falsified", "unknown")}
+    assert sum(counts.values()) == res.n == len(x)
+    assert counts["verified"] > 0, "the fixture eps should let IBP prove something"
+    assert res.certified_accuracy <= res.clean_accuracy
+    for s in res.samples:
+        if s.prediction != s.label:
+            assert s.verdict == "falsified" and s.certified_radius == 0 and s.attack_radius == 0
+        if s.verdict == "verified":
+            assert s.certified_radius >= eps and s.bound > 0 and s.method == "ibp"
+        if s.attack_radius is not None:
+            assert s.attack_radius > s.certified_radius or s.attack_radius == 0 == s.certified_radius
+            ce = torch.from_numpy(s.counterexample).unsqueeze(0)
+            dist = (ce.double() - x[s.index].double()).abs().max().item()
+            assert dist == pytest.approx(s.attack_radius, abs=0) and ce.min() >= 0 and ce.max() <= 1
+            for model in (g, g64):
+                with torch.no_grad():
+                    logits = model.logits(ce.to(model.dtype))[0]
+                assert (logits[torch.arange(10) != s.label] >= logits[s.label]).any(), "counterexample must be real"
+        if s.verdict == "falsified":
+            assert s.attack_radius is not None and s.attack_radius <= eps
+        if s.verdict == "unknown":
+            assert s.certified_radius < eps and (s.attack_radius is None or s.attack_radius > eps)
+
+
+@pytest.mark.parametrize("name", list(EPS))
+def test_strong_attack_never_breaks_a_verified_sample(results, name: str) -> None:
+    g, x, y, res = results[name]
+    idx = torch.tensor([s.index for s in res.samples if s.verdict == "verified"])
+    for eps in (res.options.eps, None):  # at the audited eps, and at each sample's own certified radius
+        e = torch.tensor([res.options.eps if eps else res.samples[i].certified_radius for i in idx.tolist()], dtype=torch.float64)
+        box = inner_linf_ball(x[idx], e, (0.0, 1.0))
+        spec = margin_spec(y[idx], 10, torch.float32)
+        att = pgd(g, box, spec, steps=200, restarts=5, seed=123, start=x[idx])
+        assert not att.found.any(), f"PGD broke a certificate on {name}"
+
+
+@pytest.mark.parametrize("name", list(EPS))
+def test_radius_is_monotone_and_tight_to_tolerance(results, name: str) -> None:
+    g, x, y, res = results[name]
+    g64 = g.copy(dtype=torch.float64)
+    method = get_method("ibp")
+    spec = margin_spec(y, 10)
+    r = torch.tensor(res.radii())
+    has = r > 0
+    idx = has.nonzero().flatten()
+    tol = res.options.radius_tol
+    for frac in (0.0, 0.25, 0.5, 0.9, 1.0):
+        lb = method(g64, linf_ball(x[idx].double(), r[idx] * frac, (0.0, 1.0)), spec.select(idx))
+        assert spec.select(idx).proved(lb).all(), f"certified at r but not at {frac}·r"
+    lb = method(g64, linf_ball(x[idx].double(), r[idx] + tol, (0.0, 1.0)), spec.select(idx))
+    assert not spec.select(idx).proved(lb).any(), "the radius search stopped more than one tolerance short"
+
+
+def test_misclassified_samples_are_never_certified(fixture_models) -> None:
+    g = fixture_models["mnist_mlp"]
+    x, y = _samples(g, "mnist_mlp", 12)
+    wrong = (y + 1) % 10
+    res = certify(g, x, wrong, CertifyOptions(eps=0.001, device="cpu"))
+    assert res.certified_accuracy == 0
+    assert all(s.verdict == "falsified" and s.attack_radius == 0 for s in res.samples if s.prediction != s.label)
+
+
+def test_no_radius_search_reports_eps_for_proved_samples(fixture_models) -> None:
+    g = fixture_models["mnist_mlp"]
+    x, y = _samples(g, "mnist_mlp", 10)
+    res = certify(g, x, y, CertifyOptions(eps=0.002, radius=False, device="cpu"))
+    for s in res.samples:
+        assert s.certified_radius == (0.002 if s.verdict == "verified" else 0.0)
+
+
+def test_batches_do_not_change_results(fixture_models) -> None:
+    g = fixture_models["mnist_cnn"]
+    x, y = _samples(g, "mnist_cnn", 12)
+    a = certify(g, x, y, CertifyOptions(eps=0.002, device="cpu", batch_size=12))
+    b = certify(g, x, y, CertifyOptions(eps=0.002, device="cpu", batch_size=5))
+    assert [s.verdict for s in a.samples] == [s.verdict for s in b.samples]
+    assert np.allclose(a.radii(), b.radii())
+
+
+def test_cuda_without_gpu_is_a_usage_error(fixture_models) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    g = fixture_models["mnist_mlp"]
+    x, y = _samples(g, "mnist_mlp", 2)
+    with pytest.raises(UsageError, match="no CUDA GPU"):
+        certify(g, x, y, CertifyOptions(eps=0.01, device="cuda"))

@@ -1,0 +1,139 @@
+"""Graph IR: simplification passes preserve the function, export round-trips through onnxruntime and our loader,
+and the graph is a differentiable torch module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srp_audit.ir import nodes as ir
+from srp_audit.ir.export import save_onnx, to_onnx
+from srp_audit.ir.graph import INPUT, Graph
+from srp_audit.ir.passes import simplify
+from srp_audit.loaders import load_model
+
+from conftest import FIXTURE_MODELS, FIXTURES, ort_session, relative_error
+from soundness import op_graphs
+
+
+def _close(a: Graph, b: Graph, shape: tuple[int, ...], tol: float = 1e-5) -> None:
+    x = torch.rand((6,) + shape)
+    with torch.no_grad():
+        assert relative_error(a(x).numpy(), b(x).numpy()) <= tol
+
+
+def _normalised_cnn() -> Graph:
+    g = torch.Generator().manual_seed(0)
+    bn = ir.BatchNorm(torch.randn(4, generator=g), torch.rand(4, generator=g) + 0.5, torch.randn(4, generator=g),
+                      torch.randn(4, generator=g), 1e-5, 3)
+    nodes = [
+        ("sub", ir.ElementwiseAffine(1.0, -0.1307), (INPUT,)),
+        ("div", ir.ElementwiseAffine(1 / 0.3081, 0.0), ("sub",)),
+        ("conv", ir.Conv2d(torch.randn(4, 1, 3, 3, generator=g), torch.randn(4, generator=g)), ("div",)),
+        ("bn", bn, ("conv",)),
+        ("drop", ir.Identity(), ("bn",)),
+        ("relu", ir.Relu(), ("drop",)),
+        ("flat", ir.Reshape((4 * 6 * 6,)), ("relu",)),
+        ("fc", ir.Dense(torch.randn(3, 144, generator=g), torch.randn(3, generator=g)), ("flat",)),
+    ]
+    return Graph((1, 8, 8), nodes, "fc")
+
+
+def test_simplify_folds_normalisation_batchnorm_and_identity() -> None:
+    g = _normalised_cnn()
+    s = simplify(g)
+    assert [s.node(n).op for n in s.order] == ["Conv2d", "Relu", "Reshape", "Dense"]
+    _close(g, s, g.input_shape)
+
+
+def test_normalisation_is_not_folded_into_a_padded_conv() -> None:
+    """Zero padding happens after the shift, so folding would change the function: the pass must refuse."""
+    g = torch.Generator().manual_seed(1)
+    nodes = [("norm", ir.ElementwiseAffine(2.0, -0.5), (INPUT,)),
+             ("conv", ir.Conv2d(torch.randn(2, 1, 3, 3, generator=g), padding=1), ("norm",))]
+    graph = Graph((1, 5, 5), nodes, "conv")
+    s = simplify(graph)
+    assert [s.node(n).op for n in s.order] == ["ElementwiseAffine", "Conv2d"]
+    _close(graph, s, graph.input_shape)
+
+
+@pytest.mark.parametrize("name", FIXTURE_MODELS)
+def test_simplified_fixtures_compute_the_same_function(name: str) -> None:
+    raw = load_model(str(FIXTURES / f"{name}.onnx"), simplified=False)
+    s = load_model(str(FIXTURES / f"{name}.onnx"))
+    assert len(s.order) <= len(raw.order)
+    assert not any(isinstance(s.node(n), ir.BatchNorm) for n in s.order)
+    _close(raw, s, raw.input_shape)
+
+
+@pytest.mark.parametrize("name", FIXTURE_MODELS)
+def test_export_round_trip(tmp_path: Path, name: str) -> None:
+    g = load_model(str(FIXTURES / f"{name}.onnx"))
+    out = tmp_path / "rt.onnx"
+    save_onnx(g, out)
+    x = torch.rand((5,) + g.input_shape)
+    sess = ort_session(out)
+    ref = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        ours = g(x).numpy()
+    assert relative_error(ref, ours) <= 1e-5
+    back = load_model(str(out))
+    _close(g, back, g.input_shape, tol=1e-6)
+
+
+def test_every_op_exports(tmp_path: Path) -> None:
+    for name, g in op_graphs(3).items():
+        if isinstance(g.node(g.output), ir.Identity) and g.inputs_of[g.output] == (INPUT,):
+            continue  # a bare identity has nothing to export
+        path = tmp_path / f"{name}.onnx"
+        save_onnx(g, path)
+        x = torch.rand((3,) + g.input_shape)
+        sess = ort_session(path)
+        ref = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        with torch.no_grad():
+            assert relative_error(ref, g(x).numpy()) <= 1e-5, name
+
+
+def test_save_is_atomic_on_failure(tmp_path: Path, monkeypatch) -> None:
+    """A failure while writing leaves neither a truncated target nor a temporary file behind."""
+    g = load_model(str(FIXTURES / "mnist_mlp.onnx"))
+    target = tmp_path / "out.onnx"
+    target.write_bytes(b"previous")
+
+    def boom(self):
+        raise RuntimeError("disk full")
+
+    import onnx
+
+    monkeypatch.setattr(onnx.ModelProto, "SerializeToString", boom)
+    with pytest.raises(RuntimeError):
+        save_onnx(g, target)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.onnx"]
+
+
+def test_graph_is_differentiable_in_its_parameters() -> None:
+    g = load_model(str(FIXTURES / "mnist_cnn.onnx"))
+    x = torch.rand(4, 1, 28, 28)
+    loss = torch.nn.functional.cross_entropy(g(x), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    grads = [p.grad for p in g.parameters()]
+    assert grads and all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+
+
+def test_graph_rejects_malformed_structure() -> None:
+    with pytest.raises(ValueError, match="before they are defined"):
+        Graph((3,), [("a", ir.Add(), (INPUT, "b")), ("b", ir.Relu(), (INPUT,))], "a")
+    with pytest.raises(ValueError, match="expects last dim"):
+        Graph((3,), [("a", ir.Dense(torch.zeros(2, 4)), (INPUT,))], "a")
+
+
+def test_onnx_model_is_valid_and_has_dynamic_batch() -> None:
+    g = load_model(str(FIXTURES / "mnist_resnet.onnx"))
+    m = to_onnx(g)
+    dim0 = m.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param == "batch"
+    assert np.prod([d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim[1:]]) == 784
