@@ -6,7 +6,7 @@ import os
 
 import click
 
-from srp_audit.bounds import METHODS
+from srp_audit.bounds import CASCADE
 from srp_audit.certify import CertifyOptions, certify as run_certify
 from srp_audit.data import load_samples, samples_path_for
 from srp_audit.errors import DataError
@@ -23,7 +23,9 @@ from .progress import Progress
 @click.option("--eps", type=EPS, required=True, help="L∞ radius to certify, in the model's input units (e.g. 0.1 for pixels in [0, 1]).")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="Samples .npz with x and y. Default: MODEL's stem + .samples.npz beside it.")
-@click.option("--method", type=click.Choice(sorted(METHODS)), default="ibp", show_default=True, help="Sound bound method.")
+@click.option("--method", type=click.Choice(("auto",) + CASCADE), default="auto", show_default=True,
+              help="Sound bound method; auto escalates ibp → crown-ibp → crown → alpha-crown on undecided samples.")
+@click.option("--alpha-iters", type=click.IntRange(min=0), default=20, show_default=True, help="alpha-CROWN optimisation steps.")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True, help="Valid input range LO,HI; the ball is clipped to it.")
 @click.option("--radius/--no-radius", default=True, show_default=True, help="Search each sample's certified and attack radius.")
 @click.option("--radius-tol", type=POSITIVE, default=1e-3, show_default=True, help="Bisection tolerance of the radius search.")
@@ -40,7 +42,7 @@ from .progress import Progress
 @click.option("--fail-under", type=FRACTION, default=None, help="Exit 1 when certified accuracy is below this fraction.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @debug_option
-def certify(model, eps, data_path, method, domain, radius, radius_tol, limit, batch_size, attack_steps,
+def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, attack_steps,
             attack_restarts, seed, device, fmt, output, per_sample, fail_under, quiet) -> None:
     """Certify MODEL's predictions in the L∞ ball of radius --eps around each sample.
 
@@ -60,7 +62,7 @@ def certify(model, eps, data_path, method, domain, radius, radius_tol, limit, ba
             raise DataError(f"no samples given: pass --data FILE.npz (or put them beside the model as '{data_path}')")
     samples = load_samples(data_path, graph.input_shape, graph.num_classes, domain, limit)
     options = CertifyOptions(
-        eps=eps, method=method, domain=domain, radius=radius, radius_tol=radius_tol, attack_steps=attack_steps,
+        eps=eps, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol, attack_steps=attack_steps,
         attack_restarts=attack_restarts, batch_size=batch_size, seed=seed, device=device,
     )
     bar = Progress("certify", enabled=None if not quiet else False)

@@ -40,6 +40,7 @@ def summary(result: CertifyResult) -> dict[str, Any]:
         "mean_certified_radius": float(radii.mean()) if radii.size else 0.0,
         "median_certified_radius": float(np.median(radii)) if radii.size else 0.0,
         "certified_by_method": result.method_counts(),
+        "mean_unstable_relus": result.mean_unstable(),
         "radius_search": o.radius,
         "radius_tol": o.radius_tol,
         "device": result.device,
@@ -56,6 +57,10 @@ def _summary_rows(result: CertifyResult) -> list[tuple[str, str]]:
         ("falsified", str(s["falsified"])),
         ("unknown", str(s["unknown"])),
     ]
+    by = s["certified_by_method"]
+    if by:
+        rows.append(("certified by", ", ".join(f"{m} {c}" for m, c in sorted(by.items(), key=lambda kv: -kv[1]))))
+    rows.append(("unstable ReLUs / sample", f"{s['mean_unstable_relus']:.1f}  (under IBP at eps; what makes CROWN slow)"))
     if s["radius_search"]:
         rows += [
             ("mean certified radius", f"{s['mean_certified_radius']:.4f}"),
@@ -68,12 +73,12 @@ def _summary_rows(result: CertifyResult) -> list[tuple[str, str]]:
 def _sample_rows(result: CertifyResult) -> list[list[Any]]:
     return [
         [s.index, s.label, s.prediction, s.verdict, f"{s.certified_radius:.4f}", _radius(s.attack_radius),
-         s.method or "", "–" if not math.isfinite(s.bound) else f"{s.bound:+.4f}"]
+         s.method or "", "–" if not math.isfinite(s.bound) else f"{s.bound:+.4f}", s.unstable]
         for s in result.samples
     ]
 
 
-SAMPLE_HEADERS = ["#", "label", "pred", "verdict", "cert. radius", "attack radius", "method", "bound"]
+SAMPLE_HEADERS = ["#", "label", "pred", "verdict", "cert. radius", "attack radius", "method", "bound", "unstable"]
 
 
 def _title(result: CertifyResult, model: str) -> str:
@@ -111,6 +116,7 @@ def as_dict(result: CertifyResult, model: str) -> dict[str, Any]:
                 "attack_radius": s.attack_radius,
                 "method": s.method,
                 "bound": s.bound if math.isfinite(s.bound) else None,
+                "unstable_relus": s.unstable,
             }
             for s in result.samples
         ],

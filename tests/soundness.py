@@ -98,3 +98,48 @@ def random_box(shape: tuple[int, ...], n: int, gen: torch.Generator, dtype: torc
 
 def numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+
+def deep_graphs(seed: int) -> dict[str, Graph]:
+    """Multi-layer graphs whose middle pre-activations get CROWN-refined: every backward rule, patches
+    (strides, asymmetric padding, residual merges) and the dense fallbacks (pools, pad, transpose)."""
+    g = _g(seed)
+    r = lambda *s: _rand(g, *s, scale=0.7)  # noqa: E731
+
+    def mlp(act):
+        return Graph((6,), [("d0", ir.Dense(r(8, 6), r(8)), (INPUT,)), ("a0", act(), ("d0",)),
+                            ("d1", ir.Dense(r(8, 8), r(8)), ("a0",)), ("a1", act(), ("d1",)),
+                            ("d2", ir.Dense(r(4, 8), r(4)), ("a1",))], "d2")
+
+    cnn = Graph((2, 7, 7), [
+        ("c0", ir.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ir.Relu(), ("c0",)),
+        ("c1", ir.Conv2d(r(4, 3, 3, 3), r(4), 2, (1, 0, 2, 1)), ("r0",)), ("r1", ir.Relu(), ("c1",)),
+        ("c2", ir.Conv2d(r(3, 4, 2, 2), r(3)), ("r1",)), ("r2", ir.Relu(), ("c2",)),
+        ("f", ir.Reshape((3 * 3 * 2,)), ("r2",)), ("d", ir.Dense(r(3, 18), r(3)), ("f",))], "d")
+    res = Graph((2, 6, 6), [
+        ("c0", ir.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ir.Relu(), ("c0",)),
+        ("c1", ir.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("r0",)), ("r1", ir.Relu(), ("c1",)),
+        ("c2", ir.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("r1",)), ("add", ir.Add(), ("c2", "r0")),
+        ("r2", ir.Relu(), ("add",)), ("c3", ir.Conv2d(r(2, 3, 2, 2), r(2), 2), ("r2",)), ("r3", ir.Relu(), ("c3",)),
+        ("f", ir.Reshape((18,)), ("r3",)), ("d", ir.Dense(r(3, 18), r(3)), ("f",))], "d")
+    pools = Graph((2, 8, 8), [
+        ("c0", ir.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ir.Relu(), ("c0",)),
+        ("mp", ir.MaxPool2d(2, 2), ("r0",)), ("c1", ir.Conv2d(r(4, 3, 2, 2), r(4)), ("mp",)),
+        ("t", ir.Tanh(), ("c1",)), ("ap", ir.AvgPool2d(2, 1, 0), ("t",)), ("mp2", ir.MaxPool2d(2, 1, (1, 1, 0, 0)), ("ap",)),
+        ("s", ir.Sigmoid(), ("mp2",)), ("f", ir.Reshape((4 * 2 * 2,)), ("s",)), ("d", ir.Dense(r(3, 16), r(3)), ("f",))], "d")
+    misc = Graph((2, 5, 5), [
+        ("aff", ir.ElementwiseAffine(r(2, 1, 1), r(2, 5, 5)), (INPUT,)), ("pad", ir.Pad([(0, 0), (1, 0), (0, 2)], 0.3), ("aff",)),
+        ("c0", ir.Conv2d(r(3, 2, 3, 3), r(3)), ("pad",)), ("r0", ir.Relu(), ("c0",)),
+        ("tr", ir.Transpose((1, 2, 0)), ("r0",)), ("f", ir.Reshape((4 * 5 * 3,)), ("tr",)),
+        ("d0", ir.Dense(r(6, 60), r(6)), ("f",)), ("r1", ir.Relu(), ("d0",)), ("d1", ir.Dense(r(3, 6), r(3)), ("r1",))], "d1")
+    return {"mlp_relu": mlp(ir.Relu), "mlp_sigmoid": mlp(ir.Sigmoid), "mlp_tanh": mlp(ir.Tanh), "cnn_patches": cnn,
+            "resnet_merge": res, "pools_smooth": pools, "affine_pad_transpose": misc}
+
+
+def identity_spec(k: int, n: int, dtype: torch.dtype):
+    """Rows +e_i and −e_i for every output i, one group each: lower bounds of both give an output interval."""
+    from srp_audit.spec import LinearSpec
+
+    eye = torch.eye(k, dtype=dtype)
+    C = torch.cat([eye, -eye]).unsqueeze(0).expand(n, 2 * k, k).clone()
+    return LinearSpec(C, torch.zeros(n, 2 * k, dtype=dtype), [[i] for i in range(2 * k)])

@@ -30,7 +30,7 @@ def results(fixture_models):
     for name, eps in EPS.items():
         g = fixture_models[name]
         x, y = _samples(g, name)
-        out[name] = (g, x, y, certify(g, x, y, CertifyOptions(eps=eps, device="cpu", batch_size=16)))
+        out[name] = (g, x, y, certify(g, x, y, CertifyOptions(eps=eps, method="ibp", device="cpu", batch_size=16)))
     return out
 
 
@@ -86,9 +86,9 @@ def test_radius_is_monotone_and_tight_to_tolerance(results, name: str) -> None:
     idx = has.nonzero().flatten()
     tol = res.options.radius_tol
     for frac in (0.0, 0.25, 0.5, 0.9, 1.0):
-        lb = method(g64, linf_ball(x[idx].double(), r[idx] * frac, (0.0, 1.0)), spec.select(idx))
+        lb = method(g64, linf_ball(x[idx].double(), r[idx] * frac, (0.0, 1.0)), spec.select(idx)).lower
         assert spec.select(idx).proved(lb).all(), f"certified at r but not at {frac}·r"
-    lb = method(g64, linf_ball(x[idx].double(), r[idx] + tol, (0.0, 1.0)), spec.select(idx))
+    lb = method(g64, linf_ball(x[idx].double(), r[idx] + tol, (0.0, 1.0)), spec.select(idx)).lower
     assert not spec.select(idx).proved(lb).any(), "the radius search stopped more than one tolerance short"
 
 
@@ -96,7 +96,7 @@ def test_misclassified_samples_are_never_certified(fixture_models) -> None:
     g = fixture_models["mnist_mlp"]
     x, y = _samples(g, "mnist_mlp", 12)
     wrong = (y + 1) % 10
-    res = certify(g, x, wrong, CertifyOptions(eps=0.001, device="cpu"))
+    res = certify(g, x, wrong, CertifyOptions(eps=0.001, method="ibp", device="cpu"))
     assert res.certified_accuracy == 0
     assert all(s.verdict == "falsified" and s.attack_radius == 0 for s in res.samples if s.prediction != s.label)
 
@@ -104,7 +104,7 @@ def test_misclassified_samples_are_never_certified(fixture_models) -> None:
 def test_no_radius_search_reports_eps_for_proved_samples(fixture_models) -> None:
     g = fixture_models["mnist_mlp"]
     x, y = _samples(g, "mnist_mlp", 10)
-    res = certify(g, x, y, CertifyOptions(eps=0.002, radius=False, device="cpu"))
+    res = certify(g, x, y, CertifyOptions(eps=0.002, method="ibp", radius=False, device="cpu"))
     for s in res.samples:
         assert s.certified_radius == (0.002 if s.verdict == "verified" else 0.0)
 
@@ -112,8 +112,8 @@ def test_no_radius_search_reports_eps_for_proved_samples(fixture_models) -> None
 def test_batches_do_not_change_results(fixture_models) -> None:
     g = fixture_models["mnist_cnn"]
     x, y = _samples(g, "mnist_cnn", 12)
-    a = certify(g, x, y, CertifyOptions(eps=0.002, device="cpu", batch_size=12))
-    b = certify(g, x, y, CertifyOptions(eps=0.002, device="cpu", batch_size=5))
+    a = certify(g, x, y, CertifyOptions(eps=0.002, method="ibp", device="cpu", batch_size=12))
+    b = certify(g, x, y, CertifyOptions(eps=0.002, method="ibp", device="cpu", batch_size=5))
     assert [s.verdict for s in a.samples] == [s.verdict for s in b.samples]
     assert np.allclose(a.radii(), b.radii())
 
@@ -125,3 +125,39 @@ def test_cuda_without_gpu_is_a_usage_error(fixture_models) -> None:
     x, y = _samples(g, "mnist_mlp", 2)
     with pytest.raises(UsageError, match="no CUDA GPU"):
         certify(g, x, y, CertifyOptions(eps=0.01, device="cuda"))
+
+
+@pytest.fixture(scope="module")
+def auto_result(fixture_models):
+    g = fixture_models["mnist_mlp"]
+    x, y = _samples(g, "mnist_mlp", 24)
+    return g, x, y, certify(g, x, y, CertifyOptions(eps=0.015, method="auto", device="cpu", alpha_iters=10))
+
+
+def test_auto_escalates_and_reports_which_method_proved(auto_result) -> None:
+    g, x, y, res = auto_result
+    ibp_only = certify(g, x, y, CertifyOptions(eps=0.015, method="ibp", radius=False, device="cpu"))
+    assert res.certified_accuracy > ibp_only.certified_accuracy
+    counts = res.method_counts()
+    assert sum(counts.values()) == res.count("verified") and set(counts) <= {"ibp", "crown-ibp", "crown", "alpha-crown"}
+    assert len(counts) >= 2 and res.mean_unstable() > 0
+    for s in res.samples:
+        assert (s.method is not None) == (s.verdict == "verified")
+
+
+def test_auto_verdicts_survive_a_strong_attack_and_radii_are_consistent(auto_result) -> None:
+    g, x, y, res = auto_result
+    eps = res.options.eps
+    idx = torch.tensor([s.index for s in res.samples if s.verdict == "verified"])
+    att = pgd(g, inner_linf_ball(x[idx], eps, (0.0, 1.0)), margin_spec(y[idx], 10, torch.float32), steps=200, restarts=5,
+              seed=7, start=x[idx])
+    assert not att.found.any()
+    for s in res.samples:
+        assert (s.verdict == "verified") == (s.certified_radius >= eps) or s.verdict == "falsified"
+        if s.attack_radius is not None:
+            assert s.attack_radius > s.certified_radius or s.attack_radius == 0
+    # certified at r ⇒ certified at every smaller eps: the verdict at eps' = r/2 is verified for those samples
+    half = certify(g, x, y, CertifyOptions(eps=eps / 2, method="auto", device="cpu", alpha_iters=10))
+    for a, b in zip(res.samples, half.samples):
+        if a.verdict == "verified":
+            assert b.verdict == "verified"

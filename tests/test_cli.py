@@ -29,13 +29,13 @@ def run(*args: str):
 
 
 def test_certify_table_with_default_samples_beside_model() -> None:
-    r = run("certify", MLP, "--eps", "0.004", "--limit", "12", "-q")
+    r = run("certify", MLP, "--method", "ibp", "--eps", "0.004", "--limit", "12", "-q")
     assert r.exit_code == 0, r.output
     assert "certified accuracy" in r.stdout and "samples                  12" in r.stdout
 
 
 def test_certify_json_contract(tmp_path: Path) -> None:
-    r = run("certify", MLP, "--eps", "0.004", "--limit", "8", "--format", "json")
+    r = run("certify", MLP, "--method", "ibp", "--eps", "0.004", "--limit", "8", "--format", "json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     for key in ("samples", "clean_accuracy", "certified_accuracy", "eps", "method"):
@@ -52,7 +52,7 @@ def test_certify_json_contract(tmp_path: Path) -> None:
 
 def test_output_file_markdown_and_per_sample(tmp_path: Path) -> None:
     out = tmp_path / "report.md"
-    r = run("certify", MLP, "--eps", "0.004", "--limit", "5", "--format", "markdown", "--per-sample", "-o", str(out))
+    r = run("certify", MLP, "--method", "ibp", "--eps", "0.004", "--limit", "5", "--format", "markdown", "--per-sample", "-o", str(out))
     assert r.exit_code == 0, r.output
     text = out.read_text()
     assert text.startswith("### srp-audit certify") and "| verdict" in text.replace("|  ", "| ") or "verdict" in text
@@ -61,7 +61,7 @@ def test_output_file_markdown_and_per_sample(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("threshold,code", [("1.0", 1), ("0", 0)])
 def test_fail_under_gate(threshold: str, code: int) -> None:
-    r = run("certify", MLP, "--eps", "0.004", "--limit", "6", "--fail-under", threshold)
+    r = run("certify", MLP, "--method", "ibp", "--eps", "0.004", "--limit", "6", "--fail-under", threshold)
     assert r.exit_code == code, r.output
     if code == 1:
         assert "gate failed" in r.stderr

@@ -1,8 +1,10 @@
-"""Sound bound methods over the IR. Each method maps (graph, input box, linear spec) to lower bounds of the
-spec rows, shape (N, S). SingleProp (training only, unsound) deliberately lives outside this table."""
+"""Sound bound methods over the IR. Each maps (graph, input box, linear spec) to `MethodBounds`: lower bounds
+of the spec rows, shape (N, S), and (for the backward methods) unstable ReLU counts per sample.
+SingleProp (training only, unsound) deliberately lives outside this table."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -10,17 +12,52 @@ import torch
 from ..errors import UsageError
 from ..ir.graph import Graph
 from ..spec import InputBox, LinearSpec
+from .crown import CROWN, Context, CrownResult, alpha_crown_bounds, crown_bounds
 from .interval import IBP, Interval, interval_bounds
 
-BoundMethod = Callable[[Graph, InputBox, LinearSpec], torch.Tensor]
+
+@dataclass
+class MethodBounds:
+    lower: torch.Tensor  # (N, S)
+    unstable: torch.Tensor | None = None  # (N,) unstable ReLU neurons, when the method computes them
+    crown: CrownResult | None = None  # the backward methods' state, reusable by alpha-CROWN
 
 
-def ibp_lower(graph: Graph, box: InputBox, spec: LinearSpec) -> torch.Tensor:
-    """Lower bounds of the spec rows by interval bound propagation."""
-    return interval_bounds(graph, box, spec).lower
+BoundMethod = Callable[..., MethodBounds]
 
 
-METHODS: dict[str, BoundMethod] = {"ibp": ibp_lower}
+def ibp_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:
+    """Interval bound propagation."""
+    return MethodBounds(interval_bounds(graph, box, spec).lower)
+
+
+def crown_ibp_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:
+    """CROWN backward pass with IBP intermediate bounds."""
+    r = crown_bounds(graph, box, spec, "ibp")
+    return MethodBounds(r.lower, r.unstable, r)
+
+
+def crown_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:
+    """CROWN with CROWN intermediate bounds (layer by layer, on IBP-unstable neurons)."""
+    r = crown_bounds(graph, box, spec, "crown")
+    return MethodBounds(r.lower, r.unstable, r)
+
+
+def alpha_crown_method(graph: Graph, box: InputBox, spec: LinearSpec, alpha_iters: int = 20,
+                       crown: CrownResult | None = None, **_: object) -> MethodBounds:
+    """alpha-CROWN: optimised ReLU lower slopes on top of CROWN (reusing `crown` when given)."""
+    r = alpha_crown_bounds(graph, box, spec, iters=alpha_iters, base=crown)
+    return MethodBounds(r.lower, r.unstable, r)
+
+
+METHODS: dict[str, BoundMethod] = {
+    "ibp": ibp_method,
+    "crown-ibp": crown_ibp_method,
+    "crown": crown_method,
+    "alpha-crown": alpha_crown_method,
+}
+# cheapest first: `--method auto` escalates through them
+CASCADE = ("ibp", "crown-ibp", "crown", "alpha-crown")
 
 
 def get_method(name: str) -> BoundMethod:
@@ -29,4 +66,4 @@ def get_method(name: str) -> BoundMethod:
     return METHODS[name]
 
 
-__all__ = ["IBP", "Interval", "interval_bounds", "METHODS", "get_method", "ibp_lower"]
+__all__ = ["IBP", "CROWN", "Interval", "interval_bounds", "METHODS", "CASCADE", "MethodBounds", "get_method"]

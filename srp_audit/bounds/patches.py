@@ -1,0 +1,156 @@
+"""Patches: a compact form of backward coefficients for spatial (C, H, W) nodes.
+
+When CROWN bounds neurons of a convolutional layer, their coefficients over an earlier feature map are
+non-zero only inside the receptive fields. `Patches` stores, per sample n and objective row r, a window
+`data[n, r]` of shape (C, ph, pw). Row r belongs to a neuron at position `pos[n, r]` of the *target* layer
+(H_T × W_T positions); its window's top-left corner on this map is (h·S_h + O_h, w·S_w + O_w): every window
+of a target layer lies on one regular grid, so the values of any map under all windows come from one `unfold`
+and a gather by position. Positions outside the map stand for padding and must carry zero (`clean` says they
+already do). Convolutions transpose windows into larger ones; an op that cannot stay local calls `dense`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where windows sit: position (h, w) of the target layer → corner (h·sh + oh, w·sw + ow) on this map."""
+
+    sh: int
+    sw: int
+    oh: int
+    ow: int
+    ht: int  # target layer's height and width (number of positions)
+    wt: int
+
+    def through_conv(self, stride: tuple[int, int], pad_top: int, pad_left: int) -> "Grid":
+        return Grid(self.sh * stride[0], self.sw * stride[1], self.oh * stride[0] - pad_top, self.ow * stride[1] - pad_left, self.ht, self.wt)
+
+    def shifted(self, dh: int, dw: int) -> "Grid":
+        return Grid(self.sh, self.sw, self.oh + dh, self.ow + dw, self.ht, self.wt)
+
+
+@dataclass
+class Patches:
+    data: torch.Tensor  # (N, R, C, ph, pw)
+    pos: torch.Tensor  # (N, R) long: the row's neuron position h·W_T + w in the target layer
+    grid: Grid
+    shape: tuple[int, int, int]  # this map's (C, H, W)
+    clean: bool = False  # entries outside the map are known to be zero
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.data.dtype
+
+    @property
+    def rows(self) -> int:
+        return self.data.shape[1]
+
+    def with_data(self, data: torch.Tensor, clean: bool | None = None) -> "Patches":
+        return Patches(data, self.pos, self.grid, self.shape, self.clean if clean is None else clean)
+
+    def windows(self, m: torch.Tensor) -> torch.Tensor:
+        """The values of a per-sample map m (N, C', H, W) under every row's window: (N, R, C', ph, pw), zero
+        outside the map."""
+        n, r, _, ph, pw = self.data.shape
+        c2, h, w = m.shape[1:]
+        g = self.grid
+        top, left = max(0, -g.oh), max(0, -g.ow)
+        bottom = max(0, (g.ht - 1) * g.sh + g.oh + ph - h)
+        right = max(0, (g.wt - 1) * g.sw + g.ow + pw - w)
+        mp = F.pad(m, (left, right, top, bottom))
+        mp = mp[:, :, max(0, g.oh) :, max(0, g.ow) :]  # a positive offset: windows start inside the map
+        cols = F.unfold(mp, (ph, pw), stride=(g.sh, g.sw))  # (N, C'·ph·pw, L ≥ H_T·W_T)
+        lw = (mp.shape[3] - pw) // g.sw + 1
+        if lw != g.wt:  # more columns than target positions: keep the first W_T of each row of windows
+            cols = cols.reshape(n, -1, cols.shape[2] // lw, lw)[:, :, : g.ht, : g.wt].reshape(n, cols.shape[1], -1)
+        cols = cols[:, :, : g.ht * g.wt]
+        out = cols.gather(2, self.pos.unsqueeze(1).expand(n, cols.shape[1], r))  # (N, C'·ph·pw, R)
+        return out.permute(0, 2, 1).reshape(n, r, c2, ph, pw)
+
+    def masked(self) -> "Patches":
+        """Zero the entries that fall outside the map (padding positions)."""
+        if self.clean:
+            return self
+        ones = torch.ones((self.data.shape[0], 1) + self.shape[1:], dtype=self.dtype, device=self.data.device)
+        return self.with_data(self.data * self.windows(ones), clean=True)
+
+    def dense(self) -> torch.Tensor:
+        """(N, R, C, H, W) with every window placed at its corner (entries outside the map dropped)."""
+        n, r, c, ph, pw = self.data.shape
+        g = self.grid
+        pad_h, pad_w = max(ph, abs(g.oh)) + ph, max(pw, abs(g.ow)) + pw
+        hh = (self.pos // g.wt) * g.sh + g.oh + pad_h
+        ww = (self.pos % g.wt) * g.sw + g.ow + pad_w
+        size_h = max(self.shape[1] + 2 * pad_h, int(hh.max()) + ph + 1)
+        size_w = max(self.shape[2] + 2 * pad_w, int(ww.max()) + pw + 1)
+        dev = self.data.device
+        hh = hh.view(n, r, 1, 1) + torch.arange(ph, device=dev).view(1, 1, ph, 1)
+        ww = ww.view(n, r, 1, 1) + torch.arange(pw, device=dev).view(1, 1, 1, pw)
+        out = torch.zeros((n, r, size_h, size_w, c), dtype=self.dtype, device=dev)
+        nn_ = torch.arange(n, device=dev).view(n, 1, 1, 1)
+        rr = torch.arange(r, device=dev).view(1, r, 1, 1)
+        out[nn_, rr, hh, ww] = self.data.permute(0, 1, 3, 4, 2)  # a row's window never overlaps itself
+        out = out.permute(0, 1, 4, 2, 3)
+        return out[:, :, :, pad_h : pad_h + self.shape[1], pad_w : pad_w + self.shape[2]]
+
+    def add(self, other: "Patches") -> "Patches | None":
+        """Sum with patches of the same rows on the same map (the windows of one row differ by a fixed offset,
+        so both fit one larger window); None when the grids do not match (the caller goes dense)."""
+        a, b = self.grid, other.grid
+        if (a.sh, a.sw, a.ht, a.wt) != (b.sh, b.sw, b.ht, b.wt) or not torch.equal(self.pos, other.pos):
+            return None
+        dh, dw = b.oh - a.oh, b.ow - a.ow
+        ph1, pw1 = self.data.shape[3:]
+        ph2, pw2 = other.data.shape[3:]
+        top, left = min(0, dh), min(0, dw)
+        bottom, right = max(ph1, dh + ph2), max(pw1, dw + pw2)
+        x = F.pad(self.data, (-left, right - pw1, -top, bottom - ph1))
+        y = F.pad(other.data, (dw - left, right - dw - pw2, dh - top, bottom - dh - ph2))
+        return Patches(x + y, self.pos, a.shifted(top, left), self.shape, self.clean and other.clean)
+
+    def cat_negated(self) -> "Patches":
+        """Rows [A; −A] (lower and upper bounds of the same neurons in one pass)."""
+        return Patches(torch.cat([self.data, -self.data], 1), torch.cat([self.pos, self.pos], 1), self.grid, self.shape, self.clean)
+
+
+def flat_sum(A: torch.Tensor | Patches) -> torch.Tensor:
+    """Σ over every axis after (N, R)."""
+    t = A.data if isinstance(A, Patches) else A
+    return t.reshape(t.shape[0], t.shape[1], -1).sum(dim=2)
+
+
+def weighted_sum(A: torch.Tensor | Patches, v: torch.Tensor) -> torch.Tensor:
+    """⟨A[n, r], v[n]⟩ for dense A (N, R, *shape) or patches, with v a per-sample map (N, *shape)."""
+    if isinstance(A, Patches):
+        return (A.data * A.windows(v)).reshape(A.data.shape[0], A.rows, -1).sum(dim=2)
+    return torch.einsum("nrk,nk->nr", A.reshape(A.shape[0], A.shape[1], -1), v.reshape(v.shape[0], -1))
+
+
+def conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+                   groups: int, out_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """The transpose of a convolution (no padding). In float64, where torch's conv_transpose2d and fold take
+    slow per-sample paths, it is one matrix product followed by kh·kw strided additions. `out_hw` defaults to
+    the full size."""
+    b, c_out, h, w = x.shape
+    o, c_in_g, kh, kw = weight.shape
+    full = ((h - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (w - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
+    if groups != 1 or x.dtype != torch.float64:
+        y = F.conv_transpose2d(x, weight, None, stride, 0, 0, groups, dilation)
+    else:
+        cols = weight.reshape(o, -1).t() @ x.transpose(0, 1).reshape(c_out, -1)  # (C_in·kh·kw, B·h·w)
+        cols = cols.reshape(c_in_g, kh, kw, b, h, w)
+        y = torch.zeros((b, c_in_g) + full, dtype=x.dtype, device=x.device)
+        for i in range(kh):
+            for j in range(kw):
+                r0, c0 = i * dilation[0], j * dilation[1]
+                y[:, :, r0 : r0 + (h - 1) * stride[0] + 1 : stride[0], c0 : c0 + (w - 1) * stride[1] + 1 : stride[1]] += cols[:, i, j].transpose(0, 1)
+    if out_hw is not None and tuple(out_hw) != tuple(y.shape[2:]):
+        hh, ww = out_hw
+        y = F.pad(y, (0, max(0, ww - y.shape[3]), 0, max(0, hh - y.shape[2])))[:, :, :hh, :ww]
+    return y

@@ -1,0 +1,242 @@
+"""CROWN, CROWN-IBP and alpha-CROWN: sampling soundness for every rule (outputs and every refined
+intermediate bound), exactness checks against scipy's MILP (HiGHS) and the triangle-relaxation LP, and
+consistency between methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from srp_audit.bounds import METHODS
+from srp_audit.bounds.crown import CROWN, alpha_crown_bounds, crown_bounds
+from srp_audit.bounds.interval import interval_bounds
+from srp_audit.ir import nodes as ir
+from srp_audit.ir.graph import INPUT, Graph
+from srp_audit.spec import InputBox
+
+from soundness import assert_contains, deep_graphs, evaluate, identity_spec, op_graphs, random_box, sample_box
+
+DEEP = sorted(deep_graphs(0))
+OPS = sorted(op_graphs(0))
+
+
+def _output_bounds(lb: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return lb[:, :k], -lb[:, k:]
+
+
+def test_every_ir_op_has_a_crown_rule() -> None:
+    assert all(CROWN.supports(t) for t in ir.ALL_NODE_TYPES)
+    covered = {type(g.node(n)) for g in deep_graphs(0).values() for n in g.order} | {
+        type(g.node(g.output)) for g in op_graphs(0).values()}
+    assert set(ir.ALL_NODE_TYPES) - {ir.BatchNorm} <= covered | {ir.Identity}
+
+
+@pytest.mark.parametrize("method", ["crown-ibp", "crown", "alpha-crown"])
+@pytest.mark.parametrize("op", OPS)
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_rule_contains_samples(op: str, method: str, seed: int) -> None:
+    graph = op_graphs(seed)[op].copy(dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    lower, upper = random_box(graph.input_shape, 3, gen, torch.float64)
+    k = graph.num_classes
+    lb = METHODS[method](graph, InputBox(lower, upper), identity_spec(k, 3, torch.float64), alpha_iters=5).lower
+    lo, hi = _output_bounds(lb.detach(), k)
+    values = evaluate(graph.logits, sample_box(lower, upper, 1000, gen))
+    assert_contains(values, lo, hi, f"{method} {op}")
+
+
+@pytest.mark.parametrize("name", DEEP)
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_deep_graphs_outputs_and_refined_intermediates_contain_samples(name: str, seed: int) -> None:
+    graph = deep_graphs(seed)[name].copy(dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    lower, upper = random_box(graph.input_shape, 3, gen, torch.float64)
+    lower, upper = lower * 0.3, upper * 0.3  # a mix of stable and unstable neurons
+    box = InputBox(lower, upper)
+    points = sample_box(lower, upper, 1000, gen)
+    flat = points.reshape((-1,) + graph.input_shape)
+    with torch.no_grad():
+        values = graph.run_all(flat)
+    k = graph.num_classes
+    spec = identity_spec(k, 3, torch.float64)
+    for intermediate in ("ibp", "crown"):
+        res = crown_bounds(graph, box, spec, intermediate, budget=1 << 12)  # tiny budget: exercise chunking
+        for node, (lo, hi) in res.ctx.bounds.items():
+            if node == INPUT:
+                continue
+            v = values[node].reshape((3, 1000) + values[node].shape[1:])
+            assert_contains(v, lo, hi, f"{name}: {intermediate} bound of node {node}")
+        assert_contains(values[graph.output].reshape(3, 1000, -1), *_output_bounds(res.lower, k), f"{name} {intermediate}")
+    res = alpha_crown_bounds(graph, box, spec, iters=8)
+    assert_contains(values[graph.output].reshape(3, 1000, -1), *_output_bounds(res.lower, k), f"{name} alpha")
+
+
+def test_sampler_catches_unsound_crown() -> None:
+    """Not vacuous: the CROWN bound of an affine graph is exact, so nudging it inward is caught."""
+    graph = op_graphs(4)["Dense"].copy(dtype=torch.float64)
+    gen = torch.Generator().manual_seed(4)
+    lower, upper = random_box(graph.input_shape, 3, gen, torch.float64)
+    lb = crown_bounds(graph, InputBox(lower, upper), identity_spec(5, 3, torch.float64), "crown").lower
+    lo, hi = _output_bounds(lb, 5)
+    values = evaluate(graph.logits, sample_box(lower, upper, 1000, gen))
+    with pytest.raises(AssertionError):
+        assert_contains(values, lo + 1e-3 * (hi - lo), hi, "nudged")
+
+
+def test_crown_is_never_looser_than_ibp_and_alpha_never_looser_than_crown(fixture_models) -> None:
+    from srp_audit.data import load_samples
+    from srp_audit.spec import linf_ball, margin_spec
+
+    from conftest import FIXTURES
+
+    g = fixture_models["mnist_mlp"].copy(dtype=torch.float64)
+    g.requires_grad_(False)
+    s = load_samples(str(FIXTURES / "mnist_mlp.samples.npz"), g.input_shape, 10)
+    box = linf_ball(s.x[:16].double(), 0.015, (0.0, 1.0))
+    spec = margin_spec(s.y[:16], 10)
+    with torch.no_grad():
+        ibp = interval_bounds(g, box, spec).lower
+        cibp = METHODS["crown-ibp"](g, box, spec).lower
+        crown = METHODS["crown"](g, box, spec).lower
+    alpha = METHODS["alpha-crown"](g, box, spec, alpha_iters=10).lower
+    assert torch.all(cibp >= ibp) and torch.all(crown >= ibp) and torch.all(alpha >= crown)
+    assert (crown > ibp + 1e-3).any() and (alpha > crown + 1e-6).any()
+
+
+# ------------------------------------------------------------------------------------------ exact oracles
+
+
+def _random_mlp(seed: int, sizes=(4, 10, 10, 3)) -> Graph:
+    g = torch.Generator().manual_seed(seed)
+    nodes, prev = [], INPUT
+    for i in range(len(sizes) - 1):
+        w = torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=torch.float64) / np.sqrt(sizes[i])
+        b = torch.randn(sizes[i + 1], generator=g, dtype=torch.float64) * 0.3
+        nodes.append((f"d{i}", ir.Dense(w, b), (prev,)))
+        prev = f"d{i}"
+        if i < len(sizes) - 2:
+            nodes.append((f"r{i}", ir.Relu(), (prev,)))
+            prev = f"r{i}"
+    return Graph((sizes[0],), nodes, prev).to(torch.float64)
+
+
+def _mip(graph: Graph, lo: np.ndarray, hi: np.ndarray, c: np.ndarray, bounds: dict, relax_binaries: bool):
+    """min c·y over the box for a Dense/ReLU chain: big-M MILP (exact) or, with `relax_binaries`, the LP of
+    the triangle relaxation, both using the given pre-activation bounds. Returns (value, x*)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    layers = [(n, graph.node(n)) for n in graph.order]
+    # variables: x, then per hidden layer (z_pre, z_post, delta), then the output
+    var, cons, integrality = [], [], []
+    lb_v, ub_v = [], []
+
+    def new(k, lo_, hi_, integer=False):
+        start = len(lb_v)
+        lb_v.extend(lo_)
+        ub_v.extend(hi_)
+        integrality.extend([1 if integer else 0] * k)
+        return list(range(start, start + k))
+
+    x = new(len(lo), lo, hi)
+    cur = x
+    rows = []
+    for name, node in layers:
+        if isinstance(node, ir.Dense):
+            W, b = node.weight.detach().numpy(), node.bias.detach().numpy()
+            l, u = bounds[name]
+            z = new(W.shape[0], l, u)
+            for i in range(W.shape[0]):
+                rows.append(({z[i]: 1.0, **{cur[j]: -W[i, j] for j in range(W.shape[1])}}, b[i], b[i]))
+            cur = z
+        else:  # ReLU on `cur` with bounds of its input
+            l, u = bounds[graph.inputs_of[name][0]]
+            a = new(len(cur), np.maximum(l, 0), np.maximum(u, 0))
+            d = new(len(cur), [0] * len(cur), [1] * len(cur), integer=not relax_binaries)
+            for i in range(len(cur)):
+                if l[i] >= 0:
+                    rows.append(({a[i]: 1.0, cur[i]: -1.0}, 0.0, 0.0))
+                elif u[i] <= 0:
+                    rows.append(({a[i]: 1.0}, 0.0, 0.0))
+                else:  # a ≥ z, a ≤ z − l(1 − d), a ≤ u·d  (the LP relaxation of d gives the triangle)
+                    rows.append(({a[i]: 1.0, cur[i]: -1.0}, 0.0, np.inf))
+                    rows.append(({a[i]: 1.0, cur[i]: -1.0, d[i]: -l[i]}, -np.inf, -l[i]))
+                    rows.append(({a[i]: 1.0, d[i]: -u[i]}, -np.inf, 0.0))
+            cur = a
+    nv = len(lb_v)
+    A = np.zeros((len(rows), nv))
+    rl, ru = np.zeros(len(rows)), np.zeros(len(rows))
+    for r, (coef, l_, u_) in enumerate(rows):
+        for j, v in coef.items():
+            A[r, j] = v
+        rl[r], ru[r] = l_, u_
+    cost = np.zeros(nv)
+    cost[cur] = c
+    res = milp(cost, constraints=LinearConstraint(A, rl, ru), integrality=np.array(integrality),
+               bounds=Bounds(np.array(lb_v), np.array(ub_v)), options={"mip_rel_gap": 1e-9})
+    assert res.status == 0, res.message
+    return res.fun, res.x[x]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bounds_below_exact_milp_and_crown_below_triangle_lp(seed: int) -> None:
+    pytest.importorskip("scipy.optimize")
+    graph = _random_mlp(seed)
+    graph.requires_grad_(False)
+    gen = torch.Generator().manual_seed(100 + seed)
+    centre = torch.rand(1, 4, generator=gen, dtype=torch.float64) * 2 - 1
+    box = InputBox(centre - 0.4, centre + 0.4)
+    c = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+    from srp_audit.spec import LinearSpec
+
+    spec = LinearSpec(c.view(1, 1, 3), torch.zeros(1, 1, dtype=torch.float64), [[0]])
+    with torch.no_grad():
+        res = crown_bounds(graph, box, spec, "crown")
+        ibp = interval_bounds(graph, box, spec).lower
+    alpha = alpha_crown_bounds(graph, box, spec, iters=30, lr=0.2).lower
+    bounds = {n: (res.ctx.bounds[n][0][0].numpy(), res.ctx.bounds[n][1][0].numpy()) for n in graph.order}
+    lo, hi = box.lower[0].numpy(), box.upper[0].numpy()
+    exact, x_star = _mip(graph, lo, hi, c.numpy(), bounds, relax_binaries=False)
+    lp, _ = _mip(graph, lo, hi, c.numpy(), bounds, relax_binaries=True)
+    # the margin actually achieved at the MILP's minimiser: a true value, no solver tolerance involved
+    achieved = float(graph.logits(torch.from_numpy(x_star).view(1, -1).clamp(box.lower, box.upper)) @ c)
+    for name, lb in (("ibp", ibp), ("crown", res.lower), ("alpha-crown", alpha)):
+        assert float(lb) <= achieved, f"{name} bound {float(lb)} exceeds a value the network attains ({achieved})"
+    assert abs(achieved - exact) <= 1e-6 * (1 + abs(exact))
+    # CROWN is a feasible dual of the triangle LP over the same intermediate bounds: ≤ LP ≤ exact (solver tol.)
+    assert float(res.lower) <= lp + 1e-7 and float(alpha) <= lp + 1e-7 and lp <= exact + 1e-7
+    assert float(alpha) >= float(res.lower) >= float(ibp)
+
+
+# ------------------------------------------------------------------------------------------ competition models
+
+from conftest import VNNCOMP  # noqa: E402
+
+VNN_MODELS = sorted(VNNCOMP.glob("*/onnx/*.onnx")) if VNNCOMP.exists() else []
+
+
+@pytest.mark.skipif(not VNN_MODELS, reason="../shared/benchmarks/vnncomp is absent")
+@pytest.mark.parametrize("path", VNN_MODELS, ids=[p.name for p in VNN_MODELS])
+def test_crown_below_sampled_margins_on_vnncomp_models(path) -> None:
+    from srp_audit.loaders import load_model
+    from srp_audit.spec import margin_spec
+
+    graph = load_model(str(path)).copy(dtype=torch.float64)
+    graph.requires_grad_(False)
+    gen = torch.Generator().manual_seed(5)
+    n = 2
+    x = torch.rand((n,) + graph.input_shape, generator=gen, dtype=torch.float64)
+    eps = 0.02 if "mnist" in str(path) else 0.002
+    box = InputBox(x - eps, x + eps)
+    with torch.no_grad():
+        y = graph.logits(x).argmax(dim=1)
+        spec = margin_spec(y, graph.num_classes)
+        res = crown_bounds(graph, box, spec, "crown")
+        points = sample_box(box.lower, box.upper, 200, gen)
+        logits = graph.logits(points.reshape((-1,) + graph.input_shape)).reshape(n, 200, -1)
+    margins = torch.einsum("nsk,npk->nps", spec.C, logits)
+    assert_contains(margins, res.lower, torch.full_like(res.lower, torch.inf), f"CROWN on {path.name}")
