@@ -8,6 +8,8 @@ from srp_audit import __version__
 from srp_audit.perf import tune_process
 
 from .certify_cmd import certify
+from .robustify_cmd import robustify_cmd
+from .verify_cmd import verify_cmd
 from .errors import AuditGroup, debug_option
 
 
@@ -21,11 +23,15 @@ def main() -> None:
     Examples:
       srp-audit certify model.onnx --eps 0.1
       srp-audit certify model.onnx --eps 0.02 --data test.npz --per-sample --format json -o report.json
+      srp-audit robustify model.onnx --data train.npz --eps 0.1 --max-time 180 -o robust.onnx
+      srp-audit verify model.onnx property.vnnlib --timeout 120
     """
     tune_process()
 
 
 main.add_command(certify)
+main.add_command(robustify_cmd, name="robustify")
+main.add_command(verify_cmd, name="verify")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -104,6 +104,7 @@ class LinearSpec:
     d: torch.Tensor
     groups: list[list[int]]
     shared: SharedRows | None = None
+    strict: torch.Tensor | None = None  # (S,) bool: row violated only when h < 0 (VNN-LIB's < and >)
 
     @property
     def rows(self) -> int:
@@ -113,13 +114,14 @@ class LinearSpec:
         sh = self.shared
         if sh is not None:
             sh = SharedRows(sh.index[idx], sh.C, sh.d)
-        return LinearSpec(self.C[idx], self.d[idx], self.groups, sh)
+        return LinearSpec(self.C[idx], self.d[idx], self.groups, sh, self.strict)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "LinearSpec":
         sh = self.shared
         if sh is not None:
             sh = SharedRows(sh.index.to(device=device), sh.C.to(device=device, dtype=dtype), sh.d.to(device=device, dtype=dtype))
-        return LinearSpec(self.C.to(device=device, dtype=dtype), self.d.to(device=device, dtype=dtype), self.groups, sh)
+        strict = None if self.strict is None else self.strict.to(device=device)
+        return LinearSpec(self.C.to(device=device, dtype=dtype), self.d.to(device=device, dtype=dtype), self.groups, sh, strict)
 
     def values(self, y: torch.Tensor) -> torch.Tensor:
         """h for outputs y of shape (N, K): (N, S)."""
@@ -135,13 +137,15 @@ class LinearSpec:
     def violated(self, h: torch.Tensor) -> torch.Tensor:
         """Given exact values of h at a point (N, S): whether that point violates the property."""
         bad = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
+        row_bad = h <= 0 if self.strict is None else torch.where(self.strict.to(h.device), h < 0, h <= 0)
         for rows in self.groups:
-            bad |= (h[:, rows] <= 0).all(dim=1)
+            bad |= row_bad[:, rows].all(dim=1)  # an empty group is violated by every point
         return bad
 
     def objective(self, h: torch.Tensor) -> torch.Tensor:
         """A scalar per sample that is ≤ 0 exactly when violated: min over groups of max over rows of h."""
-        per_group = torch.stack([h[:, rows].max(dim=1).values for rows in self.groups], dim=1)
+        lowest = torch.full((h.shape[0],), -torch.inf, dtype=h.dtype, device=h.device)
+        per_group = torch.stack([h[:, rows].max(dim=1).values if rows else lowest for rows in self.groups], dim=1)
         return per_group.min(dim=1).values
 
     def worst_bound(self, lower: torch.Tensor) -> torch.Tensor:

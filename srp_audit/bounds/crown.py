@@ -50,6 +50,8 @@ class Context:
     bounds: dict[str, tuple[torch.Tensor, torch.Tensor]]
     err: dict[str, torch.Tensor] = field(default_factory=dict)
     alpha: dict[str, torch.Tensor] = field(default_factory=dict)
+    beta: dict[str, torch.Tensor] = field(default_factory=dict)  # extra coefficients −β·s at split pre-activations
+    record: dict[str, torch.Tensor] | None = None  # when a dict: the dense A seen at ReLUs and the input
 
     def mag(self, name: str) -> torch.Tensor:
         lo, hi = self.bounds[name]
@@ -271,6 +273,8 @@ class _Relu:
         else:
             active, dead, unstable = relax.relu_masks(l, u)
             lam = torch.where(unstable.unsqueeze(1), lam, active.unsqueeze(1).to(A.dtype))
+        if ctx.record is not None:
+            ctx.record[name] = A.detach()
         pos, neg = _split(A)
         return [torch.addcmul(pos * lam, neg, up_slope.unsqueeze(1))], weighted_sum(neg, up_icpt)
 
@@ -401,6 +405,9 @@ def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: tor
     graph = ctx.graph
     for name in reversed(graph.order):
         A = pending.pop(name, None)
+        if name in ctx.beta:  # Lagrangian terms of split constraints (beta-CROWN)
+            extra = ctx.beta[name]
+            A = extra if A is None else (A.dense() if isinstance(A, Patches) else A) + extra
         if A is None:
             continue
         node = graph.node(name)
@@ -419,6 +426,8 @@ def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: tor
         return const
     if probe:
         probe.see(A_in)
+    if ctx.record is not None and not isinstance(A_in, Patches):
+        ctx.record["__input__"] = A_in.detach()
     return _concretise(A_in, box) + const
 
 
@@ -549,28 +558,37 @@ def check_supported(graph: Graph) -> None:
         IBP.lookup(type(node), graph.describe_node(name))
 
 
-def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET) -> Context:
+def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET,
+                        constrain=None) -> Context:
     """(lower, upper) and rounding magnitudes of every node: IBP, with the inputs of nonlinear ops tightened
-    by CROWN when asked (only the neurons IBP leaves unstable, for ReLU)."""
+    by CROWN when asked (only the neurons IBP leaves unstable, for ReLU). `constrain(name, lo, hi)` may cut
+    a node's bounds further (branch and bound's split constraints); it is applied before and after refining."""
     check_supported(graph)
     ctx = Context(graph, {INPUT: (box.lower, box.upper)})
-    mag_in = torch.maximum(box.lower.abs(), box.upper.abs())
+    mag_in = torch.maximum(box.lower.abs(), box.upper.abs()).detach()
     ctx.err[INPUT] = _g(math.prod(graph.input_shape), mag_in.dtype) * mag_in
     feeds_nonlinear = {graph.inputs_of[n][0] for n in graph.order if isinstance(graph.node(n), NONLINEAR)}
     values: dict[str, Interval] = {INPUT: Interval(box.lower, box.upper, nonneg=box.nonneg)}
     for name, node, inputs in graph.items():
         iv = IBP.lookup(type(node))(node, *(values[i] for i in inputs))
         ctx.bounds[name] = iv.bounds()
+        if constrain is not None:
+            ctx.bounds[name] = constrain(name, *ctx.bounds[name])
+            iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
         if refine_with_crown and name in feeds_nonlinear and not _first_layer(graph, name):
-            ctx.err[name] = CROWN.lookup(type(node)).rounding(node, ctx, name)  # the pass below starts here
+            with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds
+                ctx.err[name] = CROWN.lookup(type(node)).rounding(node, ctx, name)  # the pass below starts here
             lo, hi = ctx.bounds[name]
             if all(isinstance(graph.node(c), ir.Relu) for c in graph.consumers(name)):
                 mask = (lo < 0) & (hi > 0)
             else:
                 mask = torch.ones_like(lo, dtype=torch.bool)
             refine(ctx, name, mask, box, budget)
+            if constrain is not None:
+                ctx.bounds[name] = constrain(name, *ctx.bounds[name])
             iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
-        ctx.err[name] = CROWN.lookup(type(node)).rounding(node, ctx, name)
+        with torch.no_grad():
+            ctx.err[name] = CROWN.lookup(type(node)).rounding(node, ctx, name)
         values[name] = iv
     return ctx
 
@@ -606,6 +624,63 @@ def crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, intermediate: st
     return CrownResult(lb, unstable_count(ctx), ctx)
 
 
+def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.Tensor, iters: int, lr: float,
+                    split_signs: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Maximise the final pass's lower bounds over the ReLU lower slopes α ∈ [0, 1] (alpha-CROWN) and, for
+    split constraints s·z ≥ 0 (`split_signs`: +1, −1 or 0 per pre-activation neuron), Lagrange multipliers
+    β ≥ 0 (beta-CROWN): on the sub-domain f ≥ f − Σ β·s·z, so every (α, β) in range gives a sound bound.
+    Returns the best bound seen per row, never below `start`."""
+    graph = ctx.graph
+    n, s = spec.C.shape[:2]
+    ctx = Context(graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
+                  {k: v.detach() for k, v in ctx.err.items()})  # constants for the optimisation
+    alphas: dict[str, torch.Tensor] = {}
+    for name in graph.order:
+        if isinstance(graph.node(name), ir.Relu):
+            lo, hi = ctx.bounds[graph.inputs_of[name][0]]
+            if ((lo < 0) & (hi > 0)).any():
+                init = relax.relu_adaptive_lower(lo, hi).unsqueeze(1).expand((n, s) + tuple(lo.shape[1:]))
+                alphas[name] = init.clone().requires_grad_(True)
+    betas: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for pre, sign in (split_signs or {}).items():
+        sign = sign.to(box.lower.dtype).reshape((n, 1) + graph.shapes[pre])
+        if bool((sign != 0).any()):
+            betas[pre] = (torch.zeros((n, s) + graph.shapes[pre], dtype=box.lower.dtype, device=box.lower.device).requires_grad_(True), sign)
+    params = list(alphas.values()) + [b for b, _ in betas.values()]
+    best = start.clone()
+    if not params or iters <= 0:
+        return best
+    opt = torch.optim.Adam(params, lr=lr)
+    frozen = [p for p in graph.parameters() if p.requires_grad]
+    for p in frozen:  # only the slopes and multipliers are optimised; no gradients into the model
+        p.requires_grad_(False)
+
+    def bound() -> torch.Tensor:
+        ctx.alpha = {k: v.clamp(0, 1) for k, v in alphas.items()}
+        ctx.beta = {k: -b.clamp(min=0) * sg for k, (b, sg) in betas.items()}
+        return spec_backward(ctx, spec, box)
+
+    try:
+        for _ in range(iters):
+            with torch.enable_grad():
+                lb = bound()
+                opt.zero_grad()
+                (-lb.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                for v in alphas.values():
+                    v.clamp_(0, 1)
+                for b, _ in betas.values():
+                    b.clamp_(min=0)
+                best = torch.maximum(best, lb.detach())
+        with torch.no_grad():
+            best = torch.maximum(best, bound())
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return best
+
+
 def alpha_crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, iters: int = 20, lr: float = 0.1,
                        budget: int = DEFAULT_BUDGET, base: CrownResult | None = None) -> CrownResult:
     """alpha-CROWN: CROWN's intermediate bounds, then the ReLU lower slopes of the final pass optimised per
@@ -614,40 +689,5 @@ def alpha_crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, iters: int
     base = base or crown_bounds(graph, box, spec, "crown", budget)
     if iters <= 0:
         return base
-    ctx = Context(graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in base.ctx.bounds.items()},
-                  {k: v.detach() for k, v in base.ctx.err.items()})  # constants for the slope optimisation
-    n, s = spec.C.shape[:2]
-    params: dict[str, torch.Tensor] = {}
-    for name in graph.order:
-        if isinstance(graph.node(name), ir.Relu):
-            lo, hi = ctx.bounds[graph.inputs_of[name][0]]
-            if ((lo < 0) & (hi > 0)).any():
-                init = relax.relu_adaptive_lower(lo, hi).unsqueeze(1).expand((n, s) + tuple(lo.shape[1:]))
-                params[name] = init.clone().requires_grad_(True)
-    if not params:
-        return base
-    best = base.lower.clone()
-    opt = torch.optim.Adam(list(params.values()), lr=lr)
-    frozen = [p for p in graph.parameters() if p.requires_grad]
-    for p in frozen:  # only the slopes are optimised; no gradients into the model
-        p.requires_grad_(False)
-    try:
-        for _ in range(iters):
-            with torch.enable_grad():
-                ctx.alpha = {k: v.clamp(0, 1) for k, v in params.items()}
-                lb = spec_backward(ctx, spec, box)
-                opt.zero_grad()
-                (-lb.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                for v in params.values():
-                    v.clamp_(0, 1)
-                best = torch.maximum(best, lb.detach())
-        with torch.no_grad():
-            ctx.alpha = {k: v.clamp(0, 1) for k, v in params.items()}
-            best = torch.maximum(best, spec_backward(ctx, spec, box))
-    finally:
-        ctx.alpha = {}
-        for p in frozen:
-            p.requires_grad_(True)
-    return CrownResult(best, base.unstable, ctx)
+    best = optimise_slopes(base.ctx, spec, box, base.lower, iters, lr)
+    return CrownResult(best, base.unstable, base.ctx)

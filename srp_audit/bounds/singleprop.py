@@ -51,18 +51,24 @@ def _avgpool(node: ir.AvgPool2d, c: torch.Tensor, v: torch.Tensor, variant: str)
 
 
 def relu_radius(z: torch.Tensor, v: torch.Tensor, variant: str) -> torch.Tensor:
-    """The ReLU rule of the table above (z: pre-activation centre, v ≥ 0: its radius)."""
-    active, dead = z - v >= 0, z + v <= 0
+    """The ReLU rule of the table above (z: pre-activation centre, v ≥ 0: its radius), written with ReLUs only,
+    so that the same expression gives v on active and 0 on dead neurons and differentiates cheaply. With
+    U = relu(z + v) = relu(u) and L = relu(v − z) = relu(−l):
+    zero     ½(U − relu(z − v))                 (= (z + v)/2 when unstable: half the width of [relu(l), relu(u)])
+    fastlin  U·(U + L − l) / (2(U + L))          (= 3v/4 + z/2 − z²/(4v) when unstable)
+    adaptive zero + ½·relu(v − z)·[z ≥ 0]        (= v when z ≥ 0, (z + v)/2 when unstable with z < 0)
+    """
+    upper = torch.relu(z + v)
     if variant == "fastlin":
-        safe = torch.where(active | dead, torch.ones_like(v), v)
-        unstable = 0.75 * v + 0.5 * z - z * z / (4 * safe)
-    elif variant == "zero":
-        unstable = 0.5 * (z + v)
-    elif variant == "adaptive":
-        unstable = torch.where(z >= 0, v, 0.5 * (z + v))
-    else:
-        raise ValueError(f"unknown SingleProp variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    return torch.where(active, v, torch.where(dead, torch.zeros_like(v), unstable))
+        neg_l = torch.relu(v - z)
+        total = upper + neg_l
+        return upper * (total - (z - v)) / (2 * total + 1e-30)
+    zero = 0.5 * (upper - torch.relu(z - v))
+    if variant == "zero":
+        return zero
+    if variant == "adaptive":
+        return zero + 0.5 * torch.relu(v - z) * (z >= 0).to(z.dtype)
+    raise ValueError(f"unknown SingleProp variant {variant!r}; choose one of {', '.join(VARIANTS)}")
 
 
 @SINGLEPROP.register(ir.Relu)
@@ -105,7 +111,9 @@ def singleprop(graph: Graph, x: torch.Tensor, eps: torch.Tensor | float, variant
     if variant not in VARIANTS:
         raise ValueError(f"unknown SingleProp variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
-    v0 = e.reshape((-1,) + (1,) * (x.dim() - 1)).expand_as(x) if e.dim() else torch.full_like(x, float(e))
+    # A scalar eps makes the radius sample-independent up to the first activation: propagate it with batch 1
+    # and let the first rule that reads the centre broadcast it.
+    v0 = e.reshape((-1,) + (1,) * (x.dim() - 1)).expand_as(x) if e.dim() else torch.full((1,) + x.shape[1:], float(e), dtype=x.dtype, device=x.device)
     centres: dict[str, torch.Tensor] = {INPUT: x}
     radii: dict[str, torch.Tensor] = {INPUT: v0}
     last = graph._last_use
@@ -121,7 +129,8 @@ def singleprop(graph: Graph, x: torch.Tensor, eps: torch.Tensor | float, variant
                 centres.pop(i, None)
                 radii.pop(i, None)
     n = x.shape[0]
-    return centres[graph.output].reshape(n, -1), radii[graph.output].reshape(n, -1)
+    centre = centres[graph.output].reshape(n, -1)
+    return centre, radii[graph.output].reshape(radii[graph.output].shape[0], -1).expand_as(centre)
 
 
 def worst_case_logits(centre: torch.Tensor, radius: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

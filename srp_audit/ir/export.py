@@ -167,3 +167,23 @@ def save_onnx(graph: Graph, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_pt2(graph: Graph, path: str | os.PathLike) -> None:
+    """Write `graph` as a torch.export ExportedProgram (.pt2, dynamic batch axis), atomically."""
+    path = os.fspath(path)
+    g = graph.copy(dtype=torch.float32, device="cpu").eval()
+    g.requires_grad_(False)
+    example = torch.zeros((2,) + g.input_shape)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    ep = torch.export.export(g, (example,), dynamic_shapes=({0: batch},))
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".srp-audit-", suffix=".pt2.tmp", dir=folder)
+    os.close(fd)
+    try:
+        torch.export.save(ep, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,186 @@
+"""Complete verification by branch and bound on top of the sound bounds.
+
+- ReLU splitting (`relu_bab`): a domain fixes some unstable ReLUs to be active (z ≥ 0) or inactive (z ≤ 0).
+  Its bound is CROWN with those neurons' pre-activation intervals cut to [0, u] or [l, 0]; every relaxation
+  then holds on the part of the input box where the pattern holds, so a positive bound proves the property on
+  that part (and an empty interval proves it vacuously). The domains cover the box, so proving all proves it.
+- Input splitting (`input_bab`): for low-dimensional inputs, halve the box along its widest side.
+Both batch many domains through one bound computation and stop at a deadline. A domain whose every ReLU is
+fixed is linear: its minimiser over the box is checked as a counterexample.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .bounds.crown import Context, intermediate_bounds, optimise_slopes, spec_backward
+from .bounds.interval import interval_bounds
+from .bounds import relax
+from .ir import nodes as ir
+from .ir.graph import Graph
+from .spec import InputBox, LinearSpec
+
+
+@dataclass
+class BabResult:
+    status: str  # 'unsat' (proved), 'sat' (counterexample), 'unknown' (stuck), 'timeout'
+    domains: int
+    counterexample: torch.Tensor | None = None
+
+
+def _relu_inputs(graph: Graph) -> list[tuple[str, str]]:
+    return [(n, graph.inputs_of[n][0]) for n in graph.order if isinstance(graph.node(n), ir.Relu)]
+
+
+def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor]):
+    """CROWN bounds of the spec rows for D domains (the box repeated), with split constraints applied to the
+    pre-activation bounds: (lower (D, S), context, empty (D,) — domains whose constraints are infeasible)."""
+    d = next(iter(splits.values())).shape[0] if splits else 1
+    boxes = InputBox(box.lower.expand((d,) + box.lower.shape[1:]), box.upper.expand((d,) + box.upper.shape[1:]), box.nonneg)
+    empty = torch.zeros(d, dtype=torch.bool, device=box.lower.device)
+
+    def constrain(name: str, lo: torch.Tensor, hi: torch.Tensor):
+        s = splits.get(name)
+        if s is None:
+            return lo, hi
+        s = s.reshape(lo.shape)
+        lo = torch.where(s > 0, lo.clamp(min=0), lo)
+        hi = torch.where(s < 0, hi.clamp(max=0), hi)
+        empty.__ior__((lo > hi).reshape(d, -1).any(dim=1))
+        return lo, torch.maximum(hi, lo)  # keep intervals well-formed; empty domains are proved anyway
+
+    ctx = intermediate_bounds(graph, boxes, True, constrain=constrain)
+    spec_d = LinearSpec(spec.C.expand(d, -1, -1).contiguous(), spec.d.expand(d, -1).contiguous(), spec.groups, None, spec.strict)
+    ctx.record = {}
+    lb = spec_backward(ctx, spec_d, boxes)
+    open_ = ~(spec_d.proved(lb) | empty)
+    if open_.any() and splits:
+        # beta-CROWN on the domains still open: optimise slopes and the split constraints' multipliers
+        lb = torch.where(open_.unsqueeze(1), optimise_slopes(ctx, spec_d, boxes, lb, BETA_ITERS, 0.1, splits), lb)
+    return lb, ctx, empty, spec_d
+
+
+BETA_ITERS = 20
+
+
+def _branch_scores(ctx: Context, graph: Graph, lb: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per ReLU layer, a score per neuron: how much its upper relaxation's intercept costs the bound (weighted
+    by the backward coefficients recorded in the final pass); 0 for stable or fixed neurons."""
+    scores = {}
+    for relu, pre in _relu_inputs(graph):
+        A = ctx.record.get(relu)
+        lo, hi = ctx.bounds[pre]
+        d = lo.shape[0]
+        unstable = (lo < 0) & (hi > 0)
+        if A is None:
+            scores[pre] = torch.zeros_like(lo).reshape(d, -1)
+            continue
+        _, icpt = relax.relu_upper(lo, hi)
+        neg = (-A.clamp(max=0)).sum(dim=1)  # (D, *shape)
+        s = (neg * icpt).reshape(d, -1) + 1e-9 * (hi - lo).reshape(d, -1)
+        scores[pre] = torch.where(unstable.reshape(d, -1), s, torch.zeros_like(s))
+    return scores
+
+
+def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int = 32,
+             check=None) -> BabResult:
+    """ReLU-splitting branch and bound for one box (box.n == 1). `check(x)`, if given, confirms a candidate
+    counterexample (returns True when it is one)."""
+    pres = [p for _, p in _relu_inputs(graph)]
+    shapes = {p: graph.shapes[p] for p in pres}
+    counter = itertools.count()
+    root = {p: torch.zeros((1,) + shapes[p], dtype=torch.int8) for p in pres}
+    queue: list = [(-float("inf"), next(counter), root)]
+    domains = 0
+    while queue:
+        if time.perf_counter() > deadline:
+            return BabResult("timeout", domains)
+        picked = [heapq.heappop(queue) for _ in range(min(batch, len(queue)))]
+        splits = {p: torch.cat([dom[p] for _, _, dom in picked]) for p in pres}
+        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits)
+        domains += len(picked)
+        proved = spec_d.proved(lb) | empty
+        worst = spec_d.worst_bound(lb)
+        scores = _branch_scores(ctx, graph, lb)
+        for i in (~proved).nonzero().flatten().tolist():
+            flat = torch.cat([scores[p][i] for p in pres]) if pres else torch.zeros(0)
+            if not flat.numel() or float(flat.max()) <= 0:
+                # every ReLU is fixed: the bound is tight up to the box; try its minimiser as a counterexample
+                if check is not None and _try_linear_minimiser(ctx, spec_d, box, i, check):
+                    return BabResult("sat", domains, _try_linear_minimiser.last)
+                return BabResult("unknown", domains)
+            k = int(flat.argmax())
+            for p in pres:
+                n = scores[p].shape[1]
+                if k < n:
+                    for sign in (1, -1):
+                        child = {q: picked[i][2][q].clone() for q in pres}
+                        child[p].view(-1)[k] = sign
+                        heapq.heappush(queue, (float(worst[i]), next(counter), child))
+                    break
+                k -= n
+    return BabResult("unsat", domains)
+
+
+def _try_linear_minimiser(ctx: Context, spec: LinearSpec, box: InputBox, i: int, check) -> bool:
+    """With every ReLU fixed the network is affine on the domain; evaluate the box corners that minimise each
+    spec row's final coefficients and let `check` confirm one."""
+    A = ctx.record.get("__input__")
+    if A is None:
+        return False
+    lo, hi = box.lower[0], box.upper[0]
+    for s in range(A.shape[1]):
+        x = torch.where(A[i, s] >= 0, lo, hi).unsqueeze(0)
+        if check(x):
+            _try_linear_minimiser.last = x
+            return True
+    return False
+
+
+_try_linear_minimiser.last = None
+
+
+def input_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int = 64,
+              method: str = "crown", check=None, max_domains: int = 2_000_000) -> BabResult:
+    """Input-splitting branch and bound: bound D sub-boxes at once with CROWN (or IBP), halve the unproved
+    ones along their widest side. Centres of unproved boxes are checked as counterexamples."""
+    from .bounds import METHODS
+
+    queue = [(box.lower, box.upper)]
+    domains = 0
+    while queue:
+        if time.perf_counter() > deadline:
+            return BabResult("timeout", domains)
+        if domains > max_domains:
+            return BabResult("unknown", domains)
+        chunk, queue = queue[:batch], queue[batch:]
+        lo = torch.cat([c[0] for c in chunk])
+        hi = torch.cat([c[1] for c in chunk])
+        d = lo.shape[0]
+        spec_d = LinearSpec(spec.C.expand(d, -1, -1), spec.d.expand(d, -1), spec.groups, None, spec.strict)
+        with torch.no_grad():
+            lb = METHODS[method](graph, InputBox(lo, hi), spec_d).lower
+        domains += d
+        open_ = (~spec_d.proved(lb)).nonzero().flatten()
+        if check is not None and open_.numel():
+            centres = (lo[open_] + hi[open_]) / 2
+            for j in range(centres.shape[0]):
+                if check(centres[j : j + 1]):
+                    return BabResult("sat", domains, centres[j : j + 1])
+        for j in open_.tolist():
+            width = (hi[j] - lo[j]).reshape(-1)
+            k = int(width.argmax())
+            if float(width[k]) <= 0:
+                return BabResult("unknown", domains)
+            mid = (lo[j].reshape(-1)[k] + hi[j].reshape(-1)[k]) / 2
+            left_hi, right_lo = hi[j].clone(), lo[j].clone()
+            left_hi.view(-1)[k] = mid
+            right_lo.view(-1)[k] = mid
+            queue.append((lo[j : j + 1], left_hi.unsqueeze(0)))
+            queue.append((right_lo.unsqueeze(0), hi[j : j + 1]))
+    return BabResult("unsat", domains)

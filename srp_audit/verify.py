@@ -1,0 +1,256 @@
+"""Verify a VNN-LIB property of a model: sat (counterexample), unsat (proved), unknown or timeout.
+
+Per clause (an input box with its output constraints): PGD with restarts on the spec objective first, then
+the sound bound cascade IBP → CROWN-IBP → CROWN → alpha-CROWN, then a complete method within the timeout:
+input splitting for inputs of up to 16 dimensions, ReLU splitting otherwise. The box is used exactly as the
+spec gives it, in the model's own input space (no domain clipping). Counterexamples are re-checked with plain
+forward passes in the model's precision and in float64, and must lie inside the exact box.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .attack import confirm_counterexamples, pgd
+from .bab import input_bab, relu_bab
+from .bounds import CASCADE, get_method
+from .bounds.crown import check_supported
+from .device import resolve_device, use_exact_float32
+from .errors import SrpAuditError, UsageError
+from .ir.graph import Graph
+from .loaders import load_model
+from .spec import InputBox, LinearSpec
+from .vnnlib import Clause, VnnlibSpec, read_vnnlib
+
+STATUSES = ("sat", "unsat", "unknown", "timeout")
+INPUT_SPLIT_MAX_DIMS = 16
+
+
+@dataclass
+class VerifyOptions:
+    timeout: float = 60.0
+    attack_steps: int = 100
+    attack_restarts: int = 10
+    alpha_iters: int = 20
+    complete: bool = True
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class VerifyResult:
+    status: str
+    method: str | None  # what decided it: 'pgd', a bound method, 'bab-input', 'bab-relu'
+    seconds: float
+    counterexample: tuple[np.ndarray, np.ndarray] | None = None  # (x flat, y flat) for sat
+    detail: str = ""
+
+
+def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[InputBox, InputBox]:
+    """(exact float64 box for proofs, inward-rounded box in the model's precision for attacks)."""
+    shape = (1,) + graph.input_shape
+    lo64 = torch.from_numpy(clause.lower).to(device).reshape(shape)
+    hi64 = torch.from_numpy(clause.upper).to(device).reshape(shape)
+    lo, hi = lo64.to(dtype), hi64.to(dtype)
+    lo = torch.where(lo.double() < lo64, torch.nextafter(lo, torch.full_like(lo, math.inf)), lo)
+    hi = torch.where(hi.double() > hi64, torch.nextafter(hi, torch.full_like(hi, -math.inf)), hi)
+    return InputBox(lo64, hi64, bool((lo64 >= 0).all())), InputBox(lo, torch.maximum(hi, lo))
+
+
+def _inside(points: torch.Tensor, box: InputBox) -> torch.Tensor:
+    p = points.double()
+    ok = (p >= box.lower) & (p <= box.upper)
+    return ok.reshape(ok.shape[0], -1).all(dim=1)
+
+
+def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
+    """Decide the property within opt.timeout seconds."""
+    start = time.perf_counter()
+    deadline = start + opt.timeout
+    n_in, n_out = math.prod(graph.input_shape), graph.num_classes
+    if spec.n_inputs != n_in or spec.n_outputs != n_out:
+        raise UsageError(f"{spec.path} has {spec.n_inputs} inputs and {spec.n_outputs} outputs, the model "
+                         f"{n_in} inputs {graph.input_shape} and {n_out} outputs")
+    check_supported(graph)
+    dev = resolve_device(opt.device)
+    if dev.type == "cuda":
+        use_exact_float32()
+    native = graph.copy(device=dev).eval()
+    wide = graph.copy(dtype=torch.float64, device=dev).eval()
+    native.requires_grad_(False)
+    wide.requires_grad_(False)
+    methods_used = []
+    pending: list[tuple[Clause, InputBox, LinearSpec]] = []
+    for clause in spec.clauses:
+        proof_box, attack_box = _boxes(clause, graph, native.dtype, dev)
+        s = clause.spec(torch.float64).to(device=dev)
+
+        def confirmed(x: torch.Tensor, s=s, proof_box=proof_box) -> bool:
+            return bool(confirm_counterexamples(x, s, native, wide, _inside(x, proof_box)).all())
+
+        # 1. attack
+        att = pgd(native, attack_box, s, steps=opt.attack_steps, restarts=opt.attack_restarts, seed=opt.seed,
+                  start=(attack_box.lower + attack_box.upper) / 2)
+        if att.found.any() and confirmed(att.points):
+            return _sat(native, att.points, "pgd", start)
+        if time.perf_counter() > deadline:
+            return VerifyResult("timeout", None, time.perf_counter() - start)
+        pending.append((clause, proof_box, s, confirmed))
+    # 2. the bound cascade, clause by clause (all must be proved)
+    undecided = []
+    for clause, box, s, confirmed in pending:
+        proved_by = None
+        for name in CASCADE:
+            if time.perf_counter() > deadline:
+                return VerifyResult("timeout", None, time.perf_counter() - start)
+            with torch.no_grad():
+                lb = get_method(name)(wide, box, s, alpha_iters=opt.alpha_iters).lower
+            if bool(s.proved(lb).all()):
+                proved_by = name
+                break
+        if proved_by:
+            methods_used.append(proved_by)
+        else:
+            undecided.append((clause, box, s, confirmed))
+    # 3. complete methods
+    for clause, box, s, confirmed in undecided:
+        if not opt.complete:
+            return VerifyResult("unknown", None, time.perf_counter() - start, detail="bounds inconclusive")
+        if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
+            res = input_bab(wide, box, s, deadline, check=confirmed)
+            name = "bab-input"
+        else:
+            res = relu_bab(wide, box, s, deadline, check=confirmed)
+            name = "bab-relu"
+        if res.status == "sat":
+            return _sat(native, res.counterexample.to(native.dtype), name, start)
+        if res.status != "unsat":
+            status = "timeout" if res.status == "timeout" else "unknown"
+            return VerifyResult(status, None, time.perf_counter() - start, detail=f"{name}: {res.domains} domains")
+        methods_used.append(name)
+    strongest = max(methods_used, key=lambda m: (["ibp", "crown-ibp", "crown", "alpha-crown", "bab-input", "bab-relu"].index(m)),
+                    default=None)
+    return VerifyResult("unsat", strongest, time.perf_counter() - start)
+
+
+def _sat(native: Graph, x: torch.Tensor, method: str, start: float) -> VerifyResult:
+    with torch.no_grad():
+        y = native.logits(x.to(native.dtype))
+    return VerifyResult("sat", method, time.perf_counter() - start,
+                        (x.reshape(-1).cpu().double().numpy(), y.reshape(-1).cpu().double().numpy()))
+
+
+def result_text(res: VerifyResult) -> str:
+    """The VNN-COMP result file: the status, and for sat the assignment ((X_0 v) … (Y_0 v) …)."""
+    if res.status != "sat" or res.counterexample is None:
+        return res.status + "\n"
+    x, y = res.counterexample
+    lines = [f"(X_{i} {float(v)!r})" for i, v in enumerate(x)] + [f"(Y_{j} {float(v)!r})" for j, v in enumerate(y)]
+    return "sat\n(" + "\n ".join(lines) + ")\n"
+
+
+def write_result(path: str, res: VerifyResult) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(result_text(res))
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------ benchmarks
+
+
+@dataclass
+class Instance:
+    onnx: str
+    vnnlib: str
+    timeout: float
+    key: tuple[str, str] = ("", "")  # paths relative to the benchmark root, for matching known results
+
+
+def read_instances(csv_path: str) -> list[Instance]:
+    if not os.path.exists(csv_path):
+        raise UsageError(f"instances file '{csv_path}' does not exist")
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    out = []
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 3:
+                raise UsageError(f"{csv_path}:{lineno}: expected onnx,vnnlib,timeout")
+            try:
+                timeout = float(row[2])
+            except ValueError:
+                raise UsageError(f"{csv_path}:{lineno}: timeout {row[2]!r} is not a number") from None
+            onnx, vnn = (os.path.normpath(os.path.join(folder, r.strip())) for r in row[:2])
+            out.append(Instance(onnx, vnn, timeout))
+    return out
+
+
+def read_known(csv_path: str) -> dict[tuple[str, str], dict[str, str]]:
+    """known_results.csv rows keyed by (onnx, vnnlib) as absolute normalised paths."""
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    out = {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            key = tuple(os.path.normpath(os.path.join(folder, row[k])) for k in ("onnx", "vnnlib"))
+            out[key] = row
+    return out
+
+
+@dataclass
+class InstanceRow:
+    instance: Instance
+    result: VerifyResult | None
+    error: str = ""
+    expected: str | None = None
+
+
+@dataclass
+class BenchmarkSummary:
+    rows: list[InstanceRow] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES + ("error",)}
+        for r in self.rows:
+            out[r.result.status if r.result else "error"] += 1
+        return out
+
+    def unsound(self) -> list[InstanceRow]:
+        return [r for r in self.rows if r.expected == "sat" and r.result and r.result.status == "unsat"]
+
+    def proved_of_expected_unsat(self) -> tuple[int, int]:
+        rows = [r for r in self.rows if r.expected == "unsat"]
+        return sum(1 for r in rows if r.result and r.result.status == "unsat"), len(rows)
+
+    def falsified_of_expected_sat(self) -> tuple[int, int]:
+        rows = [r for r in self.rows if r.expected == "sat"]
+        return sum(1 for r in rows if r.result and r.result.status == "sat"), len(rows)
+
+
+def run_instances(instances: list[Instance], opt: VerifyOptions, known: dict | None = None, timeout_cap: float | None = None,
+                  on_row=None) -> BenchmarkSummary:
+    """Verify every instance with its own timeout (capped by `timeout_cap`); load errors become rows."""
+    summary = BenchmarkSummary()
+    cache: dict[str, Graph] = {}
+    for inst in instances:
+        expected = (known or {}).get((inst.onnx, inst.vnnlib), {}).get("expected") if known else None
+        t = min(inst.timeout, timeout_cap) if timeout_cap else inst.timeout
+        try:
+            if inst.onnx not in cache:
+                cache[inst.onnx] = load_model(inst.onnx)
+            res = verify(cache[inst.onnx], read_vnnlib(inst.vnnlib), VerifyOptions(**{**opt.__dict__, "timeout": t}))
+            row = InstanceRow(inst, res, expected=expected)
+        except SrpAuditError as e:
+            row = InstanceRow(inst, None, str(e), expected)
+        summary.rows.append(row)
+        if on_row:
+            on_row(row)
+    return summary

@@ -1,0 +1,297 @@
+"""VNN-LIB 1.0 reader (plain or .gz): the VNN-COMP property format.
+
+A file declares inputs X_i and outputs Y_j and asserts constraints; a *counterexample* is an assignment that
+satisfies every assert. We read the asserts into disjunctive normal form: a list of disjuncts, each a box on
+X (bounds per input) and a conjunction of linear constraints over Y. Disjuncts sharing a box become one
+`Clause` whose output part is a `LinearSpec` (one group per disjunct; a constraint g(Y) ≥ 0 becomes the row
+h = −g, so a point violates the property when some group has all its rows ≤ 0, and the property is proved when
+every group has a row that is > 0 over the whole box). Malformed files give one error naming the line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from .errors import SrpAuditError
+from .spec import LinearSpec
+
+MAX_DISJUNCTS = 100_000
+
+
+class VnnlibError(SrpAuditError):
+    """A VNN-LIB file that cannot be read."""
+
+
+@dataclass
+class Clause:
+    """One input box and the output constraints of the disjuncts that share it."""
+
+    lower: np.ndarray  # (n_inputs,) float64
+    upper: np.ndarray
+    C: np.ndarray  # (S, n_outputs): rows h = C·y + d
+    d: np.ndarray  # (S,)
+    groups: list[list[int]]
+    strict: np.ndarray  # (S,) bool: the constraint was strict (violated only when h < 0)
+
+    def spec(self, dtype: torch.dtype = torch.float64) -> LinearSpec:
+        C = torch.from_numpy(self.C).to(dtype).unsqueeze(0)
+        d = torch.from_numpy(self.d).to(dtype).unsqueeze(0)
+        return LinearSpec(C, d, self.groups, strict=torch.from_numpy(self.strict))
+
+
+@dataclass
+class VnnlibSpec:
+    path: str
+    n_inputs: int
+    n_outputs: int
+    clauses: list[Clause] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------ tokens
+
+
+_TOKEN = re.compile(r"\(|\)|[^\s()]+")
+
+
+def _tokens(text: str, path: str) -> list[tuple[str, int]]:
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split(";", 1)[0]
+        out.extend((m.group(0), lineno) for m in _TOKEN.finditer(line))
+    return out
+
+
+def _parse(tokens: list[tuple[str, int]], path: str) -> list[tuple[object, int]]:
+    """S-expressions as nested lists of (token, line); returns the top-level forms with their line."""
+    forms, stack = [], []
+    for tok, line in tokens:
+        if tok == "(":
+            stack.append(([], line))
+        elif tok == ")":
+            if not stack:
+                raise VnnlibError(f"{path}:{line}: unbalanced ')'")
+            items, start = stack.pop()
+            if stack:
+                stack[-1][0].append((items, start))
+            else:
+                forms.append((items, start))
+        else:
+            if not stack:
+                raise VnnlibError(f"{path}:{line}: '{tok}' outside any expression")
+            stack[-1][0].append((tok, line))
+    if stack:
+        raise VnnlibError(f"{path}:{stack[-1][1]}: expression opened here is never closed")
+    return forms
+
+
+# ------------------------------------------------------------------------------------------------ linear terms
+
+
+@dataclass
+class _Lin:
+    """Σ coef·var + const, with exact rational coefficients while parsing."""
+
+    coef: dict[str, Fraction]
+    const: Fraction
+
+    def __add__(self, o: "_Lin") -> "_Lin":
+        c = dict(self.coef)
+        for k, v in o.coef.items():
+            c[k] = c.get(k, Fraction(0)) + v
+        return _Lin(c, self.const + o.const)
+
+    def scale(self, s: Fraction) -> "_Lin":
+        return _Lin({k: v * s for k, v in self.coef.items()}, self.const * s)
+
+
+_ONE, _ZERO = Fraction(1), Fraction(0)
+
+
+def _number(tok: str) -> Fraction | None:
+    try:
+        return Fraction(tok)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _diff(a: _Lin, b: _Lin) -> _Lin:
+    """a − b."""
+    c = dict(a.coef)
+    for k, v in b.coef.items():
+        c[k] = c.get(k, _ZERO) - v
+    return _Lin(c, a.const - b.const)
+
+
+class _Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.inputs: set[str] = set()
+        self.outputs: set[str] = set()
+
+    def fail(self, line: int, msg: str) -> VnnlibError:
+        return VnnlibError(f"{self.path}:{line}: {msg}")
+
+    def term(self, expr, line: int) -> _Lin:
+        if isinstance(expr, str):
+            if expr in self.inputs or expr in self.outputs:
+                return _Lin({expr: _ONE}, _ZERO)
+            n = _number(expr)
+            if n is not None:
+                return _Lin({}, n)
+            raise self.fail(line, f"'{expr}' is neither a number nor a declared variable")
+        if not expr:
+            raise self.fail(line, "empty expression")
+        op, op_line = expr[0]
+        args = [self.term(e, ln) for e, ln in expr[1:]]
+        if op == "+":
+            return sum(args[1:], args[0]) if args else _Lin({}, Fraction(0))
+        if op == "-":
+            if len(args) == 1:
+                return args[0].scale(Fraction(-1))
+            return sum((a.scale(Fraction(-1)) for a in args[1:]), args[0])
+        if op == "*":
+            consts = [a for a in args if not a.coef]
+            vars_ = [a for a in args if a.coef]
+            if len(vars_) > 1:
+                raise self.fail(op_line, "products of variables are not linear")
+            factor = Fraction(1)
+            for c in consts:
+                factor *= c.const
+            return vars_[0].scale(factor) if vars_ else _Lin({}, factor)
+        raise self.fail(op_line, f"'{op}' is not a linear term operator (+, -, *)")
+
+    def formula(self, expr, line: int) -> list[list[tuple[_Lin, bool]]]:
+        """DNF: a list of conjunctions of atoms (g, strict) meaning g ≥ 0 (g > 0 when strict)."""
+        if isinstance(expr, str) or not expr:
+            raise self.fail(line, f"expected a constraint, got {expr!r}")
+        op, op_line = expr[0]
+        if op in ("and", "or"):
+            parts = [self.formula(e, ln) for e, ln in expr[1:]]
+            if op == "or":
+                return [conj for p in parts for conj in p]
+            out: list[list] = [[]]
+            for p in parts:
+                out = [a + b for a in out for b in p]
+                if len(out) > MAX_DISJUNCTS:
+                    raise self.fail(op_line, f"more than {MAX_DISJUNCTS} disjuncts after expansion")
+            return out
+        if op in ("<=", ">=", "<", ">"):
+            if len(expr) != 3:
+                raise self.fail(op_line, f"'{op}' takes two arguments")
+            a, b = self.term(*expr[1]), self.term(*expr[2])
+            g = _diff(a, b) if op in (">=", ">") else _diff(b, a)
+            return [[(g, op in ("<", ">"))]]
+        raise self.fail(op_line, f"unsupported operator '{op}' (expected and, or, <=, >=, <, >)")
+
+
+def read_vnnlib(path: str | os.PathLike) -> VnnlibSpec:
+    """Parse a .vnnlib or .vnnlib.gz file into clauses; raises `VnnlibError` with the line of the problem."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VnnlibError(f"spec file '{path}' does not exist")
+    try:
+        raw = gzip.open(path, "rt").read() if path.endswith(".gz") else open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise VnnlibError(f"'{path}' cannot be read ({e})") from None
+    r = _Reader(path)
+    asserts = []
+    for form, line in _parse(_tokens(raw, path), path):
+        if not form or not isinstance(form[0][0], str):
+            raise r.fail(line, "expected (declare-const ...) or (assert ...)")
+        head = form[0][0]
+        if head == "declare-const":
+            if len(form) != 3 or not isinstance(form[1][0], str):
+                raise r.fail(line, "expected (declare-const NAME Real)")
+            name, kind = form[1][0], form[2][0]
+            if kind != "Real":
+                raise r.fail(line, f"variable {name} has type {kind}; only Real is supported")
+            if re.fullmatch(r"X_\d+", name):
+                r.inputs.add(name)
+            elif re.fullmatch(r"Y_\d+", name):
+                r.outputs.add(name)
+            else:
+                raise r.fail(line, f"variable {name} is neither X_i (input) nor Y_j (output)")
+        elif head == "assert":
+            if len(form) != 2:
+                raise r.fail(line, "assert takes one formula")
+            asserts.append((form[1], line))
+        else:
+            raise r.fail(line, f"unsupported command '{head}' (expected declare-const or assert)")
+    n_in, n_out = _count(r.inputs, "X", path), _count(r.outputs, "Y", path)
+    dnf: list[list] = [[]]
+    for (expr, ln), line in asserts:
+        part = r.formula(expr, ln)
+        dnf = [a + b for a in dnf for b in part]
+        if len(dnf) > MAX_DISJUNCTS:
+            raise r.fail(line, f"more than {MAX_DISJUNCTS} disjuncts after expansion")
+    return VnnlibSpec(path, n_in, n_out, _clauses(dnf, n_in, n_out, path))
+
+
+def _count(names: set[str], prefix: str, path: str) -> int:
+    idx = sorted(int(n[2:]) for n in names)
+    if not idx:
+        raise VnnlibError(f"{path}: no {prefix}_i variables are declared")
+    if idx != list(range(len(idx))):
+        raise VnnlibError(f"{path}: {prefix} variables must be numbered 0…{len(idx) - 1} without gaps")
+    return len(idx)
+
+
+def _clauses(dnf: list[list], n_in: int, n_out: int, path: str) -> list[Clause]:
+    boxes: dict[tuple, list[list]] = {}
+    for conj in dnf:
+        lo = np.full(n_in, -np.inf)
+        hi = np.full(n_in, np.inf)
+        outs = []
+        for g, strict in conj:
+            xs = [k for k in g.coef if k.startswith("X_") and g.coef[k] != 0]
+            ys = [k for k in g.coef if k.startswith("Y_") and g.coef[k] != 0]
+            if xs and ys:
+                raise VnnlibError(f"{path}: a constraint mixes inputs and outputs; only input boxes and output constraints are supported")
+            if len(xs) > 1:
+                raise VnnlibError(f"{path}: a constraint couples several inputs ({', '.join(xs)}); only input boxes are supported")
+            if xs:  # a·X_i + c ≥ 0  →  bound on X_i
+                i, a = int(xs[0][2:]), g.coef[xs[0]]
+                v = float(-g.const) if a == 1 else float(g.const) if a == -1 else float(-g.const / a)
+                if a > 0:
+                    lo[i] = max(lo[i], v)
+                else:
+                    hi[i] = min(hi[i], v)
+            elif ys:
+                outs.append((g, strict))
+            elif g.const < 0 or (strict and g.const == 0):
+                outs = None  # a constant false constraint: this disjunct is empty
+                break
+        if outs is None:
+            continue
+        missing = [f"X_{i}" for i in range(n_in) if not (np.isfinite(lo[i]) and np.isfinite(hi[i]))]
+        if missing:
+            raise VnnlibError(f"{path}: input(s) {', '.join(missing[:5])} lack a lower or upper bound")
+        if np.any(lo > hi):
+            continue  # an empty box holds no counterexample
+        boxes.setdefault((lo.tobytes(), hi.tobytes()), []).append(outs)
+    clauses = []
+    for (lo_b, hi_b), disjuncts in boxes.items():
+        rows, d, strict, groups = [], [], [], []
+        for outs in disjuncts:
+            group = []
+            for g, s in outs:
+                row = np.zeros(n_out)
+                for k, v in g.coef.items():
+                    row[int(k[2:])] = -float(v)  # h = −g
+                rows.append(row)
+                d.append(-float(g.const))
+                strict.append(s)
+                group.append(len(rows) - 1)
+            groups.append(group)
+        clauses.append(Clause(np.frombuffer(lo_b).copy(), np.frombuffer(hi_b).copy(),
+                              np.array(rows).reshape(len(rows), n_out), np.array(d, dtype=np.float64),
+                              groups, np.array(strict, dtype=bool)))
+    return clauses

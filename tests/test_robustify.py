@@ -1,0 +1,227 @@
+"""SingleProp and robustify: the method's rules as written in the paper, training improves sound certification,
+schedules, adaptive K, checkpoints/resume, atomic output, the CLI's before/after audit, and the guarantee that
+nothing in certification uses the unsound estimator."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from srp_audit.bounds.singleprop import SINGLEPROP, relu_radius, singleprop, singleprop_loss, worst_case_logits
+from srp_audit.certify import CertifyOptions, certify
+from srp_audit.data import load_samples
+from srp_audit.errors import UsageError
+from srp_audit.ir import nodes as ir
+from srp_audit.ir.graph import INPUT, Graph
+from srp_audit.loaders import load_model
+from srp_audit.robustify import Interrupted, RobustifyOptions, Schedule, Span, robustify
+
+from conftest import FIXTURES, ort_session, relative_error
+from soundness import op_graphs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------------------------ the method
+
+
+def test_relu_rules_match_the_paper_table() -> None:
+    z = torch.linspace(-3, 3, 301, dtype=torch.float64).repeat(3)
+    v = torch.cat([torch.full((301,), a, dtype=torch.float64) for a in (0.0, 0.4, 2.0)])
+    active, dead = z - v >= 0, z + v <= 0
+    paper = {
+        "fastlin": 0.75 * v + 0.5 * z - z * z / (4 * v.clamp(min=1e-30)),
+        "zero": 0.5 * (z + v),
+        "adaptive": torch.where(z >= 0, v, 0.5 * (z + v)),
+    }
+    for variant, unstable in paper.items():
+        expected = torch.where(active, v, torch.where(dead, torch.zeros_like(v), unstable))
+        assert torch.allclose(relu_radius(z, v, variant), expected, atol=1e-12), variant
+
+
+def test_singleprop_centre_is_the_forward_pass_and_affine_radius_is_abs_w(fixture_models) -> None:
+    g = fixture_models["mnist_mlp"].copy(dtype=torch.float64)
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    c, v = singleprop(g, x, 0.0)
+    assert torch.equal(c, g.logits(x)) and torch.all(v == 0)
+    lin = Graph((4,), [("d", ir.Dense(torch.tensor([[1.0, -2.0, 0.5, 0.0]]).double()), (INPUT,))], "d")
+    _, v = singleprop(lin, torch.zeros(2, 4, dtype=torch.float64), 0.1)
+    assert torch.allclose(v, torch.full((2, 1), 0.35, dtype=torch.float64))
+
+
+def test_maxpool_sigmoid_and_residual_rules() -> None:
+    graphs = op_graphs(2)
+    x = torch.randn(3, 2, 6, 6, dtype=torch.float64)
+    g = graphs["MaxPool2d"].copy(dtype=torch.float64)
+    node = g.node(g.output)
+    _, v = singleprop(g, x, 0.2)
+    assert torch.allclose(v, (0.5 * (node(x + 0.2) - node(x - 0.2))).reshape(3, -1))
+    s = graphs["Sigmoid"].copy(dtype=torch.float64)
+    z = torch.randn(4, 7, dtype=torch.float64)
+    _, v = singleprop(s, z, 0.3)
+    assert torch.allclose(v, 0.5 * (torch.sigmoid(z + 0.3) - torch.sigmoid(z - 0.3)))
+    add = graphs["Add"].copy(dtype=torch.float64)
+    c, v = singleprop(add, torch.randn(2, 6, dtype=torch.float64), 0.1)
+    assert c.shape == v.shape == (2, 5) and torch.all(v > 0)
+
+
+def test_every_ir_op_has_a_singleprop_rule() -> None:
+    assert all(SINGLEPROP.supports(t) or t is ir.Add for t in ir.ALL_NODE_TYPES)
+
+
+def test_worst_case_logits_and_loss() -> None:
+    c = torch.tensor([[2.0, 1.0, 0.0]])
+    v = torch.tensor([[0.5, 0.25, 1.0]])
+    y = torch.tensor([0])
+    assert torch.equal(worst_case_logits(c, v, y), torch.tensor([[1.5, 1.25, 1.0]]))
+    loss, _ = singleprop_loss(c, v, y, 1.0)
+    assert torch.isclose(loss, torch.nn.functional.cross_entropy(c, y))
+
+
+def test_singleprop_is_not_sound_and_certify_never_uses_it(fixture_models) -> None:
+    """The estimate can exceed the true worst case (so it must not certify), and no certification module
+    imports it."""
+    g = op_graphs(5)["Relu"]
+    net = Graph((2,), [("d0", ir.Dense(torch.tensor([[1.0, 1.0], [1.0, -1.0]])), (INPUT,)), ("r", ir.Relu(), ("d0",)),
+                       ("d1", ir.Dense(torch.tensor([[1.0, 1.0]])), ("r",))], "d1").double()
+    x = torch.zeros(1, 2, dtype=torch.float64)
+    c, v = singleprop(net, x, 1.0, "fastlin")
+    grid = torch.cartesian_prod(torch.linspace(-1, 1, 41), torch.linspace(-1, 1, 41)).double()
+    true_min = float(net(grid).min())
+    assert float(c - v) > true_min, "the estimate claims more than holds: it is not a bound"
+    del g
+    for module in ("certify.py", "bounds/__init__.py", "bounds/interval.py", "bounds/crown.py", "attack.py", "report.py"):
+        tree = ast.parse((ROOT / "srp_audit" / module).read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        mods = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not any("singleprop" in m for m in names | mods), module
+
+
+# ------------------------------------------------------------------------------------------ schedule
+
+
+def test_spans_and_schedule() -> None:
+    assert Span.parse("500") == Span(500, "steps") and Span.parse("3ep") == Span(3, "epochs") and Span.parse("40%") == Span(0.4, "fraction")
+    with pytest.raises(UsageError):
+        Span.parse("soon")
+    s = Schedule(0.1, Span.parse("10%"), Span.parse("50%"), 0.5)
+    assert s.at(0.05, 10, 1000) == (0.0, 1.0)
+    eps, k = s.at(0.35, 10, 1000)
+    assert eps == pytest.approx(0.05) and k == pytest.approx(0.75)
+    assert s.at(0.9, 10, 1000) == pytest.approx((0.1, 0.5))
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+@pytest.fixture(scope="module")
+def data(fixture_models):
+    g = fixture_models["mnist_mlp"]
+    tr = load_samples(str(FIXTURES / "mnist_train_4k.npz"), g.input_shape, 10)
+    return tr.subset(slice(0, 600)), tr.subset(slice(3900, 4000))
+
+
+@pytest.mark.parametrize("regularizer,variant", [("singleprop", "fastlin"), ("singleprop", "zero"), ("singleprop", "adaptive"),
+                                                 ("ibp", "fastlin"), ("crown-ibp", "fastlin")])
+def test_training_improves_sound_certification(fixture_models, data, regularizer: str, variant: str) -> None:
+    g = fixture_models["mnist_mlp"]
+    train, held = data
+    epochs = 2 if regularizer == "crown-ibp" else 6
+    opts = RobustifyOptions(eps=0.05, epochs=epochs, regularizer=regularizer, variant=variant, ramp="60%", lr=1e-3)
+    res = robustify(g, train.x, train.y, opts)
+    before = certify(g, held.x, held.y, CertifyOptions(eps=0.05, method="ibp", radius=False, device="cpu"))
+    after = certify(res.graph, held.x, held.y, CertifyOptions(eps=0.05, method="ibp", radius=False, device="cpu"))
+    assert after.certified_accuracy > before.certified_accuracy + 0.2
+    assert res.steps == epochs * 6 and res.final_eps == pytest.approx(0.05)
+    assert not torch.equal(next(res.graph.parameters()), next(g.parameters())), "the input graph must be untouched"
+
+
+def test_max_time_stops_on_budget(fixture_models, data) -> None:
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    res = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, max_time=1.5))
+    assert 1.4 <= res.elapsed <= 4 and res.steps > 5 and res.final_eps == pytest.approx(0.05, rel=0.05)
+
+
+def test_ada_k_adapts_after_the_first_epoch(fixture_models, data) -> None:
+    g = fixture_models["mnist_mlp"]
+    train, held = data
+    res = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=3, ada=True), held.x, held.y)
+    ks = [p.k for p in res.history]
+    assert ks[0] == 1.0 and 0 < ks[-1] < 1
+
+
+def test_checkpoint_and_resume_match_an_uninterrupted_run(fixture_models, data, tmp_path: Path) -> None:
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    full = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=4, seed=3))
+    ckpt = str(tmp_path / "run.ckpt")
+    first = RobustifyOptions(eps=0.05, epochs=2, seed=3, checkpoint_every=12, checkpoint_path=ckpt)
+    robustify(g, train.x, train.y, first)
+    resumed = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=4, seed=3, checkpoint_path=ckpt, resume=True))
+    for a, b in zip(full.graph.parameters(), resumed.graph.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_interrupt_saves_a_checkpoint_and_raises(fixture_models, data, tmp_path: Path) -> None:
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    calls = []
+
+    def progress(p):
+        calls.append(p)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    ckpt = str(tmp_path / "x.ckpt")
+    with pytest.raises(Interrupted) as e:
+        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=50, checkpoint_every=1000, checkpoint_path=ckpt), progress=progress)
+    assert e.value.checkpoint == ckpt and Path(ckpt).exists()
+
+
+# ------------------------------------------------------------------------------------------ the CLI
+
+
+def test_cli_robustify_writes_a_model_that_onnxruntime_and_our_loader_agree_on(tmp_path: Path) -> None:
+    from srp_audit_cli.main import main
+
+    out = tmp_path / "robust.onnx"
+    train = tmp_path / "train.npz"
+    d = np.load(FIXTURES / "mnist_train_4k.npz")
+    np.savez(train, x=d["x"][:500], y=d["y"][:500])
+    r = CliRunner().invoke(main, ["robustify", str(FIXTURES / "mnist_mlp.onnx"), "--data", str(train), "--eps", "0.05",
+                                  "--epochs", "3", "--method", "ibp", "--audit-samples", "50", "--no-audit-radius", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "before" in r.stdout and "after" in r.stdout and "certified accuracy" in r.stdout and f"wrote {out}" in r.stdout
+    g = load_model(str(out))
+    x = torch.rand(6, 1, 28, 28)
+    sess = ort_session(out)
+    ref = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        assert relative_error(g(x).numpy(), ref) <= 1e-5
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".srp-audit-")] == []
+
+
+def test_cli_robustify_pt2_and_bad_output(tmp_path: Path) -> None:
+    from srp_audit_cli.main import main
+
+    train = tmp_path / "train.npz"
+    d = np.load(FIXTURES / "mnist_train_4k.npz")
+    np.savez(train, x=d["x"][:300], y=d["y"][:300])
+    args = ["robustify", str(FIXTURES / "mnist_mlp.onnx"), "--data", str(train), "--eps", "0.05", "--epochs", "1",
+            "--method", "ibp", "--audit-samples", "20", "--no-audit-radius"]
+    r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "m.pt2")])
+    assert r.exit_code == 0, r.output
+    ep = torch.export.load(str(tmp_path / "m.pt2"))
+    assert ep.module()(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "m.txt")])
+    assert r.exit_code == 2 and "must end in .onnx or .pt2" in r.stderr
+    r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "m.onnx"), "--ramp", "later"])
+    assert r.exit_code == 2 and "cannot read the span" in r.stderr
+    assert json  # the module's JSON checks live in test_cli
