@@ -1,26 +1,33 @@
-"""`srp-audit certify`: verdicts and certified radii for a model's samples."""
+"""`srp-audit certify`: verdicts and certified radii for a model's samples, and reports CI can gate on."""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import os
+import platform
 
 import click
+import numpy as np
+import torch
 
 from srp_audit.bounds import CASCADE
 from srp_audit.certify import CertifyOptions, certify as run_certify
 from srp_audit.data import load_samples, samples_path_for
-from srp_audit.errors import DataError
+from srp_audit.errors import DataError, UsageError
 from srp_audit.loaders import load_model
-from srp_audit.report import render
+from srp_audit.report import FORMATS, append_step_summary, format_for, render
+from srp_audit.report.plot import write_plot
 
 from .errors import EXIT_GATE, debug_option
-from .params import DOMAIN, EPS, FRACTION, POSITIVE
+from .params import DOMAIN, EPS, EPS_LIST, FRACTION, POSITIVE
 from .progress import Progress
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--eps", type=EPS, required=True, help="L∞ radius to certify, in the model's input units (e.g. 0.1 for pixels in [0, 1]).")
+@click.option("--eps", type=EPS_LIST, required=True,
+              help="L∞ radius in the model's input units (0.1 for pixels in [0, 1]); a list 0.005,0.01,0.02 sweeps several.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="Samples .npz with x and y. Default: MODEL's stem + .samples.npz beside it.")
 @click.option("--method", type=click.Choice(("auto",) + CASCADE), default="auto", show_default=True,
@@ -28,22 +35,25 @@ from .progress import Progress
 @click.option("--alpha-iters", type=click.IntRange(min=0), default=20, show_default=True, help="alpha-CROWN optimisation steps.")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True, help="Valid input range LO,HI; the ball is clipped to it.")
 @click.option("--radius/--no-radius", default=True, show_default=True, help="Search each sample's certified and attack radius.")
-@click.option("--radius-tol", type=POSITIVE, default=1e-3, show_default=True, help="Bisection tolerance of the radius search.")
+@click.option("--radius-tol", type=POSITIVE, default=1e-3, show_default=True, help="Tolerance of the radius search.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--attack-steps", type=click.IntRange(min=0), default=30, show_default=True, help="PGD steps per attack.")
 @click.option("--attack-restarts", type=click.IntRange(min=1), default=2, show_default=True, help="PGD restarts at --eps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the report here (the summary table still goes to stdout).")
-@click.option("--per-sample", is_flag=True, help="Include the per-sample table.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Report on stdout.")
+@click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False),
+              help="Also write a report; the type follows the suffix (.txt .md .json .xml=JUnit .html). Repeatable.")
+@click.option("--per-sample", is_flag=True, help="Include the per-sample table (table/markdown).")
+@click.option("--by-class", is_flag=True, help="Include the per-class breakdown.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw accuracy vs eps and the radius histogram (.svg, or .png with srp-audit[plot]).")
 @click.option("--fail-under", type=FRACTION, default=None, help="Exit 1 when certified accuracy is below this fraction.")
+@click.option("--fail-under-radius", type=EPS, default=None, help="Exit 1 when the median certified radius is below this.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @debug_option
 def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, attack_steps,
-            attack_restarts, seed, device, fmt, output, per_sample, fail_under, quiet) -> None:
+            attack_restarts, seed, device, fmt, outputs, per_sample, by_class, plot, fail_under, fail_under_radius, quiet) -> None:
     """Certify MODEL's predictions in the L∞ ball of radius --eps around each sample.
 
     Each sample is verified (proved robust by a sound bound), falsified (a counterexample was found and
@@ -52,9 +62,18 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
     \b
     Examples:
       srp-audit certify fixtures/mnist_cnn.onnx --eps 0.02
-      srp-audit certify model.onnx --eps 0.1 --data test.npz --per-sample
-      srp-audit certify model.onnx --eps 0.1 --format json -o report.json --fail-under 0.8
+      srp-audit certify model.onnx --eps 0.1 --data test.npz --per-sample --by-class
+      srp-audit certify model.onnx --eps 0.005,0.01,0.02 -o report.json -o report.xml -o report.html
+      srp-audit certify model.onnx --eps 0.1 --fail-under 0.8 --fail-under-radius 0.05
     """
+    formats = [(path, format_for(path)) for path in outputs]  # fail on a bad suffix before any work
+    eps_main = max(eps)
+    sweep = tuple(sorted(eps)) if len(eps) > 1 else ()
+    if sweep and not radius:
+        raise UsageError("an eps sweep reuses the radius search: drop --no-radius")
+    if (fail_under_radius is not None or plot) and not radius:
+        raise UsageError("--fail-under-radius and --plot need the radius search: drop --no-radius")
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     graph = load_model(model)
     if data_path is None:
         data_path = samples_path_for(model)
@@ -62,29 +81,47 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
             raise DataError(f"no samples given: pass --data FILE.npz (or put them beside the model as '{data_path}')")
     samples = load_samples(data_path, graph.input_shape, graph.num_classes, domain, limit)
     options = CertifyOptions(
-        eps=eps, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol, attack_steps=attack_steps,
-        attack_restarts=attack_restarts, batch_size=batch_size, seed=seed, device=device,
+        eps=eps_main, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol,
+        attack_steps=attack_steps, attack_restarts=attack_restarts, batch_size=batch_size, seed=seed, device=device, sweep=sweep,
     )
     bar = Progress("certify", enabled=None if not quiet else False)
     try:
         result = run_certify(graph, samples.x, samples.y, options, progress=bar)
     finally:
         bar.close()
-    text = render(result, model, fmt, per_sample)
-    if output:
-        _write_text(output, text)
-        click.echo(render(result, model, "table", False), nl=False)
-    else:
-        click.echo(text, nl=False)
+    meta = {"started": started, "model_sha256": _sha256(model), "data": data_path, "data_sha256": _sha256(data_path),
+            "samples": len(samples), "python": platform.python_version(), "torch": torch.__version__}
+    click.echo(render(result, model, fmt, per_sample, by_class, meta), nl=False)
+    for path, kind in formats:
+        _write_text(path, render(result, model, kind, per_sample, by_class, meta))
+    if plot:
+        write_plot(result, plot)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        append_step_summary(step_summary, render(result, model, "markdown", False, by_class))
+    failed = []
     if fail_under is not None and result.certified_accuracy < fail_under:
-        click.echo(f"gate failed: certified accuracy {100 * result.certified_accuracy:.1f} % is below {100 * fail_under:.1f} %", err=True)
+        failed.append(f"certified accuracy {100 * result.certified_accuracy:.1f} % is below {100 * fail_under:.1f} %")
+    median = float(np.median(result.radii())) if result.samples else 0.0
+    if fail_under_radius is not None and median < fail_under_radius:
+        failed.append(f"median certified radius {median:.4f} is below {fail_under_radius:g}")
+    if failed:
+        click.echo("gate failed: " + "; ".join(failed), err=True)
         click.get_current_context().exit(EXIT_GATE)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _write_text(path: str, text: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise DataError(f"cannot write '{path}': folder '{folder}' does not exist")
+        raise UsageError(f"cannot write '{path}': folder '{folder}' does not exist")
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

@@ -10,6 +10,8 @@ from srp_audit.perf import tune_process
 from .certify_cmd import certify
 from .robustify_cmd import robustify_cmd
 from .verify_cmd import verify_cmd
+from .inspect_cmd import inspect_cmd
+from .compare_cmd import compare_cmd
 from .errors import AuditGroup, debug_option
 
 
@@ -25,6 +27,10 @@ def main() -> None:
       srp-audit certify model.onnx --eps 0.02 --data test.npz --per-sample --format json -o report.json
       srp-audit robustify model.onnx --data train.npz --eps 0.1 --max-time 180 -o robust.onnx
       srp-audit verify model.onnx property.vnnlib --timeout 120
+      srp-audit inspect model.onnx
+      srp-audit compare main.json pr.json --tolerance 0.01
+
+    Shell completion (bash): eval "$(_SRP_AUDIT_COMPLETE=bash_source srp-audit)"
     """
     tune_process()
 
@@ -32,6 +38,8 @@ def main() -> None:
 main.add_command(certify)
 main.add_command(robustify_cmd, name="robustify")
 main.add_command(verify_cmd, name="verify")
+main.add_command(inspect_cmd, name="inspect")
+main.add_command(compare_cmd, name="compare")
 
 
 if __name__ == "__main__":  # pragma: no cover

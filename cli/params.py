@@ -60,7 +60,25 @@ class Domain(click.ParamType):
         return (lo, hi)
 
 
+class EpsList(click.ParamType):
+    """One radius or a comma-separated list of radii (a sweep), each a finite float ≥ 0."""
+
+    name = "eps[,eps…]"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, tuple):
+            return value
+        parts = [p for p in str(value).split(",") if p.strip()]
+        if not parts:
+            self.fail("give at least one radius", param, ctx)
+        values = tuple(NonNegativeFloat().convert(p, param, ctx) for p in parts)
+        if len(set(values)) != len(values):
+            self.fail(f"repeated radius in {value!r}", param, ctx)
+        return values
+
+
 EPS = NonNegativeFloat()
+EPS_LIST = EpsList()
 POSITIVE = NonNegativeFloat(positive=True)
 FRACTION = Fraction()
 DOMAIN = Domain()

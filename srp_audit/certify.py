@@ -47,6 +47,7 @@ class CertifyOptions:
     batch_size: int = 256
     seed: int = 0
     device: str = "auto"
+    sweep: tuple[float, ...] = ()  # more radii to report verdicts at, from the same radius search
 
 
 @dataclass
@@ -60,6 +61,7 @@ class SampleResult:
     method: str | None  # which method proved it (None unless verified)
     bound: float  # worst margin lower bound at eps (> 0 iff proved at eps); -inf when not bounded
     unstable: int = 0  # unstable ReLU neurons under IBP bounds at eps (what makes CROWN expensive)
+    sweep_verdicts: tuple[str, ...] = ()  # the verdict at each eps of options.sweep
     counterexample: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -90,6 +92,16 @@ class CertifyResult:
 
     def mean_unstable(self) -> float:
         return float(np.mean([s.unstable for s in self.samples])) if self.samples else 0.0
+
+    def sweep(self) -> list[dict]:
+        """Per eps of options.sweep: counts of each verdict and the certified accuracy."""
+        rows = []
+        for j, e in enumerate(self.options.sweep):
+            verdicts = [s.sweep_verdicts[j] for s in self.samples]
+            n = max(self.n, 1)
+            rows.append({"eps": e, "verified": verdicts.count("verified"), "falsified": verdicts.count("falsified"),
+                         "unknown": verdicts.count("unknown"), "certified_accuracy": verdicts.count("verified") / n})
+        return rows
 
     def method_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -259,6 +271,7 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
     clash = verified & falsified
     if clash.any():
         raise SoundnessError(f"samples {(clash.nonzero().flatten() + offset).tolist()} were both proved and falsified")
+    sweep = _sweep_verdicts(prove, radius_methods, opt, candidates, cert, att_r, clean_bad, verified, eps_full)
 
     out = []
     for i in range(n):
@@ -276,9 +289,30 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
                 method=method if verdict == "verified" else None,
                 bound=float(bound[i]),
                 unstable=int(unstable[i]),
+                sweep_verdicts=tuple(v[i] for v in sweep),
                 counterexample=ce[i].cpu().numpy() if a != float("inf") else None,
             )
         )
+    return out
+
+
+def _sweep_verdicts(prove, methods, opt: CertifyOptions, candidates, cert, att_r, clean_bad, verified, eps_full) -> list[list[str]]:
+    """Verdicts at every eps of the sweep from one radius search: proved when the certified radius reaches it
+    (a proof at r covers every smaller ball), falsified when a counterexample is that close; samples whose
+    radius falls within the search tolerance below an eps get a direct proof attempt at it."""
+    out = []
+    n = cert.shape[0]
+    for e in opt.sweep:
+        e_t = torch.full_like(cert, float(e))
+        ok = candidates & ((cert >= e_t) | (verified & (e_t <= eps_full)))
+        near = (candidates & ~ok & (att_r > e_t) & (cert + opt.radius_tol >= e_t)).nonzero().flatten()
+        if near.numel():
+            p, _, _ = prove(near, e_t[near], methods)
+            ok[near[p]] = True
+        bad = clean_bad | (att_r <= e_t)
+        if (ok & bad).any():
+            raise SoundnessError(f"sweep eps {e}: a sample was both proved and falsified")
+        out.append(["verified" if ok[i] else "falsified" if bad[i] else "unknown" for i in range(n)])
     return out
 
 

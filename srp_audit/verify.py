@@ -95,11 +95,10 @@ def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
         def confirmed(x: torch.Tensor, s=s, proof_box=proof_box) -> bool:
             return bool(confirm_counterexamples(x, s, native, wide, _inside(x, proof_box)).all())
 
-        # 1. attack
-        att = pgd(native, attack_box, s, steps=opt.attack_steps, restarts=opt.attack_restarts, seed=opt.seed,
-                  start=(attack_box.lower + attack_box.upper) / 2)
-        if att.found.any() and confirmed(att.points):
-            return _sat(native, att.points, "pgd", start)
+        # 1. attack: PGD on the whole property, then on each disjunct alone (a targeted attack per class)
+        hit = _attack(native, attack_box, s, opt, confirmed)
+        if hit is not None:
+            return _sat(native, hit, "pgd", start)
         if time.perf_counter() > deadline:
             return VerifyResult("timeout", None, time.perf_counter() - start)
         pending.append((clause, proof_box, s, confirmed))
@@ -117,8 +116,11 @@ def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
                 break
         if proved_by:
             methods_used.append(proved_by)
-        else:
-            undecided.append((clause, box, s, confirmed))
+            continue
+        hit = _corner_attack(native, wide, box, s, opt, confirmed)
+        if hit is not None:
+            return _sat(native, hit, "pgd-crown-corners", start)
+        undecided.append((clause, box, s, confirmed))
     # 3. complete methods
     for clause, box, s, confirmed in undecided:
         if not opt.complete:
@@ -138,6 +140,60 @@ def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
     strongest = max(methods_used, key=lambda m: (["ibp", "crown-ibp", "crown", "alpha-crown", "bab-input", "bab-relu"].index(m)),
                     default=None)
     return VerifyResult("unsat", strongest, time.perf_counter() - start)
+
+
+def _attack(native: Graph, box: InputBox, spec: LinearSpec, opt: VerifyOptions, confirmed) -> torch.Tensor | None:
+    centre = (box.lower + box.upper) / 2
+    att = pgd(native, box, spec, steps=opt.attack_steps, restarts=opt.attack_restarts, seed=opt.seed, start=centre)
+    if att.found.any() and confirmed(att.points):
+        return att.points
+    g = len(spec.groups)
+    if g < 2:
+        return None
+    # one copy of the box per disjunct, each attacked on its own rows (the others' rows are made unviolable)
+    C = torch.zeros((g,) + spec.C.shape[1:], dtype=spec.C.dtype, device=spec.C.device)
+    d = torch.full((g, spec.C.shape[1]), 1e30, dtype=spec.d.dtype, device=spec.d.device)  # unused rows never violate
+    for k, grp in enumerate(spec.groups):
+        C[k, grp] = spec.C[0, grp]
+        d[k, grp] = spec.d[0, grp]
+    per = LinearSpec(C, d, spec.groups, None, spec.strict)
+    boxes = InputBox(box.lower.expand((g,) + box.lower.shape[1:]), box.upper.expand((g,) + box.upper.shape[1:]))
+    att = pgd(native, boxes, per, steps=2 * opt.attack_steps, restarts=opt.attack_restarts, seed=opt.seed + 1,
+              start=centre.expand_as(boxes.lower))
+    for k in att.found.nonzero().flatten().tolist():
+        x = att.points[k : k + 1]
+        if confirmed(x):
+            return x
+    return None
+
+
+def _corner_attack(native: Graph, wide: Graph, box: InputBox, spec: LinearSpec, opt: VerifyOptions, confirmed) -> torch.Tensor | None:
+    """PGD started from the box corners that minimise CROWN's final linear lower bound of each row: where the
+    relaxation finds the property weakest."""
+    from .bounds.crown import crown_bounds, spec_backward
+
+    with torch.no_grad():
+        res = crown_bounds(wide, box, spec, "crown")
+        res.ctx.record = {}
+        spec_backward(res.ctx, spec, box)
+    A = res.ctx.record.get("__input__")
+    if A is None:
+        return None
+    corners = torch.where(A[0] >= 0, box.lower, box.upper)  # (S, *shape)
+    for x in corners:
+        if confirmed(x.unsqueeze(0).to(native.dtype)):
+            return x.unsqueeze(0).to(native.dtype)
+    s = corners.shape[0]
+    lo32, hi32 = box.lower.to(native.dtype), box.upper.to(native.dtype)
+    lo32 = torch.where(lo32.double() < box.lower, torch.nextafter(lo32, hi32), lo32)
+    hi32 = torch.where(hi32.double() > box.upper, torch.nextafter(hi32, lo32), hi32)
+    boxes = InputBox(lo32.expand((s,) + lo32.shape[1:]), hi32.expand((s,) + hi32.shape[1:]))
+    specs = LinearSpec(spec.C.expand(s, -1, -1), spec.d.expand(s, -1), spec.groups, None, spec.strict)
+    att = pgd(native, boxes, specs, steps=opt.attack_steps, restarts=1, seed=opt.seed + 2, start=corners.to(native.dtype))
+    for k in att.found.nonzero().flatten().tolist():
+        if confirmed(att.points[k : k + 1]):
+            return att.points[k : k + 1]
+    return None
 
 
 def _sat(native: Graph, x: torch.Tensor, method: str, start: float) -> VerifyResult:

@@ -1,0 +1,56 @@
+"""Report writers: table, markdown, JSON (versioned schema), JUnit XML, HTML; each returns a string."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..certify import CertifyResult
+from ..errors import UsageError
+from .html import as_html
+from .json_report import SCHEMA_VERSION, as_dict, as_json
+from .junit import as_junit
+from .summary import class_rows, clopper_pearson, summary, sweep_rows
+from .text import as_markdown, as_table
+
+FORMATS = ("table", "markdown", "json", "junit", "html")
+SUFFIXES = {".txt": "table", ".md": "markdown", ".markdown": "markdown", ".json": "json", ".xml": "junit", ".html": "html", ".htm": "html"}
+STEP_SUMMARY_LIMIT = 1024 * 1024 - 4096  # GitHub rejects step summaries over 1 MiB; keep a margin
+
+
+def format_for(path: str) -> str:
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in SUFFIXES:
+        raise UsageError(f"-o {path!r}: unknown report type {suffix or '(none)'}; use one of {', '.join(sorted(SUFFIXES))}")
+    return SUFFIXES[suffix]
+
+
+def render(result: CertifyResult, model: str, fmt: str, per_sample: bool = False, by_class: bool = False,
+           meta: dict[str, Any] | None = None) -> str:
+    if fmt == "json":
+        return as_json(result, model, meta)
+    if fmt == "junit":
+        return as_junit(result, model)
+    if fmt == "html":
+        return as_html(result, model, True, by_class)
+    if fmt == "markdown":
+        return as_markdown(result, model, per_sample, by_class)
+    return as_table(result, model, per_sample, by_class)
+
+
+def append_step_summary(path: str, markdown: str) -> None:
+    """Append to $GITHUB_STEP_SUMMARY without pushing the file past GitHub's 1 MiB limit."""
+    used = os.path.getsize(path) if os.path.exists(path) else 0
+    room = STEP_SUMMARY_LIMIT - used
+    if room <= 200:
+        return
+    data = markdown.encode("utf-8")
+    if len(data) > room:
+        note = "\n\n_(truncated: the step summary is limited to 1 MiB; see the report artifacts)_\n".encode()
+        data = data[: room - len(note)].decode("utf-8", "ignore").encode("utf-8") + note
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+__all__ = ["FORMATS", "SCHEMA_VERSION", "render", "format_for", "append_step_summary", "summary", "sweep_rows", "class_rows",
+           "clopper_pearson", "as_dict", "as_json", "as_junit", "as_html", "as_table", "as_markdown"]

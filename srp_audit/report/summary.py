@@ -1,0 +1,64 @@
+"""The numbers every report shows: summary, confidence interval, per-eps sweep, per-class breakdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ..certify import CertifyResult
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval for a proportion k/n (audits certify a sample, not the whole distribution)."""
+    if n == 0:
+        return (0.0, 1.0)
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return (float(ci.low), float(ci.high))
+
+
+def summary(result: CertifyResult) -> dict[str, Any]:
+    """Headline numbers; the keys are part of the JSON contract (docs/report-schema.md)."""
+    radii = result.radii()
+    o = result.options
+    verified = result.count("verified")
+    return {
+        "samples": result.n,
+        "eps": o.eps,
+        "method": o.method,
+        "domain": list(o.domain),
+        "clean_accuracy": result.clean_accuracy,
+        "certified_accuracy": result.certified_accuracy,
+        "certified_accuracy_ci95": list(clopper_pearson(verified, result.n)),
+        "verified": verified,
+        "falsified": result.count("falsified"),
+        "unknown": result.count("unknown"),
+        "mean_certified_radius": float(radii.mean()) if radii.size else 0.0,
+        "median_certified_radius": float(np.median(radii)) if radii.size else 0.0,
+        "certified_by_method": result.method_counts(),
+        "mean_unstable_relus": result.mean_unstable(),
+        "radius_search": o.radius,
+        "radius_tol": o.radius_tol,
+        "device": result.device,
+        "wall_time_s": result.wall_time,
+    }
+
+
+def sweep_rows(result: CertifyResult) -> list[dict[str, Any]]:
+    rows = result.sweep()
+    for r in rows:
+        r["certified_accuracy_ci95"] = list(clopper_pearson(r["verified"], result.n))
+    return rows
+
+
+def class_rows(result: CertifyResult) -> list[dict[str, Any]]:
+    """Per label: samples, clean and certified accuracy (with its interval), mean certified radius."""
+    out = []
+    for label in sorted({s.label for s in result.samples}):
+        ss = [s for s in result.samples if s.label == label]
+        n, v = len(ss), sum(s.verdict == "verified" for s in ss)
+        out.append({"label": label, "samples": n, "clean_accuracy": sum(s.prediction == s.label for s in ss) / n,
+                    "certified_accuracy": v / n, "certified_accuracy_ci95": list(clopper_pearson(v, n)),
+                    "mean_certified_radius": float(np.mean([s.certified_radius for s in ss]))})
+    return out
