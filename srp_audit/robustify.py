@@ -252,6 +252,7 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
     gen = torch.Generator(device="cpu").manual_seed(opt.seed)
     torch.manual_seed(opt.seed)
     step, elapsed_before, k_ada = 0, 0.0, 1.0
+    resumed_order, resumed_pos = None, 0
     ckpt = opt.checkpoint_path
     fingerprint = model_fingerprint(graph)
     if opt.resume:
@@ -265,11 +266,12 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
         step, elapsed_before, k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
         gen.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
+        resumed_order, resumed_pos = state["order"], int(state["pos"])
 
     def save_checkpoint() -> None:
         _save_atomic({"version": 1, "fingerprint": fingerprint, "model": model.state_dict(),
                       "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed_before + (time.perf_counter() - start),
-                      "k_ada": k_ada, "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                      "k_ada": k_ada, "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "order": order, "pos": pos,
                       "options": {k: v for k, v in asdict(opt).items() if not isinstance(v, tuple)}}, ckpt)
 
     def progress_at(step_: int, now: float) -> tuple[float, float]:
@@ -285,8 +287,8 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
 
     history: list[Progress] = []
     start = time.perf_counter()
-    order = torch.randperm(n, generator=gen)
-    pos = (step % steps_per_epoch) * opt.batch_size
+    order = resumed_order if resumed_order is not None else torch.randperm(n, generator=gen)
+    pos = resumed_pos if resumed_order is not None else 0
     run_loss = run_clean = run_rob = 0.0
     run_n = 0
     last_report = -1.0
