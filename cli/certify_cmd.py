@@ -15,10 +15,10 @@ from srp_audit.bounds import CASCADE
 from srp_audit.certify import CertifyOptions, certify as run_certify
 from srp_audit.data import load_samples, samples_path_for
 from srp_audit.errors import DataError, UsageError
-from srp_audit.loaders import load_model
 from srp_audit.report import FORMATS, append_step_summary, format_for, render
 from srp_audit.report.plot import write_plot
 
+from .model_options import load, model_options
 from .errors import EXIT_GATE, debug_option
 from .params import DOMAIN, EPS, EPS_LIST, FRACTION, POSITIVE
 from .progress import Progress
@@ -51,9 +51,10 @@ from .progress import Progress
 @click.option("--fail-under", type=FRACTION, default=None, help="Exit 1 when certified accuracy is below this fraction.")
 @click.option("--fail-under-radius", type=EPS, default=None, help="Exit 1 when the median certified radius is below this.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@model_options
 @debug_option
 def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, attack_steps,
-            attack_restarts, seed, device, fmt, outputs, per_sample, by_class, plot, fail_under, fail_under_radius, quiet) -> None:
+            attack_restarts, seed, device, fmt, outputs, per_sample, by_class, plot, fail_under, fail_under_radius, quiet, model_opts) -> None:
     """Certify MODEL's predictions in the L∞ ball of radius --eps around each sample.
 
     Each sample is verified (proved robust by a sound bound), falsified (a counterexample was found and
@@ -74,7 +75,7 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
     if (fail_under_radius is not None or plot) and not radius:
         raise UsageError("--fail-under-radius and --plot need the radius search: drop --no-radius")
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    graph = load_model(model)
+    graph = load(model, model_opts)
     if data_path is None:
         data_path = samples_path_for(model)
         if not os.path.exists(data_path):

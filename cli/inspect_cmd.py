@@ -10,8 +10,8 @@ from srp_audit.bounds.crown import CROWN
 from srp_audit.bounds.interval import IBP
 from srp_audit.bounds.singleprop import SINGLEPROP
 from srp_audit.ir import nodes as ir
-from srp_audit.loaders import load_model
 
+from .model_options import load, model_options
 from .errors import debug_option
 
 
@@ -22,15 +22,16 @@ def _mark(table, node) -> str:
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--raw", is_flag=True, help="Show the graph as loaded, before batch-norm/normalisation folding.")
+@model_options
 @debug_option
-def inspect_cmd(model, raw) -> None:
+def inspect_cmd(model, raw, model_opts) -> None:
     """Print MODEL's graph IR: layers, ops, output shapes, parameters, and bound-method support.
 
     \b
     Example:
       srp-audit inspect fixtures/mnist_resnet.onnx
     """
-    g = load_model(model, simplified=not raw)
+    g = load(model, model_opts, simplified=not raw)
     rows = []
     total = 0
     for i, (name, node, inputs) in enumerate(g.items()):

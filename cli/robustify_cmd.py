@@ -16,21 +16,23 @@ from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
 from srp_audit.device import resolve_device
 from srp_audit.errors import SrpAuditError, UsageError
-from srp_audit.ir.export import save_onnx, save_pt2
+from srp_audit.ir.export import save_onnx, save_pt2, save_state_dict
 from srp_audit.loaders import load_model
 from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions, robustify
 
+from .model_options import load, model_options
 from .errors import debug_option
 from .params import DOMAIN, EPS, FRACTION, POSITIVE
 
-OUTPUT_SUFFIXES = (".onnx", ".pt2")
+OUTPUT_SUFFIXES = (".onnx", ".pt2", ".safetensors")
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), required=True, help="Training .npz (x, y).")
 @click.option("--eps", type=EPS, required=True, help="Target L∞ radius to train for.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the model: .onnx or .pt2.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the model: .onnx, .pt2 (torch.export) or .safetensors (the graph's state dict).")
 @click.option("--epochs", type=POSITIVE, default=None, help="Epochs (default 10 unless --max-time is given).")
 @click.option("--max-time", type=POSITIVE, default=None, help="Wall-clock budget in seconds; the schedule scales to it.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
@@ -53,10 +55,11 @@ OUTPUT_SUFFIXES = (".onnx", ".pt2")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
+@model_options
 @debug_option
 def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, lr, regularizer, variant, warmup, ramp,
                   k_final, ada, gamma, val_split, method, audit_data, audit_samples, audit_radius, checkpoint_every,
-                  resume, domain, seed, device, quiet) -> None:
+                  resume, domain, seed, device, quiet, model_opts) -> None:
     """Fine-tune MODEL to be provably more robust at --eps, then audit it before and after.
 
     SingleProp adds one forward pass of a radius beside the ordinary one; its worst-case logits enter the loss
@@ -75,7 +78,7 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
     if not os.path.isdir(folder):
         raise UsageError(f"-o {output!r}: folder {folder!r} does not exist")
     dev = resolve_device(device)
-    graph = load_model(model)
+    graph = load(model, model_opts)
     train = load_samples(data_path, graph.input_shape, graph.num_classes, domain)
     order = np.random.default_rng(seed).permutation(len(train))
     n_val = int(round(val_split * len(train)))
@@ -145,5 +148,7 @@ def _write(graph, output: str, suffix: str) -> None:
             ok = torch.allclose(back(x), graph(x), rtol=1e-4, atol=1e-5)
         if not ok:
             raise SrpAuditError(f"{output} was written but does not reproduce the trained model; please report this")
-    else:
+    elif suffix == ".pt2":
         save_pt2(graph, output)
+    else:
+        save_state_dict(graph, output)

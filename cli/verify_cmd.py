@@ -9,10 +9,10 @@ import click
 from tabulate import tabulate
 
 from srp_audit.errors import UsageError
-from srp_audit.loaders import load_model
 from srp_audit.verify import VerifyOptions, read_instances, read_known, run_instances, verify, write_result
 from srp_audit.vnnlib import read_vnnlib
 
+from .model_options import load, model_options
 from .errors import EXIT_GATE, debug_option
 from .params import POSITIVE
 
@@ -32,8 +32,9 @@ from .params import POSITIVE
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
+@model_options
 @debug_option
-def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap, limit, no_complete, fmt, seed, device, quiet) -> None:
+def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap, limit, no_complete, fmt, seed, device, quiet, model_opts) -> None:
     """Decide a VNN-LIB property of MODEL: sat (counterexample found and re-checked), unsat (proved), unknown or
     timeout. With --instances, run a VNN-COMP benchmark folder instead.
 
@@ -50,7 +51,7 @@ def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap,
         return
     if not (model and spec):
         raise UsageError("verify needs MODEL and SPEC (or --instances BENCH/instances.csv)")
-    graph = load_model(model)
+    graph = load(model, model_opts)
     res = verify(graph, read_vnnlib(spec), opts)
     if result_file:
         write_result(result_file, res)

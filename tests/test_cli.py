@@ -122,7 +122,7 @@ def _cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     cases = {
         "missing model": (["certify", str(tmp_path / "nope.onnx"), "--eps", "0.1"], "does not exist"),
         "corrupt model": (["certify", str(corrupt), "--eps", "0.1", "--data", str(SAMPLES)], "not a readable ONNX"),
-        "not onnx": (["certify", str(text), "--eps", "0.1", "--data", str(SAMPLES)], "is not an ONNX model"),
+        "not onnx": (["certify", str(text), "--eps", "0.1", "--data", str(SAMPLES)], "is neither ONNX nor a PyTorch file"),
         "unsupported op": (["certify", _model_with(tmp_path, flat + [helper.make_node("Gemm", ["f", "W"], ["g"], transB=1),
                                                                       helper.make_node("LogSoftmax", ["g"], ["y"], name="lsm")],
                                                       {"W": w}), "--eps", "0.1", "--data", str(SAMPLES)], r"'lsm' \(op LogSoftmax, opset 13\)"),

@@ -187,3 +187,15 @@ def save_pt2(graph: Graph, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_state_dict(graph: Graph, path: str | os.PathLike) -> None:
+    """Write the graph's parameters and buffers as .safetensors (names are the IR's: `layers.<node>.<param>`;
+    the metadata records the input shape and each node's op and origin, so the file documents itself)."""
+    from ..loaders.safetensors_io import write_safetensors
+
+    meta = {"format": "srp-audit graph state dict", "input_shape": ",".join(map(str, graph.input_shape))}
+    for name, node, inputs in graph.items():
+        meta[f"node.{name}"] = f"{node.op} {node.describe()} <- {','.join(inputs)}; from {graph.meta.origin.get(name, '')}"
+    tensors = {k: v.detach().to(torch.float32) if v.is_floating_point() else v.detach() for k, v in graph.state_dict().items()}
+    write_safetensors(tensors, os.fspath(path), meta)

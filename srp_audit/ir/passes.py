@@ -199,6 +199,17 @@ def fold_affine_into_next(g: Graph) -> Graph:
     return g
 
 
+def prune_dead(g: Graph) -> Graph:
+    """Drop nodes the output does not depend on (dead branches left by exporters)."""
+    live = {g.output}
+    for name in reversed(g.order):
+        if name in live:
+            live.update(g.inputs_of[name])
+    if len(live - {INPUT}) == len(g.order):
+        return g
+    return g.rebuilt([(n, node, ins) for n, node, ins in g.items() if n in live])
+
+
 def simplify(g: Graph) -> Graph:
     """Run every pass to a fixed point; the result computes the same function."""
     g = drop_identities(g)

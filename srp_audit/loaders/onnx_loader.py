@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -21,134 +20,36 @@ from onnx import numpy_helper
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir import nodes as ir
 from ..ir.graph import INPUT, Graph, GraphMeta
+from ..ir.passes import prune_dead
+from .context import LoaderContext, Tensor, Value, input_is_batched
 from .onnx_const import FOLDERS, attributes, fold
 
 MIN_OPSET, MAX_OPSET = 7, 23
-BATCH = 1  # the batch size assumed while folding shape arithmetic
 
 
-@dataclass
-class Tensor:
-    """An input-dependent value: the IR value id and its per-sample shape."""
-
-    ir: str
-    shape: tuple[int, ...]
-
-
-Value = Tensor | np.ndarray
-
-
-class _Ctx:
-    """State of one load: values by ONNX name, the IR nodes emitted so far, and the model's conventions."""
+class _Ctx(LoaderContext):
+    """An ONNX load: nodes are named by their ONNX name (or first output) and op type, versioned by the opset."""
 
     def __init__(self, opset: int, batched: bool) -> None:
+        super().__init__(batched)
         self.opset = opset
-        self.batched = batched
-        self.values: dict[str, Value] = {}
-        self.nodes: list[tuple[str, ir.Node, tuple[str, ...]]] = []
-        self.shapes: dict[str, tuple[int, ...]] = {}
-        self.origin: dict[str, str] = {}
-        self._count: dict[str, int] = {}
         self.onnx_node: Any = None
-
-    # ---------------------------------------------------------------- errors and naming
 
     @property
     def node_name(self) -> str:
         n = self.onnx_node
         return n.name or (n.output[0] if n.output else "?")
 
-    def unsupported(self, reason: str) -> UnsupportedOpError:
-        return UnsupportedOpError(self.node_name, self.onnx_node.op_type, self.opset, reason)
+    @property
+    def op_name(self) -> str:
+        return self.onnx_node.op_type
 
-    def emit(self, node: ir.Node, inputs: list[Tensor], tag: str | None = None) -> Tensor:
-        """Append an IR node reading `inputs`; returns the new tensor."""
-        tag = tag or type(node).__name__.lower()
-        k = self._count.get(tag, 0)
-        self._count[tag] = k + 1
-        name = f"{tag}_{k}"
-        try:
-            shape = tuple(node.out_shape(*(t.shape for t in inputs)))
-        except ValueError as e:
-            raise self.unsupported(str(e)) from None
-        self.nodes.append((name, node, tuple(t.ir for t in inputs)))
-        self.origin[name] = f"{self.node_name}: {self.onnx_node.op_type}"
-        return Tensor(name, shape)
-
-    # ---------------------------------------------------------------- value access
-
-    def get(self, name: str) -> Value | None:
-        if name == "":
-            return None
-        if name not in self.values:
-            raise ModelLoadError(f"node '{self.node_name}' reads '{name}', which nothing defines")
-        return self.values[name]
-
-    def tensor(self, name: str) -> Tensor:
-        v = self.get(name)
-        if not isinstance(v, Tensor):
-            raise self.unsupported(f"input '{name}' was expected to depend on the model input")
-        return v
-
-    def const(self, name: str, what: str = "input") -> np.ndarray:
-        v = self.get(name)
-        if not isinstance(v, np.ndarray):
-            raise self.unsupported(f"{what} '{name}' must be a constant (initializer), not computed from the input")
-        return v
-
-    def weight(self, name: str, what: str) -> torch.Tensor:
-        """A float constant used as a weight: must be finite."""
-        arr = self.const(name, what)
-        if not np.issubdtype(arr.dtype, np.floating):
-            arr = arr.astype(np.float32)
-        if not np.all(np.isfinite(arr)):
-            raise ModelLoadError(
-                f"{what} '{name}' of node '{self.node_name}' ({self.onnx_node.op_type}) contains NaN or inf; "
-                "the model's weights are corrupt"
-            )
-        return torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
-
-    # ---------------------------------------------------------------- axis conventions
+    @property
+    def version(self) -> int:
+        return self.opset
 
     def onnx_shape(self, t: Tensor) -> tuple[int, ...]:
-        return ((BATCH,) if self.batched else ()) + t.shape
-
-    def sample_axis(self, t: Tensor, axis: int) -> int:
-        """Map an ONNX axis of tensor `t` to its sample axis; the batch axis itself cannot be addressed."""
-        rank = len(self.onnx_shape(t))
-        if not -rank <= axis < rank:
-            raise self.unsupported(f"axis {axis} out of range for rank {rank}")
-        axis %= rank
-        if self.batched:
-            if axis == 0:
-                raise self.unsupported("operating along the batch axis is not supported")
-            return axis - 1
-        return axis
-
-    def sample_const(self, t: Tensor, c: np.ndarray) -> torch.Tensor:
-        """A constant broadcast against tensor `t` in ONNX space, re-expressed against the sample."""
-        c = np.asarray(c, dtype=np.float32)
-        while c.ndim > len(t.shape):
-            if c.shape[0] != 1:
-                raise self.unsupported(f"constant of shape {c.shape} broadcasts along the batch axis")
-            c = c[0]
-        if not np.all(np.isfinite(c)):
-            raise ModelLoadError(f"constant of node '{self.node_name}' ({self.onnx_node.op_type}) contains NaN or inf")
-        return torch.from_numpy(np.array(c, dtype=np.float32, copy=True))
-
-    def reshape_to(self, t: Tensor, onnx_shape: list[int]) -> Tensor:
-        """Reshape `t` to a fully resolved ONNX-space shape, keeping the batch axis first."""
-        if self.batched:
-            if not onnx_shape or onnx_shape[0] != BATCH or math.prod(onnx_shape[1:]) != math.prod(t.shape):
-                raise self.unsupported(
-                    f"reshaping {tuple(self.onnx_shape(t))} to {tuple(onnx_shape)} mixes the batch axis into the sample"
-                )
-            target = tuple(onnx_shape[1:])
-        else:
-            target = tuple(onnx_shape)
-        if target == t.shape:
-            return t
-        return self.emit(ir.Reshape(target), [t])
+        return self.full_shape(t)
 
 
 Handler = Callable[[_Ctx, Any, dict], list[Value]]
@@ -504,41 +405,14 @@ def _pad(ctx: _Ctx, node: Any, attrs: dict) -> list[Value]:
     return [ctx.emit(ir.Pad(full, value), [x])]
 
 
-def _binary_operands(ctx: _Ctx, node: Any) -> tuple[Value, Value]:
-    return ctx.get(node.input[0]), ctx.get(node.input[1])  # type: ignore[return-value]
-
-
 @handles("Add", "Sub")
 def _add_sub(ctx: _Ctx, node: Any, attrs: dict) -> list[Value]:
-    a, b = _binary_operands(ctx, node)
-    sub = node.op_type == "Sub"
-    if isinstance(a, Tensor) and isinstance(b, Tensor):
-        if a.shape != b.shape:
-            raise ctx.unsupported(f"operands of shapes {ctx.onnx_shape(a)} and {ctx.onnx_shape(b)} broadcast")
-        if sub:
-            b = ctx.emit(ir.ElementwiseAffine(-1.0, 0.0), [b], "neg")
-        return [ctx.emit(ir.Add(), [a, b])]
-    if isinstance(a, Tensor):
-        c = ctx.sample_const(a, b)  # type: ignore[arg-type]
-        return [ctx.emit(ir.ElementwiseAffine(1.0, -c if sub else c), [a], "affine")]
-    c = ctx.sample_const(b, a)  # type: ignore[arg-type]
-    return [ctx.emit(ir.ElementwiseAffine(-1.0 if sub else 1.0, c), [b], "affine")]  # type: ignore[list-item]
+    return [ctx.add_or_sub(ctx.get(node.input[0]), ctx.get(node.input[1]), node.op_type == "Sub")]  # type: ignore[arg-type]
 
 
 @handles("Mul", "Div")
 def _mul_div(ctx: _Ctx, node: Any, attrs: dict) -> list[Value]:
-    a, b = _binary_operands(ctx, node)
-    if isinstance(a, Tensor) and isinstance(b, Tensor):
-        raise ctx.unsupported("both operands depend on the input (a bilinear product)")
-    if node.op_type == "Div":
-        if not isinstance(a, Tensor):
-            raise ctx.unsupported("dividing a constant by the model's data (a reciprocal) is not supported")
-        c = ctx.sample_const(a, b)  # type: ignore[arg-type]
-        if bool((c == 0).any()):
-            raise ModelLoadError(f"node '{ctx.node_name}' (Div) divides by zero")
-        return [ctx.emit(ir.ElementwiseAffine(1.0 / c, 0.0), [a], "affine")]
-    x, c = (a, b) if isinstance(a, Tensor) else (b, a)
-    return [ctx.emit(ir.ElementwiseAffine(ctx.sample_const(x, c), 0.0), [x], "affine")]  # type: ignore[arg-type]
+    return [ctx.mul_or_div(ctx.get(node.input[0]), ctx.get(node.input[1]), node.op_type == "Div")]  # type: ignore[arg-type]
 
 
 # ============================================================================ driver
@@ -586,7 +460,7 @@ def load_onnx(path: str) -> Graph:
     declared = _declared_shape(inputs[0])
     if not declared:
         raise ModelLoadError(f"input '{inputs[0].name}' of '{path}' has no declared shape")
-    batched = len(declared) >= 2
+    batched = input_is_batched(declared)
     if batched and isinstance(declared[0], int) and declared[0] != 1:
         raise ModelLoadError(
             f"input '{inputs[0].name}' has a fixed batch size of {declared[0]}; export the model with batch 1 or a dynamic batch axis"
@@ -639,15 +513,4 @@ def load_onnx(path: str) -> Graph:
         original_input_shape=tuple(declared),
         origin=ctx.origin,
     )
-    return _prune(Graph(tuple(int(d) for d in sample), ctx.nodes, out.ir, meta))
-
-
-def _prune(g: Graph) -> Graph:
-    """Drop nodes the output does not depend on (dead branches left by the exporter)."""
-    live = {g.output}
-    for name in reversed(g.order):
-        if name in live:
-            live.update(g.inputs_of[name])
-    if len(live - {INPUT}) == len(g.order):
-        return g
-    return g.rebuilt([(n, node, ins) for n, node, ins in g.items() if n in live])
+    return prune_dead(Graph(tuple(int(d) for d in sample), ctx.nodes, out.ir, meta))

@@ -1,0 +1,185 @@
+"""What every loader shares: input-dependent tensors vs constants, emitting IR nodes, and the batch-axis rules.
+
+A model with a batch axis has its framework axis k at sample axis k − 1, and the batch is fixed to `BATCH` (1)
+while shape arithmetic is evaluated, so reshapes that keep the batch first become per-sample reshapes and ops
+that would mix the batch into the sample are rejected with the node named. Subclasses say how nodes are named
+(`node_name`, `op_name`, `version`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ModelLoadError, UnsupportedOpError
+from ..ir import nodes as ir
+from ..ir.graph import INPUT
+
+BATCH = 1  # the batch size assumed while folding shape arithmetic
+
+
+@dataclass
+class Tensor:
+    """An input-dependent value: the IR value id and its per-sample shape."""
+
+    ir: str
+    shape: tuple[int, ...]
+
+
+Value = Tensor | np.ndarray
+
+
+class LoaderContext:
+    """State of one load: values by source name, the IR nodes emitted so far, and the model's conventions."""
+
+    def __init__(self, batched: bool) -> None:
+        self.batched = batched
+        self.values: dict[str, Value] = {}
+        self.nodes: list[tuple[str, ir.Node, tuple[str, ...]]] = []
+        self.origin: dict[str, str] = {}
+        self._count: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- naming (subclasses override)
+
+    @property
+    def node_name(self) -> str:
+        return "?"
+
+    @property
+    def op_name(self) -> str:
+        return "?"
+
+    @property
+    def version(self) -> int | None:
+        return None
+
+    def unsupported(self, reason: str) -> UnsupportedOpError:
+        return UnsupportedOpError(self.node_name, self.op_name, self.version, reason)
+
+    def emit(self, node: ir.Node, inputs: list[Tensor], tag: str | None = None) -> Tensor:
+        """Append an IR node reading `inputs`; returns the new tensor."""
+        tag = tag or type(node).__name__.lower()
+        k = self._count.get(tag, 0)
+        self._count[tag] = k + 1
+        name = f"{tag}_{k}"
+        try:
+            shape = tuple(node.out_shape(*(t.shape for t in inputs)))
+        except ValueError as e:
+            raise self.unsupported(str(e)) from None
+        self.nodes.append((name, node, tuple(t.ir for t in inputs)))
+        self.origin[name] = f"{self.node_name}: {self.op_name}"
+        return Tensor(name, shape)
+
+    # ---------------------------------------------------------------- value access
+
+    def get(self, name: str) -> Value | None:
+        if name == "":
+            return None
+        if name not in self.values:
+            raise ModelLoadError(f"node '{self.node_name}' reads '{name}', which nothing defines")
+        return self.values[name]
+
+    def tensor(self, name: str) -> Tensor:
+        v = self.get(name)
+        if not isinstance(v, Tensor):
+            raise self.unsupported(f"input '{name}' was expected to depend on the model input")
+        return v
+
+    def const(self, name: str, what: str = "input") -> np.ndarray:
+        v = self.get(name)
+        if not isinstance(v, np.ndarray):
+            raise self.unsupported(f"{what} '{name}' must be a constant (a weight), not computed from the input")
+        return v
+
+    def weight(self, name: str, what: str) -> torch.Tensor:
+        """A float constant used as a weight: must be finite."""
+        arr = self.const(name, what)
+        if not np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.float32)
+        if not np.all(np.isfinite(arr)):
+            raise ModelLoadError(
+                f"{what} '{name}' of node '{self.node_name}' ({self.op_name}) contains NaN or inf; the model's weights are corrupt"
+            )
+        return torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+
+    # ---------------------------------------------------------------- axis conventions
+
+    def full_shape(self, t: Tensor) -> tuple[int, ...]:
+        """The tensor's shape as the source framework sees it (with the batch axis, fixed to BATCH)."""
+        return ((BATCH,) if self.batched else ()) + t.shape
+
+    def sample_axis(self, t: Tensor, axis: int) -> int:
+        """Map a framework axis of tensor `t` to its sample axis; the batch axis itself cannot be addressed."""
+        rank = len(self.full_shape(t))
+        if not -rank <= axis < rank:
+            raise self.unsupported(f"axis {axis} out of range for rank {rank}")
+        axis %= rank
+        if self.batched:
+            if axis == 0:
+                raise self.unsupported("operating along the batch axis is not supported")
+            return axis - 1
+        return axis
+
+    def sample_const(self, t: Tensor, c: np.ndarray) -> torch.Tensor:
+        """A constant broadcast against tensor `t` in framework space, re-expressed against the sample."""
+        c = np.asarray(c, dtype=np.float32)
+        while c.ndim > len(t.shape):
+            if c.shape[0] != 1:
+                raise self.unsupported(f"constant of shape {c.shape} broadcasts along the batch axis")
+            c = c[0]
+        if not np.all(np.isfinite(c)):
+            raise ModelLoadError(f"constant of node '{self.node_name}' ({self.op_name}) contains NaN or inf")
+        return torch.from_numpy(np.array(c, dtype=np.float32, copy=True))
+
+    def reshape_to(self, t: Tensor, shape: list[int]) -> Tensor:
+        """Reshape `t` to a fully resolved framework-space shape, keeping the batch axis first."""
+        if self.batched:
+            if not shape or shape[0] != BATCH or math.prod(shape[1:]) != math.prod(t.shape):
+                raise self.unsupported(
+                    f"reshaping {tuple(self.full_shape(t))} to {tuple(shape)} mixes the batch axis into the sample"
+                )
+            target = tuple(shape[1:])
+        else:
+            target = tuple(shape)
+        if target == t.shape:
+            return t
+        return self.emit(ir.Reshape(target), [t])
+
+    # ---------------------------------------------------------------- shared op mappings
+
+    def add_or_sub(self, a: Value, b: Value, sub: bool) -> Tensor:
+        """a ± b with at least one tensor: a residual Add, or a shift by a constant."""
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            if a.shape != b.shape:
+                raise self.unsupported(f"operands of shapes {self.full_shape(a)} and {self.full_shape(b)} broadcast")
+            if sub:
+                b = self.emit(ir.ElementwiseAffine(-1.0, 0.0), [b], "neg")
+            return self.emit(ir.Add(), [a, b])
+        if isinstance(a, Tensor):
+            c = self.sample_const(a, b)  # type: ignore[arg-type]
+            return self.emit(ir.ElementwiseAffine(1.0, -c if sub else c), [a], "affine")
+        c = self.sample_const(b, a)  # type: ignore[arg-type]
+        return self.emit(ir.ElementwiseAffine(-1.0 if sub else 1.0, c), [b], "affine")  # type: ignore[list-item]
+
+    def mul_or_div(self, a: Value, b: Value, div: bool) -> Tensor:
+        """a · b or a / b where one side is a constant."""
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            raise self.unsupported("both operands depend on the input (a bilinear product)")
+        if div:
+            if not isinstance(a, Tensor):
+                raise self.unsupported("dividing a constant by the model's data (a reciprocal) is not supported")
+            c = self.sample_const(a, b)  # type: ignore[arg-type]
+            if bool((c == 0).any()):
+                raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) divides by zero")
+            return self.emit(ir.ElementwiseAffine(1.0 / c, 0.0), [a], "affine")
+        x, c = (a, b) if isinstance(a, Tensor) else (b, a)
+        return self.emit(ir.ElementwiseAffine(self.sample_const(x, c), 0.0), [x], "affine")  # type: ignore[arg-type]
+
+
+def input_is_batched(declared: list[Any]) -> bool:
+    """Rank ≥ 2 inputs have a leading batch axis; rank-1 inputs (VNN-COMP's tiny tests) do not."""
+    return len(declared) >= 2
