@@ -6,13 +6,15 @@ import datetime
 import hashlib
 import os
 import platform
+import time
 
 import click
 import numpy as np
 import torch
 
 from srp_audit.bounds import CASCADE
-from srp_audit.certify import CertifyOptions, certify as run_certify
+from srp_audit.certify import CertifyOptions, certify as run_certify, merge
+from srp_audit.parallel import finish, init_from_env, run_and_gather, shard
 from srp_audit.data import load_samples, samples_path_for
 from srp_audit.errors import DataError, UsageError
 from srp_audit.report import FORMATS, append_step_summary, format_for, render
@@ -20,7 +22,7 @@ from srp_audit.report.plot import write_plot
 
 from .model_options import load, model_options
 from .errors import EXIT_GATE, debug_option
-from .params import DOMAIN, EPS, EPS_LIST, FRACTION, POSITIVE
+from .params import BATCH, DOMAIN, EPS, EPS_LIST, FRACTION, POSITIVE
 from .progress import Progress
 
 
@@ -37,7 +39,8 @@ from .progress import Progress
 @click.option("--radius/--no-radius", default=True, show_default=True, help="Search each sample's certified and attack radius.")
 @click.option("--radius-tol", type=POSITIVE, default=1e-3, show_default=True, help="Tolerance of the radius search.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=BATCH, default="256", show_default=True,
+              help="Samples per batch, or auto (the largest that fits on a GPU; 256 on a CPU). Out-of-memory halves it.")
 @click.option("--attack-steps", type=click.IntRange(min=0), default=30, show_default=True, help="PGD steps per attack.")
 @click.option("--attack-restarts", type=click.IntRange(min=1), default=2, show_default=True, help="PGD restarts at --eps.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -85,11 +88,28 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
         eps=eps_main, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol,
         attack_steps=attack_steps, attack_restarts=attack_restarts, batch_size=batch_size, seed=seed, device=device, sweep=sweep,
     )
-    bar = Progress("certify", enabled=None if not quiet else False)
-    try:
-        result = run_certify(graph, samples.x, samples.y, options, progress=bar)
-    finally:
-        bar.close()
+    d = init_from_env(device)
+    if d is not None:  # launched by torchrun: this rank certifies its shard, rank 0 gathers and reports
+        options.device = str(d.device)
+        start, stop = shard(len(samples), batch_size or 256, d.rank, d.world)
+        t0 = time.perf_counter()
+        try:
+            parts = run_and_gather(d, lambda: run_certify(graph, samples.x[start:stop], samples.y[start:stop], options, None, start),
+                                   f"samples {start}–{stop - 1}" if stop > start else "no samples")
+        finally:
+            finish(d)
+        if parts is None:
+            return
+        result = merge(parts, time.perf_counter() - t0)
+        result.device = f"{d.world} ranks × {d.device.type}"
+    else:
+        bar = Progress("certify", enabled=None if not quiet else False)
+        try:
+            result = run_certify(graph, samples.x, samples.y, options, progress=bar)
+        finally:
+            bar.close()
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     meta = {"started": started, "model_sha256": _sha256(model), "data": data_path, "data_sha256": _sha256(data_path),
             "samples": len(samples), "python": platform.python_version(), "torch": torch.__version__}
     click.echo(render(result, model, fmt, per_sample, by_class, meta), nl=False)

@@ -77,6 +77,24 @@ class EpsList(click.ParamType):
         return values
 
 
+class BatchSize(click.ParamType):
+    """A positive integer, or 'auto' (returned as None)."""
+
+    name = "n|auto"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if value is None or str(value).strip().lower() == "auto":
+            return None
+        try:
+            v = int(str(value))
+        except ValueError:
+            self.fail(f"expected a positive integer or auto, got {value!r}", param, ctx)
+        if v < 1:
+            self.fail(f"must be ≥ 1, got {v}", param, ctx)
+        return v
+
+
+BATCH = BatchSize()
 EPS = NonNegativeFloat()
 EPS_LIST = EpsList()
 POSITIVE = NonNegativeFloat(positive=True)

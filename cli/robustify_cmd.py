@@ -18,6 +18,7 @@ from srp_audit.device import resolve_device
 from srp_audit.errors import SrpAuditError, UsageError
 from srp_audit.ir.export import save_onnx, save_pt2, save_state_dict
 from srp_audit.loaders import load_model
+from srp_audit.parallel import finish, init_from_env
 from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions, robustify
 
 from .model_options import load, model_options
@@ -98,11 +99,16 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
         device=str(dev), checkpoint_every=checkpoint_every, checkpoint_path=output + ".ckpt", resume=resume,
     )
     opts.validate()
+    d = init_from_env(device)  # under torchrun: DistributedDataParallel, rank 0 audits and writes
+    if d is not None:
+        dev = d.device
+        opts.device = str(dev)
+    main_rank = d is None or d.is_main
     audit_opts = CertifyOptions(eps=eps, method=method, domain=domain, radius=audit_radius, seed=seed, device=str(dev))
-    show = (not quiet) and sys.stderr.isatty()
+    show = (not quiet) and sys.stderr.isatty() and main_rank
     if show:
         click.echo(f"auditing {model} on {len(audit)} samples ({method}) …", err=True)
-    before = certify(graph, audit.x, audit.y, audit_opts)
+    before = certify(graph, audit.x, audit.y, audit_opts) if main_rank else None
 
     def report(p) -> None:
         if show:
@@ -113,9 +119,14 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
     try:
         result = robustify(graph, fit.x, fit.y, opts, val.x if len(val) else None, val.y if len(val) else None, report)
     except Interrupted as e:
+        finish(d)
         where = f"; checkpoint saved in {e.checkpoint} — rerun with --resume to continue" if e.checkpoint else ""
-        click.echo(f"\ninterrupted: nothing was written to {output}{where}", err=True)
+        if main_rank:
+            click.echo(f"\ninterrupted: nothing was written to {output}{where}", err=True)
         click.get_current_context().exit(130)
+    finish(d)
+    if not main_rank:
+        return
     if show:
         click.echo("", err=True)
     _write(result.graph, output, suffix)

@@ -94,7 +94,7 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
     pres = [p for _, p in _relu_inputs(graph)]
     shapes = {p: graph.shapes[p] for p in pres}
     counter = itertools.count()
-    root = {p: torch.zeros((1,) + shapes[p], dtype=torch.int8) for p in pres}
+    root = {p: torch.zeros((1,) + shapes[p], dtype=torch.int8, device=box.lower.device) for p in pres}
     queue: list = [(-float("inf"), next(counter), root)]
     domains = 0
     while queue:
@@ -108,7 +108,7 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
         worst = spec_d.worst_bound(lb)
         scores = _branch_scores(ctx, graph, lb)
         for i in (~proved).nonzero().flatten().tolist():
-            flat = torch.cat([scores[p][i] for p in pres]) if pres else torch.zeros(0)
+            flat = torch.cat([scores[p][i] for p in pres]) if pres else torch.zeros(0, device=box.lower.device)
             if not flat.numel() or float(flat.max()) <= 0:
                 # every ReLU is fixed: the bound is tight up to the box; try its minimiser as a counterexample
                 if check is not None and _try_linear_minimiser(ctx, spec_d, box, i, check):

@@ -44,7 +44,7 @@ class CertifyOptions:
     radius_max: float | None = None  # default: the domain's width
     attack_steps: int = 30
     attack_restarts: int = 2
-    batch_size: int = 256
+    batch_size: int | None = 256  # None: auto (grow on a GPU until memory runs out, then back off)
     seed: int = 0
     device: str = "auto"
     sweep: tuple[float, ...] = ()  # more radii to report verdicts at, from the same radius search
@@ -71,6 +71,7 @@ class CertifyResult:
     options: CertifyOptions
     device: str
     wall_time: float
+    notes: list[str] = field(default_factory=list)  # things the user should know (e.g. batch halved after OOM)
 
     @property
     def n(self) -> int:
@@ -120,8 +121,10 @@ def certify(
     y: torch.Tensor,
     options: CertifyOptions,
     progress: Progress | None = None,
+    index_offset: int = 0,
 ) -> CertifyResult:
-    """Certify every sample; `x` (N, *input_shape) in the model's input space, `y` (N,) integer labels."""
+    """Certify every sample; `x` (N, *input_shape) in the model's input space, `y` (N,) integer labels.
+    `index_offset`: the global index of x[0] (for shards of a larger set)."""
     start = time.perf_counter()
     device = resolve_device(options.device)
     if device.type == "cuda":
@@ -131,15 +134,53 @@ def certify(
     for g in (native, wide):
         g.requires_grad_(False)  # certification never trains; attacks and alpha-CROWN take input/slope gradients only
     results: list[SampleResult] = []
+    notes: list[str] = []
     n = x.shape[0]
-    for lo in range(0, n, options.batch_size):
-        hi = min(n, lo + options.batch_size)
+    auto = options.batch_size is None
+    batch = (64 if device.type == "cuda" else 256) if auto else options.batch_size
+    fits = 0  # the largest batch known to fit (auto grows towards the first failure, then stays below it)
+    ceiling = None
+    lo = 0
+    while lo < n:
+        hi = min(n, lo + batch)
         xb = x[lo:hi].to(device=device, dtype=native.dtype)
         yb = y[lo:hi].to(device=device, dtype=torch.long)
-        results += _certify_batch(native, wide, xb, yb, options, offset=lo)
+        try:
+            results += _certify_batch(native, wide, xb, yb, options, offset=index_offset + lo)
+        except (RuntimeError, MemoryError) as e:
+            if not is_out_of_memory(e) or batch == 1:
+                raise
+            ceiling = batch
+            batch = max(1, batch // 2)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if not notes:
+                notes.append(f"out of memory at batch {ceiling}: continued with smaller batches (down to {batch} so far)")
+            else:
+                notes[0] = f"out of memory at batch {ceiling}: continued with smaller batches (down to {batch} so far)"
+            continue
+        fits = max(fits, hi - lo)
+        lo = hi
+        if auto and device.type == "cuda" and (ceiling is None or batch * 2 < ceiling):
+            batch *= 2
         if progress:
-            progress(hi, n)
-    return CertifyResult(results, options, str(device), time.perf_counter() - start)
+            progress(lo, n)
+    return CertifyResult(results, options, str(device), time.perf_counter() - start, notes)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's failure."""
+    if isinstance(e, MemoryError) or (torch.cuda.is_available() and isinstance(e, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+
+
+def merge(parts: list[CertifyResult], wall_time: float) -> CertifyResult:
+    """One result from the shards of a distributed run, in sample order."""
+    samples = sorted((s for p in parts for s in p.samples), key=lambda s: s.index)
+    notes = [f"{note}" for p in parts for note in p.notes]
+    return CertifyResult(samples, parts[0].options, parts[0].device, wall_time, notes)
 
 
 class _Prover:

@@ -197,6 +197,19 @@ def regularized_loss(graph: Graph, x: torch.Tensor, y: torch.Tensor, eps: float,
 # ------------------------------------------------------------------------------------------------ training
 
 
+class _Objective(torch.nn.Module):
+    """The training loss as a module, so DistributedDataParallel wraps it (its forward sets up the gradient sync)."""
+
+    def __init__(self, graph: Graph, opt: RobustifyOptions) -> None:
+        super().__init__()
+        self.graph = graph
+        self.opt = opt
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, eps: float, k_weight: float, scale: float):
+        loss, clean, robust, _ = regularized_loss(self.graph, x, y, eps, k_weight, self.opt)
+        return loss * scale, clean.detach(), robust.detach()
+
+
 def model_fingerprint(graph: Graph) -> str:
     h = hashlib.sha256()
     for name, t in sorted(graph.state_dict().items()):
@@ -236,6 +249,11 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
     """Fine-tune a copy of `graph` on (x, y); returns the trained copy (the input graph is untouched)."""
     opt.validate()
     dev = torch.device(opt.device)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    world = torch.distributed.get_world_size() if distributed else 1
+    rank = torch.distributed.get_rank() if distributed else 0
+    if opt.batch_size < world:
+        raise UsageError(f"--batch-size {opt.batch_size} is smaller than the {world} ranks sharing each batch")
     model = graph.copy(dtype=torch.float32, device=dev).train()
     model.requires_grad_(True)
     for buf in model.buffers():
@@ -249,6 +267,11 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
     total_steps = epochs * steps_per_epoch if epochs else None
     sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=opt.lr)
+    objective: torch.nn.Module = _Objective(model, opt)
+    if distributed:  # every rank takes a slice of each global batch; DDP averages the gradients
+        from torch.nn.parallel import DistributedDataParallel
+
+        objective = DistributedDataParallel(objective, device_ids=[dev.index] if dev.type == "cuda" else None)
     gen = torch.Generator(device="cpu").manual_seed(opt.seed)
     torch.manual_seed(opt.seed)
     step, elapsed_before, k_ada = 0, 0.0, 1.0
@@ -269,6 +292,8 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
         resumed_order, resumed_pos = state["order"], int(state["pos"])
 
     def save_checkpoint() -> None:
+        if rank != 0:
+            return
         _save_atomic({"version": 1, "fingerprint": fingerprint, "model": model.state_dict(),
                       "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed_before + (time.perf_counter() - start),
                       "k_ada": k_ada, "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "order": order, "pos": pos,
@@ -298,6 +323,10 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
         while True:
             now = elapsed_before + (time.perf_counter() - start)
             frac, est_total = progress_at(step, now)
+            if distributed and opt.max_time:  # ranks follow the slowest clock, so they stop together
+                t = torch.tensor([frac, est_total], dtype=torch.float64, device=dev)
+                torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+                frac, est_total = float(t[0]), float(t[1])
             if frac >= 1.0:
                 break
             eps_t, k_sched = sched.at(frac, steps_per_epoch, est_total)
@@ -306,9 +335,11 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
                 group["lr"] = opt.lr * lr_factor(frac)
             if pos >= n:
                 order, pos = torch.randperm(n, generator=gen), 0
-            idx = order[pos : pos + opt.batch_size].to(dev)
+            batch = order[pos : pos + opt.batch_size]
             pos += opt.batch_size
-            loss, clean, robust, _ = regularized_loss(model, x[idx], y[idx], eps_t, k_t, opt)
+            idx = torch.tensor_split(batch, world)[rank].to(dev)
+            # the rank's mean loss, scaled so that DDP's average over ranks is the mean over the global batch
+            loss, clean, robust = objective(x[idx], y[idx], eps_t, k_t, idx.numel() * world / batch.numel())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -319,7 +350,7 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
             run_rob += float(robust.sum())
             run_n += b
             epoch_end = step % steps_per_epoch == 0
-            if opt.ada and epoch_end and x_val is not None and x_val.shape[0]:
+            if opt.ada and epoch_end and x_val is not None and x_val.shape[0]:  # the same on every rank
                 model.eval()
                 spec_sum, fit_sum = _held_out_losses(model, x_val, y_val, max(eps_t, 1e-12), opt)
                 model.train()

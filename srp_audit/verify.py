@@ -41,7 +41,7 @@ class VerifyOptions:
     alpha_iters: int = 20
     complete: bool = True
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
 
 
 @dataclass
