@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 
 from .bounds.crown import Context, intermediate_bounds, optimise_slopes, spec_backward
-from .bounds.interval import interval_bounds
 from .bounds import relax
 from .ir import nodes as ir
 from .ir.graph import Graph

@@ -138,8 +138,7 @@ def certify(
     n = x.shape[0]
     auto = options.batch_size is None
     batch = (64 if device.type == "cuda" else 256) if auto else options.batch_size
-    fits = 0  # the largest batch known to fit (auto grows towards the first failure, then stays below it)
-    ceiling = None
+    ceiling = None  # the smallest batch that ran out of memory (auto grows towards it, then stays below)
     lo = 0
     while lo < n:
         hi = min(n, lo + batch)
@@ -159,7 +158,6 @@ def certify(
             else:
                 notes[0] = f"out of memory at batch {ceiling}: continued with smaller batches (down to {batch} so far)"
             continue
-        fits = max(fits, hi - lo)
         lo = hi
         if auto and device.type == "cuda" and (ceiling is None or batch * 2 < ceiling):
             batch *= 2

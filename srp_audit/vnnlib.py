@@ -11,7 +11,6 @@ every group has a row that is > 0 over the whole box). Malformed files give one 
 from __future__ import annotations
 
 import gzip
-import itertools
 import os
 import re
 from dataclasses import dataclass, field

@@ -132,7 +132,7 @@ def _mip(graph: Graph, lo: np.ndarray, hi: np.ndarray, c: np.ndarray, bounds: di
 
     layers = [(n, graph.node(n)) for n in graph.order]
     # variables: x, then per hidden layer (z_pre, z_post, delta), then the output
-    var, cons, integrality = [], [], []
+    integrality = []
     lb_v, ub_v = [], []
 
     def new(k, lo_, hi_, integer=False):

@@ -12,7 +12,7 @@ import torch
 from ..errors import UsageError
 from ..ir.graph import Graph
 from ..spec import InputBox, LinearSpec
-from .crown import CROWN, Context, CrownResult, alpha_crown_bounds, crown_bounds
+from .crown import CROWN, CrownResult, alpha_crown_bounds, crown_bounds
 from .interval import IBP, Interval, interval_bounds
 
 

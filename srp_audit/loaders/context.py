@@ -17,7 +17,6 @@ import torch
 
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir import nodes as ir
-from ..ir.graph import INPUT
 
 BATCH = 1  # the batch size assumed while folding shape arithmetic
 

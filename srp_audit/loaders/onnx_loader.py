@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import numpy as np
 import onnx
-import torch
 from onnx import numpy_helper
 
 from ..errors import ModelLoadError, UnsupportedOpError
