@@ -240,3 +240,45 @@ def test_crown_below_sampled_margins_on_vnncomp_models(path) -> None:
         logits = graph.logits(points.reshape((-1,) + graph.input_shape)).reshape(n, 200, -1)
     margins = torch.einsum("nsk,npk->nps", spec.C, logits)
     assert_contains(margins, res.lower, torch.full_like(res.lower, torch.inf), f"CROWN on {path.name}")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_beta_crown_bounds_hold_on_their_subdomain(seed: int) -> None:
+    """Fix a random half of the unstable ReLUs active/inactive; the beta-CROWN bound (optimised slopes and
+    multipliers) must hold at every sampled point that satisfies the pattern."""
+    from srp_audit.bab import _bound_domains, _relu_inputs
+    from srp_audit.spec import LinearSpec
+
+    graph = _random_mlp(seed, sizes=(3, 12, 12, 2))
+    graph.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    lo = torch.rand(1, 3, generator=gen, dtype=torch.float64) - 1.0
+    box = InputBox(lo, lo + 1.0)
+    with torch.no_grad():
+        base = crown_bounds(graph, box, identity_spec(2, 1, torch.float64), "crown")
+    anchor = box.lower + torch.rand(box.lower.shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        anchor_values = graph.run_all(anchor)
+    splits = {}  # fix half of the unstable neurons to the phase they take at a random point of the box
+    for _, pre in _relu_inputs(graph):
+        l, u = base.ctx.bounds[pre]
+        unstable = ((l < 0) & (u > 0)).flatten()
+        pick = unstable & (torch.rand(l.numel(), generator=gen) < 0.5)
+        phase = torch.where(anchor_values[pre].flatten() >= 0, 1, -1).to(torch.int8)
+        sign = torch.where(pick, phase, torch.zeros_like(phase))
+        splits[pre] = sign.reshape((1,) + graph.shapes[pre])
+    assert sum(int((s != 0).sum()) for s in splits.values()) > 0, "the test needs at least one split"
+    spec = identity_spec(2, 1, torch.float64)
+    lb, ctx, empty, _ = _bound_domains(graph, box, LinearSpec(spec.C, spec.d, spec.groups), splits)
+    points = torch.cat([anchor, sample_box(box.lower, box.upper, 4000, gen)[0]])  # the anchor obeys the pattern
+    with torch.no_grad():
+        values = graph.run_all(points)
+    keep = torch.ones(points.shape[0], dtype=torch.bool)
+    for pre, sign in splits.items():
+        z = values[pre].reshape(points.shape[0], -1)
+        s = sign.reshape(1, -1).double()
+        keep &= ((z * s) >= 0).all(dim=1) | (s == 0).all(dim=1)
+    assert not empty.any(), "a pattern taken from a point of the box was declared infeasible"
+    out = values[graph.output][keep]
+    lo_b, hi_b = lb[0, :2], -lb[0, 2:]
+    assert torch.all(out >= lo_b) and torch.all(out <= hi_b), "a beta-CROWN bound fails on its own sub-domain"

@@ -401,12 +401,14 @@ class _Probe:
 def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: torch.Tensor,
              probe: _Probe | None = None) -> torch.Tensor:
     """Lower bounds of Σ_v A_v·v + const for the coefficients in `pending` (consumed); the caller subtracts
-    the rounding slack of its starting point."""
+    the rounding slack of its starting point (coefficients injected on the way, beta-CROWN's, carry their own)."""
     graph = ctx.graph
+    injected_slack = torch.zeros_like(const)
     for name in reversed(graph.order):
         A = pending.pop(name, None)
-        if name in ctx.beta:  # Lagrangian terms of split constraints (beta-CROWN)
+        if name in ctx.beta:  # Lagrangian terms of split constraints (beta-CROWN), with their rounding slack
             extra = ctx.beta[name]
+            injected_slack = injected_slack + _rounding_slack(ctx, extra, name)
             A = extra if A is None else (A.dense() if isinstance(A, Patches) else A) + extra
         if A is None:
             continue
@@ -423,12 +425,12 @@ def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: tor
                 _accumulate(pending, inp, A_in)
     A_in = pending.pop(INPUT, None)
     if A_in is None:  # the objective does not depend on the input
-        return const
+        return const - injected_slack
     if probe:
         probe.see(A_in)
     if ctx.record is not None and not isinstance(A_in, Patches):
         ctx.record["__input__"] = A_in.detach()
-    return _concretise(A_in, box) + const
+    return _concretise(A_in, box) + const - injected_slack
 
 
 def _rounding_slack(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
