@@ -12,6 +12,7 @@ import click
 import numpy as np
 import torch
 
+from srp_audit.atomic import write_text_atomic
 from srp_audit.bounds import CASCADE
 from srp_audit.certify import CertifyOptions, certify as run_certify, merge
 from srp_audit.parallel import finish, init_from_env, run_and_gather, shard
@@ -143,7 +144,4 @@ def _write_text(path: str, text: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"cannot write '{path}': folder '{folder}' does not exist")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)

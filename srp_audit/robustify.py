@@ -16,7 +16,6 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -24,6 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_path
 from .bounds.crown import crown_bounds
 from .bounds.interval import interval_bounds
 from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
@@ -219,16 +219,8 @@ def model_fingerprint(graph: Graph) -> str:
 
 
 def _save_atomic(obj: dict, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".srp-audit-", suffix=".ckpt.tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".ckpt.tmp") as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _held_out_losses(graph: Graph, x: torch.Tensor, y: torch.Tensor, eps: float, opt: RobustifyOptions) -> tuple[float, float]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .atomic import write_text_atomic
 from .attack import confirm_counterexamples, pgd
 from .bab import input_bab, relu_bab
 from .bounds import CASCADE, get_method
@@ -213,10 +214,7 @@ def result_text(res: VerifyResult) -> str:
 
 
 def write_result(path: str, res: VerifyResult) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(result_text(res))
-    os.replace(tmp, path)
+    write_text_atomic(path, result_text(res))
 
 
 # ------------------------------------------------------------------------------------------------ benchmarks

@@ -115,6 +115,23 @@ def test_save_is_atomic_on_failure(tmp_path: Path, monkeypatch) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["out.onnx"]
 
 
+def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path: Path) -> None:
+    """Every writer (models, checkpoints, reports) goes through atomic_path: a write that fails half-way
+    leaves the previous file intact and no temporary file behind; a complete write replaces it."""
+    from srp_audit.atomic import atomic_path, write_text_atomic
+
+    target = tmp_path / "report.json"
+    target.write_text("previous")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            Path(tmp).write_text("half a rep")
+            raise KeyboardInterrupt
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    write_text_atomic(target, "complete")
+    assert target.read_text() == "complete" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
 def test_graph_is_differentiable_in_its_parameters() -> None:
     g = load_model(str(FIXTURES / "mnist_cnn.onnx"))
     x = torch.rand(4, 1, 28, 28)

@@ -7,7 +7,6 @@ our own loader, so a fine-tuned graph round-trips.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Callable
 
 import numpy as np
@@ -15,6 +14,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from ..atomic import atomic_path, write_bytes_atomic
 from .graph import INPUT, Graph
 from . import nodes as ir
 
@@ -157,16 +157,7 @@ def save_onnx(graph: Graph, path: str | os.PathLike) -> None:
     """Write `graph` as ONNX atomically: a temporary file in the same folder, then a rename."""
     path = os.fspath(path)
     model = to_onnx(graph)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".srp-audit-", suffix=".onnx.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, model.SerializeToString())
 
 
 def save_pt2(graph: Graph, path: str | os.PathLike) -> None:
@@ -177,16 +168,8 @@ def save_pt2(graph: Graph, path: str | os.PathLike) -> None:
     example = torch.zeros((2,) + g.input_shape)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     ep = torch.export.export(g, (example,), dynamic_shapes=({0: batch},))
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".srp-audit-", suffix=".pt2.tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".pt2.tmp") as tmp:
         torch.export.save(ep, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_state_dict(graph: Graph, path: str | os.PathLike) -> None:

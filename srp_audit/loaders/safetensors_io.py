@@ -4,13 +4,12 @@ dtype, shape and byte offsets, then the raw little-endian data. Nothing is ever 
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 
 import numpy as np
 import torch
 
+from ..atomic import write_bytes_atomic
 from ..errors import ModelLoadError
 
 _DTYPES = {
@@ -67,16 +66,4 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: str, metadata: dic
         offset += len(b)
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # align the data to 8 bytes, as the reference writer does
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".srp-audit-", suffix=".safetensors.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(head)))
-            f.write(head)
-            for b in blobs:
-                f.write(b)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, b"".join([struct.pack("<Q", len(head)), head, *blobs]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from ..atomic import write_text_atomic
 from ..certify import CertifyResult
 from ..errors import UsageError
 from .summary import sweep_rows
@@ -19,8 +20,7 @@ def write_plot(result: CertifyResult, path: str) -> None:
         curve, hist = sweep_curve(points, radii), radius_histogram(radii)
         body = curve.replace("<svg ", '<svg x="0" ', 1) + hist.replace("<svg ", '<svg x="500" ', 1)
         text = f'<svg xmlns="http://www.w3.org/2000/svg" width="980" height="280">{body}</svg>\n'
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_text_atomic(path, text)
         return
     if suffix != ".png":
         raise UsageError(f"--plot {path!r}: use a .png or .svg file")
