@@ -36,7 +36,8 @@ def _relu_inputs(graph: Graph) -> list[tuple[str, str]]:
     return [(n, graph.inputs_of[n][0]) for n in graph.order if isinstance(graph.node(n), ir.Relu)]
 
 
-def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor]):
+def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor],
+                   deadline: float | None = None):
     """CROWN bounds of the spec rows for D domains (the box repeated), with split constraints applied to the
     pre-activation bounds: (lower (D, S), context, empty (D,) — domains whose constraints are infeasible)."""
     d = next(iter(splits.values())).shape[0] if splits else 1
@@ -60,7 +61,7 @@ def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[s
     open_ = ~(spec_d.proved(lb) | empty)
     if open_.any() and splits:
         # beta-CROWN on the domains still open: optimise slopes and the split constraints' multipliers
-        lb = torch.where(open_.unsqueeze(1), optimise_slopes(ctx, spec_d, boxes, lb, BETA_ITERS, 0.1, splits), lb)
+        lb = torch.where(open_.unsqueeze(1), optimise_slopes(ctx, spec_d, boxes, lb, BETA_ITERS, 0.1, splits, deadline), lb)
     return lb, ctx, empty, spec_d
 
 
@@ -101,7 +102,7 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
             return BabResult("timeout", domains)
         picked = [heapq.heappop(queue) for _ in range(min(batch, len(queue)))]
         splits = {p: torch.cat([dom[p] for _, _, dom in picked]) for p in pres}
-        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits)
+        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, deadline)
         domains += len(picked)
         proved = spec_d.proved(lb) | empty
         worst = spec_d.worst_bound(lb)

@@ -111,13 +111,15 @@ def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
             if time.perf_counter() > deadline:
                 return VerifyResult("timeout", None, time.perf_counter() - start)
             with torch.no_grad():
-                lb = get_method(name)(wide, box, s, alpha_iters=opt.alpha_iters).lower
+                lb = get_method(name)(wide, box, s, alpha_iters=opt.alpha_iters, deadline=deadline).lower
             if bool(s.proved(lb).all()):
                 proved_by = name
                 break
         if proved_by:
             methods_used.append(proved_by)
             continue
+        if time.perf_counter() > deadline:
+            return VerifyResult("timeout", None, time.perf_counter() - start)
         hit = _corner_attack(native, wide, box, s, opt, confirmed)
         if hit is not None:
             return _sat(native, hit, "pgd-crown-corners", start)

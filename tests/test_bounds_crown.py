@@ -212,6 +212,23 @@ def test_bounds_below_exact_milp_and_crown_below_triangle_lp(seed: int) -> None:
     assert float(alpha) >= float(res.lower) >= float(ibp)
 
 
+def test_alpha_crown_stops_at_its_deadline_with_the_crown_bound() -> None:
+    """A deadline already passed stops the slope optimisation before its first step: the result is CROWN's
+    bound exactly (a valid bound, returned in time), while without a deadline the optimisation improves it."""
+    import time
+
+    graph = _random_mlp(3)
+    graph.requires_grad_(False)
+    box = InputBox(torch.full((1, 4), -0.5, dtype=torch.float64), torch.full((1, 4), 0.5, dtype=torch.float64))
+    spec = identity_spec(3, 1, torch.float64)
+    with torch.no_grad():
+        crown = crown_bounds(graph, box, spec, "crown")
+    late = alpha_crown_bounds(graph, box, spec, iters=30, base=crown, deadline=time.perf_counter() - 1.0)
+    assert torch.equal(late.lower, crown.lower)
+    free = alpha_crown_bounds(graph, box, spec, iters=30, base=crown)
+    assert bool((free.lower >= crown.lower).all()) and bool((free.lower > crown.lower).any())
+
+
 # ------------------------------------------------------------------------------------------ competition models
 
 from conftest import VNNCOMP  # noqa: E402

@@ -44,9 +44,10 @@ def crown_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> 
 
 
 def alpha_crown_method(graph: Graph, box: InputBox, spec: LinearSpec, alpha_iters: int = 20,
-                       crown: CrownResult | None = None, **_: object) -> MethodBounds:
-    """alpha-CROWN: optimised ReLU lower slopes on top of CROWN (reusing `crown` when given)."""
-    r = alpha_crown_bounds(graph, box, spec, iters=alpha_iters, base=crown)
+                       crown: CrownResult | None = None, deadline: float | None = None, **_: object) -> MethodBounds:
+    """alpha-CROWN: optimised ReLU lower slopes on top of CROWN (reusing `crown` when given), stopping its
+    iterations early past `deadline` (time.perf_counter)."""
+    r = alpha_crown_bounds(graph, box, spec, iters=alpha_iters, base=crown, deadline=deadline)
     return MethodBounds(r.lower, r.unstable, r)
 
 

@@ -19,6 +19,7 @@ slopes ≤ 1). A pass starting from A_T subtracts ⟨|A_T|, err_T⟩, so the bou
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -627,11 +628,12 @@ def crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, intermediate: st
 
 
 def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.Tensor, iters: int, lr: float,
-                    split_signs: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                    split_signs: dict[str, torch.Tensor] | None = None, deadline: float | None = None) -> torch.Tensor:
     """Maximise the final pass's lower bounds over the ReLU lower slopes α ∈ [0, 1] (alpha-CROWN) and, for
     split constraints s·z ≥ 0 (`split_signs`: +1, −1 or 0 per pre-activation neuron), Lagrange multipliers
     β ≥ 0 (beta-CROWN): on the sub-domain f ≥ f − Σ β·s·z, so every (α, β) in range gives a sound bound.
-    Returns the best bound seen per row, never below `start`."""
+    Returns the best bound seen per row, never below `start`; stops early past `deadline` (perf_counter),
+    which is sound because every iterate's bound is."""
     graph = ctx.graph
     n, s = spec.C.shape[:2]
     ctx = Context(graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
@@ -664,6 +666,8 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
 
     try:
         for _ in range(iters):
+            if deadline is not None and time.perf_counter() > deadline:
+                return best
             with torch.enable_grad():
                 lb = bound()
                 opt.zero_grad()
@@ -684,12 +688,13 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
 
 
 def alpha_crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, iters: int = 20, lr: float = 0.1,
-                       budget: int = DEFAULT_BUDGET, base: CrownResult | None = None) -> CrownResult:
+                       budget: int = DEFAULT_BUDGET, base: CrownResult | None = None,
+                       deadline: float | None = None) -> CrownResult:
     """alpha-CROWN: CROWN's intermediate bounds, then the ReLU lower slopes of the final pass optimised per
     sample and spec row by projected Adam; the best bound seen per row is kept (never looser than CROWN).
     `base`: a CROWN result for the same samples and box, to reuse instead of recomputing."""
     base = base or crown_bounds(graph, box, spec, "crown", budget)
     if iters <= 0:
         return base
-    best = optimise_slopes(base.ctx, spec, box, base.lower, iters, lr)
+    best = optimise_slopes(base.ctx, spec, box, base.lower, iters, lr, deadline=deadline)
     return CrownResult(best, base.unstable, base.ctx)
