@@ -21,7 +21,7 @@ import torch
 from .bounds.crown import Context, intermediate_bounds, optimise_slopes, spec_backward
 from .bounds import relax
 from .ir import nodes as ir
-from .ir.graph import Graph
+from .ir.graph import INPUT, Graph
 from .spec import InputBox, LinearSpec
 
 
@@ -36,28 +36,46 @@ def _relu_inputs(graph: Graph) -> list[tuple[str, str]]:
     return [(n, graph.inputs_of[n][0]) for n in graph.order if isinstance(graph.node(n), ir.Relu)]
 
 
+def root_context(graph: Graph, box: InputBox) -> Context:
+    """CROWN intermediate bounds of the whole box, computed once per branch and bound: they stay valid on
+    every sub-domain, where the split constraints only cut them further."""
+    with torch.no_grad():
+        return intermediate_bounds(graph, box, True)
+
+
+def _split_context(root: Context, splits: dict[str, torch.Tensor], d: int) -> tuple[Context, torch.Tensor]:
+    """The root's bounds repeated for D domains, each split pre-activation cut to [0, u] (active) or [l, 0]
+    (inactive): (context, empty (D,) — domains whose constraints contradict the root bounds)."""
+    empty = torch.zeros(d, dtype=torch.bool, device=root.bounds[INPUT][0].device)
+    bounds = {}
+    for name, (lo, hi) in root.bounds.items():
+        lo, hi = lo.expand((d,) + lo.shape[1:]), hi.expand((d,) + hi.shape[1:])
+        s = splits.get(name)
+        if s is not None:
+            s = s.reshape(lo.shape)
+            lo = torch.where(s > 0, lo.clamp(min=0), lo)
+            hi = torch.where(s < 0, hi.clamp(max=0), hi)
+            empty |= (lo > hi).reshape(d, -1).any(dim=1)
+            hi = torch.maximum(hi, lo)  # keep intervals well-formed; empty domains are proved anyway
+        bounds[name] = (lo, hi)
+    # rounding magnitudes grow with |bounds|; the root's cover the (narrower) cut intervals
+    err = {k: v.expand((d,) + v.shape[1:]) for k, v in root.err.items()}
+    return Context(root.graph, bounds, err), empty
+
+
 def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor],
-                   deadline: float | None = None):
-    """CROWN bounds of the spec rows for D domains (the box repeated), with split constraints applied to the
-    pre-activation bounds: (lower (D, S), context, empty (D,) — domains whose constraints are infeasible)."""
+                   deadline: float | None = None, root: Context | None = None):
+    """Bounds of the spec rows for D domains (the box repeated, split constraints applied to the root's
+    intermediate bounds): CROWN, then beta-CROWN on the domains it leaves open.
+    Returns (lower (D, S), context, empty (D,) — infeasible domains, the spec repeated D times)."""
+    root = root if root is not None else root_context(graph, box)
     d = next(iter(splits.values())).shape[0] if splits else 1
     boxes = InputBox(box.lower.expand((d,) + box.lower.shape[1:]), box.upper.expand((d,) + box.upper.shape[1:]), box.nonneg)
-    empty = torch.zeros(d, dtype=torch.bool, device=box.lower.device)
-
-    def constrain(name: str, lo: torch.Tensor, hi: torch.Tensor):
-        s = splits.get(name)
-        if s is None:
-            return lo, hi
-        s = s.reshape(lo.shape)
-        lo = torch.where(s > 0, lo.clamp(min=0), lo)
-        hi = torch.where(s < 0, hi.clamp(max=0), hi)
-        empty.__ior__((lo > hi).reshape(d, -1).any(dim=1))
-        return lo, torch.maximum(hi, lo)  # keep intervals well-formed; empty domains are proved anyway
-
-    ctx = intermediate_bounds(graph, boxes, True, constrain=constrain)
+    ctx, empty = _split_context(root, splits, d)
     spec_d = LinearSpec(spec.C.expand(d, -1, -1).contiguous(), spec.d.expand(d, -1).contiguous(), spec.groups, None, spec.strict)
     ctx.record = {}
-    lb = spec_backward(ctx, spec_d, boxes)
+    with torch.no_grad():
+        lb = spec_backward(ctx, spec_d, boxes)
     open_ = ~(spec_d.proved(lb) | empty)
     if open_.any() and splits:
         # beta-CROWN on the domains still open: optimise slopes and the split constraints' multipliers
@@ -87,22 +105,45 @@ def _branch_scores(ctx: Context, graph: Graph, lb: torch.Tensor) -> dict[str, to
     return scores
 
 
-def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int = 32,
+def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int = 256,
              check=None) -> BabResult:
     """ReLU-splitting branch and bound for one box (box.n == 1). `check(x)`, if given, confirms a candidate
-    counterexample (returns True when it is one)."""
+    counterexample (returns True when it is one). The property holds when every disjunct (group of rows) is
+    refuted, so each group still open under the root's CROWN bound gets its own search, hardest first: a
+    domain then carries only that group's rows, and its splits serve that group alone."""
+    root = root_context(graph, box)
+    with torch.no_grad():
+        lb = spec_backward(root, spec, box)[0]
+    open_groups = [rows for rows in spec.groups if not bool((lb[rows] > 0).any())]
+    open_groups.sort(key=lambda rows: float(lb[rows].max()) if rows else -float("inf"))
+    total = 0
+    for rows in open_groups:
+        if not rows:  # a disjunct without constraints holds everywhere: nothing to refute
+            return BabResult("unknown", total)
+        strict = None if spec.strict is None else spec.strict[rows]
+        sub = LinearSpec(spec.C[:, rows], spec.d[:, rows], [list(range(len(rows)))], None, strict)
+        res = _relu_bab_group(graph, box, sub, deadline, batch, check, root)
+        total += res.domains
+        if res.status != "unsat":
+            return BabResult(res.status, total, res.counterexample)
+    return BabResult("unsat", total)
+
+
+def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int, check,
+                    root: Context) -> BabResult:
+    """The branch and bound of `relu_bab` for one spec (typically one disjunct), from the root's bounds."""
     pres = [p for _, p in _relu_inputs(graph)]
     shapes = {p: graph.shapes[p] for p in pres}
     counter = itertools.count()
-    root = {p: torch.zeros((1,) + shapes[p], dtype=torch.int8, device=box.lower.device) for p in pres}
-    queue: list = [(-float("inf"), next(counter), root)]
+    unsplit = {p: torch.zeros((1,) + shapes[p], dtype=torch.int8, device=box.lower.device) for p in pres}
+    queue: list = [(-float("inf"), next(counter), unsplit)]
     domains = 0
     while queue:
         if time.perf_counter() > deadline:
             return BabResult("timeout", domains)
         picked = [heapq.heappop(queue) for _ in range(min(batch, len(queue)))]
         splits = {p: torch.cat([dom[p] for _, _, dom in picked]) for p in pres}
-        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, deadline)
+        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, deadline, root)
         domains += len(picked)
         proved = spec_d.proved(lb) | empty
         worst = spec_d.worst_bound(lb)
@@ -110,7 +151,10 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
         for i in (~proved).nonzero().flatten().tolist():
             flat = torch.cat([scores[p][i] for p in pres]) if pres else torch.zeros(0, device=box.lower.device)
             if not flat.numel() or float(flat.max()) <= 0:
-                # every ReLU is fixed: the bound is tight up to the box; try its minimiser as a counterexample
+                # every ReLU is fixed: the network is affine on this domain, and beta-CROWN's optimum is the
+                # exact minimum there; optimise longer, else try the minimiser as a counterexample
+                if _prove_fixed(box, spec, picked[i][2], root, deadline):
+                    continue
                 if check is not None and _try_linear_minimiser(ctx, spec_d, box, i, check):
                     return BabResult("sat", domains, _try_linear_minimiser.last)
                 return BabResult("unknown", domains)
@@ -125,6 +169,18 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
                     break
                 k -= n
     return BabResult("unsat", domains)
+
+
+def _prove_fixed(box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor], root: Context,
+                 deadline: float, iters: int = 300) -> bool:
+    """A long beta-CROWN optimisation of one domain whose unstable ReLUs are all fixed."""
+    ctx, empty = _split_context(root, splits, 1)
+    if bool(empty.all()):
+        return True
+    with torch.no_grad():
+        lb = spec_backward(ctx, spec, box)
+    lb = optimise_slopes(ctx, spec, box, lb, iters, 0.05, splits, deadline)
+    return bool(spec.proved(lb).all())
 
 
 def _try_linear_minimiser(ctx: Context, spec: LinearSpec, box: InputBox, i: int, check) -> bool:

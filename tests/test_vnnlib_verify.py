@@ -187,6 +187,43 @@ def test_relu_bab_proves_what_the_cascade_cannot() -> None:
     assert float(crown) <= 0 or res.domains >= 1
 
 
+@pytest.mark.parametrize("violated", [False, True])
+def test_relu_bab_refutes_each_disjunct_and_never_proves_a_violated_one(violated: bool) -> None:
+    """Three disjuncts y_k ≤ t_k (proving the property = refuting each: y_k > t_k on the whole box). With every
+    t_k below the sampled minimum the search proves all three; when one t_k lies above a value the network
+    attains, it must answer sat (with a confirmed point) or unknown, never unsat."""
+    import time
+
+    from srp_audit.bab import relu_bab
+    from srp_audit.spec import LinearSpec
+
+    torch.manual_seed(5)
+    g = Graph((2,), [("d0", ir.Dense(torch.randn(10, 2)), (INPUT,)), ("r0", ir.Relu(), ("d0",)),
+                     ("d1", ir.Dense(torch.randn(10, 10) / 3, torch.randn(10) / 3), ("r0",)), ("r1", ir.Relu(), ("d1",)),
+                     ("d2", ir.Dense(torch.randn(3, 10) / 3, torch.randn(3)), ("r1",))], "d2").double()
+    g.requires_grad_(False)
+    box = InputBox(torch.full((1, 2), -1.0, dtype=torch.float64), torch.full((1, 2), 1.0, dtype=torch.float64))
+    grid = torch.cartesian_prod(*[torch.linspace(-1, 1, 201, dtype=torch.float64)] * 2)
+    with torch.no_grad():
+        mins = g(grid).min(dim=0).values
+    t = mins - 0.1
+    if violated:
+        t[1] = mins[1] + 0.1  # the grid point attaining mins[1] violates this disjunct
+    spec = LinearSpec(torch.eye(3, dtype=torch.float64).unsqueeze(0), -t.unsqueeze(0), [[0], [1], [2]])
+
+    def check(x: torch.Tensor) -> bool:
+        with torch.no_grad():
+            return bool(spec.violated(spec.values(g(x))).all()) and bool(((x >= -1) & (x <= 1)).all())
+
+    res = relu_bab(g, box, spec, time.perf_counter() + 60, check=check)
+    if violated:
+        assert res.status in ("sat", "unknown")
+        if res.status == "sat":
+            assert check(res.counterexample)
+    else:
+        assert res.status == "unsat"
+
+
 def test_cli_verify_writes_a_result_file(tmp_path: Path) -> None:
     from srp_audit_cli.main import main
 
