@@ -561,11 +561,9 @@ def check_supported(graph: Graph) -> None:
         IBP.lookup(type(node), graph.describe_node(name))
 
 
-def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET,
-                        constrain=None) -> Context:
+def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET) -> Context:
     """(lower, upper) and rounding magnitudes of every node: IBP, with the inputs of nonlinear ops tightened
-    by CROWN when asked (only the neurons IBP leaves unstable, for ReLU). `constrain(name, lo, hi)` may cut
-    a node's bounds further (branch and bound's split constraints); it is applied before and after refining."""
+    by CROWN when asked (only the neurons IBP leaves unstable, for ReLU)."""
     check_supported(graph)
     ctx = Context(graph, {INPUT: (box.lower, box.upper)})
     mag_in = torch.maximum(box.lower.abs(), box.upper.abs()).detach()
@@ -575,9 +573,6 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
     for name, node, inputs in graph.items():
         iv = IBP.lookup(type(node))(node, *(values[i] for i in inputs))
         ctx.bounds[name] = iv.bounds()
-        if constrain is not None:
-            ctx.bounds[name] = constrain(name, *ctx.bounds[name])
-            iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
         if refine_with_crown and name in feeds_nonlinear and not _first_layer(graph, name):
             with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds
                 ctx.err[name] = CROWN.lookup(type(node)).rounding(node, ctx, name)  # the pass below starts here
@@ -587,8 +582,6 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
             else:
                 mask = torch.ones_like(lo, dtype=torch.bool)
             refine(ctx, name, mask, box, budget)
-            if constrain is not None:
-                ctx.bounds[name] = constrain(name, *ctx.bounds[name])
             iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
         with torch.no_grad():
             ctx.err[name] = CROWN.lookup(type(node)).rounding(node, ctx, name)
