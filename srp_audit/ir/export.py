@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..atomic import atomic_path, write_bytes_atomic
 from .graph import INPUT, Graph
+from .registry import registrar
 from . import nodes as ir
 
 OPSET = 17
@@ -44,13 +45,7 @@ Exporter = Callable[[_Builder, str, ir.Node, list[str], str], None]
 EXPORTERS: dict[type, Exporter] = {}
 
 
-def exports(*types: type) -> Callable[[Exporter], Exporter]:
-    def deco(fn: Exporter) -> Exporter:
-        for t in types:
-            EXPORTERS[t] = fn
-        return fn
-
-    return deco
+exports = registrar(EXPORTERS)  # @exports(ir.Dense, ...)
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:

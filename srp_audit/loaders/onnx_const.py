@@ -11,18 +11,14 @@ from typing import Any, Callable
 import numpy as np
 from onnx import TensorProto, helper
 
+from ..ir.registry import registrar
+
 Folder = Callable[[list[np.ndarray | None], dict[str, Any], int], list[np.ndarray]]
 
 FOLDERS: dict[str, Folder] = {}
 
 
-def folds(*ops: str) -> Callable[[Folder], Folder]:
-    def deco(fn: Folder) -> Folder:
-        for op in ops:
-            FOLDERS[op] = fn
-        return fn
-
-    return deco
+folds = registrar(FOLDERS)  # @folds("Shape", ...)
 
 
 _NP_TYPES = {

@@ -20,6 +20,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir import nodes as ir
 from ..ir.graph import INPUT, Graph, GraphMeta
 from ..ir.passes import prune_dead
+from ..ir.registry import registrar
 from .context import LoaderContext, Tensor, Value, input_is_batched
 from .onnx_const import FOLDERS, attributes, fold
 
@@ -55,13 +56,7 @@ Handler = Callable[[_Ctx, Any, dict], list[Value]]
 HANDLERS: dict[str, Handler] = {}
 
 
-def handles(*ops: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        for op in ops:
-            HANDLERS[op] = fn
-        return fn
-
-    return deco
+handles = registrar(HANDLERS)  # @handles("Gemm", ...)
 
 
 def supported_ops() -> list[str]:

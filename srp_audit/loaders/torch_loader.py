@@ -30,6 +30,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir import nodes as ir
 from ..ir.graph import INPUT, Graph, GraphMeta
 from ..ir.passes import prune_dead
+from ..ir.registry import registrar
 from .context import BATCH, LoaderContext, Tensor, Value, input_is_batched
 from .safetensors_io import read_safetensors
 
@@ -246,13 +247,7 @@ AtenHandler = Callable[[_AtenCtx, list, dict], Any]
 ATEN: dict[str, AtenHandler] = {}
 
 
-def aten(*names: str) -> Callable[[AtenHandler], AtenHandler]:
-    def deco(fn: AtenHandler) -> AtenHandler:
-        for n in names:
-            ATEN[n] = fn
-        return fn
-
-    return deco
+aten = registrar(ATEN)  # @aten("aten.relu.default", ...)
 
 
 def _const(v: Any) -> np.ndarray:
