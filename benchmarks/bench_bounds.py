@@ -15,14 +15,13 @@ import time
 
 import numpy as np
 import torch
-from tabulate import tabulate
-
 from common import FIXTURES, SHARED, machine, setup_threads
+from tabulate import tabulate
 
 from srp_audit.bounds import METHODS
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
-from srp_audit.loaders import load_model
+from srp_audit.formats import load_model
 from srp_audit.spec import linf_ball, margin_spec
 
 ORDER = ("ibp", "crown-ibp", "crown", "alpha-crown")

@@ -3,22 +3,23 @@
 Per fixture at batch 256: IBP time ÷ forward time in float64 (the precision certify uses) and in float32
 (forward and IBP in the same precision, timed alternately), and the cost of one full `certify` sample
 (bounds, radius search, attacks) measured in float32 forward passes. Target: IBP ÷ forward ≤ 2.5.
-Run: python benchmarks/bench_ibp.py
+Run: python benchmarks/bench_ibp.py [--quick]   (--quick: the IBP ratios only, without the certify column,
+whose ResNet row runs a full `auto` certify with CROWN and takes many minutes on 2 cores)
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
-from tabulate import tabulate
-
 from common import FIXTURES, machine, setup_threads, time_ratio
+from tabulate import tabulate
 
 from srp_audit.bounds import interval_bounds
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
-from srp_audit.loaders import load_model
+from srp_audit.formats import load_model
 from srp_audit.spec import linf_ball, margin_spec
 
 BATCH = 256
@@ -30,6 +31,7 @@ def _batch(s, n: int):
 
 
 def main() -> None:
+    quick = "--quick" in sys.argv
     setup_threads()
     print(f"bench_ibp: batch {BATCH}, {machine()}")
     rows = []
@@ -42,9 +44,13 @@ def main() -> None:
             gd, xd = g.copy(dtype=dt), x.to(dt)
             box, spec = linf_ball(xd, 0.01, (0.0, 1.0)), margin_spec(y, 10, dt)
             with torch.no_grad():
-                ratio, t_fwd = time_ratio(lambda: interval_bounds(gd, box, spec), lambda: gd(xd))
+                ratio, t_fwd = time_ratio(lambda gd=gd, box=box, spec=spec: interval_bounds(gd, box, spec), lambda gd=gd, xd=xd: gd(xd))
             row.append(f"{ratio:.2f}")
         t_fwd32 = t_fwd  # the last loop ran float32
+        if quick:
+            rows.append(row + ["(--quick)"])
+            print(f"  {name}: IBP ÷ forward {row[1]} (float64), {row[2]} (float32)", flush=True)
+            continue
         n = 100
         t0 = time.perf_counter()
         certify(g, s.x[:n], s.y[:n], CertifyOptions(eps=0.01, device="cpu", batch_size=BATCH))

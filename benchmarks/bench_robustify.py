@@ -18,13 +18,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tabulate import tabulate
-
 from common import FIXTURES, SHARED, machine, setup_threads
+from tabulate import tabulate
 
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
-from srp_audit.loaders import load_model
+from srp_audit.formats import load_model
 from srp_audit.robustify import RobustifyOptions, regularized_loss, robustify
 
 EPS = 0.1

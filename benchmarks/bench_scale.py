@@ -18,9 +18,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from tabulate import tabulate
-
 from common import FIXTURES, ROOT, machine, setup_threads
+from tabulate import tabulate
 
 BIN = Path(sys.executable).parent
 SRP = shutil.which("srp-audit") or str(BIN / "srp-audit")

@@ -13,9 +13,8 @@ from __future__ import annotations
 import sys
 import time
 
-from tabulate import tabulate
-
 from common import SHARED, machine, setup_threads
+from tabulate import tabulate
 
 from srp_audit.verify import VerifyOptions, read_instances, read_known, run_instances
 
@@ -37,7 +36,7 @@ def main() -> None:
         insts = read_instances(str(ROOT / b / "instances.csv"))
         t0 = time.perf_counter()
         summary = run_instances(insts, VerifyOptions(), known, cap,
-                                on_row=lambda r: print(f"  {b} {r.instance.vnnlib.split('/')[-1]:60s} "
+                                on_row=lambda r, b=b: print(f"  {b} {r.instance.vnnlib.split('/')[-1]:60s} "
                                                         f"{r.result.status if r.result else 'error'} {r.result.method if r.result else r.error} "
                                                         f"{r.result.seconds if r.result else 0:.1f}s (expected {r.expected})", flush=True))
         elapsed = time.perf_counter() - t0

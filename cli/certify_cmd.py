@@ -6,25 +6,24 @@ import datetime
 import hashlib
 import os
 import platform
-import time
 
 import click
-import numpy as np
 import torch
 
 from srp_audit.atomic import write_text_atomic
 from srp_audit.bounds import CASCADE
-from srp_audit.certify import CertifyOptions, certify as run_certify, merge
-from srp_audit.parallel import finish, init_from_env, run_and_gather, shard
+from srp_audit.certify import CertifyOptions, certify_sharded
 from srp_audit.data import load_samples, samples_path_for
 from srp_audit.errors import DataError, UsageError
+from srp_audit.parallel import launched
 from srp_audit.report import FORMATS, append_step_summary, format_for, render
 from srp_audit.report.plot import write_plot
+from srp_audit.report.summary import gate_failures
 
-from .model_options import load, model_options
 from .errors import EXIT_GATE, debug_option
+from .model_options import load, model_options
 from .params import BATCH, DOMAIN, EPS, EPS_LIST, FRACTION, POSITIVE
-from .progress import Progress
+from .progress import ProgressBar
 
 
 @click.command()
@@ -51,7 +50,8 @@ from .progress import Progress
               help="Also write a report; the type follows the suffix (.txt .md .json .xml=JUnit .html). Repeatable.")
 @click.option("--per-sample", is_flag=True, help="Include the per-sample table (table/markdown).")
 @click.option("--by-class", is_flag=True, help="Include the per-class breakdown.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw accuracy vs eps and the radius histogram (.svg, or .png with srp-audit[plot]).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Draw accuracy vs eps and the radius histogram (.svg, or .png with srp-audit[plot]).")
 @click.option("--fail-under", type=FRACTION, default=None, help="Exit 1 when certified accuracy is below this fraction.")
 @click.option("--fail-under-radius", type=EPS, default=None, help="Exit 1 when the median certified radius is below this.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
@@ -89,26 +89,13 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
         eps=eps_main, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol,
         attack_steps=attack_steps, attack_restarts=attack_restarts, batch_size=batch_size, seed=seed, device=device, sweep=sweep,
     )
-    d = init_from_env(device)
-    if d is not None:  # launched by torchrun: this rank certifies its shard, rank 0 gathers and reports
-        options.device = str(d.device)
-        start, stop = shard(len(samples), batch_size or 256, d.rank, d.world)
-        t0 = time.perf_counter()
-        try:
-            parts = run_and_gather(d, lambda: run_certify(graph, samples.x[start:stop], samples.y[start:stop], options, None, start),
-                                   f"samples {start}–{stop - 1}" if stop > start else "no samples")
-        finally:
-            finish(d)
-        if parts is None:
-            return
-        result = merge(parts, time.perf_counter() - t0)
-        result.device = f"{d.world} ranks × {d.device.type}"
-    else:
-        bar = Progress("certify", enabled=None if not quiet else False)
-        try:
-            result = run_certify(graph, samples.x, samples.y, options, progress=bar)
-        finally:
-            bar.close()
+    bar = ProgressBar("certify", enabled=None if not (quiet or launched()) else False)
+    try:  # under torchrun each rank certifies its shard and rank 0 reports
+        result = certify_sharded(graph, samples.x, samples.y, options, progress=bar)
+    finally:
+        bar.close()
+    if result is None:
+        return
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     meta = {"started": started, "model_sha256": _sha256(model), "data": data_path, "data_sha256": _sha256(data_path),
@@ -121,12 +108,7 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         append_step_summary(step_summary, render(result, model, "markdown", False, by_class))
-    failed = []
-    if fail_under is not None and result.certified_accuracy < fail_under:
-        failed.append(f"certified accuracy {100 * result.certified_accuracy:.1f} % is below {100 * fail_under:.1f} %")
-    median = float(np.median(result.radii())) if result.samples else 0.0
-    if fail_under_radius is not None and median < fail_under_radius:
-        failed.append(f"median certified radius {median:.4f} is below {fail_under_radius:g}")
+    failed = gate_failures(result, fail_under, fail_under_radius)
     if failed:
         click.echo("gate failed: " + "; ".join(failed), err=True)
         click.get_current_context().exit(EXIT_GATE)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-
 import click
 from tabulate import tabulate
 
-from srp_audit.bounds.crown import CROWN
-from srp_audit.bounds.interval import IBP
-from srp_audit.bounds.singleprop import SINGLEPROP
-from srp_audit.ir import nodes as ir
-
-from .model_options import load, model_options
 from .errors import debug_option
+from .model_options import load, model_options
 
 
-def _mark(table, node) -> str:
-    return "yes" if table.supports(type(node)) or (table is SINGLEPROP and isinstance(node, ir.Add)) else "NO"
+def _mark(method: str, node) -> str:
+    return "yes" if node.supports(method) else "NO"
 
 
 @click.command()
@@ -39,7 +33,7 @@ def inspect_cmd(model, raw, model_opts) -> None:
         total += params
         origin = g.meta.origin.get(name, "")
         rows.append([i, name, node.op, node.describe(), ", ".join(inputs), "×".join(map(str, g.shapes[name])) or "()", params,
-                     _mark(IBP, node), _mark(CROWN, node), _mark(SINGLEPROP, node), origin])
+                     _mark("ibp", node), _mark("crown", node), _mark("singleprop", node), origin])
     click.echo(f"{model}: input {tuple(g.input_shape)} ({'batched' if g.meta.batched else 'unbatched'}), "
                f"{g.num_classes} outputs, {len(g.order)} nodes, {total:,} parameters{' (raw)' if raw else ''}")
     click.echo(tabulate(rows, headers=["#", "node", "op", "config", "inputs", "shape", "params", "ibp", "crown", "singleprop", "from"],

@@ -8,11 +8,11 @@ from srp_audit import __version__
 from srp_audit.perf import tune_process
 
 from .certify_cmd import certify
-from .robustify_cmd import robustify_cmd
-from .verify_cmd import verify_cmd
-from .inspect_cmd import inspect_cmd
 from .compare_cmd import compare_cmd
 from .errors import AuditGroup, debug_option
+from .inspect_cmd import inspect_cmd
+from .robustify_cmd import robustify_cmd
+from .verify_cmd import verify_cmd
 
 
 @click.group(cls=AuditGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

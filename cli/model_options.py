@@ -7,7 +7,7 @@ import functools
 import click
 
 from srp_audit.errors import UsageError
-from srp_audit.loaders import load_model
+from srp_audit.formats import load_model
 
 
 def _shape(ctx, param, value):

@@ -8,7 +8,7 @@ import time
 import click
 
 
-class Progress:
+class ProgressBar:
     def __init__(self, label: str, enabled: bool | None = None) -> None:
         self.label = label
         self.enabled = sys.stderr.isatty() if enabled is None else enabled

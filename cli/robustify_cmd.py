@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
-import numpy as np
-import torch
 from tabulate import tabulate
 
 from srp_audit.bounds import CASCADE
 from srp_audit.bounds.singleprop import VARIANTS
-from srp_audit.certify import CertifyOptions, certify
+from srp_audit.certify import CertifyOptions
 from srp_audit.data import load_samples
 from srp_audit.device import resolve_device
-from srp_audit.errors import SrpAuditError, UsageError
-from srp_audit.ir.export import save_onnx, save_pt2, save_state_dict
-from srp_audit.loaders import load_model
-from srp_audit.parallel import finish, init_from_env
-from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions, robustify
+from srp_audit.formats import check_output_path
+from srp_audit.parallel import main_process
+from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions
+from srp_audit.robustify_audit import robustify_audited, split_data
 
-from .model_options import load, model_options
 from .errors import debug_option
+from .model_options import load, model_options
 from .params import DOMAIN, EPS, FRACTION, POSITIVE
-
-OUTPUT_SUFFIXES = (".onnx", ".pt2", ".safetensors")
 
 
 @click.command()
@@ -72,65 +66,49 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
       srp-audit robustify fixtures/mnist_cnn.onnx --data fixtures/mnist_train_4k.npz --eps 0.1 --max-time 180 -o robust.onnx
       srp-audit robustify model.onnx --data train.npz --eps 0.1 --epochs 20 --regularizer ibp -o robust.pt2
     """
-    suffix = os.path.splitext(output)[1].lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise UsageError(f"-o {output!r}: the output must end in {' or '.join(OUTPUT_SUFFIXES)}")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise UsageError(f"-o {output!r}: folder {folder!r} does not exist")
+    check_output_path(output)  # before any work
     dev = resolve_device(device)
     graph = load(model, model_opts)
     train = load_samples(data_path, graph.input_shape, graph.num_classes, domain)
-    order = np.random.default_rng(seed).permutation(len(train))
-    n_val = int(round(val_split * len(train)))
-    val, fit = train.subset(order[:n_val]), train.subset(order[n_val:])
-    if len(fit) == 0:
-        raise UsageError("--val-split leaves no training samples")
-    if audit_data:
-        audit = load_samples(audit_data, graph.input_shape, graph.num_classes, domain, audit_samples)
-        audit_name = audit_data
-    elif len(val):
-        audit, audit_name = val.subset(slice(0, audit_samples)), f"{len(val)} held-out samples of {data_path}"
-    else:
-        audit, audit_name = fit.subset(slice(0, audit_samples)), f"training samples of {data_path} (nothing held out)"
+    audit = load_samples(audit_data, graph.input_shape, graph.num_classes, domain, audit_samples) if audit_data else None
+    data = split_data(train, val_split, seed, data_path, audit, audit_data or "", audit_samples)
     opts = RobustifyOptions(
         eps=eps, epochs=epochs, max_time=max_time, batch_size=batch_size, lr=lr, regularizer=regularizer, variant=variant,
         warmup=warmup, ramp=ramp, k_final=k_final, ada=ada, gamma=gamma, val_split=val_split, seed=seed, domain=domain,
         device=str(dev), checkpoint_every=checkpoint_every, checkpoint_path=output + ".ckpt", resume=resume,
     )
     opts.validate()
-    d = init_from_env(device)  # under torchrun: DistributedDataParallel, rank 0 audits and writes
-    if d is not None:
-        dev = d.device
-        opts.device = str(dev)
-    main_rank = d is None or d.is_main
     audit_opts = CertifyOptions(eps=eps, method=method, domain=domain, radius=audit_radius, seed=seed, device=str(dev))
-    show = (not quiet) and sys.stderr.isatty() and main_rank
-    if show:
-        click.echo(f"auditing {model} on {len(audit)} samples ({method}) …", err=True)
-    before = certify(graph, audit.x, audit.y, audit_opts) if main_rank else None
-
-    def report(p) -> None:
-        if show:
-            click.echo(f"\rstep {p.step:6d}  ep {p.epoch:5.1f}  eps {p.eps:.4f}  K {p.k:.2f}  loss {p.loss:.3f}  "
-                       f"clean {100 * p.clean_acc:5.1f} %  est. robust {100 * p.robust_acc:5.1f} %  {p.elapsed:6.1f} s ",
-                       err=True, nl=False)
-
+    show = (not quiet) and sys.stderr.isatty() and main_process()
     try:
-        result = robustify(graph, fit.x, fit.y, opts, val.x if len(val) else None, val.y if len(val) else None, report)
+        run = robustify_audited(graph, data, opts, audit_opts, output, _progress_line if show else None,
+                                (lambda when: _audit_line(when, model, len(data.audit), method)) if show else None)
     except Interrupted as e:
-        finish(d)
         where = f"; checkpoint saved in {e.checkpoint} — rerun with --resume to continue" if e.checkpoint else ""
-        if main_rank:
+        if main_process():
             click.echo(f"\ninterrupted: nothing was written to {output}{where}", err=True)
         click.get_current_context().exit(130)
-    finish(d)
-    if not main_rank:
+    if run is None:  # a rank other than 0 under torchrun
         return
-    if show:
+    _print_report(run, model, output, data.audit_name, regularizer, variant, method, eps, audit_radius)
+
+
+def _progress_line(p) -> None:
+    click.echo(f"\rstep {p.step:6d}  ep {p.epoch:5.1f}  eps {p.eps:.4f}  K {p.k:.2f}  loss {p.loss:.3f}  "
+               f"clean {100 * p.clean_acc:5.1f} %  est. robust {100 * p.robust_acc:5.1f} %  {p.elapsed:6.1f} s ",
+               err=True, nl=False)
+
+
+def _audit_line(when: str, model: str, n: int, method: str) -> None:
+    if when == "before":
+        click.echo(f"auditing {model} on {n} samples ({method}) …", err=True)
+    else:
         click.echo("", err=True)
-    _write(result.graph, output, suffix)
-    after = certify(result.graph, audit.x, audit.y, audit_opts)
+
+
+def _print_report(run, model: str, output: str, audit_name: str, regularizer: str, variant: str, method: str, eps: float,
+                  audit_radius: bool) -> None:
+    before, after, result = run.before, run.after, run.result
     rows = [
         ("clean accuracy", _pct(before.clean_accuracy), _pct(after.clean_accuracy)),
         (f"certified accuracy ({method}, eps {eps:g})", _pct(before.certified_accuracy), _pct(after.certified_accuracy)),
@@ -147,19 +125,3 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f} %"
-
-
-def _write(graph, output: str, suffix: str) -> None:
-    """Write atomically, then read it back with our own loader and compare outputs."""
-    if suffix == ".onnx":
-        save_onnx(graph, output)
-        back = load_model(output)
-        x = torch.rand((4,) + graph.input_shape)
-        with torch.no_grad():
-            ok = torch.allclose(back(x), graph(x), rtol=1e-4, atol=1e-5)
-        if not ok:
-            raise SrpAuditError(f"{output} was written but does not reproduce the trained model; please report this")
-    elif suffix == ".pt2":
-        save_pt2(graph, output)
-    else:
-        save_state_dict(graph, output)

@@ -9,12 +9,11 @@ import click
 from tabulate import tabulate
 
 from srp_audit.errors import UsageError
-from srp_audit.parallel import finish, init_from_env, run_and_gather, shard
-from srp_audit.verify import BenchmarkSummary, VerifyOptions, read_instances, read_known, run_instances, verify, write_result
+from srp_audit.verify import VerifyOptions, read_instances, read_known, run_instances_sharded, verify, write_result
 from srp_audit.vnnlib import read_vnnlib
 
-from .model_options import load, model_options
 from .errors import EXIT_GATE, debug_option
+from .model_options import load, model_options
 from .params import POSITIVE
 
 
@@ -78,22 +77,9 @@ def _run_benchmark(instances_csv, known_csv, opts, timeout_cap, limit, fmt, quie
         exp = f"  (expected {row.expected})" if row.expected else ""
         click.echo(f"{name:70s} {status:8s} {(r.method or '') if r else '':12s} {r.seconds if r else 0:7.1f} s{exp}")
 
-    d = init_from_env(opts.device)
-    if d is None:
-        summary = run_instances(insts, opts, known, timeout_cap, show)
-    else:  # under torchrun: each rank takes a contiguous share of the instances; rank 0 prints them all
-        opts.device = str(d.device)
-        start, stop = shard(len(insts), 1, d.rank, d.world)
-        try:
-            parts = run_and_gather(d, lambda: run_instances(insts[start:stop], opts, known, timeout_cap).rows,
-                                   f"instances {start}–{stop - 1}" if stop > start else "no instances")
-        finally:
-            finish(d)
-        if parts is None:
-            return
-        summary = BenchmarkSummary([row for part in parts for row in part])
-        for row in summary.rows:
-            show(row)
+    summary = run_instances_sharded(insts, opts, known, timeout_cap, show)  # under torchrun: rank 0 reports
+    if summary is None:
+        return
     counts = summary.counts()
     if fmt == "json":
         click.echo(json.dumps({

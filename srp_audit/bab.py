@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .bounds.crown import Context, intermediate_bounds, optimise_slopes, spec_backward
-from .bounds import relax
-from .ir import nodes as ir
-from .ir.graph import INPUT, Graph
+from .bounds.alpha import optimise_slopes
+from .bounds.crown import Context, intermediate_bounds, relu_inputs, spec_backward
+from .ir.graph import Graph
+from .ir.walk import INPUT
+from .ops import relax
 from .spec import InputBox, LinearSpec
 
 
@@ -30,10 +31,6 @@ class BabResult:
     status: str  # 'unsat' (proved), 'sat' (counterexample), 'unknown' (stuck), 'timeout'
     domains: int
     counterexample: torch.Tensor | None = None
-
-
-def _relu_inputs(graph: Graph) -> list[tuple[str, str]]:
-    return [(n, graph.inputs_of[n][0]) for n in graph.order if isinstance(graph.node(n), ir.Relu)]
 
 
 def root_context(graph: Graph, box: InputBox) -> Context:
@@ -72,7 +69,7 @@ def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[s
     d = next(iter(splits.values())).shape[0] if splits else 1
     boxes = InputBox(box.lower.expand((d,) + box.lower.shape[1:]), box.upper.expand((d,) + box.upper.shape[1:]), box.nonneg)
     ctx, empty = _split_context(root, splits, d)
-    spec_d = LinearSpec(spec.C.expand(d, -1, -1).contiguous(), spec.d.expand(d, -1).contiguous(), spec.groups, None, spec.strict)
+    spec_d = spec.repeated(d, copy=True)
     ctx.record = {}
     with torch.no_grad():
         lb = spec_backward(ctx, spec_d, boxes)
@@ -90,7 +87,7 @@ def _branch_scores(ctx: Context, graph: Graph, lb: torch.Tensor) -> dict[str, to
     """Per ReLU layer, a score per neuron: how much its upper relaxation's intercept costs the bound (weighted
     by the backward coefficients recorded in the final pass); 0 for stable or fixed neurons."""
     scores = {}
-    for relu, pre in _relu_inputs(graph):
+    for relu, pre in relu_inputs(graph):
         A = ctx.record.get(relu)
         lo, hi = ctx.bounds[pre]
         d = lo.shape[0]
@@ -132,7 +129,7 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
 def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int, check,
                     root: Context) -> BabResult:
     """The branch and bound of `relu_bab` for one spec (typically one disjunct), from the root's bounds."""
-    pres = [p for _, p in _relu_inputs(graph)]
+    pres = [p for _, p in relu_inputs(graph)]
     shapes = {p: graph.shapes[p] for p in pres}
     counter = itertools.count()
     unsplit = {p: torch.zeros((1,) + shapes[p], dtype=torch.int8, device=box.lower.device) for p in pres}
@@ -218,7 +215,7 @@ def input_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, ba
         lo = torch.cat([c[0] for c in chunk])
         hi = torch.cat([c[1] for c in chunk])
         d = lo.shape[0]
-        spec_d = LinearSpec(spec.C.expand(d, -1, -1), spec.d.expand(d, -1), spec.groups, None, spec.strict)
+        spec_d = spec.repeated(d)
         with torch.no_grad():
             lb = METHODS[method](graph, InputBox(lo, hi), spec_d).lower
         domains += d

@@ -13,24 +13,24 @@ All bound arithmetic runs in float64 with outward rounding; attacks run in the m
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from .attack import confirm_counterexamples, pgd
 from .bounds import CASCADE, CrownResult, get_method, interval_bounds
+from .bounds.crown import relu_inputs, unstable_neurons
 from .device import resolve_device, use_exact_float32
+from .errors import SoundnessError
 from .ir.graph import Graph
-from .ir.nodes import Relu
+from .ir.walk import INPUT
+from .parallel import finish, init_from_env, run_and_gather, shard
+from .radius import attack_radius_search, certified_radius, record_counterexamples, sweep_verdicts
 from .spec import LinearSpec, inner_linf_ball, inside_linf_ball, linf_ball, margin_spec
 
 VERDICTS = ("verified", "falsified", "unknown")
-
-
-class SoundnessError(RuntimeError):
-    """A sample was both proved and falsified: a bug in a bound rule. Never caught."""
 
 
 @dataclass
@@ -112,7 +112,7 @@ class CertifyResult:
         return out
 
 
-Progress = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int], None]  # (samples done, total)
 
 
 def certify(
@@ -120,7 +120,7 @@ def certify(
     x: torch.Tensor,
     y: torch.Tensor,
     options: CertifyOptions,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     index_offset: int = 0,
 ) -> CertifyResult:
     """Certify every sample; `x` (N, *input_shape) in the model's input space, `y` (N,) integer labels.
@@ -164,6 +164,28 @@ def certify(
         if progress:
             progress(lo, n)
     return CertifyResult(results, options, str(device), time.perf_counter() - start, notes)
+
+
+def certify_sharded(graph: Graph, x: torch.Tensor, y: torch.Tensor, options: CertifyOptions,
+                    progress: ProgressCallback | None = None) -> CertifyResult | None:
+    """`certify` here, or — launched by torchrun — on this rank's shard of whole batches, gathered and merged
+    on rank 0 (other ranks return None; a failing rank is named there)."""
+    d = init_from_env(options.device)
+    if d is None:
+        return certify(graph, x, y, options, progress)
+    options = replace(options, device=str(d.device))
+    start, stop = shard(len(x), options.batch_size or 256, d.rank, d.world)
+    t0 = time.perf_counter()
+    try:
+        parts = run_and_gather(d, lambda: certify(graph, x[start:stop], y[start:stop], options, None, start),
+                               f"samples {start}–{stop - 1}" if stop > start else "no samples")
+    finally:
+        finish(d)
+    if parts is None:
+        return None
+    result = merge(parts, time.perf_counter() - t0)
+    result.device = f"{d.world} ranks × {d.device.type}"
+    return result
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -232,22 +254,84 @@ class _Prover:
 
 def _unstable_ibp(wide: Graph, box) -> torch.Tensor:
     """Unstable ReLU neurons per sample under IBP bounds: the neurons CROWN has to refine."""
-    pre = [wide.inputs_of[n][0] for n in wide.order if isinstance(wide.node(n), Relu)]
+    pre = [p for _, p in relu_inputs(wide)]
     with torch.no_grad():
         res = interval_bounds(wide, box, keep=pre)
-    total = torch.zeros(box.n, dtype=torch.long, device=box.lower.device)
-    for name in pre:
-        lo, hi = res.nodes[name].bounds()
-        total += ((lo < 0) & (hi > 0)).reshape(box.n, -1).sum(dim=1)
-    return total
+    return unstable_neurons(wide, {INPUT: (box.lower, box.upper), **{k: v.bounds() for k, v in res.nodes.items()}})
+
+
+@dataclass
+class _Verdicts:
+    """Per-sample state of one batch while it is certified at eps: proofs, bounds, counterexamples."""
+
+    x: torch.Tensor
+    eps: torch.Tensor  # (N,) float64, the requested eps
+    proved: torch.Tensor
+    bound: torch.Tensor
+    proved_by: list[str | None]
+    unstable: torch.Tensor
+    att_r: torch.Tensor  # smallest eps with a confirmed counterexample (inf: none)
+    ce: torch.Tensor  # the counterexamples (x where none)
+
+    @classmethod
+    def start(cls, x: torch.Tensor, eps: float, clean_bad: torch.Tensor) -> "_Verdicts":
+        n, dev = x.shape[0], x.device
+        att_r = torch.full((n,), torch.inf, dtype=torch.float64, device=dev)
+        att_r[clean_bad] = 0.0
+        return cls(x, torch.full((n,), float(eps), dtype=torch.float64, device=dev), torch.zeros(n, dtype=torch.bool, device=dev),
+                   torch.full((n,), -torch.inf, dtype=torch.float64, device=dev), [None] * n,
+                   torch.zeros(n, dtype=torch.long, device=dev), att_r, x.clone())
+
+    def prove(self, prover: "_Prover", sub: torch.Tensor, methods: tuple[str, ...]) -> None:
+        """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds."""
+        if not sub.numel():
+            return
+        p, b, by = prover(sub, self.eps[sub], methods, self.bound[sub])
+        self.proved[sub] |= p
+        self.bound[sub] = b
+        for j, m in zip(sub.tolist(), by):
+            self.proved_by[j] = self.proved_by[j] or m
+
+    def record_attack(self, idx: torch.Tensor, found: torch.Tensor, points: torch.Tensor) -> None:
+        record_counterexamples(self.att_r, self.ce, idx[found], points[found], self.x)
+
+
+def _attacker(native: Graph, wide: Graph, x: torch.Tensor, spec: LinearSpec, opt: CertifyOptions):
+    """attack(idx, eps, restarts, seed) → (found mask, points): PGD in the inward-rounded ball, every hit
+    re-checked inside the exact ball and confirmed by plain forward passes."""
+    dom = opt.domain
+
+    def attack(idx: torch.Tensor, eps: torch.Tensor, restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        box = inner_linf_ball(x[idx], eps, dom)
+        sub = spec.select(idx)
+        res = pgd(native, box, sub, steps=opt.attack_steps, restarts=restarts, seed=seed, start=x[idx])
+        inside = inside_linf_ball(res.points, x[idx], eps, dom)
+        ok = confirm_counterexamples(res.points, sub, native, wide, inside & res.found)
+        return ok, res.points
+
+    return attack
+
+
+def _sample_results(v: _Verdicts, y: torch.Tensor, pred: torch.Tensor, verified: torch.Tensor, falsified: torch.Tensor,
+                    cert: torch.Tensor, sweep: list[list[str]], last_method: str, offset: int) -> list[SampleResult]:
+    out = []
+    for i in range(len(v.proved_by)):
+        verdict = "verified" if verified[i] else "falsified" if falsified[i] else "unknown"
+        a = float(v.att_r[i])
+        method = v.proved_by[i] or (last_method if verdict == "verified" else None)
+        out.append(SampleResult(
+            index=offset + i, label=int(y[i]), prediction=int(pred[i]), verdict=verdict, certified_radius=float(cert[i]),
+            attack_radius=None if a == float("inf") else a, method=method if verdict == "verified" else None,
+            bound=float(v.bound[i]), unstable=int(v.unstable[i]), sweep_verdicts=tuple(s[i] for s in sweep),
+            counterexample=v.ce[i].cpu().numpy() if a != float("inf") else None))
+    return out
 
 
 def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor, opt: CertifyOptions, offset: int) -> list[SampleResult]:
     n, dev = x.shape[0], x.device
-    k = native.num_classes
     dom = opt.domain
     r_max = opt.radius_max if opt.radius_max is not None else dom[1] - dom[0]
-    spec = margin_spec(y, k, torch.float64)
+    spec = margin_spec(y, native.num_classes, torch.float64)
     x64 = x.double()
     with torch.no_grad():
         pred = native.logits(x).argmax(dim=1)
@@ -258,171 +342,28 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
     prove = _Prover(wide, x64, spec, dom, methods, opt.alpha_iters, clean_margin)
     # `auto` searches radii without alpha-CROWN: its few-percent gains cost ~20 CROWN passes per step.
     radius_methods = tuple(m for m in methods if m != "alpha-crown") if opt.method == "auto" else methods
-
-    def attack(idx: torch.Tensor, eps: torch.Tensor, restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Confirmed counterexamples at per-sample eps: (found mask, points)."""
-        box = inner_linf_ball(x[idx], eps, dom)
-        sub = spec.select(idx)
-        res = pgd(native, box, sub, steps=opt.attack_steps, restarts=restarts, seed=seed, start=x[idx])
-        inside = inside_linf_ball(res.points, x[idx], eps, dom)
-        ok = confirm_counterexamples(res.points, sub, native, wide, inside & res.found)
-        return ok, res.points
-
-    eps_full = torch.full((n,), float(opt.eps), dtype=torch.float64, device=dev)
-    proved = torch.zeros(n, dtype=torch.bool, device=dev)
-    bound = torch.full((n,), -torch.inf, dtype=torch.float64, device=dev)
-    proved_by: list[str | None] = [None] * n
-    unstable = torch.zeros(n, dtype=torch.long, device=dev)
+    attack = _attacker(native, wide, x, spec, opt)
+    v = _Verdicts.start(x, opt.eps, clean_bad)
     idx = candidates.nonzero().flatten()
-    att_r = torch.full((n,), torch.inf, dtype=torch.float64, device=dev)
-    ce = x.clone()
-    att_r[clean_bad] = 0.0
-
-    def _prove_at_eps(sub: torch.Tensor, methods: tuple[str, ...]) -> None:
-        if not sub.numel():
-            return
-        p, b, by = prove(sub, eps_full[sub], methods, bound[sub])
-        proved[sub] |= p
-        bound[sub] = b
-        for j, m in zip(sub.tolist(), by):
-            proved_by[j] = proved_by[j] or m
-
     if idx.numel():
-        unstable[idx] = _unstable_ibp(wide, linf_ball(x64[idx], eps_full[idx], dom))
+        v.unstable[idx] = _unstable_ibp(wide, linf_ball(x64[idx], v.eps[idx], dom))
         # Cheapest method first, then the attack, then the costlier methods on what is still undecided.
-        _prove_at_eps(idx, methods[:1])
-        todo = idx[~proved[idx]]
+        v.prove(prove, idx, methods[:1])
+        todo = idx[~v.proved[idx]]
         if todo.numel():
-            ok, pts = attack(todo, eps_full[todo], opt.attack_restarts, opt.seed)
-            _record(att_r, ce, todo[ok], pts[ok], x)
-        undecided = idx[~proved[idx] & torch.isinf(att_r[idx])]
-        _prove_at_eps(undecided, methods[1:])
-
-    cert = torch.where(proved, eps_full, torch.zeros_like(eps_full))
+            ok, pts = attack(todo, v.eps[todo], opt.attack_restarts, opt.seed)
+            v.record_attack(todo, ok, pts)
+        v.prove(prove, idx[~v.proved[idx] & torch.isinf(v.att_r[idx])], methods[1:])
+    cert = torch.where(v.proved, v.eps, torch.zeros_like(v.eps))
     if opt.radius and idx.numel():
         # The attack radius first: a counterexample at distance d caps the certified radius below d.
-        _attack_radius_search(attack, att_r, ce, x, candidates, cert, r_max, opt)
+        attack_radius_search(attack, v.att_r, v.ce, x, candidates, cert, r_max, opt)
         search = lambda i, e: prove(i, e, radius_methods)  # noqa: E731
-        cert = _certified_radius(search, candidates, proved, bound, eps_full, att_r, clean_margin, r_max, opt.radius_tol)
-    verified = candidates & (proved | (cert >= eps_full))
-
-    falsified = clean_bad | (att_r <= eps_full)
+        cert = certified_radius(search, candidates, v.proved, v.bound, v.eps, v.att_r, clean_margin, r_max, opt.radius_tol)
+    verified = candidates & (v.proved | (cert >= v.eps))
+    falsified = clean_bad | (v.att_r <= v.eps)
     clash = verified & falsified
     if clash.any():
         raise SoundnessError(f"samples {(clash.nonzero().flatten() + offset).tolist()} were both proved and falsified")
-    sweep = _sweep_verdicts(prove, radius_methods, opt, candidates, cert, att_r, clean_bad, verified, eps_full)
-
-    out = []
-    for i in range(n):
-        verdict = "verified" if verified[i] else "falsified" if falsified[i] else "unknown"
-        a = float(att_r[i])
-        method = proved_by[i] or (methods[-1] if verdict == "verified" else None)
-        out.append(
-            SampleResult(
-                index=offset + i,
-                label=int(y[i]),
-                prediction=int(pred[i]),
-                verdict=verdict,
-                certified_radius=float(cert[i]),
-                attack_radius=None if a == float("inf") else a,
-                method=method if verdict == "verified" else None,
-                bound=float(bound[i]),
-                unstable=int(unstable[i]),
-                sweep_verdicts=tuple(v[i] for v in sweep),
-                counterexample=ce[i].cpu().numpy() if a != float("inf") else None,
-            )
-        )
-    return out
-
-
-def _sweep_verdicts(prove, methods, opt: CertifyOptions, candidates, cert, att_r, clean_bad, verified, eps_full) -> list[list[str]]:
-    """Verdicts at every eps of the sweep from one radius search: proved when the certified radius reaches it
-    (a proof at r covers every smaller ball), falsified when a counterexample is that close; samples whose
-    radius falls within the search tolerance below an eps get a direct proof attempt at it."""
-    out = []
-    n = cert.shape[0]
-    for e in opt.sweep:
-        e_t = torch.full_like(cert, float(e))
-        ok = candidates & ((cert >= e_t) | (verified & (e_t <= eps_full)))
-        near = (candidates & ~ok & (att_r > e_t) & (cert + opt.radius_tol >= e_t)).nonzero().flatten()
-        if near.numel():
-            p, _, _ = prove(near, e_t[near], methods)
-            ok[near[p]] = True
-        bad = clean_bad | (att_r <= e_t)
-        if (ok & bad).any():
-            raise SoundnessError(f"sweep eps {e}: a sample was both proved and falsified")
-        out.append(["verified" if ok[i] else "falsified" if bad[i] else "unknown" for i in range(n)])
-    return out
-
-
-def _record(att_r: torch.Tensor, ce: torch.Tensor, idx: torch.Tensor, points: torch.Tensor, x: torch.Tensor) -> None:
-    """Keep confirmed counterexamples that are closer than the best known ones (distance in float64, exact)."""
-    if not idx.numel():
-        return
-    dist = (points.double() - x[idx].double()).reshape(idx.numel(), -1).abs().amax(dim=1)
-    closer = dist < att_r[idx]
-    att_r[idx[closer]] = dist[closer]
-    ce[idx[closer]] = points[closer]
-
-
-def _certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin, r_max: float, tol: float) -> torch.Tensor:
-    """Largest eps the prover proves, per sample, to `tol`: a bracket [lo, hi] with lo proved (or 0) and hi
-    unprovable (not proved, or beyond a counterexample), narrowed by regula falsi on the worst margin bound
-    (Illinois variant, steps clamped tol/2 inside the bracket), which usually needs a few steps where
-    bisection needs ten. Returns lo: always a proved radius."""
-    nan = torch.full_like(eps, torch.nan)
-    lo = torch.where(proved, eps, torch.zeros_like(eps))
-    f_lo = torch.where(proved, bound, clean_margin)
-    hi = torch.where(proved, torch.minimum(att_r, torch.full_like(eps, r_max)), torch.minimum(eps, att_r))
-    f_hi = torch.where(~proved & (att_r >= eps), bound, nan)
-    # A proof at the cap itself is checked once (the search never evaluates hi).
-    top = (candidates & proved & (hi == r_max) & (hi > lo)).nonzero().flatten()
-    if top.numel():
-        ok, b, _ = prove(top, hi[top])
-        lo[top[ok]], f_lo[top[ok]] = hi[top[ok]], b[ok]
-        f_hi[top[~ok]] = b[~ok]
-    side = torch.zeros_like(eps, dtype=torch.long)  # last end moved: +1 lo, −1 hi
-    active = candidates.clone()
-    for _ in range(60):
-        active &= (hi - lo) > tol
-        act = active.nonzero().flatten()
-        if not act.numel():
-            break
-        a_lo, a_hi, fl, fh = lo[act], hi[act], f_lo[act], f_hi[act]
-        secant = torch.isfinite(fh) & (fl > fh)
-        guess = torch.where(secant, a_lo + (a_hi - a_lo) * fl / (fl - torch.where(secant, fh, fl - 1)), (a_lo + a_hi) / 2)
-        guess = torch.minimum(torch.maximum(guess, a_lo + tol / 2), a_hi - tol / 2)
-        ok, b, _ = prove(act, guess)
-        up, down = act[ok], act[~ok]
-        lo[up], f_lo[up] = guess[ok], b[ok]
-        hi[down], f_hi[down] = guess[~ok], b[~ok]
-        # Illinois: an end that stays put twice has its value halved, so the secant moves it next time.
-        f_hi[up[side[up] == 1]] *= 0.5
-        f_lo[down[side[down] == -1]] *= 0.5
-        side[up], side[down] = 1, -1
-    return torch.where(candidates, lo, torch.zeros_like(lo))
-
-
-def _attack_radius_search(attack, att_r, ce, x, candidates, lower, r_max: float, opt: CertifyOptions) -> None:
-    """Bisection for the smallest radius with a confirmed counterexample, between `lower` (where nothing can
-    be found: a proved radius, or 0) and the best counterexample known (or the cap). Attack failures prove
-    nothing; they only steer the search."""
-    dev = x.device
-    need = candidates & torch.isinf(att_r)
-    idx = need.nonzero().flatten()
-    if idx.numel():
-        ok, pts = attack(idx, torch.full((idx.numel(),), r_max, dtype=torch.float64, device=dev), 1, opt.seed + 1)
-        _record(att_r, ce, idx[ok], pts[ok], x)
-    lo = lower.clone()
-    active = candidates & torch.isfinite(att_r)
-    it = 0
-    while True:
-        active &= (att_r - lo) > opt.radius_tol
-        act = active.nonzero().flatten()
-        if not act.numel():
-            break
-        it += 1
-        mid = (lo[act] + att_r[act]) / 2
-        ok, pts = attack(act, mid, 1, opt.seed + 1 + it)
-        _record(att_r, ce, act[ok], pts[ok], x)
-        lo[act[~ok]] = mid[~ok]
+    sweep = sweep_verdicts(prove, radius_methods, opt, candidates, cert, v.att_r, clean_bad, verified, v.eps)
+    return _sample_results(v, y, pred, verified, falsified, cert, sweep, methods[-1], offset)

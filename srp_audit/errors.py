@@ -32,3 +32,7 @@ class UsageError(SrpAuditError):
 
 class BoundMethodError(SrpAuditError):
     """A bound method cannot handle a node of the graph."""
+
+
+class SoundnessError(RuntimeError):
+    """A sample was both proved and falsified: a bug in a bound rule. Never caught (exit 3)."""

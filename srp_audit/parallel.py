@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -34,6 +35,11 @@ class Dist:
 
 def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def main_process() -> bool:
+    """Rank 0 of a torchrun launch, or any process not launched by torchrun: the one that reports."""
+    return not launched() or int(os.environ.get("RANK", "0")) == 0
 
 
 def init_from_env(device: str = "auto") -> Dist | None:

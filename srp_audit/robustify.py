@@ -17,15 +17,15 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_path
 from .bounds.crown import crown_bounds
-from .bounds.interval import interval_bounds
+from .bounds.ibp import interval_bounds
 from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
 from .errors import UsageError
 from .ir.graph import Graph
@@ -128,7 +128,9 @@ class RobustifyOptions:
 
 
 @dataclass
-class Progress:
+class TrainingProgress:
+    """One progress report of a training run (what the CLI prints on one line)."""
+
     step: int
     epoch: float
     progress: float
@@ -148,8 +150,9 @@ class RobustifyResult:
     elapsed: float
     final_eps: float
     final_k: float
-    history: list[Progress] = field(default_factory=list)
-    stopped_by: str = "budget"
+    history: list[TrainingProgress] = field(default_factory=list)
+    stopped_by: str = "epochs"  # which budget ended the run: 'epochs' or 'time'
+
 
 
 class Interrupted(Exception):
@@ -235,136 +238,158 @@ def _held_out_losses(graph: Graph, x: torch.Tensor, y: torch.Tensor, eps: float,
     return spec_sum, fit_sum
 
 
-def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOptions,
-              x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
-              progress: Callable[[Progress], None] | None = None) -> RobustifyResult:
-    """Fine-tune a copy of `graph` on (x, y); returns the trained copy (the input graph is untouched)."""
-    opt.validate()
-    dev = torch.device(opt.device)
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    world = torch.distributed.get_world_size() if distributed else 1
-    rank = torch.distributed.get_rank() if distributed else 0
-    if opt.batch_size < world:
-        raise UsageError(f"--batch-size {opt.batch_size} is smaller than the {world} ranks sharing each batch")
-    model = graph.copy(dtype=torch.float32, device=dev).train()
-    model.requires_grad_(True)
-    for buf in model.buffers():
-        buf.requires_grad_(False)
-    x, y = x.to(dev, torch.float32), y.to(dev)
-    if x_val is not None:
-        x_val, y_val = x_val.to(dev, torch.float32), y_val.to(dev)
-    n = x.shape[0]
-    steps_per_epoch = max(1, math.ceil(n / opt.batch_size))
-    epochs = opt.epochs if opt.epochs is not None else (None if opt.max_time else 10.0)
-    total_steps = epochs * steps_per_epoch if epochs else None
-    sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=opt.lr)
-    objective: torch.nn.Module = _Objective(model, opt)
-    if distributed:  # every rank takes a slice of each global batch; DDP averages the gradients
-        from torch.nn.parallel import DistributedDataParallel
+class _Run:
+    """One training run's state: the model, optimiser, data order and clocks; each method does one job."""
 
-        objective = DistributedDataParallel(objective, device_ids=[dev.index] if dev.type == "cuda" else None)
-    gen = torch.Generator(device="cpu").manual_seed(opt.seed)
-    torch.manual_seed(opt.seed)
-    step, elapsed_before, k_ada = 0, 0.0, 1.0
-    resumed_order, resumed_pos = None, 0
-    ckpt = opt.checkpoint_path
-    fingerprint = model_fingerprint(graph)
-    if opt.resume:
+    def __init__(self, graph: Graph, x: torch.Tensor, opt: RobustifyOptions) -> None:
+        self.opt = opt
+        self.dev = torch.device(opt.device)
+        self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.world = torch.distributed.get_world_size() if self.distributed else 1
+        self.rank = torch.distributed.get_rank() if self.distributed else 0
+        if opt.batch_size < self.world:
+            raise UsageError(f"--batch-size {opt.batch_size} is smaller than the {self.world} ranks sharing each batch")
+        self.model = graph.copy(dtype=torch.float32, device=self.dev).train()
+        self.model.requires_grad_(True)
+        for buf in self.model.buffers():
+            buf.requires_grad_(False)
+        self.fingerprint = model_fingerprint(graph)
+        self.n = x.shape[0]
+        self.steps_per_epoch = max(1, math.ceil(self.n / opt.batch_size))
+        epochs = opt.epochs if opt.epochs is not None else (None if opt.max_time else 10.0)
+        self.total_steps = epochs * self.steps_per_epoch if epochs else None
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=opt.lr)
+        self.objective: torch.nn.Module = _Objective(self.model, opt)
+        if self.distributed:  # every rank takes a slice of each global batch; DDP averages the gradients
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.objective = DistributedDataParallel(self.objective, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
+        self.gen = torch.Generator(device="cpu").manual_seed(opt.seed)
+        torch.manual_seed(opt.seed)
+        self.step, self.elapsed_before, self.k_ada = 0, 0.0, 1.0
+        self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self.start)
+
+    def resume(self) -> None:
+        """Restore the state saved by `save` (refusing a checkpoint of another model)."""
+        ckpt = self.opt.checkpoint_path
         if not ckpt or not os.path.exists(ckpt):
             raise UsageError(f"--resume: no checkpoint at {ckpt!r}; run with --checkpoint-every N first")
-        state = torch.load(ckpt, map_location=dev, weights_only=True)
-        if state.get("fingerprint") != fingerprint:
+        state = torch.load(ckpt, map_location=self.dev, weights_only=True)
+        if state.get("fingerprint") != self.fingerprint:
             raise UsageError(f"checkpoint {ckpt!r} was made from a different model; remove it or pass the original model")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed_before, k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
-        gen.set_state(state["data_rng"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed_before, self.k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
+        self.gen.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
-        resumed_order, resumed_pos = state["order"], int(state["pos"])
+        self.order, self.pos = state["order"], int(state["pos"])
+        self.start = time.perf_counter()
 
-    def save_checkpoint() -> None:
-        if rank != 0:
+    def save(self) -> None:
+        """Checkpoint everything `resume` needs (rank 0 only), atomically."""
+        if self.rank != 0 or not self.opt.checkpoint_path:
             return
-        _save_atomic({"version": 1, "fingerprint": fingerprint, "model": model.state_dict(),
-                      "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed_before + (time.perf_counter() - start),
-                      "k_ada": k_ada, "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "order": order, "pos": pos,
-                      "options": {k: v for k, v in asdict(opt).items() if not isinstance(v, tuple)}}, ckpt)
+        _save_atomic({"version": 1, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
+                      "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed(),
+                      "k_ada": self.k_ada, "data_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                      "order": self.order, "pos": self.pos,
+                      "options": {k: v for k, v in asdict(self.opt).items() if not isinstance(v, tuple)}}, self.opt.checkpoint_path)
 
-    def progress_at(step_: int, now: float) -> tuple[float, float]:
-        """(progress fraction, estimated total steps) from the step and time budgets."""
-        fractions = []
-        if total_steps:
-            fractions.append(step_ / total_steps)
-        if opt.max_time:
-            fractions.append(now / opt.max_time)
-        frac = max(fractions)
-        est_total = total_steps or (step_ / max(frac, 1e-9) if step_ else 1e9)
-        return frac, est_total
+    def budget_used(self) -> tuple[float, float, str]:
+        """(fraction of the budget used, estimated total steps, which budget leads), agreed by all ranks."""
+        now = self.elapsed()
+        fractions = {}
+        if self.total_steps:
+            fractions["epochs"] = self.step / self.total_steps
+        if self.opt.max_time:
+            fractions["time"] = now / self.opt.max_time
+        leader = max(fractions, key=fractions.get)
+        frac = fractions[leader]
+        est_total = self.total_steps or (self.step / max(frac, 1e-9) if self.step else 1e9)
+        if self.distributed and self.opt.max_time:  # ranks follow the slowest clock, so they stop together
+            t = torch.tensor([frac, est_total], dtype=torch.float64, device=self.dev)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            frac, est_total = float(t[0]), float(t[1])
+        return frac, est_total, leader
 
-    history: list[Progress] = []
-    start = time.perf_counter()
-    order = resumed_order if resumed_order is not None else torch.randperm(n, generator=gen)
-    pos = resumed_pos if resumed_order is not None else 0
-    run_loss = run_clean = run_rob = 0.0
-    run_n = 0
-    last_report = -1.0
-    eps_t, k_t = 0.0, 1.0
-    stopped = "budget"
+    def next_batch(self) -> tuple[torch.Tensor, int]:
+        """This rank's indices of the next global batch, and the global batch's size."""
+        if self.pos >= self.n:
+            self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        batch = self.order[self.pos : self.pos + self.opt.batch_size]
+        self.pos += self.opt.batch_size
+        return torch.tensor_split(batch, self.world)[self.rank].to(self.dev), batch.numel()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, eps: float, k: float, frac: float) -> tuple[float, float, float, int]:
+        """One optimiser step on the next batch: (Σ loss, Σ clean correct, Σ robust estimate, batch size)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.opt.lr * lr_factor(frac)
+        idx, global_n = self.next_batch()
+        # the rank's mean loss, scaled so that DDP's average over ranks is the mean over the global batch
+        loss, clean, robust = self.objective(x[idx], y[idx], eps, k, idx.numel() * self.world / global_n)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        b = idx.numel()
+        return float(loss.detach()) * b, float((clean.argmax(1) == y[idx]).sum()), float(robust.sum()), b
+
+    def adapt_k(self, x_val: torch.Tensor, y_val: torch.Tensor, eps: float) -> None:
+        """The adaptive K from held-out losses at the current eps (the same on every rank)."""
+        self.model.eval()
+        spec_sum, fit_sum = _held_out_losses(self.model, x_val, y_val, max(eps, 1e-12), self.opt)
+        self.model.train()
+        self.k_ada = spec_sum / max(spec_sum + self.opt.gamma * fit_sum, 1e-12)
+
+
+def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOptions,
+              x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+              progress: Callable[[TrainingProgress], None] | None = None) -> RobustifyResult:
+    """Fine-tune a copy of `graph` on (x, y); returns the trained copy (the input graph is untouched)."""
+    opt.validate()
+    run = _Run(graph, x, opt)
+    x, y = x.to(run.dev, torch.float32), y.to(run.dev)
+    if x_val is not None:
+        x_val, y_val = x_val.to(run.dev, torch.float32), y_val.to(run.dev)
+    if opt.resume:
+        run.resume()
+    sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final)
+    spe = run.steps_per_epoch
+    history: list[TrainingProgress] = []
+    totals = [0.0, 0.0, 0.0, 0]  # loss, clean, robust, samples since the last epoch end
+    last_report, eps_t, k_t, leader = -1.0, 0.0, 1.0, "epochs"
     try:
         while True:
-            now = elapsed_before + (time.perf_counter() - start)
-            frac, est_total = progress_at(step, now)
-            if distributed and opt.max_time:  # ranks follow the slowest clock, so they stop together
-                t = torch.tensor([frac, est_total], dtype=torch.float64, device=dev)
-                torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-                frac, est_total = float(t[0]), float(t[1])
+            frac, est_total, leader = run.budget_used()
             if frac >= 1.0:
                 break
-            eps_t, k_sched = sched.at(frac, steps_per_epoch, est_total)
-            k_t = k_ada if opt.ada and step >= steps_per_epoch else k_sched if not opt.ada else 1.0
-            for group in optimizer.param_groups:
-                group["lr"] = opt.lr * lr_factor(frac)
-            if pos >= n:
-                order, pos = torch.randperm(n, generator=gen), 0
-            batch = order[pos : pos + opt.batch_size]
-            pos += opt.batch_size
-            idx = torch.tensor_split(batch, world)[rank].to(dev)
-            # the rank's mean loss, scaled so that DDP's average over ranks is the mean over the global batch
-            loss, clean, robust = objective(x[idx], y[idx], eps_t, k_t, idx.numel() * world / batch.numel())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            b = idx.numel()
-            run_loss += float(loss.detach()) * b
-            run_clean += float((clean.argmax(1) == y[idx]).sum())
-            run_rob += float(robust.sum())
-            run_n += b
-            epoch_end = step % steps_per_epoch == 0
-            if opt.ada and epoch_end and x_val is not None and x_val.shape[0]:  # the same on every rank
-                model.eval()
-                spec_sum, fit_sum = _held_out_losses(model, x_val, y_val, max(eps_t, 1e-12), opt)
-                model.train()
-                k_ada = spec_sum / max(spec_sum + opt.gamma * fit_sum, 1e-12)
-            if opt.checkpoint_every and ckpt and step % opt.checkpoint_every == 0:
-                save_checkpoint()
+            eps_t, k_sched = sched.at(frac, spe, est_total)
+            k_t = run.k_ada if opt.ada and run.step >= spe else k_sched if not opt.ada else 1.0
+            totals = [a + b for a, b in zip(totals, run.train_step(x, y, eps_t, k_t, frac))]
+            epoch_end = run.step % spe == 0
+            if opt.ada and epoch_end and x_val is not None and x_val.shape[0]:
+                run.adapt_k(x_val, y_val, eps_t)
+            if opt.checkpoint_every and run.step % opt.checkpoint_every == 0:
+                run.save()
+            now = run.elapsed()
             if epoch_end or now - last_report >= 1.0:
-                p = Progress(step, step / steps_per_epoch, frac, eps_t, k_t, run_loss / run_n, run_clean / run_n,
-                             run_rob / run_n, now)
+                loss, clean, robust, n = totals
+                p = TrainingProgress(run.step, run.step / spe, frac, eps_t, k_t, loss / n, clean / n, robust / n, now)
                 history.append(p)
                 last_report = now
                 if progress:
                     progress(p)
                 if epoch_end:
-                    run_loss = run_clean = run_rob = 0.0
-                    run_n = 0
+                    totals = [0.0, 0.0, 0.0, 0]
     except KeyboardInterrupt:
         saved = None
-        if ckpt and opt.checkpoint_every:
-            save_checkpoint()
-            saved = ckpt
+        if opt.checkpoint_path and opt.checkpoint_every:
+            run.save()
+            saved = opt.checkpoint_path
         raise Interrupted(saved) from None
-    model.eval()
-    elapsed = elapsed_before + (time.perf_counter() - start)
-    return RobustifyResult(model, step, step / steps_per_epoch, elapsed, eps_t, k_t, history, stopped)
+    run.model.eval()
+    return RobustifyResult(run.model, run.step, run.step / spe, run.elapsed(), eps_t, k_t, history, leader)

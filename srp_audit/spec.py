@@ -67,10 +67,17 @@ def inner_linf_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[fl
     # In float64, step one ulp inward from the rounded ends; then round to x's dtype towards x.
     lo64 = torch.nextafter(x64 - e64, x64).clamp(min=domain[0])
     hi64 = torch.nextafter(x64 + e64, x64).clamp(max=domain[1])
-    lo, hi = lo64.to(x.dtype), hi64.to(x.dtype)
-    lo = torch.where(lo.double() < lo64, torch.nextafter(lo, x), lo)
-    hi = torch.where(hi.double() > hi64, torch.nextafter(hi, x), hi)
+    lo, hi = round_inward(lo64, hi64, x.dtype)
     return InputBox(torch.minimum(lo, x), torch.maximum(hi, x))
+
+
+def round_inward(lo64: torch.Tensor, hi64: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """[lo64, hi64] (float64) in `dtype`, each end moved one ulp inward where rounding took it outward, so the
+    rounded ends lie inside (an end may pass the other on a box narrower than an ulp: callers decide)."""
+    lo, hi = lo64.to(dtype), hi64.to(dtype)
+    lo = torch.where(lo.double() < lo64, torch.nextafter(lo, torch.full_like(lo, torch.inf)), lo)
+    hi = torch.where(hi.double() > hi64, torch.nextafter(hi, torch.full_like(hi, -torch.inf)), hi)
+    return lo, hi
 
 
 def inside_linf_ball(points: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float]) -> torch.Tensor:
@@ -115,6 +122,13 @@ class LinearSpec:
         if sh is not None:
             sh = SharedRows(sh.index[idx], sh.C, sh.d)
         return LinearSpec(self.C[idx], self.d[idx], self.groups, sh, self.strict)
+
+    def repeated(self, n: int, copy: bool = False) -> "LinearSpec":
+        """The rows of sample 0 for n samples (domains of one property, attack restarts); a view unless `copy`."""
+        C, d = self.C[:1].expand(n, -1, -1), self.d[:1].expand(n, -1)
+        if copy:
+            C, d = C.contiguous(), d.contiguous()
+        return LinearSpec(C, d, self.groups, None, self.strict)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "LinearSpec":
         sh = self.shared

@@ -25,9 +25,10 @@ from .bounds import CASCADE, get_method
 from .bounds.crown import check_supported
 from .device import resolve_device, use_exact_float32
 from .errors import SrpAuditError, UsageError
+from .formats import load_model
 from .ir.graph import Graph
-from .loaders import load_model
-from .spec import InputBox, LinearSpec
+from .parallel import finish, init_from_env, run_and_gather, shard
+from .spec import InputBox, LinearSpec, round_inward
 from .vnnlib import Clause, VnnlibSpec, read_vnnlib
 
 STATUSES = ("sat", "unsat", "unknown", "timeout")
@@ -59,9 +60,7 @@ def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[In
     shape = (1,) + graph.input_shape
     lo64 = torch.from_numpy(clause.lower).to(device).reshape(shape)
     hi64 = torch.from_numpy(clause.upper).to(device).reshape(shape)
-    lo, hi = lo64.to(dtype), hi64.to(dtype)
-    lo = torch.where(lo.double() < lo64, torch.nextafter(lo, torch.full_like(lo, math.inf)), lo)
-    hi = torch.where(hi.double() > hi64, torch.nextafter(hi, torch.full_like(hi, -math.inf)), hi)
+    lo, hi = round_inward(lo64, hi64, dtype)
     return InputBox(lo64, hi64, bool((lo64 >= 0).all())), InputBox(lo, torch.maximum(hi, lo))
 
 
@@ -125,7 +124,7 @@ def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
             return _sat(native, hit, "pgd-crown-corners", start)
         undecided.append((clause, box, s, confirmed))
     # 3. complete methods
-    for clause, box, s, confirmed in undecided:
+    for _clause, box, s, confirmed in undecided:
         if not opt.complete:
             return VerifyResult("unknown", None, time.perf_counter() - start, detail="bounds inconclusive")
         if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
@@ -187,11 +186,10 @@ def _corner_attack(native: Graph, wide: Graph, box: InputBox, spec: LinearSpec, 
         if confirmed(x.unsqueeze(0).to(native.dtype)):
             return x.unsqueeze(0).to(native.dtype)
     s = corners.shape[0]
-    lo32, hi32 = box.lower.to(native.dtype), box.upper.to(native.dtype)
-    lo32 = torch.where(lo32.double() < box.lower, torch.nextafter(lo32, hi32), lo32)
-    hi32 = torch.where(hi32.double() > box.upper, torch.nextafter(hi32, lo32), hi32)
+    lo32, hi32 = round_inward(box.lower, box.upper, native.dtype)
+    hi32 = torch.maximum(hi32, lo32)  # a box narrower than an ulp: its one point is re-checked by `confirmed`
     boxes = InputBox(lo32.expand((s,) + lo32.shape[1:]), hi32.expand((s,) + hi32.shape[1:]))
-    specs = LinearSpec(spec.C.expand(s, -1, -1), spec.d.expand(s, -1), spec.groups, None, spec.strict)
+    specs = spec.repeated(s)
     att = pgd(native, boxes, specs, steps=opt.attack_steps, restarts=1, seed=opt.seed + 2, start=corners.to(native.dtype))
     for k in att.found.nonzero().flatten().tolist():
         if confirmed(att.points[k : k + 1]):
@@ -307,6 +305,29 @@ def run_instances(instances: list[Instance], opt: VerifyOptions, known: dict | N
         except SrpAuditError as e:
             row = InstanceRow(inst, None, str(e), expected)
         summary.rows.append(row)
+        if on_row:
+            on_row(row)
+    return summary
+
+
+def run_instances_sharded(instances: list[Instance], opt: VerifyOptions, known: dict | None = None,
+                          timeout_cap: float | None = None, on_row=None) -> BenchmarkSummary | None:
+    """`run_instances` here, or — launched by torchrun — a contiguous share of the instances per rank, gathered
+    on rank 0, which reports every row in order (other ranks return None)."""
+    d = init_from_env(opt.device)
+    if d is None:
+        return run_instances(instances, opt, known, timeout_cap, on_row)
+    opt = VerifyOptions(**{**opt.__dict__, "device": str(d.device)})
+    start, stop = shard(len(instances), 1, d.rank, d.world)
+    try:
+        parts = run_and_gather(d, lambda: run_instances(instances[start:stop], opt, known, timeout_cap).rows,
+                               f"instances {start}–{stop - 1}" if stop > start else "no instances")
+    finally:
+        finish(d)
+    if parts is None:
+        return None
+    summary = BenchmarkSummary([row for part in parts for row in part])
+    for row in summary.rows:
         if on_row:
             on_row(row)
     return summary

@@ -44,6 +44,6 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
 
 @pytest.fixture(scope="session")
 def fixture_models():
-    from srp_audit.loaders import load_model
+    from srp_audit.formats import load_model
 
     return {name: load_model(str(FIXTURES / f"{name}.onnx")) for name in FIXTURE_MODELS}

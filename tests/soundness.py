@@ -7,11 +7,11 @@ bounds must contain them with no tolerance at all.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from srp_audit.ir import nodes as ir
+from srp_audit import ops
 from srp_audit.ir.graph import INPUT, Graph
 
 
@@ -64,26 +64,27 @@ def op_graphs(seed: int) -> dict[str, Graph]:
     """A small graph per IR op type (the op is the graph's output), with random weights from `seed`."""
     g = _g(seed)
     one = lambda node, shape: Graph(shape, [("op", node, (INPUT,))], "op")  # noqa: E731
-    add = Graph((6,), [("a", ir.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ir.Relu(), (INPUT,)),
-                       ("b2", ir.Dense(_rand(g, 5, 6), _rand(g, 5)), ("b",)), ("op", ir.Add(), ("a", "b2"))], "op")
-    bn = ir.BatchNorm(_rand(g, 3), torch.rand(3, generator=g) + 0.1, _rand(g, 3), _rand(g, 3), 1e-5, 3)
+    add = Graph((6,), [("a", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ops.Relu(), (INPUT,)),
+                       ("b2", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), ("b",)), ("op", ops.Add(), ("a", "b2"))], "op")
+    bn = ops.BatchNorm(_rand(g, 3), torch.rand(3, generator=g) + 0.1, _rand(g, 3), _rand(g, 3), 1e-5, 3)
     graphs = {
-        "Dense": one(ir.Dense(_rand(g, 5, 6), _rand(g, 5)), (6,)),
-        "Conv2d": one(ir.Conv2d(_rand(g, 3, 2, 3, 3), _rand(g, 3), stride=2, padding=(1, 0, 2, 1)), (2, 6, 6)),
-        "ElementwiseAffine": one(ir.ElementwiseAffine(_rand(g, 3, 1, 1), _rand(g, 3, 4, 4)), (3, 4, 4)),
+        "Dense": one(ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (6,)),
+        "Conv2d": one(ops.Conv2d(_rand(g, 3, 2, 3, 3), _rand(g, 3), stride=2, padding=(1, 0, 2, 1)), (2, 6, 6)),
+        "ElementwiseAffine": one(ops.ElementwiseAffine(_rand(g, 3, 1, 1), _rand(g, 3, 4, 4)), (3, 4, 4)),
         "BatchNorm": one(bn, (3, 4, 4)),
-        "AvgPool2d": one(ir.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 6, 6)),
-        "AvgPool2d_pad": one(ir.AvgPool2d(2, 2, (1, 0, 0, 1), count_include_pad=True), (2, 5, 5)),
-        "Relu": one(ir.Relu(), (7,)),
-        "Sigmoid": one(ir.Sigmoid(), (7,)),
-        "Tanh": one(ir.Tanh(), (7,)),
+        "AvgPool2d": one(ops.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 6, 6)),
+        "AvgPool2d_pad": one(ops.AvgPool2d(2, 2, (1, 0, 0, 1), count_include_pad=True), (2, 5, 5)),
+        "Relu": one(ops.Relu(), (7,)),
+        "LeakyRelu": one(ops.LeakyRelu(0.1), (7,)),
+        "Sigmoid": one(ops.Sigmoid(), (7,)),
+        "Tanh": one(ops.Tanh(), (7,)),
         "Add": add,
-        "Reshape": one(ir.Reshape((24,)), (2, 3, 4)),
-        "Transpose": one(ir.Transpose((2, 0, 1)), (2, 3, 4)),
-        "Pad": one(ir.Pad([(0, 0), (1, 2), (2, 0)], 0.7), (2, 4, 4)),
-        "MaxPool2d": one(ir.MaxPool2d(3, 2, 1), (2, 6, 6)),
-        "MaxPool2d_overlap": one(ir.MaxPool2d(2, 1, 0), (2, 4, 4)),
-        "Identity": one(ir.Identity(), (4,)),
+        "Reshape": one(ops.Reshape((24,)), (2, 3, 4)),
+        "Transpose": one(ops.Transpose((2, 0, 1)), (2, 3, 4)),
+        "Pad": one(ops.Pad([(0, 0), (1, 2), (2, 0)], 0.7), (2, 4, 4)),
+        "MaxPool2d": one(ops.MaxPool2d(3, 2, 1), (2, 6, 6)),
+        "MaxPool2d_overlap": one(ops.MaxPool2d(2, 1, 0), (2, 4, 4)),
+        "Identity": one(ops.Identity(), (4,)),
     }
     return graphs
 
@@ -107,32 +108,33 @@ def deep_graphs(seed: int) -> dict[str, Graph]:
     r = lambda *s: _rand(g, *s, scale=0.7)  # noqa: E731
 
     def mlp(act):
-        return Graph((6,), [("d0", ir.Dense(r(8, 6), r(8)), (INPUT,)), ("a0", act(), ("d0",)),
-                            ("d1", ir.Dense(r(8, 8), r(8)), ("a0",)), ("a1", act(), ("d1",)),
-                            ("d2", ir.Dense(r(4, 8), r(4)), ("a1",))], "d2")
+        return Graph((6,), [("d0", ops.Dense(r(8, 6), r(8)), (INPUT,)), ("a0", act(), ("d0",)),
+                            ("d1", ops.Dense(r(8, 8), r(8)), ("a0",)), ("a1", act(), ("d1",)),
+                            ("d2", ops.Dense(r(4, 8), r(4)), ("a1",))], "d2")
 
     cnn = Graph((2, 7, 7), [
-        ("c0", ir.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ir.Relu(), ("c0",)),
-        ("c1", ir.Conv2d(r(4, 3, 3, 3), r(4), 2, (1, 0, 2, 1)), ("r0",)), ("r1", ir.Relu(), ("c1",)),
-        ("c2", ir.Conv2d(r(3, 4, 2, 2), r(3)), ("r1",)), ("r2", ir.Relu(), ("c2",)),
-        ("f", ir.Reshape((3 * 3 * 2,)), ("r2",)), ("d", ir.Dense(r(3, 18), r(3)), ("f",))], "d")
+        ("c0", ops.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ops.Relu(), ("c0",)),
+        ("c1", ops.Conv2d(r(4, 3, 3, 3), r(4), 2, (1, 0, 2, 1)), ("r0",)), ("r1", ops.Relu(), ("c1",)),
+        ("c2", ops.Conv2d(r(3, 4, 2, 2), r(3)), ("r1",)), ("r2", ops.Relu(), ("c2",)),
+        ("f", ops.Reshape((3 * 3 * 2,)), ("r2",)), ("d", ops.Dense(r(3, 18), r(3)), ("f",))], "d")
     res = Graph((2, 6, 6), [
-        ("c0", ir.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ir.Relu(), ("c0",)),
-        ("c1", ir.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("r0",)), ("r1", ir.Relu(), ("c1",)),
-        ("c2", ir.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("r1",)), ("add", ir.Add(), ("c2", "r0")),
-        ("r2", ir.Relu(), ("add",)), ("c3", ir.Conv2d(r(2, 3, 2, 2), r(2), 2), ("r2",)), ("r3", ir.Relu(), ("c3",)),
-        ("f", ir.Reshape((18,)), ("r3",)), ("d", ir.Dense(r(3, 18), r(3)), ("f",))], "d")
+        ("c0", ops.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ops.Relu(), ("c0",)),
+        ("c1", ops.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("r0",)), ("r1", ops.Relu(), ("c1",)),
+        ("c2", ops.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("r1",)), ("add", ops.Add(), ("c2", "r0")),
+        ("r2", ops.Relu(), ("add",)), ("c3", ops.Conv2d(r(2, 3, 2, 2), r(2), 2), ("r2",)), ("r3", ops.Relu(), ("c3",)),
+        ("f", ops.Reshape((18,)), ("r3",)), ("d", ops.Dense(r(3, 18), r(3)), ("f",))], "d")
     pools = Graph((2, 8, 8), [
-        ("c0", ir.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ir.Relu(), ("c0",)),
-        ("mp", ir.MaxPool2d(2, 2), ("r0",)), ("c1", ir.Conv2d(r(4, 3, 2, 2), r(4)), ("mp",)),
-        ("t", ir.Tanh(), ("c1",)), ("ap", ir.AvgPool2d(2, 1, 0), ("t",)), ("mp2", ir.MaxPool2d(2, 1, (1, 1, 0, 0)), ("ap",)),
-        ("s", ir.Sigmoid(), ("mp2",)), ("f", ir.Reshape((4 * 2 * 2,)), ("s",)), ("d", ir.Dense(r(3, 16), r(3)), ("f",))], "d")
+        ("c0", ops.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ops.Relu(), ("c0",)),
+        ("mp", ops.MaxPool2d(2, 2), ("r0",)), ("c1", ops.Conv2d(r(4, 3, 2, 2), r(4)), ("mp",)),
+        ("t", ops.Tanh(), ("c1",)), ("ap", ops.AvgPool2d(2, 1, 0), ("t",)), ("mp2", ops.MaxPool2d(2, 1, (1, 1, 0, 0)), ("ap",)),
+        ("s", ops.Sigmoid(), ("mp2",)), ("f", ops.Reshape((4 * 2 * 2,)), ("s",)), ("d", ops.Dense(r(3, 16), r(3)), ("f",))], "d")
     misc = Graph((2, 5, 5), [
-        ("aff", ir.ElementwiseAffine(r(2, 1, 1), r(2, 5, 5)), (INPUT,)), ("pad", ir.Pad([(0, 0), (1, 0), (0, 2)], 0.3), ("aff",)),
-        ("c0", ir.Conv2d(r(3, 2, 3, 3), r(3)), ("pad",)), ("r0", ir.Relu(), ("c0",)),
-        ("tr", ir.Transpose((1, 2, 0)), ("r0",)), ("f", ir.Reshape((4 * 5 * 3,)), ("tr",)),
-        ("d0", ir.Dense(r(6, 60), r(6)), ("f",)), ("r1", ir.Relu(), ("d0",)), ("d1", ir.Dense(r(3, 6), r(3)), ("r1",))], "d1")
-    return {"mlp_relu": mlp(ir.Relu), "mlp_sigmoid": mlp(ir.Sigmoid), "mlp_tanh": mlp(ir.Tanh), "cnn_patches": cnn,
+        ("aff", ops.ElementwiseAffine(r(2, 1, 1), r(2, 5, 5)), (INPUT,)), ("pad", ops.Pad([(0, 0), (1, 0), (0, 2)], 0.3), ("aff",)),
+        ("c0", ops.Conv2d(r(3, 2, 3, 3), r(3)), ("pad",)), ("r0", ops.Relu(), ("c0",)),
+        ("tr", ops.Transpose((1, 2, 0)), ("r0",)), ("f", ops.Reshape((4 * 5 * 3,)), ("tr",)),
+        ("d0", ops.Dense(r(6, 60), r(6)), ("f",)), ("r1", ops.Relu(), ("d0",)), ("d1", ops.Dense(r(3, 6), r(3)), ("r1",))], "d1")
+    return {"mlp_relu": mlp(ops.Relu), "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)), "mlp_sigmoid": mlp(ops.Sigmoid),
+            "mlp_tanh": mlp(ops.Tanh), "cnn_patches": cnn,
             "resnet_merge": res, "pools_smooth": pools, "affine_pad_transpose": misc}
 
 

@@ -9,15 +9,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from soundness import assert_contains, deep_graphs, evaluate, identity_spec, op_graphs, random_box, sample_box
 
+from srp_audit import ops
 from srp_audit.bounds import METHODS
-from srp_audit.bounds.crown import CROWN, alpha_crown_bounds, crown_bounds
-from srp_audit.bounds.interval import interval_bounds
-from srp_audit.ir import nodes as ir
+from srp_audit.bounds.alpha import alpha_crown_bounds
+from srp_audit.bounds.crown import crown_bounds
+from srp_audit.bounds.ibp import interval_bounds
 from srp_audit.ir.graph import INPUT, Graph
 from srp_audit.spec import InputBox
-
-from soundness import assert_contains, deep_graphs, evaluate, identity_spec, op_graphs, random_box, sample_box
 
 DEEP = sorted(deep_graphs(0))
 OPS = sorted(op_graphs(0))
@@ -28,10 +28,10 @@ def _output_bounds(lb: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def test_every_ir_op_has_a_crown_rule() -> None:
-    assert all(CROWN.supports(t) for t in ir.ALL_NODE_TYPES)
+    assert all(t.supports("crown") for t in ops.ALL_OPS)
     covered = {type(g.node(n)) for g in deep_graphs(0).values() for n in g.order} | {
         type(g.node(g.output)) for g in op_graphs(0).values()}
-    assert set(ir.ALL_NODE_TYPES) - {ir.BatchNorm} <= covered | {ir.Identity}
+    assert set(ops.ALL_OPS) - {ops.BatchNorm} <= covered | {ops.Identity}
 
 
 @pytest.mark.parametrize("method", ["crown-ibp", "crown", "alpha-crown"])
@@ -89,10 +89,10 @@ def test_sampler_catches_unsound_crown() -> None:
 
 
 def test_crown_is_never_looser_than_ibp_and_alpha_never_looser_than_crown(fixture_models) -> None:
+    from conftest import FIXTURES
+
     from srp_audit.data import load_samples
     from srp_audit.spec import linf_ball, margin_spec
-
-    from conftest import FIXTURES
 
     g = fixture_models["mnist_mlp"].copy(dtype=torch.float64)
     g.requires_grad_(False)
@@ -117,10 +117,10 @@ def _random_mlp(seed: int, sizes=(4, 10, 10, 3)) -> Graph:
     for i in range(len(sizes) - 1):
         w = torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=torch.float64) / np.sqrt(sizes[i])
         b = torch.randn(sizes[i + 1], generator=g, dtype=torch.float64) * 0.3
-        nodes.append((f"d{i}", ir.Dense(w, b), (prev,)))
+        nodes.append((f"d{i}", ops.Dense(w, b), (prev,)))
         prev = f"d{i}"
         if i < len(sizes) - 2:
-            nodes.append((f"r{i}", ir.Relu(), (prev,)))
+            nodes.append((f"r{i}", ops.Relu(), (prev,)))
             prev = f"r{i}"
     return Graph((sizes[0],), nodes, prev).to(torch.float64)
 
@@ -146,7 +146,7 @@ def _mip(graph: Graph, lo: np.ndarray, hi: np.ndarray, c: np.ndarray, bounds: di
     cur = x
     rows = []
     for name, node in layers:
-        if isinstance(node, ir.Dense):
+        if isinstance(node, ops.Dense):
             W, b = node.weight.detach().numpy(), node.bias.detach().numpy()
             l, u = bounds[name]
             z = new(W.shape[0], l, u)
@@ -239,7 +239,7 @@ VNN_MODELS = sorted(VNNCOMP.glob("*/onnx/*.onnx")) if VNNCOMP.exists() else []
 @pytest.mark.skipif(not VNN_MODELS, reason="../shared/benchmarks/vnncomp is absent")
 @pytest.mark.parametrize("path", VNN_MODELS, ids=[p.name for p in VNN_MODELS])
 def test_crown_below_sampled_margins_on_vnncomp_models(path) -> None:
-    from srp_audit.loaders import load_model
+    from srp_audit.formats import load_model
     from srp_audit.spec import margin_spec
 
     graph = load_model(str(path)).copy(dtype=torch.float64)
@@ -263,7 +263,8 @@ def test_crown_below_sampled_margins_on_vnncomp_models(path) -> None:
 def test_beta_crown_bounds_hold_on_their_subdomain(seed: int) -> None:
     """Fix a random half of the unstable ReLUs active/inactive; the beta-CROWN bound (optimised slopes and
     multipliers) must hold at every sampled point that satisfies the pattern."""
-    from srp_audit.bab import _bound_domains, _relu_inputs
+    from srp_audit.bab import _bound_domains
+    from srp_audit.bounds.crown import relu_inputs as _relu_inputs
     from srp_audit.spec import LinearSpec
 
     graph = _random_mlp(seed, sizes=(3, 12, 12, 2))

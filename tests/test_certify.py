@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES
 
 from srp_audit.attack import pgd
 from srp_audit.bounds import get_method
@@ -12,8 +13,6 @@ from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
 from srp_audit.errors import UsageError
 from srp_audit.spec import inner_linf_ball, linf_ball, margin_spec
-
-from conftest import FIXTURES
 
 # eps small enough that IBP proves some samples of each naturally trained fixture, large enough that some fall
 EPS = {"mnist_mlp": 0.004, "mnist_cnn": 0.002, "mnist_resnet": 0.0004}

@@ -14,11 +14,9 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from onnx import TensorProto, helper, numpy_helper
-
-from srp_audit_cli.main import main
-
 from conftest import FIXTURES
+from onnx import TensorProto, helper, numpy_helper
+from srp_audit_cli.main import main
 
 MLP = str(FIXTURES / "mnist_mlp.onnx")
 SAMPLES = FIXTURES / "mnist_mlp.samples.npz"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from srp_audit.data import load_samples, prepare_samples
 from srp_audit.errors import DataError
-
-from conftest import shared_path
 
 
 def test_uint8_images_scale_onto_the_domain() -> None:

@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from srp_audit.ir import nodes as ir
-from srp_audit.ir.export import save_onnx, to_onnx
-from srp_audit.ir.graph import INPUT, Graph
-from srp_audit.ir.passes import simplify
-from srp_audit.loaders import load_model
-
 from conftest import FIXTURE_MODELS, FIXTURES, ort_session, relative_error
 from soundness import op_graphs
+
+from srp_audit import ops
+from srp_audit.formats import load_model
+from srp_audit.formats.onnx_write import save_onnx, to_onnx
+from srp_audit.ir.graph import INPUT, Graph
+from srp_audit.ops.passes import simplify
 
 
 def _close(a: Graph, b: Graph, shape: tuple[int, ...], tol: float = 1e-5) -> None:
@@ -27,17 +26,17 @@ def _close(a: Graph, b: Graph, shape: tuple[int, ...], tol: float = 1e-5) -> Non
 
 def _normalised_cnn() -> Graph:
     g = torch.Generator().manual_seed(0)
-    bn = ir.BatchNorm(torch.randn(4, generator=g), torch.rand(4, generator=g) + 0.5, torch.randn(4, generator=g),
+    bn = ops.BatchNorm(torch.randn(4, generator=g), torch.rand(4, generator=g) + 0.5, torch.randn(4, generator=g),
                       torch.randn(4, generator=g), 1e-5, 3)
     nodes = [
-        ("sub", ir.ElementwiseAffine(1.0, -0.1307), (INPUT,)),
-        ("div", ir.ElementwiseAffine(1 / 0.3081, 0.0), ("sub",)),
-        ("conv", ir.Conv2d(torch.randn(4, 1, 3, 3, generator=g), torch.randn(4, generator=g)), ("div",)),
+        ("sub", ops.ElementwiseAffine(1.0, -0.1307), (INPUT,)),
+        ("div", ops.ElementwiseAffine(1 / 0.3081, 0.0), ("sub",)),
+        ("conv", ops.Conv2d(torch.randn(4, 1, 3, 3, generator=g), torch.randn(4, generator=g)), ("div",)),
         ("bn", bn, ("conv",)),
-        ("drop", ir.Identity(), ("bn",)),
-        ("relu", ir.Relu(), ("drop",)),
-        ("flat", ir.Reshape((4 * 6 * 6,)), ("relu",)),
-        ("fc", ir.Dense(torch.randn(3, 144, generator=g), torch.randn(3, generator=g)), ("flat",)),
+        ("drop", ops.Identity(), ("bn",)),
+        ("relu", ops.Relu(), ("drop",)),
+        ("flat", ops.Reshape((4 * 6 * 6,)), ("relu",)),
+        ("fc", ops.Dense(torch.randn(3, 144, generator=g), torch.randn(3, generator=g)), ("flat",)),
     ]
     return Graph((1, 8, 8), nodes, "fc")
 
@@ -52,8 +51,8 @@ def test_simplify_folds_normalisation_batchnorm_and_identity() -> None:
 def test_normalisation_is_not_folded_into_a_padded_conv() -> None:
     """Zero padding happens after the shift, so folding would change the function: the pass must refuse."""
     g = torch.Generator().manual_seed(1)
-    nodes = [("norm", ir.ElementwiseAffine(2.0, -0.5), (INPUT,)),
-             ("conv", ir.Conv2d(torch.randn(2, 1, 3, 3, generator=g), padding=1), ("norm",))]
+    nodes = [("norm", ops.ElementwiseAffine(2.0, -0.5), (INPUT,)),
+             ("conv", ops.Conv2d(torch.randn(2, 1, 3, 3, generator=g), padding=1), ("norm",))]
     graph = Graph((1, 5, 5), nodes, "conv")
     s = simplify(graph)
     assert [s.node(n).op for n in s.order] == ["ElementwiseAffine", "Conv2d"]
@@ -65,7 +64,7 @@ def test_simplified_fixtures_compute_the_same_function(name: str) -> None:
     raw = load_model(str(FIXTURES / f"{name}.onnx"), simplified=False)
     s = load_model(str(FIXTURES / f"{name}.onnx"))
     assert len(s.order) <= len(raw.order)
-    assert not any(isinstance(s.node(n), ir.BatchNorm) for n in s.order)
+    assert not any(isinstance(s.node(n), ops.BatchNorm) for n in s.order)
     _close(raw, s, raw.input_shape)
 
 
@@ -86,7 +85,7 @@ def test_export_round_trip(tmp_path: Path, name: str) -> None:
 
 def test_every_op_exports(tmp_path: Path) -> None:
     for name, g in op_graphs(3).items():
-        if isinstance(g.node(g.output), ir.Identity) and g.inputs_of[g.output] == (INPUT,):
+        if isinstance(g.node(g.output), ops.Identity) and g.inputs_of[g.output] == (INPUT,):
             continue  # a bare identity has nothing to export
         path = tmp_path / f"{name}.onnx"
         save_onnx(g, path)
@@ -143,9 +142,9 @@ def test_graph_is_differentiable_in_its_parameters() -> None:
 
 def test_graph_rejects_malformed_structure() -> None:
     with pytest.raises(ValueError, match="before they are defined"):
-        Graph((3,), [("a", ir.Add(), (INPUT, "b")), ("b", ir.Relu(), (INPUT,))], "a")
+        Graph((3,), [("a", ops.Add(), (INPUT, "b")), ("b", ops.Relu(), (INPUT,))], "a")
     with pytest.raises(ValueError, match="expects last dim"):
-        Graph((3,), [("a", ir.Dense(torch.zeros(2, 4)), (INPUT,))], "a")
+        Graph((3,), [("a", ops.Dense(torch.zeros(2, 4)), (INPUT,))], "a")
 
 
 def test_onnx_model_is_valid_and_has_dynamic_batch() -> None:

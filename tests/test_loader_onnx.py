@@ -10,14 +10,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import FIXTURE_MODELS, FIXTURES, VNNCOMP, ort_session, relative_error
 from onnx import TensorProto, helper, numpy_helper
+from zoo import zoo
 
 from srp_audit.errors import ModelLoadError, UnsupportedOpError
-from srp_audit.loaders import load_model
-from srp_audit.loaders.onnx_loader import load_onnx
-
-from conftest import FIXTURE_MODELS, FIXTURES, VNNCOMP, ort_session, relative_error
-from zoo import zoo
+from srp_audit.formats import load_model
+from srp_audit.formats.onnx_read import load_onnx
 
 RNG = np.random.default_rng(0)
 

@@ -7,21 +7,20 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import ext_factories
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import FIXTURES, SHARED, shared_path
 
 from srp_audit.bounds import METHODS
 from srp_audit.data import load_samples
 from srp_audit.errors import ModelLoadError, UnsupportedOpError
-from srp_audit.ir.export import save_state_dict
-from srp_audit.loaders import load_model
-from srp_audit.loaders.safetensors_io import read_safetensors, write_safetensors
+from srp_audit.formats import load_model
+from srp_audit.formats.safetensors_io import read_safetensors, write_safetensors
+from srp_audit.formats.torch_write import save_state_dict
 from srp_audit.spec import linf_ball, margin_spec
-
-import ext_factories
-from conftest import FIXTURES, SHARED, shared_path
 
 TESTS = Path(__file__).resolve().parent
 

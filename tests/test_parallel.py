@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FIXTURES, VNNCOMP
 
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
-from srp_audit.loaders import load_model
+from srp_audit.formats import load_model
 from srp_audit.parallel import shard
-
-from conftest import FIXTURES, VNNCOMP
 
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
 SRP = shutil.which("srp-audit") or str(Path(sys.executable).parent / "srp-audit")

@@ -12,15 +12,13 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
+from conftest import FIXTURES, ROOT
+from srp_audit_cli.main import main
 
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
 from srp_audit.report import STEP_SUMMARY_LIMIT, append_step_summary, clopper_pearson
 from srp_audit.report.compare import compare
-
-from srp_audit_cli.main import main
-
-from conftest import FIXTURES, ROOT
 
 MLP = str(FIXTURES / "mnist_mlp.onnx")
 

@@ -12,18 +12,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import FIXTURES, ort_session, relative_error
+from soundness import op_graphs
 
-from srp_audit.bounds.singleprop import SINGLEPROP, relu_radius, singleprop, singleprop_loss, worst_case_logits
+from srp_audit import ops
+from srp_audit.bounds.singleprop import relu_radius, singleprop, singleprop_loss, worst_case_logits
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
 from srp_audit.errors import UsageError
-from srp_audit.ir import nodes as ir
+from srp_audit.formats import load_model
 from srp_audit.ir.graph import INPUT, Graph
-from srp_audit.loaders import load_model
 from srp_audit.robustify import Interrupted, RobustifyOptions, Schedule, Span, robustify
-
-from conftest import FIXTURES, ort_session, relative_error
-from soundness import op_graphs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +49,7 @@ def test_singleprop_centre_is_the_forward_pass_and_affine_radius_is_abs_w(fixtur
     x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
     c, v = singleprop(g, x, 0.0)
     assert torch.equal(c, g.logits(x)) and torch.all(v == 0)
-    lin = Graph((4,), [("d", ir.Dense(torch.tensor([[1.0, -2.0, 0.5, 0.0]]).double()), (INPUT,))], "d")
+    lin = Graph((4,), [("d", ops.Dense(torch.tensor([[1.0, -2.0, 0.5, 0.0]]).double()), (INPUT,))], "d")
     _, v = singleprop(lin, torch.zeros(2, 4, dtype=torch.float64), 0.1)
     assert torch.allclose(v, torch.full((2, 1), 0.35, dtype=torch.float64))
 
@@ -72,7 +71,7 @@ def test_maxpool_sigmoid_and_residual_rules() -> None:
 
 
 def test_every_ir_op_has_a_singleprop_rule() -> None:
-    assert all(SINGLEPROP.supports(t) or t is ir.Add for t in ir.ALL_NODE_TYPES)
+    assert all(t.supports("singleprop") for t in ops.ALL_OPS)
 
 
 def test_worst_case_logits_and_loss() -> None:
@@ -88,12 +87,13 @@ def test_singleprop_is_not_sound_and_certify_never_uses_it() -> None:
     """The estimate can claim more than holds (so it must never certify), and no certification module imports
     it. y = relu(x − 0.25) on x ∈ [−0.75, 0.75]: the true maximum is 0.5, but the centre passed on is
     relu(−0.25) = 0, so c + V stays below 0.5 for every variant."""
-    net = Graph((1,), [("d", ir.Dense(torch.ones(1, 1), torch.tensor([-0.25])), (INPUT,)), ("r", ir.Relu(), ("d",))], "r").double()
+    net = Graph((1,), [("d", ops.Dense(torch.ones(1, 1), torch.tensor([-0.25])), (INPUT,)), ("r", ops.Relu(), ("d",))], "r").double()
     net.requires_grad_(False)
     for variant in ("fastlin", "zero", "adaptive"):
         c, v = singleprop(net, torch.zeros(1, 1, dtype=torch.float64), 0.75, variant)
         assert float(c + v) < 0.5 == float(net(torch.tensor([[0.75]], dtype=torch.float64))), variant
-    for module in ("certify.py", "bounds/__init__.py", "bounds/interval.py", "bounds/crown.py", "attack.py", "verify.py", "bab.py"):
+    for module in ("certify.py", "radius.py", "bounds/__init__.py", "bounds/ibp.py", "bounds/crown.py", "bounds/alpha.py", "attack.py",
+                   "verify.py", "bab.py"):
         tree = ast.parse((ROOT / "srp_audit" / module).read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
         mods = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

@@ -12,17 +12,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import VNNCOMP
 
+from srp_audit import ops
 from srp_audit.attack import confirm_counterexamples
 from srp_audit.bounds.crown import crown_bounds
-from srp_audit.ir import nodes as ir
+from srp_audit.formats import load_model
 from srp_audit.ir.graph import INPUT, Graph
-from srp_audit.loaders import load_model
 from srp_audit.spec import InputBox
 from srp_audit.verify import VerifyOptions, result_text, verify
 from srp_audit.vnnlib import VnnlibError, read_vnnlib
-
-from conftest import VNNCOMP
 
 KNOWN = VNNCOMP / "known_results.csv"
 
@@ -61,7 +60,8 @@ def test_separate_asserts_conjunctions_and_disjunctions(tmp_path: Path) -> None:
 
 
 def test_inputs_inside_disjuncts_make_separate_clauses(tmp_path: Path) -> None:
-    text = "(declare-const X_0 Real)(declare-const Y_0 Real)\n(assert (or (and (>= X_0 -1) (<= X_0 0) (>= Y_0 1)) (and (>= X_0 0) (<= X_0 1) (>= Y_0 2))))"
+    text = ("(declare-const X_0 Real)(declare-const Y_0 Real)\n(assert (or (and (>= X_0 -1) (<= X_0 0) (>= Y_0 1)) "
+            "(and (>= X_0 0) (<= X_0 1) (>= Y_0 2))))")
     s = read_vnnlib(_write(tmp_path, text))
     assert [(c.lower[0], c.upper[0]) for c in s.clauses] == [(-1, 0), (0, 1)]
 
@@ -145,7 +145,7 @@ def _tiny_net() -> Graph:
     """y0 = relu(x0) − relu(−x0) … a small network whose properties we can decide by hand."""
     w1 = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.5, 1.0]])
     w2 = torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
-    return Graph((2,), [("d0", ir.Dense(w1), (INPUT,)), ("r", ir.Relu(), ("d0",)), ("d1", ir.Dense(w2), ("r",))], "d1")
+    return Graph((2,), [("d0", ops.Dense(w1), (INPUT,)), ("r", ops.Relu(), ("d0",)), ("d1", ops.Dense(w2), ("r",))], "d1")
 
 
 def test_complete_methods_decide_small_problems(tmp_path: Path) -> None:
@@ -169,9 +169,9 @@ def test_relu_bab_proves_what_the_cascade_cannot() -> None:
     from srp_audit.spec import LinearSpec
 
     torch.manual_seed(3)
-    g = Graph((3,), [("d0", ir.Dense(torch.randn(12, 3)), (INPUT,)), ("r0", ir.Relu(), ("d0",)),
-                     ("d1", ir.Dense(torch.randn(12, 12) / 3), ("r0",)), ("r1", ir.Relu(), ("d1",)),
-                     ("d2", ir.Dense(torch.randn(1, 12) / 3), ("r1",))], "d2").double()
+    g = Graph((3,), [("d0", ops.Dense(torch.randn(12, 3)), (INPUT,)), ("r0", ops.Relu(), ("d0",)),
+                     ("d1", ops.Dense(torch.randn(12, 12) / 3), ("r0",)), ("r1", ops.Relu(), ("d1",)),
+                     ("d2", ops.Dense(torch.randn(1, 12) / 3), ("r1",))], "d2").double()
     g.requires_grad_(False)
     box = InputBox(torch.full((1, 3), -1.0, dtype=torch.float64), torch.full((1, 3), 1.0, dtype=torch.float64))
     grid = torch.cartesian_prod(*[torch.linspace(-1, 1, 41, dtype=torch.float64)] * 3)
@@ -198,9 +198,9 @@ def test_relu_bab_refutes_each_disjunct_and_never_proves_a_violated_one(violated
     from srp_audit.spec import LinearSpec
 
     torch.manual_seed(5)
-    g = Graph((2,), [("d0", ir.Dense(torch.randn(10, 2)), (INPUT,)), ("r0", ir.Relu(), ("d0",)),
-                     ("d1", ir.Dense(torch.randn(10, 10) / 3, torch.randn(10) / 3), ("r0",)), ("r1", ir.Relu(), ("d1",)),
-                     ("d2", ir.Dense(torch.randn(3, 10) / 3, torch.randn(3)), ("r1",))], "d2").double()
+    g = Graph((2,), [("d0", ops.Dense(torch.randn(10, 2)), (INPUT,)), ("r0", ops.Relu(), ("d0",)),
+                     ("d1", ops.Dense(torch.randn(10, 10) / 3, torch.randn(10) / 3), ("r0",)), ("r1", ops.Relu(), ("d1",)),
+                     ("d2", ops.Dense(torch.randn(3, 10) / 3, torch.randn(3)), ("r1",))], "d2").double()
     g.requires_grad_(False)
     box = InputBox(torch.full((1, 2), -1.0, dtype=torch.float64), torch.full((1, 2), 1.0, dtype=torch.float64))
     grid = torch.cartesian_prod(*[torch.linspace(-1, 1, 201, dtype=torch.float64)] * 2)
@@ -228,7 +228,7 @@ def test_cli_verify_writes_a_result_file(tmp_path: Path) -> None:
     from srp_audit_cli.main import main
 
     g = _tiny_net()
-    from srp_audit.ir.export import save_onnx
+    from srp_audit.formats.onnx_write import save_onnx
 
     model = tmp_path / "tiny.onnx"
     save_onnx(g, model)

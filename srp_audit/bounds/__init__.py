@@ -1,19 +1,22 @@
-"""Sound bound methods over the IR. Each maps (graph, input box, linear spec) to `MethodBounds`: lower bounds
+"""Sound bound methods over the IR — drivers only: what an op does under each method is in `srp_audit.ops`.
+Each maps (graph, input box, linear spec) to `MethodBounds`: lower bounds
 of the spec rows, shape (N, S), and (for the backward methods) unstable ReLU counts per sample.
 SingleProp (training only, unsound) deliberately lives outside this table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from ..errors import UsageError
 from ..ir.graph import Graph
+from ..ops.interval import Interval
 from ..spec import InputBox, LinearSpec
-from .crown import CROWN, CrownResult, alpha_crown_bounds, crown_bounds
-from .interval import IBP, Interval, interval_bounds
+from .alpha import alpha_crown_bounds
+from .crown import CrownResult, crown_bounds
+from .ibp import interval_bounds
 
 
 @dataclass
@@ -67,4 +70,4 @@ def get_method(name: str) -> BoundMethod:
     return METHODS[name]
 
 
-__all__ = ["IBP", "CROWN", "Interval", "interval_bounds", "METHODS", "CASCADE", "MethodBounds", "get_method"]
+__all__ = ["Interval", "interval_bounds", "METHODS", "CASCADE", "MethodBounds", "get_method"]

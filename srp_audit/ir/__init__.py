@@ -1,25 +1,7 @@
-"""The graph IR: typed nodes, the Graph container, simplification passes and ONNX export."""
+"""The graph IR: the node base class (ops live in `srp_audit.ops`), the Graph container and the one walker."""
 
-from .graph import INPUT, Graph, GraphMeta
-from .nodes import (
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv2d,
-    Dense,
-    ElementwiseAffine,
-    Identity,
-    MaxPool2d,
-    Node,
-    Pad,
-    Relu,
-    Reshape,
-    Sigmoid,
-    Tanh,
-    Transpose,
-)
+from .graph import Graph, GraphMeta
+from .node import Node, Shape
+from .walk import INPUT, walk_backward, walk_forward
 
-__all__ = [
-    "INPUT", "Graph", "GraphMeta", "Node", "Dense", "Conv2d", "ElementwiseAffine", "BatchNorm", "AvgPool2d",
-    "Relu", "Sigmoid", "Tanh", "Add", "Reshape", "Transpose", "Pad", "MaxPool2d", "Identity",
-]
+__all__ = ["INPUT", "Graph", "GraphMeta", "Node", "Shape", "walk_forward", "walk_backward"]

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from torch import nn
 
-from .nodes import Node, Shape
-
-INPUT = "input"
+from ..errors import BoundMethodError
+from .node import Node, Shape
+from .walk import INPUT, walk_forward
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Graph(nn.Module):
         if output not in self.shapes:
             raise ValueError(f"output {output!r} is not a node")
         self.output = output
-        self._last_use = self._compute_last_use()
+        self.last_use = self._compute_last_use()
 
     # ------------------------------------------------------------------ structure
 
@@ -92,6 +92,7 @@ class Graph(nn.Module):
         return f"{name} (from {origin})" if origin else name
 
     def _compute_last_use(self) -> dict[str, int]:
+        """Value id → the step (index in `order`) that reads it last; the output is read after the last step."""
         last: dict[str, int] = {}
         for step, name in enumerate(self.order):
             for i in self.inputs_of[name]:
@@ -99,17 +100,17 @@ class Graph(nn.Module):
         last[self.output] = len(self.order)
         return last
 
+    def check_supported(self, method: str) -> None:
+        """Raise `BoundMethodError` naming the first node whose op has no rule for `method`."""
+        for name, node, _ in self.items():
+            if not node.supports(method):
+                raise BoundMethodError(f"bound method '{method}' has no rule for op {node.op} (node {self.describe_node(name)})")
+
     # ------------------------------------------------------------------ execution
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Batched forward pass; `x` has shape (N, *input_shape)."""
-        values: dict[str, torch.Tensor] = {INPUT: x}
-        for step, (name, node, inputs) in enumerate(self.items()):
-            values[name] = node(*(values[i] for i in inputs))
-            for i in inputs:
-                if self._last_use.get(i) == step and i != self.output:
-                    del values[i]
-        return values[self.output]
+        return walk_forward(self, x, lambda name, node, args: node(*args))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Forward pass flattened to (N, classes)."""
@@ -117,10 +118,9 @@ class Graph(nn.Module):
 
     def run_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward pass keeping every intermediate value (for tests and debugging)."""
-        values: dict[str, torch.Tensor] = {INPUT: x}
-        for name, node, inputs in self.items():
-            values[name] = node(*(values[i] for i in inputs))
-        return values
+        kept: dict[str, torch.Tensor] = {}
+        walk_forward(self, x, lambda name, node, args: node(*args), keep=True, kept=kept)
+        return {INPUT: x, **kept}
 
     # ------------------------------------------------------------------ copies
 

@@ -3,7 +3,8 @@ each table is declared in one line and its entries register themselves where the
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 

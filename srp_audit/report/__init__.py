@@ -46,7 +46,7 @@ def append_step_summary(path: str, markdown: str) -> None:
         return
     data = markdown.encode("utf-8")
     if len(data) > room:
-        note = "\n\n_(truncated: the step summary is limited to 1 MiB; see the report artifacts)_\n".encode()
+        note = b"\n\n_(truncated: the step summary is limited to 1 MiB; see the report artifacts)_\n"
         data = data[: room - len(note)].decode("utf-8", "ignore").encode("utf-8") + note
     with open(path, "ab") as f:
         f.write(data)

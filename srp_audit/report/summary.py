@@ -62,3 +62,15 @@ def class_rows(result: CertifyResult) -> list[dict[str, Any]]:
                     "certified_accuracy": v / n, "certified_accuracy_ci95": list(clopper_pearson(v, n)),
                     "mean_certified_radius": float(np.mean([s.certified_radius for s in ss]))})
     return out
+
+
+def gate_failures(result: CertifyResult, fail_under: float | None, fail_under_radius: float | None) -> list[str]:
+    """Why the CI gates fail (empty: they pass): certified accuracy below `fail_under`, median certified radius
+    below `fail_under_radius`."""
+    failed = []
+    if fail_under is not None and result.certified_accuracy < fail_under:
+        failed.append(f"certified accuracy {100 * result.certified_accuracy:.1f} % is below {100 * fail_under:.1f} %")
+    median = float(np.median(result.radii())) if result.samples else 0.0
+    if fail_under_radius is not None and median < fail_under_radius:
+        failed.append(f"median certified radius {median:.4f} is below {fail_under_radius:g}")
+    return failed

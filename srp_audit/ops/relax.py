@@ -53,7 +53,7 @@ def relu_adaptive_lower(l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class _Smooth:
+class SmoothFn:
     """A smooth S-shaped activation: convex on (−∞, 0], concave on [0, ∞), f(x) = kappa − f(−x)."""
 
     f: callable
@@ -63,14 +63,14 @@ class _Smooth:
     ceil: float
 
 
-SIGMOID = _Smooth(torch.sigmoid, lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x)), 1.0, 0.0, 1.0)
-TANH = _Smooth(torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, 0.0, -1.0, 1.0)
+SIGMOID = SmoothFn(torch.sigmoid, lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x)), 1.0, 0.0, 1.0)
+TANH = SmoothFn(torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, 0.0, -1.0, 1.0)
 
 _BISECT_STEPS = 30
 _TANGENT_MAX = 40.0
 
 
-def _upper_line(fn: _Smooth, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _upper_line(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A line above f on [l, u] (exact arithmetic), before the floating-point allowance.
 
     - u ≤ 0 (convex part): the chord through (l, f(l)) and (u, f(u)).
@@ -107,7 +107,7 @@ def _upper_line(fn: _Smooth, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Te
     return torch.where(flat, torch.zeros_like(slope), slope), torch.where(flat, fu, icpt)
 
 
-def smooth_lines(fn: _Smooth, l: torch.Tensor, u: torch.Tensor) -> Lines:
+def smooth_lines(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor) -> Lines:
     """Sound lower and upper lines of sigmoid/tanh on [l, u]; the lower line mirrors the upper one through
     f(x) = kappa − f(−x). Intercepts widen by 64 ulps of the terms' magnitude (f and its lines are O(1))."""
     us, ui = _upper_line(fn, l, u)

@@ -1,13 +1,13 @@
-"""Model loaders: the only code that knows file formats. `load_model` sniffs the format and returns a Graph."""
+"""Model formats, read and written: the only code that knows file formats. `load_model` sniffs the format and returns a Graph."""
 
 from __future__ import annotations
 
 import os
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, SrpAuditError, UsageError
 from ..ir.graph import Graph
-from ..ir.passes import simplify
-from .onnx_loader import load_onnx
+from ..ops.passes import simplify
+from .onnx_read import load_onnx
 
 ONNX_SUFFIXES = (".onnx",)
 TORCH_SUFFIXES = (".pt", ".pth", ".pt2", ".bin", ".ckpt", ".safetensors")
@@ -26,7 +26,7 @@ def load_model(path: str, *, simplified: bool = True, factory: str | None = None
     if os.path.isdir(path):
         raise ModelLoadError(f"'{path}' is a directory, not a model file")
     if factory:
-        from .torch_loader import load_factory
+        from .torch_read import load_factory
 
         graph = load_factory(factory, path, input_shape, trust)
     elif path.lower().endswith(ONNX_SUFFIXES) or _looks_like_onnx(path):
@@ -39,7 +39,7 @@ def load_model(path: str, *, simplified: bool = True, factory: str | None = None
 
 
 def _load_torch(path: str, input_shape: tuple[int, ...] | None, trust: bool) -> Graph:
-    from . import torch_loader as tl
+    from . import torch_read as tl
 
     kind = tl.archive_kind(path)
     if kind == "pt2":
@@ -56,7 +56,7 @@ def _load_torch(path: str, input_shape: tuple[int, ...] | None, trust: bool) -> 
 
 
 def _is_state_dict(path: str) -> bool:
-    from .torch_loader import read_state_dict
+    from .torch_read import read_state_dict
 
     try:
         read_state_dict(path, trust=False)
@@ -73,3 +73,40 @@ def _looks_like_onnx(path: str) -> bool:
     except OSError:
         return False
     return len(head) == 2 and head[0] == 0x08 and head[1] < 0x20 and not path.lower().endswith(TORCH_SUFFIXES)
+
+
+OUTPUT_SUFFIXES = (".onnx", ".pt2", ".safetensors")
+
+
+def check_output_path(path: str) -> str:
+    """The output's suffix, after checking it is a model format we write and its folder exists (before any work)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UsageError(f"-o {path!r}: the output must end in {' or '.join(OUTPUT_SUFFIXES)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"-o {path!r}: folder {folder!r} does not exist")
+    return suffix
+
+
+def save_model(graph: Graph, path: str) -> None:
+    """Write `graph` atomically in the format of `path`'s suffix; an ONNX file is read back with our own loader
+    and must reproduce the graph's outputs (else `SrpAuditError`: a bug to report)."""
+    import torch
+
+    from .onnx_write import save_onnx
+    from .torch_write import save_pt2, save_state_dict
+
+    suffix = check_output_path(path)
+    if suffix == ".onnx":
+        save_onnx(graph, path)
+        back = load_model(path)
+        x = torch.rand((4,) + graph.input_shape)
+        with torch.no_grad():
+            ok = torch.allclose(back(x), graph(x), rtol=1e-4, atol=1e-5)
+        if not ok:
+            raise SrpAuditError(f"{path} was written but does not reproduce the trained model; please report this")
+    elif suffix == ".pt2":
+        save_pt2(graph, path)
+    else:
+        save_state_dict(graph, path)

@@ -9,14 +9,19 @@ that would mix the batch into the sample are rejected with the node named. Subcl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
-from ..ir import nodes as ir
+from ..ir.graph import Graph, GraphMeta
+from ..ir.node import Node
+from ..ir.walk import INPUT
+from ..ops.passes import prune_dead
 
 BATCH = 1  # the batch size assumed while folding shape arithmetic
 
@@ -38,7 +43,7 @@ class LoaderContext:
     def __init__(self, batched: bool) -> None:
         self.batched = batched
         self.values: dict[str, Value] = {}
-        self.nodes: list[tuple[str, ir.Node, tuple[str, ...]]] = []
+        self.nodes: list[tuple[str, Node, tuple[str, ...]]] = []
         self.origin: dict[str, str] = {}
         self._count: dict[str, int] = {}
 
@@ -59,7 +64,7 @@ class LoaderContext:
     def unsupported(self, reason: str) -> UnsupportedOpError:
         return UnsupportedOpError(self.node_name, self.op_name, self.version, reason)
 
-    def emit(self, node: ir.Node, inputs: list[Tensor], tag: str | None = None) -> Tensor:
+    def emit(self, node: Node, inputs: list[Tensor], tag: str | None = None) -> Tensor:
         """Append an IR node reading `inputs`; returns the new tensor."""
         tag = tag or type(node).__name__.lower()
         k = self._count.get(tag, 0)
@@ -72,6 +77,24 @@ class LoaderContext:
         self.nodes.append((name, node, tuple(t.ir for t in inputs)))
         self.origin[name] = f"{self.node_name}: {self.op_name}"
         return Tensor(name, shape)
+
+    def emit_declared(self, inputs: list[Tensor], build: Callable[..., Node], *args: Any) -> Tensor:
+        """Emit an op mapped by declaration (`onnx_op` / `aten_ops`): `build(*args)` (its `from_onnx` or
+        `from_aten`) makes the node; an attribute the op rejects (ValueError) is reported as unsupported."""
+        try:
+            node = build(*args)
+        except ValueError as e:
+            raise self.unsupported(str(e)) from None
+        return self.emit(node, inputs)
+
+    def graph(self, sample: tuple[int, ...], out: Tensor, meta: GraphMeta) -> Graph:
+        """The loaded graph (unsimplified, dead branches pruned) ending at `out`; an output that is the input
+        itself gets an Identity node, since a graph ends in a node."""
+        if out.ir == INPUT:
+            out = self.emit(ops.Identity(), [out])
+        meta = GraphMeta(meta.source, meta.input_name, meta.output_name, meta.batched, meta.original_input_shape,
+                         self.origin)
+        return prune_dead(Graph(sample, self.nodes, out.ir, meta))
 
     # ---------------------------------------------------------------- value access
 
@@ -146,7 +169,7 @@ class LoaderContext:
             target = tuple(shape)
         if target == t.shape:
             return t
-        return self.emit(ir.Reshape(target), [t])
+        return self.emit(ops.Reshape(target), [t])
 
     # ---------------------------------------------------------------- shared op mappings
 
@@ -156,13 +179,13 @@ class LoaderContext:
             if a.shape != b.shape:
                 raise self.unsupported(f"operands of shapes {self.full_shape(a)} and {self.full_shape(b)} broadcast")
             if sub:
-                b = self.emit(ir.ElementwiseAffine(-1.0, 0.0), [b], "neg")
-            return self.emit(ir.Add(), [a, b])
+                b = self.emit(ops.ElementwiseAffine(-1.0, 0.0), [b], "neg")
+            return self.emit(ops.Add(), [a, b])
         if isinstance(a, Tensor):
             c = self.sample_const(a, b)  # type: ignore[arg-type]
-            return self.emit(ir.ElementwiseAffine(1.0, -c if sub else c), [a], "affine")
+            return self.emit(ops.ElementwiseAffine(1.0, -c if sub else c), [a], "affine")
         c = self.sample_const(b, a)  # type: ignore[arg-type]
-        return self.emit(ir.ElementwiseAffine(-1.0 if sub else 1.0, c), [b], "affine")  # type: ignore[list-item]
+        return self.emit(ops.ElementwiseAffine(-1.0 if sub else 1.0, c), [b], "affine")  # type: ignore[list-item]
 
     def mul_or_div(self, a: Value, b: Value, div: bool) -> Tensor:
         """a · b or a / b where one side is a constant."""
@@ -174,11 +197,23 @@ class LoaderContext:
             c = self.sample_const(a, b)  # type: ignore[arg-type]
             if bool((c == 0).any()):
                 raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) divides by zero")
-            return self.emit(ir.ElementwiseAffine(1.0 / c, 0.0), [a], "affine")
+            return self.emit(ops.ElementwiseAffine(1.0 / c, 0.0), [a], "affine")
         x, c = (a, b) if isinstance(a, Tensor) else (b, a)
-        return self.emit(ir.ElementwiseAffine(self.sample_const(x, c), 0.0), [x], "affine")  # type: ignore[arg-type]
+        return self.emit(ops.ElementwiseAffine(self.sample_const(x, c), 0.0), [x], "affine")  # type: ignore[arg-type]
 
 
 def input_is_batched(declared: list[Any]) -> bool:
     """Rank ≥ 2 inputs have a leading batch axis; rank-1 inputs (VNN-COMP's tiny tests) do not."""
     return len(declared) >= 2
+
+
+def sample_shape(declared: list[Any], what: str) -> tuple[bool, tuple[int, ...]]:
+    """(batched, per-sample shape) of a model input's declared shape (ints, or names for symbolic dimensions);
+    a fixed batch other than 1 or a symbolic sample dimension is a `ModelLoadError` naming `what`."""
+    batched = input_is_batched(declared)
+    if batched and isinstance(declared[0], int) and declared[0] != 1:
+        raise ModelLoadError(f"{what} has a fixed batch size of {declared[0]}; export the model with batch 1 or a dynamic batch axis")
+    sample = declared[1:] if batched else declared
+    if any(not isinstance(d, int) for d in sample):
+        raise ModelLoadError(f"{what} has symbolic sample dimensions {declared}; a fixed sample shape is needed")
+    return batched, tuple(int(d) for d in sample)

@@ -24,21 +24,11 @@ def gamma(n: int, dtype: torch.dtype) -> float:
     return nu / (1 - nu)
 
 
+def dot_gamma(n: int, dtype: torch.dtype) -> float:
+    """The allowance factor for an n-term product as the rules use it: γ_{n+8}, a few units above the bound."""
+    return gamma(n + 8, dtype)
+
+
 def tiny(dtype: torch.dtype) -> float:
     """An absolute allowance covering underflow to subnormals."""
     return torch.finfo(dtype).tiny * 16
-
-
-def centre_radius(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(c, r) with [c − r, c + r] ⊇ [lower, upper] despite rounding in computing c and r."""
-    u = unit_roundoff(lower.dtype)
-    c = (lower + upper) / 2
-    r = (upper - lower) / 2 + 4 * u * (lower.abs() + upper.abs()) + tiny(lower.dtype)
-    return c, r
-
-
-def bounds_of(c: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(lower, upper) with [lower, upper] ⊇ [c − r, c + r] despite rounding."""
-    u = unit_roundoff(c.dtype)
-    slack = 4 * u * (c.abs() + r) + tiny(c.dtype)
-    return c - r - slack, c + r + slack

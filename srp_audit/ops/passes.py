@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from .graph import INPUT, Graph
-from .nodes import Conv2d, Dense, ElementwiseAffine, Identity, Node, Reshape
+from ..ir.graph import INPUT, Graph
+from ..ir.node import Node
+from .affine import Dense, ElementwiseAffine
+from .conv import Conv2d
+from .shape import Identity, Reshape
 
 NodeList = list[tuple[str, Node, tuple[str, ...]]]
 

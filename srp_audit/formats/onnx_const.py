@@ -6,7 +6,8 @@ axis fixed to 1 these evaluate to constants here, so the loader only ever sees a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto, helper

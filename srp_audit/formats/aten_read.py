@@ -1,0 +1,358 @@
+"""torch.export programs → IR: the core-ATen graph after `run_decompositions()`, walked node by node.
+
+Each ATen op has a handler in `ATEN`, or is declared by an op (`Node.aten_ops`, `from_aten`); constant
+sub-expressions (weight transposes, casts, …) are evaluated with torch itself.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import ops
+from ..errors import ModelLoadError, UnsupportedOpError
+from ..ir.graph import Graph, GraphMeta
+from ..ir.registry import registrar
+from ..ir.walk import INPUT
+from .context import BATCH, LoaderContext, Tensor, Value, sample_shape
+
+
+class _AtenCtx(LoaderContext):
+    def __init__(self, batched: bool) -> None:
+        super().__init__(batched)
+        self.node: Any = None
+
+    @property
+    def node_name(self) -> str:
+        return self.node.name if self.node is not None else "?"
+
+    @property
+    def op_name(self) -> str:
+        return str(self.node.target) if self.node is not None else "?"
+
+
+AtenHandler = Callable[[_AtenCtx, list, dict], Any]
+ATEN: dict[str, AtenHandler] = {}
+
+
+aten = registrar(ATEN)  # @aten("aten.relu.default", ...)
+
+
+def _const(v: Any) -> np.ndarray:
+    return v if isinstance(v, np.ndarray) else np.asarray(v)
+
+
+def _ints(v: Any) -> list[int]:
+    return [int(x) for x in np.asarray(v).reshape(-1)] if not isinstance(v, (list, tuple)) else [int(np.asarray(x)) for x in v]
+
+
+@aten("aten.convolution.default")
+def _conv(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x, w, b, stride, padding, dilation, transposed, _, groups = a[:9]
+    if transposed:
+        raise ctx.unsupported("transposed convolutions are not supported")
+    x = _tensor(ctx, x)
+    wt = _weight(ctx, w)
+    if wt.dim() != 4 or len(x.shape) != 3:
+        raise ctx.unsupported("only 2-D convolutions are supported")
+    bias = _weight(ctx, b) if b is not None else None
+    return ctx.emit(ops.Conv2d(wt, bias, _ints(stride), _ints(padding), _ints(dilation), int(groups)), [x], "conv")
+
+
+@aten("aten.addmm.default")
+def _addmm(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    bias, x, w_t = a[:3]
+    if kw.get("beta", 1) != 1 or kw.get("alpha", 1) != 1:
+        raise ctx.unsupported("addmm with alpha/beta other than 1")
+    wt = _weight(ctx, w_t)
+    return ctx.emit(ops.Dense(wt.T.contiguous(), _weight(ctx, bias).reshape(-1).expand(wt.shape[1]).clone()), [_tensor(ctx, x)], "dense")
+
+
+@aten("aten.mm.default")
+def _mm(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x, w_t = a[:2]
+    return ctx.emit(ops.Dense(_weight(ctx, w_t).T.contiguous()), [_tensor(ctx, x)], "dense")
+
+
+@aten("aten.linear.default")
+def _linear(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x, w = a[:2]
+    b = a[2] if len(a) > 2 else None
+    return ctx.emit(ops.Dense(_weight(ctx, w), _weight(ctx, b) if b is not None else None), [_tensor(ctx, x)], "dense")
+
+
+@aten("aten._native_batch_norm_legit_no_training.default", "aten.native_batch_norm.default", "aten._native_batch_norm_legit.default")
+def _batchnorm(ctx: _AtenCtx, a: list, kw: dict) -> tuple:
+    if str(ctx.node.target) != "aten._native_batch_norm_legit_no_training.default" and len(a) > 5 and bool(a[5]):
+        raise ctx.unsupported("batch-norm in training mode; call model.eval() before exporting")
+    x, w, b, mean, var = a[:5]
+    eps = float(a[-1])
+    x = _tensor(ctx, x)
+    m, v = _weight(ctx, mean), _weight(ctx, var)
+    gamma = _weight(ctx, w) if w is not None else torch.ones_like(m)
+    beta = _weight(ctx, b) if b is not None else torch.zeros_like(m)
+    out = ctx.emit(ops.BatchNorm(m, v, gamma, beta, eps, len(x.shape)), [x], "batchnorm")
+    return (out, None, None)
+
+
+@aten("aten.add.Tensor", "aten.sub.Tensor")
+def _add(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x, y = a[:2]
+    alpha = kw.get("alpha", 1)
+    if alpha != 1:
+        y = ctx.mul_or_div(y, np.asarray(alpha, dtype=np.float32), False) if isinstance(y, Tensor) else _const(y) * alpha
+    return ctx.add_or_sub(_val(x), _val(y), str(ctx.node.target) == "aten.sub.Tensor")
+
+
+@aten("aten.mul.Tensor", "aten.div.Tensor")
+def _mul(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    if kw.get("rounding_mode"):
+        raise ctx.unsupported("rounding division")
+    return ctx.mul_or_div(_val(a[0]), _val(a[1]), str(ctx.node.target) == "aten.div.Tensor")
+
+
+@aten("aten.neg.default")
+def _neg(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    return ctx.emit(ops.ElementwiseAffine(-1.0, 0.0), [_tensor(ctx, a[0])], "neg")
+
+
+@aten("aten.view.default", "aten.reshape.default", "aten._unsafe_view.default")
+def _view(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    shape = _ints(a[1])
+    total = math.prod(ctx.full_shape(x))
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        shape[shape.index(-1)] = total // max(known, 1)
+    return ctx.reshape_to(x, shape)
+
+
+@aten("aten.flatten.using_ints")
+def _flatten(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    full = list(ctx.full_shape(x))
+    start = int(a[1]) % len(full) if len(a) > 1 else 0
+    end = int(a[2]) % len(full) if len(a) > 2 else len(full) - 1
+    return ctx.reshape_to(x, full[:start] + [math.prod(full[start : end + 1])] + full[end + 1 :])
+
+
+@aten("aten.unsqueeze.default", "aten.squeeze.dim", "aten.squeeze.dims")
+def _squeeze(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    out_shape = [BATCH if not isinstance(s, int) else int(s) for s in ctx.node.meta["val"].shape]
+    return ctx.reshape_to(x, out_shape)
+
+
+@aten("aten.permute.default")
+def _permute(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    perm = [p % len(ctx.full_shape(x)) for p in _ints(a[1])]
+    if ctx.batched:
+        if perm[0] != 0:
+            raise ctx.unsupported(f"permutation {perm} moves the batch axis")
+        perm = [p - 1 for p in perm[1:]]
+    return x if perm == sorted(perm) else ctx.emit(ops.Transpose(perm), [x])
+
+
+@aten("aten.avg_pool2d.default")
+def _avgpool(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    kernel = _ints(a[1])
+    stride = _ints(a[2]) if len(a) > 2 and a[2] else kernel
+    padding = _ints(a[3]) if len(a) > 3 else [0, 0]
+    ceil = bool(a[4]) if len(a) > 4 else False
+    include = bool(a[5]) if len(a) > 5 else True
+    if len(a) > 6 and a[6] is not None:
+        raise ctx.unsupported("divisor_override")
+    return ctx.emit(ops.AvgPool2d(kernel, stride, padding, include, ceil), [x], "avgpool")
+
+
+@aten("aten.max_pool2d_with_indices.default", "aten.max_pool2d.default")
+def _maxpool(ctx: _AtenCtx, a: list, kw: dict):
+    x = _tensor(ctx, a[0])
+    kernel = _ints(a[1])
+    stride = _ints(a[2]) if len(a) > 2 and a[2] else kernel
+    padding = _ints(a[3]) if len(a) > 3 else [0, 0]
+    dilation = _ints(a[4]) if len(a) > 4 else [1, 1]
+    ceil = bool(a[5]) if len(a) > 5 else False
+    out = ctx.emit(ops.MaxPool2d(kernel, stride, padding, dilation, ceil), [x], "maxpool")
+    return (out, None) if "indices" in str(ctx.node.target) else out
+
+
+@aten("aten.mean.dim")
+def _mean(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    rank = len(ctx.full_shape(x))
+    dims = sorted(d % rank for d in _ints(a[1]))
+    keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
+    if not ctx.batched or rank != 4 or dims != [2, 3]:
+        raise ctx.unsupported("only the mean over the two spatial axes of an (N, C, H, W) tensor is supported")
+    pooled = ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")
+    return pooled if keep else ctx.emit(ops.Reshape((x.shape[0],)), [pooled])
+
+
+@aten("aten.constant_pad_nd.default")
+def _pad(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    flat = _ints(a[1])
+    value = float(a[2]) if len(a) > 2 else 0.0
+    pads = [(0, 0)] * len(x.shape)
+    for i in range(len(flat) // 2):  # torch lists pads from the last axis backwards
+        pads[len(x.shape) - 1 - i] = (flat[2 * i], flat[2 * i + 1])
+    if any(p < 0 for pair in pads for p in pair):
+        raise ctx.unsupported("negative padding (cropping)")
+    return ctx.emit(ops.Pad(pads, value), [x])
+
+
+@aten("aten.clone.default", "aten.alias.default", "aten.detach.default", "aten._to_copy.default", "aten.dropout.default",
+      "aten.contiguous.default", "aten.lift_fresh_copy.default")
+def _identity(ctx: _AtenCtx, a: list, kw: dict):
+    v = _val(a[0])
+    dtype = kw.get("dtype")
+    if isinstance(v, Tensor) and dtype is not None and not dtype.is_floating_point:
+        raise ctx.unsupported("casting the model's data to a non-float type")
+    return v
+
+
+@aten("aten.sym_size.int")
+def _sym_size(ctx: _AtenCtx, a: list, kw: dict) -> np.ndarray:
+    v = _val(a[0])
+    shape = ctx.full_shape(v) if isinstance(v, Tensor) else np.asarray(v).shape
+    return np.asarray(shape[int(a[1])])
+
+
+def _val(v: Any) -> Value:
+    return v if isinstance(v, Tensor) else _const(v)
+
+
+def _tensor(ctx: _AtenCtx, v: Any) -> Tensor:
+    if not isinstance(v, Tensor):
+        raise ctx.unsupported("expected an input-dependent tensor here, got a constant")
+    return v
+
+
+def _weight(ctx: _AtenCtx, v: Any) -> torch.Tensor:
+    if isinstance(v, Tensor):
+        raise ctx.unsupported("a weight computed from the model's data is not supported")
+    arr = np.asarray(v, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ModelLoadError(f"a weight of node '{ctx.node_name}' ({ctx.op_name}) contains NaN or inf; the model's weights are corrupt")
+    return torch.from_numpy(np.array(arr, copy=True))
+
+
+def _resolve(ctx: _AtenCtx, a: Any) -> Any:
+    import torch.fx
+
+    if isinstance(a, torch.fx.Node):
+        if a.name not in ctx.values:
+            raise ModelLoadError(f"node '{ctx.node_name}' reads '{a.name}', which nothing defines")
+        return ctx.values[a.name]
+    if isinstance(a, (list, tuple)):
+        return type(a)(_resolve(ctx, x) for x in a)
+    return a
+
+
+def _fold(ctx: _AtenCtx, args: list, kwargs: dict) -> Any:
+    """Evaluate an op whose inputs are all constants with torch itself (weight transposes, casts, …)."""
+    def to_t(x):
+        if isinstance(x, np.ndarray):
+            return torch.from_numpy(np.array(x))
+        if isinstance(x, (list, tuple)):
+            return type(x)(to_t(y) for y in x)
+        return x
+
+    try:
+        out = ctx.node.target(*to_t(args), **{k: to_t(v) for k, v in kwargs.items()})
+    except Exception as e:
+        raise ctx.unsupported(f"cannot evaluate on constants ({type(e).__name__}: {str(e)[:80]})") from None
+    if isinstance(out, torch.Tensor):
+        return out.detach().numpy()
+    if isinstance(out, (tuple, list)):
+        return type(out)(o.detach().numpy() if isinstance(o, torch.Tensor) else o for o in out)
+    return np.asarray(out)
+
+
+def _has_tensor(x: Any) -> bool:
+    if isinstance(x, Tensor):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(_has_tensor(y) for y in x)
+    return False
+
+
+def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
+    """Walk an ExportedProgram's core-ATen graph into the IR (unsimplified)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ep = ep.run_decompositions()
+    except Exception as e:
+        raise ModelLoadError(f"{source}: torch could not decompose the program ({type(e).__name__}: {str(e)[:120]})") from None
+    from torch.export.graph_signature import InputKind
+
+    consts: dict[str, np.ndarray] = {}
+    user: list[str] = []
+    for spec in ep.graph_signature.input_specs:
+        name = spec.arg.name if hasattr(spec.arg, "name") else None
+        if spec.kind == InputKind.USER_INPUT:
+            user.append(name)
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            t = ep.state_dict.get(spec.target) if spec.target in ep.state_dict else ep.constants.get(spec.target)
+            if t is None:
+                raise ModelLoadError(f"{source}: no value for {spec.target!r}")
+            consts[name] = t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+        else:
+            raise ModelLoadError(f"{source}: unsupported program input kind {spec.kind.name}")
+    if len(user) != 1:
+        raise ModelLoadError(f"{source} takes {len(user)} data inputs; exactly one is supported")
+    nodes = list(ep.graph.nodes)
+    inp = next(n for n in nodes if n.op == "placeholder" and n.name == user[0])
+    val = inp.meta.get("val")
+    declared = [int(d) if isinstance(d, int) else str(d) for d in val.shape]
+    batched, sample = sample_shape(declared, source)
+    ctx = _AtenCtx(batched)
+    ctx.values[inp.name] = Tensor(INPUT, sample)
+    for name, arr in consts.items():
+        ctx.values[name] = arr
+    declared_ops = ops.by_aten_op()
+    out_value = None
+    for node in nodes:
+        ctx.node = node
+        if node.op == "placeholder":
+            continue
+        if node.op == "output":
+            outs = node.args[0]
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            if len(outs) != 1:
+                raise ModelLoadError(f"{source} returns {len(outs)} outputs; exactly one is supported")
+            out_value = _resolve(ctx, outs[0])
+            continue
+        if node.op != "call_function":
+            raise UnsupportedOpError(node.name, f"{node.op} {node.target}", None, "only call_function nodes are supported")
+        args, kwargs = list(_resolve(ctx, list(node.args))), {k: _resolve(ctx, v) for k, v in node.kwargs.items()}
+        if node.target is operator.getitem:
+            ctx.values[node.name] = args[0][int(args[1])]
+            if ctx.values[node.name] is None:
+                raise ctx.unsupported("this output (e.g. max-pool indices) is not supported")
+            continue
+        target = str(node.target)
+        if not _has_tensor(args) and not _has_tensor(list(kwargs.values())):
+            ctx.values[node.name] = _fold(ctx, args, kwargs)
+            continue
+        if target in ATEN:
+            ctx.values[node.name] = ATEN[target](ctx, args, kwargs)
+        elif target in declared_ops:
+            ctx.values[node.name] = ctx.emit_declared([_tensor(ctx, args[0])], declared_ops[target].from_aten, args, kwargs)
+        else:
+            raise UnsupportedOpError(node.name, target, None, "this ATen operator is not supported")
+    if not isinstance(out_value, Tensor):
+        raise ModelLoadError(f"the output of {source} does not depend on its input")
+    meta = GraphMeta(source=source, input_name="input", output_name="output", batched=batched,
+                     original_input_shape=tuple(declared))
+    return ctx.graph(sample, out_value, meta)

@@ -1,0 +1,158 @@
+"""Affine ops: Dense (Gemm/MatMul), ElementwiseAffine (scale and shift by constants) and BatchNorm.
+
+Affine maps are exact in CROWN (A ↦ A·W) and cost two products in IBP (centre and radius); every rule carries
+the rounding allowance of its dot products.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ir.node import Node, Shape
+from .backward import Context, per_sample
+from .interval import Interval, affine_weights, generic_linear, inflation
+from .patches import Patches, flat_sum
+from .rounding import dot_gamma
+
+
+class Dense(Node):
+    """y = x Wᵀ + b on the last axis (torch's Linear, ONNX Gemm/MatMul+Add)."""
+
+    kind = "affine"
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        b = torch.zeros(weight.shape[0], dtype=weight.dtype) if bias is None else bias.detach().clone()
+        self.bias = nn.Parameter(b.reshape(weight.shape[0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if not shape or shape[-1] != self.weight.shape[1]:
+            raise ValueError(f"Dense expects last dim {self.weight.shape[1]}, got shape {shape}")
+        return shape[:-1] + (self.weight.shape[0],)
+
+    def describe(self) -> str:
+        return f"{self.weight.shape[1]}→{self.weight.shape[0]}"
+
+    def ibp(self, x: Interval) -> Interval:
+        n = self.weight.shape[1] + 1
+        g = dot_gamma(n, x.dtype)
+        w = affine_weights(self, g, n)
+        m, v, halved = x.affine_inputs(g)
+        c = F.linear(m, w.half if halved else self.weight, self.bias)
+        return Interval(c=c, r=F.linear(v, w.abs_half if halved else w.abs, w.radius_bias))
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        return [A.matmul(self.weight)], flat_sum(A.matmul(self.bias).unsqueeze(-1))
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        g = dot_gamma(math.prod(ctx.shape(name)), ctx.mag(x).dtype)
+        w = self.weight.abs()
+        return F.linear(ctx.err[x], w) + g * F.linear(ctx.mag(x), w, self.bias.abs())
+
+    def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):
+        if len(ctx.shape(name)) != 1:
+            return None
+        rows, b = self.weight[idx], self.bias[idx]  # ±y_i = ±(W_i·x + b_i), copied exactly
+        return torch.cat([rows, -rows], dim=1), torch.cat([b, -b], dim=1)
+
+    def singleprop(self, centres, radii, variant):
+        return F.linear(radii[0], self.weight.abs())
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        w, bias = b.const(f"{name}.weight", self.weight), b.const(f"{name}.bias", self.bias)
+        if len(b.graph.shapes[b.graph.inputs_of[name][0]]) == 1:
+            b.add("Gemm", [ins[0], w, bias], out, transB=1)
+        else:
+            wt = b.const(f"{name}.weight_t", self.weight.detach().T)
+            b.add("Add", [b.add("MatMul", [ins[0], wt], f"{name}.mm"), bias], out)
+
+
+class ElementwiseAffine(Node):
+    """y = x · scale + shift with constants broadcast over the sample (normalisation, Mul/Div/Add/Sub by constants).
+
+    `scale` and `shift` are stored without a batch axis and must broadcast to the sample shape without enlarging it.
+    """
+
+    kind = "affine"
+    crown_patches = True
+
+    def __init__(self, scale: torch.Tensor | float = 1.0, shift: torch.Tensor | float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).detach().clone())
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32).detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+    def out_shape(self, shape: Shape) -> Shape:
+        for name, t in (("scale", self.scale), ("shift", self.shift)):
+            if torch.broadcast_shapes(tuple(t.shape), shape) != tuple(shape):
+                raise ValueError(f"{name} of shape {tuple(t.shape)} would enlarge a sample of shape {shape}")
+        return shape
+
+    def describe(self) -> str:
+        return f"scale{tuple(self.scale.shape)} shift{tuple(self.shift.shape)}"
+
+    def ibp(self, x: Interval) -> Interval:
+        g = dot_gamma(2, x.dtype)
+        scale_abs = self.scale.abs() * inflation(g, x.dtype)
+        return generic_linear(x, 2, self, lambda v: v * scale_abs, self.shift.abs())
+
+    def crown_backward(self, A, ctx: Context, name: str):
+        shape = ctx.shape(name)
+        if isinstance(A, Patches):
+            n = A.data.shape[0]
+            maps = A.windows(torch.cat([per_sample(self.scale, shape, n), per_sample(self.shift, shape, n)], dim=1))
+            scale, shift = maps.split(shape[0], dim=2)
+            return [A.with_data(A.data * scale, clean=True)], flat_sum(A.data * shift)
+        scale = torch.broadcast_to(self.scale, shape).unsqueeze(0).unsqueeze(0)
+        shift = torch.broadcast_to(self.shift, shape).unsqueeze(0).unsqueeze(0)
+        return [A * scale], flat_sum(A * shift)
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        g = dot_gamma(math.prod(ctx.shape(name)), ctx.mag(x).dtype)
+        s = self.scale.abs()
+        return ctx.err[x] * s + g * (ctx.mag(x) * s + self.shift.abs())
+
+    def singleprop(self, centres, radii, variant):
+        return radii[0] * self.scale.abs()
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        scaled = b.add("Mul", [ins[0], b.const(f"{name}.scale", self.scale)], f"{name}.scaled")
+        b.add("Add", [scaled, b.const(f"{name}.shift", self.shift)], out)
+
+
+class BatchNorm(ElementwiseAffine):
+    """Inference-mode batch normalisation over axis 1 of the sample's batch (channel axis): an elementwise affine map.
+
+    Kept as its own type so `inspect` and export can show it; `fold_batchnorm` merges it into the preceding layer.
+    Every rule is ElementwiseAffine's.
+    """
+
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        var: torch.Tensor,
+        gamma: torch.Tensor,
+        beta: torch.Tensor,
+        eps: float,
+        sample_rank: int,
+    ) -> None:
+        inv = gamma.double() / torch.sqrt(var.double() + eps)
+        shift = beta.double() - mean.double() * inv
+        view = (-1,) + (1,) * (sample_rank - 1)
+        super().__init__(inv.float().reshape(view), shift.float().reshape(view))
+        self.eps = float(eps)
+
+    def describe(self) -> str:
+        return f"{self.scale.numel()} channels"

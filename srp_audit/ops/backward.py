@@ -1,0 +1,80 @@
+"""What CROWN's backward rules read and share: the `Context` of one bound computation, and small helpers.
+
+A rule `crown_backward(A, ctx, name)` receives coefficients A — dense (N, R, *shape) or `Patches` — and returns
+the coefficients on its inputs and a constant (N, R); `crown_rounding(ctx, name)` returns err_y, the bound on the
+floating-point error per unit of |A| at its output (see `srp_audit.bounds.crown`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..ir.graph import Graph
+from .patches import Patches
+
+Coeffs = torch.Tensor | Patches
+
+
+@dataclass
+class Context:
+    """What the rules read: (lower, upper) and rounding magnitudes of node values, optional ReLU slopes."""
+
+    graph: Graph
+    bounds: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    err: dict[str, torch.Tensor] = field(default_factory=dict)
+    alpha: dict[str, torch.Tensor] = field(default_factory=dict)
+    beta: dict[str, torch.Tensor] = field(default_factory=dict)  # extra coefficients −β·s at split pre-activations
+    record: dict[str, torch.Tensor] | None = None  # when a dict: the dense A seen at ReLUs and the input
+
+    def mag(self, name: str) -> torch.Tensor:
+        lo, hi = self.bounds[name]
+        return torch.maximum(lo.abs(), hi.abs())
+
+    def x(self, name: str) -> str:
+        """The (first) input of node `name`."""
+        return self.graph.inputs_of[name][0]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.graph.shapes[name]
+
+    def subset(self, s0: int, s1: int) -> "Context":
+        return self.select(slice(s0, s1))
+
+    def select(self, idx: slice | torch.Tensor) -> "Context":
+        """The same context for a subset of the samples."""
+        cut = lambda d: {k: v[idx] for k, v in d.items()}  # noqa: E731
+        return Context(self.graph, {k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()}, cut(self.err), cut(self.alpha))
+
+
+def dense(A: Coeffs) -> torch.Tensor:
+    return A.dense() if isinstance(A, Patches) else A
+
+
+def zero_const(A: Coeffs) -> torch.Tensor:
+    """The (N, R) zero constant of a rule that adds none."""
+    t = A.data if isinstance(A, Patches) else A
+    return torch.zeros(t.shape[:2], dtype=t.dtype, device=t.device)
+
+
+def split_signs(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positive part, negative part) of t."""
+    pos = t.clamp(min=0)
+    return pos, t - pos
+
+
+def per_sample(t: torch.Tensor, shape: tuple[int, ...], n: int) -> torch.Tensor:
+    """A constant (no batch axis) broadcast to a per-sample map (n, *shape)."""
+    return torch.broadcast_to(t, shape).unsqueeze(0).expand((n,) + tuple(shape))
+
+
+def linear_transpose(fn: Callable[[torch.Tensor], torch.Tensor], A: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Aᵀ-product of any linear op through its vector-Jacobian product (ops without a closed-form transpose)."""
+    n, s = A.shape[:2]
+    x = torch.zeros((n * s,) + tuple(in_shape), dtype=A.dtype, device=A.device, requires_grad=True)
+    with torch.enable_grad():
+        y = fn(x)
+        (gx,) = torch.autograd.grad(y, x, A.reshape(y.shape), create_graph=A.requires_grad)
+    return gx.reshape((n, s) + tuple(in_shape))

@@ -1,0 +1,136 @@
+"""Conv2d: 2-D convolution with explicit (top, left, bottom, right) zero padding, groups and dilation.
+
+CROWN keeps its coefficients as `Patches` (windows over receptive fields) and transposes them window by window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ir.node import Node, Shape
+from .backward import Context
+from .interval import Interval, affine_weights
+from .patches import Grid, Patches, conv_transpose, flat_sum
+from .rounding import dot_gamma
+from .window import pads4, pair, pooled_size
+
+
+class Conv2d(Node):
+    """2-D convolution with explicit (top, left, bottom, right) zero padding."""
+
+    kind = "affine"
+    crown_patches = True
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        b = torch.zeros(weight.shape[0], dtype=weight.dtype) if bias is None else bias.detach().clone()
+        self.bias = nn.Parameter(b.reshape(weight.shape[0]))
+        self.stride = pair(stride)
+        self.padding = pads4(padding)
+        self.dilation = pair(dilation)
+        self.groups = int(groups)
+
+    @property
+    def symmetric_padding(self) -> tuple[int, int] | None:
+        t, l, b, r = self.padding
+        return (t, l) if (t == b and l == r) else None
+
+    def pad_input(self, x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+        t, l, b, r = self.padding
+        return F.pad(x, (l, r, t, b), value=value)
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The convolution without bias, optionally with another weight of the same shape (e.g. |W|)."""
+        w = self.weight if weight is None else weight
+        sym = self.symmetric_padding
+        if sym is not None:
+            return F.conv2d(x, w, None, self.stride, sym, self.dilation, self.groups)
+        return F.conv2d(self.pad_input(x), w, None, self.stride, 0, self.dilation, self.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.bias.view(-1, 1, 1)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 3 or shape[0] != self.weight.shape[1] * self.groups:
+            raise ValueError(f"Conv2d expects (C={self.weight.shape[1] * self.groups}, H, W), got {shape}")
+        kh, kw = self.weight.shape[2:]
+        t, l, b, r = self.padding
+        h = pooled_size(shape[1], kh, self.stride[0], t, b, self.dilation[0])
+        w = pooled_size(shape[2], kw, self.stride[1], l, r, self.dilation[1])
+        if h <= 0 or w <= 0:
+            raise ValueError(f"Conv2d output would be empty for input {shape}")
+        return (self.weight.shape[0], h, w)
+
+    def describe(self) -> str:
+        o, i, kh, kw = self.weight.shape
+        return f"{i * self.groups}→{o} k{kh}x{kw} s{self.stride[0]} p{list(self.padding)}"
+
+    def ibp(self, x: Interval) -> Interval:
+        n = math.prod(self.weight.shape[1:]) + 1
+        g = dot_gamma(n, x.dtype)
+        w = affine_weights(self, g, n)
+        m, v, halved = x.affine_inputs(g)
+        c = self.linear(m, w.half if halved else None) + self.bias.view(-1, 1, 1)
+        r = self.linear(v, w.abs_half if halved else w.abs) + w.radius_bias.view(-1, 1, 1)
+        return Interval(c=c, r=r)
+
+    def transpose_dense(self, A: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        """Aᵀ-product for dense coefficients A (N, R, *out): (N, R, *in)."""
+        n, s = A.shape[:2]
+        flat = A.reshape((n * s,) + tuple(A.shape[2:]))
+        t, l, b, r = self.padding
+        g = conv_transpose(flat, self.weight, self.stride, self.dilation, self.groups, (in_shape[1] + t + b, in_shape[2] + l + r))
+        return g[:, :, t : t + in_shape[1], l : l + in_shape[2]].reshape((n, s) + tuple(in_shape))
+
+    def crown_backward(self, A, ctx: Context, name: str):
+        if isinstance(A, Patches):
+            A = A.masked()
+            n, r, c, ph, pw = A.data.shape
+            const = flat_sum(A.data * self.bias.view(1, 1, -1, 1, 1))
+            data = conv_transpose(A.data.reshape(n * r, c, ph, pw), self.weight, self.stride, self.dilation, self.groups)
+            grid = A.grid.through_conv(self.stride, self.padding[0], self.padding[1])
+            out = Patches(data.reshape((n, r) + tuple(data.shape[1:])), A.pos, grid, ctx.shape(ctx.x(name)))
+            return [out], const
+        const = flat_sum(A * self.bias.view(1, 1, -1, 1, 1))
+        return [self.transpose_dense(A, ctx.shape(ctx.x(name)))], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        o, _, kh, kw = self.weight.shape
+        g = dot_gamma(math.prod(ctx.shape(name)) + o * kh * kw, ctx.mag(x).dtype)
+        w = self.weight.abs()
+        return self.linear(ctx.err[x], w) + g * (self.linear(ctx.mag(x), w) + self.bias.abs().view(-1, 1, 1))
+
+    def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):
+        """±y_i = ±(kernel of channel c · window + b_c), as 1×1-position patches on the input."""
+        if self.groups != 1:
+            return None
+        _, h, w = ctx.shape(name)
+        ch, at = idx // (h * w), idx % (h * w)
+        grid = Grid(1, 1, 0, 0, h, w).through_conv(self.stride, self.padding[0], self.padding[1])
+        p = Patches(self.weight[ch], at, grid, ctx.shape(ctx.x(name)))
+        b = self.bias[ch]
+        return p.cat_negated(), torch.cat([b, -b], dim=1)
+
+    def singleprop(self, centres, radii, variant):
+        return self.linear(radii[0], self.weight.abs())
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        t, l, bo, r = self.padding
+        b.add("Conv", [ins[0], b.const(f"{name}.weight", self.weight), b.const(f"{name}.bias", self.bias)], out,
+              strides=list(self.stride), pads=[t, l, bo, r], dilations=list(self.dilation), group=self.groups,
+              kernel_shape=list(self.weight.shape[2:]))

@@ -1,0 +1,125 @@
+"""IBP's value type and the affine helpers every op's IBP rule shares.
+
+An `Interval` is held in whichever form its producer computes cheaply:
+- *bounds form* (lower, upper): what monotone activations produce (ReLU and max are exact in floating point);
+- *centre/radius form* (c, r): what affine maps produce, c' = W c + b, r' = |W| r — two products per layer.
+Both forms are rigorous: the exact set lies in [lower, upper], resp. [c − r, c + r], and in centre/radius form
+the floating-point values fl(c − r) and fl(c + r) are themselves valid bounds. Affine rules guarantee this by
+widening r with the rounding allowance of `rounding.py`, folded into the constants of a cached |W| so that it
+costs no extra pass over the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .rounding import dot_gamma, tiny, unit_roundoff
+
+
+class Interval:
+    """A rigorous elementwise enclosure in bounds form or in centre/radius form (see module docstring)."""
+
+    __slots__ = ("lo", "hi", "c", "r", "nonneg")
+
+    def __init__(self, lower=None, upper=None, *, c=None, r=None, nonneg: bool = False) -> None:
+        self.lo, self.hi, self.c, self.r = lower, upper, c, r
+        self.nonneg = nonneg  # lower ≥ 0 everywhere (ReLU outputs, [0, 1] inputs): |l + u| = l + u
+
+    @property
+    def is_bounds(self) -> bool:
+        return self.lo is not None
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.lo is None:
+            self.lo, self.hi = self.c - self.r, self.c + self.r  # rounding-safe by the centre/radius invariant
+        return self.lo, self.hi
+
+    @property
+    def lower(self) -> torch.Tensor:
+        return self.bounds()[0]
+
+    @property
+    def upper(self) -> torch.Tensor:
+        return self.bounds()[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return (self.lo if self.lo is not None else self.c).dtype
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Interval":
+        """Apply a shape-only op (reshape, permute) to both parts."""
+        if self.lo is not None:
+            return Interval(fn(self.lo), fn(self.hi), nonneg=self.nonneg)
+        return Interval(c=fn(self.c), r=fn(self.r))
+
+    def affine_inputs(self, g: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(m, v, halved) for an affine rule: the exact set lies in k·m ± k·v with k = ½ if `halved` else 1,
+        and v already carries the absolute rounding term g·|m| of the next product, so a rule only multiplies
+        by (1 + 6g)·|W|. Bounds form hands over (l + u, u − l) and saves two halvings."""
+        if self.lo is None:
+            return self.c, torch.add(self.r, self.c.abs(), alpha=g), False
+        s = self.lo + self.hi
+        v = self.hi - self.lo
+        v.add_(s if self.nonneg else s.abs(), alpha=g + 4 * unit_roundoff(s.dtype))
+        return s, v, True
+
+
+def inflation(g: float, dtype: torch.dtype) -> float:
+    """Relative factor on |W|·v: covers rounding of v, of the product, and of the later lower/upper conversion."""
+    return (1 + 6 * g) * (1 + 4 * unit_roundoff(dtype))
+
+
+class AffineWeights:
+    """W/2, (1 + 6g)·|W| and its half, and the radius bias 4g|b| + guard, for a node with weight and bias."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor, g: float, n: int) -> None:
+        self.half = w * 0.5
+        self.abs = w.abs() * inflation(g, w.dtype)
+        self.abs_half = self.abs * 0.5
+        self.radius_bias = b.abs() * (4 * g) + tiny(w.dtype) * n
+
+
+def cached_on(node: Any, attr: str, tensors: tuple[torch.Tensor, ...], key: tuple, build: Callable[[], Any],
+              build_grad: Callable[[], Any], same: tuple = ()) -> Any:
+    """`build()` cached on `node` under `attr` while `tensors` are unchanged (storage, version, dtype, device),
+    `key` is equal and the objects in `same` are identical; rebuilt (`build_grad`) when a gradient flows."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return build_grad()
+    full = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors) + tuple(key)
+    cached = getattr(node, attr, None)
+    if cached is None or cached[0] != full or len(cached[1]) != len(same) or any(a is not b for a, b in zip(cached[1], same)):
+        cached = (full, same, build())
+        object.__setattr__(node, attr, cached)
+    return cached[2]
+
+
+def affine_weights(node: Any, g: float, n: int) -> AffineWeights:
+    """The node's `AffineWeights`, cached while the weights are unchanged and no gradient is taken."""
+    w, b = node.weight, node.bias
+    return cached_on(node, "_ibp_weights", (w, b), (g,), lambda: AffineWeights(w.detach(), b.detach(), g, n),
+                     lambda: AffineWeights(w, b, g, n))
+
+
+def finish(c: torch.Tensor, r: torch.Tensor, g: float, n: int, bias_abs: torch.Tensor | None) -> Interval:
+    """Add the bias's rounding allowance 4g|b| and an underflow guard: a safe centre/radius interval."""
+    r = r + tiny(c.dtype) * n if bias_abs is None else r + (4 * g * bias_abs + tiny(c.dtype) * n)
+    return Interval(c=c, r=r)
+
+
+def generic_linear(x: Interval, n: int, apply: Callable, apply_abs: Callable, bias_abs) -> Interval:
+    """Affine rule for ops without cached weights: c' = apply(k·m), r' = apply_abs(k·v), apply_abs inflated."""
+    g = dot_gamma(n, x.dtype)
+    m, v, halved = x.affine_inputs(g)
+    if halved:
+        m, v = m * 0.5, v * 0.5
+    return finish(apply(m), apply_abs(v), g, n, bias_abs)
+
+
+def widen_transcendental(lo: torch.Tensor, hi: torch.Tensor, floor: float, ceil: float) -> Interval:
+    """Library sigmoid/tanh are accurate to a few ulps; widen by 16 ulps and clamp to the function's range."""
+    u = unit_roundoff(lo.dtype) * 16
+    t = tiny(lo.dtype)
+    return Interval((lo - u * lo.abs() - t).clamp(floor, ceil), (hi + u * hi.abs() + t).clamp(floor, ceil))

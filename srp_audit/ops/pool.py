@@ -1,0 +1,160 @@
+"""Pooling: AvgPool2d (a linear map with non-negative weights) and MaxPool2d (padding counts as −∞).
+
+Max pooling is monotone, so IBP is exact on it; CROWN relaxes it per window (`MaxPool2d.crown_backward`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..ir.node import Node, Shape
+from .backward import Context, linear_transpose, split_signs, zero_const
+from .interval import Interval, generic_linear, inflation
+from .rounding import dot_gamma
+from .window import pads4, pair, pooled_size
+
+
+class _Pool2d(Node, abstract=True):
+    """Window geometry shared by the pooling ops: kernel, stride (default: the kernel), padding, dilation."""
+
+    def __init__(self, kernel: int | Sequence[int], stride: int | Sequence[int] | None, padding: int | Sequence[int],
+                 dilation: int | Sequence[int], ceil_mode: bool) -> None:
+        super().__init__()
+        self.kernel = pair(kernel)
+        self.stride = pair(stride if stride is not None else kernel)
+        self.padding = pads4(padding)
+        self.dilation = pair(dilation)
+        self.ceil_mode = bool(ceil_mode)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(f"{self.op} expects (C, H, W), got {shape}")
+        t, l, b, r = self.padding
+        h = pooled_size(shape[1], self.kernel[0], self.stride[0], t, b, self.dilation[0], self.ceil_mode)
+        w = pooled_size(shape[2], self.kernel[1], self.stride[1], l, r, self.dilation[1], self.ceil_mode)
+        return (shape[0], h, w)
+
+    def describe(self) -> str:
+        return f"k{self.kernel} s{self.stride} p{list(self.padding)}"
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling; a linear map with non-negative weights."""
+
+    kind = "affine"
+
+    def __init__(
+        self,
+        kernel: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        count_include_pad: bool = True,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__(kernel, stride, padding, 1, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        t, l, b, r = self.padding
+        if not self.count_include_pad and (t != b or l != r):
+            raise ValueError("asymmetric padding with count_include_pad=0 is not supported")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, l, b, r = self.padding
+        if t == b and l == r and t <= self.kernel[0] // 2 and l <= self.kernel[1] // 2:
+            return F.avg_pool2d(x, self.kernel, self.stride, (t, l), self.ceil_mode, self.count_include_pad)
+        # Explicit zero padding is equivalent when padded cells count in the average.
+        return F.avg_pool2d(F.pad(x, (l, r, t, b)), self.kernel, self.stride, 0, self.ceil_mode, True)
+
+    def ibp(self, x: Interval) -> Interval:
+        n = self.kernel[0] * self.kernel[1] + 1
+        k = inflation(dot_gamma(n, x.dtype), x.dtype)
+        return generic_linear(x, n, self, lambda v: self(v) * k, None)
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        return [linear_transpose(self, A, ctx.shape(ctx.x(name)))], zero_const(A)
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        g = dot_gamma(math.prod(ctx.shape(name)) + self.kernel[0] * self.kernel[1], ctx.mag(x).dtype)
+        return self(ctx.err[x]) + g * self(ctx.mag(x))
+
+    def singleprop(self, centres, radii, variant):
+        return self(radii[0])
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        b.add("AveragePool", ins, out, kernel_shape=list(self.kernel), strides=list(self.stride), pads=list(self.padding),
+              count_include_pad=int(self.count_include_pad), ceil_mode=int(self.ceil_mode))
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling (padding counts as −∞)."""
+
+    nonlinear = True
+
+    def __init__(
+        self,
+        kernel: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__(kernel, stride, padding, dilation, ceil_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, l, b, r = self.padding
+        if t == b and l == r and t <= self.kernel[0] // 2 and l <= self.kernel[1] // 2:
+            return F.max_pool2d(x, self.kernel, self.stride, (t, l), self.dilation, self.ceil_mode)
+        x = F.pad(x, (l, r, t, b), value=-math.inf)
+        return F.max_pool2d(x, self.kernel, self.stride, 0, self.dilation, self.ceil_mode)
+
+    def ibp(self, x: Interval) -> Interval:
+        lo, hi = x.bounds()
+        return Interval(self(lo), self(hi), nonneg=x.nonneg)  # monotone and exact
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        """Lower line: y ≥ x_j at the window's largest lower bound j. Upper line: y ≤ x_j when x_j dominates
+        the window (l_j ≥ u_i for all i ≠ j), else the constant max u."""
+        x = ctx.x(name)
+        l, u = ctx.bounds[x]
+        n, s = A.shape[:2]
+        c, h, w = ctx.shape(x)
+        t, le, b, r = self.padding
+        kh, kw = self.kernel
+        out_h, out_w = ctx.shape(name)[1:]
+        # the windows cover (out − 1)·stride + dilation·(k − 1) + 1 cells (more than the padding in ceil mode)
+        b += max(0, (out_h - 1) * self.stride[0] + self.dilation[0] * (kh - 1) + 1 - (h + t + b))
+        r += max(0, (out_w - 1) * self.stride[1] + self.dilation[1] * (kw - 1) + 1 - (w + le + r))
+        ph, pw = h + t + b, w + le + r
+        pad = lambda v: F.pad(v, (le, r, t, b), value=-math.inf).reshape(n * c, 1, ph, pw)  # noqa: E731
+        unfold = lambda v: F.unfold(v, (kh, kw), self.dilation, 0, self.stride)  # noqa: E731  (N·C, K, L)
+        lw, uw = unfold(pad(l)), unfold(pad(u))
+        j = lw.argmax(dim=1, keepdim=True)
+        others = uw.scatter(1, j, -math.inf).amax(dim=1, keepdim=True)
+        dom = (lw.gather(1, j) >= others).reshape(n, 1, c, -1)
+        umax = uw.amax(dim=1).reshape(n, 1, c, -1)
+        L = out_h * out_w
+        pos, neg = split_signs(A.reshape(n, s, c, L))
+        coef = pos + torch.where(dom, neg, torch.zeros_like(neg))
+        const = (torch.where(dom, torch.zeros_like(neg), neg) * umax).sum(dim=(2, 3))
+        K = kh * kw
+        windows = torch.zeros(n, s, c, K, L, dtype=A.dtype, device=A.device)
+        windows.scatter_(3, j.reshape(n, 1, c, 1, L).expand(n, s, c, 1, L), coef.unsqueeze(3))
+        folded = F.fold(windows.reshape(n * s * c, K, L), (ph, pw), (kh, kw), self.dilation, 0, self.stride)
+        return [folded.reshape(n, s, c, ph, pw)[:, :, :, t : t + h, le : le + w]], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        g = dot_gamma(math.prod(ctx.shape(name)) + self.kernel[0] * self.kernel[1], ctx.mag(x).dtype)
+        return self(ctx.err[x]) + g * self(ctx.mag(x))
+
+    def singleprop(self, centres, radii, variant):
+        c, v = centres[0], radii[0]
+        return 0.5 * (self(c + v) - self(c - v))
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        b.add("MaxPool", ins, out, kernel_shape=list(self.kernel), strides=list(self.stride), pads=list(self.padding),
+              dilations=list(self.dilation), ceil_mode=int(self.ceil_mode))

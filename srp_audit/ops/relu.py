@@ -1,0 +1,160 @@
+"""The ReLU family: Relu and LeakyRelu (negative slope a ∈ [0, 1]), piecewise linear with the kink at 0.
+
+CROWN relaxes an unstable neuron (l < 0 < u) by the chord above and a lower line of slope λ ∈ [0, 1] below
+(CROWN's adaptive choice, or alpha-CROWN's optimised one, from `ctx.alpha`). LeakyRelu is a·x + (1 − a)·relu(x):
+its rules are ReLU's applied to the (1 − a) part, so the same slopes, splits and relaxations serve both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import BoundMethodError
+from ..ir.node import Node
+from . import relax
+from .backward import Context, split_signs
+from .interval import Interval
+from .patches import Patches, flat_sum, weighted_sum
+from .rounding import dot_gamma, tiny, unit_roundoff
+
+SINGLEPROP_VARIANTS = ("fastlin", "zero", "adaptive")
+
+
+def relu_radius(z: torch.Tensor, v: torch.Tensor, variant: str) -> torch.Tensor:
+    """SingleProp's ReLU rule (z: pre-activation centre, v ≥ 0: its radius), written with ReLUs only, so that the
+    same expression gives v on active and 0 on dead neurons and differentiates cheaply. With
+    U = relu(z + v) = relu(u) and L = relu(v − z) = relu(−l):
+    zero     ½(U − relu(z − v))                 (= (z + v)/2 when unstable: half the width of [relu(l), relu(u)])
+    fastlin  U·(U + L − l) / (2(U + L))          (= 3v/4 + z/2 − z²/(4v) when unstable)
+    adaptive zero + ½·relu(v − z)·[z ≥ 0]        (= v when z ≥ 0, (z + v)/2 when unstable with z < 0)
+    """
+    upper = torch.relu(z + v)
+    if variant == "fastlin":
+        neg_l = torch.relu(v - z)
+        total = upper + neg_l
+        return upper * (total - (z - v)) / (2 * total + 1e-30)
+    zero = 0.5 * (upper - torch.relu(z - v))
+    if variant == "zero":
+        return zero
+    if variant == "adaptive":
+        return zero + 0.5 * torch.relu(v - z) * (z >= 0).to(z.dtype)
+    raise ValueError(f"unknown SingleProp variant {variant!r}; choose one of {', '.join(SINGLEPROP_VARIANTS)}")
+
+
+def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
+    """(A_x, constant) through relu at node `name` (input bounds from ctx, slopes from ctx.alpha when set)."""
+    l, u = ctx.bounds[ctx.x(name)]
+    up_slope, up_icpt = relax.relu_upper(l, u)
+    lam = ctx.alpha.get(name)
+    if isinstance(A, Patches):
+        if lam is not None:
+            raise BoundMethodError("optimised slopes are only used on dense coefficients")
+        lam_map = relax.relu_adaptive_lower(l, u)
+        c = A.data.shape[2]
+        # A_x = A·s + A⁺·(λ − s); constant Σ A⁻·t = Σ A·t − Σ A⁺·t
+        diff_w, s_w, t_w = A.windows(torch.cat([lam_map - up_slope, up_slope, up_icpt], dim=1)).split(c, dim=2)
+        pos = A.data.clamp(min=0)
+        const = flat_sum((A.data - pos) * t_w)
+        return A.with_data(torch.addcmul(A.data * s_w, pos, diff_w), clean=True), const
+    if lam is None:
+        lam = relax.relu_adaptive_lower(l, u).unsqueeze(1)
+    else:
+        active, dead, unstable = relax.relu_masks(l, u)
+        lam = torch.where(unstable.unsqueeze(1), lam, active.unsqueeze(1).to(A.dtype))
+    if ctx.record is not None:
+        ctx.record[name] = A.detach()
+    pos, neg = split_signs(A)
+    return torch.addcmul(pos * lam, neg, up_slope.unsqueeze(1)), weighted_sum(neg, up_icpt)
+
+
+class Relu(Node):
+    kind = "activation"
+    nonlinear = True
+    kinked_at_zero = True
+    crown_patches = True
+    onnx_op = "Relu"
+    aten_ops = ("aten.relu.default",)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+    def ibp(self, x: Interval) -> Interval:
+        if x.is_bounds:
+            return Interval(torch.relu(x.lo), torch.relu(x.hi), nonneg=True)  # exact
+        return Interval(torch.relu_(x.c - x.r), torch.relu_(x.c + x.r), nonneg=True)  # fresh tensors
+
+    def crown_backward(self, A, ctx: Context, name: str):
+        A_x, const = relu_backward(A, ctx, name)
+        return [A_x], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        mag = ctx.mag(x)
+        u = unit_roundoff(mag.dtype)
+        return ctx.err[x] * (1 + 4 * u) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * mag
+
+    def singleprop(self, centres, radii, variant):
+        return relu_radius(centres[0], radii[0], variant)
+
+
+class LeakyRelu(Node):
+    """y = x for x ≥ 0, a·x below (a = `negative_slope` ∈ [0, 1]; ONNX LeakyRelu's alpha, torch's negative_slope)."""
+
+    kind = "activation"
+    nonlinear = True
+    kinked_at_zero = True
+    onnx_op = "LeakyRelu"
+    aten_ops = ("aten.leaky_relu.default",)
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        a = float(torch.tensor(float(negative_slope), dtype=torch.float32))  # the model's float32 constant
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"LeakyRelu with negative slope {a} (only slopes in [0, 1] are supported)")
+        self.negative_slope = a
+
+    @classmethod
+    def from_onnx(cls, attrs: dict[str, Any]) -> "LeakyRelu":
+        return cls(float(attrs.get("alpha", 0.01)))
+
+    @classmethod
+    def from_aten(cls, args: list[Any], kwargs: dict[str, Any]) -> "LeakyRelu":
+        return cls(float(args[1]) if len(args) > 1 else float(kwargs.get("negative_slope", 0.01)))
+
+    def onnx_attrs(self) -> dict[str, Any]:
+        return {"alpha": self.negative_slope}
+
+    def describe(self) -> str:
+        return f"slope {self.negative_slope:g}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def ibp(self, x: Interval) -> Interval:
+        """Monotone: [f(l), f(u)], where a·t (t < 0) is rounded outward by a relative 2u plus an underflow guard."""
+        lo, hi = x.bounds()
+        a, u2, t = self.negative_slope, 2 * unit_roundoff(lo.dtype), tiny(lo.dtype)
+        flo, fhi = F.leaky_relu(lo, a), F.leaky_relu(hi, a)
+        flo = torch.where(lo < 0, flo - u2 * flo.abs() - t, flo)
+        fhi = torch.where(hi < 0, fhi + u2 * fhi.abs() + t, fhi)
+        return Interval(flo, fhi, nonneg=a == 0.0)
+
+    def crown_backward(self, A, ctx: Context, name: str):
+        a = self.negative_slope
+        A_r, const = relu_backward(A * (1 - a), ctx, name)
+        return [A_r + A * a], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        """As ReLU's, doubled: two more products (A·a, A·(1 − a)) and a sum per coefficient, with |A_x| ≤ |A|."""
+        x = ctx.x(name)
+        mag = ctx.mag(x)
+        u = unit_roundoff(mag.dtype)
+        return ctx.err[x] * (1 + 8 * u) + 2 * dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * mag
+
+    def singleprop(self, centres, radii, variant):
+        a = self.negative_slope
+        return a * radii[0] + (1 - a) * relu_radius(centres[0], radii[0], variant)

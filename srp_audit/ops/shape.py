@@ -1,0 +1,153 @@
+"""Ops that only move values: Reshape (flatten included), Transpose, constant Pad and Identity.
+
+They are exact in every method: IBP applies them to both parts of an interval, CROWN moves coefficients back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ir.node import Node, Shape
+from .backward import Context, zero_const
+from .interval import Interval
+from .patches import flat_sum
+from .rounding import dot_gamma
+
+
+class _MovesValues(Node):
+    """Shared rules of the ops that only move values (reshape, transpose, identity)."""
+
+    def ibp(self, x: Interval) -> Interval:
+        return x.map(self)
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        return [A.reshape(A.shape[:2] + ctx.shape(ctx.x(name)))], zero_const(A)
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        return self(ctx.err[ctx.x(name)])
+
+    def singleprop(self, centres, radii, variant):
+        return self(radii[0])
+
+
+class Reshape(_MovesValues):
+    """Reshape the sample to `shape` (flatten is the special case of a 1-D target). The batch axis is kept."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape((x.shape[0],) + self.shape)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if math.prod(shape) != math.prod(self.shape):
+            raise ValueError(f"cannot reshape {shape} to {self.shape}")
+        return self.shape
+
+    def describe(self) -> str:
+        return f"→{self.shape}"
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        shape = b.const(f"{name}.shape", np.array((-1,) + self.shape, dtype=np.int64))
+        b.add("Reshape", [ins[0], shape], out)
+
+
+class Identity(_MovesValues):
+    """y = x (ONNX Identity and Dropout at inference); `simplify` removes it."""
+
+    onnx_op = "Identity"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Transpose(_MovesValues):
+    """Permute the sample's axes (`perm` indexes sample axes; the batch axis stays first)."""
+
+    def __init__(self, perm: Sequence[int]) -> None:
+        super().__init__()
+        self.perm = tuple(int(p) for p in perm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute((0,) + tuple(p + 1 for p in self.perm))
+
+    def inverse(self) -> tuple[int, ...]:
+        inv = [0] * len(self.perm)
+        for i, p in enumerate(self.perm):
+            inv[p] = i
+        return tuple(inv)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if sorted(self.perm) != list(range(len(shape))):
+            raise ValueError(f"perm {self.perm} does not fit shape {shape}")
+        return tuple(shape[p] for p in self.perm)
+
+    def describe(self) -> str:
+        return f"perm{self.perm}"
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        return [A.permute((0, 1) + tuple(p + 2 for p in self.inverse()))], zero_const(A)
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        b.add("Transpose", ins, out, perm=[0] + [p + 1 for p in self.perm])
+
+
+class Pad(Node):
+    """Constant padding of the sample's axes; `pads` holds (before, after) per sample axis."""
+
+    def __init__(self, pads: Sequence[tuple[int, int]], value: float = 0.0) -> None:
+        super().__init__()
+        self.pads = tuple((int(a), int(b)) for a, b in pads)
+        self.value = float(torch.tensor(float(value), dtype=torch.float32))  # a float32 model constant
+
+    def torch_pad(self) -> tuple[int, ...]:
+        flat: list[int] = []
+        for before, after in reversed(self.pads):
+            flat += [before, after]
+        return tuple(flat)
+
+    def forward(self, x: torch.Tensor, value: float | None = None) -> torch.Tensor:
+        return F.pad(x, self.torch_pad(), value=self.value if value is None else value)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if len(shape) != len(self.pads):
+            raise ValueError(f"Pad has {len(self.pads)} axes, sample has shape {shape}")
+        out = tuple(n + a + b for n, (a, b) in zip(shape, self.pads))
+        if any(n <= 0 for n in out):
+            raise ValueError(f"padding {self.pads} empties a sample of shape {shape}")
+        return out
+
+    def describe(self) -> str:
+        return f"{list(self.pads)} value={self.value}"
+
+    def ibp(self, x: Interval) -> Interval:
+        if x.is_bounds:
+            return Interval(self(x.lo), self(x.hi), nonneg=x.nonneg and self.value >= 0)
+        return Interval(c=self(x.c), r=self(x.r, value=0.0))
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        x_shape = ctx.shape(ctx.x(name))
+        index = (slice(None), slice(None)) + tuple(slice(a, a + n) for (a, _), n in zip(self.pads, x_shape))
+        inner = A[index]
+        const = self.value * (flat_sum(A) - flat_sum(inner)) if self.value else zero_const(A)
+        return [inner], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        g = dot_gamma(math.prod(ctx.shape(name)), ctx.mag(ctx.x(name)).dtype)
+        return self(ctx.err[ctx.x(name)], value=g * abs(self.value))
+
+    def singleprop(self, centres, radii, variant):
+        return self(radii[0], value=0.0)
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        befores = [0] + [p[0] for p in self.pads]
+        afters = [0] + [p[1] for p in self.pads]
+        pads = b.const(f"{name}.pads", np.array(befores + afters, dtype=np.int64))
+        value = b.const(f"{name}.value", np.array(self.value, dtype=np.float32))
+        b.add("Pad", [ins[0], pads, value], out, mode="constant")

@@ -1,0 +1,70 @@
+"""S-shaped activations: Sigmoid and Tanh (convex below 0, concave above, f(x) = κ − f(−x)).
+
+IBP uses monotonicity (the library functions' few-ulp error is widened away); CROWN uses the tangent/chord
+lines of `relax.smooth_lines`, sound in floating point.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+
+from ..ir.node import Node
+from . import relax
+from .backward import Context, split_signs
+from .interval import Interval, widen_transcendental
+from .patches import Patches, flat_sum, weighted_sum
+from .rounding import dot_gamma, unit_roundoff
+
+
+class SShaped(Node, abstract=True):
+    """Shared rules of the S-shaped activations; a subclass names its function in `shape_fn`."""
+
+    kind = "activation"
+    nonlinear = True
+    crown_patches = True
+    shape_fn: ClassVar[relax.SmoothFn]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shape_fn.f(x)
+
+    def ibp(self, x: Interval) -> Interval:
+        lo, hi = x.bounds()
+        fn = self.shape_fn
+        return widen_transcendental(fn.f(lo), fn.f(hi), fn.floor, fn.ceil)
+
+    def crown_backward(self, A, ctx: Context, name: str):
+        l, u = ctx.bounds[ctx.x(name)]
+        lines = relax.smooth_lines(self.shape_fn, l, u)
+        if isinstance(A, Patches):
+            maps = A.windows(torch.cat([lines.lower_slope, lines.lower_icpt, lines.upper_slope, lines.upper_icpt], 1))
+            ls_, li, us, ui = maps.split(A.data.shape[2], dim=2)
+            pos, neg = split_signs(A.data)
+            return [A.with_data(pos * ls_ + neg * us, clean=True)], flat_sum(pos * li + neg * ui)
+        pos, neg = split_signs(A)
+        A_x = pos * lines.lower_slope.unsqueeze(1) + neg * lines.upper_slope.unsqueeze(1)
+        return [A_x], weighted_sum(pos, lines.lower_icpt) + weighted_sum(neg, lines.upper_icpt)
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        mag = ctx.mag(x)
+        u = unit_roundoff(mag.dtype)
+        return ctx.err[x] * (1 + 16 * u) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (mag + 2)
+
+    def singleprop(self, centres, radii, variant):
+        c, v = centres[0], radii[0]
+        return 0.5 * (self.shape_fn.f(c + v) - self.shape_fn.f(c - v))
+
+
+class Sigmoid(SShaped):
+    shape_fn = relax.SIGMOID
+    onnx_op = "Sigmoid"
+    aten_ops = ("aten.sigmoid.default",)
+
+
+class Tanh(SShaped):
+    shape_fn = relax.TANH
+    onnx_op = "Tanh"
+    aten_ops = ("aten.tanh.default",)

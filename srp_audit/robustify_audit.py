@@ -1,0 +1,79 @@
+"""`robustify` as the command runs it: split the data, audit before, fine-tune (DistributedDataParallel when
+launched by torchrun), write the model (round-trip checked), audit after. The audits use the sound methods;
+SingleProp's own estimate never enters them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .certify import CertifyOptions, CertifyResult, certify
+from .data import Samples
+from .errors import UsageError
+from .formats import save_model
+from .ir.graph import Graph
+from .parallel import finish, init_from_env
+from .robustify import Interrupted, RobustifyOptions, RobustifyResult, TrainingProgress, robustify
+
+
+@dataclass
+class DataSplit:
+    fit: Samples
+    val: Samples
+    audit: Samples
+    audit_name: str  # what the audit set is, for the report
+
+
+def split_data(train: Samples, val_split: float, seed: int, source: str, audit: Samples | None = None,
+               audit_source: str = "", audit_samples: int | None = None) -> DataSplit:
+    """Hold out `val_split` of `train` (seeded); audit on `audit` if given, else on the held-out part (or, with
+    nothing held out, on the training samples), at most `audit_samples` of them."""
+    order = np.random.default_rng(seed).permutation(len(train))
+    n_val = int(round(val_split * len(train)))
+    val, fit = train.subset(order[:n_val]), train.subset(order[n_val:])
+    if len(fit) == 0:
+        raise UsageError("--val-split leaves no training samples")
+    if audit is not None:
+        return DataSplit(fit, val, audit, audit_source)
+    if len(val):
+        return DataSplit(fit, val, val.subset(slice(0, audit_samples)), f"{len(val)} held-out samples of {source}")
+    return DataSplit(fit, val, fit.subset(slice(0, audit_samples)), f"training samples of {source} (nothing held out)")
+
+
+@dataclass
+class AuditedRun:
+    result: RobustifyResult
+    before: CertifyResult
+    after: CertifyResult
+
+
+def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, audit_opts: CertifyOptions, output: str,
+                      progress: Callable[[TrainingProgress], None] | None = None,
+                      on_audit: Callable[[str], None] | None = None) -> AuditedRun | None:
+    """Audit, fine-tune, write `output`, audit again. Under torchrun every rank trains its slice of each batch
+    and rank 0 audits and writes (other ranks return None). Raises `Interrupted` on Ctrl-C (after saving a
+    checkpoint when checkpoints are on); nothing is written then."""
+    d = init_from_env(opts.device)
+    if d is not None:
+        opts.device = str(d.device)
+        audit_opts = CertifyOptions(**{**audit_opts.__dict__, "device": str(d.device)})
+    main_rank = d is None or d.is_main
+    if main_rank and on_audit:
+        on_audit("before")
+    before = certify(graph, data.audit.x, data.audit.y, audit_opts) if main_rank else None
+    val = data.val if len(data.val) else None
+    try:
+        result = robustify(graph, data.fit.x, data.fit.y, opts, val.x if val else None, val.y if val else None, progress)
+    except Interrupted:
+        finish(d)
+        raise
+    finish(d)
+    if not main_rank:
+        return None
+    save_model(result.graph, output)
+    if on_audit:
+        on_audit("after")
+    after = certify(result.graph, data.audit.x, data.audit.y, audit_opts)
+    return AuditedRun(result, before, after)
