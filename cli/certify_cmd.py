@@ -10,19 +10,19 @@ import platform
 import click
 import torch
 
-from srp_audit.atomic import write_text_atomic
+from srp_audit.atomic import prepare_output, write_text_atomic
 from srp_audit.bounds import CASCADE
 from srp_audit.certify import CertifyOptions, certify_sharded
 from srp_audit.data import load_samples, samples_path_for
 from srp_audit.errors import DataError, UsageError
 from srp_audit.parallel import launched
-from srp_audit.report import FORMATS, append_step_summary, format_for, render
-from srp_audit.report.plot import write_plot
+from srp_audit.report import FORMATS, append_step_summary, format_for, render, step_summary_problem
+from srp_audit.report.plot import check_plot_path, write_plot
 from srp_audit.report.summary import gate_failures
 
 from .errors import EXIT_GATE, debug_option
 from .model_options import load, model_options
-from .params import BATCH, DOMAIN, EPS, EPS_LIST, FRACTION, POSITIVE
+from .params import BATCH, DOMAIN, EPS, EPS_LIST, FRACTION, POSITIVE, check_eps_in_domain
 from .progress import ProgressBar
 
 
@@ -71,7 +71,15 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
       srp-audit certify model.onnx --eps 0.005,0.01,0.02 -o report.json -o report.xml -o report.html
       srp-audit certify model.onnx --eps 0.1 --fail-under 0.8 --fail-under-radius 0.05
     """
-    formats = [(path, format_for(path)) for path in outputs]  # fail on a bad suffix before any work
+    inputs = (model,) + ((data_path,) if data_path else ())
+    # every output is checked (type, folder, writable, not an input) before any work
+    formats = [(prepare_output(path, "report", inputs), format_for(path)) for path in outputs]
+    if plot:
+        check_plot_path(plot, inputs)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary and step_summary_problem(step_summary):
+        click.echo(f"warning: {step_summary_problem(step_summary)}; the step summary will be skipped", err=True)
+    check_eps_in_domain(eps, domain)
     eps_main = max(eps)
     sweep = tuple(sorted(eps)) if len(eps) > 1 else ()
     if sweep and not radius:
@@ -79,7 +87,7 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
     if (fail_under_radius is not None or plot) and not radius:
         raise UsageError("--fail-under-radius and --plot need the radius search: drop --no-radius")
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    graph = load(model, model_opts)
+    graph = load(model, model_opts, data=data_path)
     if data_path is None:
         data_path = samples_path_for(model)
         if not os.path.exists(data_path):
@@ -102,12 +110,13 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
             "samples": len(samples), "python": platform.python_version(), "torch": torch.__version__}
     click.echo(render(result, model, fmt, per_sample, by_class, meta), nl=False)
     for path, kind in formats:
-        _write_text(path, render(result, model, kind, per_sample, by_class, meta))
+        write_text_atomic(path, render(result, model, kind, per_sample, by_class, meta))
     if plot:
         write_plot(result, plot)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
-        append_step_summary(step_summary, render(result, model, "markdown", False, by_class))
+        warning = append_step_summary(step_summary, render(result, model, "markdown", False, by_class))
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
     failed = gate_failures(result, fail_under, fail_under_radius)
     if failed:
         click.echo("gate failed: " + "; ".join(failed), err=True)
@@ -120,10 +129,3 @@ def _sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write '{path}': folder '{folder}' does not exist")
-    write_text_atomic(path, text)

@@ -7,13 +7,13 @@ import click
 from srp_audit.report.compare import compare, load_report
 
 from .errors import EXIT_GATE, debug_option
-from .params import EPS
+from .params import FRACTION
 
 
 @click.command()
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
-@click.option("--tolerance", type=EPS, default=0.0, show_default=True,
+@click.option("--tolerance", type=FRACTION, default=0.0, show_default=True,
               help="Allowed drop in certified accuracy (fraction) and median certified radius before failing.")
 @debug_option
 def compare_cmd(old, new, tolerance) -> None:

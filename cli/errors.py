@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 a CI gate failed, 2 usage or load error, 3 internal err
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -33,6 +34,23 @@ debug_option = click.option(
 
 class AuditGroup(click.Group):
     """A click group whose commands report errors as one line with the documented exit codes."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's own usage errors (bad option values, unknown commands) as one line, exit 2; the rest as click does."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "srp-audit"
+            click.echo(f"error: {e.format_message()} (see '{where} --help')", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

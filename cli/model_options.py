@@ -6,6 +6,7 @@ import functools
 
 import click
 
+from srp_audit.data import peek_sample_shape
 from srp_audit.errors import UsageError
 from srp_audit.formats import load_model
 
@@ -39,7 +40,12 @@ def model_options(fn):
     return wrapper
 
 
-def load(path: str, model_opts: dict, **kw):
+def load(path: str, model_opts: dict, data: str | None = None, **kw):
+    """Load MODEL with the shared options; a PyTorch model that does not record its input shape takes it from
+    the samples' `x` when --input-shape is not given."""
     if model_opts.get("factory") and path.lower().endswith(".onnx"):
         raise UsageError("--model-factory reads a state dict, but MODEL is an ONNX file; drop --model-factory")
-    return load_model(path, **model_opts, **kw)
+    opts = dict(model_opts)
+    if opts.get("input_shape") is None and data and not path.lower().endswith(".onnx"):
+        opts["input_shape"] = peek_sample_shape(data)
+    return load_model(path, **opts, **kw)

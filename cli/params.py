@@ -6,6 +6,8 @@ import math
 
 import click
 
+from srp_audit.errors import UsageError
+
 
 class NonNegativeFloat(click.ParamType):
     """A finite float ≥ 0 (radii, tolerances)."""
@@ -68,9 +70,11 @@ class EpsList(click.ParamType):
     def convert(self, value, param, ctx):  # type: ignore[override]
         if isinstance(value, tuple):
             return value
-        parts = [p for p in str(value).split(",") if p.strip()]
-        if not parts:
+        parts = str(value).split(",")
+        if not str(value).strip():
             self.fail("give at least one radius", param, ctx)
+        if any(not p.strip() for p in parts):
+            self.fail(f"an empty item in the list {value!r}; write radii like 0.01,0.02", param, ctx)
         values = tuple(NonNegativeFloat().convert(p, param, ctx) for p in parts)
         if len(set(values)) != len(values):
             self.fail(f"repeated radius in {value!r}", param, ctx)
@@ -100,3 +104,14 @@ EPS_LIST = EpsList()
 POSITIVE = NonNegativeFloat(positive=True)
 FRACTION = Fraction()
 DOMAIN = Domain()
+
+
+def check_eps_in_domain(eps: tuple[float, ...], domain: tuple[float, float]) -> None:
+    """A radius wider than the input domain covers every valid input: almost always a unit mistake (pixels in
+    0–255 against a [0, 1] domain), so it is refused with the fix."""
+    width = domain[1] - domain[0]
+    too_wide = [e for e in eps if e > width]
+    if too_wide:
+        raise UsageError(f"--eps {too_wide[0]:g} is wider than the input domain [{domain[0]:g}, {domain[1]:g}]: the ball "
+                         "would cover every valid input. Give eps in the model's input units (e.g. 8/255 ≈ 0.031 for 8 "
+                         "pixel levels), or pass --domain LO,HI")

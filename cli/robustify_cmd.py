@@ -49,12 +49,13 @@ from .params import DOMAIN, EPS, FRACTION, POSITIVE
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Allow -o to name one of the inputs (it is overwritten).")
 @click.option("-q", "--quiet", is_flag=True)
 @model_options
 @debug_option
 def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, lr, regularizer, variant, warmup, ramp,
                   k_final, ada, gamma, val_split, method, audit_data, audit_samples, audit_radius, checkpoint_every,
-                  resume, domain, seed, device, quiet, model_opts) -> None:
+                  resume, domain, seed, device, force, quiet, model_opts) -> None:
     """Fine-tune MODEL to be provably more robust at --eps, then audit it before and after.
 
     SingleProp adds one forward pass of a radius beside the ordinary one; its worst-case logits enter the loss
@@ -66,7 +67,7 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
       srp-audit robustify fixtures/mnist_cnn.onnx --data fixtures/mnist_train_4k.npz --eps 0.1 --max-time 180 -o robust.onnx
       srp-audit robustify model.onnx --data train.npz --eps 0.1 --epochs 20 --regularizer ibp -o robust.pt2
     """
-    check_output_path(output)  # before any work
+    check_output_path(output, (model, data_path) + ((audit_data,) if audit_data else ()), force)  # before any work
     dev = resolve_device(device)
     graph = load(model, model_opts)
     train = load_samples(data_path, graph.input_shape, graph.num_classes, domain)
@@ -91,6 +92,8 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
     if run is None:  # a rank other than 0 under torchrun
         return
     _print_report(run, model, output, data.audit_name, regularizer, variant, method, eps, audit_radius)
+    if run.warning:
+        click.echo(f"warning: {run.warning}", err=True)
 
 
 def _progress_line(p) -> None:

@@ -8,11 +8,12 @@ import os
 import click
 from tabulate import tabulate
 
+from srp_audit.atomic import prepare_output
 from srp_audit.errors import UsageError
-from srp_audit.verify import VerifyOptions, read_instances, read_known, run_instances_sharded, verify, write_result
+from srp_audit.verify import VerifyOptions, benchmark_problems, read_instances, read_known, run_instances_sharded, verify, write_result
 from srp_audit.vnnlib import read_vnnlib
 
-from .errors import EXIT_GATE, debug_option
+from .errors import debug_option
 from .model_options import load, model_options
 from .params import POSITIVE
 
@@ -28,13 +29,15 @@ from .params import POSITIVE
 @click.option("--timeout-cap", type=POSITIVE, default=None, help="With --instances: cap every instance's timeout.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="With --instances: only the first N.")
 @click.option("--no-complete", is_flag=True, help="Stop after the bound cascade (no branch and bound).")
+@click.option("--allow-errors", is_flag=True, help="With --instances: instances that fail to load or run do not fail the run.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("-q", "--quiet", is_flag=True)
 @model_options
 @debug_option
-def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap, limit, no_complete, fmt, seed, device, quiet, model_opts) -> None:
+def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap, limit, no_complete, allow_errors, fmt, seed, device,
+               quiet, model_opts) -> None:
     """Decide a VNN-LIB property of MODEL: sat (counterexample found and re-checked), unsat (proved), unknown or
     timeout. With --instances, run a VNN-COMP benchmark folder instead.
 
@@ -47,25 +50,30 @@ def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap,
     if instances:
         if model or spec:
             raise UsageError("give either MODEL SPEC or --instances, not both")
-        _run_benchmark(instances, known, opts, timeout_cap, limit, fmt, quiet)
+        _run_benchmark(instances, known, opts, timeout_cap, limit, fmt, quiet, allow_errors)
         return
     if not (model and spec):
         raise UsageError("verify needs MODEL and SPEC (or --instances BENCH/instances.csv)")
+    if result_file:
+        prepare_output(result_file, "result file", (model, spec))
     graph = load(model, model_opts)
     res = verify(graph, read_vnnlib(spec), opts)
-    if result_file:
-        write_result(result_file, res)
     if fmt == "json":
         click.echo(json.dumps({"model": model, "spec": spec, "result": res.status, "method": res.method,
                                "seconds": res.seconds, "detail": res.detail}))
     else:
         how = f" by {res.method}" if res.method else ""
         click.echo(f"{res.status}{how}  ({res.seconds:.2f} s){'  ' + res.detail if res.detail else ''}")
+    if result_file:
+        write_result(result_file, res)
 
 
-def _run_benchmark(instances_csv, known_csv, opts, timeout_cap, limit, fmt, quiet) -> None:
+def _run_benchmark(instances_csv, known_csv, opts, timeout_cap, limit, fmt, quiet, allow_errors) -> None:
     insts = read_instances(instances_csv)[:limit]
     known = read_known(known_csv) if known_csv else None
+    if known is not None and not any((i.onnx, i.vnnlib) in known for i in insts):
+        raise UsageError(f"none of the instances appears in the known-results file '{known_csv}': check that both name "
+                         "the same onnx/vnnlib paths (relative to each file's folder)")
     root = os.path.dirname(os.path.abspath(instances_csv))
 
     def show(row) -> None:
@@ -95,5 +103,7 @@ def _run_benchmark(instances_csv, known_csv, opts, timeout_cap, limit, fmt, quie
         found, n_sat = summary.falsified_of_expected_sat()
         click.echo(f"soundness: {len(bad)} unsat answers on instances known to be sat (must be 0); "
                    f"proved {proved}/{n_unsat} expected-unsat; falsified {found}/{n_sat} expected-sat")
-        if bad:
-            click.get_current_context().exit(EXIT_GATE)
+    code, reason = benchmark_problems(summary, known, allow_errors)
+    if code:
+        click.echo(f"{'error' if code == 2 else 'gate failed'}: {reason}", err=True)
+        click.get_current_context().exit(code)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, UsageError
 
 
 @dataclass
@@ -56,6 +56,19 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         raise DataError(f"'{path}' is not a readable .npz file ({type(e).__name__}: {e})") from None
 
 
+def peek_sample_shape(path: str) -> tuple[int, ...] | None:
+    """The per-sample shape of `x` in an .npz, read from the array header alone (None when it cannot be read;
+    `load_samples` reports the problem properly later)."""
+    try:
+        with zipfile.ZipFile(path) as z, z.open("x.npy") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape = read(f)[0]
+    except Exception:
+        return None
+    return tuple(int(d) for d in shape[1:]) if len(shape) >= 2 else None
+
+
 def _fit_shape(x: np.ndarray, shape: tuple[int, ...], path: str) -> np.ndarray:
     """Reshape samples to the model's input shape when that only adds/removes size-1 axes or flattens."""
     sample = tuple(x.shape[1:])
@@ -86,6 +99,12 @@ def prepare_samples(
     if missing:
         raise DataError(f"'{path}' lacks array(s) {missing}; it holds {sorted(arrays)} (expected 'x' and 'y')")
     x, y = arrays["x"], arrays["y"]
+    if num_classes < 2:
+        raise UsageError(f"the model has {num_classes} output; certifying a prediction compares class scores, so it needs "
+                         "at least 2 outputs (export a one-logit binary classifier with both scores [-z, z]), or state a "
+                         "property about the output with `srp-audit verify MODEL SPEC.vnnlib`")
+    if x.ndim == 0 or y.ndim == 0:
+        raise DataError(f"'{path}': x and y must be arrays with one entry per sample, got shapes {x.shape} and {y.shape}")
     if x.shape[0] == 0:
         raise DataError(f"'{path}' holds no samples")
     if y.ndim == 2 and y.shape[1] == num_classes and set(np.unique(y)) <= {0, 1}:
@@ -131,5 +150,8 @@ def load_samples(
     """Load and validate an .npz of samples for a model with the given input shape and class count."""
     arrays = load_npz(path)
     if limit is not None and "x" in arrays and "y" in arrays:
-        arrays = {"x": arrays["x"][:limit], "y": arrays["y"][:limit]}
+        x, y = arrays["x"], arrays["y"]
+        if x.ndim and y.ndim and x.shape[0] != y.shape[0]:  # checked on the whole file, not on the first N
+            raise DataError(f"'{path}': x has {x.shape[0]} samples but y has {y.shape[0]} labels")
+        arrays = {"x": x[:limit], "y": y[:limit]}
     return prepare_samples(arrays, path, input_shape, num_classes, domain)

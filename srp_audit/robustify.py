@@ -12,21 +12,19 @@ optional warm-up; the learning rate drops ×10 at 80 % and 90 % of the budget. T
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_path
 from .bounds.crown import crown_bounds
 from .bounds.ibp import interval_bounds
 from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
+from .checkpoint import check_resumable, model_fingerprint, save_checkpoint, settings_of
 from .errors import UsageError
 from .ir.graph import Graph
 from .spec import linf_ball, margin_spec
@@ -213,19 +211,6 @@ class _Objective(torch.nn.Module):
         return loss * scale, clean.detach(), robust.detach()
 
 
-def model_fingerprint(graph: Graph) -> str:
-    h = hashlib.sha256()
-    for name, t in sorted(graph.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _save_atomic(obj: dict, path: str) -> None:
-    with atomic_path(path, ".ckpt.tmp") as tmp:
-        torch.save(obj, tmp)
-
-
 def _held_out_losses(graph: Graph, x: torch.Tensor, y: torch.Tensor, eps: float, opt: RobustifyOptions) -> tuple[float, float]:
     """(Σ L_spec, Σ L_fit) on held-out data at the current eps, for the adaptive K."""
     spec_sum = fit_sum = 0.0
@@ -274,13 +259,8 @@ class _Run:
         return self.elapsed_before + (time.perf_counter() - self.start)
 
     def resume(self) -> None:
-        """Restore the state saved by `save` (refusing a checkpoint of another model)."""
-        ckpt = self.opt.checkpoint_path
-        if not ckpt or not os.path.exists(ckpt):
-            raise UsageError(f"--resume: no checkpoint at {ckpt!r}; run with --checkpoint-every N first")
-        state = torch.load(ckpt, map_location=self.dev, weights_only=True)
-        if state.get("fingerprint") != self.fingerprint:
-            raise UsageError(f"checkpoint {ckpt!r} was made from a different model; remove it or pass the original model")
+        """Restore the state saved by `save` (checked by `check_resumable`: ours, this model, these settings)."""
+        state = check_resumable(self.opt, self.fingerprint, self.dev)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed_before, self.k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
@@ -293,11 +273,11 @@ class _Run:
         """Checkpoint everything `resume` needs (rank 0 only), atomically."""
         if self.rank != 0 or not self.opt.checkpoint_path:
             return
-        _save_atomic({"version": 1, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
+        save_checkpoint({"version": 1, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
                       "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed(),
                       "k_ada": self.k_ada, "data_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                       "order": self.order, "pos": self.pos,
-                      "options": {k: v for k, v in asdict(self.opt).items() if not isinstance(v, tuple)}}, self.opt.checkpoint_path)
+                      "options": settings_of(self.opt)}, self.opt.checkpoint_path)
 
     def budget_used(self) -> tuple[float, float, str]:
         """(fraction of the budget used, estimated total steps, which budget leads), agreed by all ranks."""

@@ -4,12 +4,14 @@ SingleProp's own estimate never enters them."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .certify import CertifyOptions, CertifyResult, certify
+from .checkpoint import check_resumable, model_fingerprint
 from .data import Samples
 from .errors import UsageError
 from .formats import save_model
@@ -47,6 +49,19 @@ class AuditedRun:
     result: RobustifyResult
     before: CertifyResult
     after: CertifyResult
+    warning: str | None = None  # the fine-tuned model audits far worse than the original (a learning rate too high?)
+
+
+def _damage(before: CertifyResult, after: CertifyResult) -> str | None:
+    """A warning when fine-tuning wrecked the model: clean accuracy fell by more than 20 points, or certified
+    accuracy fell by more than 20 points (it should rise)."""
+    clean = before.clean_accuracy - after.clean_accuracy
+    cert = before.certified_accuracy - after.certified_accuracy
+    if clean > 0.2 or cert > 0.2:
+        return (f"the fine-tuned model is much worse than the original (clean accuracy {100 * before.clean_accuracy:.1f} % → "
+                f"{100 * after.clean_accuracy:.1f} %, certified {100 * before.certified_accuracy:.1f} % → "
+                f"{100 * after.certified_accuracy:.1f} %): try a smaller --lr or --eps, or a longer --ramp")
+    return None
 
 
 def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, audit_opts: CertifyOptions, output: str,
@@ -55,6 +70,8 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     """Audit, fine-tune, write `output`, audit again. Under torchrun every rank trains its slice of each batch
     and rank 0 audits and writes (other ranks return None). Raises `Interrupted` on Ctrl-C (after saving a
     checkpoint when checkpoints are on); nothing is written then."""
+    if opts.resume:  # a checkpoint that cannot be resumed is refused before the first audit
+        check_resumable(opts, model_fingerprint(graph))
     d = init_from_env(opts.device)
     if d is not None:
         opts.device = str(d.device)
@@ -73,7 +90,9 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     if not main_rank:
         return None
     save_model(result.graph, output)
+    if opts.checkpoint_path and os.path.exists(opts.checkpoint_path):
+        os.remove(opts.checkpoint_path)  # the run finished and its model is written: a later --resume must not reuse it
     if on_audit:
         on_audit("after")
     after = certify(result.graph, data.audit.x, data.audit.y, audit_opts)
-    return AuditedRun(result, before, after)
+    return AuditedRun(result, before, after, _damage(before, after))

@@ -9,10 +9,14 @@ forward passes in the model's precision and in float64, and must lie inside the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,13 +59,15 @@ class VerifyResult:
     detail: str = ""
 
 
-def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[InputBox, InputBox]:
-    """(exact float64 box for proofs, inward-rounded box in the model's precision for attacks)."""
+def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[InputBox, InputBox, InputBox]:
+    """(float64 box containing the exact one, for proofs; float64 box inside it, for membership checks;
+    the inner box rounded inward to the model's precision, for attacks)."""
     shape = (1,) + graph.input_shape
-    lo64 = torch.from_numpy(clause.lower).to(device).reshape(shape)
-    hi64 = torch.from_numpy(clause.upper).to(device).reshape(shape)
-    lo, hi = round_inward(lo64, hi64, dtype)
-    return InputBox(lo64, hi64, bool((lo64 >= 0).all())), InputBox(lo, torch.maximum(hi, lo))
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(device).reshape(shape)  # noqa: E731
+    lo64, hi64 = as_t(clause.lower), as_t(clause.upper)
+    lo_in, hi_in = as_t(clause.lower_in), as_t(clause.upper_in)
+    lo, hi = round_inward(lo_in, hi_in, dtype)
+    return InputBox(lo64, hi64, bool((lo64 >= 0).all())), InputBox(lo_in, hi_in), InputBox(lo, torch.maximum(hi, lo))
 
 
 def _inside(points: torch.Tensor, box: InputBox) -> torch.Tensor:
@@ -70,9 +76,46 @@ def _inside(points: torch.Tensor, box: InputBox) -> torch.Tensor:
     return ok.reshape(ok.shape[0], -1).all(dim=1)
 
 
+class _PastDeadline(BaseException):
+    """Raised by the deadline alarm wherever the run is (a BaseException, so no `except Exception` swallows it)."""
+
+
+DEADLINE_GRACE = 0.3  # seconds past the deadline before the alarm interrupts whatever phase is running
+
+
+@contextlib.contextmanager
+def _alarm_at(deadline: float) -> Iterator[None]:
+    """Interrupt the block with `_PastDeadline` at `deadline` + DEADLINE_GRACE (perf_counter time). Phases check
+    the deadline themselves; the alarm bounds the overshoot of any phase that does not (attacks, bound passes,
+    LPs). Only the main thread can take signals: elsewhere this is a no-op."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def ring(signum, frame):
+        raise _PastDeadline()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline + DEADLINE_GRACE - time.perf_counter(), 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
-    """Decide the property within opt.timeout seconds."""
+    """Decide the property within opt.timeout seconds (overshooting by at most about DEADLINE_GRACE plus one
+    torch operation, whatever phase is running)."""
     start = time.perf_counter()
+    try:
+        with _alarm_at(start + opt.timeout):
+            return _verify(graph, spec, opt, start)
+    except _PastDeadline:
+        return VerifyResult("timeout", None, time.perf_counter() - start, detail="stopped at the deadline")
+
+
+def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) -> VerifyResult:
     deadline = start + opt.timeout
     n_in, n_out = math.prod(graph.input_shape), graph.num_classes
     if spec.n_inputs != n_in or spec.n_outputs != n_out:
@@ -89,11 +132,11 @@ def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
     methods_used = []
     pending: list[tuple[Clause, InputBox, LinearSpec]] = []
     for clause in spec.clauses:
-        proof_box, attack_box = _boxes(clause, graph, native.dtype, dev)
+        proof_box, member_box, attack_box = _boxes(clause, graph, native.dtype, dev)
         s = clause.spec(torch.float64).to(device=dev)
 
-        def confirmed(x: torch.Tensor, s=s, proof_box=proof_box) -> bool:
-            return bool(confirm_counterexamples(x, s, native, wide, _inside(x, proof_box)).all())
+        def confirmed(x: torch.Tensor, s=s, member_box=member_box) -> bool:
+            return bool(confirm_counterexamples(x, s, native, wide, _inside(x, member_box)).all())
 
         # 1. attack: PGD on the whole property, then on each disjunct alone (a targeted attack per class)
         hit = _attack(native, attack_box, s, opt, confirmed)
@@ -245,18 +288,42 @@ def read_instances(csv_path: str) -> list[Instance]:
                 raise UsageError(f"{csv_path}:{lineno}: timeout {row[2]!r} is not a number") from None
             onnx, vnn = (os.path.normpath(os.path.join(folder, r.strip())) for r in row[:2])
             out.append(Instance(onnx, vnn, timeout))
+    if not out:
+        raise UsageError(f"instances file '{csv_path}' holds no instances (expected lines onnx,vnnlib,timeout)")
     return out
 
 
 def read_known(csv_path: str) -> dict[tuple[str, str], dict[str, str]]:
     """known_results.csv rows keyed by (onnx, vnnlib) as absolute normalised paths."""
+    if not os.path.exists(csv_path):
+        raise UsageError(f"known-results file '{csv_path}' does not exist")
     folder = os.path.dirname(os.path.abspath(csv_path))
     out = {}
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            key = tuple(os.path.normpath(os.path.join(folder, row[k])) for k in ("onnx", "vnnlib"))
-            out[key] = row
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            for lineno, row in enumerate(csv.DictReader(f), 2):
+                if any(not row.get(k) for k in ("onnx", "vnnlib", "expected")):
+                    raise UsageError(f"{csv_path}:{lineno}: expected columns onnx, vnnlib and expected (a header line names them)")
+                key = tuple(os.path.normpath(os.path.join(folder, row[k])) for k in ("onnx", "vnnlib"))
+                out[key] = row
+    except UnicodeDecodeError:
+        raise UsageError(f"'{csv_path}' is not a text CSV file") from None
+    if not out:
+        raise UsageError(f"known-results file '{csv_path}' holds no rows")
     return out
+
+
+def benchmark_problems(summary: "BenchmarkSummary", known: dict | None, allow_errors: bool) -> tuple[int, str | None]:
+    """(exit code, reason) for a benchmark run: 2 when the known answers match no instance (nothing was checked),
+    1 when an instance failed to run (unless `allow_errors`) or an answer contradicts a known one; else (0, None)."""
+    if known is not None and not any(r.expected for r in summary.rows):
+        return 2, "none of the instances appears in the known-results file: check that both name the same onnx/vnnlib paths"
+    errors = [r for r in summary.rows if r.result is None]
+    if errors and not allow_errors:
+        return 1, f"{len(errors)} instance(s) could not be run (first: {errors[0].error}); pass --allow-errors to accept that"
+    if known is not None and summary.unsound():
+        return 1, f"{len(summary.unsound())} unsat answer(s) on instances known to be sat"
+    return 0, None
 
 
 @dataclass

@@ -11,6 +11,7 @@ every group has a row that is > 0 over the whole box). Malformed files give one 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,20 +26,37 @@ from .spec import LinearSpec
 MAX_DISJUNCTS = 100_000
 
 
+MAX_SPEC_BYTES = 1 << 30  # a larger (decompressed) spec is refused before parsing: its parse would not fit in memory
+
+
 class VnnlibError(SrpAuditError):
-    """A VNN-LIB file that cannot be read."""
+    """A VNN-LIB file that cannot be read; the message never echoes control characters from the file."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else "?" for c in message))
 
 
 @dataclass
 class Clause:
-    """One input box and the output constraints of the disjuncts that share it."""
+    """One input box and the output constraints of the disjuncts that share it.
 
-    lower: np.ndarray  # (n_inputs,) float64
+    The box's bounds are rationals in the file; `lower`/`upper` are rounded outward to float64 (the box every
+    proof covers), `lower_in`/`upper_in` inward (every point inside them is in the exact box)."""
+
+    lower: np.ndarray  # (n_inputs,) float64, rounded outward
     upper: np.ndarray
     C: np.ndarray  # (S, n_outputs): rows h = C·y + d
     d: np.ndarray  # (S,)
     groups: list[list[int]]
     strict: np.ndarray  # (S,) bool: the constraint was strict (violated only when h < 0)
+    lower_in: np.ndarray | None = None  # rounded inward; None: equal to lower/upper (the bounds were floats)
+    upper_in: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.lower_in is None:
+            self.lower_in = self.lower
+        if self.upper_in is None:
+            self.upper_in = self.upper
 
     def spec(self, dtype: torch.dtype = torch.float64) -> LinearSpec:
         C = torch.from_numpy(self.C).to(dtype).unsqueeze(0)
@@ -187,7 +205,7 @@ class _Reader:
                 raise self.fail(op_line, f"'{op}' takes two arguments")
             a, b = self.term(*expr[1]), self.term(*expr[2])
             g = _diff(a, b) if op in (">=", ">") else _diff(b, a)
-            return [[(g, op in ("<", ">"))]]
+            return [[(g, op in ("<", ">"), op_line)]]
         raise self.fail(op_line, f"unsupported operator '{op}' (expected and, or, <=, >=, <, >)")
 
 
@@ -196,10 +214,26 @@ def read_vnnlib(path: str | os.PathLike) -> VnnlibSpec:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise VnnlibError(f"spec file '{path}' does not exist")
+    if os.path.isdir(path):
+        raise VnnlibError(f"spec '{path}' is a folder, not a VNN-LIB file")
+    too_big = VnnlibError(f"'{path}' is larger than {MAX_SPEC_BYTES >> 20} MiB, more than a VNN-LIB property this reader "
+                          "parses in memory; split the property into several files")
+    if not path.endswith(".gz") and os.path.getsize(path) > MAX_SPEC_BYTES:
+        raise too_big  # refused without reading it
     try:
-        raw = gzip.open(path, "rt").read() if path.endswith(".gz") else open(path, encoding="utf-8").read()
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
+    except (OSError, EOFError) as e:
         raise VnnlibError(f"'{path}' cannot be read ({e})") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise too_big
+    if b"\x00" in data[:1 << 16]:
+        raise VnnlibError(f"'{path}' is a binary file, not a VNN-LIB text file")
+    try:
+        raw = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise VnnlibError(f"'{path}' is not UTF-8 text (byte {e.start}); is it really a VNN-LIB file?") from None
+    del data
     r = _Reader(path)
     asserts = []
     for form, line in _parse(_tokens(raw, path), path):
@@ -243,26 +277,36 @@ def _count(names: set[str], prefix: str, path: str) -> int:
     return len(idx)
 
 
+def _outward(q: Fraction, down: bool) -> float:
+    """q as a float64 rounded down (`down`) or up: the exact bound stays inside."""
+    f = float(q)
+    if (down and Fraction(f) > q) or (not down and Fraction(f) < q):
+        f = math.nextafter(f, -math.inf if down else math.inf)
+    return f
+
+
 def _clauses(dnf: list[list], n_in: int, n_out: int, path: str) -> list[Clause]:
     boxes: dict[tuple, list[list]] = {}
+    inner: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    empty: tuple[str, int, int] | None = None  # a variable whose bounds cross, and the lines of its two bounds
     for conj in dnf:
-        lo = np.full(n_in, -np.inf)
-        hi = np.full(n_in, np.inf)
+        lo: list[tuple[Fraction, int] | None] = [None] * n_in
+        hi: list[tuple[Fraction, int] | None] = [None] * n_in
         outs = []
-        for g, strict in conj:
+        for g, strict, line in conj:
             xs = [k for k in g.coef if k.startswith("X_") and g.coef[k] != 0]
             ys = [k for k in g.coef if k.startswith("Y_") and g.coef[k] != 0]
             if xs and ys:
-                raise VnnlibError(f"{path}: a constraint mixes inputs and outputs; only input boxes and output constraints are supported")
+                raise VnnlibError(f"{path}:{line}: a constraint mixes inputs and outputs; only input boxes and output constraints are supported")
             if len(xs) > 1:
-                raise VnnlibError(f"{path}: a constraint couples several inputs ({', '.join(xs)}); only input boxes are supported")
-            if xs:  # a·X_i + c ≥ 0  →  bound on X_i
+                raise VnnlibError(f"{path}:{line}: a constraint couples several inputs ({', '.join(xs)}); only input boxes are supported")
+            if xs:  # a·X_i + c ≥ 0  →  bound on X_i, kept exact
                 i, a = int(xs[0][2:]), g.coef[xs[0]]
-                v = float(-g.const) if a == 1 else float(g.const) if a == -1 else float(-g.const / a)
+                v = -g.const / a
                 if a > 0:
-                    lo[i] = max(lo[i], v)
+                    lo[i] = (v, line) if lo[i] is None or v > lo[i][0] else lo[i]
                 else:
-                    hi[i] = min(hi[i], v)
+                    hi[i] = (v, line) if hi[i] is None or v < hi[i][0] else hi[i]
             elif ys:
                 outs.append((g, strict))
             elif g.const < 0 or (strict and g.const == 0):
@@ -270,12 +314,22 @@ def _clauses(dnf: list[list], n_in: int, n_out: int, path: str) -> list[Clause]:
                 break
         if outs is None:
             continue
-        missing = [f"X_{i}" for i in range(n_in) if not (np.isfinite(lo[i]) and np.isfinite(hi[i]))]
+        missing = [f"X_{i}" for i in range(n_in) if lo[i] is None or hi[i] is None]
         if missing:
             raise VnnlibError(f"{path}: input(s) {', '.join(missing[:5])} lack a lower or upper bound")
-        if np.any(lo > hi):
-            continue  # an empty box holds no counterexample
-        boxes.setdefault((lo.tobytes(), hi.tobytes()), []).append(outs)
+        crossed = next((i for i in range(n_in) if lo[i][0] > hi[i][0]), None)
+        if crossed is not None:
+            empty = empty or (f"X_{crossed}", lo[crossed][1], hi[crossed][1])
+            continue  # an empty box: this disjunct holds no point
+        lo_out = np.array([_outward(b[0], True) for b in lo])
+        hi_out = np.array([_outward(b[0], False) for b in hi])
+        key = (lo_out.tobytes(), hi_out.tobytes())
+        inner[key] = (np.array([_outward(b[0], False) for b in lo]), np.array([_outward(b[0], True) for b in hi]))
+        boxes.setdefault(key, []).append(outs)
+    if not boxes and empty is not None:
+        name, lo_line, hi_line = empty
+        raise VnnlibError(f"{path}:{lo_line}: the input set is empty: the lower bound of {name} (line {lo_line}) exceeds its "
+                          f"upper bound (line {hi_line}), so the property would hold vacuously; fix the bounds")
     clauses = []
     for (lo_b, hi_b), disjuncts in boxes.items():
         rows, d, strict, groups = [], [], [], []
@@ -290,7 +344,8 @@ def _clauses(dnf: list[list], n_in: int, n_out: int, path: str) -> list[Clause]:
                 strict.append(s)
                 group.append(len(rows) - 1)
             groups.append(group)
+        lo_in, hi_in = inner[(lo_b, hi_b)]
         clauses.append(Clause(np.frombuffer(lo_b).copy(), np.frombuffer(hi_b).copy(),
                               np.array(rows).reshape(len(rows), n_out), np.array(d, dtype=np.float64),
-                              groups, np.array(strict, dtype=bool)))
+                              groups, np.array(strict, dtype=bool), lo_in, hi_in))
     return clauses

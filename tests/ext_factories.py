@@ -51,3 +51,8 @@ def fixture_cnn() -> nn.Module:
     from make_fixtures import make_cnn
 
     return make_cnn()
+
+
+def broken() -> nn.Module:
+    """A factory whose own code fails (the bad-input matrix checks the error names it)."""
+    raise RuntimeError("this factory is broken on purpose")

@@ -114,7 +114,8 @@ def test_gates_and_bad_suffix(tmp_path: Path) -> None:
 
 
 def test_compare_flags_regressions(tmp_path: Path) -> None:
-    base = {"summary": {"eps": 0.01, "method": "auto", "clean_accuracy": 0.95, "certified_accuracy": 0.80,
+    base = {"schema_version": 2, "run": {"data_sha256": "ab12"},
+            "summary": {"eps": 0.01, "method": "auto", "samples": 1, "clean_accuracy": 0.95, "certified_accuracy": 0.80,
                         "median_certified_radius": 0.02, "radius_search": True},
             "sweep": [{"eps": 0.005, "certified_accuracy": 0.9}], "samples": [{"index": 0, "verdict": "verified"}]}
     worse = json.loads(json.dumps(base))

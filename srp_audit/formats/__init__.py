@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..atomic import prepare_output
 from ..errors import ModelLoadError, SrpAuditError, UsageError
 from ..ir.graph import Graph
 from ..ops.passes import simplify
@@ -32,10 +33,22 @@ def load_model(path: str, *, simplified: bool = True, factory: str | None = None
     elif path.lower().endswith(ONNX_SUFFIXES) or _looks_like_onnx(path):
         graph = load_onnx(path)
     elif path.lower().endswith(".safetensors"):
+        if _written_by_robustify(path):
+            raise ModelLoadError(f"'{path}' holds the parameters of a graph fine-tuned by srp-audit robustify, not a model: "
+                                 "certify the model written with -o model.onnx or -o model.pt2 instead")
         raise ModelLoadError(f"'{path}' holds weights only: pass --model-factory package.module:function that builds the network")
     else:
         graph = _load_torch(path, input_shape, trust)
     return simplify(graph) if simplified else graph
+
+
+def _written_by_robustify(path: str) -> bool:
+    from .safetensors_io import read_safetensors_metadata
+
+    try:
+        return read_safetensors_metadata(path).get("format") == "srp-audit graph state dict"
+    except ModelLoadError:
+        return False
 
 
 def _load_torch(path: str, input_shape: tuple[int, ...] | None, trust: bool) -> Graph:
@@ -78,14 +91,13 @@ def _looks_like_onnx(path: str) -> bool:
 OUTPUT_SUFFIXES = (".onnx", ".pt2", ".safetensors")
 
 
-def check_output_path(path: str) -> str:
-    """The output's suffix, after checking it is a model format we write and its folder exists (before any work)."""
+def check_output_path(path: str, inputs: tuple[str, ...] = (), force: bool = False) -> str:
+    """The output's suffix, after checking (before any work) that it is a model format we write, that it can be
+    written, and that it is none of `inputs` unless `force`."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise UsageError(f"-o {path!r}: the output must end in {' or '.join(OUTPUT_SUFFIXES)}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"-o {path!r}: folder {folder!r} does not exist")
+    prepare_output(path, "model", inputs, force)
     return suffix
 
 
@@ -97,7 +109,7 @@ def save_model(graph: Graph, path: str) -> None:
     from .onnx_write import save_onnx
     from .torch_write import save_pt2, save_state_dict
 
-    suffix = check_output_path(path)
+    suffix = os.path.splitext(path)[1].lower()
     if suffix == ".onnx":
         save_onnx(graph, path)
         back = load_model(path)

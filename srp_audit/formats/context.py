@@ -73,7 +73,8 @@ class LoaderContext:
         try:
             shape = tuple(node.out_shape(*(t.shape for t in inputs)))
         except ValueError as e:
-            raise self.unsupported(str(e)) from None
+            raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) does not fit the shapes it receives "
+                                 f"({e}); the model file is inconsistent") from None
         self.nodes.append((name, node, tuple(t.ir for t in inputs)))
         self.origin[name] = f"{self.node_name}: {self.op_name}"
         return Tensor(name, shape)

@@ -26,6 +26,27 @@ from .onnx_context import OnnxContext
 from .onnx_ops import HANDLERS
 
 MIN_OPSET, MAX_OPSET = 7, 23
+MAX_PROTO_BYTES = 2 << 30  # protobuf's own limit: a larger .onnx cannot be a valid model
+
+
+_HINTS = {
+    "Softmax": "a final Softmax: export the model without it (certify works on the logits; softmax keeps their argmax)",
+    "LogSoftmax": "a final LogSoftmax: export the model without it (certify works on the logits; it keeps their argmax)",
+    "Erf": "Erf (from GELU) is not supported yet; ReLU-family, sigmoid and tanh activations are",
+    "Gelu": "GELU is not supported yet; ReLU-family, sigmoid and tanh activations are",
+    "LSTM": "recurrent layers (LSTM) are not supported",
+    "GRU": "recurrent layers (GRU) are not supported",
+    "RNN": "recurrent layers (RNN) are not supported",
+    "Loop": "control flow (Loop) is not supported",
+    "If": "control flow (If) is not supported",
+    "Scan": "control flow (Scan) is not supported",
+}
+
+
+def unsupported_hint(op_type: str) -> str:
+    """The reason (and the nearest thing to do) for an ONNX op the reader cannot map."""
+    return _HINTS.get(op_type, "this operator is not supported; `srp-audit inspect` lists the supported ones in its docs "
+                               "(docs/architecture.md), and CONTRIBUTING.md says how to add one")
 
 
 def _read_model(path: str) -> onnx.ModelProto:
@@ -35,6 +56,9 @@ def _read_model(path: str) -> onnx.ModelProto:
         raise ModelLoadError(f"'{path}' is a directory, not a model file")
     if os.path.getsize(path) == 0:
         raise ModelLoadError(f"model file '{path}' is empty")
+    if os.path.getsize(path) > MAX_PROTO_BYTES:
+        raise ModelLoadError(f"'{path}' is {os.path.getsize(path) / 2**30:.1f} GiB, over the 2 GiB limit of an ONNX protobuf "
+                             "(large models keep their weights in external data files); refused without reading it")
     try:
         model = onnx.load(path)
     except FileNotFoundError as e:
@@ -99,12 +123,14 @@ def load_onnx(path: str) -> Graph:
         elif node.op_type in FOLDERS:
             raise ctx.unsupported("supported only on constants (shape arithmetic), not on the model's data")
         else:
-            raise ctx.unsupported("this operator is not supported")
+            raise ctx.unsupported(unsupported_hint(node.op_type))
         for name, v in zip(node.output, outs):
             if name:
                 ctx.values[name] = v
 
     out_name = g.output[0].name
+    if out_name not in ctx.values:
+        raise ModelLoadError(f"output '{out_name}' of '{path}' is produced by no node of the graph; the model file is malformed")
     out = ctx.values.get(out_name)
     if not isinstance(out, Tensor):
         raise ModelLoadError(f"output '{out_name}' of '{path}' does not depend on the model input")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import pickle
+import re
 import sys
 import tempfile
 import warnings
@@ -64,12 +66,49 @@ def archive_kind(path: str) -> str:
     return "unknown"
 
 
-def _pt2_unsafe(path: str) -> list[str]:
+# What a plain torch.export archive holds (relative to its top folder); anything else — AOTInductor or
+# ExecuTorch payloads, pickled custom objects, extra files — is refused before torch reads the archive.
+_PT2_MEMBERS = re.compile(
+    r"(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id|models/[\w.-]+\.json"
+    r"|data/weights/[\w.-]*weights_config\.json|data/weights/weight_\d+|data/constants/[\w.-]*constants_config\.json"
+    r"|data/constants/tensor_\w+|data/sample_inputs/[\w.-]+\.pt)"
+)
+_MAX_PT2_CONFIG = 64 << 20  # bytes: a weights/constants config larger than this is not a model's
+
+
+def pt2_refusals(path: str) -> list[str]:
+    """Why loading this torch.export archive could run code, decided from the archive's own metadata before torch
+    reads it (empty: safe). torch unpickles weights and constants whose config entry says `use_pickle`, custom
+    and opaque objects, and falls back to a full unpickle of sample inputs that fail the weights-only loader."""
     bad: list[str] = []
     with zipfile.ZipFile(path) as z:
-        for name in z.namelist():
-            if name.endswith((".pt", ".pkl", ".pickle")):
-                bad += unsafe_globals(z.read(name))
+        for info in z.infolist():
+            rel = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
+            if info.is_dir():
+                continue
+            if not _PT2_MEMBERS.fullmatch(rel):
+                bad.append(f"member {info.filename!r} (not part of a plain torch.export program)")
+            elif rel.endswith("_config.json"):
+                bad += _pickled_payloads(z, info)
+            elif rel.endswith(".pt"):
+                bad += [f"{info.filename}: {g}" for g in unsafe_globals(z.read(info.filename))]
+    return bad
+
+
+def _pickled_payloads(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[str]:
+    """Entries of a weights/constants config that torch would unpickle."""
+    if info.file_size > _MAX_PT2_CONFIG:
+        return [f"{info.filename} is {info.file_size} bytes"]
+    try:
+        config = json.loads(z.read(info.filename)).get("config", {})
+        entries = list(config.items())
+    except (ValueError, AttributeError):
+        return [f"{info.filename} is not a readable payload config"]
+    bad = []
+    for name, meta in entries:
+        if not isinstance(meta, dict) or meta.get("use_pickle") is not False or not str(meta.get("path_name", "")).startswith(
+                ("weight_", "tensor_")):
+            bad.append(f"{info.filename}: {name!r} is stored pickled")
     return bad
 
 
@@ -85,13 +124,16 @@ def read_state_dict(path: str, trust: bool = False) -> dict[str, torch.Tensor]:
         obj: Any = read_safetensors(path)[0]
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, AttributeError) as e:
+            obj = _torch_load(path, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, AttributeError):
             if not trust:
                 names = unsafe_globals(path) if zipfile.is_zipfile(path) else ["<legacy pickle>"]
                 raise _refuse(path, names, "holds more than tensors: loading it") from None
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-            del e
+            _importable_from_cwd()
+            try:
+                obj = _torch_load(path, weights_only=False)
+            except Exception as e:
+                raise ModelLoadError(f"'{path}' is not a readable PyTorch file ({type(e).__name__}: {str(e)[:120]})") from None
         except Exception as e:
             raise ModelLoadError(f"'{path}' is not a readable PyTorch file ({type(e).__name__}: {str(e)[:120]})") from None
     if isinstance(obj, torch.nn.Module):
@@ -109,6 +151,14 @@ def read_state_dict(path: str, trust: bool = False) -> dict[str, torch.Tensor]:
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return dict(obj)
+
+
+def _torch_load(path: str, weights_only: bool) -> Any:
+    """torch.load on the CPU without torch's multi-line warnings (legacy formats, weights_only hints): every
+    problem reaches the user as one line from our own error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
 
 
 def _is_tensor_dict(d: dict) -> bool:
@@ -130,8 +180,14 @@ def export_module(module: torch.nn.Module, input_shape: tuple[int, ...], source:
             warnings.simplefilter("ignore")
             return torch.export.export(module, (_example(input_shape),), dynamic_shapes=({0: batch},))
     except Exception as e:
-        raise ModelLoadError(f"torch.export could not trace {source} with input shape {tuple(input_shape)} "
-                             f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        raise ModelLoadError(f"torch.export could not trace {source} with input shape {tuple(input_shape)}: check "
+                             f"--input-shape ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+
+
+def _importable_from_cwd() -> None:
+    """User code (a factory's module, a trusted pickle's classes) is looked up from the current folder too."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def load_factory(factory: str, weights: str, input_shape: tuple[int, ...] | None, trust: bool = False) -> Graph:
@@ -139,8 +195,7 @@ def load_factory(factory: str, weights: str, input_shape: tuple[int, ...] | None
     mod_name, _, attr = factory.partition(":")
     if not mod_name or not attr:
         raise ModelLoadError(f"--model-factory {factory!r}: expected 'package.module:function'")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _importable_from_cwd()
     try:
         mod = importlib.import_module(mod_name)
     except Exception as e:
@@ -148,7 +203,10 @@ def load_factory(factory: str, weights: str, input_shape: tuple[int, ...] | None
     fn = getattr(mod, attr, None)
     if not callable(fn):
         raise ModelLoadError(f"--model-factory: {mod_name!r} has no callable {attr!r}")
-    net = fn()
+    try:
+        net = fn()
+    except Exception as e:
+        raise ModelLoadError(f"--model-factory {factory} raised {type(e).__name__}: {str(e)[:160]}") from None
     if not isinstance(net, torch.nn.Module):
         raise ModelLoadError(f"--model-factory: {factory} returned {type(net).__name__}, not a torch.nn.Module")
     state = read_state_dict(weights, trust)
@@ -173,9 +231,10 @@ def load_factory(factory: str, weights: str, input_shape: tuple[int, ...] | None
 
 
 def load_pt2(path: str, trust: bool = False) -> Graph:
-    bad = _pt2_unsafe(path)
+    """A torch.export archive, refused unless every member is plain data (see `pt2_refusals`) or `trust`."""
+    bad = pt2_refusals(path)
     if bad and not trust:
-        raise _refuse(path, bad, "(a torch.export archive) holds pickled objects; loading it")
+        raise _refuse(path, bad, "(a torch.export archive) holds pickled objects or code; loading it")
     try:
         ep = torch.export.load(path)
     except Exception as e:
@@ -201,7 +260,8 @@ def load_torchscript(path: str, input_shape: tuple[int, ...] | None) -> Graph:
                 torch.onnx.export(module, (_example(input_shape),), out, dynamo=False, opset_version=17,
                                   input_names=["input"], dynamic_axes={"input": {0: "batch"}})
         except Exception as e:
-            raise ModelLoadError(f"'{path}' (TorchScript) could not be converted ({type(e).__name__}: {str(e)[:160]})") from None
+            raise ModelLoadError(f"'{path}' (TorchScript) could not be run on an input of shape {tuple(input_shape)}: check "
+                                 f"--input-shape ({type(e).__name__}: {str(e).splitlines()[0][:140]})") from None
         g = load_onnx(out)
     g.meta = GraphMeta(source=path, input_name="input", output_name=g.meta.output_name, batched=True,
                        original_input_shape=g.meta.original_input_shape, origin=g.meta.origin)
@@ -211,7 +271,14 @@ def load_torchscript(path: str, input_shape: tuple[int, ...] | None) -> Graph:
 def load_pickled_module(path: str, input_shape: tuple[int, ...] | None, trust: bool) -> Graph:
     if not trust:
         raise _refuse(path, unsafe_globals(path) if zipfile.is_zipfile(path) else ["<legacy pickle>"], "is a pickled module; loading it")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    _importable_from_cwd()
+    try:
+        obj = _torch_load(path, weights_only=False)
+    except (AttributeError, ImportError) as e:  # the module's class is not importable here
+        raise ModelLoadError(f"'{path}' needs a class it cannot import ({e}); run srp-audit where the class's module can be "
+                             "imported (its folder, or on PYTHONPATH)") from None
+    except Exception as e:
+        raise ModelLoadError(f"'{path}' is not a readable pickled module ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(obj, torch.nn.Module):
         raise ModelLoadError(f"'{path}' holds a {type(obj).__name__}, not a module; for a state dict pass --model-factory")
     shape = input_shape or getattr(obj, "input_shape", None)

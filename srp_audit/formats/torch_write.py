@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 
 import torch
 
@@ -18,9 +22,25 @@ def save_pt2(graph: Graph, path: str | os.PathLike) -> None:
     g.requires_grad_(False)
     example = torch.zeros((2,) + g.input_shape)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    ep = torch.export.export(g, (example,), dynamic_shapes=({0: batch},))
-    with atomic_path(path, ".pt2.tmp") as tmp:
-        torch.export.save(ep, tmp)
+    with quiet_torch():
+        ep = torch.export.export(g, (example,), dynamic_shapes=({0: batch},))
+        with atomic_path(path, ".pt2.tmp") as tmp:
+            torch.export.save(ep, tmp)
+
+
+@contextlib.contextmanager
+def quiet_torch() -> Iterator[None]:
+    """torch's export machinery logs and warns on stderr (e.g. about dynamic shapes); the CLI's promise is one
+    line per problem, so those are silenced while we export (errors still raise)."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def save_state_dict(graph: Graph, path: str | os.PathLike) -> None:

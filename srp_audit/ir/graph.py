@@ -64,6 +64,7 @@ class Graph(nn.Module):
             raise ValueError(f"output {output!r} is not a node")
         self.output = output
         self.last_use = self._compute_last_use()
+        self._supported: set[str] = set()  # methods every node supports (see check_supported)
 
     # ------------------------------------------------------------------ structure
 
@@ -101,10 +102,14 @@ class Graph(nn.Module):
         return last
 
     def check_supported(self, method: str) -> None:
-        """Raise `BoundMethodError` naming the first node whose op has no rule for `method`."""
+        """Raise `BoundMethodError` naming the first node whose op has no rule for `method` (checked once per
+        graph and method: the node list never changes after construction)."""
+        if method in self._supported:
+            return
         for name, node, _ in self.items():
             if not node.supports(method):
                 raise BoundMethodError(f"bound method '{method}' has no rule for op {node.op} (node {self.describe_node(name)})")
+        self._supported.add(method)
 
     # ------------------------------------------------------------------ execution
 

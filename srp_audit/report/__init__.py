@@ -38,8 +38,32 @@ def render(result: CertifyResult, model: str, fmt: str, per_sample: bool = False
     return as_table(result, model, per_sample, by_class)
 
 
-def append_step_summary(path: str, markdown: str) -> None:
-    """Append to $GITHUB_STEP_SUMMARY without pushing the file past GitHub's 1 MiB limit."""
+def step_summary_problem(path: str) -> str | None:
+    """Why $GITHUB_STEP_SUMMARY cannot be appended to (None: it can); checked before the work starts."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"GITHUB_STEP_SUMMARY '{path}' is a folder"
+    if not os.path.isdir(folder):
+        return f"GITHUB_STEP_SUMMARY '{path}' is in a folder that does not exist"
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        return f"GITHUB_STEP_SUMMARY '{path}' is not writable"
+    return None
+
+
+def append_step_summary(path: str, markdown: str) -> str | None:
+    """Append to $GITHUB_STEP_SUMMARY without pushing the file past GitHub's 1 MiB limit. A step summary is a
+    courtesy: a failure to write it is returned as a warning line, never raised (it must not hide a gate)."""
+    problem = step_summary_problem(path)
+    if problem:
+        return f"{problem}; the step summary was skipped"
+    try:
+        _append(path, markdown)
+    except OSError as e:
+        return f"could not append to GITHUB_STEP_SUMMARY '{path}' ({e.strerror or e}); the step summary was skipped"
+    return None
+
+
+def _append(path: str, markdown: str) -> None:
     used = os.path.getsize(path) if os.path.exists(path) else 0
     room = STEP_SUMMARY_LIMIT - used
     if room <= 200:
@@ -52,5 +76,5 @@ def append_step_summary(path: str, markdown: str) -> None:
         f.write(data)
 
 
-__all__ = ["FORMATS", "SCHEMA_VERSION", "render", "format_for", "append_step_summary", "summary", "sweep_rows", "class_rows",
+__all__ = ["FORMATS", "SCHEMA_VERSION", "render", "format_for", "append_step_summary", "step_summary_problem", "summary", "sweep_rows", "class_rows",
            "clopper_pearson", "as_dict", "as_json", "as_junit", "as_html", "as_table", "as_markdown"]

@@ -6,7 +6,10 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
+
+READABLE_SCHEMAS = (2,)
+MAX_REPORT_BYTES = 512 << 20
 
 
 @dataclass
@@ -18,23 +21,48 @@ class Comparison:
 def load_report(path: str) -> dict:
     if not os.path.exists(path):
         raise DataError(f"report '{path}' does not exist")
+    if os.path.getsize(path) > MAX_REPORT_BYTES:
+        raise DataError(f"'{path}' is {os.path.getsize(path)} bytes, too large for an srp-audit JSON report")
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"'{path}' is not a JSON report ({e})") from None
-    if not isinstance(doc, dict) or "summary" not in doc or "certified_accuracy" not in doc.get("summary", {}):
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(f"'{path}' is not a JSON report ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("summary"), dict) or "certified_accuracy" not in doc["summary"]:
         raise DataError(f"'{path}' is not an srp-audit JSON report (no summary.certified_accuracy)")
+    version = doc.get("schema_version")
+    if version not in READABLE_SCHEMAS:
+        raise DataError(f"'{path}' has report schema_version {version!r}; this srp-audit reads versions "
+                        f"{', '.join(map(str, READABLE_SCHEMAS))}: re-create the report with this version")
     return doc
+
+
+def incomparable(old: dict, new: dict) -> str | None:
+    """Why two reports cannot gate each other (None: they can): different eps, or different data."""
+    eo, en = old["summary"].get("eps"), new["summary"].get("eps")
+    if eo != en:
+        return f"the reports are at different eps ({eo} vs {en}): certify both at the same --eps"
+    do, dn = old.get("run", {}).get("data_sha256"), new.get("run", {}).get("data_sha256")
+    if do and dn and do != dn:
+        return "the reports were made on different data (data_sha256 differs): certify both on the same --data"
+    if bool(do) != bool(dn):
+        return "only one report records its data (data_sha256); certify both with this version of srp-audit"
+    so, sn = old["summary"].get("samples"), new["summary"].get("samples")
+    if so != sn:
+        return f"the reports cover different numbers of samples ({so} vs {sn}): use the same --data and --limit"
+    return None
 
 
 def compare(old: dict, new: dict, tolerance: float = 0.0) -> Comparison:
     """Changes in the headline numbers; a regression is a drop in certified accuracy (at the report's eps and
     at every common sweep eps) or in the median certified radius larger than `tolerance` (absolute)."""
+    reason = incomparable(old, new)
+    if reason:
+        raise UsageError(f"cannot compare: {reason}")
     so, sn = old["summary"], new["summary"]
     lines, regressed = [], False
-    if so.get("eps") != sn.get("eps") or so.get("method") != sn.get("method"):
-        lines.append(f"note: eps/method differ ({so.get('eps')}/{so.get('method')} → {sn.get('eps')}/{sn.get('method')})")
+    if so.get("method") != sn.get("method"):
+        lines.append(f"note: the bound methods differ ({so.get('method')} → {sn.get('method')})")
 
     def row(name: str, a: float, b: float, pct: bool, gate: bool) -> None:
         nonlocal regressed

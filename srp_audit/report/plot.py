@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import os
 
-from ..atomic import write_text_atomic
+from ..atomic import atomic_path, prepare_output, write_text_atomic
 from ..certify import CertifyResult
 from ..errors import UsageError
 from .summary import sweep_rows
 from .svg import radius_histogram, sweep_curve
+
+
+def check_plot_path(path: str, inputs: tuple[str, ...] = ()) -> None:
+    """Before any work: the plot's type is known (.svg, or .png with matplotlib installed) and it can be written."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (".svg", ".png"):
+        raise UsageError(f"--plot {path!r}: use a .png or .svg file")
+    if suffix == ".png":
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot FILE.png needs matplotlib: pip install 'srp-audit[plot]' (or write .svg, which needs nothing)") from None
+    prepare_output(path, "plot", inputs)
 
 
 def write_plot(result: CertifyResult, path: str) -> None:
@@ -43,5 +56,6 @@ def write_plot(result: CertifyResult, path: str) -> None:
     b.set_xlabel("certified radius")
     b.set_ylabel("samples")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

@@ -1,0 +1,77 @@
+"""Robustify checkpoints: what they record (model fingerprint, training settings, optimiser and data-order state),
+and the checks that a resume continues exactly the run that made them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from .atomic import atomic_path
+from .errors import UsageError
+from .ir.graph import Graph
+
+
+def model_fingerprint(graph: Graph) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(graph.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# Options that define the training run; a checkpoint resumes only a run with the same ones.
+_RUN_SETTINGS = ("eps", "epochs", "max_time", "batch_size", "lr", "regularizer", "variant", "warmup", "ramp", "k_final",
+                 "ada", "gamma", "val_split", "seed", "domain")
+
+
+def settings_of(opt: Any) -> dict:
+    """The training settings of a RobustifyOptions, as a checkpoint records them."""
+    d = asdict(opt)
+    return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in _RUN_SETTINGS}
+
+
+def _changed_settings(saved: dict, now: dict) -> list[str]:
+    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
+    return [f"{flag(k)} {saved.get(k)!r} then, {now[k]!r} now" for k in _RUN_SETTINGS if saved.get(k) != now[k]]
+
+
+def check_resumable(opt: Any, fingerprint: str, device: torch.device | str = "cpu") -> dict:
+    """The checkpoint `opt.resume` asks for, after checking it is ours, of this model and of these settings (a
+    `UsageError` otherwise, so a CLI can check it before any work)."""
+    ckpt = opt.checkpoint_path
+    if not ckpt or not os.path.exists(ckpt):
+        raise UsageError(f"--resume: no checkpoint at {ckpt!r}; run with --checkpoint-every N first")
+    state = read_checkpoint(ckpt, device)
+    if state.get("fingerprint") != fingerprint:
+        raise UsageError(f"checkpoint {ckpt!r} was made from a different model; remove it or pass the original model")
+    changed = _changed_settings(state.get("options", {}), settings_of(opt))
+    if changed:
+        raise UsageError(f"checkpoint {ckpt!r} was made with other settings ({'; '.join(changed)}): resume with the "
+                         "same settings, or remove the checkpoint to start afresh")
+    return state
+
+
+def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:
+    """A robustify checkpoint (weights-only load); anything else is a `UsageError` saying so."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise UsageError(f"'{path}' is not a readable srp-audit checkpoint ({first}); remove it to start afresh") from None
+    if not isinstance(state, dict) or state.get("version") != 1 or "model" not in state:
+        raise UsageError(f"'{path}' is not an srp-audit robustify checkpoint; remove it to start afresh")
+    return state
+
+
+def save_checkpoint(obj: dict, path: str) -> None:
+    """Write a checkpoint atomically (a crash mid-write leaves the previous one intact)."""
+    with atomic_path(path, ".ckpt.tmp") as tmp:
+        torch.save(obj, tmp)
