@@ -85,6 +85,12 @@ def op_graphs(seed: int) -> dict[str, Graph]:
         "MaxPool2d": one(ops.MaxPool2d(3, 2, 1), (2, 6, 6)),
         "MaxPool2d_overlap": one(ops.MaxPool2d(2, 1, 0), (2, 4, 4)),
         "Identity": one(ops.Identity(), (4,)),
+        "Select": one(ops.Select(torch.randint(0, 24, (5, 2), generator=g), (5, 2), 24), (2, 3, 4)),
+        "Concat": Graph((6,), [("a", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ops.Relu(), (INPUT,)),
+                               ("op", ops.Concat(0, 2), ("a", "b"))], "op"),
+        "ConvTranspose2d": one(ops.ConvTranspose2d(_rand(g, 2, 3, 3, 3), _rand(g, 3), stride=2, padding=(1, 0, 0, 1),
+                                                   output_padding=1), (2, 4, 4)),
+        "Sign": one(ops.Sign(), (7,)),
     }
     return graphs
 
@@ -133,7 +139,13 @@ def deep_graphs(seed: int) -> dict[str, Graph]:
         ("c0", ops.Conv2d(r(3, 2, 3, 3), r(3)), ("pad",)), ("r0", ops.Relu(), ("c0",)),
         ("tr", ops.Transpose((1, 2, 0)), ("r0",)), ("f", ops.Reshape((4 * 5 * 3,)), ("tr",)),
         ("d0", ops.Dense(r(6, 60), r(6)), ("f",)), ("r1", ops.Relu(), ("d0",)), ("d1", ops.Dense(r(3, 6), r(3)), ("r1",))], "d1")
-    return {"mlp_relu": mlp(ops.Relu), "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)), "mlp_sigmoid": mlp(ops.Sigmoid),
+    gen = Graph((3, 3, 3), [
+        ("t0", ops.ConvTranspose2d(r(3, 2, 3, 3), r(2), 2, 1, 1), (INPUT,)), ("r0", ops.Relu(), ("t0",)),
+        ("s0", ops.Select(torch.arange(2 * 6 * 6).reshape(2, 6, 6)[:, 1:5, :].flatten(), (2, 4, 6), 72), ("r0",)),
+        ("c0", ops.Conv2d(r(2, 2, 3, 3), r(2), 1, 1), ("s0",)), ("sg", ops.Sign(), ("c0",)),
+        ("cat", ops.Concat(0, 2), ("sg", "s0")), ("f", ops.Reshape((4 * 4 * 6,)), ("cat",)),
+        ("d", ops.Dense(r(3, 96), r(3)), ("f",))], "d")
+    return {"mlp_relu": mlp(ops.Relu), "generator_slice_sign": gen, "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)), "mlp_sigmoid": mlp(ops.Sigmoid),
             "mlp_tanh": mlp(ops.Tanh), "cnn_patches": cnn,
             "resnet_merge": res, "pools_smooth": pools, "affine_pad_transpose": misc}
 

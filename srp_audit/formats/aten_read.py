@@ -20,6 +20,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.registry import registrar
 from ..ir.walk import INPUT
+from ..ops.select import index_map
 from .context import BATCH, LoaderContext, Tensor, Value, sample_shape
 
 
@@ -54,14 +55,15 @@ def _ints(v: Any) -> list[int]:
 
 @aten("aten.convolution.default")
 def _conv(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x, w, b, stride, padding, dilation, transposed, _, groups = a[:9]
-    if transposed:
-        raise ctx.unsupported("transposed convolutions are not supported")
+    x, w, b, stride, padding, dilation, transposed, output_padding, groups = a[:9]
     x = _tensor(ctx, x)
     wt = _weight(ctx, w)
     if wt.dim() != 4 or len(x.shape) != 3:
         raise ctx.unsupported("only 2-D convolutions are supported")
     bias = _weight(ctx, b) if b is not None else None
+    if transposed:
+        node = ops.ConvTranspose2d(wt, bias, _ints(stride), _ints(padding), _ints(output_padding), _ints(dilation), int(groups))
+        return ctx.emit(node, [x], "convT")
     return ctx.emit(ops.Conv2d(wt, bias, _ints(stride), _ints(padding), _ints(dilation), int(groups)), [x], "conv")
 
 
@@ -356,3 +358,41 @@ def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
     meta = GraphMeta(source=source, input_name="input", output_name="output", batched=batched,
                      original_input_shape=tuple(declared))
     return ctx.graph(sample, out_value, meta)
+
+
+@aten("aten.slice.Tensor", "aten.select.int", "aten.index_select.default", "aten.split.Tensor", "aten.split_with_sizes.default",
+      "aten.expand.default", "aten.repeat.default", "aten.narrow.default", "aten.unbind.int")
+def _pick(ctx: _AtenCtx, a: list, kw: dict):
+    """Ops that only pick, repeat or reorder entries: run the op itself on the entries' numbers to learn which
+    entries each output takes (one Select per output; a list for ops with several)."""
+    x = _tensor(ctx, a[0])
+    rest = [torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) and v.ndim else v for v in a[1:]]
+
+    args = list(rest)
+    if ctx.node.target is torch.ops.aten.expand.default and ctx.batched:  # the batch size was folded to 1: keep the data's
+        args[0] = [-1] + [int(s) for s in list(args[0])[1:]]
+
+    def apply(ids: np.ndarray) -> list:
+        out = ctx.node.target(torch.from_numpy(ids), *args, **kw)
+        return [o.numpy() for o in out] if isinstance(out, (list, tuple)) else [out.numpy()]
+
+    try:
+        picks = index_map(apply, x.shape, ctx.batched)
+    except Exception as e:
+        raise ctx.unsupported(f"cannot apply it to the sample ({type(e).__name__}: {str(e)[:80]})") from None
+    if picks is None:
+        raise ctx.unsupported("it moves or mixes the batch axis; only per-sample slicing and gathering is supported")
+    total = math.prod(x.shape)
+    outs = [ctx.emit(ops.Select(idx, shape, total), [x], "select") for idx, shape in picks]
+    multi = "split" in str(ctx.node.target) or "unbind" in str(ctx.node.target)
+    return outs if multi else outs[0]
+
+
+@aten("aten.cat.default")
+def _cat(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    parts = list(a[0])
+    if not all(isinstance(p, Tensor) for p in parts):
+        raise ctx.unsupported("concatenating constants with the model's data is not supported yet")
+    dim = int(a[1]) if len(a) > 1 else int(kw.get("dim", 0))
+    axis = ctx.sample_axis(parts[0], dim)
+    return parts[0] if len(parts) == 1 else ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")

@@ -166,6 +166,31 @@ def _expand(inputs, attrs, opset):
     return [data * np.ones(shape, dtype=data.dtype)]  # ONNX Expand broadcasts both ways
 
 
+@folds("Split")
+def _split(inputs, attrs, opset):
+    data = np.asarray(inputs[0])
+    axis = int(attrs.get("axis", 0)) % data.ndim
+    if opset >= 13:
+        sizes = [int(s) for s in np.asarray(inputs[1]).reshape(-1)] if len(inputs) > 1 and inputs[1] is not None else None
+    else:
+        sizes = list(attrs["split"]) if "split" in attrs else None
+    if sizes is None:
+        parts = int(attrs.get("num_outputs", attrs.get("__outputs", 1)))
+        size = -(-data.shape[axis] // parts)
+        sizes = [min(size, data.shape[axis] - i * size) for i in range(parts)]
+    return np.split(data, np.cumsum(sizes)[:-1], axis=axis)
+
+
+@folds("Tile")
+def _tile(inputs, attrs, opset):
+    return [np.tile(np.asarray(inputs[0]), [int(r) for r in np.asarray(inputs[1]).reshape(-1)])]
+
+
+@folds("Sign")
+def _sign(inputs, attrs, opset):
+    return [np.sign(np.asarray(inputs[0]))]
+
+
 @folds("CastLike")
 def _cast_like(inputs, attrs, opset):
     return [np.asarray(inputs[0]).astype(np.asarray(inputs[1]).dtype)]

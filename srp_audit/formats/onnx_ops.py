@@ -16,7 +16,9 @@ import onnx
 
 from .. import ops
 from ..ir.registry import registrar
+from ..ops.select import index_map
 from .context import Tensor, Value
+from .onnx_const import fold
 from .onnx_context import OnnxContext
 
 Handler = Callable[[OnnxContext, Any, dict], list[Value]]
@@ -364,3 +366,60 @@ def _add_sub(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 @handles("Mul", "Div")
 def _mul_div(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return [ctx.mul_or_div(ctx.get(node.input[0]), ctx.get(node.input[1]), node.op_type == "Div")]  # type: ignore[arg-type]
+
+
+@handles("Slice", "Gather", "Split", "Expand", "Tile")
+def _pick(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    """Ops that only pick, repeat or reorder entries, applied to the model's data with constant arguments: their
+    effect is computed on the entries' numbers (the op's own constant folder), giving one Select per output."""
+    x = ctx.tensor(node.input[0])
+    rest = [ctx.const(i, "argument") if i else None for i in node.input[1:]]
+    if node.op_type == "Gather" and rest and not np.issubdtype(np.asarray(rest[0]).dtype, np.integer):
+        raise ctx.unsupported("Gather indices must be integers")
+    op_attrs = {**attrs, "__outputs": len(node.output)}
+    picks = index_map(lambda ids: fold(node.op_type, [ids, *rest], op_attrs, ctx.opset), x.shape, ctx.batched)
+    if picks is None:
+        raise ctx.unsupported("it moves or mixes the batch axis; only per-sample slicing and gathering is supported")
+    total = math.prod(x.shape)
+    return [ctx.emit(ops.Select(idx, shape, total), [x], "select") for idx, shape in picks]
+
+
+@handles("Concat")
+def _concat(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    parts = [ctx.get(i) for i in node.input]
+    if not all(isinstance(p, Tensor) for p in parts):
+        raise ctx.unsupported("concatenating constants with the model's data is not supported yet")
+    axis = ctx.sample_axis(parts[0], int(attrs.get("axis", 0)))
+    if len(parts) == 1:
+        return [parts[0]]
+    return [ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")]  # type: ignore[arg-type]
+
+
+@handles("ConvTranspose")
+def _conv_transpose(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = _spatial_input(ctx, node)
+    w = ctx.weight(node.input[1], "weight")
+    if w.dim() != 4:
+        raise ctx.unsupported("only 2-D transposed convolutions are supported")
+    b = ctx.weight(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    stride = tuple(attrs.get("strides", [1, 1]))
+    dilation = tuple(attrs.get("dilations", [1, 1]))
+    out_pad = list(attrs.get("output_padding", [0, 0]))
+    group = int(attrs.get("group", 1))
+    kh, kw = w.shape[2:]
+    full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(x.shape[1:], stride, dilation, (kh, kw))]
+    if "output_shape" in attrs:  # pads follow from the requested size (SAME_UPPER convention unless SAME_LOWER)
+        want = list(attrs["output_shape"])[-2:]
+        totals = [f + op - o for f, op, o in zip(full, out_pad, want)]
+        lower = attrs.get("auto_pad", "NOTSET") == "SAME_LOWER"
+        pads = [(t - t // 2 if lower else t // 2) for t in totals] + [(t // 2 if lower else t - t // 2) for t in totals]
+    elif attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+        totals = [f + op - n * s for f, op, n, s in zip(full, out_pad, x.shape[1:], stride)]
+        lower = attrs["auto_pad"] == "SAME_LOWER"
+        pads = [(t - t // 2 if lower else t // 2) for t in totals] + [(t // 2 if lower else t - t // 2) for t in totals]
+    else:
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(pads) != 4 or any(p < 0 for p in pads):
+        raise ctx.unsupported(f"pads {pads} (only 2-D, non-negative)")
+    node_ = ops.ConvTranspose2d(w, b, stride, (pads[0], pads[1], pads[2], pads[3]), out_pad, dilation, group)
+    return [ctx.emit(node_, [x], "convT")]

@@ -113,7 +113,7 @@ def load_onnx(path: str) -> Graph:
         ins = [ctx.get(i) for i in node.input]
         if node.op_type != "Shape" and node.op_type in FOLDERS and all(i is None or isinstance(i, np.ndarray) for i in ins) and ins:
             try:
-                outs: list[Value] = fold(node.op_type, ins, attrs, opset)  # type: ignore[arg-type]
+                outs: list[Value] = fold(node.op_type, ins, {**attrs, "__outputs": len(node.output)}, opset)  # type: ignore[arg-type]
             except Exception as e:
                 raise ctx.unsupported(f"cannot evaluate on constants ({e})") from None
         elif node.op_type in HANDLERS:

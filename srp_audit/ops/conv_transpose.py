@@ -1,0 +1,97 @@
+"""ConvTranspose2d: the transposed (fractionally strided) 2-D convolution of generators and decoders, with ONNX's
+asymmetric pads and output_padding. Linear: IBP takes |W| for the radius, CROWN moves coefficients back through
+the convolution that is its adjoint."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ir.node import Node, Shape
+from .backward import Context, linear_transpose
+from .interval import Interval, affine_weights
+from .patches import flat_sum
+from .rounding import dot_gamma
+from .window import pads4, pair
+
+
+class ConvTranspose2d(Node):
+    """weight (C_in, C_out / groups, kh, kw); output size (n − 1)·s + d·(k − 1) + 1 + output_padding − pads."""
+
+    kind = "affine"
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int | Sequence[int] = 1,
+                 padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0,
+                 dilation: int | Sequence[int] = 1, groups: int = 1) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        c_out = weight.shape[1] * int(groups)
+        b = torch.zeros(c_out, dtype=weight.dtype) if bias is None else bias.detach().clone()
+        self.bias = nn.Parameter(b.reshape(c_out))
+        self.stride = pair(stride)
+        self.padding = pads4(padding)
+        self.output_padding = pair(output_padding)
+        self.dilation = pair(dilation)
+        self.groups = int(groups)
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The map without bias, optionally with another weight of the same shape (e.g. |W|)."""
+        w = self.weight if weight is None else weight
+        y = F.conv_transpose2d(x, w, None, self.stride, 0, 0, self.groups, self.dilation)
+        oh, ow = self.output_padding
+        if oh or ow:
+            y = F.pad(y, (0, ow, 0, oh))
+        t, l, b, r = self.padding
+        return y[..., t : y.shape[-2] - b, l : y.shape[-1] - r]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.bias.view(-1, 1, 1)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 3 or shape[0] != self.weight.shape[0]:
+            raise ValueError(f"ConvTranspose2d expects (C={self.weight.shape[0]}, H, W), got {shape}")
+        t, l, b, r = self.padding
+        kh, kw = self.weight.shape[2:]
+        h = (shape[1] - 1) * self.stride[0] + self.dilation[0] * (kh - 1) + 1 + self.output_padding[0] - t - b
+        w = (shape[2] - 1) * self.stride[1] + self.dilation[1] * (kw - 1) + 1 + self.output_padding[1] - l - r
+        if h <= 0 or w <= 0:
+            raise ValueError(f"ConvTranspose2d output would be empty for input {shape}")
+        return (self.weight.shape[1] * self.groups, h, w)
+
+    def describe(self) -> str:
+        i, o, kh, kw = self.weight.shape
+        return f"{i}→{o * self.groups} k{kh}x{kw} s{self.stride[0]} p{list(self.padding)}"
+
+    def _terms(self) -> int:
+        return (self.weight.shape[0] // self.groups) * math.prod(self.weight.shape[2:]) + 1
+
+    def ibp(self, x: Interval) -> Interval:
+        n = self._terms()
+        g = dot_gamma(n, x.dtype)
+        w = affine_weights(self, g, n)
+        m, v, halved = x.affine_inputs(g)
+        c = self.linear(m, w.half if halved else None) + self.bias.view(-1, 1, 1)
+        r = self.linear(v, w.abs_half if halved else w.abs) + w.radius_bias.view(-1, 1, 1)
+        return Interval(c=c, r=r)
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        const = flat_sum(A * self.bias.view(1, 1, -1, 1, 1))
+        return [linear_transpose(self.linear, A, ctx.shape(ctx.x(name)))], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        g = dot_gamma(math.prod(ctx.shape(name)) + self.weight.numel(), ctx.mag(x).dtype)
+        w = self.weight.abs()
+        return self.linear(ctx.err[x], w) + g * (self.linear(ctx.mag(x), w) + self.bias.abs().view(-1, 1, 1))
+
+    def singleprop(self, centres, radii, variant):
+        return self.linear(radii[0], self.weight.abs())
+
+    def to_onnx(self, b, name, ins, out) -> None:
+        b.add("ConvTranspose", [ins[0], b.const(f"{name}.weight", self.weight), b.const(f"{name}.bias", self.bias)], out,
+              strides=list(self.stride), pads=list(self.padding), dilations=list(self.dilation), group=self.groups,
+              output_padding=list(self.output_padding), kernel_shape=list(self.weight.shape[2:]))
