@@ -126,6 +126,7 @@ def certify(
     """Certify every sample; `x` (N, *input_shape) in the model's input space, `y` (N,) integer labels.
     `index_offset`: the global index of x[0] (for shards of a larger set)."""
     start = time.perf_counter()
+    graph, logits_note = scores_before_final_softmax(graph)
     device = resolve_device(options.device)
     if device.type == "cuda":
         use_exact_float32()
@@ -163,7 +164,21 @@ def certify(
             batch *= 2
         if progress:
             progress(lo, n)
-    return CertifyResult(results, options, str(device), time.perf_counter() - start, notes)
+    return CertifyResult(results, options, str(device), time.perf_counter() - start, ([logits_note] if logits_note else []) + notes)
+
+
+def scores_before_final_softmax(graph: Graph) -> tuple[Graph, str | None]:
+    """A classifier that ends in an op keeping the order of its scores (Softmax) is certified on the scores before
+    it: the argmax, and so every verdict and radius, is the same, and the bounds are much tighter. (`verify`
+    keeps the op: a VNN-LIB property may be about probabilities.)"""
+    last = graph.node(graph.output)
+    inner = graph.inputs_of[graph.output][0]
+    if not last.keeps_argmax or len(graph.output_shape) != 1 or inner == INPUT:
+        return graph, None
+    kept = [(n, node, ins) for n, node, ins in graph.items() if n != graph.output]
+    note = (f"the model ends in a {last.op}: certified the scores before it ({last.op} keeps their order, so the "
+            "prediction and every verdict are the same)")
+    return graph.rebuilt(kept, inner), note
 
 
 def certify_sharded(graph: Graph, x: torch.Tensor, y: torch.Tensor, options: CertifyOptions,
@@ -199,7 +214,7 @@ def is_out_of_memory(e: BaseException) -> bool:
 def merge(parts: list[CertifyResult], wall_time: float) -> CertifyResult:
     """One result from the shards of a distributed run, in sample order."""
     samples = sorted((s for p in parts for s in p.samples), key=lambda s: s.index)
-    notes = [f"{note}" for p in parts for note in p.notes]
+    notes = list(dict.fromkeys(note for p in parts for note in p.notes))  # shards repeat the same notes
     return CertifyResult(samples, parts[0].options, parts[0].device, wall_time, notes)
 
 

@@ -91,6 +91,7 @@ def op_graphs(seed: int) -> dict[str, Graph]:
         "ConvTranspose2d": one(ops.ConvTranspose2d(_rand(g, 2, 3, 3, 3), _rand(g, 3), stride=2, padding=(1, 0, 0, 1),
                                                    output_padding=1), (2, 4, 4)),
         "Sign": one(ops.Sign(), (7,)),
+        "Softmax": one(ops.Softmax(1), (2, 5)),
     }
     return graphs
 
@@ -145,7 +146,10 @@ def deep_graphs(seed: int) -> dict[str, Graph]:
         ("c0", ops.Conv2d(r(2, 2, 3, 3), r(2), 1, 1), ("s0",)), ("sg", ops.Sign(), ("c0",)),
         ("cat", ops.Concat(0, 2), ("sg", "s0")), ("f", ops.Reshape((4 * 4 * 6,)), ("cat",)),
         ("d", ops.Dense(r(3, 96), r(3)), ("f",))], "d")
-    return {"mlp_relu": mlp(ops.Relu), "generator_slice_sign": gen, "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)), "mlp_sigmoid": mlp(ops.Sigmoid),
+    attn = Graph((6,), [("d0", ops.Dense(r(8, 6), r(8)), (INPUT,)), ("sm", ops.Softmax(0), ("d0",)),
+                        ("d1", ops.Dense(r(5, 8) * 4, r(5)), ("sm",)), ("r", ops.Relu(), ("d1",)), ("d2", ops.Dense(r(3, 5), r(3)), ("r",))], "d2")
+    return {"mlp_relu": mlp(ops.Relu), "generator_slice_sign": gen, "softmax_inside": attn,
+            "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)), "mlp_sigmoid": mlp(ops.Sigmoid),
             "mlp_tanh": mlp(ops.Tanh), "cnn_patches": cnn,
             "resnet_merge": res, "pools_smooth": pools, "affine_pad_transpose": misc}
 

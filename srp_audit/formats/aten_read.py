@@ -396,3 +396,9 @@ def _cat(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     dim = int(a[1]) if len(a) > 1 else int(kw.get("dim", 0))
     axis = ctx.sample_axis(parts[0], dim)
     return parts[0] if len(parts) == 1 else ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")
+
+
+@aten("aten._softmax.default", "aten.softmax.int")
+def _softmax(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    return ctx.emit(ops.Softmax(ctx.sample_axis(x, int(a[1]))), [x], "softmax")

@@ -158,6 +158,20 @@ class LoaderContext:
             raise ModelLoadError(f"constant of node '{self.node_name}' ({self.op_name}) contains NaN or inf")
         return torch.from_numpy(np.array(c, dtype=np.float32, copy=True))
 
+    def broadcast(self, t: Tensor, c: torch.Tensor) -> Tensor:
+        """`t` repeated to the shape it takes when combined with the constant `c` (numpy broadcasting), so that the
+        elementwise op that follows keeps its shape; `t` itself when `c` does not enlarge it."""
+        try:
+            target = tuple(np.broadcast_shapes(t.shape, tuple(c.shape)))
+        except ValueError:
+            raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) combines shapes {self.full_shape(t)} and "
+                                 f"{tuple(c.shape)} that do not broadcast; the model file is inconsistent") from None
+        if target == t.shape:
+            return t
+        n = math.prod(t.shape)
+        idx = np.broadcast_to(np.arange(n).reshape(t.shape), target)
+        return self.emit(ops.Select(idx.reshape(-1), target, n), [t], "broadcast")
+
     def reshape_to(self, t: Tensor, shape: list[int]) -> Tensor:
         """Reshape `t` to a fully resolved framework-space shape, keeping the batch axis first."""
         if self.batched:
@@ -184,9 +198,9 @@ class LoaderContext:
             return self.emit(ops.Add(), [a, b])
         if isinstance(a, Tensor):
             c = self.sample_const(a, b)  # type: ignore[arg-type]
-            return self.emit(ops.ElementwiseAffine(1.0, -c if sub else c), [a], "affine")
+            return self.emit(ops.ElementwiseAffine(1.0, -c if sub else c), [self.broadcast(a, c)], "affine")
         c = self.sample_const(b, a)  # type: ignore[arg-type]
-        return self.emit(ops.ElementwiseAffine(-1.0 if sub else 1.0, c), [b], "affine")  # type: ignore[list-item]
+        return self.emit(ops.ElementwiseAffine(-1.0 if sub else 1.0, c), [self.broadcast(b, c)], "affine")  # type: ignore[arg-type]
 
     def mul_or_div(self, a: Value, b: Value, div: bool) -> Tensor:
         """a · b or a / b where one side is a constant."""
@@ -198,9 +212,10 @@ class LoaderContext:
             c = self.sample_const(a, b)  # type: ignore[arg-type]
             if bool((c == 0).any()):
                 raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) divides by zero")
-            return self.emit(ops.ElementwiseAffine(1.0 / c, 0.0), [a], "affine")
+            return self.emit(ops.ElementwiseAffine(1.0 / c, 0.0), [self.broadcast(a, c)], "affine")
         x, c = (a, b) if isinstance(a, Tensor) else (b, a)
-        return self.emit(ops.ElementwiseAffine(self.sample_const(x, c), 0.0), [x], "affine")  # type: ignore[arg-type]
+        scale = self.sample_const(x, c)  # type: ignore[arg-type]
+        return self.emit(ops.ElementwiseAffine(scale, 0.0), [self.broadcast(x, scale)], "affine")  # type: ignore[arg-type]
 
 
 def input_is_batched(declared: list[Any]) -> bool:

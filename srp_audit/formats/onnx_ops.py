@@ -152,8 +152,11 @@ def _spatial_input(ctx: OnnxContext, node: Any) -> Tensor:
 
 @handles("Conv")
 def _conv(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    x = _spatial_input(ctx, node)
+    x = ctx.tensor(node.input[0])
     w = ctx.weight(node.input[1], "weight")
+    if ctx.batched and len(x.shape) == 2 and w.dim() == 3:  # Conv1d: a 2-D convolution over a height of 1
+        return [_conv1d(ctx, node, attrs, x, w)]
+    x = _spatial_input(ctx, node)
     if w.dim() != 4:
         raise ctx.unsupported("only 2-D convolutions are supported")
     b = ctx.weight(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
@@ -161,6 +164,22 @@ def _conv(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     dilation = tuple(attrs.get("dilations", [1, 1]))
     pads = _conv_pads(ctx, attrs, x.shape[1:], tuple(w.shape[2:]), stride, dilation)
     return [ctx.emit(ops.Conv2d(w, b, stride, pads, dilation, int(attrs.get("group", 1))), [x], "conv")]
+
+
+def _conv1d(ctx: OnnxContext, node: Any, attrs: dict, x: Tensor, w: Any) -> Tensor:
+    """(N, C, L) convolutions become (N, C, 1, L) ones with a 1×k kernel, between two reshapes: exact."""
+    b = ctx.weight(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    one = lambda key, default: [1] + list(attrs.get(key, [default]))  # noqa: E731
+    attrs2 = {**attrs, "strides": one("strides", 1), "dilations": one("dilations", 1), "kernel_shape": [1, w.shape[2]]}
+    if "pads" in attrs:
+        p = list(attrs["pads"])
+        attrs2["pads"] = [0, p[0], 0, p[1]]
+    c, length = x.shape
+    x2 = ctx.emit(ops.Reshape((c, 1, length)), [x])
+    w2 = w.unsqueeze(2)
+    pads = _conv_pads(ctx, attrs2, (1, length), (1, w.shape[2]), tuple(attrs2["strides"]), tuple(attrs2["dilations"]))
+    y = ctx.emit(ops.Conv2d(w2, b, attrs2["strides"], pads, attrs2["dilations"], int(attrs.get("group", 1))), [x2], "conv")
+    return ctx.emit(ops.Reshape((y.shape[0], y.shape[2])), [y])
 
 
 @handles("BatchNormalization")
@@ -423,3 +442,13 @@ def _conv_transpose(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         raise ctx.unsupported(f"pads {pads} (only 2-D, non-negative)")
     node_ = ops.ConvTranspose2d(w, b, stride, (pads[0], pads[1], pads[2], pads[3]), out_pad, dilation, group)
     return [ctx.emit(node_, [x], "convT")]
+
+
+@handles("Softmax")
+def _softmax(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    rank = len(ctx.onnx_shape(x))
+    axis = int(attrs.get("axis", -1 if ctx.opset >= 13 else 1)) % rank
+    if ctx.opset < 13 and axis != rank - 1:  # before opset 13, Softmax flattened every axis from `axis` on
+        raise ctx.unsupported(f"Softmax over the flattened axes {axis}… (opset {ctx.opset}); re-export with opset ≥ 13")
+    return [ctx.emit(ops.Softmax(ctx.sample_axis(x, axis)), [x], "softmax")]

@@ -45,8 +45,8 @@ _HINTS = {
 
 def unsupported_hint(op_type: str) -> str:
     """The reason (and the nearest thing to do) for an ONNX op the reader cannot map."""
-    return _HINTS.get(op_type, "this operator is not supported; `srp-audit inspect` lists the supported ones in its docs "
-                               "(docs/architecture.md), and CONTRIBUTING.md says how to add one")
+    return _HINTS.get(op_type, "this operator is not supported yet (docs/architecture.md lists the supported ones; "
+                               "CONTRIBUTING.md says how to add one)")
 
 
 def _read_model(path: str) -> onnx.ModelProto:

@@ -41,6 +41,8 @@ class Node(nn.Module):
     refined, counted, given optimisable slopes (alpha-CROWN) and split (branch and bound)."""
     crown_patches: ClassVar[bool] = False
     """`crown_backward` accepts `Patches` coefficients (else the driver hands it dense ones)."""
+    keeps_argmax: ClassVar[bool] = False
+    """Leaves the order of the entries along its axis unchanged (softmax): certify may prove the argmax before it."""
     trainable: ClassVar[bool] = True
     """Has a SingleProp rule; False marks an op that robustify cannot train through (say why in the docstring)."""
 
