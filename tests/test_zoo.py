@@ -51,8 +51,11 @@ def _models() -> list[tuple[str, Path, Path]]:
 # convolutions have no windowed (patches) backward rule yet: on these models CROWN with refined intermediate bounds
 # takes minutes of dense backward passes on 2 cores, so the test bounds them with CROWN-IBP (the same backward pass
 # from the output, with IBP's intermediate bounds).
-CROWN_IBP_ONLY = {"cgan/cGAN_imgSz32_nCh_1.onnx", "cgan/cGAN_imgSz32_nCh_3.onnx", "cgan/cGAN_imgSz64_nCh_1.onnx","traffic_signs_recognition/3_48_48_QConv_32_5_MP_2_BN_QConv_64_5_MP_2_BN_QConv_64_3_BN_Dense_256_BN_Dense_43_ep_30.onnx",
-                  "traffic_signs_recognition/3_64_64_QConv_32_5_MP_2_BN_QConv_64_5_MP_2_BN_QConv_64_3_MP_2_BN_Dense_1024_BN_Dense_43_ep_30.onnx"}
+CROWN_IBP_ONLY = {"cgan/cGAN_imgSz32_nCh_1.onnx", "cgan/cGAN_imgSz32_nCh_3.onnx", "cgan/cGAN_imgSz64_nCh_1.onnx",
+                  "traffic_signs_recognition/3_48_48_QConv_32_5_MP_2_BN_QConv_64_5_MP_2_BN_QConv_64_3_BN_"
+                  "Dense_256_BN_Dense_43_ep_30.onnx",
+                  "traffic_signs_recognition/3_64_64_QConv_32_5_MP_2_BN_QConv_64_5_MP_2_BN_QConv_64_3_MP_2_BN_"
+                  "Dense_1024_BN_Dense_43_ep_30.onnx"}
 
 MODELS = _models() or [pytest.param("absent", None, None, marks=pytest.mark.skip(reason=f"{ZOO} is absent"))]
 
