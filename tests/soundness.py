@@ -92,6 +92,9 @@ def op_graphs(seed: int) -> dict[str, Graph]:
                                                    output_padding=1), (2, 4, 4)),
         "Sign": one(ops.Sign(), (7,)),
         "Softmax": one(ops.Softmax(1), (2, 5)),
+        "Reduce": one(ops.Reduce((0, 2), keepdims=False, mean=True), (3, 4, 5)),
+        "Product": Graph((6,), [("a", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)),
+                                ("op", ops.Product(), ("a", "b"))], "op"),
     }
     return graphs
 
@@ -148,7 +151,14 @@ def deep_graphs(seed: int) -> dict[str, Graph]:
         ("d", ops.Dense(r(3, 96), r(3)), ("f",))], "d")
     attn = Graph((6,), [("d0", ops.Dense(r(8, 6), r(8)), (INPUT,)), ("sm", ops.Softmax(0), ("d0",)),
                         ("d1", ops.Dense(r(5, 8) * 4, r(5)), ("sm",)), ("r", ops.Relu(), ("d1",)), ("d2", ops.Dense(r(3, 5), r(3)), ("r",))], "d2")
-    return {"mlp_relu": mlp(ops.Relu), "generator_slice_sign": gen, "softmax_inside": attn,
+    tok = torch.arange(3 * 4).reshape(3, 4)
+    qk = Graph((3, 4), [  # scores = softmax(Q Kᵀ) over 3 tokens, then a mean over tokens and a dense head
+        ("q", ops.Dense(r(4, 4), r(4)), (INPUT,)), ("k", ops.Dense(r(4, 4), r(4)), (INPUT,)),
+        ("qb", ops.Select(tok[:, None, :].expand(3, 3, 4).flatten(), (3, 3, 4), 12), ("q",)),
+        ("kb", ops.Select(tok[None, :, :].expand(3, 3, 4).flatten(), (3, 3, 4), 12), ("k",)),
+        ("p", ops.Product(), ("qb", "kb")), ("s", ops.Reduce((2,), keepdims=False), ("p",)), ("sm", ops.Softmax(1), ("s",)),
+        ("m", ops.Reduce((0,), keepdims=False, mean=True), ("sm",)), ("d", ops.Dense(r(2, 3), r(2)), ("m",))], "d")
+    return {"mlp_relu": mlp(ops.Relu), "generator_slice_sign": gen, "softmax_inside": attn, "attention_scores": qk,
             "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)), "mlp_sigmoid": mlp(ops.Sigmoid),
             "mlp_tanh": mlp(ops.Tanh), "cnn_patches": cnn,
             "resnet_merge": res, "pools_smooth": pools, "affine_pad_transpose": misc}

@@ -240,7 +240,7 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
     ctx = Context(graph, {INPUT: (box.lower, box.upper)})
     mag_in = torch.maximum(box.lower.abs(), box.upper.abs()).detach()
     ctx.err[INPUT] = dot_gamma(math.prod(graph.input_shape), mag_in.dtype) * mag_in
-    feeds_nonlinear = {graph.inputs_of[n][0] for n in graph.order if graph.node(n).nonlinear}
+    feeds_nonlinear = {i for n in graph.order if graph.node(n).nonlinear for i in graph.inputs_of[n]}
 
     def step(name: str, node, args: list[Interval]) -> Interval:
         iv = node.ibp(*args)

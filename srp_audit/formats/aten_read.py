@@ -193,10 +193,25 @@ def _mean(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     rank = len(ctx.full_shape(x))
     dims = sorted(d % rank for d in _ints(a[1]))
     keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
-    if not ctx.batched or rank != 4 or dims != [2, 3]:
-        raise ctx.unsupported("only the mean over the two spatial axes of an (N, C, H, W) tensor is supported")
-    pooled = ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")
-    return pooled if keep else ctx.emit(ops.Reshape((x.shape[0],)), [pooled])
+    if ctx.batched and rank == 4 and dims == [2, 3]:  # global average pooling keeps its windowed CROWN rule
+        pooled = ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")
+        return pooled if keep else ctx.emit(ops.Reshape((x.shape[0],)), [pooled])
+    return ctx.emit(ops.Reduce([ctx.sample_axis(x, d) for d in dims], keep, mean=True), [x], "reduce")
+
+
+@aten("aten.sum.dim_IntList")
+def _sum(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
+    return ctx.emit(ops.Reduce([ctx.sample_axis(x, d) for d in _ints(a[1])], keep), [x], "reduce")
+
+
+@aten("aten.bmm.default", "aten.matmul.default")
+def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x, y = a[:2]
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
+        raise ctx.unsupported("a matrix product with a constant operand that is not a weight")
+    return ctx.matmul(x, y)
 
 
 @aten("aten.constant_pad_nd.default")

@@ -202,10 +202,42 @@ class LoaderContext:
         c = self.sample_const(b, a)  # type: ignore[arg-type]
         return self.emit(ops.ElementwiseAffine(-1.0 if sub else 1.0, c), [self.broadcast(b, c)], "affine")  # type: ignore[arg-type]
 
+    def product(self, a: Tensor, b: Tensor) -> Tensor:
+        """a ⊙ b of two input-dependent tensors, each repeated to their common (broadcast) shape first."""
+        target = tuple(np.broadcast_shapes(a.shape, b.shape))
+        return self.emit(ops.Product(), [self.broadcast(a, torch.zeros(target)), self.broadcast(b, torch.zeros(target))], "product")
+
+    def matmul(self, a: Tensor, b: Tensor) -> Tensor:
+        """a @ b of two input-dependent tensors (attention): both repeated to (…, n, k, m), multiplied, summed over k."""
+        sa, sb = a.shape, b.shape
+        if len(sa) < 2 or len(sb) < 2 or sa[-1] != sb[-2]:
+            raise self.unsupported(f"a product of data of shapes {self.full_shape(a)} and {self.full_shape(b)}")
+        try:
+            lead = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+        except ValueError:
+            raise self.unsupported(f"matrix product of shapes {sa} and {sb} that do not broadcast") from None
+        n, k, m = sa[-2], sa[-1], sb[-1]
+        full = lead + (n, k, m)
+        ia = np.broadcast_to(np.arange(math.prod(sa)).reshape(sa)[..., None], full)
+        ib = np.broadcast_to(np.arange(math.prod(sb)).reshape(sb)[..., None, :, :], full)
+        pa = self.emit(ops.Select(ia.reshape(-1), full, math.prod(sa)), [a], "broadcast")
+        pb = self.emit(ops.Select(ib.reshape(-1), full, math.prod(sb)), [b], "broadcast")
+        prod = self.emit(ops.Product(), [pa, pb], "product")
+        return self.emit(ops.Reduce((len(full) - 2,), keepdims=False), [prod], "contract")
+
+    def constant_from(self, t: Tensor, c: np.ndarray) -> Tensor:
+        """A constant (its sample part) as an IR value: 0·(entries of `t`) + c, so it can join data (Concat)."""
+        value = self.sample_const(t, c)
+        shape = tuple(value.shape)
+        picked = self.emit(ops.Select(np.zeros(math.prod(shape), dtype=np.int64), shape, math.prod(t.shape)), [t], "select")
+        return self.emit(ops.ElementwiseAffine(0.0, value), [picked], "constant")
+
     def mul_or_div(self, a: Value, b: Value, div: bool) -> Tensor:
-        """a · b or a / b where one side is a constant."""
+        """a · b or a / b where one side is a constant; a · b of two tensors is a bilinear Product."""
         if isinstance(a, Tensor) and isinstance(b, Tensor):
-            raise self.unsupported("both operands depend on the input (a bilinear product)")
+            if div:
+                raise self.unsupported("dividing by the model's data (a reciprocal) is not supported yet")
+            return self.product(a, b)
         if div:
             if not isinstance(a, Tensor):
                 raise self.unsupported("dividing a constant by the model's data (a reciprocal) is not supported")

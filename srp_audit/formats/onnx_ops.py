@@ -119,7 +119,7 @@ def _matmul(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         if w.dim() == 2 and not ctx.batched and len(b.shape) == 1:  # W @ x on an unbatched vector
             return [ctx.emit(ops.Dense(w.contiguous()), [b], "dense")]
         raise ctx.unsupported("constant @ data is supported only for an unbatched vector input")
-    raise ctx.unsupported("both operands depend on the input (a bilinear product)")
+    return [ctx.matmul(a, b)]  # type: ignore[arg-type]
 
 
 def _conv_pads(ctx: OnnxContext, attrs: dict, in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
@@ -239,18 +239,23 @@ def _global_avgpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return [ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")]
 
 
-@handles("ReduceMean")
-def _reduce_mean(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    """Mean over both spatial axes (global average pooling, as torch exports AdaptiveAvgPool2d(1))."""
+@handles("ReduceMean", "ReduceSum")
+def _reduce(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    """A sum or mean over sample axes. The mean over both spatial axes of (N, C, H, W) — global average pooling,
+    as torch exports AdaptiveAvgPool2d(1) — stays an AvgPool2d (windowed CROWN coefficients)."""
     x = ctx.tensor(node.input[0])
-    axes = _axes_arg(ctx, node, attrs, 18)
+    mean = node.op_type == "ReduceMean"
+    axes = _axes_arg(ctx, node, attrs, 18 if mean else 13)
     rank = len(ctx.onnx_shape(x))
-    if not ctx.batched or rank != 4 or axes is None or sorted(a % rank for a in axes) != [2, 3]:
-        raise ctx.unsupported("only the mean over the two spatial axes of an (N, C, H, W) tensor is supported")
-    pooled = ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")
-    if attrs.get("keepdims", 1):
-        return [pooled]
-    return [ctx.emit(ops.Reshape((x.shape[0],)), [pooled])]
+    keep = bool(attrs.get("keepdims", 1))
+    if axes is None:
+        if attrs.get("noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(1 if ctx.batched else 0, rank))
+    if mean and ctx.batched and rank == 4 and sorted(a % rank for a in axes) == [2, 3]:
+        pooled = ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")
+        return [pooled if keep else ctx.emit(ops.Reshape((x.shape[0],)), [pooled])]
+    return [ctx.emit(ops.Reduce([ctx.sample_axis(x, a) for a in axes], keep, mean), [x], "reduce")]
 
 
 @handles("Flatten")
@@ -406,8 +411,8 @@ def _pick(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 @handles("Concat")
 def _concat(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     parts = [ctx.get(i) for i in node.input]
-    if not all(isinstance(p, Tensor) for p in parts):
-        raise ctx.unsupported("concatenating constants with the model's data is not supported yet")
+    data = next(p for p in parts if isinstance(p, Tensor))  # (all-constant Concats are folded before handlers)
+    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, p) for p in parts]
     axis = ctx.sample_axis(parts[0], int(attrs.get("axis", 0)))
     if len(parts) == 1:
         return [parts[0]]
