@@ -199,19 +199,20 @@ def test_unbatched_vector_model(tmp_path: Path) -> None:
 
 
 def test_unsupported_op_names_node_op_and_opset(tmp_path: Path) -> None:
-    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"], transB=1), helper.make_node("Softmax", ["h"], ["y"], name="probs")]
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"], transB=1), helper.make_node("LogSoftmax", ["h"], ["y"], name="probs")]
     path = _save(tmp_path, _model(nodes, {"W": _w(3, 4)}, ["N", 4], ["N", 3], 13))
     with pytest.raises(UnsupportedOpError) as e:
         load_model(str(path))
     msg = str(e.value)
-    assert "'probs'" in msg and "Softmax" in msg and "opset 13" in msg and "\n" not in msg
+    assert "'probs'" in msg and "LogSoftmax" in msg and "opset 13" in msg and "\n" not in msg
 
 
-def test_bilinear_product_is_rejected(tmp_path: Path) -> None:
+def test_bilinear_products_load_and_match_onnxruntime(tmp_path: Path) -> None:
+    """Mul and MatMul of two input-dependent tensors (once rejected) are Product / broadcast + Product + Reduce."""
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["x", "r"], ["y"], name="square")]
-    path = _save(tmp_path, _model(nodes, {}, ["N", 4], ["N", 4], 13))
-    with pytest.raises(UnsupportedOpError, match="square.*Mul.*bilinear"):
-        load_model(str(path))
+    _compare_with_ort(_save(tmp_path, _model(nodes, {}, ["N", 4], ["N", 4], 13)))
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]), helper.make_node("MatMul", ["x", "t"], ["y"])]
+    _compare_with_ort(_save(tmp_path, _model(nodes, {}, ["N", 3, 2], ["N", 3, 3], 13)))
 
 
 @pytest.mark.parametrize(

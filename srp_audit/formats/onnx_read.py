@@ -20,6 +20,7 @@ from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.walk import INPUT
+from . import onnx_shape_ops  # noqa: F401  (registers its handlers)
 from .context import Tensor, Value, sample_shape
 from .onnx_const import FOLDERS, attributes, fold
 from .onnx_context import OnnxContext

@@ -6,8 +6,7 @@ import torch
 
 from ..ir.node import Node, Shape
 from .backward import Context, zero_const
-from .interval import Interval
-from .rounding import tiny, unit_roundoff
+from .interval import Interval, outward
 
 
 class Add(Node):
@@ -28,10 +27,7 @@ class Add(Node):
         """[l1 + l2, u1 + u2], each sum rounded outward by a relative 2u (plus an underflow guard)."""
         la, ha = a.bounds()
         lb, hb = b.bounds()
-        lo, hi = la + lb, ha + hb
-        u2 = 2 * unit_roundoff(lo.dtype)
-        t = tiny(lo.dtype)
-        return Interval(lo - u2 * lo.abs() - t, hi + u2 * hi.abs() + t)
+        return outward(la + lb, ha + hb)
 
     def crown_backward(self, A, ctx: Context, name: str):
         return [A, A], zero_const(A)

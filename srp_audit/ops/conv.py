@@ -14,7 +14,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context
-from .interval import Interval, affine_weights
+from .interval import Interval, linear_map_ibp
 from .patches import Grid, Patches, conv_transpose, flat_sum
 from .rounding import dot_gamma
 from .window import pads4, pair, pooled_size
@@ -80,13 +80,7 @@ class Conv2d(Node):
         return f"{i * self.groups}→{o} k{kh}x{kw} s{self.stride[0]} p{list(self.padding)}"
 
     def ibp(self, x: Interval) -> Interval:
-        n = math.prod(self.weight.shape[1:]) + 1
-        g = dot_gamma(n, x.dtype)
-        w = affine_weights(self, g, n)
-        m, v, halved = x.affine_inputs(g)
-        c = self.linear(m, w.half if halved else None) + self.bias.view(-1, 1, 1)
-        r = self.linear(v, w.abs_half if halved else w.abs) + w.radius_bias.view(-1, 1, 1)
-        return Interval(c=c, r=r)
+        return linear_map_ibp(self, x, math.prod(self.weight.shape[1:]) + 1)
 
     def transpose_dense(self, A: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
         """Aᵀ-product for dense coefficients A (N, R, *out): (N, R, *in)."""

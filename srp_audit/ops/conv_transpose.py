@@ -13,7 +13,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context, linear_transpose
-from .interval import Interval, affine_weights
+from .interval import Interval, linear_map_ibp
 from .patches import flat_sum
 from .rounding import dot_gamma
 from .window import pads4, pair
@@ -70,13 +70,7 @@ class ConvTranspose2d(Node):
         return (self.weight.shape[0] // self.groups) * math.prod(self.weight.shape[2:]) + 1
 
     def ibp(self, x: Interval) -> Interval:
-        n = self._terms()
-        g = dot_gamma(n, x.dtype)
-        w = affine_weights(self, g, n)
-        m, v, halved = x.affine_inputs(g)
-        c = self.linear(m, w.half if halved else None) + self.bias.view(-1, 1, 1)
-        r = self.linear(v, w.abs_half if halved else w.abs) + w.radius_bias.view(-1, 1, 1)
-        return Interval(c=c, r=r)
+        return linear_map_ibp(self, x, self._terms())
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         const = flat_sum(A * self.bias.view(1, 1, -1, 1, 1))

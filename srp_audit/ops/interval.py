@@ -103,6 +103,24 @@ def affine_weights(node: Any, g: float, n: int) -> AffineWeights:
                      lambda: AffineWeights(w, b, g, n))
 
 
+def linear_map_ibp(node: Any, x: Interval, n: int) -> Interval:
+    """IBP of a node with `weight`, `bias` (one per output channel) and `linear(x, weight=None)` — the bias-free
+    map, with another weight of the same shape when given (Conv2d, ConvTranspose2d); `n` bounds the terms per output."""
+    g = dot_gamma(n, x.dtype)
+    w = affine_weights(node, g, n)
+    m, v, halved = x.affine_inputs(g)
+    c = node.linear(m, w.half if halved else None) + node.bias.view(-1, 1, 1)
+    r = node.linear(v, w.abs_half if halved else w.abs) + w.radius_bias.view(-1, 1, 1)
+    return Interval(c=c, r=r)
+
+
+def outward(lo: torch.Tensor, hi: torch.Tensor, ulps: int = 2) -> Interval:
+    """[lo, hi] computed with one rounding each, widened by `ulps` relative units plus an underflow guard."""
+    u = ulps * unit_roundoff(lo.dtype)
+    t = tiny(lo.dtype)
+    return Interval(lo - u * lo.abs() - t, hi + u * hi.abs() + t)
+
+
 def finish(c: torch.Tensor, r: torch.Tensor, g: float, n: int, bias_abs: torch.Tensor | None) -> Interval:
     """Add the bias's rounding allowance 4g|b| and an underflow guard: a safe centre/radius interval."""
     r = r + tiny(c.dtype) * n if bias_abs is None else r + (4 * g * bias_abs + tiny(c.dtype) * n)

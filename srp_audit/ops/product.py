@@ -15,7 +15,7 @@ import torch
 
 from ..ir.node import Node, Shape
 from .backward import Context, split_signs
-from .interval import Interval
+from .interval import Interval, outward
 from .patches import weighted_sum
 from .rounding import dot_gamma, tiny, unit_roundoff
 
@@ -51,10 +51,7 @@ class Product(Node):
         lx, ux = x.bounds()
         ly, uy = y.bounds()
         corners = torch.stack([lx * ly, lx * uy, ux * ly, ux * uy])
-        lo, hi = corners.amin(0), corners.amax(0)
-        u2 = 2 * unit_roundoff(lo.dtype)
-        t = tiny(lo.dtype)
-        return Interval(lo - u2 * lo.abs() - t, hi + u2 * hi.abs() + t)
+        return outward(corners.amin(0), corners.amax(0))
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         xn, yn = ctx.graph.inputs_of[name]

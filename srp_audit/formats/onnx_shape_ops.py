@@ -1,0 +1,161 @@
+"""The ONNX op table, part two: ops that move, pick, join or reshape the model's data (Flatten, Reshape, Squeeze,
+Unsqueeze, Transpose, Pad, Slice/Gather/Split/Expand/Tile, Concat). They register into `onnx_ops.HANDLERS`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..ops.select import index_map
+from .context import Tensor, Value
+from .onnx_const import fold
+from .onnx_context import OnnxContext
+from .onnx_ops import _axes_arg, handles
+
+
+@handles("Flatten")
+def _flatten(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    shape = list(ctx.onnx_shape(x))
+    axis = int(attrs.get("axis", 1))
+    axis = axis % (len(shape) + 1) if axis < 0 else axis
+    out = [math.prod(shape[:axis]), math.prod(shape[axis:])]
+    if ctx.batched and axis == 0:
+        raise ctx.unsupported("Flatten(axis=0) merges the batch axis into the sample")
+    return [ctx.reshape_to(x, out)]
+
+
+@handles("Reshape")
+def _reshape(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    target = [int(s) for s in ctx.const(node.input[1], "target shape").reshape(-1)]
+    shape_in = list(ctx.onnx_shape(x))
+    allowzero = int(attrs.get("allowzero", 0))
+    out = []
+    for i, s in enumerate(target):
+        if s == 0 and not allowzero:
+            if i >= len(shape_in):
+                raise ctx.unsupported(f"target {target} copies a dimension the input does not have")
+            out.append(shape_in[i])
+        else:
+            out.append(s)
+    if 0 in out:
+        raise ctx.unsupported(f"target shape {target} has a zero-sized dimension")
+    if out.count(-1) > 1:
+        raise ctx.unsupported(f"target shape {target} has more than one -1")
+    if -1 in out:
+        known = math.prod(s for s in out if s != -1)
+        total = math.prod(shape_in)
+        if known == 0 or total % known:
+            raise ctx.unsupported(f"cannot reshape {tuple(shape_in)} to {target}")
+        out[out.index(-1)] = total // known
+    return [ctx.reshape_to(x, out)]
+
+
+@handles("Squeeze")
+def _squeeze(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    shape = list(ctx.onnx_shape(x))
+    axes = _axes_arg(ctx, node, attrs, 13)
+    if axes is None:  # squeeze every size-1 sample axis; the batch axis stays
+        keep = [s for i, s in enumerate(shape) if s != 1 or (ctx.batched and i == 0)]
+    else:
+        drop = {a % len(shape) for a in axes}
+        if ctx.batched and 0 in drop:
+            raise ctx.unsupported("squeezing the batch axis")
+        if any(shape[a] != 1 for a in drop):
+            raise ctx.unsupported(f"squeezing axes {axes} of shape {tuple(shape)}, which are not of size 1")
+        keep = [s for i, s in enumerate(shape) if i not in drop]
+    return [ctx.reshape_to(x, keep)]
+
+
+@handles("Unsqueeze")
+def _unsqueeze(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    shape = list(ctx.onnx_shape(x))
+    axes = _axes_arg(ctx, node, attrs, 13) or []
+    rank = len(shape) + len(axes)
+    for a in sorted(a % rank for a in axes):
+        if ctx.batched and a == 0:
+            raise ctx.unsupported("inserting an axis before the batch axis")
+        shape.insert(a, 1)
+    return [ctx.reshape_to(x, shape)]
+
+
+@handles("Transpose")
+def _transpose(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    rank = len(ctx.onnx_shape(x))
+    perm = [int(p) for p in attrs.get("perm", list(reversed(range(rank))))]
+    if ctx.batched:
+        if perm[0] != 0:
+            raise ctx.unsupported(f"perm {perm} moves the batch axis")
+        perm = [p - 1 for p in perm[1:]]
+    if perm == list(range(len(perm))):
+        return [x]
+    return [ctx.emit(ops.Transpose(perm), [x])]
+
+
+@handles("Pad")
+def _pad(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    mode = attrs.get("mode", "constant")
+    if mode != "constant":
+        raise ctx.unsupported(f"mode={mode!r}; only constant padding is supported")
+    rank = len(ctx.onnx_shape(x))
+    if ctx.opset >= 11:
+        pads = [int(p) for p in ctx.const(node.input[1], "pads").reshape(-1)]
+        value = ctx.const(node.input[2], "constant_value").reshape(-1) if len(node.input) > 2 and node.input[2] else [0.0]
+        value = float(value[0]) if len(value) else 0.0
+        axes = (
+            [int(a) % rank for a in ctx.const(node.input[3], "axes").reshape(-1)]
+            if len(node.input) > 3 and node.input[3]
+            else list(range(rank))
+        )
+    else:
+        pads, value, axes = list(attrs["pads"]), float(attrs.get("value", 0.0)), list(range(rank))
+    n = len(axes)
+    if len(pads) != 2 * n:
+        raise ctx.unsupported(f"{len(pads)} pad values for {n} axes")
+    full = [(0, 0)] * rank
+    for i, a in enumerate(axes):
+        full[a] = (pads[i], pads[i + n])
+    if any(p < 0 for pair in full for p in pair):
+        raise ctx.unsupported("negative pads (cropping) are not supported")
+    if ctx.batched:
+        if full[0] != (0, 0):
+            raise ctx.unsupported("padding the batch axis")
+        full = full[1:]
+    if all(p == (0, 0) for p in full):
+        return [x]
+    return [ctx.emit(ops.Pad(full, value), [x])]
+
+
+@handles("Slice", "Gather", "Split", "Expand", "Tile")
+def _pick(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    """Ops that only pick, repeat or reorder entries, applied to the model's data with constant arguments: their
+    effect is computed on the entries' numbers (the op's own constant folder), giving one Select per output."""
+    x = ctx.tensor(node.input[0])
+    rest = [ctx.const(i, "argument") if i else None for i in node.input[1:]]
+    if node.op_type == "Gather" and rest and not np.issubdtype(np.asarray(rest[0]).dtype, np.integer):
+        raise ctx.unsupported("Gather indices must be integers")
+    op_attrs = {**attrs, "__outputs": len(node.output)}
+    picks = index_map(lambda ids: fold(node.op_type, [ids, *rest], op_attrs, ctx.opset), x.shape, ctx.batched)
+    if picks is None:
+        raise ctx.unsupported("it moves or mixes the batch axis; only per-sample slicing and gathering is supported")
+    total = math.prod(x.shape)
+    return [ctx.emit(ops.Select(idx, shape, total), [x], "select") for idx, shape in picks]
+
+
+@handles("Concat")
+def _concat(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    parts = [ctx.get(i) for i in node.input]
+    data = next(p for p in parts if isinstance(p, Tensor))  # (all-constant Concats are folded before handlers)
+    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, p) for p in parts]
+    axis = ctx.sample_axis(parts[0], int(attrs.get("axis", 0)))
+    if len(parts) == 1:
+        return [parts[0]]
+    return [ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")]  # type: ignore[arg-type]
