@@ -248,3 +248,39 @@ def test_fixed_batch_above_one_is_explained(tmp_path: Path) -> None:
     path = _save(tmp_path, _model([helper.make_node("Relu", ["x"], ["y"])], {}, [8, 4], [8, 4], 13))
     with pytest.raises(ModelLoadError, match="fixed batch size of 8"):
         load_model(str(path))
+
+
+def _clip_cases() -> dict[str, tuple[list, dict, list, list]]:
+    c = lambda v: np.array(v, dtype=np.float32)  # noqa: E731
+    return {
+        "relu6": ([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], {"lo": c(0.0), "hi": c(6.0)}, ["N", 6], ["N", 6]),
+        "min only": ([helper.make_node("Clip", ["x", "lo"], ["y"])], {"lo": c(-0.5)}, ["N", 6], ["N", 6]),
+        "max only": ([helper.make_node("Clip", ["x", "", "hi"], ["y"])], {"hi": c(0.25)}, ["N", 6], ["N", 6]),
+        "reflect pad": ([helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")], {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)},
+                        ["N", 2, 4, 4], ["N", 2, 7, 7]),
+        "edge pad": ([helper.make_node("Pad", ["x", "p"], ["y"], mode="edge")], {"p": np.array([0, 0, 0, 3, 0, 0, 1, 0], np.int64)},
+                     ["N", 2, 4, 4], ["N", 2, 5, 7]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_clip_cases()))
+def test_clip_and_pad_modes_match_onnxruntime_and_are_bounded_soundly(tmp_path: Path, case: str) -> None:
+    """Clip (ReLU6 and one-sided) becomes ReLUs around affine maps; reflect/edge padding a Select: both exact."""
+    from soundness import assert_contains, evaluate, identity_spec, sample_box
+
+    from srp_audit.bounds import get_method
+    from srp_audit.spec import InputBox
+
+    nodes, inits, ins, outs = _clip_cases()[case]
+    path = _save(tmp_path, _model(nodes, inits, ins, outs, 13))
+    _compare_with_ort(path)
+    g = load_model(str(path)).double()
+    g.requires_grad_(False)
+    centre = torch.randn((2,) + g.input_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    box = InputBox(centre - 1.5, centre + 1.5)
+    values = evaluate(lambda t: g(t).reshape(t.shape[0], -1), sample_box(box.lower, box.upper, 200, torch.Generator().manual_seed(1)))
+    k = g.num_classes
+    with torch.no_grad():
+        for method in ("ibp", "crown"):
+            lb = get_method(method)(g, box, identity_spec(k, 2, torch.float64)).lower
+            assert_contains(values, lb[:, :k], -lb[:, k:], f"{method} on {case}")

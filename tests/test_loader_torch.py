@@ -182,3 +182,23 @@ def test_cli_certifies_a_factory_checkpoint(monkeypatch) -> None:
     assert "certified accuracy" in r.stdout
     assert np  # numpy is used by helpers above
     assert SHARED
+
+
+def test_relu6_hardtanh_and_clamp_from_pt2(tmp_path: Path) -> None:
+    """ATen clamp / hardtanh (ReLU6, Hardtanh, torch.clamp) load as ReLUs around affine maps and match torch."""
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(6, 8), torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = torch.nn.functional.relu6(self.a(x)) + torch.nn.functional.hardtanh(self.a(x), -0.5, 0.5)
+            return self.b(torch.clamp(h, min=0.1))
+
+    net = Net().eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    torch.export.save(torch.export.export(net, (torch.zeros(2, 6),), dynamic_shapes=({0: batch},)), tmp_path / "c.pt2")
+    g = load_model(str(tmp_path / "c.pt2"))
+    x = torch.randn(16, 6) * 4
+    with torch.no_grad():
+        assert torch.allclose(g(x), net(x), atol=1e-5)

@@ -20,7 +20,6 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.registry import registrar
 from ..ir.walk import INPUT
-from ..ops.select import index_map
 from .context import BATCH, LoaderContext, Tensor, Value, sample_shape
 
 
@@ -199,21 +198,6 @@ def _mean(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     return ctx.emit(ops.Reduce([ctx.sample_axis(x, d) for d in dims], keep, mean=True), [x], "reduce")
 
 
-@aten("aten.sum.dim_IntList")
-def _sum(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
-    return ctx.emit(ops.Reduce([ctx.sample_axis(x, d) for d in _ints(a[1])], keep), [x], "reduce")
-
-
-@aten("aten.bmm.default", "aten.matmul.default")
-def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x, y = a[:2]
-    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
-        raise ctx.unsupported("a matrix product with a constant operand that is not a weight")
-    return ctx.matmul(x, y)
-
-
 @aten("aten.constant_pad_nd.default")
 def _pad(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     x = _tensor(ctx, a[0])
@@ -375,45 +359,4 @@ def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
     return ctx.graph(sample, out_value, meta)
 
 
-@aten("aten.slice.Tensor", "aten.select.int", "aten.index_select.default", "aten.split.Tensor", "aten.split_with_sizes.default",
-      "aten.expand.default", "aten.repeat.default", "aten.narrow.default", "aten.unbind.int")
-def _pick(ctx: _AtenCtx, a: list, kw: dict):
-    """Ops that only pick, repeat or reorder entries: run the op itself on the entries' numbers to learn which
-    entries each output takes (one Select per output; a list for ops with several)."""
-    x = _tensor(ctx, a[0])
-    rest = [torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) and v.ndim else v for v in a[1:]]
-
-    args = list(rest)
-    if ctx.node.target is torch.ops.aten.expand.default and ctx.batched:  # the batch size was folded to 1: keep the data's
-        args[0] = [-1] + [int(s) for s in list(args[0])[1:]]
-
-    def apply(ids: np.ndarray) -> list:
-        out = ctx.node.target(torch.from_numpy(ids), *args, **kw)
-        return [o.numpy() for o in out] if isinstance(out, (list, tuple)) else [out.numpy()]
-
-    try:
-        picks = index_map(apply, x.shape, ctx.batched)
-    except Exception as e:
-        raise ctx.unsupported(f"cannot apply it to the sample ({type(e).__name__}: {str(e)[:80]})") from None
-    if picks is None:
-        raise ctx.unsupported("it moves or mixes the batch axis; only per-sample slicing and gathering is supported")
-    total = math.prod(x.shape)
-    outs = [ctx.emit(ops.Select(idx, shape, total), [x], "select") for idx, shape in picks]
-    multi = "split" in str(ctx.node.target) or "unbind" in str(ctx.node.target)
-    return outs if multi else outs[0]
-
-
-@aten("aten.cat.default")
-def _cat(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    parts = list(a[0])
-    if not all(isinstance(p, Tensor) for p in parts):
-        raise ctx.unsupported("concatenating constants with the model's data is not supported yet")
-    dim = int(a[1]) if len(a) > 1 else int(kw.get("dim", 0))
-    axis = ctx.sample_axis(parts[0], dim)
-    return parts[0] if len(parts) == 1 else ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")
-
-
-@aten("aten._softmax.default", "aten.softmax.int")
-def _softmax(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    return ctx.emit(ops.Softmax(ctx.sample_axis(x, int(a[1]))), [x], "softmax")
+from . import aten_data_ops  # noqa: E402, F401  (registers its handlers into ATEN)

@@ -225,6 +225,26 @@ class LoaderContext:
         prod = self.emit(ops.Product(), [pa, pb], "product")
         return self.emit(ops.Reduce((len(full) - 2,), keepdims=False), [prod], "contract")
 
+    def clip(self, x: Tensor, lo: float | None, hi: float | None) -> Tensor:
+        """min(max(x, lo), hi) as lo + relu(x − lo) − relu(x − hi): exact in real arithmetic, and made of ops whose
+        rules exist (ReLU's relaxations, slopes and branch-and-bound splits apply)."""
+        f32 = lambda v: None if v is None or not np.isfinite(v) else float(np.float32(v))  # noqa: E731  the model's float32 constants
+        lo, hi = f32(lo), f32(hi)
+        if lo is not None and hi is not None and lo >= hi:
+            raise self.unsupported(f"Clip with min {lo} ≥ max {hi} (a constant output)")
+        if lo is None and hi is None:
+            return x
+        if hi is None:  # max(x, lo) = lo + relu(x − lo)
+            r = self.emit(ops.Relu(), [self.emit(ops.ElementwiseAffine(1.0, -lo), [x], "affine")])
+            return self.emit(ops.ElementwiseAffine(1.0, lo), [r], "affine")
+        if lo is None:  # min(x, hi) = hi − relu(hi − x)
+            r = self.emit(ops.Relu(), [self.emit(ops.ElementwiseAffine(-1.0, hi), [x], "affine")])
+            return self.emit(ops.ElementwiseAffine(-1.0, hi), [r], "affine")
+        low = self.emit(ops.Relu(), [self.emit(ops.ElementwiseAffine(1.0, -lo), [x], "affine")])
+        high = self.emit(ops.Relu(), [self.emit(ops.ElementwiseAffine(1.0, -hi), [x], "affine")])
+        cut = self.emit(ops.ElementwiseAffine(-1.0, lo), [high], "affine")  # lo − relu(x − hi)
+        return self.emit(ops.Add(), [low, cut])
+
     def constant_from(self, t: Tensor, c: np.ndarray) -> Tensor:
         """A constant (its sample part) as an IR value: 0·(entries of `t`) + c, so it can join data (Concat)."""
         value = self.sample_const(t, c)

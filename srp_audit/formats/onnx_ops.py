@@ -309,3 +309,16 @@ def _softmax(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     if ctx.opset < 13 and axis != rank - 1:  # before opset 13, Softmax flattened every axis from `axis` on
         raise ctx.unsupported(f"Softmax over the flattened axes {axis}… (opset {ctx.opset}); re-export with opset ≥ 13")
     return [ctx.emit(ops.Softmax(ctx.sample_axis(x, axis)), [x], "softmax")]
+
+
+@handles("Clip")
+def _clip(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    """clip(x, a, b) = a + relu(x − a) − relu(x − b) (a < b), built from existing ops, so ReLU's rules, slopes and
+    splits serve ReLU6 and friends; one-sided clips are one ReLU (exact in real arithmetic)."""
+    x = ctx.tensor(node.input[0])
+    if ctx.opset >= 11:
+        bound = lambda i: float(ctx.const(node.input[i], "bound").reshape(-1)[0]) if len(node.input) > i and node.input[i] else None  # noqa: E731
+        lo, hi = bound(1), bound(2)
+    else:
+        lo, hi = attrs.get("min"), attrs.get("max")
+    return [ctx.clip(x, lo, hi)]

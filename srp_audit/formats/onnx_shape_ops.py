@@ -103,8 +103,8 @@ def _transpose(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _pad(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0])
     mode = attrs.get("mode", "constant")
-    if mode != "constant":
-        raise ctx.unsupported(f"mode={mode!r}; only constant padding is supported")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ctx.unsupported(f"mode={mode!r} (constant, reflect, edge and wrap are supported)")
     rank = len(ctx.onnx_shape(x))
     if ctx.opset >= 11:
         pads = [int(p) for p in ctx.const(node.input[1], "pads").reshape(-1)]
@@ -131,6 +131,11 @@ def _pad(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         full = full[1:]
     if all(p == (0, 0) for p in full):
         return [x]
+    if mode != "constant":  # reflect / edge / wrap only repeat entries of the sample: a Select
+        np_mode = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode]
+        picks = index_map(lambda ids: [np.pad(ids, ([(0, 0)] if ctx.batched else []) + full, mode=np_mode)], x.shape, ctx.batched)
+        idx, shape = picks[0]  # type: ignore[index]
+        return [ctx.emit(ops.Select(idx, shape, math.prod(x.shape)), [x], "pad")]
     return [ctx.emit(ops.Pad(full, value), [x])]
 
 

@@ -1,0 +1,82 @@
+"""The ATen op table, part two: ops that pick, join, reduce, multiply or clip the model's data (slice, select,
+index_select, split, expand, repeat, cat, sum, mean, bmm/matmul of two tensors, softmax, clamp/hardtanh). They
+register into `aten_read.ATEN`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import ops
+from ..ops.select import index_map
+from .aten_read import Tensor, _AtenCtx, _ints, _tensor, aten
+
+
+@aten("aten.sum.dim_IntList")
+def _sum(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
+    return ctx.emit(ops.Reduce([ctx.sample_axis(x, d) for d in _ints(a[1])], keep), [x], "reduce")
+
+
+@aten("aten.bmm.default", "aten.matmul.default")
+def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x, y = a[:2]
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
+        raise ctx.unsupported("a matrix product with a constant operand that is not a weight")
+    return ctx.matmul(x, y)
+
+
+@aten("aten.slice.Tensor", "aten.select.int", "aten.index_select.default", "aten.split.Tensor", "aten.split_with_sizes.default",
+      "aten.expand.default", "aten.repeat.default", "aten.narrow.default", "aten.unbind.int")
+def _pick(ctx: _AtenCtx, a: list, kw: dict):
+    """Ops that only pick, repeat or reorder entries: run the op itself on the entries' numbers to learn which
+    entries each output takes (one Select per output; a list for ops with several)."""
+    x = _tensor(ctx, a[0])
+    rest = [torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) and v.ndim else v for v in a[1:]]
+
+    args = list(rest)
+    if ctx.node.target is torch.ops.aten.expand.default and ctx.batched:  # the batch size was folded to 1: keep the data's
+        args[0] = [-1] + [int(s) for s in list(args[0])[1:]]
+
+    def apply(ids: np.ndarray) -> list:
+        out = ctx.node.target(torch.from_numpy(ids), *args, **kw)
+        return [o.numpy() for o in out] if isinstance(out, (list, tuple)) else [out.numpy()]
+
+    try:
+        picks = index_map(apply, x.shape, ctx.batched)
+    except Exception as e:
+        raise ctx.unsupported(f"cannot apply it to the sample ({type(e).__name__}: {str(e)[:80]})") from None
+    if picks is None:
+        raise ctx.unsupported("it moves or mixes the batch axis; only per-sample slicing and gathering is supported")
+    total = math.prod(x.shape)
+    outs = [ctx.emit(ops.Select(idx, shape, total), [x], "select") for idx, shape in picks]
+    multi = "split" in str(ctx.node.target) or "unbind" in str(ctx.node.target)
+    return outs if multi else outs[0]
+
+
+@aten("aten.cat.default")
+def _cat(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    parts = list(a[0])
+    if not all(isinstance(p, Tensor) for p in parts):
+        raise ctx.unsupported("concatenating constants with the model's data is not supported yet")
+    dim = int(a[1]) if len(a) > 1 else int(kw.get("dim", 0))
+    axis = ctx.sample_axis(parts[0], dim)
+    return parts[0] if len(parts) == 1 else ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")
+
+
+@aten("aten._softmax.default", "aten.softmax.int")
+def _softmax(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    return ctx.emit(ops.Softmax(ctx.sample_axis(x, int(a[1]))), [x], "softmax")
+
+
+@aten("aten.clamp.default", "aten.hardtanh.default")
+def _clamp(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    hardtanh = "hardtanh" in str(ctx.node.target)
+    lo = a[1] if len(a) > 1 else kw.get("min_val" if hardtanh else "min", -1.0 if hardtanh else None)
+    hi = a[2] if len(a) > 2 else kw.get("max_val" if hardtanh else "max", 1.0 if hardtanh else None)
+    return ctx.clip(x, None if lo is None else float(lo), None if hi is None else float(hi))
