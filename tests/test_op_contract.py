@@ -98,3 +98,15 @@ def test_an_op_without_rules_is_named_by_every_driver() -> None:
             get_method(method)(g, box, spec)
     with pytest.raises(BoundMethodError, match="singleprop.*Mystery"):
         singleprop(g, torch.zeros(1, 3, dtype=torch.float64), 0.1)
+
+
+def test_inspect_ops_lists_every_op_with_its_support() -> None:
+    from click.testing import CliRunner
+    from srp_audit_cli.main import main
+
+    r = CliRunner().invoke(main, ["inspect", "--ops"])
+    assert r.exit_code == 0, r.output
+    for cls in ops.ALL_OPS:
+        line = next(ln for ln in r.stdout.splitlines() if ln.split() and ln.split()[0] == cls.__name__)
+        assert line.split()[2:5] == ["yes", "yes", "yes"], line
+    assert "ONNX operators read" in r.stdout and "ConvTranspose" in r.stdout

@@ -24,11 +24,6 @@ HANDLERS: dict[str, Handler] = {}
 handles = registrar(HANDLERS)  # @handles("Gemm", ...)
 
 
-def supported_ops() -> list[str]:
-    """ONNX ops the loader maps onto the IR (others are accepted only when they fold to constants)."""
-    return sorted(set(HANDLERS) | set(ops.by_onnx_op()))
-
-
 @handles("Constant")
 def _constant(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     for key, conv in (

@@ -139,3 +139,8 @@ def load_onnx(path: str) -> Graph:
     meta = GraphMeta(source=str(path), input_name=inputs[0].name, output_name=out_name, batched=batched,
                      original_input_shape=tuple(declared))
     return ctx.graph(sample, out, meta)
+
+
+def supported_onnx_ops() -> list[str]:
+    """ONNX op types mapped onto the IR on the model's data (others only fold on constants)."""
+    return sorted(set(HANDLERS) | set(ops.by_onnx_op()))

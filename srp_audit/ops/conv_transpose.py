@@ -20,7 +20,8 @@ from .window import pads4, pair
 
 
 class ConvTranspose2d(Node):
-    """weight (C_in, C_out / groups, kh, kw); output size (n − 1)·s + d·(k − 1) + 1 + output_padding − pads."""
+    """Transposed 2-D convolution: weight (C_in, C_out / groups, kh, kw); output size (n − 1)·s + d·(k − 1) + 1 +
+    output_padding − pads."""
 
     kind = "affine"
 

@@ -72,6 +72,8 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
 
 
 class Relu(Node):
+    """y = max(x, 0)."""
+
     kind = "activation"
     nonlinear = True
     kinked_at_zero = True

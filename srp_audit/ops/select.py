@@ -73,15 +73,15 @@ class Select(Node):
 def index_map(apply, sample: Shape, batched: bool) -> list[tuple[np.ndarray, Shape]] | None:
     """Run a shape op `apply(ids) -> [outputs]` on the sample's entry numbers to learn which entries each output
     picks: [(flat indices, output sample shape)] — or None when the op does not act on each sample alone (it
-    moves or mixes the batch axis). A batched op is tried on a batch of 2: each output must keep the batch axis
-    first, and sample 1 must pick exactly sample 0's entries shifted by one sample."""
+    moves or mixes the batch axis). A batched op is tried on a batch of 3 (a size no model hard-codes): each output
+    must keep the batch axis first, and sample b must pick exactly sample 0's entries shifted by b samples."""
     n = math.prod(sample)
     if not batched:
         return [(np.asarray(o).reshape(-1).astype(np.int64), tuple(np.asarray(o).shape)) for o in apply(np.arange(n).reshape(sample))]
     outs = []
-    for o in apply(np.arange(2 * n).reshape((2,) + tuple(sample))):
+    for o in apply(np.arange(3 * n).reshape((3,) + tuple(sample))):
         o = np.asarray(o)
-        if o.ndim == 0 or o.shape[0] != 2 or not np.array_equal(o[1], o[0] + n):
+        if o.ndim == 0 or o.shape[0] != 3 or any(not np.array_equal(o[b], o[0] + b * n) for b in (1, 2)):
             return None
         outs.append((o[0].reshape(-1).astype(np.int64), tuple(o.shape[1:])))
     return outs

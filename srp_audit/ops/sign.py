@@ -33,6 +33,8 @@ def sign_lines(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 
 class Sign(Node):
+    """y = sign(x) ∈ {−1, 0, 1} (the step of binarised networks)."""
+
     kind = "activation"
     nonlinear = True
     onnx_op = "Sign"

@@ -59,12 +59,16 @@ class SShaped(Node, abstract=True):
 
 
 class Sigmoid(SShaped):
+    """y = 1 / (1 + e^(−x))."""
+
     shape_fn = relax.SIGMOID
     onnx_op = "Sigmoid"
     aten_ops = ("aten.sigmoid.default",)
 
 
 class Tanh(SShaped):
+    """y = tanh(x)."""
+
     shape_fn = relax.TANH
     onnx_op = "Tanh"
     aten_ops = ("aten.tanh.default",)

@@ -21,6 +21,8 @@ from .rounding import dot_gamma, tiny, unit_roundoff
 
 
 class Softmax(Node):
+    """y = softmax(x) over one sample axis."""
+
     kind = "activation"
     nonlinear = True
     keeps_argmax = True
