@@ -92,6 +92,8 @@ def op_graphs(seed: int) -> dict[str, Graph]:
                                                    output_padding=1), (2, 4, 4)),
         "Sign": one(ops.Sign(), (7,)),
         "Softmax": one(ops.Softmax(1), (2, 5)),
+        "Exp": one(ops.Exp(), (7,)),
+        "Elu": one(ops.Elu(0.7), (7,)),
         "Reduce": one(ops.Reduce((0, 2), keepdims=False, mean=True), (3, 4, 5)),
         "Product": Graph((6,), [("a", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)),
                                 ("op", ops.Product(), ("a", "b"))], "op"),
@@ -159,7 +161,8 @@ def deep_graphs(seed: int) -> dict[str, Graph]:
         ("p", ops.Product(), ("qb", "kb")), ("s", ops.Reduce((2,), keepdims=False), ("p",)), ("sm", ops.Softmax(1), ("s",)),
         ("m", ops.Reduce((0,), keepdims=False, mean=True), ("sm",)), ("d", ops.Dense(r(2, 3), r(2)), ("m",))], "d")
     return {"mlp_relu": mlp(ops.Relu), "generator_slice_sign": gen, "softmax_inside": attn, "attention_scores": qk,
-            "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)), "mlp_sigmoid": mlp(ops.Sigmoid),
+            "mlp_exp": mlp(ops.Exp), "mlp_elu": mlp(lambda: ops.Elu(0.5)), "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)),
+            "mlp_sigmoid": mlp(ops.Sigmoid),
             "mlp_tanh": mlp(ops.Tanh), "cnn_patches": cnn,
             "resnet_merge": res, "pools_smooth": pools, "affine_pad_transpose": misc}
 
