@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.node import Node
-from .backward import Context, split_signs
+from . import relax
+from .backward import Context
 from .interval import Interval
-from .patches import weighted_sum
 from .rounding import dot_gamma, tiny, unit_roundoff
 
 ULPS = 8  # assumed accuracy of the library's exp and expm1 (they are accurate to about 1 ulp)
@@ -64,9 +64,8 @@ class ConvexIncreasing(Node, abstract=True):
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         ls, li, us, ui = self.lines(*ctx.bounds[ctx.x(name)])
-        pos, neg = split_signs(A)
-        A_x = pos * ls.unsqueeze(1) + neg * us.unsqueeze(1)
-        return [A_x], weighted_sum(pos, li) + weighted_sum(neg, ui)
+        A_x, const = relax.through_lines(A, ls, li, us, ui)
+        return [A_x], const
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .patches import weighted_sum
 from .rounding import unit_roundoff
 
 
@@ -118,3 +119,13 @@ def smooth_lines(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor) -> Lines:
     ui = ui + ur * (1 + ui.abs() + us.abs() * mag)
     lower_icpt = lower_icpt - ur * (1 + lower_icpt.abs() + lower_slope.abs() * mag)
     return Lines(lower_slope, lower_icpt, us, ui)
+
+
+def through_lines(A: torch.Tensor, lower_slope: torch.Tensor, lower_icpt: torch.Tensor, upper_slope: torch.Tensor,
+                  upper_icpt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CROWN's step through an elementwise relaxation for dense coefficients A (N, R, *shape): the lower line where
+    A ≥ 0, the upper line where A < 0. Returns (A_x, constant (N, R))."""
+    pos = A.clamp(min=0)
+    neg = A - pos
+    A_x = pos * lower_slope.unsqueeze(1) + neg * upper_slope.unsqueeze(1)
+    return A_x, weighted_sum(pos, lower_icpt) + weighted_sum(neg, upper_icpt)

@@ -12,9 +12,9 @@ import math
 import torch
 
 from ..ir.node import Node
-from .backward import Context, split_signs
+from . import relax
+from .backward import Context
 from .interval import Interval
-from .patches import weighted_sum
 from .rounding import dot_gamma, unit_roundoff
 
 
@@ -50,9 +50,8 @@ class Sign(Node):
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         l, u = ctx.bounds[ctx.x(name)]
         ls, li, us, ui = sign_lines(l, u)
-        pos, neg = split_signs(A)
-        A_x = pos * ls.unsqueeze(1) + neg * us.unsqueeze(1)
-        return [A_x], weighted_sum(pos, li) + weighted_sum(neg, ui)
+        A_x, const = relax.through_lines(A, ls, li, us, ui)
+        return [A_x], const
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         """As the S-shaped activations': products with slopes that may exceed 1 (2/u), plus the intercepts (|t| ≤ 1)."""

@@ -15,7 +15,7 @@ from ..ir.node import Node
 from . import relax
 from .backward import Context, split_signs
 from .interval import Interval, widen_transcendental
-from .patches import Patches, flat_sum, weighted_sum
+from .patches import Patches, flat_sum
 from .rounding import dot_gamma, unit_roundoff
 
 
@@ -43,9 +43,8 @@ class SShaped(Node, abstract=True):
             ls_, li, us, ui = maps.split(A.data.shape[2], dim=2)
             pos, neg = split_signs(A.data)
             return [A.with_data(pos * ls_ + neg * us, clean=True)], flat_sum(pos * li + neg * ui)
-        pos, neg = split_signs(A)
-        A_x = pos * lines.lower_slope.unsqueeze(1) + neg * lines.upper_slope.unsqueeze(1)
-        return [A_x], weighted_sum(pos, lines.lower_icpt) + weighted_sum(neg, lines.upper_icpt)
+        A_x, const = relax.through_lines(A, lines.lower_slope, lines.lower_icpt, lines.upper_slope, lines.upper_icpt)
+        return [A_x], const
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)
