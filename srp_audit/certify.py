@@ -171,14 +171,20 @@ def scores_before_final_softmax(graph: Graph) -> tuple[Graph, str | None]:
     """A classifier that ends in an op keeping the order of its scores (Softmax) is certified on the scores before
     it: the argmax, and so every verdict and radius, is the same, and the bounds are much tighter. (`verify`
     keeps the op: a VNN-LIB property may be about probabilities.)"""
-    last = graph.node(graph.output)
-    inner = graph.inputs_of[graph.output][0]
-    if not last.keeps_argmax or len(graph.output_shape) != 1 or inner == INPUT:
+    stripped: list[str] = []
+    while True:
+        last = graph.node(graph.output)
+        inner = graph.inputs_of[graph.output][0]
+        if not last.keeps_argmax or len(graph.output_shape) != 1 or inner == INPUT:
+            break
+        stripped.insert(0, last.op)
+        graph = graph.rebuilt([(n, node, ins) for n, node, ins in graph.items() if n != graph.output], inner)
+    if not stripped:
         return graph, None
-    kept = [(n, node, ins) for n, node, ins in graph.items() if n != graph.output]
-    note = (f"the model ends in a {last.op}: certified the scores before it ({last.op} keeps their order, so the "
+    ops_ = " and ".join(stripped)
+    note = (f"the model ends in {ops_}: certified the scores before it (which keeps their order, so the "
             "prediction and every verdict are the same)")
-    return graph.rebuilt(kept, inner), note
+    return graph, note
 
 
 def certify_sharded(graph: Graph, x: torch.Tensor, y: torch.Tensor, options: CertifyOptions,

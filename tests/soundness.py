@@ -64,6 +64,12 @@ def op_graphs(seed: int) -> dict[str, Graph]:
     """A small graph per IR op type (the op is the graph's output), with random weights from `seed`."""
     g = _g(seed)
     one = lambda node, shape: Graph(shape, [("op", node, (INPUT,))], "op")  # noqa: E731
+    # boxes of the sampling tests sit in [-3, 3]: scale them for ops whose shape shows farther out, and make them
+    # positive (x² + 0.05, x² + 1) for ops defined on x > 0
+    widened = lambda node, k: Graph((7,), [("w", ops.ElementwiseAffine(k, 0.0), (INPUT,)), ("op", node, ("w",))], "op")  # noqa: E731
+    pos_scale, pos_shift = torch.tensor([1.0, 1, 1, 1, 0.1, 0.1, 0.1]), torch.tensor([0.05, 0.05, 1, 1, 0.5, 2, 2])
+    positive = lambda node: Graph((7,), [("sq", ops.Power(2.0), (INPUT,)),  # noqa: E731
+                                         ("p", ops.ElementwiseAffine(pos_scale, pos_shift), ("sq",)), ("op", node, ("p",))], "op")
     add = Graph((6,), [("a", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ops.Relu(), (INPUT,)),
                        ("b2", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), ("b",)), ("op", ops.Add(), ("a", "b2"))], "op")
     bn = ops.BatchNorm(_rand(g, 3), torch.rand(3, generator=g) + 0.1, _rand(g, 3), _rand(g, 3), 1e-5, 3)
@@ -91,12 +97,32 @@ def op_graphs(seed: int) -> dict[str, Graph]:
         "ConvTranspose2d": one(ops.ConvTranspose2d(_rand(g, 2, 3, 3, 3), _rand(g, 3), stride=2, padding=(1, 0, 0, 1),
                                                    output_padding=1), (2, 4, 4)),
         "Sign": one(ops.Sign(), (7,)),
+        "Floor": widened(ops.Floor(), 2.0),
         "Softmax": one(ops.Softmax(1), (2, 5)),
         "Exp": one(ops.Exp(), (7,)),
         "Elu": one(ops.Elu(0.7), (7,)),
         "Reduce": one(ops.Reduce((0, 2), keepdims=False, mean=True), (3, 4, 5)),
         "Product": Graph((6,), [("a", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)),
                                 ("op", ops.Product(), ("a", "b"))], "op"),
+        "Erf": one(ops.Erf(), (7,)),
+        "Silu": widened(ops.Silu(), 3.0),
+        "Gelu": widened(ops.Gelu(), 2.0),
+        "Gelu_tanh": widened(ops.Gelu("tanh"), 2.0),
+        "Gelu_scaled": widened(ops.Gelu("none", 1.0, 0.70710677), 2.0),
+        "Mish": widened(ops.Mish(), 3.0),
+        "HardSwish": widened(ops.HardSwish(), 3.0),
+        "Softplus": widened(ops.Softplus(), 3.0),
+        "Softplus_threshold": widened(ops.Softplus(2.0, 3.0), 3.0),
+        "Sin": widened(ops.Sin(), 4.0),
+        "Cos": widened(ops.Cos(), 4.0),
+        "Power": widened(ops.Power(2.0), 1.5),
+        "Power_frac": positive(ops.Power(1.5)),
+        "Power_rsqrt": positive(ops.Power(-0.5)),
+        "OddPower": widened(ops.OddPower(3), 1.5),
+        "Sqrt": positive(ops.Sqrt()),
+        "Reciprocal": positive(ops.Reciprocal()),
+        "Log": positive(ops.Log()),
+        "PRelu": one(ops.PRelu(torch.tensor([[0.25], [-0.5], [1.5]])), (3, 4)),
     }
     return graphs
 

@@ -88,6 +88,10 @@ def test_every_op_exports(tmp_path: Path) -> None:
         if isinstance(g.node(g.output), ops.Identity) and g.inputs_of[g.output] == (INPUT,):
             continue  # a bare identity has nothing to export
         path = tmp_path / f"{name}.onnx"
+        if name == "Softplus_threshold":  # ONNX's Softplus has no threshold: a visible one is refused, with the reason
+            with pytest.raises(NotImplementedError, match="threshold"):
+                save_onnx(g, path)
+            continue
         save_onnx(g, path)
         x = torch.rand((3,) + g.input_shape)
         sess = ort_session(path)

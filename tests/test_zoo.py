@@ -23,12 +23,7 @@ from srp_audit.vnnlib import read_vnnlib
 ZOO = SHARED / "benchmarks" / "zoo"
 
 # family/model → why it does not load yet (the operator the loader names); everything else must load
-NOT_YET = {
-    "ml4acopf/118_ieee_ml4acopf.onnx": "Pow",
-    "ml4acopf/14_ieee_ml4acopf-linear-residual.onnx": "Floor",
-    "ml4acopf/300_ieee_ml4acopf-linear-nonresidual.onnx": "moves the batch axis",
-    "nn4sys/pensieve_small_parallel.onnx": "fixed batch size of 12",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def _models() -> list[tuple[str, Path, Path]]:

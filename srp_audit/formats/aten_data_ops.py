@@ -24,8 +24,13 @@ def _sum(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 @aten("aten.bmm.default", "aten.matmul.default")
 def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     x, y = a[:2]
+    if isinstance(x, Tensor) and not isinstance(y, Tensor):  # data @ W: a Dense over the last axis
+        w = torch.as_tensor(np.asarray(y, dtype=np.float32))
+        if w.dim() != 2:
+            raise ctx.unsupported(f"data @ a constant of rank {w.dim()} (only a matrix is supported)")
+        return ctx.emit(ops.Dense(w.T.contiguous()), [x], "dense")
     if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
-        raise ctx.unsupported("a matrix product with a constant operand that is not a weight")
+        raise ctx.unsupported("a constant @ the model's data (only data @ weights and data @ data are supported)")
     return ctx.matmul(x, y)
 
 
@@ -60,8 +65,8 @@ def _pick(ctx: _AtenCtx, a: list, kw: dict):
 @aten("aten.cat.default")
 def _cat(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     parts = list(a[0])
-    if not all(isinstance(p, Tensor) for p in parts):
-        raise ctx.unsupported("concatenating constants with the model's data is not supported yet")
+    data = next(p for p in parts if isinstance(p, Tensor))  # (all-constant cats are evaluated before handlers)
+    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, np.asarray(p)) for p in parts]
     dim = int(a[1]) if len(a) > 1 else int(kw.get("dim", 0))
     axis = ctx.sample_axis(parts[0], dim)
     return parts[0] if len(parts) == 1 else ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")

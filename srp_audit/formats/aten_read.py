@@ -19,8 +19,7 @@ from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.registry import registrar
-from ..ir.walk import INPUT
-from .context import BATCH, LoaderContext, Tensor, Value, sample_shape
+from .context import BATCH, LoaderContext, Tensor, Value, batch_modes, bind_inputs, join_outputs, sample_shapes
 
 
 class _AtenCtx(LoaderContext):
@@ -287,12 +286,29 @@ def _has_tensor(x: Any) -> bool:
     return False
 
 
+KEPT_WHOLE = ("silu", "hardswish", "hardsigmoid", "softplus", "prelu", "mish", "layer_norm", "native_layer_norm",
+              "log_softmax", "_log_softmax", "rsqrt", "upsample_nearest2d", "upsample_bilinear2d", "linear",
+              "matmul")
+"""ATen ops read as themselves rather than decomposed: their own rules are tighter than their decompositions'
+(a product of x with a function of x, or a `where` on the data), and `linear`/`matmul` on (N, T, D) data would
+otherwise become views that merge the batch axis into the tokens."""
+
+
+def _decompositions() -> dict:
+    table = torch.export.default_decompositions()
+    for name in KEPT_WHOLE:
+        packet = getattr(torch.ops.aten, name)
+        for overload in packet.overloads():
+            table.pop(getattr(packet, overload), None)
+    return table
+
+
 def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
     """Walk an ExportedProgram's core-ATen graph into the IR (unsimplified)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ep = ep.run_decompositions()
+            ep = ep.run_decompositions(_decompositions())
     except Exception as e:
         raise ModelLoadError(f"{source}: torch could not decompose the program ({type(e).__name__}: {str(e)[:120]})") from None
     from torch.export.graph_signature import InputKind
@@ -310,15 +326,26 @@ def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
             consts[name] = t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
         else:
             raise ModelLoadError(f"{source}: unsupported program input kind {spec.kind.name}")
-    if len(user) != 1:
-        raise ModelLoadError(f"{source} takes {len(user)} data inputs; exactly one is supported")
+    if not user:
+        raise ModelLoadError(f"{source} takes no data input")
     nodes = list(ep.graph.nodes)
-    inp = next(n for n in nodes if n.op == "placeholder" and n.name == user[0])
-    val = inp.meta.get("val")
-    declared = [int(d) if isinstance(d, int) else str(d) for d in val.shape]
-    batched, sample = sample_shape(declared, source)
+    places = [next(n for n in nodes if n.op == "placeholder" and n.name == u) for u in user]
+    declared = [[int(d) if isinstance(d, int) else str(d) for d in p.meta.get("val").shape] for p in places]
+    modes = batch_modes(declared, source)
+    for k, batched in enumerate(modes):
+        try:
+            return _read_program(ep, source, nodes, places, consts, declared, batched)
+        except UnsupportedOpError as e:
+            if k + 1 == len(modes) or "batch axis" not in str(e):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_program(ep: Any, source: str, nodes: list, places: list, consts: dict, declared: list, batched: bool) -> Graph:
     ctx = _AtenCtx(batched)
-    ctx.values[inp.name] = Tensor(INPUT, sample)
+    sample, tensors = bind_inputs(ctx, sample_shapes(declared, batched, source))
+    for p, t in zip(places, tensors):
+        ctx.values[p.name] = t
     for name, arr in consts.items():
         ctx.values[name] = arr
     declared_ops = ops.by_aten_op()
@@ -329,10 +356,7 @@ def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
             continue
         if node.op == "output":
             outs = node.args[0]
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            if len(outs) != 1:
-                raise ModelLoadError(f"{source} returns {len(outs)} outputs; exactly one is supported")
-            out_value = _resolve(ctx, outs[0])
+            out_value = [_resolve(ctx, o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
             continue
         if node.op != "call_function":
             raise UnsupportedOpError(node.name, f"{node.op} {node.target}", None, "only call_function nodes are supported")
@@ -352,11 +376,14 @@ def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
             ctx.values[node.name] = ctx.emit_declared([_tensor(ctx, args[0])], declared_ops[target].from_aten, args, kwargs)
         else:
             raise UnsupportedOpError(node.name, target, None, "this ATen operator is not supported")
-    if not isinstance(out_value, Tensor):
-        raise ModelLoadError(f"the output of {source} does not depend on its input")
+    if not out_value or not all(isinstance(o, Tensor) for o in out_value):
+        raise ModelLoadError(f"an output of {source} does not depend on its input")
+    several_in = len(places) > 1
     meta = GraphMeta(source=source, input_name="input", output_name="output", batched=batched,
-                     original_input_shape=tuple(declared))
-    return ctx.graph(sample, out_value, meta)
+                     original_input_shape=sample if several_in else tuple(declared[0]),
+                     inputs=tuple((p.name, tuple(d)) for p, d in zip(places, declared)) if several_in else (),
+                     outputs=tuple((f"output{i}", math.prod(o.shape)) for i, o in enumerate(out_value)) if len(out_value) > 1 else ())
+    return ctx.graph(sample, join_outputs(ctx, out_value), meta)
 
 
-from . import aten_data_ops  # noqa: E402, F401  (registers its handlers into ATEN)
+from . import aten_data_ops, nonlinear_handlers  # noqa: E402, F401  (register their handlers into ATEN)

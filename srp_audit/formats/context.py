@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.node import Node
 from ..ir.walk import INPUT
+from ..ops.fuse import fuse_self_products
 from ..ops.passes import prune_dead
 
 BATCH = 1  # the batch size assumed while folding shape arithmetic
@@ -93,9 +94,8 @@ class LoaderContext:
         itself gets an Identity node, since a graph ends in a node."""
         if out.ir == INPUT:
             out = self.emit(ops.Identity(), [out])
-        meta = GraphMeta(meta.source, meta.input_name, meta.output_name, meta.batched, meta.original_input_shape,
-                         self.origin)
-        return prune_dead(Graph(sample, self.nodes, out.ir, meta))
+        meta = replace(meta, origin=self.origin)
+        return prune_dead(fuse_self_products(Graph(sample, self.nodes, out.ir, meta)))
 
     # ---------------------------------------------------------------- value access
 
@@ -253,14 +253,12 @@ class LoaderContext:
         return self.emit(ops.ElementwiseAffine(0.0, value), [picked], "constant")
 
     def mul_or_div(self, a: Value, b: Value, div: bool) -> Tensor:
-        """a · b or a / b where one side is a constant; a · b of two tensors is a bilinear Product."""
+        """a · b or a / b; a · b of two tensors is a bilinear Product, a / b by data a product with a Reciprocal."""
+        if div and isinstance(b, Tensor):  # a / b = a · (1/b): a Reciprocal, then a product or a scale
+            b, div = self.emit(ops.Reciprocal(), [b], "reciprocal"), False
         if isinstance(a, Tensor) and isinstance(b, Tensor):
-            if div:
-                raise self.unsupported("dividing by the model's data (a reciprocal) is not supported yet")
             return self.product(a, b)
         if div:
-            if not isinstance(a, Tensor):
-                raise self.unsupported("dividing a constant by the model's data (a reciprocal) is not supported")
             c = self.sample_const(a, b)  # type: ignore[arg-type]
             if bool((c == 0).any()):
                 raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) divides by zero")
@@ -270,18 +268,52 @@ class LoaderContext:
         return self.emit(ops.ElementwiseAffine(scale, 0.0), [self.broadcast(x, scale)], "affine")  # type: ignore[arg-type]
 
 
-def input_is_batched(declared: list[Any]) -> bool:
-    """Rank ≥ 2 inputs have a leading batch axis; rank-1 inputs (VNN-COMP's tiny tests) do not."""
-    return len(declared) >= 2
+def batch_modes(declared: list[list[Any]], what: str) -> list[bool]:
+    """How to read inputs with these declared shapes, in order of preference: True = with a leading batch axis
+    (rank ≥ 2, batch dynamic or 1), False = the whole declared tensor is the sample (rank-1 inputs, VNN-COMP's
+    tiny tests, and fixed batches > 1, which VNN-COMP's pensieve_small_parallel means as one sample). A fixed
+    batch of 1 may be read either way: batched first, then whole if an op moves the batch axis."""
+    ranks = {len(d) >= 2 for d in declared}
+    if ranks == {True}:
+        leads = [d[0] for d in declared]
+        if all(isinstance(b, int) for b in leads) and any(b != 1 for b in leads):
+            if len(set(leads)) > 1:
+                raise ModelLoadError(f"{what} have different fixed batch sizes {leads}")
+            return [False]
+        return [True, False] if all(b == 1 for b in leads) else [True]
+    return [False]
 
 
-def sample_shape(declared: list[Any], what: str) -> tuple[bool, tuple[int, ...]]:
-    """(batched, per-sample shape) of a model input's declared shape (ints, or names for symbolic dimensions);
-    a fixed batch other than 1 or a symbolic sample dimension is a `ModelLoadError` naming `what`."""
-    batched = input_is_batched(declared)
-    if batched and isinstance(declared[0], int) and declared[0] != 1:
-        raise ModelLoadError(f"{what} has a fixed batch size of {declared[0]}; export the model with batch 1 or a dynamic batch axis")
-    sample = declared[1:] if batched else declared
-    if any(not isinstance(d, int) for d in sample):
-        raise ModelLoadError(f"{what} has symbolic sample dimensions {declared}; a fixed sample shape is needed")
-    return batched, tuple(int(d) for d in sample)
+def sample_shapes(declared: list[list[Any]], batched: bool, what: str) -> list[tuple[int, ...]]:
+    """Per-sample shapes of the inputs; a symbolic sample dimension is a `ModelLoadError` naming `what`."""
+    shapes = []
+    for d in declared:
+        if batched and len(d) < 2:
+            raise ModelLoadError(f"{what} mix batched and unbatched inputs ({declared})")
+        sample = d[1:] if batched else d
+        if any(not isinstance(n, int) for n in sample):
+            raise ModelLoadError(f"{what} has symbolic sample dimensions {d}; a fixed sample shape is needed")
+        shapes.append(tuple(int(n) for n in sample))
+    return shapes
+
+
+def bind_inputs(ctx: LoaderContext, shapes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[Tensor]]:
+    """(the IR's input shape, a tensor per model input). Several inputs are one flat input set, concatenated in
+    order (as VNN-LIB numbers them): each model input picks its entries."""
+    if len(shapes) == 1:
+        return shapes[0], [Tensor(INPUT, shapes[0])]
+    total = sum(math.prod(s) for s in shapes)
+    flat, out, start = Tensor(INPUT, (total,)), [], 0
+    for s in shapes:
+        n = math.prod(s)
+        out.append(ctx.emit(ops.Select(np.arange(start, start + n), s, total), [flat], "input"))
+        start += n
+    return (total,), out
+
+
+def join_outputs(ctx: LoaderContext, outs: list[Tensor]) -> Tensor:
+    """Several outputs become one flat vector, concatenated in order (as VNN-LIB numbers Y)."""
+    if len(outs) == 1:
+        return outs[0]
+    flat = [o if len(o.shape) == 1 else ctx.emit(ops.Reshape((math.prod(o.shape),)), [o]) for o in outs]
+    return ctx.emit(ops.Concat(0, len(flat)), flat, "outputs")

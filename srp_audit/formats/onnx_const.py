@@ -201,6 +201,26 @@ def _relu(inputs, attrs, opset):
     return [np.maximum(np.asarray(inputs[0]), 0)]
 
 
+_COMPARE = {"Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
+            "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
+
+
+@folds(*_COMPARE)
+def _compare(inputs, attrs, opset):
+    """Comparisons in shape computations (Expand's −1 handling: Equal → Where)."""
+    return [_COMPARE[attrs["__op"]](np.asarray(inputs[0]), np.asarray(inputs[1]))]
+
+
+@folds("Not")
+def _not(inputs, attrs, opset):
+    return [np.logical_not(np.asarray(inputs[0]))]
+
+
+@folds("Where")
+def _where(inputs, attrs, opset):
+    return [np.where(np.asarray(inputs[0]).astype(bool), np.asarray(inputs[1]), np.asarray(inputs[2]))]
+
+
 def fold(op: str, inputs: list[np.ndarray | None], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
     """Evaluate `op` on constant inputs; raises KeyError when `op` has no folder."""
     return [np.asarray(v) for v in FOLDERS[op](inputs, {**attrs, "__op": op}, opset)]

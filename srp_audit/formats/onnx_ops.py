@@ -110,7 +110,11 @@ def _matmul(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         w = ctx.weight(node.input[0], "weight")
         if w.dim() == 2 and not ctx.batched and len(b.shape) == 1:  # W @ x on an unbatched vector
             return [ctx.emit(ops.Dense(w.contiguous()), [b], "dense")]
-        raise ctx.unsupported("constant @ data is supported only for an unbatched vector input")
+        if w.dim() == 2 and len(b.shape) >= 2:  # W @ X = (Xᵀ Wᵀ)ᵀ over the last two sample axes
+            swap = tuple(range(len(b.shape) - 2)) + (len(b.shape) - 1, len(b.shape) - 2)
+            xt = ctx.emit(ops.Transpose(swap), [b])
+            return [ctx.emit(ops.Transpose(swap), [ctx.emit(ops.Dense(w.contiguous()), [xt], "dense")])]
+        raise ctx.unsupported("constant @ data needs a matrix constant and data with two sample axes (or an unbatched vector)")
     return [ctx.matmul(a, b)]  # type: ignore[arg-type]
 
 

@@ -19,9 +19,8 @@ from onnx import numpy_helper
 from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
-from ..ir.walk import INPUT
-from . import onnx_shape_ops  # noqa: F401  (registers its handlers)
-from .context import Tensor, Value, sample_shape
+from . import nonlinear_handlers, onnx_shape_ops  # noqa: F401  (register their handlers)
+from .context import Tensor, Value, batch_modes, bind_inputs, join_outputs, sample_shapes
 from .onnx_const import FOLDERS, attributes, fold
 from .onnx_context import OnnxContext
 from .onnx_ops import HANDLERS
@@ -31,10 +30,11 @@ MAX_PROTO_BYTES = 2 << 30  # protobuf's own limit: a larger .onnx cannot be a va
 
 
 _HINTS = {
-    "Softmax": "a final Softmax: export the model without it (certify works on the logits; softmax keeps their argmax)",
-    "LogSoftmax": "a final LogSoftmax: export the model without it (certify works on the logits; it keeps their argmax)",
-    "Erf": "Erf (from GELU) is not supported yet; ReLU-family, sigmoid and tanh activations are",
-    "Gelu": "GELU is not supported yet; ReLU-family, sigmoid and tanh activations are",
+    "Hardmax": "a final Hardmax (one-hot argmax): export the model without it (certify works on the scores before it)",
+    "ArgMax": "a final ArgMax: export the model without it (certify works on the scores before it)",
+    "TopK": "TopK on the model's data is not supported; export the scores before it",
+    "Ceil": "Ceil on the model's data (a step function) is not supported yet",
+    "Round": "Round on the model's data (a step function) is not supported yet",
     "LSTM": "recurrent layers (LSTM) are not supported",
     "GRU": "recurrent layers (GRU) are not supported",
     "RNN": "recurrent layers (RNN) are not supported",
@@ -86,25 +86,37 @@ def load_onnx(path: str) -> Graph:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelLoadError(f"'{path}' uses opset {opset}; supported opsets are {MIN_OPSET}–{MAX_OPSET}")
     g = model.graph
-    inits = {t.name: t for t in g.initializer}
+    inits = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ModelLoadError(f"'{path}' has {len(inputs)} data inputs ({[i.name for i in inputs]}); exactly one is supported")
-    if len(g.output) != 1:
-        raise ModelLoadError(f"'{path}' has {len(g.output)} outputs; exactly one is supported")
-    declared = _declared_shape(inputs[0])
-    if not declared:
-        raise ModelLoadError(f"input '{inputs[0].name}' of '{path}' has no declared shape")
-    batched, sample = sample_shape(declared, f"input '{inputs[0].name}'")
-
-    ctx = OnnxContext(opset, batched)
-    ctx.values[inputs[0].name] = Tensor(INPUT, sample)
-    declared_ops = ops.by_onnx_op()
-    for name, t in inits.items():
+    if not inputs:
+        raise ModelLoadError(f"'{path}' has no data input")
+    declared = [_declared_shape(i) for i in inputs]
+    for i, d in zip(inputs, declared):
+        if not d:
+            raise ModelLoadError(f"input '{i.name}' of '{path}' has no declared shape")
+    what = f"input {', '.join(repr(i.name) for i in inputs)} of '{path}'"
+    modes = batch_modes(declared, what)
+    for k, batched in enumerate(modes):
         try:
-            ctx.values[name] = numpy_helper.to_array(t)
+            return _read_graph(model, path, opset, inputs, declared, batched, what)
+        except UnsupportedOpError as e:
+            if k + 1 == len(modes) or "batch axis" not in str(e):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, declared: list, batched: bool, what: str) -> Graph:
+    g = model.graph
+    ctx = OnnxContext(opset, batched)
+    sample, tensors = bind_inputs(ctx, sample_shapes(declared, batched, what))
+    for i, t in zip(inputs, tensors):
+        ctx.values[i.name] = t
+    declared_ops = ops.by_onnx_op()
+    for t in g.initializer:
+        try:
+            ctx.values[t.name] = numpy_helper.to_array(t)
         except Exception as e:
-            raise ModelLoadError(f"initializer '{name}' of '{path}' cannot be read ({e})") from None
+            raise ModelLoadError(f"initializer '{t.name}' of '{path}' cannot be read ({e})") from None
 
     for node in g.node:
         ctx.onnx_node = node
@@ -129,15 +141,22 @@ def load_onnx(path: str) -> Graph:
             if name:
                 ctx.values[name] = v
 
-    out_name = g.output[0].name
-    if out_name not in ctx.values:
-        raise ModelLoadError(f"output '{out_name}' of '{path}' is produced by no node of the graph; the model file is malformed")
-    out = ctx.values.get(out_name)
-    if not isinstance(out, Tensor):
-        raise ModelLoadError(f"output '{out_name}' of '{path}' does not depend on the model input")
+    results = []
+    for o in g.output:
+        if o.name not in ctx.values:
+            raise ModelLoadError(f"output '{o.name}' of '{path}' is produced by no node of the graph; the model file is malformed")
+        v = ctx.values[o.name]
+        if not isinstance(v, Tensor):
+            raise ModelLoadError(f"output '{o.name}' of '{path}' does not depend on the model input")
+        results.append(v)
     ctx.onnx_node = g.node[-1]
-    meta = GraphMeta(source=str(path), input_name=inputs[0].name, output_name=out_name, batched=batched,
-                     original_input_shape=tuple(declared))
+    out = join_outputs(ctx, results)
+    several_in = len(inputs) > 1
+    meta = GraphMeta(source=str(path), input_name="input" if several_in else inputs[0].name,
+                     output_name="output" if len(results) > 1 else g.output[0].name, batched=batched,
+                     original_input_shape=sample if several_in else tuple(declared[0]),
+                     inputs=tuple((i.name, tuple(d)) for i, d in zip(inputs, declared)) if several_in else (),
+                     outputs=tuple((o.name, int(np.prod(r.shape))) for o, r in zip(g.output, results)) if len(results) > 1 else ())
     return ctx.graph(sample, out, meta)
 
 

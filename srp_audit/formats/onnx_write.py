@@ -1,4 +1,4 @@
-"""IR → ONNX (opset 17, dynamic batch axis): the builder and the driver. Each op writes itself (`Node.to_onnx`).
+"""IR → ONNX (opset 20, dynamic batch axis): the builder and the driver. Each op writes itself (`Node.to_onnx`).
 
 The written model computes the same function as the IR (tests run it in onnxruntime) and loads back through
 our own reader, so a fine-tuned graph round-trips.
@@ -17,7 +17,7 @@ from ..atomic import write_bytes_atomic
 from ..ir.graph import Graph
 from ..ir.walk import walk_forward
 
-OPSET = 17
+OPSET = 20  # Gelu is an ONNX op from opset 20
 
 
 class OnnxBuilder:
@@ -60,7 +60,7 @@ def to_onnx(graph: Graph) -> onnx.ModelProto:
     y = helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["batch", *graph.output_shape])
     g = helper.make_graph(b.nodes, "srp_audit", [x], [y], b.inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="srp-audit")
-    model.ir_version = 8
+    model.ir_version = 9
     onnx.checker.check_model(model)
     return model
 

@@ -29,6 +29,8 @@ class GraphMeta:
     batched: bool = True  # the original model had a leading batch axis
     original_input_shape: tuple = ()  # the original input's declared shape (ints or names)
     origin: dict = field(default_factory=dict)  # node id → original node name/op, for messages
+    inputs: tuple = ()  # (name, declared shape) of every data input, in order, when there are several
+    outputs: tuple = ()  # (name, per-sample element count) of every output, when there are several
 
 
 class Graph(nn.Module):

@@ -1,6 +1,6 @@
-"""Convex, non-decreasing activations: Exp and ELU (α ∈ (0, 1]).
+"""Convex or concave activations (the base of Exp, ELU, and the powers and logarithm of `power.py`).
 
-IBP: [f(l), f(u)] widened by the library's few-ulp error. CROWN: the chord above — any slope s with the intercept
+IBP: [f(l), f(u)] (or the valley, or reversed) widened by the library's few-ulp error. CROWN: the chord above — any slope s with the intercept
 t = max(f(l) − s·l, f(u) − s·u) (f rounded up) lies above f at both ends, so above it on [l, u] by convexity — and
 a tangent below at the midpoint m, whose intercept gives up the derivative's rounding error times the half width:
 f(x) ≥ f(m) + f′(m)(x − m) ≥ f(m) + s(x − m) − |f′(m) − s|·|x − m|. Every intercept is then rounded outward.
@@ -9,7 +9,7 @@ f(x) ≥ f(m) + f′(m)(x − m) ≥ f(m) + s(x − m) − |f′(m) − s|·|x �
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,14 +20,22 @@ from .backward import Context
 from .interval import Interval
 from .rounding import dot_gamma, tiny, unit_roundoff
 
-ULPS = 8  # assumed accuracy of the library's exp and expm1 (they are accurate to about 1 ulp)
+ULPS = 8  # assumed accuracy of the library's exp, expm1, log, sqrt and pow (they are accurate to about 1 ulp)
 
 
-class ConvexIncreasing(Node, abstract=True):
-    """Rules shared by convex, non-decreasing activations; a subclass gives `f` and its derivative `df`."""
+class Curved(Node, abstract=True):
+    """An activation that is convex (`sign` +1) or concave (−1) on its domain [domain_lo, ∞) (open when
+    `domain_open`), monotone (`monotone` ±1) or with its minimum at `valley_at` (0). A subclass gives `f` and `df`.
+    A box reaching outside the domain gets infinite bounds: the model is undefined (NaN) there."""
 
     kind = "activation"
     nonlinear = True
+    sign: ClassVar[int] = 1
+    monotone: ClassVar[int] = 1
+    valley_at: ClassVar[float] = 0.0
+    domain_lo: ClassVar[float] = -math.inf
+    domain_open: ClassVar[bool] = False
+
     def f(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -42,25 +50,60 @@ class ConvexIncreasing(Node, abstract=True):
         e = ULPS * unit_roundoff(x.dtype) * y.abs() + tiny(x.dtype)
         return y + e if up else y - e
 
+    def _valid(self, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        inside = l > self.domain_lo if self.domain_open else l >= self.domain_lo
+        return inside & torch.isfinite(l) & torch.isfinite(u)
+
+    def range(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rigorous [min f, max f] over [l, u]; infinite where [l, u] leaves the domain."""
+        if self.monotone > 0:
+            lo, hi = self._f_out(l, False), self._f_out(u, True)
+        elif self.monotone < 0:
+            lo, hi = self._f_out(u, False), self._f_out(l, True)
+        else:  # convex with its minimum at valley_at
+            v = self.valley_at
+            lo = torch.minimum(self._f_out(l, False), self._f_out(u, False))
+            at_v = self._f_out(torch.full_like(l, v), False)
+            lo = torch.where((l <= v) & (u >= v), torch.minimum(lo, at_v), lo)
+            hi = torch.maximum(self._f_out(l, True), self._f_out(u, True))
+        ok = (l > self.domain_lo if self.domain_open else l >= self.domain_lo) & ~torch.isnan(lo) & ~torch.isnan(hi)
+        return torch.where(ok, lo, torch.full_like(lo, -math.inf)), torch.where(ok, hi, torch.full_like(hi, math.inf))
+
     def ibp(self, x: Interval) -> Interval:
-        lo, hi = x.bounds()
-        return Interval(self._f_out(lo, False), self._f_out(hi, True))
+        return Interval(*self.range(*x.bounds()))
+
+    def _convex_lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Lines of g = sign·f (convex) on [l, u]: the chord above, the tangent at the midpoint below."""
+        sg = self.sign
+        g = lambda x: sg * self.f(x)  # noqa: E731
+        g_out = lambda x, up: sg * self._f_out(x, up if sg > 0 else not up)  # noqa: E731
+        ur, t0 = unit_roundoff(l.dtype), tiny(l.dtype)
+        width = u - l
+        flat = width <= 0
+        s_up = torch.where(flat, torch.zeros_like(l), (g(u) - g(l)) / torch.where(flat, torch.ones_like(l), width))
+        s_up = torch.nan_to_num(s_up, nan=0.0, posinf=0.0, neginf=0.0)
+        t_up = torch.maximum(g_out(l, True) - s_up * l, g_out(u, True) - s_up * u)
+        t_up = t_up + 4 * ur * (t_up.abs() + s_up.abs() * torch.maximum(l.abs(), u.abs())) + t0
+        m = (l + u) / 2
+        s_lo = sg * self.df(m)
+        t_lo = g_out(m, False) - s_lo * m - 2 * ULPS * ur * s_lo.abs() * (width / 2 + m.abs() * ur)
+        t_lo = t_lo - 4 * ur * (t_lo.abs() + s_lo.abs() * m.abs()) - t0
+        return s_lo, t_lo, s_up, t_up
 
     def lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(lower slope, lower intercept, upper slope, upper intercept), valid on [l, u] in floating point."""
-        ur = unit_roundoff(l.dtype)
-        t0 = tiny(l.dtype)
-        width = u - l
-        flat = width <= 0
-        s_up = torch.where(flat, torch.zeros_like(l), (self.f(u) - self.f(l)) / torch.where(flat, torch.ones_like(l), width))
-        s_up = torch.nan_to_num(s_up, nan=0.0).clamp(min=0)
-        t_up = torch.maximum(self._f_out(l, True) - s_up * l, self._f_out(u, True) - s_up * u)
-        t_up = t_up + 4 * ur * (t_up.abs() + s_up * torch.maximum(l.abs(), u.abs())) + t0
-        m = (l + u) / 2
-        s_lo = self.df(m).clamp(min=0)
-        t_lo = self._f_out(m, False) - s_lo * m - 2 * ULPS * ur * s_lo * (width / 2 + m.abs() * ur)
-        t_lo = t_lo - 4 * ur * (t_lo.abs() + s_lo * m.abs()) - t0
-        return s_lo, t_lo, s_up, t_up
+        valid = self._valid(l, u)
+        safe = torch.full_like(l, max(self.domain_lo, 0.0) + 1.0)
+        lf, uf = torch.where(valid, l, safe), torch.where(valid, u, safe)
+        ls, li, us, ui = self._convex_lines(lf, uf)
+        if self.sign < 0:
+            ls, li, us, ui = -us, -ui, -ls, -li
+        if not bool(valid.all()):
+            rlo, rhi = self.range(l, u)
+            zero = torch.zeros_like(ls)
+            ls, us = torch.where(valid, ls, zero), torch.where(valid, us, zero)
+            li, ui = torch.where(valid, li, rlo), torch.where(valid, ui, rhi)
+        return ls, li, us, ui
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         ls, li, us, ui = self.lines(*ctx.bounds[ctx.x(name)])
@@ -70,7 +113,7 @@ class ConvexIncreasing(Node, abstract=True):
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)
         ls, li, us, ui = self.lines(*ctx.bounds[x])
-        slope = torch.maximum(ls, us)
+        slope = torch.maximum(ls.abs(), us.abs())
         icpt = torch.maximum(li.abs(), ui.abs())
         mag = ctx.mag(x)
         u = unit_roundoff(mag.dtype)
@@ -78,7 +121,11 @@ class ConvexIncreasing(Node, abstract=True):
 
     def singleprop(self, centres, radii, variant):
         c, v = centres[0], radii[0]
-        return 0.5 * (self.f(c + v) - self.f(c - v))
+        return 0.5 * (self.f(c + v) - self.f(c - v)).abs()
+
+
+class ConvexIncreasing(Curved, abstract=True):
+    """Convex and non-decreasing on the whole line (Exp, ELU)."""
 
 
 class Exp(ConvexIncreasing):

@@ -7,6 +7,7 @@ that covers the floating-point evaluation of f, f′ and the tangent point, so t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,7 @@ class SmoothFn:
 
 SIGMOID = SmoothFn(torch.sigmoid, lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x)), 1.0, 0.0, 1.0)
 TANH = SmoothFn(torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, 0.0, -1.0, 1.0)
+ERF = SmoothFn(torch.erf, lambda x: 2 / math.sqrt(math.pi) * torch.exp(-x * x), 0.0, -1.0, 1.0)
 
 _BISECT_STEPS = 30
 _TANGENT_MAX = 40.0
@@ -128,4 +130,11 @@ def through_lines(A: torch.Tensor, lower_slope: torch.Tensor, lower_icpt: torch.
     pos = A.clamp(min=0)
     neg = A - pos
     A_x = pos * lower_slope.unsqueeze(1) + neg * upper_slope.unsqueeze(1)
-    return A_x, weighted_sum(pos, lower_icpt) + weighted_sum(neg, upper_icpt)
+    lo_ok, up_ok = torch.isfinite(lower_icpt), torch.isfinite(upper_icpt)
+    if bool(lo_ok.all()) and bool(up_ok.all()):
+        return A_x, weighted_sum(pos, lower_icpt) + weighted_sum(neg, upper_icpt)
+    # an unbounded line (f undefined or unbounded on the box) makes every bound that uses it −∞, without 0·∞
+    zero = torch.zeros_like(lower_icpt)
+    const = weighted_sum(pos, torch.where(lo_ok, lower_icpt, zero)) + weighted_sum(neg, torch.where(up_ok, upper_icpt, zero))
+    uses = weighted_sum(pos, (~lo_ok).to(A.dtype)) + weighted_sum(-neg, (~up_ok).to(A.dtype))
+    return A_x, torch.where(uses > 0, torch.full_like(const, -float("inf")), const)

@@ -160,3 +160,54 @@ class LeakyRelu(Node):
     def singleprop(self, centres, radii, variant):
         a = self.negative_slope
         return a * radii[0] + (1 - a) * relu_radius(centres[0], radii[0], variant)
+
+
+class PRelu(Node):
+    """y = x for x ≥ 0, a·x below, with a learned slope per channel (any sign): a·x + (1 − a)·relu(x) as for
+    LeakyRelu, with a a constant tensor that broadcasts against the sample."""
+
+    kind = "activation"
+    nonlinear = True
+    kinked_at_zero = True
+
+    def __init__(self, slope: torch.Tensor | float = 0.25) -> None:
+        super().__init__()
+        self.register_buffer("slope", torch.as_tensor(slope, dtype=torch.float32).detach().clone())
+
+    def to_onnx(self, b: Any, name: str, ins: list[str], out: str) -> None:
+        b.add("PRelu", [ins[0], b.const(f"{name}.slope", self.slope)], out)
+
+    def describe(self) -> str:
+        return f"{self.slope.numel()} slopes in [{float(self.slope.min()):.3g}, {float(self.slope.max()):.3g}]"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.slope.to(x.dtype)
+        if a.dim() == 0 or (a.dim() == x.dim() - 1 and all(n == 1 for n in a.shape[1:])):  # torch's form: one per channel
+            return F.prelu(x, a.reshape(-1))
+        return torch.where(x >= 0, x, a * x)
+
+    def ibp(self, x: Interval) -> Interval:
+        """relu(x) ∈ [relu(l), relu(u)] plus a·min(x, 0) between its values at l and u; outward by 4u."""
+        lo, hi = x.bounds()
+        a = self.slope.to(lo.dtype)
+        nl, nu = a * lo.clamp(max=0), a * hi.clamp(max=0)
+        ylo, yhi = lo.clamp(min=0) + torch.minimum(nl, nu), hi.clamp(min=0) + torch.maximum(nl, nu)
+        u4, t = 4 * unit_roundoff(lo.dtype), tiny(lo.dtype)
+        return Interval(ylo - u4 * ylo.abs() - t, yhi + u4 * yhi.abs() + t)
+
+    def crown_backward(self, A, ctx: Context, name: str):
+        a = self.slope.to(A.dtype)
+        A_r, const = relu_backward(A * (1 - a), ctx, name)
+        return [A_r + A * a], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        """LeakyRelu's allowance scaled by the largest |a| + |1 − a| (the coefficients' growth)."""
+        x = ctx.x(name)
+        mag = ctx.mag(x)
+        u = unit_roundoff(mag.dtype)
+        k = float((self.slope.abs() + (1 - self.slope).abs()).max())
+        return k * (ctx.err[x] * (1 + 8 * u) + 2 * dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * mag)
+
+    def singleprop(self, centres, radii, variant):
+        a = self.slope.to(radii[0].dtype)
+        return a.abs() * radii[0] + (1 - a).abs() * relu_radius(centres[0], radii[0], variant)

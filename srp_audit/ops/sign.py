@@ -1,4 +1,4 @@
-"""Sign: the step of binarised networks (−1 below 0, 0 at 0, 1 above), as ONNX and torch define it.
+"""Steps: Sign (binarised networks: −1 below 0, 0 at 0, 1 above, as ONNX and torch define it) and Floor.
 
 IBP is exact (monotone). CROWN bounds a straddling step with one of two lines each side — a constant, or the
 line through the jump's far corner (lower: through (0, −1) and (u, 1); upper: through (l, −1) and (0, 1)) —
@@ -66,3 +66,43 @@ class Sign(Node):
     def singleprop(self, centres, radii, variant):
         c, v = centres[0], radii[0]
         return 0.5 * (torch.sign(c + v) - torch.sign(c - v))
+
+
+def floor_lines(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x − 1 < floor(x) ≤ x, or the constant floor(l) where the box holds no integer step (floor is exact in
+    floating point, and the lines' slopes and intercepts are exact numbers)."""
+    same = torch.floor(l) == torch.floor(u)
+    one, zero = torch.ones_like(l), torch.zeros_like(l)
+    slope = torch.where(same, zero, one)
+    return slope, torch.where(same, torch.floor(l), -one), slope, torch.where(same, torch.floor(l), zero)
+
+
+class Floor(Node):
+    """y = ⌊x⌋ (range reduction inside some models, e.g. VNN-COMP's ml4acopf). trainable = False: a step has a zero
+    gradient almost everywhere, so SingleProp could not train through it."""
+
+    kind = "activation"
+    nonlinear = True
+    trainable = False
+    onnx_op = "Floor"
+    aten_ops = ("aten.floor.default",)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.floor(x)
+
+    def ibp(self, x: Interval) -> Interval:
+        lo, hi = x.bounds()
+        return Interval(torch.floor(lo), torch.floor(hi))  # exact: monotone, and floor of a float is a float
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        ls, li, us, ui = floor_lines(*ctx.bounds[ctx.x(name)])
+        A_x, const = relax.through_lines(A, ls, li, us, ui)
+        return [A_x], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        """Slopes are 0 or 1; intercepts are at most |floor(l)| + 1."""
+        x = ctx.x(name)
+        l, _ = ctx.bounds[x]
+        mag = ctx.mag(x)
+        uu = unit_roundoff(mag.dtype)
+        return ctx.err[x] * (1 + 16 * uu) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (mag + l.abs() + 2)

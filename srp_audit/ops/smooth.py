@@ -1,4 +1,4 @@
-"""S-shaped activations: Sigmoid and Tanh (convex below 0, concave above, f(x) = κ − f(−x)).
+"""S-shaped activations: Sigmoid, Tanh and Erf (convex below 0, concave above, f(x) = κ − f(−x)).
 
 IBP uses monotonicity (the library functions' few-ulp error is widened away); CROWN uses the tangent/chord
 lines of `relax.smooth_lines`, sound in floating point.
@@ -71,3 +71,11 @@ class Tanh(SShaped):
     shape_fn = relax.TANH
     onnx_op = "Tanh"
     aten_ops = ("aten.tanh.default",)
+
+
+class Erf(SShaped):
+    """y = erf(x) (inside GELU as the TorchScript exporter writes it)."""
+
+    shape_fn = relax.ERF
+    onnx_op = "Erf"
+    aten_ops = ("aten.erf.default",)

@@ -1,0 +1,165 @@
+"""ONNX and ATen handlers for the ops that need more than a declaration (an exponent, a slope tensor, a
+normalisation, a resize): each reads its arguments and calls the shared builder (`nonlinear_build`,
+`resize_build`), so both readers build the same IR."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import nonlinear_build as build
+from . import resize_build as resize
+from .aten_read import Tensor, _AtenCtx, _const, _tensor, _weight, aten
+from .context import Value
+from .onnx_context import OnnxContext
+from .onnx_ops import handles
+
+
+def _scalar_exponent(ctx: Any, v: Any) -> float:
+    arr = np.asarray(v, dtype=np.float64).reshape(-1)
+    if arr.size != 1 or not np.all(arr == arr[0]):
+        raise ctx.unsupported("only a single constant exponent is supported")
+    return float(arr[0])
+
+
+# ------------------------------------------------------------------------------------------------------ ONNX
+
+
+@handles("Pow")
+def _pow(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    return [build.power(ctx, x, _scalar_exponent(ctx, ctx.const(node.input[1], "exponent")))]
+
+
+@handles("PRelu")
+def _prelu(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    return [build.prelu(ctx, ctx.tensor(node.input[0]), ctx.weight(node.input[1], "slope"), None)]
+
+
+@handles("HardSigmoid")
+def _hard_sigmoid(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    return [build.hard_sigmoid(ctx, ctx.tensor(node.input[0]), attrs.get("alpha", 0.2), attrs.get("beta", 0.5))]
+
+
+@handles("LayerNormalization")
+def _layer_norm(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise ctx.unsupported("the Mean and InvStdDev outputs are not supported")
+    x = ctx.tensor(node.input[0])
+    rank = len(ctx.onnx_shape(x))
+    axis = int(attrs.get("axis", -1)) % rank
+    if ctx.batched and axis == 0:
+        raise ctx.unsupported("normalising across the batch axis")
+    gamma = ctx.weight(node.input[1], "scale")
+    beta = ctx.weight(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    return [build.layer_norm(ctx, x, rank - axis, build.eps_of(attrs.get("epsilon"), 1e-5), gamma, beta)]
+
+
+@handles("LogSoftmax")
+def _log_softmax(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    rank = len(ctx.onnx_shape(x))
+    axis = int(attrs.get("axis", -1 if ctx.opset >= 13 else 1)) % rank
+    if ctx.opset < 13 and axis != rank - 1:
+        raise ctx.unsupported(f"LogSoftmax over the flattened axes {axis}… (opset {ctx.opset}); re-export with opset ≥ 13")
+    return [build.log_softmax(ctx, x, ctx.sample_axis(x, axis))]
+
+
+@handles("Resize", "Upsample")
+def _resize(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    full = [int(n) for n in ctx.full_shape(x)]
+    opt = lambda i: ctx.const(node.input[i], "resize argument") if len(node.input) > i and node.input[i] else None  # noqa: E731
+    if node.op_type == "Upsample" or ctx.opset < 11:  # scales only; asymmetric coordinates, nearest rounds down
+        scales = attrs.get("scales") if "scales" in attrs else opt(1)
+        sizes, coord, nearest = None, "asymmetric", "floor"
+    else:
+        if attrs.get("antialias", 0) or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" or "axes" in attrs:
+            raise ctx.unsupported("antialias, keep_aspect_ratio_policy and axes are not supported")
+        scales, sizes = opt(2), opt(3)
+        coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+        nearest = attrs.get("nearest_mode", "round_prefer_floor")
+    if sizes is not None and np.asarray(sizes).size:
+        out = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        scale = [o / i for o, i in zip(out, full)]
+    elif scales is not None and np.asarray(scales).size:
+        scale = [float(v) for v in np.asarray(scales, dtype=np.float64).reshape(-1)]
+        out = [resize.out_size(i, s) for i, s in zip(full, scale)]
+    else:
+        raise ctx.unsupported("neither scales nor sizes are given")
+    if len(out) != len(full):
+        raise ctx.unsupported(f"{len(out)} sizes for a rank-{len(full)} tensor")
+    return [resize.onnx_resize(ctx, x, full, out, scale, attrs.get("mode", "nearest"), coord, nearest)]
+
+
+# ------------------------------------------------------------------------------------------------------ ATen
+
+
+@aten("aten.upsample_nearest2d.vec", "aten.upsample_bilinear2d.vec")
+def _aten_upsample(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    full = [int(n) for n in ctx.full_shape(x)]
+    if len(full) != 4 or not ctx.batched:
+        raise ctx.unsupported("only (N, C, H, W) upsampling is supported")
+    nearest = "nearest" in str(ctx.node.target)
+    size = a[1]
+    align = None if nearest else bool(a[2])
+    scales = a[2] if nearest else (a[3] if len(a) > 3 else None)
+    hw = full[2:]
+    if size is not None:
+        out = [int(v) for v in size]
+        sc: list = [None, None] if scales is None else [float(v) for v in scales]
+    else:
+        sc = [float(v) for v in scales]
+        out = [int(math.floor(n * s)) for n, s in zip(hw, sc)]
+    mats = {1 + k: resize.torch_matrix(hw[k], out[k], "nearest" if nearest else "linear", align, sc[k]) for k in range(2)}
+    return resize.apply_axes(ctx, x, mats)
+
+
+@aten("aten.pow.Tensor_Scalar", "aten.pow.Tensor_Tensor")
+def _aten_pow(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    if isinstance(a[1], Tensor):
+        raise ctx.unsupported("an exponent computed from the model's data")
+    return build.power(ctx, _tensor(ctx, a[0]), _scalar_exponent(ctx, _const(a[1])))
+
+
+@aten("aten.rsqrt.default")
+def _aten_rsqrt(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    return build.power(ctx, _tensor(ctx, a[0]), -0.5)
+
+
+@aten("aten.square.default")
+def _aten_square(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    return build.power(ctx, _tensor(ctx, a[0]), 2.0)
+
+
+@aten("aten.prelu.default")
+def _aten_prelu(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    w = _weight(ctx, a[1])
+    channel = ctx.sample_axis(x, 1) if len(ctx.full_shape(x)) > 1 else 0
+    return build.prelu(ctx, x, w, channel)
+
+
+@aten("aten.hardsigmoid.default")
+def _aten_hard_sigmoid(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    return build.hard_sigmoid(ctx, _tensor(ctx, a[0]), 1 / 6, 0.5)
+
+
+@aten("aten.layer_norm.default", "aten.native_layer_norm.default")
+def _aten_layer_norm(ctx: _AtenCtx, a: list, kw: dict):
+    x = _tensor(ctx, a[0])
+    shape = list(a[1])
+    gamma = _weight(ctx, a[2]) if len(a) > 2 and a[2] is not None else None
+    beta = _weight(ctx, a[3]) if len(a) > 3 and a[3] is not None else None
+    eps = build.eps_of(a[4] if len(a) > 4 else kw.get("eps"), 1e-5)
+    y = build.layer_norm(ctx, x, len(shape), eps, gamma, beta)
+    return (y, None, None) if "native" in str(ctx.node.target) else y
+
+
+@aten("aten._log_softmax.default", "aten.log_softmax.int")
+def _aten_log_softmax(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = _tensor(ctx, a[0])
+    return build.log_softmax(ctx, x, ctx.sample_axis(x, int(a[1])))

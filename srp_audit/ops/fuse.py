@@ -1,0 +1,73 @@
+"""Recognise activations that exporters write as a product of a tensor with a function of itself, so they get
+their own (much tighter) rules instead of a bilinear relaxation:
+
+- x · σ(x)                     → Silu    (ONNX has no SiLU op; both torch exporters write Sigmoid + Mul)
+- x · a(1 + erf(c·x))          → Gelu    (the TorchScript exporter's Div/Erf/Add/Mul form; constants kept exactly)
+- x · tanh(softplus(x))        → Mish    (before ONNX's Mish op)
+- x · x                        → Power 2
+
+Each rewrite is exact in real arithmetic; the product's other input stays if something else reads it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..ir.graph import INPUT, Graph
+from ..ir.node import Node
+from .activations import Gelu, Mish, Silu, Softplus
+from .affine import ElementwiseAffine
+from .power import Power
+from .product import Product
+from .smooth import Erf, Sigmoid, Tanh
+
+
+def _scalar(t: torch.Tensor) -> float | None:
+    flat = t.reshape(-1)
+    return float(flat[0]) if flat.numel() and bool((flat == flat[0]).all()) else None
+
+
+def _producer(g: Graph, value: str) -> tuple[Node | None, str | None]:
+    if value == INPUT:
+        return None, None
+    return g.node(value), g.inputs_of[value][0] if g.inputs_of[value] else None
+
+
+def _fused(g: Graph, x: str, other: str) -> Node | None:
+    """The activation f with x · other = f(x), if `other` is one of the forms above computed from x."""
+    if other == x:
+        return Power(2.0)
+    node, src = _producer(g, other)
+    if isinstance(node, Sigmoid) and src == x:
+        return Silu()
+    if isinstance(node, Tanh):
+        inner, src2 = _producer(g, src)
+        if isinstance(inner, Softplus) and src2 == x and inner.beta == 1.0:
+            return Mish()
+    if isinstance(node, ElementwiseAffine):  # a·erf(·) + a
+        a, b = _scalar(node.scale), _scalar(node.shift)
+        erf, src2 = _producer(g, src)
+        if a is not None and a == b and a > 0 and isinstance(erf, Erf):
+            lin, src3 = _producer(g, src2)
+            if isinstance(lin, ElementwiseAffine) and src3 == x:
+                c, zero = _scalar(lin.scale), _scalar(lin.shift)
+                if c is not None and c > 0 and zero == 0.0:
+                    return Gelu("none", a, c)
+    return None
+
+
+def fuse_self_products(g: Graph) -> Graph:
+    """Replace every Product x · h(x) of the forms above by the activation it computes."""
+    nodes, changed = [], False
+    for name, node, ins in g.items():
+        if isinstance(node, Product):
+            a, b = ins
+            f = _fused(g, a, b) or _fused(g, b, a)
+            if f is not None:
+                src = a if _fused(g, a, b) is not None else b
+                nodes.append((name, f, (src,)))
+                changed = True
+                continue
+        nodes.append((name, node, ins))
+    return g.rebuilt(nodes) if changed else g
+

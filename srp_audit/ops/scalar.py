@@ -1,0 +1,151 @@
+"""Sound rules for any piecewise-smooth scalar activation from two facts about it: where its kinks are and
+bounds on its second derivative between them.
+
+Lines (CROWN): the slope is the chord's, s = (f(u) − f(l))/(u − l) — any slope is valid, since the intercepts
+are computed for the slope actually used. On a grid l = x₀ < … < x_K = u that contains every kink inside,
+g = f − s·x satisfies, on each segment [a, b] of width h with c_lo ≤ f″ ≤ c_hi there,
+
+    max g ≤ max(g(a), g(b)) + max(0, −c_lo)·h²/8,     min g ≥ min(g(a), g(b)) − max(0, c_hi)·h²/8
+
+(g minus its chord is a function vanishing at both ends whose second derivative is bounded, compared with the
+parabola (c/2)(x − a)(x − b)). The intercepts are the largest and smallest of these, widened by the function's
+evaluation error and the rounding of g. With the chord slope the upper line of a convex piece is exact.
+
+IBP: exact for monotone functions and for a single valley (decreasing, then increasing); else the grid bound
+with s = 0. A subclass gives `f`, `curvature(l, u)`, and optionally `kinks`, `increasing` or `valley`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+
+from ..ir.node import Node
+from . import relax
+from .backward import Context
+from .interval import Interval
+from .rounding import dot_gamma, tiny, unit_roundoff
+
+GRID = 16  # segments per neuron; the curvature allowance shrinks as 1/GRID²
+ULPS = 16  # assumed error of the library's function, in units of roundoff of (|f| + |x| + 1)
+
+
+def _grid(l: torch.Tensor, u: torch.Tensor, kinks: tuple[float, ...]) -> torch.Tensor:
+    """Points (…, GRID + 1 + len(kinks)) from l to u, ascending, with every kink inside (l, u) among them."""
+    t = torch.linspace(0, 1, GRID + 1, dtype=l.dtype, device=l.device)
+    pts = l.unsqueeze(-1) + (u - l).unsqueeze(-1) * t
+    pts[..., 0], pts[..., -1] = l, u
+    if kinks:
+        k = torch.tensor(kinks, dtype=l.dtype, device=l.device)
+        pts = torch.cat([pts, torch.minimum(torch.maximum(k, l.unsqueeze(-1)), u.unsqueeze(-1))], -1)
+    return torch.sort(pts, dim=-1).values
+
+
+def _no_nan(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A NaN bound (f undefined somewhere in the box) becomes the infinite one: always sound, never a proof."""
+    return torch.nan_to_num(lo, nan=-math.inf, posinf=math.inf), torch.nan_to_num(hi, nan=math.inf, neginf=-math.inf)
+
+
+class ScalarActivation(Node, abstract=True):
+    """An elementwise activation bounded by the grid rule above; subclasses give f and its curvature."""
+
+    kind = "activation"
+    nonlinear = True
+    kinks: tuple[float, ...] = ()
+    increasing: ClassVar[bool] = False
+    """f is non-decreasing everywhere: IBP is [f(l), f(u)]."""
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def curvature(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c_lo, c_hi) with c_lo ≤ f″ ≤ c_hi on [l, u] away from the kinks (exact arithmetic)."""
+        raise NotImplementedError
+
+    def valley(self) -> tuple[float, float] | None:
+        """(x*, m) where f decreases on (−∞, x*] and increases on [x*, ∞) and m ≤ f(x*); None if no such."""
+        return None
+
+    def err(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """An upper bound on |computed f(x) − f(x)|."""
+        return ULPS * unit_roundoff(x.dtype) * (y.abs() + x.abs() + 1) + tiny(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f(x)
+
+    # ------------------------------------------------------------------------------------------------ IBP
+    def ibp(self, x: Interval) -> Interval:
+        lo, hi = x.bounds()
+        return Interval(*self.range(lo, hi))
+
+    def range(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rigorous [min f, max f] over [l, u]."""
+        fl, fu = self.f(l), self.f(u)
+        el, eu = self.err(l, fl), self.err(u, fu)
+        if self.increasing:
+            return _no_nan(fl - el, fu + eu)
+        v = self.valley()
+        if v is not None:
+            x_star, m = v
+            hi = torch.maximum(fl + el, fu + eu)
+            lo = torch.minimum(fl - el, fu - eu)
+            slack = 1e-6 * (1 + abs(x_star))
+            inside = (l <= x_star + slack) & (u >= x_star - slack)
+            return _no_nan(torch.where(inside, torch.clamp(lo, max=m), lo), hi)
+        return self._grid_bounds(l, u, torch.zeros_like(l))
+
+    # ---------------------------------------------------------------------------------------------- CROWN
+    def _grid_bounds(self, l: torch.Tensor, u: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rigorous (min, max) of f(x) − s·x over [l, u] (finite l ≤ u)."""
+        ur = unit_roundoff(l.dtype)
+        pts = _grid(l, u, tuple(self.kinks))
+        y = self.f(pts)
+        sx = s.unsqueeze(-1) * pts
+        g = y - sx
+        h2 = (pts[..., 1:] - pts[..., :-1]) ** 2 / 8 * (1 + 8 * ur)
+        c_lo, c_hi = self.curvature(l, u)
+        up = (-c_lo).clamp(min=0).unsqueeze(-1) * h2
+        dn = c_hi.clamp(min=0).unsqueeze(-1) * h2
+        seg_max = torch.maximum(g[..., :-1], g[..., 1:]) + up
+        seg_min = torch.minimum(g[..., :-1], g[..., 1:]) - dn
+        allow = (self.err(pts, y) + 4 * ur * (y.abs() + sx.abs())).amax(-1) + 4 * ur * torch.maximum(up, dn).amax(-1)
+        hi, lo = seg_max.amax(-1) + allow, seg_min.amin(-1) - allow
+        t = tiny(l.dtype)
+        return _no_nan(lo - 4 * ur * lo.abs() - t, hi + 4 * ur * hi.abs() + t)
+
+    def lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(lower slope, lower intercept, upper slope, upper intercept), valid on [l, u] in floating point.
+        Unbounded inputs get constant lines at the IBP range (possibly infinite)."""
+        finite = torch.isfinite(l) & torch.isfinite(u)
+        lf, uf = torch.where(finite, l, torch.zeros_like(l)), torch.where(finite, u, torch.zeros_like(u))
+        width = uf - lf
+        wide = width > 0
+        s = torch.where(wide, (self.f(uf) - self.f(lf)) / torch.where(wide, width, torch.ones_like(width)), torch.zeros_like(width))
+        s = torch.where(torch.isfinite(s), s, torch.zeros_like(s))
+        lo, hi = self._grid_bounds(lf, uf, s)
+        if not bool(finite.all()):
+            rlo, rhi = self.range(l, u)
+            s = torch.where(finite, s, torch.zeros_like(s))
+            lo, hi = torch.where(finite, lo, rlo), torch.where(finite, hi, rhi)
+        return s, lo, s, hi
+
+    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        ls, li, us, ui = self.lines(*ctx.bounds[ctx.x(name)])
+        A_x, const = relax.through_lines(A, ls, li, us, ui)
+        return [A_x], const
+
+    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
+        x = ctx.x(name)
+        ls, li, us, ui = self.lines(*ctx.bounds[x])
+        slope = torch.maximum(ls.abs(), us.abs())
+        icpt = torch.maximum(li.abs(), ui.abs())
+        mag = ctx.mag(x)
+        u = unit_roundoff(mag.dtype)
+        return ctx.err[x] * slope * (1 + 16 * u) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (slope * mag + icpt + 1)
+
+    def singleprop(self, centres, radii, variant):
+        c, v = centres[0], radii[0]
+        lo, hi = self.range(c - v, c + v)
+        return 0.5 * (hi - lo)
