@@ -19,11 +19,13 @@ class OnnxContext(LoaderContext):
     @property
     def node_name(self) -> str:
         n = self.onnx_node
+        if n is None:
+            return "inputs"
         return n.name or (n.output[0] if n.output else "?")
 
     @property
     def op_name(self) -> str:
-        return self.onnx_node.op_type
+        return self.onnx_node.op_type if self.onnx_node is not None else "input binding"
 
     @property
     def version(self) -> int:

@@ -1,0 +1,174 @@
+"""Model shapes beyond one float32 input and one output: several inputs (one concatenated input set, VNN-LIB's X
+in order), several outputs (concatenated, Y in order), a fixed batch larger than 1 (part of the sample), float64
+and integer inputs, a final LogSoftmax, and ONNX Resize in every supported mode — each against onnxruntime, and
+bounded soundly where it is a network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import ort_session
+from onnx import TensorProto, helper, numpy_helper
+from soundness import assert_contains, evaluate, identity_spec, sample_box
+from srp_audit_cli.main import main
+
+from srp_audit.bounds import get_method
+from srp_audit.certify import scores_before_final_softmax
+from srp_audit.formats import load_model
+from srp_audit.spec import InputBox
+from srp_audit.verify import VerifyOptions, verify
+from srp_audit.vnnlib import read_vnnlib
+
+RNG = np.random.default_rng(7)
+
+
+def _w(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def _save(tmp: Path, nodes, inits, inputs, outputs, name="m.onnx", opset=17) -> Path:
+    g = helper.make_graph(nodes, "t", inputs, outputs, [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, str(tmp / name))
+    return tmp / name
+
+
+def _sound(g, lower: torch.Tensor, upper: torch.Tensor) -> None:
+    wide = g.copy(dtype=torch.float64)
+    wide.requires_grad_(False)
+    box = InputBox(lower.double(), upper.double())
+    k = wide.num_classes
+    values = evaluate(lambda t: wide(t).reshape(t.shape[0], -1), sample_box(box.lower, box.upper, 300, torch.Generator().manual_seed(0)))
+    for method in ("ibp", "crown"):
+        lb = get_method(method)(wide, box, identity_spec(k, box.lower.shape[0], torch.float64)).lower.detach()
+        assert_contains(values, lb[:, :k], -lb[:, k:], method)
+
+
+def _two_in_two_out(tmp: Path) -> Path:
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Concat", ["a", "b"], ["ab"], axis=1), helper.make_node("Gemm", ["ab", "W"], ["h"], transB=1),
+             helper.make_node("Relu", ["h"], ["r"]), helper.make_node("Gemm", ["r", "U"], ["y1"], transB=1),
+             helper.make_node("Gemm", ["r", "V"], ["y2"], transB=1)]
+    return _save(tmp, nodes, {"W": _w(6, 5), "U": _w(2, 6), "V": _w(3, 6)},
+                 [helper.make_tensor_value_info("a", f, ["N", 3]), helper.make_tensor_value_info("b", f, ["N", 2])],
+                 [helper.make_tensor_value_info("y1", f, ["N", 2]), helper.make_tensor_value_info("y2", f, ["N", 3])])
+
+
+def test_several_inputs_and_outputs_are_one_concatenated_set_each(tmp_path: Path) -> None:
+    path = _two_in_two_out(tmp_path)
+    g = load_model(str(path))
+    assert g.input_shape == (5,) and g.output_shape == (5,)
+    assert [n for n, _ in g.meta.inputs] == ["a", "b"] and [n for n, _ in g.meta.outputs] == ["y1", "y2"]
+    x = RNG.standard_normal((4, 5)).astype(np.float32)
+    sess = ort_session(path)
+    y1, y2 = sess.run(None, {"a": x[:, :3], "b": x[:, 3:]})
+    with torch.no_grad():
+        ours = g(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, np.concatenate([y1, y2], 1), rtol=1e-5, atol=1e-5)
+    c = torch.from_numpy(x[:2]).double()
+    _sound(g, c - 0.1, c + 0.1)
+
+
+def test_verify_reads_x_and_y_across_inputs_and_outputs(tmp_path: Path) -> None:
+    """A property on X_3 (the second input's first entry) and Y_3 (the second output's second entry)."""
+    path = _two_in_two_out(tmp_path)
+    g = load_model(str(path))
+    x0 = np.zeros(5, dtype=np.float32)
+    with torch.no_grad():
+        y0 = g(torch.from_numpy(x0)[None])[0].numpy()
+    decl = "".join(f"(declare-const X_{i} Real)\n" for i in range(5)) + "".join(f"(declare-const Y_{i} Real)\n" for i in range(5))
+    box = "".join(f"(assert (>= X_{i} -0.01))\n(assert (<= X_{i} 0.01))\n" for i in range(5))
+    spec = tmp_path / "p.vnnlib"
+    spec.write_text(decl + box + f"(assert (<= Y_3 {float(y0[3]) + 10.0}))\n")  # sat: Y_3 is near y0[3]
+    res = verify(g, read_vnnlib(spec), VerifyOptions(timeout=30))
+    assert res.status == "sat"
+    x, y = res.counterexample
+    with torch.no_grad():
+        assert abs(float(g(torch.from_numpy(np.asarray(x, dtype=np.float32))[None])[0, 3]) - float(y[3])) < 1e-4
+    spec.write_text(decl + box + f"(assert (>= Y_3 {float(y0[3]) + 10.0}))\n")  # unsat: a box of radius 0.01 cannot move it by 10
+    assert verify(g, read_vnnlib(spec), VerifyOptions(timeout=30)).status == "unsat"
+
+
+def test_a_fixed_batch_above_one_is_part_of_the_sample(tmp_path: Path) -> None:
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("ReduceSum", ["r", "ax"], ["y"], keepdims=1)]
+    path = _save(tmp_path, nodes, {"W": _w(4, 3), "ax": np.array([0], dtype=np.int64)},
+                 [helper.make_tensor_value_info("x", f, [5, 3])], [helper.make_tensor_value_info("y", f, [1, 4])])
+    g = load_model(str(path))
+    assert g.input_shape == (5, 3) and not g.meta.batched
+    x = RNG.standard_normal((5, 3)).astype(np.float32)
+    ref = ort_session(path).run(None, {"x": x})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(g(torch.from_numpy(x)[None])[0].numpy(), ref, rtol=1e-5, atol=1e-5)
+    c = torch.from_numpy(x)[None].double()
+    _sound(g, c - 0.05, c + 0.05)
+
+
+@pytest.mark.parametrize("elem", [TensorProto.DOUBLE, TensorProto.INT64], ids=["float64", "int64"])
+def test_float64_and_integer_inputs_load_and_match(tmp_path: Path, elem: int) -> None:
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=f), helper.make_node("Gemm", ["xf", "W"], ["y"], transB=1)]
+    path = _save(tmp_path, nodes, {"W": _w(3, 4)}, [helper.make_tensor_value_info("x", elem, ["N", 4])],
+                 [helper.make_tensor_value_info("y", f, ["N", 3])])
+    g = load_model(str(path))
+    x = RNG.integers(-5, 5, (3, 4)) if elem == TensorProto.INT64 else RNG.standard_normal((3, 4))
+    ref = ort_session(path).run(None, {"x": x.astype(np.int64 if elem == TensorProto.INT64 else np.float64)})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(g(torch.from_numpy(x.astype(np.float32))).numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_a_final_log_softmax_is_certified_on_the_scores_and_kept_by_verify(tmp_path: Path) -> None:
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"], transB=1), helper.make_node("LogSoftmax", ["h"], ["y"], axis=1)]
+    path = _save(tmp_path, nodes, {"W": _w(3, 4)}, [helper.make_tensor_value_info("x", f, ["N", 4])],
+                 [helper.make_tensor_value_info("y", f, ["N", 3])], opset=13)
+    g = load_model(str(path))
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(g(torch.from_numpy(x)).numpy(), ort_session(path).run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+    inner, note = scores_before_final_softmax(g)
+    assert "Softmax and Log" in note and inner.output_shape == (3,)
+    c = torch.from_numpy(x).double()
+    _sound(g, c - 0.2, c + 0.2)  # the whole model, LogSoftmax included, as verify bounds it
+    np.savez(tmp_path / "d.npz", x=x, y=g(torch.from_numpy(x)).argmax(1).numpy())
+    r = CliRunner().invoke(main, ["certify", str(path), "--eps", "0.01", "--data", str(tmp_path / "d.npz"), "--domain", "-5,5"])
+    assert r.exit_code == 0, r.output
+    assert "LogSoftmax" in r.output or "Softmax and Log" in r.output
+
+
+RESIZE_CASES = [("nearest", "asymmetric", "floor"), ("nearest", "half_pixel", "round_prefer_floor"),
+                ("nearest", "align_corners", "round_prefer_ceil"), ("nearest", "pytorch_half_pixel", "ceil"),
+                ("linear", "half_pixel", "round_prefer_floor"), ("linear", "align_corners", "floor"),
+                ("linear", "asymmetric", "floor"), ("linear", "pytorch_half_pixel", "floor")]
+
+
+@pytest.mark.parametrize("mode,coord,nearest", RESIZE_CASES)
+@pytest.mark.parametrize("by", ["scales", "sizes"])
+def test_onnx_resize_matches_onnxruntime(tmp_path: Path, mode: str, coord: str, nearest: str, by: str) -> None:
+    f = TensorProto.FLOAT
+    inits = {"roi": np.array([], dtype=np.float32)}
+    if by == "scales":
+        inits["scales"] = np.array([1, 1, 2.0, 1.5], dtype=np.float32)
+        ins = ["x", "roi", "scales"]
+    else:
+        inits["scales"] = np.array([], dtype=np.float32)
+        inits["sizes"] = np.array([1, 2, 7, 4], dtype=np.int64)
+        ins = ["x", "roi", "scales", "sizes"]
+    nodes = [helper.make_node("Resize", ins, ["y"], mode=mode, coordinate_transformation_mode=coord, nearest_mode=nearest)]
+    path = _save(tmp_path, nodes, inits, [helper.make_tensor_value_info("x", f, [1, 2, 4, 5])],
+                 [helper.make_tensor_value_info("y", f, [1, 2, "h", "w"])], opset=13)
+    g = load_model(str(path))
+    x = RNG.standard_normal((1, 2, 4, 5)).astype(np.float32)
+    ref = ort_session(path).run(None, {"x": x})[0]
+    with torch.no_grad():
+        ours = g(torch.from_numpy(x)).numpy()
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
