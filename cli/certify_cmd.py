@@ -19,6 +19,7 @@ from srp_audit.parallel import launched
 from srp_audit.report import FORMATS, append_step_summary, format_for, render, step_summary_problem
 from srp_audit.report.plot import check_plot_path, write_plot
 from srp_audit.report.summary import gate_failures
+from srp_audit.spec import NORMS
 
 from .errors import EXIT_GATE, debug_option
 from .model_options import load, model_options
@@ -29,7 +30,9 @@ from .progress import ProgressBar
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--eps", type=EPS_LIST, required=True,
-              help="L∞ radius in the model's input units (0.1 for pixels in [0, 1]); a list 0.005,0.01,0.02 sweeps several.")
+              help="Radius in the model's input units (0.1 for pixels in [0, 1]); a list 0.005,0.01,0.02 sweeps several.")
+@click.option("--norm", type=click.Choice(NORMS), default="inf", show_default=True,
+              help="The perturbation ball: L∞ (inf), L2 or L1, intersected with --domain.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="Samples .npz with x and y. Default: MODEL's stem + .samples.npz beside it.")
 @click.option("--method", type=click.Choice(("auto",) + CASCADE), default="auto", show_default=True,
@@ -57,9 +60,9 @@ from .progress import ProgressBar
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @model_options
 @debug_option
-def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, attack_steps,
+def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, attack_steps,
             attack_restarts, seed, device, fmt, outputs, per_sample, by_class, plot, fail_under, fail_under_radius, quiet, model_opts) -> None:
-    """Certify MODEL's predictions in the L∞ ball of radius --eps around each sample.
+    """Certify MODEL's predictions in the --norm ball (L∞ by default) of radius --eps around each sample.
 
     Each sample is verified (proved robust by a sound bound), falsified (a counterexample was found and
     re-checked), or unknown; its certified radius is the largest eps the method proves.
@@ -70,6 +73,7 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
       srp-audit certify model.onnx --eps 0.1 --data test.npz --per-sample --by-class
       srp-audit certify model.onnx --eps 0.005,0.01,0.02 -o report.json -o report.xml -o report.html
       srp-audit certify model.onnx --eps 0.1 --fail-under 0.8 --fail-under-radius 0.05
+      srp-audit certify model.onnx --eps 0.5 --norm 2
     """
     inputs = (model,) + ((data_path,) if data_path else ())
     # every output is checked (type, folder, writable, not an input) before any work
@@ -79,7 +83,8 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary and step_summary_problem(step_summary):
         click.echo(f"warning: {step_summary_problem(step_summary)}; the step summary will be skipped", err=True)
-    check_eps_in_domain(eps, domain)
+    if norm == "inf":
+        check_eps_in_domain(eps, domain)
     eps_main = max(eps)
     sweep = tuple(sorted(eps)) if len(eps) > 1 else ()
     if sweep and not radius:
@@ -96,6 +101,7 @@ def certify(model, eps, data_path, method, alpha_iters, domain, radius, radius_t
     options = CertifyOptions(
         eps=eps_main, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol,
         attack_steps=attack_steps, attack_restarts=attack_restarts, batch_size=batch_size, seed=seed, device=device, sweep=sweep,
+        norm=norm,
     )
     bar = ProgressBar("certify", enabled=None if not (quiet or launched()) else False)
     try:  # under torchrun each rank certifies its shard and rank 0 reports

@@ -34,7 +34,8 @@ def pgd(
     seed: int = 0,
     start: torch.Tensor | None = None,
 ) -> AttackResult:
-    """Projected sign-gradient descent on the spec objective over the box, with random restarts.
+    """Projected steepest descent on the spec objective over the box (∩ its L2/L1 ball: normalised-gradient or
+    sparse steps, projections onto the ball), with random restarts.
 
     `start` (optional) is tried as the first starting point (e.g. the clean input); later restarts start
     uniformly at random in the box. Runs in the graph's dtype on the graph's device.
@@ -42,12 +43,17 @@ def pgd(
     dt, dev = graph.dtype, graph.device
     lo, hi = box.lower.to(dev, dt), box.upper.to(dev, dt)
     width = hi - lo
+    ball = box.ball.to(dt, dev) if box.ball is not None else None
+    project = (lambda z: torch.minimum(torch.maximum(z, lo), hi)) if ball is None else (lambda z: _into_ball(z, lo, hi, ball))
     spec = spec.to(dt, dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    best_x = lo + width / 2 if start is None else start.to(dev, dt).clamp(lo, hi)
+    best_x = lo + width / 2 if start is None else project(start.to(dev, dt))
     with torch.no_grad():
         best_obj = spec.objective(spec.values(graph.logits(best_x)))
-    step_size = 2.5 * width / 2 / max(steps, 1)
+    if ball is None:
+        step_size = 2.5 * width / 2 / max(steps, 1)
+    else:
+        step_size = (2.5 * ball.eps.to(dt) / max(steps, 1)).reshape((-1,) + (1,) * (lo.dim() - 1))
     was_training = graph.training
     graph.eval()
     req = [p.requires_grad for p in graph.parameters()]
@@ -58,7 +64,7 @@ def pgd(
             if restart == 0 and start is not None:
                 x = best_x.clone()
             else:
-                x = lo + width * torch.rand(lo.shape, generator=gen, device=dev, dtype=dt)
+                x = project(lo + width * torch.rand(lo.shape, generator=gen, device=dev, dtype=dt))
             for _ in range(steps):
                 with torch.enable_grad():  # callers may run under no_grad; the attack needs input gradients
                     x.requires_grad_(True)
@@ -68,7 +74,8 @@ def pgd(
                     better = obj.detach() < best_obj
                     best_obj = torch.where(better, obj.detach(), best_obj)
                     best_x = torch.where(_rows(better, x), x.detach(), best_x)
-                    x = torch.minimum(torch.maximum(x.detach() - step_size * grad.sign(), lo), hi)
+                    movable = ((grad > 0) & (x > lo)) | ((grad < 0) & (x < hi))  # the box does not stop the step
+                    x = project(x.detach() - step_size * _direction(grad * movable, ball))
             with torch.no_grad():
                 obj = spec.objective(spec.values(graph.logits(x)))
                 better = obj < best_obj
@@ -79,6 +86,44 @@ def pgd(
             p.requires_grad_(r)
         graph.train(was_training)
     return AttackResult(best_x.detach(), best_obj, best_obj <= 0)
+
+
+def _direction(grad: torch.Tensor, ball) -> torch.Tensor:
+    """The steepest unit step for the norm: sign(g) for L∞, g/‖g‖₂ for L2, and for L1 the signs of the largest
+    1 % of the entries (at least one), spread to unit L1 norm. (Entries the box stops arrive as 0.)"""
+    if ball is None:
+        return grad.sign()
+    flat = grad.reshape(grad.shape[0], -1)
+    if ball.p == 2.0:
+        return (flat / flat.norm(dim=1, keepdim=True).clamp(min=1e-30)).reshape(grad.shape)
+    k = max(1, flat.shape[1] // 100)
+    top = flat.abs().topk(k, dim=1).indices
+    step = torch.zeros_like(flat).scatter_(1, top, flat.gather(1, top).sign() / k)
+    return step.reshape(grad.shape)
+
+
+def _into_ball(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, ball) -> torch.Tensor:
+    """Project onto the L2/L1 ball (the L1 projection of Duchi et al., 2008), then clip to the box. Computed in
+    float64 onto a radius shrunk by the rounding to z's dtype (‖error‖_p ≤ u·‖c + d‖_p), so the rounded point is
+    still inside; clipping moves each entry towards the centre's (inside the box), so it stays in the ball."""
+    c = ball.centre.double()
+    d = (z.double() - c).reshape(z.shape[0], -1)
+    u = torch.finfo(z.dtype).eps
+    eps = ball.eps.double().unsqueeze(1)
+    eps = eps - 2 * u * (torch.linalg.vector_norm(c.reshape(z.shape[0], -1), ord=ball.p, dim=1, keepdim=True) + eps)
+    eps = eps.clamp(min=0)
+    if ball.p == 2.0:
+        d = d * torch.clamp(eps / d.norm(dim=1, keepdim=True).clamp(min=1e-300), max=1.0)
+    else:
+        v = d.abs()
+        srt = v.sort(dim=1, descending=True).values
+        css = srt.cumsum(1) - eps
+        j = torch.arange(1, srt.shape[1] + 1, device=z.device, dtype=torch.float64)
+        rho = ((srt - css / j) > 0).sum(1, keepdim=True).clamp(min=1)
+        theta = (css.gather(1, rho - 1) / rho).clamp(min=0)
+        d = torch.where(v.sum(1, keepdim=True) > eps, d.sign() * (v - theta).clamp(min=0), d)
+    out = (c + d.reshape(z.shape)).to(z.dtype)
+    return torch.minimum(torch.maximum(out, lo), hi)
 
 
 def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ All bound arithmetic runs in float64 with outward rounding; attacks run in the m
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -23,12 +24,12 @@ from .attack import confirm_counterexamples, pgd
 from .bounds import CASCADE, CrownResult, get_method, interval_bounds
 from .bounds.crown import relu_inputs, unstable_neurons
 from .device import resolve_device, use_exact_float32
-from .errors import SoundnessError
+from .errors import SoundnessError, UsageError
 from .ir.graph import Graph
 from .ir.walk import INPUT
 from .parallel import finish, init_from_env, run_and_gather, shard
 from .radius import attack_radius_search, certified_radius, record_counterexamples, sweep_verdicts
-from .spec import LinearSpec, inner_linf_ball, inside_linf_ball, linf_ball, margin_spec
+from .spec import NORMS, LinearSpec, ball, inner_ball, inside_ball, margin_spec
 
 VERDICTS = ("verified", "falsified", "unknown")
 
@@ -48,6 +49,7 @@ class CertifyOptions:
     seed: int = 0
     device: str = "auto"
     sweep: tuple[float, ...] = ()  # more radii to report verdicts at, from the same radius search
+    norm: str = "inf"  # the perturbation ball: "inf", "2" or "1" (spec.NORMS)
 
 
 @dataclass
@@ -126,6 +128,8 @@ def certify(
     """Certify every sample; `x` (N, *input_shape) in the model's input space, `y` (N,) integer labels.
     `index_offset`: the global index of x[0] (for shards of a larger set)."""
     start = time.perf_counter()
+    if options.norm not in NORMS:
+        raise UsageError(f"unknown norm {options.norm!r}; choose one of {', '.join(NORMS)}")
     graph, logits_note = scores_before_final_softmax(graph)
     device = resolve_device(options.device)
     if device.type == "cuda":
@@ -230,8 +234,8 @@ class _Prover:
     CROWN bound came within half the clean margin of a proof (elsewhere it would not close the gap)."""
 
     def __init__(self, wide: Graph, x64: torch.Tensor, spec: LinearSpec, dom: tuple[float, float],
-                 methods: tuple[str, ...], alpha_iters: int, clean_margin: torch.Tensor) -> None:
-        self.wide, self.x64, self.spec, self.dom = wide, x64, spec, dom
+                 methods: tuple[str, ...], alpha_iters: int, clean_margin: torch.Tensor, norm: str = "inf") -> None:
+        self.wide, self.x64, self.spec, self.dom, self.norm = wide, x64, spec, dom, norm
         self.methods, self.alpha_iters, self.clean_margin = methods, alpha_iters, clean_margin
 
     def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: tuple[str, ...] | None = None,
@@ -258,7 +262,7 @@ class _Prover:
                     base = crown_state[1]
                     extra["crown"] = CrownResult(base.lower[rows], base.unstable[rows], base.ctx.select(rows))
             sub = idx[todo]
-            box = linf_ball(self.x64[sub], eps[todo], self.dom)
+            box = ball(self.x64[sub], eps[todo], self.dom, self.norm)
             with torch.no_grad():
                 res = get_method(name)(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters, **extra)
             if name == "crown" and res.crown is not None:
@@ -323,10 +327,10 @@ def _attacker(native: Graph, wide: Graph, x: torch.Tensor, spec: LinearSpec, opt
     dom = opt.domain
 
     def attack(idx: torch.Tensor, eps: torch.Tensor, restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        box = inner_linf_ball(x[idx], eps, dom)
+        box = inner_ball(x[idx], eps, dom, opt.norm)
         sub = spec.select(idx)
         res = pgd(native, box, sub, steps=opt.attack_steps, restarts=restarts, seed=seed, start=x[idx])
-        inside = inside_linf_ball(res.points, x[idx], eps, dom)
+        inside = inside_ball(res.points, x[idx], eps, dom, opt.norm)
         ok = confirm_counterexamples(res.points, sub, native, wide, inside & res.found)
         return ok, res.points
 
@@ -351,7 +355,9 @@ def _sample_results(v: _Verdicts, y: torch.Tensor, pred: torch.Tensor, verified:
 def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor, opt: CertifyOptions, offset: int) -> list[SampleResult]:
     n, dev = x.shape[0], x.device
     dom = opt.domain
-    r_max = opt.radius_max if opt.radius_max is not None else dom[1] - dom[0]
+    n_in = math.prod(x.shape[1:])
+    reach = {"inf": 1.0, "2": math.sqrt(n_in), "1": float(n_in)}[opt.norm]  # the domain's diameter in the norm
+    r_max = opt.radius_max if opt.radius_max is not None else (dom[1] - dom[0]) * reach
     spec = margin_spec(y, native.num_classes, torch.float64)
     x64 = x.double()
     with torch.no_grad():
@@ -360,14 +366,14 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
     clean_bad = confirm_counterexamples(x, spec, native, wide, torch.ones(n, dtype=torch.bool, device=dev))
     candidates = (pred == y) & ~clean_bad
     methods = CASCADE if opt.method == "auto" else (opt.method,)
-    prove = _Prover(wide, x64, spec, dom, methods, opt.alpha_iters, clean_margin)
+    prove = _Prover(wide, x64, spec, dom, methods, opt.alpha_iters, clean_margin, opt.norm)
     # `auto` searches radii without alpha-CROWN: its few-percent gains cost ~20 CROWN passes per step.
     radius_methods = tuple(m for m in methods if m != "alpha-crown") if opt.method == "auto" else methods
     attack = _attacker(native, wide, x, spec, opt)
     v = _Verdicts.start(x, opt.eps, clean_bad)
     idx = candidates.nonzero().flatten()
     if idx.numel():
-        v.unstable[idx] = _unstable_ibp(wide, linf_ball(x64[idx], v.eps[idx], dom))
+        v.unstable[idx] = _unstable_ibp(wide, ball(x64[idx], v.eps[idx], dom, opt.norm))
         # Cheapest method first, then the attack, then the costlier methods on what is still undecided.
         v.prove(prove, idx, methods[:1])
         todo = idx[~v.proved[idx]]

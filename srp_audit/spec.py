@@ -9,18 +9,43 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+NORMS = ("inf", "2", "1")
+
+
+@dataclass
+class LpBall:
+    """An L2 or L1 ball {x : ‖x − centre‖_p ≤ eps} per sample (eps already rounded the way its use needs)."""
+
+    centre: torch.Tensor  # (N, *sample_shape)
+    eps: torch.Tensor  # (N,) float64
+    p: float  # 2.0 or 1.0
+
+    @property
+    def q(self) -> float:
+        """The dual norm's exponent: ‖A‖_q bounds A·(x − centre) over the ball (Hölder)."""
+        return math.inf if self.p == 1.0 else 2.0
+
+    def select(self, idx: torch.Tensor | slice) -> "LpBall":
+        return LpBall(self.centre[idx], self.eps[idx], self.p)
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "LpBall":
+        return LpBall(self.centre.to(device=device, dtype=dtype), self.eps.to(device=device), self.p)
+
 
 @dataclass
 class InputBox:
-    """Lower and upper bounds of the input set, shape (N, *sample_shape) each."""
+    """Lower and upper bounds of the input set, shape (N, *sample_shape) each; with `ball`, the set is the box ∩
+    an L2/L1 ball (the box is then the ball's bounding box ∩ the domain, which methods without a ball rule use)."""
 
     lower: torch.Tensor
     upper: torch.Tensor
     nonneg: bool = False  # known: lower ≥ 0 everywhere (lets bound methods skip an abs)
+    ball: LpBall | None = None
 
     def __post_init__(self) -> None:
         if self.lower.shape != self.upper.shape:
@@ -30,11 +55,12 @@ class InputBox:
     def n(self) -> int:
         return self.lower.shape[0]
 
-    def select(self, idx: torch.Tensor) -> "InputBox":
-        return InputBox(self.lower[idx], self.upper[idx], self.nonneg)
+    def select(self, idx: torch.Tensor | slice) -> "InputBox":
+        return InputBox(self.lower[idx], self.upper[idx], self.nonneg, self.ball.select(idx) if self.ball else None)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "InputBox":
-        return InputBox(self.lower.to(device=device, dtype=dtype), self.upper.to(device=device, dtype=dtype), self.nonneg)
+        ball = self.ball.to(dtype, device) if self.ball else None
+        return InputBox(self.lower.to(device=device, dtype=dtype), self.upper.to(device=device, dtype=dtype), self.nonneg, ball)
 
 
 def _expand_eps(eps: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -87,6 +113,40 @@ def inside_linf_ball(points: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | 
     e = _expand_eps(torch.as_tensor(eps, dtype=torch.float64), c)
     ok = ((p - c).abs() <= e) & (p >= domain[0]) & (p <= domain[1])
     return ok.reshape(ok.shape[0], -1).all(dim=1)
+
+
+def _eps64(eps: torch.Tensor | float, x: torch.Tensor, direction: float) -> torch.Tensor:
+    """eps as float64 per sample, one ulp up (proofs) or down (attacks) from its nearest value."""
+    e = torch.as_tensor(eps, dtype=torch.float64, device=x.device)
+    e = e.expand(x.shape[0]) if e.dim() == 0 else e.reshape(x.shape[0])
+    return torch.nextafter(e, torch.full_like(e, direction))
+
+
+def ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float], norm: str = "inf") -> InputBox:
+    """The `norm` ball of radius eps around x ∩ domain, for proofs (rounded outward)."""
+    box = linf_ball(x, eps, domain)
+    if norm != "inf":
+        box.ball = LpBall(x, _eps64(eps, x, math.inf), float(norm))
+    return box
+
+
+def inner_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float], norm: str = "inf") -> InputBox:
+    """The `norm` ball ∩ domain for attacks (rounded inward): its points belong to the exact set."""
+    box = inner_linf_ball(x, eps, domain)
+    if norm != "inf":
+        box.ball = LpBall(x, _eps64(eps, x, 0.0) * (1 - 2e-9), float(norm))  # inside_ball accepts up to 1 − 1e-9
+    return box
+
+
+def inside_ball(points: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float], norm: str = "inf") -> torch.Tensor:
+    """Per sample: whether `points` lie in the exact `norm` ball ∩ domain (the float64 norm, with a relative
+    1e-9 margin that covers its rounding)."""
+    ok = inside_linf_ball(points, x, eps, domain)
+    if norm == "inf":
+        return ok
+    d = (points.double() - x.double()).reshape(x.shape[0], -1)
+    e = _eps64(eps, x, 0.0)
+    return ok & (torch.linalg.vector_norm(d, ord=float(norm), dim=1) <= e * (1 - 1e-9))
 
 
 @dataclass

@@ -244,10 +244,11 @@ def test_nan_weights_are_rejected(tmp_path: Path) -> None:
         load_model(str(path))
 
 
-def test_fixed_batch_above_one_is_explained(tmp_path: Path) -> None:
+def test_fixed_batch_above_one_is_the_sample(tmp_path: Path) -> None:
+    """A fixed batch of 8 is one sample of shape (8, 4) (as VNN-COMP's pensieve_small_parallel means it)."""
     path = _save(tmp_path, _model([helper.make_node("Relu", ["x"], ["y"])], {}, [8, 4], [8, 4], 13))
-    with pytest.raises(ModelLoadError, match="fixed batch size of 8"):
-        load_model(str(path))
+    g = load_model(str(path))
+    assert g.input_shape == (8, 4) and not g.meta.batched
 
 
 def _clip_cases() -> dict[str, tuple[list, dict, list, list]]:

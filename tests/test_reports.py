@@ -44,7 +44,7 @@ def sweep_run(tmp_path_factory):
 def test_every_format_is_written_from_its_suffix(sweep_run) -> None:
     r, paths, summary, out = sweep_run
     doc = json.loads(paths["json"].read_text())
-    assert doc["schema_version"] == 2 and doc["run"]["sweep"] == [0.002, 0.005, 0.01] and doc["run"]["eps"] == 0.01
+    assert doc["schema_version"] == 3 and doc["run"]["norm"] == "inf" and doc["run"]["sweep"] == [0.002, 0.005, 0.01] and doc["run"]["eps"] == 0.01
     for key in ("model_sha256", "data_sha256", "method", "device", "seed", "started", "tool_version"):
         assert key in doc["run"]
     assert [row["eps"] for row in doc["sweep"]] == [0.002, 0.005, 0.01]

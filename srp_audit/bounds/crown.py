@@ -30,9 +30,9 @@ from ..ir.walk import INPUT, walk_backward, walk_forward
 from ..ops.backward import Coeffs, Context, dense
 from ..ops.interval import Interval
 from ..ops.patches import Grid, Patches, flat_sum, weighted_sum
-from ..ops.rounding import dot_gamma, gamma, tiny
+from ..ops.rounding import dot_gamma, gamma, tiny, unit_roundoff
 from ..spec import InputBox, LinearSpec
-from .ibp import interval_bounds
+from .ibp import ibp_step, interval_bounds
 
 DEFAULT_BUDGET = 1 << 21  # elements of A per chunk (16 MiB in float64: stays below glibc's mmap threshold)
 
@@ -53,12 +53,24 @@ def _merge(cur: Coeffs, A: Coeffs) -> Coeffs:
 
 
 def _concretise(A: Coeffs, box: InputBox) -> torch.Tensor:
-    """min over the box of A·x = A·lo + Σ_{A<0} A·(hi − lo)."""
+    """min over the box of A·x = A·lo + Σ_{A<0} A·(hi − lo); with an L2/L1 ball, also A·c − eps·‖A‖_q (Hölder),
+    rounded down, and the larger of the two (both hold on box ∩ ball)."""
     lo, width = box.lower, box.upper - box.lower
     if isinstance(A, Patches):
         lo_w, width_w = A.windows(torch.cat([lo, width], dim=1)).split(A.data.shape[2], dim=2)
-        return flat_sum(A.data * lo_w + A.data.clamp(max=0) * width_w)
-    return weighted_sum(A, lo) + weighted_sum(A.clamp(max=0), width)
+        value = flat_sum(A.data * lo_w + A.data.clamp(max=0) * width_w)
+    else:
+        value = weighted_sum(A, lo) + weighted_sum(A.clamp(max=0), width)
+    if box.ball is None:
+        return value
+    b = box.ball
+    flat = (A.dense() if isinstance(A, Patches) else A).reshape(value.shape + (-1,))
+    c = b.centre.to(flat.dtype).reshape(flat.shape[0], 1, -1)
+    g = dot_gamma(flat.shape[2], flat.dtype)
+    centre = (flat * c).sum(-1) - g * (flat.abs() * c.abs()).sum(-1)
+    rad = torch.linalg.vector_norm(flat, ord=b.q, dim=-1) * (1 + g) * b.eps.to(flat.dtype).unsqueeze(1)
+    through_ball = centre - rad * (1 + 4 * unit_roundoff(flat.dtype)) - tiny(flat.dtype)
+    return torch.maximum(value, through_ball)
 
 
 class _Probe:
@@ -183,7 +195,7 @@ def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget:
     probe = _Probe()  # one row of one sample tells how wide the coefficients get
     sub = ctx.subset(0, 1)
     pending, const, _ = _start(sub, target, idx_all[:1, :1])
-    backward(sub, pending, InputBox(box.lower[:1], box.upper[:1], box.nonneg), const, probe)
+    backward(sub, pending, box.select(slice(0, 1)), const, probe)
     width = max(1, probe.width)
     n_chunk = max(1, min(n, budget // (2 * width)))
     lo, hi = (t.clone() for t in ctx.bounds[target])
@@ -192,7 +204,7 @@ def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget:
         s1 = min(n, s0 + n_chunk)
         k_chunk = max(1, budget // (2 * width * (s1 - s0)))
         sub = ctx.subset(s0, s1)
-        sub_box = InputBox(box.lower[s0:s1], box.upper[s0:s1], box.nonneg)
+        sub_box = box.select(slice(s0, s1))
         for k0 in range(0, idx_all.shape[1], k_chunk):
             idx = idx_all[s0:s1, k0 : k0 + k_chunk]
             valid = valid_all[s0:s1, k0 : k0 + k_chunk]
@@ -243,7 +255,7 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
     feeds_nonlinear = {i for n in graph.order if graph.node(n).nonlinear for i in graph.inputs_of[n]}
 
     def step(name: str, node, args: list[Interval]) -> Interval:
-        iv = node.ibp(*args)
+        iv = ibp_step(graph, box, name, node, args)
         ctx.bounds[name] = iv.bounds()
         if refine_with_crown and name in feeds_nonlinear and not _first_layer(graph, name):
             with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds

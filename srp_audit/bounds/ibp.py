@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import Graph
-from ..ir.walk import walk_forward
+from ..ir.walk import INPUT, walk_forward
 from ..ops.affine import Dense
 from ..ops.interval import Interval, cached_on, inflation
 from ..ops.rounding import dot_gamma, tiny, unit_roundoff
@@ -86,6 +86,17 @@ def _spec_affine(spec: LinearSpec, x: Interval, node: Dense | None) -> Interval:
     return Interval(c=c, r=r * (1 + 4 * unit_roundoff(dt)))
 
 
+def ibp_step(graph: Graph, box: InputBox, name: str, node, args: list[Interval]) -> Interval:
+    """`node.ibp`, intersected — for an op reading an L2/L1 ball input directly — with its ball rule."""
+    iv = node.ibp(*args)
+    if box.ball is not None and graph.inputs_of[name] == (INPUT,):
+        b = node.ibp_ball(box.ball)
+        if b is not None:
+            (lo, hi), (blo, bhi) = iv.bounds(), b.bounds()
+            iv = Interval(torch.maximum(lo, blo), torch.minimum(hi, bhi), nonneg=iv.nonneg)
+    return iv
+
+
 @dataclass
 class IntervalResult:
     """Bounds on the spec rows (or on the flat output when no spec) plus any kept node intervals."""
@@ -118,7 +129,7 @@ def interval_bounds(
     def step(name: str, node, args: list[Interval]) -> Interval:
         if fold_last and name == graph.output:
             return _spec_affine(spec, args[0], node)  # type: ignore[arg-type]
-        return node.ibp(*args)
+        return ibp_step(graph, box, name, node, args)
 
     graph.check_supported("ibp")
     wanted = [n for n in (graph.order if keep is True else keep or ()) if not (fold_last and n == graph.output)]

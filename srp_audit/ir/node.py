@@ -93,6 +93,11 @@ class Node(nn.Module):
         """A rigorous enclosure of the output given enclosures of the inputs (rounding included)."""
         raise self._unsupported("ibp")
 
+    def ibp_ball(self, ball: Any) -> "Interval | None":
+        """Optional, for an op reading the model input directly: an enclosure of the output over an L2/L1 ball
+        (`spec.LpBall`), intersected with the box rule's. None: the box rule alone (always sound)."""
+        return None
+
     def crown_backward(self, A: Any, ctx: Any, name: str) -> tuple[list[Any], torch.Tensor]:
         """Move objective coefficients A (N, R, *out) to the inputs: ([A per input], constant (N, R)), such that
         A·out ≥ Σ A_i·in_i + constant over the relaxation (lower bound)."""

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context, per_sample
-from .interval import Interval, affine_weights, generic_linear, inflation
+from .interval import Interval, affine_weights, dual_norm_ibp, generic_linear, inflation
 from .patches import Patches, flat_sum
 from .rounding import dot_gamma
 
@@ -48,6 +48,10 @@ class Dense(Node):
         m, v, halved = x.affine_inputs(g)
         c = F.linear(m, w.half if halved else self.weight, self.bias)
         return Interval(c=c, r=F.linear(v, w.abs_half if halved else w.abs, w.radius_bias))
+
+    def ibp_ball(self, ball) -> Interval:
+        c = ball.centre.to(self.weight.dtype)
+        return dual_norm_ibp(self, self.ibp(Interval(c, c)), self.weight, ball.eps, ball.q, (1,) * (c.dim() - 2) + (-1,))
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         return [A.matmul(self.weight)], flat_sum(A.matmul(self.bias).unsqueeze(-1))

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context
-from .interval import Interval, linear_map_ibp
+from .interval import Interval, dual_norm_ibp, linear_map_ibp
 from .patches import Grid, Patches, conv_transpose, flat_sum
 from .rounding import dot_gamma
 from .window import pads4, pair, pooled_size
@@ -81,6 +81,11 @@ class Conv2d(Node):
 
     def ibp(self, x: Interval) -> Interval:
         return linear_map_ibp(self, x, math.prod(self.weight.shape[1:]) + 1)
+
+    def ibp_ball(self, ball) -> Interval:
+        """Each output's weights are (part of) its channel's kernel: the kernel's dual norm bounds them all."""
+        c = ball.centre.to(self.weight.dtype)
+        return dual_norm_ibp(self, self.ibp(Interval(c, c)), self.weight, ball.eps, ball.q, (-1, 1, 1))
 
     def transpose_dense(self, A: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
         """Aᵀ-product for dense coefficients A (N, R, *out): (N, R, *in)."""

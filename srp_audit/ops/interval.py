@@ -141,3 +141,15 @@ def widen_transcendental(lo: torch.Tensor, hi: torch.Tensor, floor: float, ceil:
     u = unit_roundoff(lo.dtype) * 16
     t = tiny(lo.dtype)
     return Interval((lo - u * lo.abs() - t).clamp(floor, ceil), (hi + u * hi.abs() + t).clamp(floor, ceil))
+
+
+def dual_norm_ibp(node: Any, centre_out: Interval, row_weights: torch.Tensor, eps: torch.Tensor, q: float,
+                  out_view: tuple[int, ...]) -> Interval:
+    """W·x + b over ‖x − c‖_p ≤ eps: the rigorous enclosure of W·c + b widened by eps·‖W_i‖_q per output row
+    (Hölder), the norm rounded up by γ_n. `row_weights` (rows, n) are the weights of each output row."""
+    dt = centre_out.dtype
+    w = row_weights.to(dt).reshape(row_weights.shape[0], -1)
+    norms = torch.linalg.vector_norm(w, ord=q, dim=1) * (1 + dot_gamma(w.shape[1], dt))
+    rad = eps.to(dt).reshape((-1,) + (1,) * len(out_view)) * norms.reshape(out_view) * (1 + 4 * unit_roundoff(dt))
+    lo, hi = centre_out.bounds()
+    return Interval(lo - rad - tiny(dt), hi + rad + tiny(dt))

@@ -22,7 +22,7 @@ class Select(Node):
 
     def __init__(self, indices: torch.Tensor | np.ndarray | Sequence[int], shape: Sequence[int], in_numel: int) -> None:
         super().__init__()
-        idx = torch.as_tensor(np.array(indices, dtype=np.int64)).reshape(-1)
+        idx = torch.tensor(np.asarray(indices, dtype=np.int64)).reshape(-1)
         if idx.numel() != math.prod(shape):
             raise ValueError(f"Select: {idx.numel()} indices for an output of shape {tuple(shape)}")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= in_numel):

@@ -78,12 +78,10 @@ def floor_lines(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 class Floor(Node):
-    """y = ⌊x⌋ (range reduction inside some models, e.g. VNN-COMP's ml4acopf). trainable = False: a step has a zero
-    gradient almost everywhere, so SingleProp could not train through it."""
+    """y = ⌊x⌋ (range reduction inside some models, e.g. VNN-COMP's ml4acopf)."""
 
     kind = "activation"
     nonlinear = True
-    trainable = False
     onnx_op = "Floor"
     aten_ops = ("aten.floor.default",)
 
@@ -106,3 +104,8 @@ class Floor(Node):
         mag = ctx.mag(x)
         uu = unit_roundoff(mag.dtype)
         return ctx.err[x] * (1 + 16 * uu) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (mag + l.abs() + 2)
+
+    def singleprop(self, centres, radii, variant):
+        """Half the output's range over [c − v, c + v] (like Sign's: its gradient is zero almost everywhere)."""
+        c, v = centres[0], radii[0]
+        return 0.5 * (torch.floor(c + v) - torch.floor(c - v))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import DataError, UsageError
 
-READABLE_SCHEMAS = (2,)
+READABLE_SCHEMAS = (2, 3)  # version 2 reports are all L∞
 MAX_REPORT_BYTES = 512 << 20
 
 
@@ -42,6 +42,9 @@ def incomparable(old: dict, new: dict) -> str | None:
     eo, en = old["summary"].get("eps"), new["summary"].get("eps")
     if eo != en:
         return f"the reports are at different eps ({eo} vs {en}): certify both at the same --eps"
+    no, nn = old["summary"].get("norm", "inf"), new["summary"].get("norm", "inf")
+    if no != nn:
+        return f"the reports use different norms (L{no} vs L{nn}): certify both with the same --norm"
     do, dn = old.get("run", {}).get("data_sha256"), new.get("run", {}).get("data_sha256")
     if do and dn and do != dn:
         return "the reports were made on different data (data_sha256 differs): certify both on the same --data"

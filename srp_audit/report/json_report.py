@@ -10,13 +10,13 @@ from .. import __version__
 from ..certify import CertifyResult
 from .summary import class_rows, summary, sweep_rows
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the norm of the ball (run.norm, summary.norm)
 
 
 def as_dict(result: CertifyResult, model: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     o = result.options
     run = {"tool_version": __version__, "model": model, "method": o.method, "device": result.device, "seed": o.seed,
-           "eps": o.eps, "sweep": list(o.sweep), "domain": list(o.domain), "radius_search": o.radius,
+           "eps": o.eps, "norm": o.norm, "sweep": list(o.sweep), "domain": list(o.domain), "radius_search": o.radius,
            "radius_tol": o.radius_tol, "attack_steps": o.attack_steps, "attack_restarts": o.attack_restarts,
            "wall_time_s": result.wall_time}
     run.update(meta or {})

@@ -18,7 +18,7 @@ def as_junit(result: CertifyResult, model: str) -> str:
     suite = ET.SubElement(suites, "testsuite", name=f"srp-audit certify {stem} eps={o.eps:g} method={o.method}",
                           tests=str(result.n), failures=str(failures), errors="0", skipped="0", time=f"{result.wall_time:.3f}")
     props = ET.SubElement(suite, "properties")
-    for k, v in (("model", model), ("eps", f"{o.eps:g}"), ("method", o.method), ("device", result.device)):
+    for k, v in (("model", model), ("eps", f"{o.eps:g}"), ("norm", o.norm), ("method", o.method), ("device", result.device)):
         ET.SubElement(props, "property", name=k, value=v)
     for s in result.samples:
         case = ET.SubElement(suite, "testcase", classname=f"srp_audit.{stem}", name=f"sample {s.index} (label {s.label})",

@@ -18,6 +18,11 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return (float(ci.low), float(ci.high))
 
 
+def norm_label(norm: str) -> str:
+    """How reports name the ball: L∞, L2 or L1."""
+    return {"inf": "L∞", "2": "L2", "1": "L1"}[norm]
+
+
 def summary(result: CertifyResult) -> dict[str, Any]:
     """Headline numbers; the keys are part of the JSON contract (docs/report-schema.md)."""
     radii = result.radii()
@@ -26,6 +31,7 @@ def summary(result: CertifyResult) -> dict[str, Any]:
     return {
         "samples": result.n,
         "eps": o.eps,
+        "norm": o.norm,
         "method": o.method,
         "domain": list(o.domain),
         "clean_accuracy": result.clean_accuracy,

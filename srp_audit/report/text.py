@@ -8,7 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..certify import CertifyResult
-from .summary import class_rows, summary, sweep_rows
+from .summary import class_rows, norm_label, summary, sweep_rows
 
 
 def _pct(v: float) -> str:
@@ -66,7 +66,8 @@ def _class_table(result: CertifyResult, fmt: str) -> str:
 
 def title(result: CertifyResult, model: str) -> str:
     o = result.options
-    return f"srp-audit certify {model}  eps={o.eps:g}  method={o.method}  domain=[{o.domain[0]:g}, {o.domain[1]:g}]  device={result.device}"
+    return (f"srp-audit certify {model}  eps={o.eps:g} ({norm_label(o.norm)})  method={o.method}  "
+            f"domain=[{o.domain[0]:g}, {o.domain[1]:g}]  device={result.device}")
 
 
 def as_table(result: CertifyResult, model: str, per_sample: bool = False, by_class: bool = False) -> str:
