@@ -13,11 +13,13 @@ import pytest
 import torch
 from conftest import SHARED, ort_session
 from soundness import assert_contains, evaluate, identity_spec, sample_box
+from zoo_checks import counterexample_holds, strong_attack_finds, zoo_instances
 
 from srp_audit.bounds import get_method
 from srp_audit.errors import ModelLoadError
 from srp_audit.formats import load_model
 from srp_audit.spec import InputBox, LinearSpec
+from srp_audit.verify import VerifyOptions, verify
 from srp_audit.vnnlib import read_vnnlib
 
 ZOO = SHARED / "benchmarks" / "zoo"
@@ -93,3 +95,34 @@ def test_zoo_model_loads_matches_onnxruntime_and_is_bounded_soundly(name: str, m
         for method in ("ibp", "crown-ibp" if name in CROWN_IBP_ONLY else "crown"):
             lb = get_method(method)(wide, box, spec_rows).lower
             assert_contains(values, lb[:, :k], -lb[:, k:], f"{method} on {name}")
+
+
+VERIFY = zoo_instances(ZOO)
+ONE_PER_FAMILY = [next(i for i in VERIFY if i[0] == fam) for fam in sorted({i[0] for i in VERIFY})]
+
+
+def _verify_checked(family: str, model: Path, prop: Path, timeout: float) -> str:
+    g = load_model(str(model))
+    spec = read_vnnlib(prop)
+    res = verify(g, spec, VerifyOptions(timeout=timeout))
+    assert res.status in ("sat", "unsat", "unknown", "timeout"), f"{family}/{prop.name}: {res.status}"
+    if res.status == "sat":
+        assert counterexample_holds(g, spec, res), f"{family}/{prop.name}: the counterexample does not hold"
+    if res.status == "unsat":
+        assert not strong_attack_finds(g, spec), f"{family}/{prop.name}: unsat, but a stronger attack breaks it"
+    return res.status
+
+
+@pytest.mark.skipif(not VERIFY, reason=f"{ZOO} is absent")
+@pytest.mark.parametrize("family,model,prop,timeout", ONE_PER_FAMILY, ids=[i[0] for i in ONE_PER_FAMILY])
+def test_verify_answers_one_instance_per_family_and_checks_them(family: str, model: Path, prop: Path, timeout: float) -> None:
+    """Every answer is checked: a sat counterexample by a forward pass, an unsat by a strong attack."""
+    _verify_checked(family, model, prop, min(timeout, 8.0))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not VERIFY, reason=f"{ZOO} is absent")
+@pytest.mark.parametrize("family,model,prop,timeout", VERIFY, ids=[f"{i[0]}/{i[2].name}" for i in VERIFY])
+def test_verify_answers_every_zoo_instance_and_checks_them(family: str, model: Path, prop: Path, timeout: float) -> None:
+    """Slow (every instance; benchmarks/bench_zoo.py runs the same and counts the answers)."""
+    _verify_checked(family, model, prop, min(timeout, 20.0))

@@ -245,6 +245,32 @@ def _unstable(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     return (lo < 0) & (hi > 0)
 
 
+def refine_targets(graph: Graph) -> set[str]:
+    """The nodes CROWN refines: the inputs of nonlinear ops — except that an input whose op only passes bounds
+    through (a pick, reshape or scale/shift: `Node.passes_bounds`) and that feeds a relaxation over all its
+    entries (not only the unstable neurons of a ReLU) is replaced by its own inputs, recursively: refining the
+    source once gives the same bounds, which IBP then carries forward exactly (attention's broadcast copies of
+    Q and K are 5× their source on the tiny ViT)."""
+    targets: set[str] = set()
+
+    def want(name: str, redirect: bool) -> None:
+        if name == INPUT:
+            return
+        node = graph.node(name)
+        if redirect and node.passes_bounds:
+            for i in graph.inputs_of[name]:
+                want(i, True)
+        else:
+            targets.add(name)
+
+    for n in graph.order:
+        node = graph.node(n)
+        if node.nonlinear:
+            for i in graph.inputs_of[n]:
+                want(i, not node.kinked_at_zero)
+    return targets
+
+
 def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET) -> Context:
     """(lower, upper) and rounding magnitudes of every node: IBP, with the inputs of nonlinear ops tightened
     by CROWN when asked (only the neurons IBP leaves unstable, for ops kinked at zero)."""
@@ -252,12 +278,12 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
     ctx = Context(graph, {INPUT: (box.lower, box.upper)})
     mag_in = torch.maximum(box.lower.abs(), box.upper.abs()).detach()
     ctx.err[INPUT] = dot_gamma(math.prod(graph.input_shape), mag_in.dtype) * mag_in
-    feeds_nonlinear = {i for n in graph.order if graph.node(n).nonlinear for i in graph.inputs_of[n]}
+    targets = refine_targets(graph)
 
     def step(name: str, node, args: list[Interval]) -> Interval:
         iv = ibp_step(graph, box, name, node, args)
         ctx.bounds[name] = iv.bounds()
-        if refine_with_crown and name in feeds_nonlinear and not _first_layer(graph, name):
+        if refine_with_crown and name in targets and not _first_layer(graph, name):
             with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds
                 ctx.err[name] = node.crown_rounding(ctx, name)  # the pass below starts here
             lo, hi = ctx.bounds[name]

@@ -41,6 +41,9 @@ class Node(nn.Module):
     refined, counted, given optimisable slopes (alpha-CROWN) and split (branch and bound)."""
     crown_patches: ClassVar[bool] = False
     """`crown_backward` accepts `Patches` coefficients (else the driver hands it dense ones)."""
+    passes_bounds: ClassVar[bool] = False
+    """Each output entry is one input entry times a constant plus a constant (picks, reshapes, scale/shift): CROWN
+    bounds of the output follow exactly from the input's, so CROWN refines the (usually smaller) input instead."""
     keeps_argmax: ClassVar[bool] = False
     """Leaves the order of the entries along its axis unchanged (softmax): certify may prove the argmax before it."""
     trainable: ClassVar[bool] = True

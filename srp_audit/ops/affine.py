@@ -86,6 +86,8 @@ class ElementwiseAffine(Node):
     `scale` and `shift` are stored without a batch axis and must broadcast to the sample shape without enlarging it.
     """
 
+    passes_bounds = True
+
     kind = "affine"
     crown_patches = True
 
@@ -142,6 +144,8 @@ class BatchNorm(ElementwiseAffine):
     Kept as its own type so `inspect` and export can show it; `fold_batchnorm` merges it into the preceding layer.
     Every rule is ElementwiseAffine's.
     """
+
+    passes_bounds = True
 
     def __init__(
         self,

@@ -17,6 +17,8 @@ from .interval import Interval
 class Concat(Node):
     """y = cat(x_1, …, x_n) along sample axis `axis`; `n` inputs (the node's arity)."""
 
+    passes_bounds = True
+
     def __init__(self, axis: int, n: int) -> None:
         super().__init__()
         if n < 1:

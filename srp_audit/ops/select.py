@@ -20,6 +20,8 @@ from .rounding import dot_gamma
 class Select(Node):
     """Entries of the sample at constant flat `indices`, shaped as `shape`."""
 
+    passes_bounds = True
+
     def __init__(self, indices: torch.Tensor | np.ndarray | Sequence[int], shape: Sequence[int], in_numel: int) -> None:
         super().__init__()
         idx = torch.tensor(np.asarray(indices, dtype=np.int64)).reshape(-1)

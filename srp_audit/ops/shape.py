@@ -38,6 +38,8 @@ class _MovesValues(Node):
 class Reshape(_MovesValues):
     """Reshape the sample to `shape` (flatten is the special case of a 1-D target). The batch axis is kept."""
 
+    passes_bounds = True
+
     def __init__(self, shape: Sequence[int]) -> None:
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
@@ -61,6 +63,8 @@ class Reshape(_MovesValues):
 class Identity(_MovesValues):
     """y = x (ONNX Identity and Dropout at inference); `simplify` removes it."""
 
+    passes_bounds = True
+
     onnx_op = "Identity"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,6 +73,8 @@ class Identity(_MovesValues):
 
 class Transpose(_MovesValues):
     """Permute the sample's axes (`perm` indexes sample axes; the batch axis stays first)."""
+
+    passes_bounds = True
 
     def __init__(self, perm: Sequence[int]) -> None:
         super().__init__()
