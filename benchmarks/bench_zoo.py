@@ -2,7 +2,8 @@
 of tests/arch_zoo.py (ResNet-18, MobileNetV2/V3, DenseNet, EfficientNet, tiny ViT, upsampling decoder).
 
 Per model: loads, largest difference from onnxruntime (relative to the output scale), the cost of IBP, CROWN and
-alpha-CROWN (20 iterations, stopped at twice CROWN's time) per sample in forward passes of the same model, CROWN ÷ IBP, and
+alpha-CROWN (20 iterations, stopped at twice CROWN's time) in forward passes of the same batch, CROWN ÷ IBP
+(architectures: medians of 3 warm runs on 16 samples; zoo models: one cold run on one box), and
 - zoo families: `verify` on every listed instance (its own timeout, capped by --timeout), each answer checked —
   a `sat` counterexample by a plain forward pass, an `unsat` by a strong attack — counted as sat/unsat/other;
 - architectures: the certified fraction at eps 0.001 (CROWN, margins of the model's own predictions on 16 random
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import statistics
 import sys
 import tempfile
 import time
@@ -60,28 +62,35 @@ def _ort(path: Path, x: np.ndarray, batched: bool, shape: tuple) -> np.ndarray:
     return np.stack(outs)
 
 
-def _costs(g, box: InputBox, spec) -> tuple[list[str], float]:
-    """Per method: seconds ÷ one forward pass of the same batch (in float64, as bounds run); and CROWN ÷ IBP."""
+def _costs(g, box: InputBox, spec, reps: int) -> tuple[list[str], torch.Tensor]:
+    """Per method: seconds ÷ one forward pass of the same batch (float64, as bounds run), medians of `reps` warm
+    runs after one warm-up (reps 0: one cold run, for the largest models); and CROWN ÷ IBP."""
     wide = g.copy(dtype=torch.float64)
     wide.requires_grad_(False)
     x = (box.lower + box.upper) / 2
-    t0 = time.perf_counter()
+
+    def timed(fn) -> float:
+        if reps:
+            fn()
+        ts = []
+        for _ in range(max(reps, 1)):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
     with torch.no_grad():
-        for _ in range(5):
-            wide(x)
-    fwd = (time.perf_counter() - t0) / 5
-    cells, times, lower = [], {}, None
+        fwd = timed(lambda: [wide(x) for _ in range(5)]) / 5
+    cells, times, out = [], {}, {}
     for m in METHODS:
-        t0 = time.perf_counter()
+        def run(m=m):
+            kw = {"alpha_iters": 20, "deadline": time.perf_counter() + 2 * times["crown"]} if m == "alpha-crown" else {}
+            with torch.no_grad() if m != "alpha-crown" else contextlib.nullcontext():
+                out[m] = get_method(m)(wide, box, spec, **kw).lower.detach()
         # alpha-CROWN stops its iterations past twice CROWN's time (on the largest zoo models 20 would take an hour)
-        kw = {"alpha_iters": 20, "deadline": t0 + 2 * times["crown"]} if m == "alpha-crown" else {}
-        with torch.no_grad() if m != "alpha-crown" else contextlib.nullcontext():
-            lb = get_method(m)(wide, box, spec, **kw).lower.detach()
-        times[m] = time.perf_counter() - t0
-        ok = bool(torch.isfinite(lb).all())
-        cells.append(f"{times[m] / fwd:.0f}" + ("" if ok else " (inf)"))
-        lower = lb if m == "crown" else lower
-    return cells + [f"{times['crown'] / times['ibp']:.1f}"], lower
+        times[m] = timed(run)
+        cells.append(f"{times[m] / fwd:.0f}" + ("" if bool(torch.isfinite(out[m]).all()) else " (inf)"))
+    return cells + [f"{times['crown'] / times['ibp']:.1f}"], out["crown"]
 
 
 def zoo_rows(quick: bool, cap: float) -> list[list]:
@@ -112,7 +121,7 @@ def zoo_rows(quick: bool, cap: float) -> list[list]:
         eye = torch.eye(g.num_classes, dtype=torch.float64)[:k]
         from srp_audit.spec import LinearSpec
         spec = LinearSpec(torch.cat([eye, -eye]).unsqueeze(0), torch.zeros(1, 2 * k, dtype=torch.float64), [[i] for i in range(2 * k)])
-        costs, _ = _costs(g, InputBox(centre - rad, centre + rad), spec)
+        costs, _ = _costs(g, InputBox(centre - rad, centre + rad), spec, 0)
         counts = {"sat": 0, "unsat": 0, "other": 0, "wrong": 0}
         for _, prop, t in items[:1] if quick else items:
             spec_v = read_vnnlib(prop)
@@ -147,7 +156,7 @@ def arch_rows() -> tuple[list[list], float | None]:
             diff = float(np.abs(ours - ref).max() / max(1.0, float(np.abs(ref).max())))
             xs = torch.from_numpy(pts).double()
             spec = margin_spec(torch.from_numpy(ours.argmax(1)), g.num_classes, torch.float64)
-            costs, lb = _costs(g, InputBox(xs - 1e-3, xs + 1e-3), spec)
+            costs, lb = _costs(g, InputBox(xs - 1e-3, xs + 1e-3), spec, 3)
             cert = float((spec.worst_bound(lb) > 0).double().mean())
             if name == "tiny_vit":
                 vit_ratio = float(costs[-1])

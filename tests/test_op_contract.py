@@ -74,7 +74,7 @@ def test_registry_finds_every_op_module() -> None:
              for cls in vars(module).values()
              if inspect.isclass(cls) and issubclass(cls, ops.Node) and cls.__module__ == module.__name__ and not cls.__name__.startswith("_")}
     abstract = {cls for cls in found if cls not in ops.ALL_OPS}
-    bases = {ops.smooth.SShaped, ops.convex.ConvexIncreasing, ops.convex.Curved, ops.scalar.ScalarActivation}
+    bases = {ops.smooth.SShaped, ops.convex.ConvexIncreasing, ops.convex.Curved, ops.scalar.ScalarActivation, ops.lines.LinesActivation}
     assert abstract <= bases, f"unregistered op classes: {abstract}"
 
 

@@ -19,7 +19,7 @@ from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.registry import registrar
-from .context import BATCH, LoaderContext, Tensor, Value, batch_modes, bind_inputs, join_outputs, sample_shapes
+from .context import BATCH, LoaderContext, Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes
 
 
 class _AtenCtx(LoaderContext):
@@ -331,14 +331,7 @@ def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
     nodes = list(ep.graph.nodes)
     places = [next(n for n in nodes if n.op == "placeholder" and n.name == u) for u in user]
     declared = [[int(d) if isinstance(d, int) else str(d) for d in p.meta.get("val").shape] for p in places]
-    modes = batch_modes(declared, source)
-    for k, batched in enumerate(modes):
-        try:
-            return _read_program(ep, source, nodes, places, consts, declared, batched)
-        except UnsupportedOpError as e:
-            if k + 1 == len(modes) or "batch axis" not in str(e):
-                raise
-    raise AssertionError("unreachable")
+    return read_in_modes(batch_modes(declared, source), lambda batched: _read_program(ep, source, nodes, places, consts, declared, batched))
 
 
 def _read_program(ep: Any, source: str, nodes: list, places: list, consts: dict, declared: list, batched: bool) -> Graph:

@@ -284,6 +284,18 @@ def batch_modes(declared: list[list[Any]], what: str) -> list[bool]:
     return [False]
 
 
+def read_in_modes(modes: list[bool], read: Callable[[bool], Graph]) -> Graph:
+    """`read(batched)` for the first mode that reads; a later mode is tried only when the batch axis was the
+    problem (an op moved or mixed it)."""
+    for k, batched in enumerate(modes):
+        try:
+            return read(batched)
+        except UnsupportedOpError as e:
+            if k + 1 == len(modes) or "batch axis" not in str(e):
+                raise
+    raise AssertionError("no batch mode to read in")
+
+
 def sample_shapes(declared: list[list[Any]], batched: bool, what: str) -> list[tuple[int, ...]]:
     """Per-sample shapes of the inputs; a symbolic sample dimension is a `ModelLoadError` naming `what`."""
     shapes = []

@@ -20,7 +20,7 @@ from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from . import nonlinear_handlers, onnx_shape_ops  # noqa: F401  (register their handlers)
-from .context import Tensor, Value, batch_modes, bind_inputs, join_outputs, sample_shapes
+from .context import Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes
 from .onnx_const import FOLDERS, attributes, fold
 from .onnx_context import OnnxContext
 from .onnx_ops import HANDLERS
@@ -95,14 +95,7 @@ def load_onnx(path: str) -> Graph:
         if not d:
             raise ModelLoadError(f"input '{i.name}' of '{path}' has no declared shape")
     what = f"input {', '.join(repr(i.name) for i in inputs)} of '{path}'"
-    modes = batch_modes(declared, what)
-    for k, batched in enumerate(modes):
-        try:
-            return _read_graph(model, path, opset, inputs, declared, batched, what)
-        except UnsupportedOpError as e:
-            if k + 1 == len(modes) or "batch axis" not in str(e):
-                raise
-    raise AssertionError("unreachable")
+    return read_in_modes(batch_modes(declared, what), lambda batched: _read_graph(model, path, opset, inputs, declared, batched, what))
 
 
 def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, declared: list, batched: bool, what: str) -> Graph:

@@ -14,22 +14,18 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..ir.node import Node
-from . import relax
-from .backward import Context
 from .interval import Interval
-from .rounding import dot_gamma, tiny, unit_roundoff
+from .lines import LinesActivation
+from .rounding import tiny, unit_roundoff
 
 ULPS = 8  # assumed accuracy of the library's exp, expm1, log, sqrt and pow (they are accurate to about 1 ulp)
 
 
-class Curved(Node, abstract=True):
+class Curved(LinesActivation, abstract=True):
     """An activation that is convex (`sign` +1) or concave (−1) on its domain [domain_lo, ∞) (open when
     `domain_open`), monotone (`monotone` ±1) or with its minimum at `valley_at` (0). A subclass gives `f` and `df`.
     A box reaching outside the domain gets infinite bounds: the model is undefined (NaN) there."""
 
-    kind = "activation"
-    nonlinear = True
     sign: ClassVar[int] = 1
     monotone: ClassVar[int] = 1
     valley_at: ClassVar[float] = 0.0
@@ -104,20 +100,6 @@ class Curved(Node, abstract=True):
             ls, us = torch.where(valid, ls, zero), torch.where(valid, us, zero)
             li, ui = torch.where(valid, li, rlo), torch.where(valid, ui, rhi)
         return ls, li, us, ui
-
-    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
-        ls, li, us, ui = self.lines(*ctx.bounds[ctx.x(name)])
-        A_x, const = relax.through_lines(A, ls, li, us, ui)
-        return [A_x], const
-
-    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
-        x = ctx.x(name)
-        ls, li, us, ui = self.lines(*ctx.bounds[x])
-        slope = torch.maximum(ls.abs(), us.abs())
-        icpt = torch.maximum(li.abs(), ui.abs())
-        mag = ctx.mag(x)
-        u = unit_roundoff(mag.dtype)
-        return ctx.err[x] * slope * (1 + 16 * u) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (slope * mag + icpt + 1)
 
     def singleprop(self, centres, radii, variant):
         c, v = centres[0], radii[0]

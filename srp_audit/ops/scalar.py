@@ -22,11 +22,9 @@ from typing import ClassVar
 
 import torch
 
-from ..ir.node import Node
-from . import relax
-from .backward import Context
 from .interval import Interval
-from .rounding import dot_gamma, tiny, unit_roundoff
+from .lines import LinesActivation
+from .rounding import tiny, unit_roundoff
 
 GRID = 16  # segments per neuron; the curvature allowance shrinks as 1/GRID²
 ULPS = 16  # assumed error of the library's function, in units of roundoff of (|f| + |x| + 1)
@@ -48,11 +46,9 @@ def _no_nan(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return torch.nan_to_num(lo, nan=-math.inf, posinf=math.inf), torch.nan_to_num(hi, nan=math.inf, neginf=-math.inf)
 
 
-class ScalarActivation(Node, abstract=True):
+class ScalarActivation(LinesActivation, abstract=True):
     """An elementwise activation bounded by the grid rule above; subclasses give f and its curvature."""
 
-    kind = "activation"
-    nonlinear = True
     kinks: tuple[float, ...] = ()
     increasing: ClassVar[bool] = False
     """f is non-decreasing everywhere: IBP is [f(l), f(u)]."""
@@ -130,20 +126,6 @@ class ScalarActivation(Node, abstract=True):
             s = torch.where(finite, s, torch.zeros_like(s))
             lo, hi = torch.where(finite, lo, rlo), torch.where(finite, hi, rhi)
         return s, lo, s, hi
-
-    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
-        ls, li, us, ui = self.lines(*ctx.bounds[ctx.x(name)])
-        A_x, const = relax.through_lines(A, ls, li, us, ui)
-        return [A_x], const
-
-    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
-        x = ctx.x(name)
-        ls, li, us, ui = self.lines(*ctx.bounds[x])
-        slope = torch.maximum(ls.abs(), us.abs())
-        icpt = torch.maximum(li.abs(), ui.abs())
-        mag = ctx.mag(x)
-        u = unit_roundoff(mag.dtype)
-        return ctx.err[x] * slope * (1 + 16 * u) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (slope * mag + icpt + 1)
 
     def singleprop(self, centres, radii, variant):
         c, v = centres[0], radii[0]
