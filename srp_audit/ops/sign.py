@@ -15,6 +15,7 @@ from ..ir.node import Node
 from . import relax
 from .backward import Context
 from .interval import Interval
+from .lines import LinesActivation
 from .rounding import dot_gamma, unit_roundoff
 
 
@@ -77,11 +78,9 @@ def floor_lines(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return slope, torch.where(same, torch.floor(l), -one), slope, torch.where(same, torch.floor(l), zero)
 
 
-class Floor(Node):
+class Floor(LinesActivation):
     """y = ⌊x⌋ (range reduction inside some models, e.g. VNN-COMP's ml4acopf)."""
 
-    kind = "activation"
-    nonlinear = True
     onnx_op = "Floor"
     aten_ops = ("aten.floor.default",)
 
@@ -92,18 +91,8 @@ class Floor(Node):
         lo, hi = x.bounds()
         return Interval(torch.floor(lo), torch.floor(hi))  # exact: monotone, and floor of a float is a float
 
-    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
-        ls, li, us, ui = floor_lines(*ctx.bounds[ctx.x(name)])
-        A_x, const = relax.through_lines(A, ls, li, us, ui)
-        return [A_x], const
-
-    def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
-        """Slopes are 0 or 1; intercepts are at most |floor(l)| + 1."""
-        x = ctx.x(name)
-        l, _ = ctx.bounds[x]
-        mag = ctx.mag(x)
-        uu = unit_roundoff(mag.dtype)
-        return ctx.err[x] * (1 + 16 * uu) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (mag + l.abs() + 2)
+    def lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return floor_lines(l, u)
 
     def singleprop(self, centres, radii, variant):
         """Half the output's range over [c − v, c + v] (like Sign's: its gradient is zero almost everywhere)."""
