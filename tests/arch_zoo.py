@@ -2,7 +2,8 @@
 dependency: ResNet-18-style, MobileNetV2/V3-style, DenseNet-style, EfficientNet-style and a tiny ViT. Each is
 what its family exports: BasicBlocks with batch norm and a strided 1×1 shortcut; depthwise convolutions, ReLU6,
 HardSwish and inverted residuals; concatenated feature maps; SiLU and squeeze-excitation gates; patch embedding,
-a class token, multi-head attention, LayerNorm, GELU and Softmax; nearest and bilinear upsampling and PReLU.
+a class token, multi-head attention (per-head projections, and timm's fused qkv whose permute moves the batch axis),
+LayerNorm, GELU and Softmax; nearest and bilinear upsampling and PReLU.
 """
 
 from __future__ import annotations
@@ -118,15 +119,31 @@ class Attention(nn.Module):
         return self.o((a @ v).transpose(1, 2).reshape(n, t, d))
 
 
+class FusedAttention(nn.Module):
+    """timm's attention: one qkv projection, reshaped and permuted so that q, k, v come first and the batch axis
+    second (`permute(2, 0, 3, 1, 4)`), then unbound."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.h = heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.h, c // self.h).permute(2, 0, 3, 1, 4).unbind(0)
+        a = (q @ k.transpose(-2, -1) * (c // self.h) ** -0.5).softmax(dim=-1)
+        return self.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+
+
 class TinyViT(nn.Module):
-    def __init__(self, dim: int = 8, heads: int = 2, patch: int = 4, image: int = 8) -> None:
+    def __init__(self, dim: int = 8, heads: int = 2, patch: int = 4, image: int = 8, fused: bool = False) -> None:
         super().__init__()
         tokens = (image // patch) ** 2
         self.embed = nn.Conv2d(3, dim, patch, patch)
         self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.5)
         self.pos = nn.Parameter(torch.randn(1, tokens + 1, dim) * 0.5)
         self.ln1, self.ln2, self.ln3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = FusedAttention(dim, heads) if fused else Attention(dim, heads)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.head = nn.Linear(dim, 5)
 
@@ -176,5 +193,6 @@ def architectures() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "densenet_style": (_randomise(DenseNetS(), 4), (3, 8, 8)),
         "efficientnet_style": (_randomise(EfficientNetS(), 5), (3, 8, 8)),
         "tiny_vit": (_randomise(TinyViT(), 6), (3, 8, 8)),
+        "tiny_vit_timm_attention": (_randomise(TinyViT(fused=True), 8), (3, 8, 8)),
         "upsampling_decoder": (_randomise(UpsampleNet(), 7), (3, 8, 8)),
     }

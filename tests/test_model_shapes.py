@@ -19,6 +19,7 @@ from srp_audit_cli.main import main
 
 from srp_audit.bounds import get_method
 from srp_audit.certify import scores_before_final_softmax
+from srp_audit.errors import ModelLoadError
 from srp_audit.formats import load_model
 from srp_audit.spec import InputBox
 from srp_audit.verify import VerifyOptions, verify
@@ -172,3 +173,22 @@ def test_onnx_resize_matches_onnxruntime(tmp_path: Path, mode: str, coord: str, 
         ours = g(torch.from_numpy(x)).numpy()
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_a_moved_batch_axis_is_followed_until_a_pick_brings_it_back(tmp_path: Path) -> None:
+    """Transpose (batch to axis 1) → Gather on axis 0 (batch back in front) loads and matches onnxruntime;
+    an op that needs the batch in front while it is moved is refused, naming the node."""
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]), helper.make_node("Gather", ["t", "i"], ["g"], axis=0),
+             helper.make_node("Relu", ["g"], ["y"])]
+    path = _save(tmp_path, nodes, {"i": np.array(2, dtype=np.int64)}, [helper.make_tensor_value_info("x", f, ["N", 3, 4])],
+                 [helper.make_tensor_value_info("y", f, ["N", 4])], opset=13)
+    g = load_model(str(path))
+    x = RNG.standard_normal((5, 3, 4)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(g(torch.from_numpy(x)).numpy(), ort_session(path).run(None, {"x": x})[0], rtol=1e-6)
+    bad = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]), helper.make_node("Relu", ["t"], ["y"], name="act")]
+    path = _save(tmp_path, bad, {}, [helper.make_tensor_value_info("x", f, ["N", 3, 4])],
+                 [helper.make_tensor_value_info("y", f, [3, "N", 4])], name="bad.onnx", opset=13)
+    with pytest.raises(ModelLoadError, match="'act'.*batch axis at position 1"):
+        load_model(str(path))

@@ -4,8 +4,6 @@ register into `aten_read.ATEN`."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -39,7 +37,7 @@ def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 def _pick(ctx: _AtenCtx, a: list, kw: dict):
     """Ops that only pick, repeat or reorder entries: run the op itself on the entries' numbers to learn which
     entries each output takes (one Select per output; a list for ops with several)."""
-    x = _tensor(ctx, a[0])
+    x = a[0] if isinstance(a[0], Tensor) else _tensor(ctx, a[0])  # (a moved batch axis is fine here)
     rest = [torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) and v.ndim else v for v in a[1:]]
 
     args = list(rest)
@@ -51,13 +49,10 @@ def _pick(ctx: _AtenCtx, a: list, kw: dict):
         return [o.numpy() for o in out] if isinstance(out, (list, tuple)) else [out.numpy()]
 
     try:
-        picks = index_map(apply, x.shape, ctx.batched)
+        index_map(apply, x.shape, ctx.batched, x.batch_at)  # fails here (not in pick) when torch cannot apply it
     except Exception as e:
         raise ctx.unsupported(f"cannot apply it to the sample ({type(e).__name__}: {str(e)[:80]})") from None
-    if picks is None:
-        raise ctx.unsupported("it moves or mixes the batch axis; only per-sample slicing and gathering is supported")
-    total = math.prod(x.shape)
-    outs = [ctx.emit(ops.Select(idx, shape, total), [x], "select") for idx, shape in picks]
+    outs = ctx.pick(x, apply)
     multi = "split" in str(ctx.node.target) or "unbind" in str(ctx.node.target)
     return outs if multi else outs[0]
 

@@ -144,6 +144,9 @@ def _flatten(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 
 @aten("aten.unsqueeze.default", "aten.squeeze.dim", "aten.squeeze.dims")
 def _squeeze(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    if ctx.batched and isinstance(a[0], Tensor) and a[0].batch_at != 0:  # after a permute moved the batch axis
+        target, rest = ctx.node.target, a[1:]
+        return ctx.pick(a[0], lambda ids: [target(torch.from_numpy(ids), *rest).numpy()])[0]
     x = _tensor(ctx, a[0])
     out_shape = [BATCH if not isinstance(s, int) else int(s) for s in ctx.node.meta["val"].shape]
     return ctx.reshape_to(x, out_shape)
@@ -151,13 +154,8 @@ def _squeeze(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 
 @aten("aten.permute.default")
 def _permute(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    perm = [p % len(ctx.full_shape(x)) for p in _ints(a[1])]
-    if ctx.batched:
-        if perm[0] != 0:
-            raise ctx.unsupported(f"permutation {perm} moves the batch axis")
-        perm = [p - 1 for p in perm[1:]]
-    return x if perm == sorted(perm) else ctx.emit(ops.Transpose(perm), [x])
+    x = a[0] if isinstance(a[0], Tensor) else _tensor(ctx, a[0])  # (a moved batch axis may move on)
+    return ctx.permute(x, [p % len(ctx.full_shape(x)) for p in _ints(a[1])])
 
 
 @aten("aten.avg_pool2d.default")
@@ -234,7 +232,7 @@ def _val(v: Any) -> Value:
 def _tensor(ctx: _AtenCtx, v: Any) -> Tensor:
     if not isinstance(v, Tensor):
         raise ctx.unsupported("expected an input-dependent tensor here, got a constant")
-    return v
+    return ctx.batch_first(v)
 
 
 def _weight(ctx: _AtenCtx, v: Any) -> torch.Tensor:

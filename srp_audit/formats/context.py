@@ -23,6 +23,7 @@ from ..ir.node import Node
 from ..ir.walk import INPUT
 from ..ops.fuse import fuse_self_products
 from ..ops.passes import prune_dead
+from ..ops.select import index_map
 
 BATCH = 1  # the batch size assumed while folding shape arithmetic
 
@@ -33,6 +34,7 @@ class Tensor:
 
     ir: str
     shape: tuple[int, ...]
+    batch_at: int = 0  # where the framework's batch axis sits (a Transpose may move it; picks bring it back)
 
 
 Value = Tensor | np.ndarray
@@ -65,8 +67,11 @@ class LoaderContext:
     def unsupported(self, reason: str) -> UnsupportedOpError:
         return UnsupportedOpError(self.node_name, self.op_name, self.version, reason)
 
-    def emit(self, node: Node, inputs: list[Tensor], tag: str | None = None) -> Tensor:
-        """Append an IR node reading `inputs`; returns the new tensor."""
+    def emit(self, node: Node, inputs: list[Tensor], tag: str | None = None, moved_ok: bool = False) -> Tensor:
+        """Append an IR node reading `inputs` (batch axis first, unless `moved_ok`); returns the new tensor."""
+        if not moved_ok:
+            for t in inputs:
+                self.batch_first(t)
         tag = tag or type(node).__name__.lower()
         k = self._count.get(tag, 0)
         self._count[tag] = k + 1
@@ -92,6 +97,7 @@ class LoaderContext:
     def graph(self, sample: tuple[int, ...], out: Tensor, meta: GraphMeta) -> Graph:
         """The loaded graph (unsimplified, dead branches pruned) ending at `out`; an output that is the input
         itself gets an Identity node, since a graph ends in a node."""
+        self.batch_first(out)
         if out.ir == INPUT:
             out = self.emit(ops.Identity(), [out])
         meta = replace(meta, origin=self.origin)
@@ -106,11 +112,40 @@ class LoaderContext:
             raise ModelLoadError(f"node '{self.node_name}' reads '{name}', which nothing defines")
         return self.values[name]
 
-    def tensor(self, name: str) -> Tensor:
+    def tensor(self, name: str, moved_ok: bool = False) -> Tensor:
         v = self.get(name)
         if not isinstance(v, Tensor):
             raise self.unsupported(f"input '{name}' was expected to depend on the model input")
-        return v
+        return v if moved_ok else self.batch_first(v)
+
+    def batch_first(self, t: Tensor) -> Tensor:
+        """`t`, checked to have the batch axis first (every op but transposes and picks needs it there)."""
+        if self.batched and t.batch_at != 0:
+            raise self.unsupported(f"its input has the batch axis at position {t.batch_at} (a Transpose moved it); only "
+                                   "transposes and picks (Gather, Slice, Split, unbind) may read it before it is back in front")
+        return t
+
+    def permute(self, t: Tensor, perm: list[int]) -> Tensor:
+        """Transpose `t` by a framework-axis permutation; one that moves the batch axis permutes the other axes and
+        records where the batch went (a later pick or transpose brings it back)."""
+        if not self.batched:
+            return t if perm == sorted(perm) else self.emit(ops.Transpose(tuple(perm)), [t])
+        b = t.batch_at
+        sample_perm = [p - (1 if p > b else 0) for p in perm if p != b]
+        out = t if sample_perm == sorted(sample_perm) else self.emit(ops.Transpose(tuple(sample_perm)), [t], moved_ok=True)
+        return Tensor(out.ir, out.shape, perm.index(b))
+
+    def pick(self, t: Tensor, apply: Callable[[np.ndarray], list]) -> list[Tensor]:
+        """One Select per output of a pick/repeat/reorder op, learnt by running it on entry numbers."""
+        picks = index_map(apply, t.shape, self.batched, t.batch_at)
+        if picks is None:
+            raise self.unsupported("it moves or mixes the batch axis; only per-sample slicing and gathering is supported")
+        total = math.prod(t.shape)
+        out = []
+        for idx, shape, at in picks:
+            s = self.emit(ops.Select(idx, shape, total), [t], "select", moved_ok=True)
+            out.append(Tensor(s.ir, s.shape, at))
+        return out
 
     def const(self, name: str, what: str = "input") -> np.ndarray:
         v = self.get(name)
@@ -133,7 +168,9 @@ class LoaderContext:
 
     def full_shape(self, t: Tensor) -> tuple[int, ...]:
         """The tensor's shape as the source framework sees it (with the batch axis, fixed to BATCH)."""
-        return ((BATCH,) if self.batched else ()) + t.shape
+        if not self.batched:
+            return t.shape
+        return t.shape[:t.batch_at] + (BATCH,) + t.shape[t.batch_at:]
 
     def sample_axis(self, t: Tensor, axis: int) -> int:
         """Map a framework axis of tensor `t` to its sample axis; the batch axis itself cannot be addressed."""
@@ -142,9 +179,9 @@ class LoaderContext:
             raise self.unsupported(f"axis {axis} out of range for rank {rank}")
         axis %= rank
         if self.batched:
-            if axis == 0:
+            if axis == t.batch_at:
                 raise self.unsupported("operating along the batch axis is not supported")
-            return axis - 1
+            return axis - (1 if axis > t.batch_at else 0)
         return axis
 
     def sample_const(self, t: Tensor, c: np.ndarray) -> torch.Tensor:

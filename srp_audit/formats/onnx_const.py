@@ -71,6 +71,12 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _ARITH = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div}
 
 
+@folds("Pow")
+def _pow(inputs, attrs, opset):
+    a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+    return [np.power(a.astype(np.float64), b).astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)]
+
+
 @folds("Neg")
 def _neg(inputs, attrs, opset):
     return [-np.asarray(inputs[0])]

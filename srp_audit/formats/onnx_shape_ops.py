@@ -57,7 +57,10 @@ def _reshape(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 
 @handles("Squeeze")
 def _squeeze(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    x = ctx.tensor(node.input[0])
+    x = ctx.tensor(node.input[0], moved_ok=True)
+    if ctx.batched and x.batch_at != 0:  # after a Transpose moved the batch: the op itself on entry numbers
+        rest = [ctx.const(i, "axes") if i else None for i in node.input[1:]]
+        return ctx.pick(x, lambda ids: fold("Squeeze", [ids, *rest], attrs, ctx.opset))  # type: ignore[return-value]
     shape = list(ctx.onnx_shape(x))
     axes = _axes_arg(ctx, node, attrs, 13)
     if axes is None:  # squeeze every size-1 sample axis; the batch axis stays
@@ -87,16 +90,9 @@ def _unsqueeze(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 
 @handles("Transpose")
 def _transpose(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    x = ctx.tensor(node.input[0])
+    x = ctx.tensor(node.input[0], moved_ok=True)
     rank = len(ctx.onnx_shape(x))
-    perm = [int(p) for p in attrs.get("perm", list(reversed(range(rank))))]
-    if ctx.batched:
-        if perm[0] != 0:
-            raise ctx.unsupported(f"perm {perm} moves the batch axis")
-        perm = [p - 1 for p in perm[1:]]
-    if perm == list(range(len(perm))):
-        return [x]
-    return [ctx.emit(ops.Transpose(perm), [x])]
+    return [ctx.permute(x, [int(p) for p in attrs.get("perm", list(reversed(range(rank))))])]
 
 
 @handles("Pad")
@@ -134,7 +130,7 @@ def _pad(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     if mode != "constant":  # reflect / edge / wrap only repeat entries of the sample: a Select
         np_mode = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode]
         picks = index_map(lambda ids: [np.pad(ids, ([(0, 0)] if ctx.batched else []) + full, mode=np_mode)], x.shape, ctx.batched)
-        idx, shape = picks[0]  # type: ignore[index]
+        idx, shape, _ = picks[0]  # type: ignore[index]
         return [ctx.emit(ops.Select(idx, shape, math.prod(x.shape)), [x], "pad")]
     return [ctx.emit(ops.Pad(full, value), [x])]
 
@@ -143,16 +139,12 @@ def _pad(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _pick(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     """Ops that only pick, repeat or reorder entries, applied to the model's data with constant arguments: their
     effect is computed on the entries' numbers (the op's own constant folder), giving one Select per output."""
-    x = ctx.tensor(node.input[0])
+    x = ctx.tensor(node.input[0], moved_ok=True)
     rest = [ctx.const(i, "argument") if i else None for i in node.input[1:]]
     if node.op_type == "Gather" and rest and not np.issubdtype(np.asarray(rest[0]).dtype, np.integer):
         raise ctx.unsupported("Gather indices must be integers")
     op_attrs = {**attrs, "__outputs": len(node.output)}
-    picks = index_map(lambda ids: fold(node.op_type, [ids, *rest], op_attrs, ctx.opset), x.shape, ctx.batched)
-    if picks is None:
-        raise ctx.unsupported("it moves or mixes the batch axis; only per-sample slicing and gathering is supported")
-    total = math.prod(x.shape)
-    return [ctx.emit(ops.Select(idx, shape, total), [x], "select") for idx, shape in picks]
+    return ctx.pick(x, lambda ids: fold(node.op_type, [ids, *rest], op_attrs, ctx.opset))  # type: ignore[return-value]
 
 
 @handles("Concat")

@@ -72,18 +72,23 @@ class Select(Node):
         b.add("Reshape", [picked, b.const(f"{name}.shape", np.array((-1,) + self.shape, dtype=np.int64))], out)
 
 
-def index_map(apply, sample: Shape, batched: bool) -> list[tuple[np.ndarray, Shape]] | None:
+def index_map(apply, sample: Shape, batched: bool, batch_at: int = 0) -> list[tuple[np.ndarray, Shape, int]] | None:
     """Run a shape op `apply(ids) -> [outputs]` on the sample's entry numbers to learn which entries each output
-    picks: [(flat indices, output sample shape)] — or None when the op does not act on each sample alone (it
-    moves or mixes the batch axis). A batched op is tried on a batch of 3 (a size no model hard-codes): each output
-    must keep the batch axis first, and sample b must pick exactly sample 0's entries shifted by b samples."""
+    picks: [(flat indices, output sample shape, output batch position)] — or None when the op does not act on each
+    sample alone (it mixes the batch axis). A batched op is tried on a batch of 3 (at framework axis `batch_at`):
+    in each output exactly one axis must hold the batch, with sample b picking exactly sample 0's entries shifted by
+    b samples."""
     n = math.prod(sample)
     if not batched:
-        return [(np.asarray(o).reshape(-1).astype(np.int64), tuple(np.asarray(o).shape)) for o in apply(np.arange(n).reshape(sample))]
+        return [(np.asarray(o).reshape(-1).astype(np.int64), tuple(np.asarray(o).shape), 0) for o in apply(np.arange(n).reshape(sample))]
+    ids = np.moveaxis(np.arange(3 * n).reshape((3,) + tuple(sample)), 0, batch_at)
     outs = []
-    for o in apply(np.arange(3 * n).reshape((3,) + tuple(sample))):
+    for o in apply(ids):
         o = np.asarray(o)
-        if o.ndim == 0 or o.shape[0] != 3 or any(not np.array_equal(o[b], o[0] + b * n) for b in (1, 2)):
+        found = [k for k in range(o.ndim) if o.shape[k] == 3
+                 and all(np.array_equal(np.moveaxis(o, k, 0)[b], np.moveaxis(o, k, 0)[0] + b * n) for b in (1, 2))]
+        if len(found) != 1:
             return None
-        outs.append((o[0].reshape(-1).astype(np.int64), tuple(o.shape[1:])))
+        first = np.moveaxis(o, found[0], 0)[0]
+        outs.append((first.reshape(-1).astype(np.int64), tuple(first.shape), found[0]))
     return outs
