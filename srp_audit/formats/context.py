@@ -322,15 +322,16 @@ def batch_modes(declared: list[list[Any]], what: str) -> list[bool]:
 
 
 def read_in_modes(modes: list[bool], read: Callable[[bool], Graph]) -> Graph:
-    """`read(batched)` for the first mode that reads; a later mode is tried only when the batch axis was the
-    problem (an op moved or mixed it)."""
-    for k, batched in enumerate(modes):
+    """`read(batched)` for the first mode that reads (a fixed batch of 1 may be read either way: ml4acopf's
+    ops only make sense on the whole (1, n) tensor); when none does, the first mode's error."""
+    first: UnsupportedOpError | None = None
+    for batched in modes:
         try:
             return read(batched)
         except UnsupportedOpError as e:
-            if k + 1 == len(modes) or "batch axis" not in str(e):
-                raise
-    raise AssertionError("no batch mode to read in")
+            first = first or e
+    assert first is not None, "no batch mode to read in"
+    raise first
 
 
 def sample_shapes(declared: list[list[Any]], batched: bool, what: str) -> list[tuple[int, ...]]:
