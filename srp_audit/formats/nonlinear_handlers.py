@@ -5,10 +5,12 @@ normalisation, a resize): each reads its arguments and calls the shared builder 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .. import ops
 from . import nonlinear_build as build
 from . import resize_build as resize
 from .aten_read import Tensor, _AtenCtx, _const, _tensor, _weight, aten
@@ -92,6 +94,35 @@ def _resize(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     if len(out) != len(full):
         raise ctx.unsupported(f"{len(out)} sizes for a rank-{len(full)} tensor")
     return [resize.onnx_resize(ctx, x, full, out, scale, attrs.get("mode", "nearest"), coord, nearest)]
+
+
+@dataclass
+class Comparison:
+    """The model's data compared with a constant: a value only `Where` may read (Softplus's threshold)."""
+
+    tensor: Tensor
+    op: str
+    value: float
+
+
+@handles("Greater", "Less")
+def _compare(ctx: OnnxContext, node: Any, attrs: dict) -> list[Any]:
+    a, b = ctx.get(node.input[0]), ctx.get(node.input[1])
+    if isinstance(a, Tensor) and isinstance(b, np.ndarray) and b.size == 1:
+        return [Comparison(a, node.op_type, float(b.reshape(-1)[0]))]
+    raise ctx.unsupported("comparisons of the model's data are read only as Softplus's threshold (Where(x > t, x, softplus(x)))")
+
+
+@handles("Where")
+def _where(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    """Where(x > t, x, Softplus(x)): torch's Softplus with its threshold, as the dynamo exporter writes it."""
+    c, a, b = (ctx.get(i) for i in node.input)
+    if isinstance(c, Comparison) and c.op == "Greater" and isinstance(a, Tensor) and isinstance(b, Tensor) and c.tensor.ir == a.ir:
+        made = {name: (n, ins) for name, n, ins in ctx.nodes}
+        sp, ins = made.get(b.ir, (None, ()))
+        if isinstance(sp, ops.Softplus) and sp.beta == 1.0 and ins == (a.ir,):
+            return [ctx.emit(ops.Softplus(1.0, c.value), [a], "softplus")]
+    raise ctx.unsupported("Where on the model's data is read only as Softplus's threshold (Where(x > t, x, softplus(x)))")
 
 
 # ------------------------------------------------------------------------------------------------------ ATen
