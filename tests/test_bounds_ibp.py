@@ -11,6 +11,7 @@ from soundness import assert_contains, evaluate, op_graphs, random_box, sample_b
 
 from srp_audit import ops
 from srp_audit.bounds import interval_bounds
+from srp_audit.ops.interval import Interval
 from srp_audit.spec import InputBox, linf_ball, margin_spec
 
 OPS = sorted(op_graphs(0))
@@ -107,3 +108,22 @@ def test_spec_folding_is_tighter_than_subtracting_logit_bounds(fixture_models) -
     logits = interval_bounds(graph, box)
     naive = torch.einsum("nsk,nk->ns", spec.C.clamp(min=0), logits.lower) - torch.einsum("nsk,nk->ns", (-spec.C).clamp(min=0), logits.upper)
     assert torch.all(folded >= naive) and torch.any(folded > naive + 1e-6)
+
+
+@pytest.mark.parametrize("act", [ops.Silu(), ops.Gelu(), ops.Gelu("tanh"), ops.Mish(), ops.HardSwish(), ops.Power(2.0)],
+                         ids=["silu", "gelu", "gelu_tanh", "mish", "hardswish", "square"])
+def test_valley_bounds_hold_on_tiny_boxes_around_the_true_minimum(act) -> None:
+    """Boxes of width 1e-12…1e-3 around the minimiser (found in float64 by ternary search): the IBP lower bound
+    stays at or below the function's value there, although no endpoint is the minimum."""
+    f = lambda t: act.f(torch.tensor([t], dtype=torch.float64)).item()  # noqa: E731
+    lo, hi = -3.0, 1.0
+    for _ in range(200):
+        a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        lo, hi = (lo, b) if f(a) < f(b) else (a, hi)
+    x_star = (lo + hi) / 2
+    for w in (1e-12, 1e-9, 1e-6, 1e-3):
+        for shift in (-0.5, -0.1, 0.0, 0.3):
+            l = torch.tensor([x_star - w * (0.5 + shift)], dtype=torch.float64)
+            u = torch.tensor([x_star + w * (0.5 - shift)], dtype=torch.float64)
+            low = act.ibp(Interval(l, u)).lower
+            assert float(low) <= f(x_star), (w, shift)

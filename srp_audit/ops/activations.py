@@ -4,7 +4,8 @@ Softplus, Sin and Cos.
 Each states what the rule needs: its kinks, bounds on f″ between them, and its shape for IBP (monotone or a
 single valley). Curvature bounds and valleys are analytic where that is short (GELU, HardSwish, Softplus,
 Sin/Cos); for SiLU, Mish and tanh-GELU they are the extremes over a 1e-5 grid on [−30, 30] (beyond which f″ is
-below 1e-11) widened by margins far above the sampling error (|f‴| ≤ 2, so at most 2e-5).
+below 1e-11) widened by margins far above the sampling error (|f‴| ≤ 2, so at most 2e-5). Valley abscissae are
+accurate to 1e-5, well inside `scalar.VALLEY_SLACK`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from .scalar import ScalarActivation
-
-VALLEY_SLACK = 1e-3  # the valleys' abscissae below are accurate to 1e-5
 
 
 def _const(l: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:

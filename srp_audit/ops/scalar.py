@@ -28,6 +28,7 @@ from .rounding import tiny, unit_roundoff
 
 GRID = 16  # segments per neuron; the curvature allowance shrinks as 1/GRID²
 ULPS = 16  # assumed error of the library's function, in units of roundoff of (|f| + |x| + 1)
+VALLEY_SLACK = 1e-3  # a box within this (relative) distance of a valley's abscissa is bounded below by its m
 
 
 def _grid(l: torch.Tensor, u: torch.Tensor, kinks: tuple[float, ...]) -> torch.Tensor:
@@ -87,7 +88,7 @@ class ScalarActivation(LinesActivation, abstract=True):
             x_star, m = v
             hi = torch.maximum(fl + el, fu + eu)
             lo = torch.minimum(fl - el, fu - eu)
-            slack = 1e-6 * (1 + abs(x_star))
+            slack = VALLEY_SLACK * (1 + abs(x_star))  # x* need only be known to this accuracy
             inside = (l <= x_star + slack) & (u >= x_star - slack)
             return _no_nan(torch.where(inside, torch.clamp(lo, max=m), lo), hi)
         return self._grid_bounds(l, u, torch.zeros_like(l))
