@@ -71,6 +71,21 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
     return torch.addcmul(pos * lam, neg, up_slope.unsqueeze(1)), weighted_sum(neg, up_icpt)
 
 
+def mixed_backward(A: torch.Tensor, a: float | torch.Tensor, ctx: Context, name: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """CROWN through a·x + (1 − a)·relu(x) (LeakyRelu, PRelu): A·a passes exactly, ReLU's rule takes A·(1 − a)."""
+    A_r, const = relu_backward(A * (1 - a), ctx, name)
+    return [A_r + A * a], const
+
+
+def mixed_rounding(ctx: Context, name: str, k: float) -> torch.Tensor:
+    """ReLU's allowance, doubled for the two extra products (A·a, A·(1 − a)) and the sum per coefficient, scaled by
+    the coefficients' growth k = max |a| + |1 − a|."""
+    x = ctx.x(name)
+    mag = ctx.mag(x)
+    u = unit_roundoff(mag.dtype)
+    return k * (ctx.err[x] * (1 + 8 * u) + 2 * dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * mag)
+
+
 class Relu(Node):
     """y = max(x, 0)."""
 
@@ -146,16 +161,10 @@ class LeakyRelu(Node):
         return Interval(flo, fhi, nonneg=a == 0.0)
 
     def crown_backward(self, A, ctx: Context, name: str):
-        a = self.negative_slope
-        A_r, const = relu_backward(A * (1 - a), ctx, name)
-        return [A_r + A * a], const
+        return mixed_backward(A, self.negative_slope, ctx, name)
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
-        """As ReLU's, doubled: two more products (A·a, A·(1 − a)) and a sum per coefficient, with |A_x| ≤ |A|."""
-        x = ctx.x(name)
-        mag = ctx.mag(x)
-        u = unit_roundoff(mag.dtype)
-        return ctx.err[x] * (1 + 8 * u) + 2 * dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * mag
+        return mixed_rounding(ctx, name, 1.0)  # |a| + |1 − a| = 1 for a ∈ [0, 1]
 
     def singleprop(self, centres, radii, variant):
         a = self.negative_slope
@@ -196,17 +205,10 @@ class PRelu(Node):
         return Interval(ylo - u4 * ylo.abs() - t, yhi + u4 * yhi.abs() + t)
 
     def crown_backward(self, A, ctx: Context, name: str):
-        a = self.slope.to(A.dtype)
-        A_r, const = relu_backward(A * (1 - a), ctx, name)
-        return [A_r + A * a], const
+        return mixed_backward(A, self.slope.to(A.dtype), ctx, name)
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
-        """LeakyRelu's allowance scaled by the largest |a| + |1 − a| (the coefficients' growth)."""
-        x = ctx.x(name)
-        mag = ctx.mag(x)
-        u = unit_roundoff(mag.dtype)
-        k = float((self.slope.abs() + (1 - self.slope).abs()).max())
-        return k * (ctx.err[x] * (1 + 8 * u) + 2 * dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * mag)
+        return mixed_rounding(ctx, name, float((self.slope.abs() + (1 - self.slope).abs()).max()))
 
     def singleprop(self, centres, radii, variant):
         a = self.slope.to(radii[0].dtype)
