@@ -13,9 +13,8 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
 import torch
-from common import FIXTURES, SHARED, machine, setup_threads
+from common import FIXTURES, SHARED, cifar_inputs, machine, setup_threads
 from tabulate import tabulate
 
 from srp_audit.bounds import METHODS
@@ -25,20 +24,6 @@ from srp_audit.formats import load_model
 from srp_audit.spec import linf_ball, margin_spec
 
 ORDER = ("ibp", "crown-ibp", "crown", "alpha-crown")
-
-
-def _cifar_inputs(graph, n: int):
-    """resnet_2b takes CIFAR images normalised by its own statistics; its VNN-COMP boxes live in that space.
-    We use the bundled CIFAR-10 test images normalised the same way, and the model's own predictions."""
-    path = SHARED / "data" / "cifar10_test_20.npz"
-    d = np.load(path)
-    x = torch.from_numpy(d["x"].astype(np.float32) / 255).permute(0, 3, 1, 2)
-    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
-    std = torch.tensor([0.2471, 0.2435, 0.2616]).view(1, 3, 1, 1)
-    x = ((x - mean) / std).repeat((n + len(x) - 1) // len(x), 1, 1, 1)[:n]
-    with torch.no_grad():
-        y = graph.logits(x).argmax(1)
-    return x, y, (float(x.min()) - 1, float(x.max()) + 1)
 
 
 def time_methods(name: str, graph, x, y, eps_list, domain) -> list[list]:
@@ -82,7 +67,7 @@ def main() -> None:
     resnet = SHARED / "benchmarks" / "vnncomp" / "cifar10_resnet" / "onnx" / "resnet_2b.onnx"
     if resnet.exists() and not quick:
         g = load_model(str(resnet))
-        x, y, dom = _cifar_inputs(g, 64)
+        x, y, dom = cifar_inputs(g, 64)
         rows += time_methods("resnet_2b", g, x, y, (1 / 255 / 0.25, 2 / 255 / 0.25), dom)
     print(tabulate(rows, headers=["model", "eps", "method", "s / batch 64", "÷ IBP", "certified"], tablefmt="github"))
     print()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,3 +60,17 @@ def time_ratio(fn: Callable[[], object], base: Callable[[], object], rounds: int
         ratios.append(tf / tb)
         bases.append(tb)
     return statistics.median(ratios), statistics.median(bases)
+
+
+def cifar_inputs(graph, n: int) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:
+    """resnet_2b takes CIFAR images normalised by its own statistics; its VNN-COMP boxes live in that space.
+    We use the bundled CIFAR-10 test images normalised the same way, and the model's own predictions."""
+    path = SHARED / "data" / "cifar10_test_20.npz"
+    d = np.load(path)
+    x = torch.from_numpy(d["x"].astype(np.float32) / 255).permute(0, 3, 1, 2)
+    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+    std = torch.tensor([0.2471, 0.2435, 0.2616]).view(1, 3, 1, 1)
+    x = ((x - mean) / std).repeat((n + len(x) - 1) // len(x), 1, 1, 1)[:n]
+    with torch.no_grad():
+        y = graph.logits(x).argmax(1)
+    return x, y, (float(x.min()) - 1, float(x.max()) + 1)

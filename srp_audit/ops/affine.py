@@ -16,7 +16,7 @@ from ..ir.node import Node, Shape
 from .backward import Context, per_sample
 from .interval import Interval, affine_weights, dual_norm_ibp, generic_linear, inflation
 from .patches import Patches, flat_sum
-from .rounding import dot_gamma
+from .rounding import dot_gamma, unit_roundoff
 
 
 class Dense(Node):
@@ -126,9 +126,11 @@ class ElementwiseAffine(Node):
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)
-        g = dot_gamma(math.prod(ctx.shape(name)), ctx.mag(x).dtype)
+        dt = ctx.mag(x).dtype
+        g = dot_gamma(math.prod(ctx.shape(name)), dt)
         s = self.scale.abs()
-        return ctx.err[x] * s + g * (ctx.mag(x) * s + self.shift.abs())
+        # A_x = A·scale entry by entry (one rounding); only the constant A·shift sums over the whole value
+        return ctx.err[x] * s + 2 * unit_roundoff(dt) * ctx.mag(x) * s + g * self.shift.abs()
 
     def singleprop(self, centres, radii, variant):
         return radii[0] * self.scale.abs()

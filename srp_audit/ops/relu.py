@@ -112,7 +112,10 @@ class Relu(Node):
         x = ctx.x(name)
         mag = ctx.mag(x)
         u = unit_roundoff(mag.dtype)
-        return ctx.err[x] * (1 + 4 * u) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * mag
+        # A_x = A·s + A⁺·(λ − s): three roundings of terms ≤ |A|·(1 + 2u) each, times |x|; the constant
+        # Σ A⁻·t sums over the whole layer, and t is non-zero only on unstable neurons
+        _, icpt = relax.relu_upper(*ctx.bounds[x])
+        return ctx.err[x] * (1 + 4 * u) + 8 * u * mag + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * icpt.abs()
 
     def singleprop(self, centres, radii, variant):
         return relu_radius(centres[0], radii[0], variant)
