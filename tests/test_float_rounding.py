@@ -1,0 +1,79 @@
+"""A network on which float32 bound arithmetic without rounding allowances proves a false property (in the
+manner of Jia & Rinard, "Exploiting verified neural networks via floating point numerical error", 2020), and
+srp-audit does not, in any bound method, in float32 or float64.
+
+h = relu(x + B) with B = 2^20 (float32 spacing 0.125 there), margin = h₁ − h₂ + 1/16. Over
+x₁ ∈ [0.19, 0.24], x₂ ∈ [0.26, 0.31] every bound on h rounds to B + 0.25, so plain float32 interval arithmetic
+returns margin ≥ 1/16 > 0, while at the corner (0.19, 0.31) the exact margin is 0.19 − 0.31 + 1/16 < 0.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srp_audit import ops
+from srp_audit.bounds import METHODS
+from srp_audit.certify import CertifyOptions, certify
+from srp_audit.ir import INPUT, Graph
+from srp_audit.spec import InputBox, margin_spec
+
+B = 2.0**20
+C = 1 / 16
+LO = torch.tensor([[0.19, 0.26]], dtype=torch.float32)
+HI = torch.tensor([[0.24, 0.31]], dtype=torch.float32)
+
+
+def _graph() -> Graph:
+    f = torch.float32
+    return Graph((2,), [
+        ("lift", ops.Dense(torch.eye(2, dtype=f), torch.tensor([B, B], dtype=f)), (INPUT,)),
+        ("relu", ops.Relu(), ("lift",)),
+        ("out", ops.Dense(torch.tensor([[1.0, -1.0], [0.0, 0.0]], dtype=f), torch.tensor([C, 0.0], dtype=f)), ("relu",)),
+    ], "out").eval()
+
+
+@torch.no_grad()
+def _naive_float32_ibp(g: Graph) -> float:
+    """Interval arithmetic in float32 with round-to-nearest and no allowance (what an unsound verifier does)."""
+    lo, hi = LO, HI
+    for name in g.order:
+        node = g.node(name)
+        if isinstance(node, ops.Dense):
+            wp, wn = node.weight.clamp(min=0), node.weight.clamp(max=0)
+            lo, hi = lo @ wp.T + hi @ wn.T + node.bias, hi @ wp.T + lo @ wn.T + node.bias
+        else:
+            lo, hi = torch.relu(lo), torch.relu(hi)
+    return float(lo[0, 0] - hi[0, 1])  # margin of class 0 over class 1
+
+
+def _exact_margin(g: Graph, x: torch.Tensor) -> float:
+    """The margin at x in float64 (exact here: every value is a float32 number plus B, well inside float64)."""
+    out = g.copy(dtype=torch.float64)(x.double())
+    return float(out[0, 0] - out[0, 1])
+
+
+def test_the_construction_fools_float32_without_allowances() -> None:
+    g = _graph()
+    corner = torch.tensor([[float(LO[0, 0]), float(HI[0, 1])]])
+    assert _naive_float32_ibp(g) > 0  # the unsound "proof"
+    assert _exact_margin(g, corner) < 0  # a point of the box where the property is false
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_no_bound_method_claims_the_false_proof(method: str, dtype: torch.dtype) -> None:
+    g = _graph().copy(dtype=dtype)
+    g.requires_grad_(False)
+    corner = torch.tensor([[float(LO[0, 0]), float(HI[0, 1])]])
+    box = InputBox(LO.to(dtype), HI.to(dtype), nonneg=True)
+    spec = margin_spec(torch.tensor([0]), 2, dtype)
+    lb = METHODS[method](g, box, spec, alpha_iters=5).lower
+    assert float(lb.max()) <= _exact_margin(g, corner) < 0
+
+
+def test_certify_does_not_verify_it() -> None:
+    centre = (LO + HI) / 2
+    res = certify(_graph(), centre, torch.tensor([0]), CertifyOptions(eps=0.025, device="cpu", radius=False))
+    assert res.samples[0].verdict != "verified"
+    assert res.samples[0].bound < 0
