@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup setup-test fixtures bench clean
+.PHONY: demo test setup setup-test fixtures bench bench-reference clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,20 @@ fixtures: setup-test
 
 bench: setup-test
 	$(BIN)/python benchmarks/bench_ibp.py
+
+# auto_LiRPA 0.7.1 (../shared/reference) pins torch < 2.9, so it lives in its own scratch environment, never in
+# the project's dependencies; bench_reference.py runs there, with srp-audit installed beside it.
+REF := .venv-reference
+$(REF)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(REF)
+	$(REF)/bin/python -m pip install --quiet torch==2.13.0
+	$(REF)/bin/python -m pip install --quiet numpy scipy tqdm packaging appdirs graphviz
+	$(REF)/bin/python -m pip install --quiet --no-deps -e ../shared/reference/auto_LiRPA-0.7.1
+	$(REF)/bin/python -m pip install --quiet -e .
+	touch $@
+
+bench-reference: $(REF)/.installed
+	cd benchmarks && ../$(REF)/bin/python bench_reference.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -32,7 +32,7 @@ from ..ops.interval import Interval
 from ..ops.patches import Grid, Patches, flat_sum, weighted_sum
 from ..ops.rounding import dot_gamma, gamma, tiny, unit_roundoff
 from ..spec import InputBox, LinearSpec
-from .ibp import ibp_step, interval_bounds
+from .ibp import ibp_step, spec_interval
 
 DEFAULT_BUDGET = 1 << 21  # elements of A per chunk (16 MiB in float64: stays below glibc's mmap threshold)
 
@@ -335,5 +335,5 @@ def crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, intermediate: st
     if intermediate not in ("crown", "ibp"):
         raise BoundMethodError(f"unknown intermediate bounds {intermediate!r}")
     ctx = intermediate_bounds(graph, box, intermediate == "crown", budget)
-    lb = torch.maximum(spec_backward(ctx, spec, box), interval_bounds(graph, box, spec).lower)
+    lb = torch.maximum(spec_backward(ctx, spec, box), spec_interval(graph, spec, ctx.bounds).lower)
     return CrownResult(lb, unstable_count(ctx), ctx)

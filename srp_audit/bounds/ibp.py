@@ -113,6 +113,20 @@ class IntervalResult:
         return self.out.upper
 
 
+def _folds_last(graph: Graph, spec: LinearSpec | None) -> bool:
+    """Whether the spec table folds into the graph's last op (a Dense with a flat output)."""
+    return spec is not None and isinstance(graph.node(graph.output), Dense) and len(graph.output_shape) == 1
+
+
+def spec_interval(graph: Graph, spec: LinearSpec, bounds: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> Interval:
+    """IBP's bounds on the spec rows from node bounds already computed (e.g. CROWN's intermediate bounds,
+    which hold every node: no second forward walk)."""
+    if _folds_last(graph, spec):
+        return _spec_affine(spec, Interval(*bounds[graph.inputs_of[graph.output][0]]), graph.node(graph.output))  # type: ignore[arg-type]
+    lo, hi = bounds[graph.output]
+    return _spec_affine(spec, Interval(lo.reshape(lo.shape[0], -1), hi.reshape(hi.shape[0], -1)), None)
+
+
 def interval_bounds(
     graph: Graph,
     box: InputBox,
@@ -123,8 +137,7 @@ def interval_bounds(
 
     `keep`: node ids whose intervals to return (True: all); others are freed as soon as they are consumed.
     """
-    last = graph.node(graph.output)
-    fold_last = spec is not None and isinstance(last, Dense) and len(graph.output_shape) == 1
+    fold_last = _folds_last(graph, spec)
 
     def step(name: str, node, args: list[Interval]) -> Interval:
         if fold_last and name == graph.output:

@@ -114,7 +114,7 @@ class Conv2d(Node):
         # an entry of A_x sums at most o·kh·kw products; the constant A·b sums over the whole output
         g_w, g_b = dot_gamma(o * kh * kw, dt), dot_gamma(math.prod(ctx.shape(name)), dt)
         w = self.weight.abs()
-        return self.linear(ctx.err[x], w) + g_w * self.linear(ctx.mag(x), w) + g_b * self.bias.abs().view(-1, 1, 1)
+        return self.linear(ctx.err[x] + g_w * ctx.mag(x), w) + g_b * self.bias.abs().view(-1, 1, 1)  # one product
 
     def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):
         """±y_i = ±(kernel of channel c · window + b_c), as 1×1-position patches on the input."""
