@@ -47,6 +47,7 @@ def _naive_float32_ibp(g: Graph) -> float:
     return float(lo[0, 0] - hi[0, 1])  # margin of class 0 over class 1
 
 
+@torch.no_grad()
 def _exact_margin(g: Graph, x: torch.Tensor) -> float:
     """The margin at x in float64 (exact here: every value is a float32 number plus B, well inside float64)."""
     out = g.copy(dtype=torch.float64)(x.double())
