@@ -14,8 +14,6 @@ Run: python benchmarks/bench_reference.py [--quick]   (--quick: fixtures only, o
 
 from __future__ import annotations
 
-import contextlib
-import io
 import statistics
 import sys
 import tempfile
@@ -42,9 +40,10 @@ except ImportError:
     BoundedModule = None
 
 BATCH = 64
+MATRIX_SAMPLES = 8  # their dense 'matrix' mode is timed on this many samples and scaled to the batch
 ORDER = ("ibp", "crown-ibp", "crown", "alpha-crown")
 THEIR_NAME = {"ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN", "alpha-crown": "alpha-CROWN"}
-MIN_GAP_SHOWN = 1e-12
+SLOW = 5.0  # seconds: a reference call this slow is timed once (its warm-up call)
 
 
 def _fixture(name: str):
@@ -57,154 +56,132 @@ def _fixture(name: str):
 def _vit():
     """The tiny ViT of tests/arch_zoo.py, exported by torch (TorchScript ONNX) and loaded like a user's model."""
     sys.path.insert(0, str(FIXTURES.parent / "tests"))
-    from arch_zoo import architectures
+    from arch_zoo import architectures, export
 
     module, shape = architectures()["tiny_vit"]
     with tempfile.TemporaryDirectory() as tmp:
-        path = f"{tmp}/tiny_vit.onnx"
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.randn((2,) + shape),), path, dynamo=False, opset_version=17,
-                              input_names=["x"], dynamic_axes={"x": {0: "b"}})
-        g = load_model(path).eval()
+        export(module, shape, "torchscript", f"{tmp}/tiny_vit.onnx")
+        g = load_model(f"{tmp}/tiny_vit.onnx").eval()
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((BATCH,) + shape).astype(np.float32))
     with torch.no_grad():
         y = g.logits(x).argmax(1)
     return g, x, y, (-10.0, 10.0)
 
 
-def _median_time(fn: Callable[[], torch.Tensor], runs: int) -> tuple[float, torch.Tensor]:
-    times, out = [], None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
-def _ours(graph: Graph, box, spec, method: str) -> Callable[[], torch.Tensor]:
-    def run() -> torch.Tensor:
-        with torch.no_grad():
-            return METHODS[method](graph, box, spec, alpha_iters=20).lower
-    return run
+def _timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
 
 
 def _reference_module(graph: Graph, dtype: torch.dtype) -> Graph:
     """Our graph as a torch module for auto_LiRPA, with each per-channel scale-and-shift on an image (the
-    fixtures' normalisation, batch norm) as the exact 1×1 depthwise convolution auto_LiRPA's patches mode needs
-    (its CROWN asserts on an elementwise Mul before a convolution; ../shared/reference/README.md)."""
+    fixtures' normalisation, batch norm) as the exact 1×1 depthwise convolution the reference README suggests
+    for its patches mode (its CROWN asserts on an elementwise Mul before a convolution)."""
     model = graph.copy(dtype=dtype).eval()
     for name, node, _ in list(model.items()):
         shape = model.shapes[model.inputs_of[name][0]]
-        if isinstance(node, ElementwiseAffine) and len(shape) == 3:
-            c = shape[0]
-            scale = torch.broadcast_to(node.scale, shape)[:, 0, 0]
-            shift = torch.broadcast_to(node.shift, shape)[:, 0, 0]
-            if not (torch.broadcast_to(node.scale, shape) == scale.view(c, 1, 1)).all():
-                continue  # not per channel: left as it is
-            conv = torch.nn.Conv2d(c, c, 1, groups=c).to(dtype)
-            conv.weight.data = scale.reshape(c, 1, 1, 1).clone()
-            conv.bias.data = shift.clone()
-            model.layers[name] = conv
+        if not isinstance(node, ElementwiseAffine) or len(shape) != 3:
+            continue
+        scale, shift = (torch.broadcast_to(t, shape) for t in (node.scale, node.shift))
+        if not ((scale == scale[:, :1, :1]).all() and (shift == shift[:, :1, :1]).all()):
+            continue  # not per channel: left as it is
+        c = shape[0]
+        conv = torch.nn.Conv2d(c, c, 1, groups=c).to(dtype)
+        conv.weight.data = scale[:, 0, 0].reshape(c, 1, 1, 1).clone()
+        conv.bias.data = shift[:, 0, 0].clone()
+        model.layers[name] = conv
     model.requires_grad_(False)
     return model
 
 
-class _Theirs:
-    """auto_LiRPA's bound on the same margins: patches mode (its default), else its dense 'matrix' mode when
-    patches fail (auto_LiRPA 0.7.1 with torch 2.13 fails in patches mode on our CNNs); `note` says which, or why
-    it cannot run. The first (warm-up) call is timed too: slow calls are not repeated."""
+class Reference:
+    """auto_LiRPA's bound on the same margins in one precision: its default patches mode on the whole batch, else
+    its dense 'matrix' mode on the first MATRIX_SAMPLES samples (auto_LiRPA 0.7.1 with torch 2.13 fails in patches
+    mode on our CNNs, and matrix mode takes minutes per batch there), time scaled to the batch. `note` says which,
+    or why it cannot run; the warm-up call is timed too, and a slow one is not repeated."""
 
-    def __init__(self, graph: Graph, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, C: torch.Tensor,
-                 eps: float, method: str, dtype: torch.dtype) -> None:
-        self.run, self.note, self.first = None, "", None
-        model = _reference_module(graph, dtype)
-        ptb = PerturbationLpNorm(norm=np.inf, eps=eps, x_L=lo.to(dtype), x_U=hi.to(dtype))
-        self.bx, self.C, self.method = BoundedTensor(x.to(dtype), ptb), C.to(dtype), method
+    def __init__(self, graph: Graph, x: torch.Tensor, eps: float, box, C: torch.Tensor, method: str, dtype: torch.dtype,
+                 skip: str = "") -> None:
+        self.run, self.note, self.n, self.times = None, skip, BATCH, []
+        if skip:
+            return
         errors = []
-        for mode in ("patches", "matrix"):
+        for mode, n in (("patches", BATCH), ("matrix", MATRIX_SAMPLES)):
+            ptb = PerturbationLpNorm(norm=np.inf, eps=eps, x_L=box.lower[:n].to(dtype), x_U=box.upper[:n].to(dtype))
+            self.bx, self.C, self.method = BoundedTensor(x[:n].to(dtype), ptb), C[:n].to(dtype), method
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self.bm = BoundedModule(model, torch.zeros_like(x, dtype=dtype), device="cpu", bound_opts={
-                        "optimize_bound_args": {"iteration": 20}, "verbosity": 0, "conv_mode": mode})
-                self.first = _median_time(self._bound, 1)
+                    self.bm = BoundedModule(_reference_module(graph, dtype), torch.zeros_like(x[:n], dtype=dtype),
+                                            device="cpu", bound_opts={"optimize_bound_args": {"iteration": 20},
+                                                                      "verbosity": 0, "conv_mode": mode})
+                    t, self.lower = _timed(self._bound)
             except Exception as e:  # any failure of the reference becomes a table cell
-                errors.append(f"{type(e).__name__}")
+                errors.append(type(e).__name__)
                 continue
-            self.run, self.note = self._bound, "" if mode == "patches" else " (matrix)"
+            self.run, self.n, self.times = self._bound, n, [t * BATCH / n]
+            self.note = "" if mode == "patches" else f" (matrix, timed on {n})"
             return
         self.note = "fails: " + ", ".join(sorted(set(errors)))
 
     def _bound(self) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if self.method == "alpha-crown":
-                lb, _ = self.bm.compute_bounds(x=(self.bx,), C=self.C, method="alpha-CROWN", bound_upper=False)
-            else:
-                with torch.no_grad():
-                    lb, _ = self.bm.compute_bounds(x=(self.bx,), C=self.C, method=THEIR_NAME[self.method], bound_upper=False)
-        return lb.detach()
+            with torch.enable_grad() if self.method == "alpha-crown" else torch.no_grad():
+                lb, _ = self.bm.compute_bounds(x=(self.bx,), C=self.C, method=THEIR_NAME[self.method], bound_upper=False)
+        return lb.detach().double()
 
+    def time_again(self) -> None:
+        if self.run is not None and self.times[0] < SLOW:
+            t, self.lower = _timed(self.run)
+            self.times.append(t * BATCH / self.n)
 
-class _Skipped:
-    def __init__(self, note: str) -> None:
-        self.run, self.note, self.first = None, note, None
-
-
-SLOW = 5.0  # seconds: a reference call this slow is timed once (its warm-up call)
+    def cells(self, ours: torch.Tensor) -> tuple[list, float | None, float | None]:
+        """(time and certified cells, seconds per batch, largest amount by which their bound exceeds ours)."""
+        if self.run is None:
+            return [self.note or "—", "—"], None, None
+        secs = statistics.median(self.times[1:] or self.times)
+        lt = self.lower.reshape(self.n, -1)
+        certified = int((lt > 0).all(1).sum())
+        return ([f"{secs:.3f}{self.note}", certified if self.n == BATCH else f"{certified}/{self.n}"], secs,
+                float((lt - ours[: self.n]).max()))
 
 
 def bench_model(name: str, graph: Graph, x: torch.Tensor, y: torch.Tensor, domain, eps_list, runs: int) -> list[list]:
     rows = []
-    matrix_only: dict[torch.dtype, bool] = {}  # their CROWN ran only in dense mode (or not at all): skip alpha
     g64 = graph.copy(dtype=torch.float64).eval()
     g64.requires_grad_(False)
     for eps in eps_list:
         box = linf_ball(x.double(), eps, domain)
         spec = margin_spec(y, graph.num_classes)
         C = spec.C if spec.shared is None else spec.shared.C[spec.shared.index]
+        dense_only: dict[torch.dtype, bool] = {}  # their CROWN needed matrix mode (or failed): skip their alpha
         for m in ORDER:
-            ours = _ours(g64, box, spec, m)
+            def ours(m=m, box=box, spec=spec) -> torch.Tensor:
+                with torch.no_grad():
+                    return METHODS[m](g64, box, spec, alpha_iters=20).lower
             ours()  # warm
-            theirs = {}
-            if BoundedModule is not None:
-                for dt in (torch.float32, torch.float64):
-                    if m == "alpha-crown" and matrix_only.get(dt):
-                        theirs[dt] = _Skipped("not run: its CROWN needed matrix mode")
-                        continue
-                    theirs[dt] = _Theirs(graph, x, box.lower, box.upper, C, eps, m, dt)
-                    if m == "crown":
-                        matrix_only[dt] = theirs[dt].note != ""
-            t_ours, lb_ours = [], None
-            t_theirs = {dt: [th.first[0]] for dt, th in theirs.items() if th.run is not None}
-            lb_theirs = {dt: th.first[1] for dt, th in theirs.items() if th.run is not None}
+            refs = {}
+            for dt in ((torch.float32, torch.float64) if BoundedModule is not None else ()):
+                skip = "not run: its CROWN ran only in matrix mode" if m == "alpha-crown" and dense_only.get(dt) else ""
+                refs[dt] = Reference(graph, x, eps, box, C, m, dt, skip)
+                if m == "crown":
+                    dense_only[dt] = refs[dt].n != BATCH or refs[dt].run is None
+            t_ours = []
             for _ in range(runs):  # alternate, so machine noise hits both
-                t, lb_ours = _median_time(ours, 1)
+                t, lb = _timed(ours)
                 t_ours.append(t)
-                for dt, th in theirs.items():
-                    if th.run is not None and th.first[0] < SLOW:
-                        t, lb_theirs[dt] = _median_time(th.run, 1)
-                        t_theirs[dt].append(t)
-            to = statistics.median(t_ours)
-            row = [name, eps, m, f"{to:.3f}", int(spec.proved(lb_ours).sum())]
-            gaps = {}
-            for dt in (torch.float32, torch.float64):
-                th = theirs.get(dt)
-                if th is None:
-                    row += ["—", "—"]
-                elif th.run is None:
-                    row += [th.note, "—"]
-                else:
-                    lt = lb_theirs[dt].double().reshape(lb_ours.shape)
-                    gaps[dt] = float((lt - lb_ours).max())
-                    row += [f"{statistics.median(t_theirs[dt][1:] or t_theirs[dt]):.3f}{th.note}", int((lt > 0).all(1).sum())]
-            if torch.float32 in gaps:
-                row += [f"{to / statistics.median(t_theirs[torch.float32][1:] or t_theirs[torch.float32]):.2f}×",
-                        f"{gaps[torch.float32]:.1e}"]
-            else:
-                row += ["—", "—"]
-            row += [f"{gaps[torch.float64]:.1e}" if torch.float64 in gaps else "—"]
+                for ref in refs.values():
+                    ref.time_again()
+            secs = statistics.median(t_ours)
+            row = [name, eps, m, f"{secs:.3f}", int(spec.proved(lb).sum())]
+            found = {dt: refs[dt].cells(lb) if dt in refs else (["—", "—"], None, None) for dt in (torch.float32, torch.float64)}
+            row += found[torch.float32][0] + found[torch.float64][0]
+            _, t32, gap32 = found[torch.float32]
+            row += [f"{secs / t32:.2f}×" if t32 else "—", f"{gap32:.1e}" if gap32 is not None else "—"]
+            gap64 = found[torch.float64][2]
+            row += [f"{gap64:.1e}" if gap64 is not None else "—"]
             rows.append(row)
             print("  " + " | ".join(str(c) for c in row), flush=True)
     return rows

@@ -15,12 +15,10 @@ Run: python benchmarks/bench_zoo.py [--quick] [--timeout S]   (--quick: the firs
 from __future__ import annotations
 
 import contextlib
-import io
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ from common import ROOT, SHARED, machine, setup_threads
 from tabulate import tabulate
 
 sys.path.insert(0, str(ROOT / "tests"))
-from arch_zoo import architectures
+from arch_zoo import architectures, export
 from zoo_checks import counterexample_holds, strong_attack_finds, zoo_instances
 
 from srp_audit.bounds import get_method
@@ -144,10 +142,7 @@ def arch_rows() -> tuple[list[list], float | None]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (module, shape) in architectures().items():
             path = Path(tmp) / f"{name}.onnx"
-            x = torch.randn((2,) + shape)
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"], dynamic_axes={"x": {0: "b"}})
+            export(module, shape, "torchscript", path)
             g = load_model(str(path)).eval()
             pts = np.random.default_rng(0).standard_normal((16,) + shape).astype(np.float32)
             with torch.no_grad():

@@ -8,6 +8,10 @@ LayerNorm, GELU and Softmax; nearest and bilinear upsampling and PReLU.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
+
 import torch
 from torch import nn
 
@@ -196,3 +200,19 @@ def architectures() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "tiny_vit_timm_attention": (_randomise(TinyViT(fused=True), 8), (3, 8, 8)),
         "upsampling_decoder": (_randomise(UpsampleNet(), 7), (3, 8, 8)),
     }
+
+
+def export(module: nn.Module, shape: tuple[int, ...], how: str, path) -> None:
+    """Write `module` (batch axis dynamic) the way a user would: "torchscript" or "dynamo" ONNX, or "torch.export" .pt2."""
+    x = torch.randn((2,) + shape)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if how == "torch.export":
+            ep = torch.export.export(module, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+            torch.export.save(ep, str(path))
+        elif how == "dynamo":
+            torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["x"],
+                              dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},), verbose=False)
+        else:
+            torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+                              dynamic_axes={"x": {0: "b"}})

@@ -5,14 +5,10 @@ tolerance)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
-
 import numpy as np
 import pytest
 import torch
-from arch_zoo import architectures
+from arch_zoo import architectures, export
 from conftest import ort_session
 from soundness import assert_contains, evaluate, identity_spec, sample_box
 
@@ -24,21 +20,6 @@ ARCHS = architectures()
 EXPORTERS = ("torchscript", "dynamo", "torch.export")
 
 
-def _export(module: torch.nn.Module, shape: tuple[int, ...], how: str, path) -> None:
-    x = torch.randn((2,) + shape)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        if how == "torch.export":
-            ep = torch.export.export(module, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
-            torch.export.save(ep, str(path))
-        elif how == "dynamo":
-            torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["x"],
-                              dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},), verbose=False)
-        else:
-            torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"],
-                              dynamic_axes={"x": {0: "b"}})
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("arch")
@@ -48,7 +29,7 @@ def exported(tmp_path_factory):
         if (name, how) not in cache:
             module, shape = ARCHS[name]
             path = folder / f"{name}.{how}.{'pt2' if how == 'torch.export' else 'onnx'}"
-            _export(module, shape, how, path)
+            export(module, shape, how, path)
             cache[name, how] = path
         return cache[name, how]
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .interval import Interval
 from .lines import LinesActivation
-from .rounding import tiny, unit_roundoff
+from .rounding import as_float32, tiny, unit_roundoff
 
 ULPS = 8  # assumed accuracy of the library's exp, expm1, log, sqrt and pow (they are accurate to about 1 ulp)
 
@@ -131,7 +131,7 @@ class Elu(ConvexIncreasing):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        a = float(torch.tensor(float(alpha), dtype=torch.float32))
+        a = as_float32(alpha)
         if not 0.0 < a <= 1.0:
             raise ValueError(f"ELU with alpha {a} (only 0 < alpha ≤ 1, where ELU is convex, is supported)")
         self.alpha = a

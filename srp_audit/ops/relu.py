@@ -19,7 +19,7 @@ from . import relax
 from .backward import Context, split_signs
 from .interval import Interval
 from .patches import Patches, flat_sum, weighted_sum
-from .rounding import dot_gamma, tiny, unit_roundoff
+from .rounding import as_float32, dot_gamma, tiny, unit_roundoff
 
 SINGLEPROP_VARIANTS = ("fastlin", "zero", "adaptive")
 
@@ -132,7 +132,7 @@ class LeakyRelu(Node):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        a = float(torch.tensor(float(negative_slope), dtype=torch.float32))  # the model's float32 constant
+        a = as_float32(negative_slope)
         if not 0.0 <= a <= 1.0:
             raise ValueError(f"LeakyRelu with negative slope {a} (only slopes in [0, 1] are supported)")
         self.negative_slope = a

@@ -32,3 +32,8 @@ def dot_gamma(n: int, dtype: torch.dtype) -> float:
 def tiny(dtype: torch.dtype) -> float:
     """An absolute allowance covering underflow to subnormals."""
     return torch.finfo(dtype).tiny * 16
+
+
+def as_float32(value: float) -> float:
+    """The float32 number a model file stores for `value` (attributes are float32 in ONNX and in torch models)."""
+    return float(torch.tensor(float(value), dtype=torch.float32))

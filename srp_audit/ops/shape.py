@@ -16,7 +16,7 @@ from ..ir.node import Node, Shape
 from .backward import Context, zero_const
 from .interval import Interval
 from .patches import flat_sum
-from .rounding import dot_gamma
+from .rounding import as_float32, dot_gamma
 
 
 class _MovesValues(Node):
@@ -110,7 +110,7 @@ class Pad(Node):
     def __init__(self, pads: Sequence[tuple[int, int]], value: float = 0.0) -> None:
         super().__init__()
         self.pads = tuple((int(a), int(b)) for a, b in pads)
-        self.value = float(torch.tensor(float(value), dtype=torch.float32))  # a float32 model constant
+        self.value = as_float32(value)
 
     def torch_pad(self) -> tuple[int, ...]:
         flat: list[int] = []
