@@ -132,7 +132,8 @@ class MaxPool2d(_Pool2d):
         pad = lambda v: F.pad(v, (le, r, t, b), value=-math.inf).reshape(n * c, 1, ph, pw)  # noqa: E731
         unfold = lambda v: F.unfold(v, (kh, kw), self.dilation, 0, self.stride)  # noqa: E731  (N·C, K, L)
         lw, uw = unfold(pad(l)), unfold(pad(u))
-        j = lw.argmax(dim=1, keepdim=True)
+        tied = lw == lw.amax(dim=1, keepdim=True)  # among inputs sharing the largest lower bound (zeros after a
+        j = torch.where(tied, uw, -math.inf).argmax(dim=1, keepdim=True)  # ReLU), the one that can reach highest
         others = uw.scatter(1, j, -math.inf).amax(dim=1, keepdim=True)
         dom = (lw.gather(1, j) >= others).reshape(n, 1, c, -1)
         umax = uw.amax(dim=1).reshape(n, 1, c, -1)
