@@ -126,10 +126,16 @@ class Reference:
         self.note = "fails: " + ", ".join(sorted(set(errors)))
 
     def _bound(self) -> torch.Tensor:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with torch.enable_grad() if self.method == "alpha-crown" else torch.no_grad():
-                lb, _ = self.bm.compute_bounds(x=(self.bx,), C=self.C, method=THEIR_NAME[self.method], bound_upper=False)
+        # auto_LiRPA creates some tensors (max-pool slopes) in the default dtype: float64 runs need it float64
+        before = torch.get_default_dtype()
+        torch.set_default_dtype(self.C.dtype)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with torch.enable_grad() if self.method == "alpha-crown" else torch.no_grad():
+                    lb, _ = self.bm.compute_bounds(x=(self.bx,), C=self.C, method=THEIR_NAME[self.method], bound_upper=False)
+        finally:
+            torch.set_default_dtype(before)
         return lb.detach().double()
 
     def time_again(self) -> None:

@@ -72,7 +72,11 @@ def test_deep_graphs_outputs_and_refined_intermediates_contain_samples(name: str
             v = values[node].reshape((3, 1000) + values[node].shape[1:])
             assert_contains(v, lo, hi, f"{name}: {intermediate} bound of node {node}")
         assert_contains(values[graph.output].reshape(3, 1000, -1), *_output_bounds(res.lower, k), f"{name} {intermediate}")
-    res = alpha_crown_bounds(graph, box, spec, iters=8)
+    res = alpha_crown_bounds(graph, box, spec, iters=8)  # also optimises fully connected intermediate bounds
+    for node, (lo, hi) in res.ctx.bounds.items():
+        if node != INPUT:
+            v = values[node].reshape((3, 1000) + values[node].shape[1:])
+            assert_contains(v, lo, hi, f"{name}: alpha bound of node {node}")
     assert_contains(values[graph.output].reshape(3, 1000, -1), *_output_bounds(res.lower, k), f"{name} alpha")
 
 
@@ -197,18 +201,25 @@ def test_bounds_below_exact_milp_and_crown_below_triangle_lp(seed: int) -> None:
     with torch.no_grad():
         res = crown_bounds(graph, box, spec, "crown")
         ibp = interval_bounds(graph, box, spec).lower
-    alpha = alpha_crown_bounds(graph, box, spec, iters=30, lr=0.2).lower
+    alpha_res = alpha_crown_bounds(graph, box, spec, iters=30, lr=0.2)
+    alpha = alpha_res.lower
     bounds = {n: (res.ctx.bounds[n][0][0].numpy(), res.ctx.bounds[n][1][0].numpy()) for n in graph.order}
+    # alpha-CROWN tightens the fully connected intermediate bounds: still within CROWN's, and its final bound is
+    # a feasible dual of the triangle LP over its own intermediate bounds
+    alpha_bounds = {n: (alpha_res.ctx.bounds[n][0][0].numpy(), alpha_res.ctx.bounds[n][1][0].numpy()) for n in graph.order}
+    for n in graph.order:
+        assert (alpha_bounds[n][0] >= bounds[n][0]).all() and (alpha_bounds[n][1] <= bounds[n][1]).all()
     lo, hi = box.lower[0].numpy(), box.upper[0].numpy()
     exact, x_star = _mip(graph, lo, hi, c.numpy(), bounds, relax_binaries=False)
     lp, _ = _mip(graph, lo, hi, c.numpy(), bounds, relax_binaries=True)
+    lp_alpha, _ = _mip(graph, lo, hi, c.numpy(), alpha_bounds, relax_binaries=True)
     # the margin actually achieved at the MILP's minimiser: a true value, no solver tolerance involved
     achieved = float(graph.logits(torch.from_numpy(x_star).view(1, -1).clamp(box.lower, box.upper)) @ c)
     for name, lb in (("ibp", ibp), ("crown", res.lower), ("alpha-crown", alpha)):
         assert float(lb) <= achieved, f"{name} bound {float(lb)} exceeds a value the network attains ({achieved})"
     assert abs(achieved - exact) <= 1e-6 * (1 + abs(exact))
     # CROWN is a feasible dual of the triangle LP over the same intermediate bounds: ≤ LP ≤ exact (solver tol.)
-    assert float(res.lower) <= lp + 1e-7 and float(alpha) <= lp + 1e-7 and lp <= exact + 1e-7
+    assert float(res.lower) <= lp + 1e-7 and float(alpha) <= lp_alpha + 1e-7 and lp <= lp_alpha + 1e-7 and lp_alpha <= exact + 1e-7
     assert float(alpha) >= float(res.lower) >= float(ibp)
 
 

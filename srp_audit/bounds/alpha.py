@@ -4,6 +4,7 @@ Every iterate's bound is sound, so stopping early (deadline) or keeping the best
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -12,7 +13,18 @@ from ..ir.graph import Graph
 from ..ops import relax
 from ..ops.backward import Context
 from ..spec import InputBox, LinearSpec
-from .crown import DEFAULT_BUDGET, CrownResult, crown_bounds, relu_inputs, spec_backward
+from .crown import (
+    DEFAULT_BUDGET,
+    CrownResult,
+    ancestors,
+    crown_bounds,
+    first_layer,
+    refine_targets,
+    relu_inputs,
+    selected_rows,
+    spec_backward,
+    unstable_count,
+)
 
 
 def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.Tensor, iters: int, lr: float,
@@ -74,7 +86,56 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     return best
 
 
-def alpha_crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, iters: int = 20, lr: float = 0.1,
+def _fully_connected_targets(graph: Graph) -> list[str]:
+    """CROWN's refinement targets that are flat (fully connected layers), not first layers, read only by
+    ReLU-family ops (their bounds feed nothing but those relaxations), and with only flat ReLUs before them (on
+    the CNN fixture, optimising its dense layer's bounds through the convolutions took 200 s instead of 22 s per
+    64 samples for at most 6e-4), in topological order."""
+    targets = refine_targets(graph)
+    flat_relus = {r for r, x in relu_inputs(graph) if len(graph.shapes[x]) == 1}
+    return [n for n in graph.order if n in targets and len(graph.shapes[n]) == 1 and not first_layer(graph, n)
+            and all(graph.node(c).kinked_at_zero for c in graph.consumers(n))
+            and all(r in flat_relus for r, _ in relu_inputs(graph) if r in ancestors(graph, n))]
+
+
+def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, deadline: float | None = None,
+                          budget: int = 4 * DEFAULT_BUDGET) -> Context:
+    """alpha-CROWN on the intermediate bounds of fully connected layers, layer by layer: the lower and upper
+    bound of each unstable neuron is a spec (±e_i) on the subgraph ending there, its own slopes optimised by
+    `optimise_slopes`; later layers start from the tightened bounds. Every iterate is sound, so the bounds
+    only tighten. Samples are chunked so that one slope tensor stays under `budget` elements."""
+    graph = ctx.graph
+    out = Context(graph, dict(ctx.bounds), dict(ctx.err))
+    for t in _fully_connected_targets(graph):
+        lo, hi = out.bounds[t]
+        idx, valid = selected_rows((lo < 0) & (hi > 0))
+        n, k = idx.shape
+        if k == 0:
+            continue
+        keep = ancestors(graph, t)
+        sub = Graph(graph.input_shape, [(v, graph.node(v), graph.inputs_of[v]) for v in graph.order if v in keep], t)
+        width = 2 * k * max([math.prod(graph.shapes[r]) for r, _ in relu_inputs(sub)] + [1])
+        step = max(1, budget // width)
+        new_lo, new_hi = lo.gather(1, idx), hi.gather(1, idx)
+        for s0 in range(0, n, step):
+            rows = slice(s0, min(n, s0 + step))
+            i = idx[rows]
+            C = torch.zeros(i.shape + (lo.shape[1],), dtype=lo.dtype, device=lo.device)
+            C.scatter_(2, i.unsqueeze(2), 1.0)
+            C = torch.cat([C, -C], dim=1)
+            spec = LinearSpec(C, torch.zeros(C.shape[:2], dtype=lo.dtype, device=lo.device), [list(range(2 * k))])
+            start = torch.cat([new_lo[rows], -new_hi[rows]], dim=1)
+            sub_ctx = Context(sub, {v: (b[0][rows], b[1][rows]) for v, b in out.bounds.items()},
+                              {v: e[rows] for v, e in out.err.items()})
+            best = optimise_slopes(sub_ctx, spec, box.select(rows), start, iters, lr, deadline=deadline)
+            new_lo[rows], new_hi[rows] = best[:, :k], -best[:, k:]
+        cur_lo, cur_hi = lo.gather(1, idx), hi.gather(1, idx)
+        out.bounds[t] = (lo.scatter(1, idx, torch.where(valid, torch.maximum(cur_lo, new_lo), cur_lo)),
+                         hi.scatter(1, idx, torch.where(valid, torch.minimum(cur_hi, new_hi), cur_hi)))
+    return out
+
+
+def alpha_crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, iters: int = 20, lr: float = 0.5,
                        budget: int = DEFAULT_BUDGET, base: CrownResult | None = None,
                        deadline: float | None = None) -> CrownResult:
     """alpha-CROWN: CROWN's intermediate bounds, then the ReLU lower slopes of the final pass optimised per
@@ -83,5 +144,6 @@ def alpha_crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, iters: int
     base = base or crown_bounds(graph, box, spec, "crown", budget)
     if iters <= 0:
         return base
-    best = optimise_slopes(base.ctx, spec, box, base.lower, iters, lr, deadline=deadline)
-    return CrownResult(best, base.unstable, base.ctx)
+    ctx = optimise_intermediate(base.ctx, box, iters, lr, deadline)
+    best = optimise_slopes(ctx, spec, box, base.lower, iters, lr, deadline=deadline)
+    return CrownResult(best, unstable_count(ctx), ctx)

@@ -131,7 +131,7 @@ def _final(value: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
 # ============================================================================================ intermediate bounds
 
 
-def _ancestors(graph: Graph, name: str) -> set[str]:
+def ancestors(graph: Graph, name: str) -> set[str]:
     seen, stack = set(), [name]
     while stack:
         v = stack.pop()
@@ -142,12 +142,12 @@ def _ancestors(graph: Graph, name: str) -> set[str]:
     return seen
 
 
-def _first_layer(graph: Graph, name: str) -> bool:
+def first_layer(graph: Graph, name: str) -> bool:
     """No nonlinear op between the input and `name`: IBP is already (almost) exact there."""
-    return not any(graph.node(a).nonlinear for a in _ancestors(graph, name))
+    return not any(graph.node(a).nonlinear for a in ancestors(graph, name))
 
 
-def _selected_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def selected_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample, the flat indices where `mask` (N, *shape) holds, padded to the largest count: (idx, valid)."""
     flat = mask.reshape(mask.shape[0], -1)
     counts = flat.sum(dim=1)
@@ -188,7 +188,7 @@ def _start(ctx: Context, target: str, idx: torch.Tensor) -> tuple[dict[str, Coef
 
 def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget: int = DEFAULT_BUDGET) -> None:
     """Tighten ctx.bounds[target] by CROWN on the neurons where `mask` holds, in memory-bounded chunks."""
-    idx_all, valid_all = _selected_rows(mask)
+    idx_all, valid_all = selected_rows(mask)
     if idx_all.shape[1] == 0:
         return
     n = mask.shape[0]
@@ -283,7 +283,7 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
     def step(name: str, node, args: list[Interval]) -> Interval:
         iv = ibp_step(graph, box, name, node, args)
         ctx.bounds[name] = iv.bounds()
-        if refine_with_crown and name in targets and not _first_layer(graph, name):
+        if refine_with_crown and name in targets and not first_layer(graph, name):
             with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds
                 ctx.err[name] = node.crown_rounding(ctx, name)  # the pass below starts here
             lo, hi = ctx.bounds[name]
