@@ -22,13 +22,13 @@ import torch
 
 from .attack import confirm_counterexamples, pgd
 from .bounds import CASCADE, CrownResult, get_method, interval_bounds
-from .bounds.crown import relu_inputs, unstable_neurons
+from .bounds.crown import relu_inputs, spec_form, unstable_neurons
 from .device import resolve_device, use_exact_float32
 from .errors import SoundnessError, UsageError
 from .ir.graph import Graph
 from .ir.walk import INPUT
 from .parallel import finish, init_from_env, run_and_gather, shard
-from .radius import attack_radius_search, certified_radius, record_counterexamples, sweep_verdicts
+from .radius import attack_radius_search, certified_radius, margin_slope, record_counterexamples, sweep_verdicts
 from .spec import NORMS, LinearSpec, ball, inner_ball, inside_ball, margin_spec
 
 VERDICTS = ("verified", "falsified", "unknown")
@@ -237,6 +237,7 @@ class _Prover:
                  methods: tuple[str, ...], alpha_iters: int, clean_margin: torch.Tensor, norm: str = "inf") -> None:
         self.wide, self.x64, self.spec, self.dom, self.norm = wide, x64, spec, dom, norm
         self.methods, self.alpha_iters, self.clean_margin = methods, alpha_iters, clean_margin
+        self.last: tuple[torch.Tensor, CrownResult] | None = None  # (sample ids, result) of the last linear pass
 
     def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: tuple[str, ...] | None = None,
                  prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
@@ -267,6 +268,8 @@ class _Prover:
                 res = get_method(name)(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters, **extra)
             if name == "crown" and res.crown is not None:
                 crown_state = (todo, res.crown)
+            if name in ("crown", "crown-ibp") and res.crown is not None:
+                self.last = (sub, res.crown)
             worst = self.spec.select(sub).worst_bound(res.lower)
             bound[todo] = torch.maximum(bound[todo], worst)
             ok = worst > 0
@@ -275,6 +278,32 @@ class _Prover:
                 by[i] = name
             todo = todo[~ok]
         return proved, bound, by
+
+    def salvage(self, idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """For samples the last call refuted at `hi` with a linear method (CROWN, CROWN-IBP): the largest radius in
+        [lo, hi) its linear bound still proves (bisected to 1/64 of the bracket; lo where none). The pass's
+        intermediate bounds hold for every smaller ball, so this is a proof without another pass."""
+        out = lo.clone()
+        if self.last is None:
+            return out
+        have, res = self.last
+        where = {int(s): i for i, s in enumerate(have.tolist())}
+        keep = [j for j, s in enumerate(idx.tolist()) if s in where]
+        if not keep:
+            return out
+        pick = torch.tensor(keep, device=idx.device)
+        sub = idx[pick]
+        rows = torch.tensor([where[int(s)] for s in sub.tolist()], device=idx.device)
+        spec = self.spec.select(sub)
+        with torch.no_grad():
+            form = spec_form(res.ctx.select(rows), spec)
+            a, b = lo[pick].clone(), hi[pick].clone()
+            for _ in range(6):
+                mid = (a + b) / 2
+                ok = spec.worst_bound(form.lower(ball(self.x64[sub], mid, self.dom, self.norm))) > 0
+                a, b = torch.where(ok, mid, a), torch.where(ok, b, mid)
+        out[pick] = a
+        return out
 
 
 def _unstable_ibp(wide: Graph, box) -> torch.Tensor:
@@ -386,7 +415,9 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
         # The attack radius first: a counterexample at distance d caps the certified radius below d.
         attack_radius_search(attack, v.att_r, v.ce, x, candidates, cert, r_max, opt)
         search = lambda i, e: prove(i, e, radius_methods)  # noqa: E731
-        cert = certified_radius(search, candidates, v.proved, v.bound, v.eps, v.att_r, clean_margin, r_max, opt.radius_tol)
+        slope = margin_slope(wide, x64, spec, dom, opt.norm)
+        cert = certified_radius(search, candidates, v.proved, v.bound, v.eps, v.att_r, clean_margin, r_max, opt.radius_tol,
+                                prove.salvage, slope)
     verified = candidates & (v.proved | (cert >= v.eps))
     falsified = clean_bad | (v.att_r <= v.eps)
     clash = verified & falsified

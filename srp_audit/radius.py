@@ -44,22 +44,70 @@ def record_counterexamples(att_r: torch.Tensor, ce: torch.Tensor, idx: torch.Ten
     ce[idx[closer]] = points[closer]
 
 
-def certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin, r_max: float, tol: float) -> torch.Tensor:
+def margin_slope(graph, x: torch.Tensor, spec, domain: tuple[float, float], norm: str) -> torch.Tensor:
+    """How fast the worst margin falls as the ball grows from x, to first order: the dual norm of its gradient
+    (for L∞, coordinates pinned at a domain edge count only in the direction they may move). It only steers
+    the certified-radius search; nothing is proved with it. NaN where the gradient is not finite."""
+    xg = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        vals = spec.values(graph.logits(xg))
+        worst = vals.gather(1, vals.argmin(dim=1, keepdim=True)).sum()
+        (grad,) = torch.autograd.grad(worst, xg)
+    grad = grad.reshape(x.shape[0], -1)
+    if norm == "inf":
+        flat = x.detach().reshape(x.shape[0], -1)
+        harm = torch.where(flat <= domain[0], (-grad).clamp(min=0), torch.where(flat >= domain[1], grad.clamp(min=0), grad.abs()))
+        slope = harm.sum(dim=1)
+    else:
+        slope = torch.linalg.vector_norm(grad, ord={"2": 2.0, "1": float("inf")}[norm], dim=1)
+    return torch.where(torch.isfinite(slope), slope, torch.full_like(slope, torch.nan))
+
+
+def _model_root(m, d, e_a, f_a, e_b, f_b, lo, hi) -> torch.Tensor:
+    """Where f(e) = m − d·e − c·e^p crosses zero in [lo, hi]: a curve from the clean margin m with the margin's
+    slope d that falls ever faster, through the evaluated points (e_a, f_a) (e_a > 0) and (e_b, f_b) (finite),
+    p fitted when both exist, else 2. NaN where the points do not fit such a curve."""
+    d = torch.nan_to_num(d, nan=0.0)
+    r_a, r_b = m - d * e_a - f_a, m - d * e_b - f_b
+    has_a, has_b = (e_a > 0) & (r_a > 0), torch.isfinite(f_b) & (r_b > 0) & (e_b > 0)
+    both = has_a & has_b & (e_b != e_a)
+    ratio = torch.where(both, r_b / torch.where(both, r_a, 1.0), torch.ones_like(m))
+    span = torch.where(both, e_b / torch.where(both, e_a, 1.0), torch.full_like(m, 2.0))
+    p = torch.where(both, (ratio.log() / span.log()).clamp(1.0, 4.0), torch.full_like(m, 2.0))
+    e1 = torch.where(has_b, e_b, e_a)
+    r1 = torch.where(has_b, r_b, r_a)
+    c = r1 / e1.clamp(min=1e-300) ** p
+    a, b = lo.clone(), hi.clone()
+    for _ in range(40):
+        mid = (a + b) / 2
+        above = m - d * mid - c * mid**p > 0
+        a, b = torch.where(above, mid, a), torch.where(above, b, mid)
+    return torch.where(has_a | has_b, (a + b) / 2, torch.full_like(m, torch.nan))
+
+
+def certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin, r_max: float, tol: float,
+                     salvage=None, slope: torch.Tensor | None = None) -> torch.Tensor:
     """Largest eps the prover proves, per sample, to `tol`: a bracket [lo, hi] with lo proved (or 0) and hi
-    unprovable (not proved, or beyond a counterexample), narrowed by regula falsi on the worst margin bound
-    (Illinois variant, steps clamped tol/2 inside the bracket), which usually needs a few steps where
-    bisection needs ten. Returns lo: always a proved radius."""
+    unprovable (not proved, or beyond a counterexample). Each guess is the root of a curve through the clean
+    margin (with its slope, `slope`) and the latest bounds on either side (`_model_root`), else regula falsi
+    (Illinois), else bisection, clamped tol/2 inside the bracket. `salvage(idx, lo, hi)`, when given, returns
+    for samples just refuted at hi the largest radius below it that the refuted pass's own linear bound still
+    proves (no new pass): a failed guess then narrows the bracket from both ends, so guesses lean tol/4 high.
+    Returns lo: always a proved radius."""
     nan = torch.full_like(eps, torch.nan)
+    slope = nan if slope is None else slope
     lo = torch.where(proved, eps, torch.zeros_like(eps))
     f_lo = torch.where(proved, bound, clean_margin)
+    at = lo.clone()  # where f_lo was measured (the bracket's lo can move past it by salvage)
     hi = torch.where(proved, torch.minimum(att_r, torch.full_like(eps, r_max)), torch.minimum(eps, att_r))
     f_hi = torch.where(~proved & (att_r >= eps), bound, nan)
     # A proof at the cap itself is checked once (the search never evaluates hi).
     top = (candidates & proved & (hi == r_max) & (hi > lo)).nonzero().flatten()
     if top.numel():
         ok, b, _ = prove(top, hi[top])
-        lo[top[ok]], f_lo[top[ok]] = hi[top[ok]], b[ok]
+        lo[top[ok]], f_lo[top[ok]], at[top[ok]] = hi[top[ok]], b[ok], hi[top[ok]]
         f_hi[top[~ok]] = b[~ok]
+    lean = tol / 4 if salvage is not None else 0.0
     side = torch.zeros_like(eps, dtype=torch.long)  # last end moved: +1 lo, −1 hi
     active = candidates.clone()
     for _ in range(60):
@@ -67,18 +115,22 @@ def certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin,
         act = active.nonzero().flatten()
         if not act.numel():
             break
-        a_lo, a_hi, fl, fh = lo[act], hi[act], f_lo[act], f_hi[act]
+        a_lo, a_hi, a_at, fl, fh = lo[act], hi[act], at[act], f_lo[act], f_hi[act]
         secant = torch.isfinite(fh) & (fl > fh)
-        guess = torch.where(secant, a_lo + (a_hi - a_lo) * fl / (fl - torch.where(secant, fh, fl - 1)), (a_lo + a_hi) / 2)
+        guess = torch.where(secant, a_at + (a_hi - a_at) * fl / (fl - torch.where(secant, fh, fl - 1)), (a_lo + a_hi) / 2)
+        model = _model_root(clean_margin[act], slope[act], a_at, fl, a_hi, fh, a_lo, a_hi)
+        guess = torch.where(torch.isfinite(model), model, guess) + lean
         guess = torch.minimum(torch.maximum(guess, a_lo + tol / 2), a_hi - tol / 2)
         ok, b, _ = prove(act, guess)
         up, down = act[ok], act[~ok]
-        lo[up], f_lo[up] = guess[ok], b[ok]
+        lo[up], f_lo[up], at[up] = guess[ok], b[ok], guess[ok]
         hi[down], f_hi[down] = guess[~ok], b[~ok]
         # Illinois: an end that stays put twice has its value halved, so the secant moves it next time.
         f_hi[up[side[up] == 1]] *= 0.5
         f_lo[down[side[down] == -1]] *= 0.5
         side[up], side[down] = 1, -1
+        if salvage is not None and down.numel():
+            lo[down] = torch.maximum(lo[down], salvage(down, lo[down], hi[down]))
     return torch.where(candidates, lo, torch.zeros_like(lo))
 
 

@@ -14,7 +14,7 @@ from soundness import assert_contains, deep_graphs, evaluate, identity_spec, op_
 from srp_audit import ops
 from srp_audit.bounds import METHODS
 from srp_audit.bounds.alpha import alpha_crown_bounds
-from srp_audit.bounds.crown import crown_bounds
+from srp_audit.bounds.crown import crown_bounds, spec_backward, spec_form
 from srp_audit.bounds.ibp import interval_bounds
 from srp_audit.ir.graph import INPUT, Graph
 from srp_audit.spec import InputBox
@@ -78,6 +78,31 @@ def test_deep_graphs_outputs_and_refined_intermediates_contain_samples(name: str
             v = values[node].reshape((3, 1000) + values[node].shape[1:])
             assert_contains(v, lo, hi, f"{name}: alpha bound of node {node}")
     assert_contains(values[graph.output].reshape(3, 1000, -1), *_output_bounds(res.lower, k), f"{name} alpha")
+
+
+@pytest.mark.parametrize("name", DEEP)
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_spec_form_bounds_every_box_inside_its_own(name: str, seed: int) -> None:
+    """The radius search re-concretises a refuted CROWN pass's linear bound on smaller balls (no new pass):
+    on the box itself it equals the pass's bound, and on random boxes inside it, it stays below sampled values."""
+    graph = deep_graphs(seed)[name].copy(dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    lower, upper = random_box(graph.input_shape, 3, gen, torch.float64)
+    lower, upper = lower * 0.3, upper * 0.3
+    box = InputBox(lower, upper)
+    k = graph.num_classes
+    spec = identity_spec(k, 3, torch.float64)
+    for intermediate in ("ibp", "crown"):
+        ctx = crown_bounds(graph, box, spec, intermediate).ctx
+        form = spec_form(ctx, spec)
+        assert torch.equal(form.lower(box), spec_backward(ctx, spec, box))
+        for shrink in (0.0, 0.5, 1.0):
+            t0, t1 = torch.rand(lower.shape, generator=gen, dtype=torch.float64), torch.rand(lower.shape, generator=gen, dtype=torch.float64)
+            a = lower + (upper - lower) * torch.minimum(t0, t1) * shrink
+            b = upper - (upper - lower) * (1 - torch.maximum(t0, t1)) * shrink
+            values = evaluate(graph.logits, sample_box(a, b, 600, gen))
+            assert_contains(values, *_output_bounds(form.lower(InputBox(a, b)), k), f"{name} {intermediate} inner box")
 
 
 def test_sampler_catches_unsound_crown() -> None:

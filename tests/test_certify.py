@@ -160,3 +160,48 @@ def test_auto_verdicts_survive_a_strong_attack_and_radii_are_consistent(auto_res
     for a, b in zip(res.samples, half.samples):
         if a.verdict == "verified":
             assert b.verdict == "verified"
+
+
+def test_salvaged_radius_is_a_proof_below_the_refuted_eps(fixture_models) -> None:
+    """A pass refuted at hi still proves a smaller ball by its own linear bound: the salvaged radius lies in
+    [lo, hi), PGD finds nothing inside it, and on this model it gains on most samples."""
+    from srp_audit.certify import _Prover
+
+    g = fixture_models["mnist_cnn"]
+    x, y = _samples(g, "mnist_cnn", 12)
+    wide = g.copy(dtype=torch.float64).eval()
+    wide.requires_grad_(False)
+    spec = margin_spec(y, 10, torch.float64)
+    with torch.no_grad():
+        clean = spec.worst_bound(spec.values(wide.logits(x.double())))
+    prove = _Prover(wide, x.double(), spec, (0.0, 1.0), ("crown",), 20, clean)
+    idx = torch.arange(len(x))
+    hi = torch.full((len(x),), 0.06, dtype=torch.float64)
+    ok, _, _ = prove(idx, hi)
+    refuted = idx[~ok]
+    assert refuted.numel() >= 6
+    lo = torch.zeros(refuted.numel(), dtype=torch.float64)
+    r = prove.salvage(refuted, lo, hi[refuted])
+    assert ((r >= lo) & (r < hi[refuted])).all()
+    assert (r > 0).sum() >= refuted.numel() // 2
+    keep = refuted[r > 0]
+    box = inner_linf_ball(x[keep], r[r > 0], (0.0, 1.0))
+    att = pgd(g, box, margin_spec(y[keep], 10, torch.float32), steps=200, restarts=5, seed=7, start=x[keep])
+    assert not att.found.any(), "PGD broke a salvaged radius"
+
+
+def test_radius_search_model_recovers_the_root_of_its_own_curve() -> None:
+    """The guess model fits m − d·e − c·e^p through two evaluated bounds; on such a curve it lands on the root."""
+    from srp_audit.radius import _model_root
+
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    m, d, c, p = t(1.0, 0.5), t(10.0, 3.0), t(200.0, 40.0), t(2.5, 1.5)
+    f = lambda e: m - d * e - c * e**p  # noqa: E731
+    a, b = t(0.02, 0.02), t(0.09, 0.12)
+    root = _model_root(m, d, a, f(a), b, f(b), a, b)
+    assert torch.allclose(f(root), torch.zeros(2, dtype=torch.float64), atol=1e-9)
+    # one point only (nothing evaluated above yet): p = 2 through it, a guess inside the bracket
+    one = _model_root(m, d, a, f(a), b, t(float("nan"), float("nan")), a, t(1.0, 1.0))
+    assert ((one > a) & (one < 1.0)).all()
+    # points that no such curve passes through (a bound above the tangent line) give no guess
+    assert torch.isnan(_model_root(m, d, a, m, b, t(float("nan"), float("nan")), a, b)).all()

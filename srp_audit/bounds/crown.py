@@ -36,7 +36,7 @@ from .ibp import ibp_step, spec_interval
 
 DEFAULT_BUDGET = 1 << 21  # elements of A per chunk (16 MiB in float64: stays below glibc's mmap threshold)
 
-__all__ = ["Context", "CrownResult", "backward", "crown_bounds", "intermediate_bounds", "refine", "spec_backward",
+__all__ = ["Context", "CrownResult", "backward", "crown_bounds", "intermediate_bounds", "refine", "spec_backward", "spec_form", "SpecForm",
            "unstable_count", "unstable_neurons", "check_supported", "relu_inputs"]
 
 
@@ -52,12 +52,14 @@ def _merge(cur: Coeffs, A: Coeffs) -> Coeffs:
     return dense(cur) + dense(A)
 
 
-def _concretise(A: Coeffs, box: InputBox) -> torch.Tensor:
+def _concretise(A: Coeffs, box: InputBox, ctx: Context | None = None) -> torch.Tensor:
     """min over the box of A·x = A·lo + Σ_{A<0} A·(hi − lo); with an L2/L1 ball, also A·c − eps·‖A‖_q (Hölder),
-    rounded down, and the larger of the two (both hold on box ∩ ball)."""
+    rounded down, and the larger of the two (both hold on box ∩ ball). `ctx`'s memo keeps patches' input maps."""
     lo, width = box.lower, box.upper - box.lower
     if isinstance(A, Patches):
-        lo_w, width_w = A.windows(torch.cat([lo, width], dim=1)).split(A.data.shape[2], dim=2)
+        maps = lambda: torch.cat([lo, width], dim=1)  # noqa: E731
+        cols = ctx.unfolded("input", A, (box.lower, box.upper), maps) if ctx is not None else A.unfold(maps())
+        lo_w, width_w = A.pick(cols).split(A.data.shape[2], dim=2)
         value = flat_sum(A.data * lo_w + A.data.clamp(max=0) * width_w)
     else:
         value = weighted_sum(A, lo) + weighted_sum(A.clamp(max=0), width)
@@ -84,10 +86,11 @@ class _Probe:
         self.width = max(self.width, t[0, 0].numel() if t.shape[0] and t.shape[1] else 0)
 
 
-def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: torch.Tensor,
-             probe: _Probe | None = None) -> torch.Tensor:
-    """Lower bounds of Σ_v A_v·v + const for the coefficients in `pending` (consumed); the caller subtracts
-    the rounding slack of its starting point (coefficients injected on the way, beta-CROWN's, carry their own)."""
+def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
+                  probe: _Probe | None = None) -> tuple[Coeffs | None, torch.Tensor]:
+    """Σ_v A_v·v + const (the coefficients in `pending`, consumed) bounded below by A_in·x + c over the input:
+    (A_in, c), A_in None when the objective does not depend on the input. It holds for every input inside the
+    box the context's intermediate bounds were computed for."""
     total = {"const": const, "injected": torch.zeros_like(const)}
 
     def step(name: str, node, A: Coeffs | None) -> list[Coeffs | None] | None:
@@ -106,13 +109,20 @@ def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: tor
         return outs
 
     A_in = walk_backward(ctx.graph, pending, step, _merge)
-    if A_in is None:  # the objective does not depend on the input
-        return total["const"] - total["injected"]
-    if probe:
-        probe.see(A_in)
-    if ctx.record is not None and not isinstance(A_in, Patches):
-        ctx.record["__input__"] = A_in.detach()
-    return _concretise(A_in, box) + total["const"] - total["injected"]
+    if A_in is not None:
+        if probe:
+            probe.see(A_in)
+        if ctx.record is not None and not isinstance(A_in, Patches):
+            ctx.record["__input__"] = A_in.detach()
+    return A_in, total["const"] - total["injected"]
+
+
+def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: torch.Tensor,
+             probe: _Probe | None = None) -> torch.Tensor:
+    """Lower bounds of Σ_v A_v·v + const for the coefficients in `pending` (consumed); the caller subtracts
+    the rounding slack of its starting point (coefficients injected on the way, beta-CROWN's, carry their own)."""
+    A_in, c = backward_form(ctx, pending, const, probe)
+    return c if A_in is None else _concretise(A_in, box, ctx) + c
 
 
 def _rounding_slack(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
@@ -204,6 +214,7 @@ def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget:
         s1 = min(n, s0 + n_chunk)
         k_chunk = max(1, budget // (2 * width * (s1 - s0)))
         sub = ctx.subset(s0, s1)
+        sub.memo = {}  # the row chunks below share this sample range's unfolded maps
         sub_box = box.select(slice(s0, s1))
         for k0 in range(0, idx_all.shape[1], k_chunk):
             idx = idx_all[s0:s1, k0 : k0 + k_chunk]
@@ -319,14 +330,35 @@ def unstable_count(ctx: Context) -> torch.Tensor:
     return unstable_neurons(ctx.graph, ctx.bounds)
 
 
-def spec_backward(ctx: Context, spec: LinearSpec, box: InputBox) -> torch.Tensor:
-    """Lower bounds of the spec rows by one backward pass from the output."""
+@dataclass
+class SpecForm:
+    """CROWN's lower bound of the spec rows as a linear function of the input, A·x + c − slack: a sound bound over
+    any box inside the one its context's intermediate bounds hold for (their relaxations and rounding magnitudes
+    cover every smaller box), so a smaller radius is bounded by concretising again, without a backward pass."""
+
+    A: Coeffs | None
+    const: torch.Tensor
+    slack: torch.Tensor
+
+    def lower(self, box: InputBox) -> torch.Tensor:
+        value = self.const if self.A is None else _concretise(self.A, box) + self.const
+        return _final(value, self.slack)
+
+
+def spec_form(ctx: Context, spec: LinearSpec) -> SpecForm:
+    """The spec rows' linear lower bound over the input, from one backward pass from the output."""
     graph = ctx.graph
     n, s = spec.C.shape[:2]
-    dt = box.lower.dtype
+    dt = ctx.bounds[INPUT][0].dtype
     A = spec.C.to(dt).reshape((n, s) + graph.output_shape)
     slack = _rounding_slack(ctx, A, graph.output)
-    return _final(backward(ctx, {graph.output: A}, box, spec.d.to(dt).clone()), slack)
+    A_in, const = backward_form(ctx, {graph.output: A}, spec.d.to(dt).clone())
+    return SpecForm(A_in, const, slack)
+
+
+def spec_backward(ctx: Context, spec: LinearSpec, box: InputBox) -> torch.Tensor:
+    """Lower bounds of the spec rows by one backward pass from the output."""
+    return spec_form(ctx, spec).lower(box)
 
 
 def crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, intermediate: str = "crown",

@@ -28,6 +28,20 @@ class Context:
     alpha: dict[str, torch.Tensor] = field(default_factory=dict)
     beta: dict[str, torch.Tensor] = field(default_factory=dict)  # extra coefficients −β·s at split pre-activations
     record: dict[str, torch.Tensor] | None = None  # when a dict: the dense A seen at ReLUs and the input
+    memo: dict | None = None  # when a dict: unfolded maps, reused by the row chunks of one refinement
+
+    def unfolded(self, key: str, A: Patches, sources: tuple[torch.Tensor, ...], make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A.unfold(make()), the map `make` builds from `sources`; with a memo, kept while `sources` are the
+        same tensor objects (a chunk of rows at the same positions' grid reuses it, a changed bound never does)."""
+        if self.memo is None:
+            return A.unfold(make())
+        full = (key, A.grid, tuple(A.data.shape[3:]))
+        hit = self.memo.get(full)
+        if hit is not None and len(hit[0]) == len(sources) and all(a is b for a, b in zip(hit[0], sources)):
+            return hit[1]
+        cols = A.unfold(make())
+        self.memo[full] = (sources, cols)
+        return cols
 
     def mag(self, name: str) -> torch.Tensor:
         lo, hi = self.bounds[name]

@@ -54,11 +54,12 @@ class Patches:
     def with_data(self, data: torch.Tensor, clean: bool | None = None) -> "Patches":
         return Patches(data, self.pos, self.grid, self.shape, self.clean if clean is None else clean)
 
-    def windows(self, m: torch.Tensor) -> torch.Tensor:
-        """The values of a per-sample map m (N, C', H, W) under every row's window: (N, R, C', ph, pw), zero
-        outside the map."""
-        n, r, _, ph, pw = self.data.shape
-        c2, h, w = m.shape[1:]
+    def unfold(self, m: torch.Tensor) -> torch.Tensor:
+        """A per-sample map m (N, C', H, W) under the window at every target position: (N, H_T·W_T, C'·ph·pw),
+        zero outside the map. `pick` takes the rows' windows from it (callers may reuse it across row chunks)."""
+        n = m.shape[0]
+        ph, pw = self.data.shape[3:]
+        h, w = m.shape[2:]
         g = self.grid
         top, left = max(0, -g.oh), max(0, -g.ow)
         bottom = max(0, (g.ht - 1) * g.sh + g.oh + ph - h)
@@ -69,9 +70,19 @@ class Patches:
         lw = (mp.shape[3] - pw) // g.sw + 1
         if lw != g.wt:  # more columns than target positions: keep the first W_T of each row of windows
             cols = cols.reshape(n, -1, cols.shape[2] // lw, lw)[:, :, : g.ht, : g.wt].reshape(n, cols.shape[1], -1)
-        cols = cols[:, :, : g.ht * g.wt]
-        out = cols.gather(2, self.pos.unsqueeze(1).expand(n, cols.shape[1], r))  # (N, C'·ph·pw, R)
-        return out.permute(0, 2, 1).reshape(n, r, c2, ph, pw)
+        return cols[:, :, : g.ht * g.wt].transpose(1, 2).contiguous()  # a row's window is contiguous: `pick` copies it
+
+    def windows(self, m: torch.Tensor) -> torch.Tensor:
+        """The values of a per-sample map m (N, C', H, W) under every row's window: (N, R, C', ph, pw), zero
+        outside the map."""
+        return self.pick(self.unfold(m))
+
+    def pick(self, cols: torch.Tensor) -> torch.Tensor:
+        """Each row's window from an unfolded map (`unfold`): (N, R, C', ph, pw)."""
+        n, r, _, ph, pw = self.data.shape
+        positions, k = cols.shape[1:]
+        at = (self.pos + torch.arange(n, device=self.pos.device).unsqueeze(1) * positions).reshape(-1)
+        return cols.reshape(n * positions, k).index_select(0, at).reshape(n, r, -1, ph, pw)
 
     def masked(self) -> "Patches":
         """Zero the entries that fall outside the map (padding positions)."""

@@ -56,7 +56,8 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
         lam_map = relax.relu_adaptive_lower(l, u)
         c = A.data.shape[2]
         # A_x = A·s + A⁺·(λ − s); constant Σ A⁻·t = Σ A·t − Σ A⁺·t
-        diff_w, s_w, t_w = A.windows(torch.cat([lam_map - up_slope, up_slope, up_icpt], dim=1)).split(c, dim=2)
+        maps = lambda: torch.cat([lam_map - up_slope, up_slope, up_icpt], dim=1)  # noqa: E731
+        diff_w, s_w, t_w = A.pick(ctx.unfolded("relu " + name, A, (l, u), maps)).split(c, dim=2)
         pos = A.data.clamp(min=0)
         const = flat_sum((A.data - pos) * t_w)
         return A.with_data(torch.addcmul(A.data * s_w, pos, diff_w), clean=True), const
