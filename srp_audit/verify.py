@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,7 +130,7 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
     native.requires_grad_(False)
     wide.requires_grad_(False)
     methods_used = []
-    pending: list[tuple[Clause, InputBox, LinearSpec]] = []
+    pending: list[tuple[Clause, InputBox, InputBox, LinearSpec, Callable]] = []
     for clause in spec.clauses:
         proof_box, member_box, attack_box = _boxes(clause, graph, native.dtype, dev)
         s = clause.spec(torch.float64).to(device=dev)
@@ -144,10 +144,10 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
             return _sat(native, hit, "pgd", start)
         if time.perf_counter() > deadline:
             return VerifyResult("timeout", None, time.perf_counter() - start)
-        pending.append((clause, proof_box, s, confirmed))
+        pending.append((clause, proof_box, attack_box, s, confirmed))
     # 2. the bound cascade, clause by clause (all must be proved)
     undecided = []
-    for clause, box, s, confirmed in pending:
+    for clause, box, attack_box, s, confirmed in pending:
         proved_by = None
         for name in CASCADE:
             if time.perf_counter() > deadline:
@@ -162,7 +162,7 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
             continue
         if time.perf_counter() > deadline:
             return VerifyResult("timeout", None, time.perf_counter() - start)
-        hit = _corner_attack(native, wide, box, s, opt, confirmed)
+        hit = _corner_attack(native, wide, box, attack_box, s, opt, confirmed)
         if hit is not None:
             return _sat(native, hit, "pgd-crown-corners", start)
         undecided.append((clause, box, s, confirmed))
@@ -212,9 +212,11 @@ def _attack(native: Graph, box: InputBox, spec: LinearSpec, opt: VerifyOptions, 
     return None
 
 
-def _corner_attack(native: Graph, wide: Graph, box: InputBox, spec: LinearSpec, opt: VerifyOptions, confirmed) -> torch.Tensor | None:
-    """PGD started from the box corners that minimise CROWN's final linear lower bound of each row: where the
-    relaxation finds the property weakest."""
+def _corner_attack(native: Graph, wide: Graph, box: InputBox, attack_box: InputBox, spec: LinearSpec, opt: VerifyOptions,
+                   confirmed) -> torch.Tensor | None:
+    """PGD started from the corners that minimise CROWN's final linear lower bound (over the proof box) of each
+    row — where the relaxation finds the property weakest — taken, like every attack point, in the attack box
+    (inside the exact set and representable in the model's precision, so a hit passes the membership check)."""
     from .bounds.crown import crown_bounds, spec_backward
 
     with torch.no_grad():
@@ -224,13 +226,12 @@ def _corner_attack(native: Graph, wide: Graph, box: InputBox, spec: LinearSpec, 
     A = res.ctx.record.get("__input__")
     if A is None:
         return None
-    corners = torch.where(A[0] >= 0, box.lower, box.upper)  # (S, *shape)
+    lo32, hi32 = attack_box.lower, attack_box.upper
+    corners = torch.where(A[0] >= 0, lo32, hi32)  # (S, *shape)
     for x in corners:
         if confirmed(x.unsqueeze(0).to(native.dtype)):
             return x.unsqueeze(0).to(native.dtype)
     s = corners.shape[0]
-    lo32, hi32 = round_inward(box.lower, box.upper, native.dtype)
-    hi32 = torch.maximum(hi32, lo32)  # a box narrower than an ulp: its one point is re-checked by `confirmed`
     boxes = InputBox(lo32.expand((s,) + lo32.shape[1:]), hi32.expand((s,) + hi32.shape[1:]))
     specs = spec.repeated(s)
     att = pgd(native, boxes, specs, steps=opt.attack_steps, restarts=1, seed=opt.seed + 2, start=corners.to(native.dtype))

@@ -132,13 +132,15 @@ SAT_ROWS = _known_rows("sat")
 
 @pytest.mark.skipif(not SAT_ROWS, reason="../shared/benchmarks/vnncomp is absent")
 @pytest.mark.parametrize("row", SAT_ROWS, ids=[f"{Path(r['onnx']).stem}-{Path(r['vnnlib']).name}" for r in SAT_ROWS])
-def test_known_sat_instances_are_never_answered_unsat(row: dict) -> None:
+def test_known_sat_instances_are_falsified_by_the_attacks(row: dict) -> None:
+    """Every known-sat instance is falsified without branch and bound (each took 3–7 s on 2 cores): a
+    regression in the attacks — such as corner points taken on the outer proof box, which fail the membership
+    check — shows up here, not only in a benchmark run."""
     graph = load_model(str(VNNCOMP / row["onnx"]))
-    res = verify(graph, read_vnnlib(VNNCOMP / row["vnnlib"]), VerifyOptions(timeout=8, complete=False))
-    assert res.status in ("sat", "unknown", "timeout")
-    if res.status == "sat":
-        x, y = res.counterexample
-        assert np.isfinite(x).all() and result_text(res).startswith("sat\n((X_0 ")
+    res = verify(graph, read_vnnlib(VNNCOMP / row["vnnlib"]), VerifyOptions(timeout=30, complete=False))
+    assert res.status == "sat", f"{res.status} after {res.seconds:.1f} s"
+    x, y = res.counterexample
+    assert np.isfinite(x).all() and result_text(res).startswith("sat\n((X_0 ")
 
 
 def _tiny_net() -> Graph:
