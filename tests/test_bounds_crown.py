@@ -336,3 +336,27 @@ def test_beta_crown_bounds_hold_on_their_subdomain(seed: int) -> None:
     out = values[graph.output][keep]
     lo_b, hi_b = lb[0, :2], -lb[0, 2:]
     assert torch.all(out >= lo_b) and torch.all(out <= hi_b), "a beta-CROWN bound fails on its own sub-domain"
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), stride=st.sampled_from(["1", "2", "kernel"]), dilation=st.sampled_from([1, 2]),
+       groups=st.sampled_from([1, 2]), dtype=st.sampled_from([torch.float64, torch.float32]), extra=st.integers(-1, 1))
+def test_patch_conv_transpose_matches_torch(seed: int, stride: str, dilation: int, groups: int, dtype, extra: int) -> None:
+    """CROWN's own transpose of a convolution (a matrix product and strided additions in float64, a permutation
+    when the windows tile the output) computes what torch's conv_transpose2d does, cut or padded to out_hw."""
+    import torch.nn.functional as F
+
+    from srp_audit.ops.patches import conv_transpose
+
+    gen = torch.Generator().manual_seed(seed)
+    kh, kw = 1 + seed % 3, 1 + (seed // 3) % 4
+    s = (kh, kw) if stride == "kernel" else (int(stride), int(stride))
+    d = (1, 1) if stride == "kernel" else (dilation, dilation)
+    x = torch.randn((3, 2 * groups, 1 + seed % 4, 2 + seed % 3), generator=gen, dtype=dtype)
+    w = torch.randn((2 * groups, 3, kh, kw), generator=gen, dtype=dtype)
+    ref = F.conv_transpose2d(x, w, None, s, 0, 0, groups, d)
+    out_hw = (ref.shape[2] + extra, ref.shape[3] - extra)
+    got = conv_transpose(x, w, s, d, groups, out_hw)
+    want = F.pad(ref, (0, max(0, out_hw[1] - ref.shape[3]), 0, max(0, out_hw[0] - ref.shape[2])))[:, :, : out_hw[0], : out_hw[1]]
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-10 if dtype == torch.float64 else 1e-5, atol=1e-10 if dtype == torch.float64 else 1e-5)

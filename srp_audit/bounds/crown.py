@@ -20,6 +20,7 @@ slopes ≤ 1). A pass starting from A_T subtracts ⟨|A_T|, err_T⟩, so the bou
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -196,17 +197,30 @@ def _start(ctx: Context, target: str, idx: torch.Tensor) -> tuple[dict[str, Coef
     return {target: A.reshape((n, 2 * k) + tuple(shape))}, zero, slack
 
 
+_WIDTHS: "weakref.WeakKeyDictionary[Graph, dict[str, int]]" = weakref.WeakKeyDictionary()
+
+
+def _row_width(ctx: Context, target: str, idx_all: torch.Tensor, box: InputBox) -> int:
+    """The largest coefficient tensor one row of `target` creates on its way to the input, measured by a probe
+    pass of one row of one sample. It depends only on the graph's structure (dense shapes, window sizes), so it
+    is kept per graph and target: a graph bounded batch after batch probes each target once."""
+    known = _WIDTHS.setdefault(ctx.graph, {})
+    if target not in known:
+        probe = _Probe()
+        sub = ctx.subset(0, 1)
+        pending, const, _ = _start(sub, target, idx_all[:1, :1])
+        backward(sub, pending, box.select(slice(0, 1)), const, probe)
+        known[target] = max(1, probe.width)
+    return known[target]
+
+
 def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget: int = DEFAULT_BUDGET) -> None:
     """Tighten ctx.bounds[target] by CROWN on the neurons where `mask` holds, in memory-bounded chunks."""
     idx_all, valid_all = selected_rows(mask)
     if idx_all.shape[1] == 0:
         return
     n = mask.shape[0]
-    probe = _Probe()  # one row of one sample tells how wide the coefficients get
-    sub = ctx.subset(0, 1)
-    pending, const, _ = _start(sub, target, idx_all[:1, :1])
-    backward(sub, pending, box.select(slice(0, 1)), const, probe)
-    width = max(1, probe.width)
+    width = _row_width(ctx, target, idx_all, box)
     n_chunk = max(1, min(n, budget // (2 * width)))
     lo, hi = (t.clone() for t in ctx.bounds[target])
     lo_flat, hi_flat = lo.reshape(n, -1), hi.reshape(n, -1)

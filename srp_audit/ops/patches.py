@@ -156,11 +156,19 @@ def conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int
     else:
         cols = weight.reshape(o, -1).t() @ x.transpose(0, 1).reshape(c_out, -1)  # (C_in·kh·kw, B·h·w)
         cols = cols.reshape(c_in_g, kh, kw, b, h, w)
+        if tuple(stride) == (kh, kw) and tuple(dilation) == (1, 1):  # windows tile the output: a permutation
+            y = cols.permute(3, 0, 4, 1, 5, 2).reshape((b, c_in_g) + full)
+            return _cut_or_pad(y, out_hw)
         y = torch.zeros((b, c_in_g) + full, dtype=x.dtype, device=x.device)
         for i in range(kh):
             for j in range(kw):
                 r0, c0 = i * dilation[0], j * dilation[1]
                 y[:, :, r0 : r0 + (h - 1) * stride[0] + 1 : stride[0], c0 : c0 + (w - 1) * stride[1] + 1 : stride[1]] += cols[:, i, j].transpose(0, 1)
+    return _cut_or_pad(y, out_hw)
+
+
+def _cut_or_pad(y: torch.Tensor, out_hw: tuple[int, int] | None) -> torch.Tensor:
+    """y (B, C, H, W) cut or zero-padded at the bottom and right to out_hw (None: as it is)."""
     if out_hw is not None and tuple(out_hw) != tuple(y.shape[2:]):
         hh, ww = out_hw
         y = F.pad(y, (0, max(0, ww - y.shape[3]), 0, max(0, hh - y.shape[2])))[:, :, :hh, :ww]
