@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from ..errors import BoundMethodError
 from ..ir.node import Node
 from . import relax
-from .backward import Context, split_signs
+from .backward import Context
 from .interval import Interval
-from .patches import Patches, flat_sum, weighted_sum
+from .patches import Patches, weighted_sum
 from .rounding import as_float32, dot_gamma, tiny, unit_roundoff
 
 SINGLEPROP_VARIANTS = ("fastlin", "zero", "adaptive")
@@ -55,12 +55,12 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
             raise BoundMethodError("optimised slopes are only used on dense coefficients")
         lam_map = relax.relu_adaptive_lower(l, u)
         c = A.data.shape[2]
-        # A_x = A·s + A⁺·(λ − s); constant Σ A⁻·t = Σ A·t − Σ A⁺·t
-        maps = lambda: torch.cat([lam_map - up_slope, up_slope, up_icpt], dim=1)  # noqa: E731
-        diff_w, s_w, t_w = A.pick(ctx.unfolded("relu " + name, A, (l, u), maps)).split(c, dim=2)
-        pos = A.data.clamp(min=0)
-        const = flat_sum((A.data - pos) * t_w)
-        return A.with_data(torch.addcmul(A.data * s_w, pos, diff_w), clean=True), const
+        # A_x = A·λ where A > 0, A·s elsewhere (one product per entry); constant Σ A⁻·t
+        maps = lambda: torch.cat([lam_map, up_slope, up_icpt], dim=1)  # noqa: E731
+        lam_w, s_w, t_w = A.pick(ctx.unfolded("relu " + name, A, (l, u), maps)).split(c, dim=2)
+        n, r = A.data.shape[:2]
+        const = torch.einsum("nrk,nrk->nr", A.data.clamp(max=0).reshape(n, r, -1), t_w.reshape(n, r, -1))
+        return A.with_data(A.data * torch.where(A.data > 0, lam_w, s_w), clean=True), const
     if lam is None:
         lam = relax.relu_adaptive_lower(l, u).unsqueeze(1)
     else:
@@ -68,8 +68,7 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
         lam = torch.where(unstable.unsqueeze(1), lam, active.unsqueeze(1).to(A.dtype))
     if ctx.record is not None:
         ctx.record[name] = A.detach()
-    pos, neg = split_signs(A)
-    return torch.addcmul(pos * lam, neg, up_slope.unsqueeze(1)), weighted_sum(neg, up_icpt)
+    return A * torch.where(A > 0, lam, up_slope.unsqueeze(1)), weighted_sum(A.clamp(max=0), up_icpt)
 
 
 def mixed_backward(A: torch.Tensor, a: float | torch.Tensor, ctx: Context, name: str) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -113,8 +112,9 @@ class Relu(Node):
         x = ctx.x(name)
         mag = ctx.mag(x)
         u = unit_roundoff(mag.dtype)
-        # A_x = A·s + A⁺·(λ − s): three roundings of terms ≤ |A|·(1 + 2u) each, times |x|; the constant
-        # Σ A⁻·t sums over the whole layer, and t is non-zero only on unstable neurons
+        # A_x = A·λ or A·s per entry: one rounding of a term ≤ |A| (the allowance kept from the earlier
+        # three-term form covers it), times |x|; the constant Σ A⁻·t sums over the whole layer, and t is
+        # non-zero only on unstable neurons
         _, icpt = relax.relu_upper(*ctx.bounds[x])
         return ctx.err[x] * (1 + 4 * u) + 8 * u * mag + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * icpt.abs()
 
