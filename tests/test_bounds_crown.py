@@ -340,10 +340,13 @@ def test_beta_crown_bounds_hold_on_their_subdomain(seed: int) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), stride=st.sampled_from(["1", "2", "kernel"]), dilation=st.sampled_from([1, 2]),
-       groups=st.sampled_from([1, 2]), dtype=st.sampled_from([torch.float64, torch.float32]), extra=st.integers(-1, 1))
-def test_patch_conv_transpose_matches_torch(seed: int, stride: str, dilation: int, groups: int, dtype, extra: int) -> None:
-    """CROWN's own transpose of a convolution (a matrix product and strided additions in float64, a permutation
-    when the windows tile the output) computes what torch's conv_transpose2d does, cut or padded to out_hw."""
+       groups=st.sampled_from([1, 2]), dtype=st.sampled_from([torch.float64, torch.float32]), extra=st.integers(-1, 1),
+       channels=st.sampled_from([1, 3, 6]))
+def test_patch_conv_transpose_matches_torch(seed: int, stride: str, dilation: int, groups: int, dtype, extra: int,
+                                            channels: int) -> None:
+    """CROWN's own transpose of a convolution (in float64: products per kernel offset, or one product and strided
+    additions, or a permutation when the windows tile the output) computes what torch's conv_transpose2d does,
+    cut or padded to out_hw."""
     import torch.nn.functional as F
 
     from srp_audit.ops.patches import conv_transpose
@@ -353,7 +356,7 @@ def test_patch_conv_transpose_matches_torch(seed: int, stride: str, dilation: in
     s = (kh, kw) if stride == "kernel" else (int(stride), int(stride))
     d = (1, 1) if stride == "kernel" else (dilation, dilation)
     x = torch.randn((3, 2 * groups, 1 + seed % 4, 2 + seed % 3), generator=gen, dtype=dtype)
-    w = torch.randn((2 * groups, 3, kh, kw), generator=gen, dtype=dtype)
+    w = torch.randn((2 * groups, channels, kh, kw), generator=gen, dtype=dtype)
     ref = F.conv_transpose2d(x, w, None, s, 0, 0, groups, d)
     out_hw = (ref.shape[2] + extra, ref.shape[3] - extra)
     got = conv_transpose(x, w, s, d, groups, out_hw)
