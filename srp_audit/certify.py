@@ -237,7 +237,8 @@ class _Prover:
                  methods: tuple[str, ...], alpha_iters: int, clean_margin: torch.Tensor, norm: str = "inf") -> None:
         self.wide, self.x64, self.spec, self.dom, self.norm = wide, x64, spec, dom, norm
         self.methods, self.alpha_iters, self.clean_margin = methods, alpha_iters, clean_margin
-        self.last: tuple[torch.Tensor, CrownResult] | None = None  # (sample ids, result) of the last linear pass
+        self.last: tuple[torch.Tensor, CrownResult, torch.Tensor] | None = None  # the last call's last linear pass:
+        # (sample ids, its result, the eps it ran at)
 
     def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: tuple[str, ...] | None = None,
                  prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
@@ -247,6 +248,7 @@ class _Prover:
         bound = torch.full((idx.numel(),), -torch.inf, dtype=torch.float64, device=idx.device) if prior is None else prior.clone()
         by: list[str | None] = [None] * idx.numel()
         todo = torch.arange(idx.numel(), device=idx.device)
+        self.last = None
         crown_state: tuple[torch.Tensor, CrownResult] | None = None  # (positions, CROWN result) for alpha
         for name in methods:
             if not todo.numel():
@@ -269,7 +271,7 @@ class _Prover:
             if name == "crown" and res.crown is not None:
                 crown_state = (todo, res.crown)
             if name in ("crown", "crown-ibp") and res.crown is not None:
-                self.last = (sub, res.crown)
+                self.last = (sub, res.crown, eps[todo])
             worst = self.spec.select(sub).worst_bound(res.lower)
             bound[todo] = torch.maximum(bound[todo], worst)
             ok = worst > 0
@@ -280,13 +282,14 @@ class _Prover:
         return proved, bound, by
 
     def salvage(self, idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        """For samples the last call refuted at `hi` with a linear method (CROWN, CROWN-IBP): the largest radius in
-        [lo, hi) its linear bound still proves (bisected to 1/64 of the bracket; lo where none). The pass's
-        intermediate bounds hold for every smaller ball, so this is a proof without another pass."""
+        """For samples the last call refuted with a linear method (CROWN, CROWN-IBP): the largest radius in [lo, hi)
+        — and below the eps that pass ran at — its linear bound still proves (bisected to 1/64 of the bracket; lo
+        where none). The pass's intermediate bounds hold for every smaller ball, so this is a proof without
+        another pass; above its eps they prove nothing, hence the cap."""
         out = lo.clone()
         if self.last is None:
             return out
-        have, res = self.last
+        have, res, ran_at = self.last
         where = {int(s): i for i, s in enumerate(have.tolist())}
         keep = [j for j, s in enumerate(idx.tolist()) if s in where]
         if not keep:
@@ -297,7 +300,7 @@ class _Prover:
         spec = self.spec.select(sub)
         with torch.no_grad():
             form = spec_form(res.ctx.select(rows), spec)
-            a, b = lo[pick].clone(), hi[pick].clone()
+            a, b = lo[pick].clone(), torch.minimum(hi[pick], ran_at[rows])
             for _ in range(6):
                 mid = (a + b) / 2
                 ok = spec.worst_bound(form.lower(ball(self.x64[sub], mid, self.dom, self.norm))) > 0

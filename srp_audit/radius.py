@@ -52,6 +52,8 @@ def margin_slope(graph, x: torch.Tensor, spec, domain: tuple[float, float], norm
     with torch.enable_grad():
         vals = spec.values(graph.logits(xg))
         worst = vals.gather(1, vals.argmin(dim=1, keepdim=True)).sum()
+        if not worst.requires_grad:  # an output that does not depend on the input (through differentiable ops)
+            return torch.full((x.shape[0],), torch.nan, dtype=x.dtype, device=x.device)
         (grad,) = torch.autograd.grad(worst, xg)
     grad = grad.reshape(x.shape[0], -1)
     if norm == "inf":

@@ -188,6 +188,11 @@ def test_salvaged_radius_is_a_proof_below_the_refuted_eps(fixture_models) -> Non
     box = inner_linf_ball(x[keep], r[r > 0], (0.0, 1.0))
     att = pgd(g, box, margin_spec(y[keep], 10, torch.float32), steps=200, restarts=5, seed=7, start=x[keep])
     assert not att.found.any(), "PGD broke a salvaged radius"
+    # the pass's intermediate bounds prove nothing beyond the eps it ran at, whatever bracket is asked for
+    far = prove.salvage(refuted, lo, torch.full_like(lo, 0.5))
+    assert (far < 0.06).all()
+    prove(idx, torch.full((len(x),), 0.01, dtype=torch.float64), ("ibp",))  # a call without a linear pass
+    assert torch.equal(prove.salvage(refuted, lo, hi[refuted]), lo), "a stale pass was salvaged"
 
 
 def test_radius_search_model_recovers_the_root_of_its_own_curve() -> None:
