@@ -165,7 +165,7 @@ def test_auto_verdicts_survive_a_strong_attack_and_radii_are_consistent(auto_res
 def test_salvaged_radius_is_a_proof_below_the_refuted_eps(fixture_models) -> None:
     """A pass refuted at hi still proves a smaller ball by its own linear bound: the salvaged radius lies in
     [lo, hi), PGD finds nothing inside it, and on this model it gains on most samples."""
-    from srp_audit.certify import _Prover
+    from srp_audit.prover import Prover
 
     g = fixture_models["mnist_cnn"]
     x, y = _samples(g, "mnist_cnn", 12)
@@ -174,7 +174,7 @@ def test_salvaged_radius_is_a_proof_below_the_refuted_eps(fixture_models) -> Non
     spec = margin_spec(y, 10, torch.float64)
     with torch.no_grad():
         clean = spec.worst_bound(spec.values(wide.logits(x.double())))
-    prove = _Prover(wide, x.double(), spec, (0.0, 1.0), ("crown",), 20, clean)
+    prove = Prover(wide, x.double(), spec, (0.0, 1.0), ("crown",), 20, clean)
     idx = torch.arange(len(x))
     hi = torch.full((len(x),), 0.06, dtype=torch.float64)
     ok, _, _ = prove(idx, hi)

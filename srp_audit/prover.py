@@ -1,0 +1,92 @@
+"""The sound side of `certify`'s searches: run the bound method(s) on a subset of samples at per-sample eps
+(escalating through the cascade), and salvage a refuted linear pass's bound at smaller radii."""
+
+from __future__ import annotations
+
+import torch
+
+from .bounds import CrownResult, get_method
+from .bounds.crown import spec_form
+from .ir.graph import Graph
+from .spec import LinearSpec, ball
+
+
+class Prover:
+    """Runs the sound method(s) on a subset of samples at per-sample eps. With several methods (`auto`) it
+    escalates: each method only sees the samples the cheaper ones left unproved; alpha-CROWN only those whose
+    CROWN bound came within half the clean margin of a proof (elsewhere it would not close the gap)."""
+
+    def __init__(self, wide: Graph, x64: torch.Tensor, spec: LinearSpec, dom: tuple[float, float],
+                 methods: tuple[str, ...], alpha_iters: int, clean_margin: torch.Tensor, norm: str = "inf") -> None:
+        self.wide, self.x64, self.spec, self.dom, self.norm = wide, x64, spec, dom, norm
+        self.methods, self.alpha_iters, self.clean_margin = methods, alpha_iters, clean_margin
+        self.last: tuple[torch.Tensor, CrownResult, torch.Tensor] | None = None  # the last call's last linear pass:
+        # (sample ids, its result, the eps it ran at)
+
+    def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: tuple[str, ...] | None = None,
+                 prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
+        """(proved, best worst-margin bound, method that proved each) for samples `idx`."""
+        methods = methods or self.methods
+        proved = torch.zeros(idx.numel(), dtype=torch.bool, device=idx.device)
+        bound = torch.full((idx.numel(),), -torch.inf, dtype=torch.float64, device=idx.device) if prior is None else prior.clone()
+        by: list[str | None] = [None] * idx.numel()
+        todo = torch.arange(idx.numel(), device=idx.device)
+        self.last = None
+        crown_state: tuple[torch.Tensor, CrownResult] | None = None  # (positions, CROWN result) for alpha
+        for name in methods:
+            if not todo.numel():
+                break
+            extra: dict = {}
+            if name == "alpha-crown":
+                if len(methods) > 1:
+                    todo = todo[bound[todo] >= -0.5 * self.clean_margin[idx[todo]]]
+                    if not todo.numel():
+                        break
+                if crown_state is not None:  # reuse CROWN's intermediate bounds for these samples
+                    where = {int(p): i for i, p in enumerate(crown_state[0].tolist())}
+                    rows = torch.tensor([where[int(p)] for p in todo.tolist()], device=idx.device)
+                    base = crown_state[1]
+                    extra["crown"] = CrownResult(base.lower[rows], base.unstable[rows], base.ctx.select(rows))
+            sub = idx[todo]
+            box = ball(self.x64[sub], eps[todo], self.dom, self.norm)
+            with torch.no_grad():
+                res = get_method(name)(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters, **extra)
+            if name == "crown" and res.crown is not None:
+                crown_state = (todo, res.crown)
+            if name in ("crown", "crown-ibp") and res.crown is not None:
+                self.last = (sub, res.crown, eps[todo])
+            worst = self.spec.select(sub).worst_bound(res.lower)
+            bound[todo] = torch.maximum(bound[todo], worst)
+            ok = worst > 0
+            proved[todo[ok]] = True
+            for i in todo[ok].tolist():
+                by[i] = name
+            todo = todo[~ok]
+        return proved, bound, by
+
+    def salvage(self, idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """For samples the last call refuted with a linear method (CROWN, CROWN-IBP): the largest radius in [lo, hi)
+        — and below the eps that pass ran at — its linear bound still proves (bisected to 1/64 of the bracket; lo
+        where none). The pass's intermediate bounds hold for every smaller ball, so this is a proof without
+        another pass; above its eps they prove nothing, hence the cap."""
+        out = lo.clone()
+        if self.last is None:
+            return out
+        have, res, ran_at = self.last
+        where = {int(s): i for i, s in enumerate(have.tolist())}
+        keep = [j for j, s in enumerate(idx.tolist()) if s in where]
+        if not keep:
+            return out
+        pick = torch.tensor(keep, device=idx.device)
+        sub = idx[pick]
+        rows = torch.tensor([where[int(s)] for s in sub.tolist()], device=idx.device)
+        spec = self.spec.select(sub)
+        with torch.no_grad():
+            form = spec_form(res.ctx.select(rows), spec)
+            a, b = lo[pick].clone(), torch.minimum(hi[pick], ran_at[rows])
+            for _ in range(6):
+                mid = (a + b) / 2
+                ok = spec.worst_bound(form.lower(ball(self.x64[sub], mid, self.dom, self.norm))) > 0
+                a, b = torch.where(ok, mid, a), torch.where(ok, b, mid)
+        out[pick] = a
+        return out
