@@ -146,7 +146,7 @@ def weighted_sum(A: torch.Tensor | Patches, v: torch.Tensor) -> torch.Tensor:
 def conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
                    groups: int, out_hw: tuple[int, int] | None = None) -> torch.Tensor:
     """The transpose of a convolution (no padding), `out_hw` defaulting to the full size. In float64, where
-    torch's conv_transpose2d and fold take slow per-sample paths: with several output channels, one matrix
+    torch's conv_transpose2d and fold take slow per-sample paths: with ≥ 4 output channels, one matrix
     product per kernel offset added into a channels-last output (small products that stay in cache: 2–3.5×
     torch's on CROWN's shapes); with one, one product and kh·kw strided additions; a permutation when the
     windows tile the output (stride = kernel)."""
