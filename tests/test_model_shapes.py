@@ -194,20 +194,22 @@ def test_a_moved_batch_axis_is_followed_until_a_pick_brings_it_back(tmp_path: Pa
         load_model(str(path))
 
 
-def test_torch_softplus_from_the_dynamo_exporter_loads_with_its_threshold(tmp_path: Path) -> None:
-    """The dynamo exporter writes torch's Softplus as Where(x > 20, x, Softplus(x)): read as one Softplus node."""
+@pytest.mark.parametrize("beta", [1.0, 2.0, 3.0])
+def test_torch_softplus_from_the_dynamo_exporter_loads_with_its_threshold(tmp_path: Path, beta: float) -> None:
+    """The dynamo exporter writes torch's Softplus as Where(x > 20, x, Softplus(x)), and with β ≠ 1 as
+    Where(β·x > 20, x, Softplus(β·x) / β): read as one Softplus node with its β and threshold."""
     import contextlib
     import io
     import warnings
 
-    m = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Softplus(), torch.nn.Linear(5, 3)).eval()
+    m = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Softplus(beta=beta), torch.nn.Linear(5, 3)).eval()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(m, (torch.randn(2, 4),), str(tmp_path / "sp.onnx"), dynamo=True, input_names=["x"],
                           dynamic_shapes=({0: torch.export.Dim("b", min=1, max=64)},))
     g = load_model(str(tmp_path / "sp.onnx"))
-    assert any(type(n).__name__ == "Softplus" and n.threshold == 20.0 for _, n, _ in g.items())
-    x = (RNG.standard_normal((6, 4)) * 30).astype(np.float32)  # both sides of the threshold
+    assert [(n.beta, n.threshold) for _, n, _ in g.items() if type(n).__name__ == "Softplus"] == [(beta, 20.0)]
+    x = (RNG.standard_normal((6, 4)) * 30 / beta).astype(np.float32)  # both sides of the threshold
     with torch.no_grad():
         np.testing.assert_allclose(g(torch.from_numpy(x)).numpy(), ort_session(tmp_path / "sp.onnx").run(None, {"x": x})[0],
                                    rtol=1e-5, atol=1e-5)

@@ -113,16 +113,32 @@ def _compare(ctx: OnnxContext, node: Any, attrs: dict) -> list[Any]:
     raise ctx.unsupported("comparisons of the model's data are read only as Softplus's threshold (Where(x > t, x, softplus(x)))")
 
 
+def _scalar_scale(node: Any) -> float | None:
+    """The factor of a Mul or Div by one constant (an ElementwiseAffine with a scalar scale and no shift), else None."""
+    if isinstance(node, ops.ElementwiseAffine) and node.scale.numel() == 1 and not bool(node.shift.any()):
+        return float(node.scale.reshape(-1)[0])
+    return None
+
+
 @handles("Where")
 def _where(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    """Where(x > t, x, Softplus(x)): torch's Softplus with its threshold, as the dynamo exporter writes it."""
+    """torch's Softplus with its threshold as the dynamo exporter writes it: Where(x > t, x, Softplus(x)), and with
+    β ≠ 1, Where(β·x > t, x, Softplus(β·x) / β)."""
     c, a, b = (ctx.get(i) for i in node.input)
-    if isinstance(c, Comparison) and c.op == "Greater" and isinstance(a, Tensor) and isinstance(b, Tensor) and c.tensor.ir == a.ir:
+    if isinstance(c, Comparison) and c.op == "Greater" and isinstance(a, Tensor) and isinstance(b, Tensor):
         made = {name: (n, ins) for name, n, ins in ctx.nodes}
-        sp, ins = made.get(b.ir, (None, ()))
-        if isinstance(sp, ops.Softplus) and sp.beta == 1.0 and ins == (a.ir,):
-            return [ctx.emit(ops.Softplus(1.0, c.value), [a], "softplus")]
-    raise ctx.unsupported("Where on the model's data is read only as Softplus's threshold (Where(x > t, x, softplus(x)))")
+        if c.tensor.ir == a.ir:  # β = 1
+            sp, ins = made.get(b.ir, (None, ()))
+            if isinstance(sp, ops.Softplus) and sp.beta == 1.0 and ins == (a.ir,):
+                return [ctx.emit(ops.Softplus(1.0, c.value), [a], "softplus")]
+        scaled, scaled_ins = made.get(c.tensor.ir, (None, ()))
+        div, div_ins = made.get(b.ir, (None, ()))
+        sp, sp_ins = made.get(div_ins[0], (None, ())) if len(div_ins) == 1 else (None, ())
+        beta, inv = _scalar_scale(scaled), _scalar_scale(div)
+        if (beta is not None and inv is not None and beta > 0 and scaled_ins == (a.ir,) and isinstance(sp, ops.Softplus)
+                and sp.beta == 1.0 and sp_ins == (c.tensor.ir,) and math.isclose(inv * beta, 1.0, rel_tol=1e-6)):
+            return [ctx.emit(ops.Softplus(beta, c.value), [a], "softplus")]
+    raise ctx.unsupported("Where on the model's data is read only as Softplus's threshold (Where(β·x > t, x, softplus(β·x)/β))")
 
 
 # ------------------------------------------------------------------------------------------------------ ATen
