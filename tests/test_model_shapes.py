@@ -215,3 +215,29 @@ def test_torch_softplus_from_the_dynamo_exporter_loads_with_its_threshold(tmp_pa
                                    rtol=1e-5, atol=1e-5)
     c = torch.from_numpy(x[:2]).double()
     _sound(g, c - 0.5, c + 0.5)
+
+
+def test_torchscript_tanh_gelu_reads_its_cube_as_one_power(tmp_path: Path) -> None:
+    """TorchScript (opset 17, no Gelu op) writes tanh-GELU with x·x·x: the chain fuses to one OddPower(3) (a tight
+    rule, not two bilinear products), matches onnxruntime and is bounded soundly; x·x·x·x likewise becomes x⁴."""
+    from arch_zoo import export
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin, self.act = torch.nn.Linear(4, 5), torch.nn.GELU(approximate="tanh")
+
+        def forward(self, x):
+            z = self.lin(x)
+            return torch.cat([self.act(z), z * z * z * z], 1)
+
+    export(Net().eval(), (4,), "torchscript", tmp_path / "g.onnx")
+    g = load_model(str(tmp_path / "g.onnx"))
+    powers = sorted((type(n).__name__, float(n.exponent)) for _, n, _ in g.items() if hasattr(n, "exponent"))
+    assert powers == [("OddPower", 3.0), ("Power", 4.0)], powers
+    x = RNG.standard_normal((6, 4)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(g(torch.from_numpy(x)).numpy(), ort_session(tmp_path / "g.onnx").run(None, {"x": x})[0],
+                                   rtol=1e-5, atol=1e-5)
+    c = torch.from_numpy(x[:2]).double()
+    _sound(g, c - 0.3, c + 0.3)

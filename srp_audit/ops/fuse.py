@@ -5,6 +5,7 @@ their own (much tighter) rules instead of a bilinear relaxation:
 - x · a(1 + erf(c·x))          → Gelu    (the TorchScript exporter's Div/Erf/Add/Mul form; constants kept exactly)
 - x · tanh(softplus(x))        → Mish    (before ONNX's Mish op)
 - x · x                        → Power 2
+- x · xⁿ (integer n ≥ 2)       → xⁿ⁺¹    (Power or OddPower: the cube in TorchScript's tanh-GELU, x·x·x chains)
 
 Each rewrite is exact in real arithmetic; the product's other input stays if something else reads it.
 """
@@ -17,7 +18,7 @@ from ..ir.graph import INPUT, Graph
 from ..ir.node import Node
 from .activations import Gelu, Mish, Silu, Softplus
 from .affine import ElementwiseAffine
-from .power import Power
+from .power import OddPower, Power
 from .product import Product
 from .smooth import Erf, Sigmoid, Tanh
 
@@ -38,6 +39,9 @@ def _fused(g: Graph, x: str, other: str) -> Node | None:
     if other == x:
         return Power(2.0)
     node, src = _producer(g, other)
+    if isinstance(node, (Power, OddPower)) and src == x and float(node.exponent).is_integer() and node.exponent >= 2:
+        n = int(node.exponent) + 1
+        return OddPower(n) if n % 2 else Power(float(n))
     if isinstance(node, Sigmoid) and src == x:
         return Silu()
     if isinstance(node, Tanh):
@@ -69,5 +73,5 @@ def fuse_self_products(g: Graph) -> Graph:
                 changed = True
                 continue
         nodes.append((name, node, ins))
-    return g.rebuilt(nodes) if changed else g
+    return fuse_self_products(g.rebuilt(nodes)) if changed else g  # again: x·(x·x) needs x·x fused first
 
