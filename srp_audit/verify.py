@@ -217,14 +217,11 @@ def _corner_attack(native: Graph, wide: Graph, box: InputBox, attack_box: InputB
     """PGD started from the corners that minimise CROWN's final linear lower bound (over the proof box) of each
     row — where the relaxation finds the property weakest — taken, like every attack point, in the attack box
     (inside the exact set and representable in the model's precision, so a hit passes the membership check)."""
-    from .bounds.crown import crown_bounds, spec_backward
+    from .bounds.crown import crown_bounds, spec_form
 
     with torch.no_grad():
-        res = crown_bounds(wide, box, spec, "crown")
-        res.ctx.record = {}
-        spec_backward(res.ctx, spec, box)
-    A = res.ctx.record.get("__input__")
-    if A is None:
+        A = spec_form(crown_bounds(wide, box, spec, "crown").ctx, spec).A
+    if A is None or not isinstance(A, torch.Tensor):  # no input dependence, or windowed coefficients
         return None
     lo32, hi32 = attack_box.lower, attack_box.upper
     corners = torch.where(A[0] >= 0, lo32, hi32)  # (S, *shape)
