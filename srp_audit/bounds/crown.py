@@ -27,6 +27,7 @@ import torch
 
 from ..errors import BoundMethodError
 from ..ir.graph import Graph
+from ..ir.relevance import relevant_entries
 from ..ir.walk import INPUT, walk_backward, walk_forward
 from ..ops.backward import Coeffs, Context, dense
 from ..ops.interval import Interval
@@ -275,7 +276,8 @@ def refine_targets(graph: Graph) -> set[str]:
     through (a pick, reshape or scale/shift: `Node.passes_bounds`) and that feeds a relaxation over all its
     entries (not only the unstable neurons of a ReLU) is replaced by its own inputs, recursively: refining the
     source once gives the same bounds, which IBP then carries forward exactly (attention's broadcast copies of
-    Q and K are 5× their source on the tiny ViT)."""
+    Q and K are 5× their source on the tiny ViT). Targets whose pass cannot improve on IBP are dropped
+    (`settled`)."""
     targets: set[str] = set()
 
     def want(name: str, redirect: bool) -> None:
@@ -293,17 +295,39 @@ def refine_targets(graph: Graph) -> set[str]:
         if node.nonlinear:
             for i in graph.inputs_of[n]:
                 want(i, not node.kinked_at_zero)
-    return targets
+    return {t for t in targets if not settled(graph, t, targets)}
+
+
+def settled(graph: Graph, target: str, targets: set[str]) -> bool:
+    """A CROWN pass from `target` cannot beat its IBP bounds: its op is bounded by constants in CROWN
+    (`Node.constant_relaxation`: softmax, whose pass returns IBP's bounds), or it is an elementwise op with an exact
+    IBP range (`Node.ibp_exact`) whose input is CROWN-tight on every entry — CROWN through its relaxation goes back
+    exactly as the input's own pass did, so its value is a relaxation line at the input's bound, never above the
+    op's range over those bounds (the rsqrt of a LayerNorm's variance, a sigmoid of a refined pre-activation)."""
+    node = graph.node(target)
+    return node.constant_relaxation or (node.ibp_exact and _crown_tight(graph, graph.inputs_of[target][0], targets))
+
+
+def _crown_tight(graph: Graph, v: str, targets: set[str]) -> bool:
+    """v's bounds will be as tight as a CROWN pass on each of its entries would make them."""
+    if v == INPUT or first_layer(graph, v) or graph.node(v).constant_relaxation:
+        return True
+    if v in targets and not all(graph.node(c).kinked_at_zero for c in graph.consumers(v)):
+        return True  # refined on every (relevant) entry
+    node, ins = graph.node(v), graph.inputs_of[v]
+    return (node.passes_bounds or node.ibp_exact) and all(_crown_tight(graph, i, targets) for i in ins)
 
 
 def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET) -> Context:
     """(lower, upper) and rounding magnitudes of every node: IBP, with the inputs of nonlinear ops tightened
-    by CROWN when asked (only the neurons IBP leaves unstable, for ops kinked at zero)."""
+    by CROWN when asked (only the neurons IBP leaves unstable, for ops kinked at zero, and only those the output
+    depends on: `ir.relevance`)."""
     check_supported(graph)
     ctx = Context(graph, {INPUT: (box.lower, box.upper)})
     mag_in = torch.maximum(box.lower.abs(), box.upper.abs()).detach()
     ctx.err[INPUT] = dot_gamma(math.prod(graph.input_shape), mag_in.dtype) * mag_in
     targets = refine_targets(graph)
+    relevant = relevant_entries(graph) if refine_with_crown else {}
 
     def step(name: str, node, args: list[Interval]) -> Interval:
         iv = ibp_step(graph, box, name, node, args)
@@ -316,7 +340,7 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
                 mask = _unstable(lo, hi)
             else:
                 mask = torch.ones_like(lo, dtype=torch.bool)
-            refine(ctx, name, mask, box, budget)
+            refine(ctx, name, mask & relevant[name].to(mask.device), box, budget)
             iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
         with torch.no_grad():
             ctx.err[name] = node.crown_rounding(ctx, name)

@@ -44,6 +44,14 @@ class Node(nn.Module):
     passes_bounds: ClassVar[bool] = False
     """Each output entry is one input entry times a constant plus a constant (picks, reshapes, scale/shift): CROWN
     bounds of the output follow exactly from the input's, so CROWN refines the (usually smaller) input instead."""
+    elementwise: ClassVar[bool] = False
+    """Each output entry depends only on the input entries at the same place (inputs of the output's shape)."""
+    ibp_exact: ClassVar[bool] = False
+    """Elementwise, and IBP's enclosure is its exact range over the input's interval (up to rounding): monotone
+    ops and single valleys. CROWN then never improves on IBP from CROWN-tight input bounds, so it skips them."""
+    constant_relaxation: ClassVar[bool] = False
+    """CROWN bounds it by constants, its IBP enclosure over the input's bounds: a CROWN pass from its output gives
+    IBP's bounds back, so CROWN never refines it."""
     keeps_argmax: ClassVar[bool] = False
     """Leaves the order of the entries along its axis unchanged (softmax): certify may prove the argmax before it."""
     trainable: ClassVar[bool] = True
@@ -116,6 +124,19 @@ class Node(nn.Module):
         driver starts from unit coefficients at the node."""
         return None
 
+    def relevant_inputs(self, mask: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor]:
+        """Which input entries the output entries where `mask` (1, *out) holds depend on, per input (1, *shape).
+        A superset is always safe: it only decides which neurons CROWN spends refinement passes on. Elementwise
+        ops pass the mask on; other nonlinear ops depend on every input entry unless they say better; affine and
+        structural ops on the support of their vector-Jacobian product (exact for a linear map: any point does)."""
+        if self.elementwise:
+            return [mask.clone() for _ in shapes]
+        if not self.nonlinear:
+            support = _linear_support(self, mask, shapes)
+            if support is not None:
+                return support
+        return [torch.full((1,) + tuple(s), bool(mask.any())) for s in shapes]
+
     def singleprop(self, centres: list[torch.Tensor], radii: list[torch.Tensor], variant: str) -> torch.Tensor:
         """SingleProp's radius of the output (a training signal, not a bound) from the inputs' centres and radii."""
         raise self._unsupported("singleprop")
@@ -128,3 +149,22 @@ class Node(nn.Module):
         """Whether the op overrides the hook of `method` ('ibp', 'crown' or 'singleprop')."""
         hook = RULE_HOOKS[method]
         return getattr(cls, hook) is not getattr(Node, hook)
+
+
+def _linear_support(node: Node, mask: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor] | None:
+    """The entries of each input with a nonzero vector-Jacobian product against a random positive vector on
+    `mask` (a linear map's structure: a weight that is exactly zero is no dependence); None where the op's
+    forward cannot be differentiated."""
+    like = next((t for t in list(node.parameters()) + list(node.buffers()) if t.is_floating_point()), None)
+    dtype, device = (like.dtype, like.device) if like is not None else (torch.float64, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.randn((1,) + tuple(s), generator=gen, dtype=torch.float64).to(device, dtype).requires_grad_(True)
+          for s in shapes]
+    try:
+        with torch.enable_grad():
+            y = node(*xs)
+            v = (torch.rand(y.shape, generator=gen, dtype=torch.float64) + 0.5).to(device, y.dtype) * mask.to(device)
+            grads = torch.autograd.grad(y, xs, v, allow_unused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return [torch.zeros((1,) + tuple(s), dtype=torch.bool) if g is None else (g != 0).cpu() for g, s in zip(grads, shapes)]

@@ -29,6 +29,25 @@ class Context:
     beta: dict[str, torch.Tensor] = field(default_factory=dict)  # extra coefficients −β·s at split pre-activations
     record: dict[str, torch.Tensor] | None = None  # when a dict: the dense A seen at ReLUs and the input
     memo: dict | None = None  # when a dict: unfolded maps, reused by the row chunks of one refinement
+    relaxed: dict = field(default_factory=dict)  # relaxations per node, see `relaxation`
+    origin: tuple | None = None  # (root context, its rows, {value: (root's bounds, these)}) for a sample subset
+
+    def relaxation(self, key: str, names: tuple[str, ...], make: Callable[..., tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """make(lo_1, hi_1, lo_2, …) on the bounds of `names`: per-sample relaxation data (samples first), computed
+        once for the whole batch and kept while those bounds are the same tensor objects — every refinement pass
+        and row chunk crosses the same relaxations. A sample subset (`select`) slices its root's, unless its own
+        bounds of `names` have been replaced since."""
+        if self.origin is not None:
+            root, rows, inherited = self.origin
+            if all(n in inherited and self.bounds.get(n) is inherited[n][1] and root.bounds.get(n) is inherited[n][0] for n in names):
+                return tuple(t[rows] for t in root.relaxation(key, names, make))
+            return tuple(make(*(t for n in names for t in self.bounds[n])))
+        sources = tuple(t for n in names for t in self.bounds[n])
+        hit = self.relaxed.get(key)
+        if hit is None or len(hit[0]) != len(sources) or not all(a is b for a, b in zip(hit[0], sources)):
+            hit = (sources, tuple(make(*sources)))
+            self.relaxed[key] = hit
+        return hit[1]
 
     def unfolded(self, key: str, A: Patches, sources: tuple[torch.Tensor, ...], make: Callable[[], torch.Tensor]) -> torch.Tensor:
         """A.unfold(make()), the map `make` builds from `sources`; with a memo, kept while `sources` are the
@@ -60,7 +79,11 @@ class Context:
     def select(self, idx: slice | torch.Tensor) -> "Context":
         """The same context for a subset of the samples."""
         cut = lambda d: {k: v[idx] for k, v in d.items()}  # noqa: E731
-        return Context(self.graph, {k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()}, cut(self.err), cut(self.alpha))
+        bounds = {k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()}
+        if self.origin is not None:  # a subset of a subset: its own bounds, no shared relaxations
+            return Context(self.graph, bounds, cut(self.err), cut(self.alpha))
+        inherited = {k: (self.bounds[k], b) for k, b in bounds.items()}
+        return Context(self.graph, bounds, cut(self.err), cut(self.alpha), origin=(self, idx, inherited))
 
 
 def dense(A: Coeffs) -> torch.Tensor:

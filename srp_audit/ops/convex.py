@@ -26,6 +26,7 @@ class Curved(LinesActivation, abstract=True):
     `domain_open`), monotone (`monotone` ±1) or with its minimum at `valley_at` (0). A subclass gives `f` and `df`.
     A box reaching outside the domain gets infinite bounds: the model is undefined (NaN) there."""
 
+    ibp_exact = True  # monotone or one valley: `range`
     sign: ClassVar[int] = 1
     monotone: ClassVar[int] = 1
     valley_at: ClassVar[float] = 0.0

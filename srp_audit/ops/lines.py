@@ -19,13 +19,14 @@ class LinesActivation(Node, abstract=True):
 
     kind = "activation"
     nonlinear = True
+    elementwise = True
 
     def lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(lower slope, lower intercept, upper slope, upper intercept), valid on [l, u] in floating point."""
         raise NotImplementedError
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
-        ls, li, us, ui = self.lines(*ctx.bounds[ctx.x(name)])
+        ls, li, us, ui = ctx.relaxation(name, (ctx.x(name),), self.lines)
         A_x, const = relax.through_lines(A, ls, li, us, ui)
         return [A_x], const
 
@@ -33,7 +34,7 @@ class LinesActivation(Node, abstract=True):
         """The input's error times the largest slope, plus the products and sums of the step (slopes and
         intercepts are exact numbers once computed; |A_x| ≤ |A|·slope)."""
         x = ctx.x(name)
-        ls, li, us, ui = self.lines(*ctx.bounds[x])
+        ls, li, us, ui = ctx.relaxation(name, (x,), self.lines)
         slope = torch.maximum(ls.abs(), us.abs())
         icpt = torch.maximum(li.abs(), ui.abs())
         mag = ctx.mag(x)

@@ -38,6 +38,7 @@ class Product(Node):
     arity = 2
     kind = "activation"
     nonlinear = True
+    elementwise = True
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x * y
@@ -55,8 +56,7 @@ class Product(Node):
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         xn, yn = ctx.graph.inputs_of[name]
-        (lx, ux), (ly, uy) = ctx.bounds[xn], ctx.bounds[yn]
-        (la, lb, lc), (ua, ub, uc) = mccormick(lx, ux, ly, uy)
+        la, lb, lc, ua, ub, uc = ctx.relaxation(name, (xn, yn), lambda *b: sum(mccormick(*b), ()))
         pos, neg = split_signs(A)
         A_x = pos * la.unsqueeze(1) + neg * ua.unsqueeze(1)
         A_y = pos * lb.unsqueeze(1) + neg * ub.unsqueeze(1)

@@ -48,12 +48,11 @@ def relu_radius(z: torch.Tensor, v: torch.Tensor, variant: str) -> torch.Tensor:
 def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
     """(A_x, constant) through relu at node `name` (input bounds from ctx, slopes from ctx.alpha when set)."""
     l, u = ctx.bounds[ctx.x(name)]
-    up_slope, up_icpt = relax.relu_upper(l, u)
+    up_slope, up_icpt, lam_map = ctx.relaxation(name, (ctx.x(name),), lambda l, u: relax.relu_upper(l, u) + (relax.relu_adaptive_lower(l, u),))
     lam = ctx.alpha.get(name)
     if isinstance(A, Patches):
         if lam is not None:
             raise BoundMethodError("optimised slopes are only used on dense coefficients")
-        lam_map = relax.relu_adaptive_lower(l, u)
         c = A.data.shape[2]
         # A_x = A·λ where A > 0, A·s elsewhere (one product per entry); constant Σ A⁻·t
         maps = lambda: torch.cat([lam_map, up_slope, up_icpt], dim=1)  # noqa: E731
@@ -62,7 +61,7 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
         const = torch.einsum("nrk,nrk->nr", A.data.clamp(max=0).reshape(n, r, -1), t_w.reshape(n, r, -1))
         return A.with_data(A.data * torch.where(A.data > 0, lam_w, s_w), clean=True), const
     if lam is None:
-        lam = relax.relu_adaptive_lower(l, u).unsqueeze(1)
+        lam = lam_map.unsqueeze(1)
     else:
         active, dead, unstable = relax.relu_masks(l, u)
         lam = torch.where(unstable.unsqueeze(1), lam, active.unsqueeze(1).to(A.dtype))
@@ -92,6 +91,8 @@ class Relu(Node):
 
     kind = "activation"
     nonlinear = True
+    elementwise = True
+    ibp_exact = True
     kinked_at_zero = True
     crown_patches = True
     onnx_op = "Relu"
@@ -128,6 +129,8 @@ class LeakyRelu(Node):
 
     kind = "activation"
     nonlinear = True
+    elementwise = True
+    ibp_exact = True  # a monotone sum: relu(x) + a·min(x, 0), a ∈ [0, 1]
     kinked_at_zero = True
     onnx_op = "LeakyRelu"
     aten_ops = ("aten.leaky_relu.default",)
@@ -182,6 +185,7 @@ class PRelu(Node):
 
     kind = "activation"
     nonlinear = True
+    elementwise = True
     kinked_at_zero = True
 
     def __init__(self, slope: torch.Tensor | float = 0.25) -> None:

@@ -54,6 +54,11 @@ class ScalarActivation(LinesActivation, abstract=True):
     increasing: ClassVar[bool] = False
     """f is non-decreasing everywhere: IBP is [f(l), f(u)]."""
 
+    @property
+    def ibp_exact(self) -> bool:  # type: ignore[override]
+        """Monotone or a single valley: `range` is exact; else it is the (looser) grid bound."""
+        return self.increasing or self.valley() is not None
+
     def f(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -38,6 +38,8 @@ class Sign(Node):
 
     kind = "activation"
     nonlinear = True
+    elementwise = True
+    ibp_exact = True
     onnx_op = "Sign"
     aten_ops = ("aten.sign.default",)
 
@@ -49,8 +51,7 @@ class Sign(Node):
         return Interval(torch.sign(lo), torch.sign(hi))  # exact: sign is monotone and its values are exact
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
-        l, u = ctx.bounds[ctx.x(name)]
-        ls, li, us, ui = sign_lines(l, u)
+        ls, li, us, ui = ctx.relaxation(name, (ctx.x(name),), sign_lines)
         A_x, const = relax.through_lines(A, ls, li, us, ui)
         return [A_x], const
 
@@ -81,6 +82,7 @@ def floor_lines(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.T
 class Floor(LinesActivation):
     """y = ⌊x⌋ (range reduction inside some models, e.g. VNN-COMP's ml4acopf)."""
 
+    ibp_exact = True
     onnx_op = "Floor"
     aten_ops = ("aten.floor.default",)
 

@@ -24,6 +24,8 @@ class SShaped(Node, abstract=True):
 
     kind = "activation"
     nonlinear = True
+    elementwise = True
+    ibp_exact = True  # monotone
     crown_patches = True
     shape_fn: ClassVar[relax.SmoothFn]
 
@@ -36,14 +38,17 @@ class SShaped(Node, abstract=True):
         return widen_transcendental(fn.f(lo), fn.f(hi), fn.floor, fn.ceil)
 
     def crown_backward(self, A, ctx: Context, name: str):
-        l, u = ctx.bounds[ctx.x(name)]
-        lines = relax.smooth_lines(self.shape_fn, l, u)
+        def make(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            lines = relax.smooth_lines(self.shape_fn, l, u)
+            return lines.lower_slope, lines.lower_icpt, lines.upper_slope, lines.upper_icpt
+
+        ls, li, us, ui = ctx.relaxation(name, (ctx.x(name),), make)
         if isinstance(A, Patches):
-            maps = A.windows(torch.cat([lines.lower_slope, lines.lower_icpt, lines.upper_slope, lines.upper_icpt], 1))
-            ls_, li, us, ui = maps.split(A.data.shape[2], dim=2)
+            maps = A.windows(torch.cat([ls, li, us, ui], 1))
+            ls_, li_w, us_w, ui_w = maps.split(A.data.shape[2], dim=2)
             pos, neg = split_signs(A.data)
-            return [A.with_data(pos * ls_ + neg * us, clean=True)], flat_sum(pos * li + neg * ui)
-        A_x, const = relax.through_lines(A, lines.lower_slope, lines.lower_icpt, lines.upper_slope, lines.upper_icpt)
+            return [A.with_data(pos * ls_ + neg * us_w, clean=True)], flat_sum(pos * li_w + neg * ui_w)
+        A_x, const = relax.through_lines(A, ls, li, us, ui)
         return [A_x], const
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:

@@ -25,6 +25,7 @@ class Softmax(Node):
 
     kind = "activation"
     nonlinear = True
+    constant_relaxation = True
     keeps_argmax = True
     onnx_op = "Softmax"
 
@@ -42,6 +43,10 @@ class Softmax(Node):
 
     def describe(self) -> str:
         return f"axis {self.axis}"
+
+    def relevant_inputs(self, mask: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor]:
+        """An output entry reads its whole slice along the axis."""
+        return [mask.any(dim=self.axis + 1, keepdim=True).expand(mask.shape).clone()]
 
     def onnx_attrs(self) -> dict:
         return {"axis": self.axis + 1}
@@ -76,7 +81,7 @@ class Softmax(Node):
         return Interval(*self.bounds(*x.bounds()), nonneg=True)
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
-        low, high = self.bounds(*ctx.bounds[ctx.x(name)])
+        low, high = ctx.relaxation(name, (ctx.x(name),), self.bounds)
         pos, neg = split_signs(A)
         return [torch.zeros_like(A)], weighted_sum(pos, low) + weighted_sum(neg, high)
 
