@@ -363,3 +363,28 @@ def test_patch_conv_transpose_matches_torch(seed: int, stride: str, dilation: in
     want = F.pad(ref, (0, max(0, out_hw[1] - ref.shape[3]), 0, max(0, out_hw[0] - ref.shape[2])))[:, :, : out_hw[0], : out_hw[1]]
     assert got.shape == want.shape
     assert torch.allclose(got, want, rtol=1e-10 if dtype == torch.float64 else 1e-5, atol=1e-10 if dtype == torch.float64 else 1e-5)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown-ibp", "crown", "alpha-crown"])
+def test_an_overflowing_intermediate_never_gives_nan_or_a_false_bound(method: str) -> None:
+    """exp overflows inside the box, so IBP's next layer computes ∞ − ∞: that NaN must neither come out as a bound
+    nor reach a ReLU's relaxation (where a NaN interval reads as a dead neuron: a finite, wrong bound)."""
+    g = torch.Generator().manual_seed(0)
+    graph = Graph((2,), [("d0", ops.Dense(torch.tensor([[400.0, 0.0], [0.0, 1.0]]), torch.zeros(2)), (INPUT,)),
+                         ("e", ops.Exp(), ("d0",)),
+                         ("d1", ops.Dense(torch.tensor([[1.0, -1.0], [-1.0, 2.0], [1.0, 1.0]]), torch.zeros(3)), ("e",)),
+                         ("r", ops.Relu(), ("d1",)),
+                         ("d2", ops.Dense(torch.randn(2, 3, generator=g), torch.zeros(2)), ("r",))], "d2").double()
+    graph.requires_grad_(False)
+    lower = torch.tensor([[1.0, -1.0], [0.1, 0.0]], dtype=torch.float64)
+    upper = torch.tensor([[2.0, 1.0], [0.2, 0.5]], dtype=torch.float64)  # sample 0 overflows exp (400·2 > 709)
+    spec = identity_spec(2, 2, torch.float64)
+    lb = METHODS[method](graph, InputBox(lower, upper), spec, alpha_iters=5).lower.detach()
+    assert not bool(torch.isnan(lb).any()), f"{method}: NaN bound"
+    values = evaluate(graph.logits, sample_box(lower, upper, 2000, g))
+    finite = torch.isfinite(values).all(dim=2, keepdim=True)
+    lo, hi = _output_bounds(lb, 2)
+    below = torch.where(finite, lo.unsqueeze(1) - values, torch.zeros_like(values)).clamp(min=0)
+    above = torch.where(finite, values - hi.unsqueeze(1), torch.zeros_like(values)).clamp(min=0)
+    assert float(below.max()) == 0.0 and float(above.max()) == 0.0, f"{method}: a finite sampled value leaves the bounds"
+    assert bool(torch.isfinite(lb[1]).all()), f"{method}: the sample without overflow should get finite bounds"

@@ -5,6 +5,7 @@ SingleProp (training only, unsound) deliberately lives outside this table."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,8 +31,8 @@ BoundMethod = Callable[..., MethodBounds]
 
 
 def ibp_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:
-    """Interval bound propagation."""
-    return MethodBounds(interval_bounds(graph, box, spec).lower)
+    """Interval bound propagation (a NaN lower bound — ∞ − ∞ past an overflow — is reported as −∞)."""
+    return MethodBounds(interval_bounds(graph, box, spec).lower.nan_to_num(nan=-math.inf))
 
 
 def crown_ibp_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:

@@ -1,6 +1,8 @@
-"""alpha-CROWN and beta-CROWN's optimisation: the lower slopes of unstable ReLU-family neurons (α ∈ [0, 1]) and
-the Lagrange multipliers of split constraints (β ≥ 0) improved by projected Adam on the final backward pass.
-Every iterate's bound is sound, so stopping early (deadline) or keeping the best seen is sound too."""
+"""alpha-CROWN and beta-CROWN's optimisation: the free parameters of each op's relaxation (α ∈ [0, 1]: the lower
+slopes of unstable ReLU-family neurons, tangent points of convex, concave and S-shaped activations, the slopes of
+the other smooth ones — `Node.alpha_start`) and the Lagrange multipliers of split constraints (β ≥ 0), improved by
+projected Adam on the final backward pass. Every iterate's bound is sound, so stopping early (deadline) or keeping
+the best seen is sound too."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import time
 import torch
 
 from ..ir.graph import Graph
-from ..ops import relax
 from ..ops.backward import Context
 from ..spec import InputBox, LinearSpec
 from .crown import (
@@ -39,11 +40,12 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     ctx = Context(graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
                   {k: v.detach() for k, v in ctx.err.items()})  # constants for the optimisation
     alphas: dict[str, torch.Tensor] = {}
-    for name, pre in relu_inputs(graph):
-        lo, hi = ctx.bounds[pre]
-        if ((lo < 0) & (hi > 0)).any():
-            init = relax.relu_adaptive_lower(lo, hi).unsqueeze(1).expand((n, s) + tuple(lo.shape[1:]))
-            alphas[name] = init.clone().requires_grad_(True)
+    for name in graph.order:  # every op with free relaxation parameters: ReLU lower slopes, tangent points, slopes
+        node = graph.node(name)
+        if node.nonlinear and len(graph.inputs_of[name]) == 1:
+            init = node.alpha_start(*ctx.bounds[graph.inputs_of[name][0]], s)
+            if init is not None:
+                alphas[name] = init.requires_grad_(True)
     betas: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for pre, sign in (split_signs or {}).items():
         sign = sign.to(box.lower.dtype).reshape((n, 1) + graph.shapes[pre])

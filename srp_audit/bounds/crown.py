@@ -136,8 +136,8 @@ def _rounding_slack(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
 
 
 def _final(value: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
-    """Subtract the slack and the rounding of the last additions."""
-    return value - slack - gamma(8, value.dtype) * value.abs() - tiny(value.dtype)
+    """Subtract the slack and the rounding of the last additions; NaN (∞ − ∞, 0·∞ past an overflow) becomes −∞."""
+    return (value - slack - gamma(8, value.dtype) * value.abs() - tiny(value.dtype)).nan_to_num(nan=-math.inf)
 
 
 # ============================================================================================ intermediate bounds
@@ -241,8 +241,9 @@ def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget:
             k = idx.shape[1]
             new_lo, new_hi = lb[:, :k], -lb[:, k:]
             cur_lo, cur_hi = lo_flat[s0:s1].gather(1, idx), hi_flat[s0:s1].gather(1, idx)
-            lo_flat[s0:s1].scatter_(1, idx, torch.where(valid, torch.maximum(cur_lo, new_lo), cur_lo))
-            hi_flat[s0:s1].scatter_(1, idx, torch.where(valid, torch.minimum(cur_hi, new_hi), cur_hi))
+            # fmax/fmin: an IBP bound that is NaN (∞ − ∞ past an overflow) gives way to CROWN's, never NaN
+            lo_flat[s0:s1].scatter_(1, idx, torch.where(valid, torch.fmax(cur_lo, new_lo), cur_lo))
+            hi_flat[s0:s1].scatter_(1, idx, torch.where(valid, torch.fmin(cur_hi, new_hi), cur_hi))
     ctx.bounds[target] = (lo, hi)
 
 
@@ -328,10 +329,15 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
     ctx.err[INPUT] = dot_gamma(math.prod(graph.input_shape), mag_in.dtype) * mag_in
     targets = refine_targets(graph)
     relevant = relevant_entries(graph) if refine_with_crown else {}
+    relaxed = {i for n in graph.order if graph.node(n).nonlinear for i in graph.inputs_of[n]}
 
     def step(name: str, node, args: list[Interval]) -> Interval:
         iv = ibp_step(graph, box, name, node, args)
-        ctx.bounds[name] = iv.bounds()
+        lo, hi = iv.bounds()
+        if name in relaxed and bool(torch.isnan(lo.sum() + hi.sum())):  # ∞ − ∞ past an overflow: no information
+            lo, hi = lo.nan_to_num(nan=-math.inf), hi.nan_to_num(nan=math.inf)  # (a NaN would read as a dead ReLU)
+            iv = Interval(lo, hi, nonneg=iv.nonneg)
+        ctx.bounds[name] = (lo, hi)
         if refine_with_crown and name in targets and not first_layer(graph, name):
             with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds
                 ctx.err[name] = node.crown_rounding(ctx, name)  # the pass below starts here
@@ -405,5 +411,5 @@ def crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, intermediate: st
     if intermediate not in ("crown", "ibp"):
         raise BoundMethodError(f"unknown intermediate bounds {intermediate!r}")
     ctx = intermediate_bounds(graph, box, intermediate == "crown", budget)
-    lb = torch.maximum(spec_backward(ctx, spec, box), spec_interval(graph, spec, ctx.bounds).lower)
+    lb = torch.fmax(spec_backward(ctx, spec, box), spec_interval(graph, spec, ctx.bounds).lower)  # fmax: IBP's may be NaN
     return CrownResult(lb, unstable_count(ctx), ctx)

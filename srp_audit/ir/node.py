@@ -137,6 +137,13 @@ class Node(nn.Module):
                 return support
         return [torch.full((1,) + tuple(s), bool(mask.any())) for s in shapes]
 
+    def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
+        """Optional (alpha-CROWN): the free parameters of this op's relaxation, in [0, 1], per sample, spec row and
+        neuron — (N, rows, …) — starting at CROWN's default lines, given its input's bounds; its `crown_backward`
+        reads them from ctx.alpha under its name, and every value in [0, 1] must give a sound relaxation. None:
+        nothing to optimise."""
+        return None
+
     def singleprop(self, centres: list[torch.Tensor], radii: list[torch.Tensor], variant: str) -> torch.Tensor:
         """SingleProp's radius of the output (a training signal, not a bound) from the inputs' centres and radii."""
         raise self._unsupported("singleprop")

@@ -69,8 +69,8 @@ class Curved(LinesActivation, abstract=True):
     def ibp(self, x: Interval) -> Interval:
         return Interval(*self.range(*x.bounds()))
 
-    def _convex_lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Lines of g = sign·f (convex) on [l, u]: the chord above, the tangent at the midpoint below."""
+    def _convex_lines(self, l: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Lines of g = sign·f (convex) on [l, u]: the chord above, the tangent at t (default the midpoint) below."""
         sg = self.sign
         g = lambda x: sg * self.f(x)  # noqa: E731
         g_out = lambda x, up: sg * self._f_out(x, up if sg > 0 else not up)  # noqa: E731
@@ -81,25 +81,60 @@ class Curved(LinesActivation, abstract=True):
         s_up = torch.nan_to_num(s_up, nan=0.0, posinf=0.0, neginf=0.0)
         t_up = torch.maximum(g_out(l, True) - s_up * l, g_out(u, True) - s_up * u)
         t_up = t_up + 4 * ur * (t_up.abs() + s_up.abs() * torch.maximum(l.abs(), u.abs())) + t0
-        m = (l + u) / 2
+        m = (l + u) / 2 if t is None else t
+        reach = width / 2 if t is None else torch.maximum(t - l, u - t)  # the farthest x from the tangent point
         s_lo = sg * self.df(m)
-        t_lo = g_out(m, False) - s_lo * m - 2 * ULPS * ur * s_lo.abs() * (width / 2 + m.abs() * ur)
+        t_lo = g_out(m, False) - s_lo * m - 2 * ULPS * ur * s_lo.abs() * (reach + m.abs() * ur)
         t_lo = t_lo - 4 * ur * (t_lo.abs() + s_lo.abs() * m.abs()) - t0
         return s_lo, t_lo, s_up, t_up
 
     def lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(lower slope, lower intercept, upper slope, upper intercept), valid on [l, u] in floating point."""
+        return self._lines(l, u, None)
+
+    TANGENT_MARGIN: ClassVar[float] = 0.05
+    """alpha-CROWN's tangent points stay this fraction of the width inside [l, u] (slopes stay finite at a domain
+    edge such as √x at 0)."""
+
+    def _tangent_points(self, l: torch.Tensor, u: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        k = self.TANGENT_MARGIN
+        return l + (u - l) * (k + (1 - 2 * k) * a)
+
+    def line_params(self, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor | None:
+        """The tangent line's point as a position in [l, u] (the other line is the chord): the midpoint first."""
+        return torch.full((l.shape[0], 2) + tuple(l.shape[1:]), 0.5, dtype=l.dtype, device=l.device)
+
+    def lines_with(self, l: torch.Tensor, u: torch.Tensor, a_lo: torch.Tensor, a_up: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The tangent at l + (u − l)·(0.05 + 0.9·a) (a_lo's for a convex function, a_up's for a concave one)."""
+        return self._lines(l, u, a_lo if self.sign > 0 else a_up)
+
+    def slope_cap(self, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor | None:
+        """g′ is monotone, so tangent slopes lie between its values at the family's extreme points (inflated by
+        1e-3 for the derivative's own rounding; infinite at a domain edge's point box, which makes the allowance
+        and every bound through it infinite); 0 where the box leaves the domain (constant lines there)."""
         valid = self._valid(l, u)
         safe = torch.full_like(l, max(self.domain_lo, 0.0) + 1.0)
         lf, uf = torch.where(valid, l, safe), torch.where(valid, u, safe)
-        ls, li, us, ui = self._convex_lines(lf, uf)
+        ends = self._tangent_points(lf, uf, torch.zeros_like(lf)), self._tangent_points(lf, uf, torch.ones_like(lf))
+        cap = torch.maximum(self.df(ends[0]).abs(), self.df(ends[1]).abs()) * (1 + 1e-3)
+        return torch.where(valid, cap.nan_to_num(nan=math.inf), torch.zeros_like(cap))
+
+    def _lines(self, l: torch.Tensor, u: torch.Tensor, a: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        valid = self._valid(l, u)
+        safe = torch.full_like(l, max(self.domain_lo, 0.0) + 1.0)
+        lf, uf = torch.where(valid, l, safe), torch.where(valid, u, safe)
+        ls, li, us, ui = self._convex_lines(lf, uf, None if a is None else self._tangent_points(lf, uf, a))
         if self.sign < 0:
             ls, li, us, ui = -us, -ui, -ls, -li
-        if not bool(valid.all()):
+        # outside the domain, or where f overflows (an infinite slope would make 0·∞ in the coefficients): the
+        # constant lines at the IBP range (possibly infinite, which through_lines turns into an infinite bound)
+        ok_lo = valid & torch.isfinite(ls) & ~torch.isnan(li)
+        ok_up = valid & torch.isfinite(us) & ~torch.isnan(ui)
+        if not bool(ok_lo.all() and ok_up.all()):
             rlo, rhi = self.range(l, u)
             zero = torch.zeros_like(ls)
-            ls, us = torch.where(valid, ls, zero), torch.where(valid, us, zero)
-            li, ui = torch.where(valid, li, rlo), torch.where(valid, ui, rhi)
+            ls, us = torch.where(ok_lo, ls, zero), torch.where(ok_up, us, zero)
+            li, ui = torch.where(ok_lo, li, rlo), torch.where(ok_up, ui, rhi)
         return ls, li, us, ui
 
     def singleprop(self, centres, radii, variant):

@@ -1,6 +1,8 @@
 """The CROWN rules every elementwise activation with per-neuron lines shares: the backward step through its lower
 and upper lines, and its rounding allowance. A subclass gives `lines(l, u)` (slopes and intercepts valid on
-[l, u] in floating point)."""
+[l, u] in floating point) and, for alpha-CROWN, optionally a family of valid lines indexed by free parameters in
+[0, 1] (`line_params`, `lines_with`: tangent points, or slopes with their own intercepts) and the largest slope
+magnitude any of them takes (`slope_cap`), which the rounding allowance covers."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import torch
 
 from ..ir.node import Node
 from . import relax
-from .backward import Context
+from .backward import Context, dense
 from .rounding import dot_gamma, unit_roundoff
 
 
@@ -25,7 +27,33 @@ class LinesActivation(Node, abstract=True):
         """(lower slope, lower intercept, upper slope, upper intercept), valid on [l, u] in floating point."""
         raise NotImplementedError
 
+    def line_params(self, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor | None:
+        """Optional (alpha-CROWN): parameters in [0, 1], shape (N, 2, *shape) — lower line's, upper line's — for
+        which `lines_with` gives `lines`' lines (or lines as good); None: no family of lines to optimise."""
+        return None
+
+    def lines_with(self, l: torch.Tensor, u: torch.Tensor, a_lo: torch.Tensor, a_up: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Lines valid on [l, u] in floating point for any parameters in [0, 1] (broadcast against l and u), with
+        slopes of magnitude at most `slope_cap(l, u)`."""
+        raise NotImplementedError
+
+    def slope_cap(self, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor | None:
+        """The largest slope magnitude of any line `lines_with` gives on [l, u] (None: no family)."""
+        return None
+
+    def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
+        a = self.line_params(lo, hi)
+        if a is None:
+            return None
+        return a.unsqueeze(1).expand((a.shape[0], rows) + tuple(a.shape[1:])).clone()
+
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+        a = ctx.alpha.get(name)
+        if a is not None:  # alpha-CROWN: lines per spec row
+            l, u = (t.unsqueeze(1) for t in ctx.bounds[ctx.x(name)])
+            ls, li, us, ui = self.lines_with(l, u, a[:, :, 0], a[:, :, 1])
+            A_x, const = relax.through_lines(dense(A), ls, li, us, ui, per_row=True)
+            return [A_x], const
         ls, li, us, ui = ctx.relaxation(name, (ctx.x(name),), self.lines)
         A_x, const = relax.through_lines(A, ls, li, us, ui)
         return [A_x], const
@@ -36,6 +64,9 @@ class LinesActivation(Node, abstract=True):
         x = ctx.x(name)
         ls, li, us, ui = ctx.relaxation(name, (x,), self.lines)
         slope = torch.maximum(ls.abs(), us.abs())
+        cap = ctx.relaxation(name + " slope cap", (x,), lambda l, u: (self.slope_cap(l, u),))[0]
+        if cap is not None:  # alpha-CROWN's lines may be steeper than the default ones
+            slope = torch.maximum(slope, cap)
         icpt = torch.maximum(li.abs(), ui.abs())
         mag = ctx.mag(x)
         u = unit_roundoff(mag.dtype)

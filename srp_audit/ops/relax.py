@@ -73,8 +73,10 @@ _BISECT_STEPS = 30
 _TANGENT_MAX = 40.0
 
 
-def _upper_line(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A line above f on [l, u] (exact arithmetic), before the floating-point allowance.
+def _upper_line(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor, a: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A line above f on [l, u] (exact arithmetic), before the floating-point allowance. `a` ∈ [0, 1] (alpha-CROWN,
+    broadcast against l and u) moves the tangent point over the valid ones: d = l + a·(u − l) on the concave part,
+    d = d₀ + a·(max(u, d₀) − d₀) past the bisection's d₀ when crossing 0 (None: the midpoint, and d₀).
 
     - u ≤ 0 (convex part): the chord through (l, f(l)) and (u, f(u)).
     - otherwise: the tangent at d ≥ max(0, l). If l ≥ 0 (concave part) d is the midpoint. If l < 0 < u, d is
@@ -95,7 +97,10 @@ def _upper_line(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.T
         ok = fn.f(d) + fn.df(d) * (l - d) - fl >= 0
         hi = torch.where(ok, d, hi)
         lo = torch.where(ok, lo, d)
-    d = torch.where(l >= 0, mid, hi)
+    if a is None:
+        d = torch.where(l >= 0, mid, hi)
+    else:  # every tangent at d ≥ d₀ (crossing) or d ∈ [l, u] (concave) passes above f on [l, u]
+        d = torch.where(l >= 0, l + a * (u - l), hi + a * (torch.maximum(u, hi) - hi))
     t_slope = fn.df(d)
     t_icpt = fn.f(d) - t_slope * d
     convex = u <= 0
@@ -110,11 +115,13 @@ def _upper_line(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.T
     return torch.where(flat, torch.zeros_like(slope), slope), torch.where(flat, fu, icpt)
 
 
-def smooth_lines(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor) -> Lines:
+def smooth_lines(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor, a_lo: torch.Tensor | None = None,
+                 a_up: torch.Tensor | None = None) -> Lines:
     """Sound lower and upper lines of sigmoid/tanh on [l, u]; the lower line mirrors the upper one through
-    f(x) = kappa − f(−x). Intercepts widen by 64 ulps of the terms' magnitude (f and its lines are O(1))."""
-    us, ui = _upper_line(fn, l, u)
-    ls_, li_ = _upper_line(fn, -u, -l)  # upper line of f on [−u, −l], mirrored
+    f(x) = kappa − f(−x). Intercepts widen by 64 ulps of the terms' magnitude (f and its lines are O(1)).
+    `a_lo`, `a_up`: alpha-CROWN's tangent positions (`_upper_line`); the default lines at `smooth_params`."""
+    us, ui = _upper_line(fn, l, u, a_up)
+    ls_, li_ = _upper_line(fn, -u, -l, a_lo)  # upper line of f on [−u, −l], mirrored
     lower_slope, lower_icpt = ls_, fn.kappa - li_
     ur = unit_roundoff(l.dtype) * 64
     mag = l.abs().maximum(u.abs())
@@ -123,18 +130,28 @@ def smooth_lines(fn: SmoothFn, l: torch.Tensor, u: torch.Tensor) -> Lines:
     return Lines(lower_slope, lower_icpt, us, ui)
 
 
+def smooth_params(l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """(N, 2, *shape): the tangent positions (lower line's, upper line's) at which `smooth_lines` gives its
+    default lines — the midpoint on a concave part (0.5), the bisection's point when crossing 0 (0)."""
+    half, zero = torch.full_like(l, 0.5), torch.zeros_like(l)
+    return torch.stack([torch.where(u <= 0, half, zero), torch.where(l >= 0, half, zero)], dim=1)
+
+
 def through_lines(A: torch.Tensor, lower_slope: torch.Tensor, lower_icpt: torch.Tensor, upper_slope: torch.Tensor,
-                  upper_icpt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  upper_icpt: torch.Tensor, per_row: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """CROWN's step through an elementwise relaxation for dense coefficients A (N, R, *shape): the lower line where
-    A ≥ 0, the upper line where A < 0. Returns (A_x, constant (N, R))."""
+    A ≥ 0, the upper line where A < 0. Lines are per sample (N, *shape), or per row (N, R, *shape) with `per_row`
+    (alpha-CROWN's). Returns (A_x, constant (N, R))."""
     pos = A.clamp(min=0)
     neg = A - pos
-    A_x = pos * lower_slope.unsqueeze(1) + neg * upper_slope.unsqueeze(1)
+    lift = (lambda t: t) if per_row else (lambda t: t.unsqueeze(1))
+    wsum = (lambda B, v: (B * v).flatten(2).sum(-1)) if per_row else weighted_sum
+    A_x = pos * lift(lower_slope) + neg * lift(upper_slope)
     lo_ok, up_ok = torch.isfinite(lower_icpt), torch.isfinite(upper_icpt)
     if bool(lo_ok.all()) and bool(up_ok.all()):
-        return A_x, weighted_sum(pos, lower_icpt) + weighted_sum(neg, upper_icpt)
+        return A_x, wsum(pos, lower_icpt) + wsum(neg, upper_icpt)
     # an unbounded line (f undefined or unbounded on the box) makes every bound that uses it −∞, without 0·∞
     zero = torch.zeros_like(lower_icpt)
-    const = weighted_sum(pos, torch.where(lo_ok, lower_icpt, zero)) + weighted_sum(neg, torch.where(up_ok, upper_icpt, zero))
-    uses = weighted_sum(pos, (~lo_ok).to(A.dtype)) + weighted_sum(-neg, (~up_ok).to(A.dtype))
+    const = wsum(pos, torch.where(lo_ok, lower_icpt, zero)) + wsum(neg, torch.where(up_ok, upper_icpt, zero))
+    uses = wsum(pos, (~lo_ok).to(A.dtype)) + wsum(-neg, (~up_ok).to(A.dtype))
     return A_x, torch.where(uses > 0, torch.full_like(const, -float("inf")), const)

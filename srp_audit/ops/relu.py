@@ -71,6 +71,15 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
     return torch.addcmul(pos * lam, neg, up_slope.unsqueeze(1)), weighted_sum(neg, up_icpt)
 
 
+def relu_alpha_start(lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
+    """alpha-CROWN's lower slopes λ ∈ [0, 1] per sample, row and neuron, from CROWN's adaptive choice; None when no
+    neuron is unstable (nothing to optimise)."""
+    if not bool(((lo < 0) & (hi > 0)).any()):
+        return None
+    lam = relax.relu_adaptive_lower(lo, hi)
+    return lam.unsqueeze(1).expand((lam.shape[0], rows) + tuple(lam.shape[1:])).clone()
+
+
 def mixed_backward(A: torch.Tensor, a: float | torch.Tensor, ctx: Context, name: str) -> tuple[list[torch.Tensor], torch.Tensor]:
     """CROWN through a·x + (1 − a)·relu(x) (LeakyRelu, PRelu): A·a passes exactly, ReLU's rule takes A·(1 − a)."""
     A_r, const = relu_backward(A * (1 - a), ctx, name)
@@ -105,6 +114,9 @@ class Relu(Node):
         if x.is_bounds:
             return Interval(torch.relu(x.lo), torch.relu(x.hi), nonneg=True)  # exact
         return Interval(torch.relu_(x.c - x.r), torch.relu_(x.c + x.r), nonneg=True)  # fresh tensors
+
+    def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
+        return relu_alpha_start(lo, hi, rows)
 
     def crown_backward(self, A, ctx: Context, name: str):
         A_x, const = relu_backward(A, ctx, name)
@@ -168,6 +180,9 @@ class LeakyRelu(Node):
         fhi = torch.where(hi < 0, fhi + u2 * fhi.abs() + t, fhi)
         return Interval(flo, fhi, nonneg=a == 0.0)
 
+    def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
+        return relu_alpha_start(lo, hi, rows)
+
     def crown_backward(self, A, ctx: Context, name: str):
         return mixed_backward(A, self.negative_slope, ctx, name)
 
@@ -212,6 +227,9 @@ class PRelu(Node):
         ylo, yhi = lo.clamp(min=0) + torch.minimum(nl, nu), hi.clamp(min=0) + torch.maximum(nl, nu)
         u4, t = 4 * unit_roundoff(lo.dtype), tiny(lo.dtype)
         return Interval(ylo - u4 * ylo.abs() - t, yhi + u4 * yhi.abs() + t)
+
+    def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
+        return relu_alpha_start(lo, hi, rows)
 
     def crown_backward(self, A, ctx: Context, name: str):
         return mixed_backward(A, self.slope.to(A.dtype), ctx, name)

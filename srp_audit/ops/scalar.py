@@ -117,6 +117,55 @@ class ScalarActivation(LinesActivation, abstract=True):
         t = tiny(l.dtype)
         return _no_nan(lo - 4 * ur * lo.abs() - t, hi + 4 * ur * hi.abs() + t)
 
+    # ------------------------------------------------------------------------------ alpha-CROWN's family
+    def _secant_range(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(smallest, largest secant slope over the grid's segments, finite) on [l, u]: the range alpha-CROWN's
+        slopes move in (any slope is sound — its intercepts are computed for it — this range only keeps them
+        sensible); 0 where the box is unbounded."""
+        finite = torch.isfinite(l) & torch.isfinite(u)
+        lf, uf = torch.where(finite, l, torch.zeros_like(l)), torch.where(finite, u, torch.zeros_like(u))
+        pts = _grid(lf, uf, tuple(self.kinks))
+        y = self.f(pts)
+        dx = pts[..., 1:] - pts[..., :-1]
+        sec = (y[..., 1:] - y[..., :-1]) / torch.where(dx > 0, dx, torch.ones_like(dx))
+        valid = (dx > 0) & torch.isfinite(sec)
+        s_min = torch.where(valid, sec, math.inf).amin(-1)
+        s_max = torch.where(valid, sec, -math.inf).amax(-1)
+        some = finite & valid.any(-1)  # a point box has no segment: slope 0
+        zero = torch.zeros_like(l)
+        return torch.where(some, s_min, zero), torch.where(some, s_max, zero), finite
+
+    def line_params(self, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor | None:
+        """Both lines' slopes as positions in the secant range, starting at the chord's."""
+        s_min, s_max, _ = self._secant_range(l, u)
+        chord = self.lines(l, u)[0]
+        span = s_max - s_min
+        a = torch.where(span > 0, (chord - s_min) / torch.where(span > 0, span, torch.ones_like(span)), torch.full_like(span, 0.5))
+        a = a.clamp(0, 1)
+        return torch.stack([a, a], dim=1)
+
+    def lines_with(self, l: torch.Tensor, u: torch.Tensor, a_lo: torch.Tensor, a_up: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Slopes s = s_min + a·(s_max − s_min), each line's intercept from the grid bound of f − s·x (sound for any
+        slope); unbounded boxes keep the constant lines at the IBP range."""
+        s_min, s_max, finite = self._secant_range(l, u)
+        lf, uf = torch.where(finite, l, torch.zeros_like(l)), torch.where(finite, u, torch.zeros_like(u))
+        inside = lambda a: torch.minimum(torch.maximum(s_min + a * (s_max - s_min), s_min), s_max)  # noqa: E731  (never past slope_cap)
+        s_lo, s_up = inside(a_lo), inside(a_up)
+        shape = torch.broadcast_shapes(s_lo.shape, lf.shape)
+        lf, uf = lf.expand(shape), uf.expand(shape)
+        lo, _ = self._grid_bounds(lf, uf, s_lo.expand(shape))
+        _, hi = self._grid_bounds(lf, uf, s_up.expand(shape))
+        if not bool(finite.all()):
+            rlo, rhi = self.range(l, u)
+            zero = torch.zeros_like(lo)
+            s_lo, s_up = torch.where(finite, s_lo, zero), torch.where(finite, s_up, zero)
+            lo, hi = torch.where(finite, lo, rlo), torch.where(finite, hi, rhi)
+        return s_lo.expand(shape), lo, s_up.expand(shape), hi
+
+    def slope_cap(self, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor | None:
+        s_min, s_max, _ = self._secant_range(l, u)
+        return torch.maximum(s_min.abs(), s_max.abs())
+
     def lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(lower slope, lower intercept, upper slope, upper intercept), valid on [l, u] in floating point.
         Unbounded inputs get constant lines at the IBP range (possibly infinite)."""

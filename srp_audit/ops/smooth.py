@@ -13,7 +13,7 @@ import torch
 
 from ..ir.node import Node
 from . import relax
-from .backward import Context, split_signs
+from .backward import Context, dense, split_signs
 from .interval import Interval, widen_transcendental
 from .patches import Patches, flat_sum
 from .rounding import dot_gamma, unit_roundoff
@@ -37,7 +37,19 @@ class SShaped(Node, abstract=True):
         fn = self.shape_fn
         return widen_transcendental(fn.f(lo), fn.f(hi), fn.floor, fn.ceil)
 
+    def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
+        a = relax.smooth_params(lo, hi)
+        return a.unsqueeze(1).expand((a.shape[0], rows) + tuple(a.shape[1:])).clone()
+
     def crown_backward(self, A, ctx: Context, name: str):
+        a = ctx.alpha.get(name)
+        if a is not None:  # alpha-CROWN: tangent points per spec row
+            l, u = (t.unsqueeze(1) for t in ctx.bounds[ctx.x(name)])
+            lines = relax.smooth_lines(self.shape_fn, l, u, a[:, :, 0], a[:, :, 1])
+            A_x, const = relax.through_lines(dense(A), lines.lower_slope, lines.lower_icpt, lines.upper_slope,
+                                             lines.upper_icpt, per_row=True)
+            return [A_x], const
+
         def make(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
             lines = relax.smooth_lines(self.shape_fn, l, u)
             return lines.lower_slope, lines.lower_icpt, lines.upper_slope, lines.upper_icpt
@@ -55,7 +67,12 @@ class SShaped(Node, abstract=True):
         x = ctx.x(name)
         mag = ctx.mag(x)
         u = unit_roundoff(mag.dtype)
-        return ctx.err[x] * (1 + 16 * u) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (mag + 2)
+        k = self.max_slope()  # every line's slope (default or alpha-CROWN's tangents) is at most sup f′
+        return k * ctx.err[x] * (1 + 16 * u) + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * (k * mag + 2)
+
+    def max_slope(self) -> float:
+        """max(1, sup f′ = f′(0)), inflated by 1e-6 for rounding: 1 for sigmoid and tanh, 2/√π for erf."""
+        return max(1.0, float(self.shape_fn.df(torch.zeros((), dtype=torch.float64)))) * (1 + 1e-6)
 
     def singleprop(self, centres, radii, variant):
         c, v = centres[0], radii[0]
