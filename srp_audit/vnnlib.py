@@ -82,7 +82,7 @@ def _tokens(text: str, path: str) -> list[tuple[str, int]]:
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split(";", 1)[0]
-        out.extend((m.group(0), lineno) for m in _TOKEN.finditer(line))
+        out.extend([(t, lineno) for t in _TOKEN.findall(line)])
     return out
 
 
@@ -132,7 +132,16 @@ class _Lin:
 _ONE, _ZERO = Fraction(1), Fraction(0)
 
 
+_PLAIN = re.compile(r"([+-]?)(\d*)\.?(\d*)")
+
+
 def _number(tok: str) -> Fraction | None:
+    """The exact value of a numeric token; plain decimals (most of a spec) skip Fraction's general parser."""
+    m = _PLAIN.fullmatch(tok)
+    if m is not None and (m.group(2) or m.group(3)):
+        sign, whole, frac = m.groups()
+        value = Fraction(int(whole + frac or "0"), 10 ** len(frac))
+        return -value if sign == "-" else value
     try:
         return Fraction(tok)
     except (ValueError, ZeroDivisionError):
@@ -285,29 +294,48 @@ def _outward(q: Fraction, down: bool) -> float:
     return f
 
 
+def _kind(g, line: int, path: str) -> tuple:
+    """("x", i, is_lower, exact bound) for a·X_i + c ≥ 0, ("y",) for an output constraint, ("c",) for a constant."""
+    xs = [k for k in g.coef if k.startswith("X_") and g.coef[k] != 0]
+    ys = [k for k in g.coef if k.startswith("Y_") and g.coef[k] != 0]
+    if xs and ys:
+        raise VnnlibError(f"{path}:{line}: a constraint mixes inputs and outputs; only input boxes and output constraints are supported")
+    if len(xs) > 1:
+        raise VnnlibError(f"{path}:{line}: a constraint couples several inputs ({', '.join(xs)}); only input boxes are supported")
+    if xs:
+        a = g.coef[xs[0]]
+        return ("x", int(xs[0][2:]), a > 0, -g.const / a)
+    return ("y",) if ys else ("c",)
+
+
 def _clauses(dnf: list[list], n_in: int, n_out: int, path: str) -> list[Clause]:
     boxes: dict[tuple, list[list]] = {}
     inner: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     empty: tuple[str, int, int] | None = None  # a variable whose bounds cross, and the lines of its two bounds
+    kinds: dict[int, tuple] = {}  # per constraint object: disjuncts share the input box's constraints
+    rounded: dict[tuple[int, bool], float] = {}
+
+    def outward(v: Fraction, down: bool) -> float:
+        key = (id(v), down)  # v is held by `kinds` for the whole call, so its id stays unique
+        if key not in rounded:
+            rounded[key] = _outward(v, down)
+        return rounded[key]
+
     for conj in dnf:
         lo: list[tuple[Fraction, int] | None] = [None] * n_in
         hi: list[tuple[Fraction, int] | None] = [None] * n_in
         outs = []
         for g, strict, line in conj:
-            xs = [k for k in g.coef if k.startswith("X_") and g.coef[k] != 0]
-            ys = [k for k in g.coef if k.startswith("Y_") and g.coef[k] != 0]
-            if xs and ys:
-                raise VnnlibError(f"{path}:{line}: a constraint mixes inputs and outputs; only input boxes and output constraints are supported")
-            if len(xs) > 1:
-                raise VnnlibError(f"{path}:{line}: a constraint couples several inputs ({', '.join(xs)}); only input boxes are supported")
-            if xs:  # a·X_i + c ≥ 0  →  bound on X_i, kept exact
-                i, a = int(xs[0][2:]), g.coef[xs[0]]
-                v = -g.const / a
-                if a > 0:
+            kind = kinds.get(id(g))
+            if kind is None:
+                kind = kinds[id(g)] = _kind(g, line, path)
+            if kind[0] == "x":  # a·X_i + c ≥ 0  →  bound on X_i, kept exact
+                _, i, is_lo, v = kind
+                if is_lo:
                     lo[i] = (v, line) if lo[i] is None or v > lo[i][0] else lo[i]
                 else:
                     hi[i] = (v, line) if hi[i] is None or v < hi[i][0] else hi[i]
-            elif ys:
+            elif kind[0] == "y":
                 outs.append((g, strict))
             elif g.const < 0 or (strict and g.const == 0):
                 outs = None  # a constant false constraint: this disjunct is empty
@@ -321,10 +349,10 @@ def _clauses(dnf: list[list], n_in: int, n_out: int, path: str) -> list[Clause]:
         if crossed is not None:
             empty = empty or (f"X_{crossed}", lo[crossed][1], hi[crossed][1])
             continue  # an empty box: this disjunct holds no point
-        lo_out = np.array([_outward(b[0], True) for b in lo])
-        hi_out = np.array([_outward(b[0], False) for b in hi])
+        lo_out = np.array([outward(b[0], True) for b in lo])
+        hi_out = np.array([outward(b[0], False) for b in hi])
         key = (lo_out.tobytes(), hi_out.tobytes())
-        inner[key] = (np.array([_outward(b[0], False) for b in lo]), np.array([_outward(b[0], True) for b in hi]))
+        inner[key] = (np.array([outward(b[0], False) for b in lo]), np.array([outward(b[0], True) for b in hi]))
         boxes.setdefault(key, []).append(outs)
     if not boxes and empty is not None:
         name, lo_line, hi_line = empty
