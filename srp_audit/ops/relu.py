@@ -45,10 +45,16 @@ def relu_radius(z: torch.Tensor, v: torch.Tensor, variant: str) -> torch.Tensor:
     raise ValueError(f"unknown SingleProp variant {variant!r}; choose one of {', '.join(SINGLEPROP_VARIANTS)}")
 
 
+def relu_relaxation(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(upper slope, upper intercept, CROWN's adaptive lower slope) on [l, u]: what a ReLU's backward step and its
+    rounding rule read, computed once per bound computation (`Context.relaxation`)."""
+    return relax.relu_upper(l, u) + (relax.relu_adaptive_lower(l, u),)
+
+
 def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
     """(A_x, constant) through relu at node `name` (input bounds from ctx, slopes from ctx.alpha when set)."""
     l, u = ctx.bounds[ctx.x(name)]
-    up_slope, up_icpt, lam_map = ctx.relaxation(name, (ctx.x(name),), lambda l, u: relax.relu_upper(l, u) + (relax.relu_adaptive_lower(l, u),))
+    up_slope, up_icpt, lam_map = ctx.relaxation(name, (ctx.x(name),), relu_relaxation)
     lam = ctx.alpha.get(name)
     if isinstance(A, Patches):
         if lam is not None:
@@ -129,7 +135,7 @@ class Relu(Node):
         # A_x = A⁺·λ + A⁻·s (dense) or A·λ | A·s per entry (patches): at most three roundings of terms
         # ≤ |A|·(1 + 2u) each, times |x|; the constant Σ A⁻·t sums over the whole layer, and t is non-zero
         # only on unstable neurons
-        _, icpt = relax.relu_upper(*ctx.bounds[x])
+        _, icpt, _ = ctx.relaxation(name, (x,), relu_relaxation)
         return ctx.err[x] * (1 + 4 * u) + 8 * u * mag + dot_gamma(math.prod(ctx.shape(name)), mag.dtype) * icpt.abs()
 
     def singleprop(self, centres, radii, variant):
