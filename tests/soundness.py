@@ -90,6 +90,9 @@ def op_graphs(seed: int) -> dict[str, Graph]:
         "Pad": one(ops.Pad([(0, 0), (1, 2), (2, 0)], 0.7), (2, 4, 4)),
         "MaxPool2d": one(ops.MaxPool2d(3, 2, 1), (2, 6, 6)),
         "MaxPool2d_overlap": one(ops.MaxPool2d(2, 1, 0), (2, 4, 4)),
+        "MaxPool2d_tiled": one(ops.MaxPool2d(2, 2, (0, 1, 1, 0)), (2, 7, 7)),  # windows tile the padded input
+        "MaxPool2d_tiled_rest": one(ops.MaxPool2d(2, 2, 0), (2, 7, 7)),  # a last row and column no window reads
+        "MaxPool2d_tiled_ceil": one(ops.MaxPool2d(2, 2, 0, ceil_mode=True), (2, 7, 7)),
         "Identity": one(ops.Identity(), (4,)),
         "Select": one(ops.Select(torch.randint(0, 24, (5, 2), generator=g), (5, 2), 24), (2, 3, 4)),
         "Concat": Graph((6,), [("a", ops.Dense(_rand(g, 5, 6), _rand(g, 5)), (INPUT,)), ("b", ops.Relu(), (INPUT,)),
