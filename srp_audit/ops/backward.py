@@ -102,6 +102,11 @@ def split_signs(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pos, t - pos
 
 
+def per_row(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """A per-sample map (N, *shape) repeated for `rows` spec rows: (N, rows, *shape), its own writable copy."""
+    return t.unsqueeze(1).expand((t.shape[0], rows) + tuple(t.shape[1:])).clone()
+
+
 def per_sample(t: torch.Tensor, shape: tuple[int, ...], n: int) -> torch.Tensor:
     """A constant (no batch axis) broadcast to a per-sample map (n, *shape)."""
     return torch.broadcast_to(t, shape).unsqueeze(0).expand((n,) + tuple(shape))

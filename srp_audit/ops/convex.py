@@ -47,6 +47,13 @@ class Curved(LinesActivation, abstract=True):
         e = ULPS * unit_roundoff(x.dtype) * y.abs() + tiny(x.dtype)
         return y + e if up else y - e
 
+    def _in_domain(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(valid, l, u with boxes outside the domain replaced by a safe point inside it): the line formulas run on
+        valid boxes only."""
+        valid = self._valid(l, u)
+        safe = torch.full_like(l, max(self.domain_lo, 0.0) + 1.0)
+        return valid, torch.where(valid, l, safe), torch.where(valid, u, safe)
+
     def _valid(self, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         inside = l > self.domain_lo if self.domain_open else l >= self.domain_lo
         return inside & torch.isfinite(l) & torch.isfinite(u)
@@ -112,17 +119,13 @@ class Curved(LinesActivation, abstract=True):
         """g′ is monotone, so tangent slopes lie between its values at the family's extreme points (inflated by
         1e-3 for the derivative's own rounding; infinite at a domain edge's point box, which makes the allowance
         and every bound through it infinite); 0 where the box leaves the domain (constant lines there)."""
-        valid = self._valid(l, u)
-        safe = torch.full_like(l, max(self.domain_lo, 0.0) + 1.0)
-        lf, uf = torch.where(valid, l, safe), torch.where(valid, u, safe)
+        valid, lf, uf = self._in_domain(l, u)
         ends = self._tangent_points(lf, uf, torch.zeros_like(lf)), self._tangent_points(lf, uf, torch.ones_like(lf))
         cap = torch.maximum(self.df(ends[0]).abs(), self.df(ends[1]).abs()) * (1 + 1e-3)
         return torch.where(valid, cap.nan_to_num(nan=math.inf), torch.zeros_like(cap))
 
     def _lines(self, l: torch.Tensor, u: torch.Tensor, a: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        valid = self._valid(l, u)
-        safe = torch.full_like(l, max(self.domain_lo, 0.0) + 1.0)
-        lf, uf = torch.where(valid, l, safe), torch.where(valid, u, safe)
+        valid, lf, uf = self._in_domain(l, u)
         ls, li, us, ui = self._convex_lines(lf, uf, None if a is None else self._tangent_points(lf, uf, a))
         if self.sign < 0:
             ls, li, us, ui = -us, -ui, -ls, -li

@@ -12,7 +12,7 @@ import torch
 
 from ..ir.node import Node
 from . import relax
-from .backward import Context, dense
+from .backward import Context, dense, per_row
 from .rounding import dot_gamma, unit_roundoff
 
 
@@ -45,7 +45,7 @@ class LinesActivation(Node, abstract=True):
         a = self.line_params(lo, hi)
         if a is None:
             return None
-        return a.unsqueeze(1).expand((a.shape[0], rows) + tuple(a.shape[1:])).clone()
+        return per_row(a, rows)
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         a = ctx.alpha.get(name)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..errors import BoundMethodError
 from ..ir.node import Node
 from . import relax
-from .backward import Context, split_signs
+from .backward import Context, per_row, split_signs
 from .interval import Interval
 from .patches import Patches, weighted_sum
 from .rounding import as_float32, dot_gamma, tiny, unit_roundoff
@@ -82,8 +82,7 @@ def relu_alpha_start(lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Ten
     neuron is unstable (nothing to optimise)."""
     if not bool(((lo < 0) & (hi > 0)).any()):
         return None
-    lam = relax.relu_adaptive_lower(lo, hi)
-    return lam.unsqueeze(1).expand((lam.shape[0], rows) + tuple(lam.shape[1:])).clone()
+    return per_row(relax.relu_adaptive_lower(lo, hi), rows)
 
 
 def mixed_backward(A: torch.Tensor, a: float | torch.Tensor, ctx: Context, name: str) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -99,31 +99,42 @@ class ScalarActivation(LinesActivation, abstract=True):
         return self._grid_bounds(l, u, torch.zeros_like(l))
 
     # ---------------------------------------------------------------------------------------------- CROWN
-    def _grid_bounds(self, l: torch.Tensor, u: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rigorous (min, max) of f(x) − s·x over [l, u] (finite l ≤ u)."""
+    def _grid_bounds(self, l: torch.Tensor, u: torch.Tensor, s: torch.Tensor,
+                     s_up: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rigorous (min of f(x) − s·x, max of f(x) − s_up·x) over [l, u] (finite l ≤ u; s_up defaults to s), from one
+        evaluation of f on the grid."""
         ur = unit_roundoff(l.dtype)
         pts = _grid(l, u, tuple(self.kinks))
         y = self.f(pts)
-        sx = s.unsqueeze(-1) * pts
-        g = y - sx
         h2 = (pts[..., 1:] - pts[..., :-1]) ** 2 / 8 * (1 + 8 * ur)
         c_lo, c_hi = self.curvature(l, u)
         up = (-c_lo).clamp(min=0).unsqueeze(-1) * h2
         dn = c_hi.clamp(min=0).unsqueeze(-1) * h2
-        seg_max = torch.maximum(g[..., :-1], g[..., 1:]) + up
-        seg_min = torch.minimum(g[..., :-1], g[..., 1:]) - dn
-        allow = (self.err(pts, y) + 4 * ur * (y.abs() + sx.abs())).amax(-1) + 4 * ur * torch.maximum(up, dn).amax(-1)
-        hi, lo = seg_max.amax(-1) + allow, seg_min.amin(-1) - allow
+        err, bend = self.err(pts, y), 4 * ur * torch.maximum(up, dn).amax(-1)
+
+        def shifted(slope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            sx = slope.unsqueeze(-1) * pts
+            return y - sx, (err + 4 * ur * (y.abs() + sx.abs())).amax(-1) + bend
+
+        g, allow = shifted(s)
+        g_up, allow_up = (g, allow) if s_up is None else shifted(s_up)
+        hi = (torch.maximum(g_up[..., :-1], g_up[..., 1:]) + up).amax(-1) + allow_up
+        lo = (torch.minimum(g[..., :-1], g[..., 1:]) - dn).amin(-1) - allow
         t = tiny(l.dtype)
         return _no_nan(lo - 4 * ur * lo.abs() - t, hi + 4 * ur * hi.abs() + t)
+
+    @staticmethod
+    def _finite_box(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(finite, l, u with unbounded entries set to 0): the grid rules run on the finite part only."""
+        finite = torch.isfinite(l) & torch.isfinite(u)
+        return finite, torch.where(finite, l, torch.zeros_like(l)), torch.where(finite, u, torch.zeros_like(u))
 
     # ------------------------------------------------------------------------------ alpha-CROWN's family
     def _secant_range(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(smallest, largest secant slope over the grid's segments, finite) on [l, u]: the range alpha-CROWN's
         slopes move in (any slope is sound — its intercepts are computed for it — this range only keeps them
         sensible); 0 where the box is unbounded."""
-        finite = torch.isfinite(l) & torch.isfinite(u)
-        lf, uf = torch.where(finite, l, torch.zeros_like(l)), torch.where(finite, u, torch.zeros_like(u))
+        finite, lf, uf = self._finite_box(l, u)
         pts = _grid(lf, uf, tuple(self.kinks))
         y = self.f(pts)
         dx = pts[..., 1:] - pts[..., :-1]
@@ -148,13 +159,12 @@ class ScalarActivation(LinesActivation, abstract=True):
         """Slopes s = s_min + a·(s_max − s_min), each line's intercept from the grid bound of f − s·x (sound for any
         slope); unbounded boxes keep the constant lines at the IBP range."""
         s_min, s_max, finite = self._secant_range(l, u)
-        lf, uf = torch.where(finite, l, torch.zeros_like(l)), torch.where(finite, u, torch.zeros_like(u))
+        _, lf, uf = self._finite_box(l, u)
         inside = lambda a: torch.minimum(torch.maximum(s_min + a * (s_max - s_min), s_min), s_max)  # noqa: E731  (never past slope_cap)
         s_lo, s_up = inside(a_lo), inside(a_up)
         shape = torch.broadcast_shapes(s_lo.shape, lf.shape)
         lf, uf = lf.expand(shape), uf.expand(shape)
-        lo, _ = self._grid_bounds(lf, uf, s_lo.expand(shape))
-        _, hi = self._grid_bounds(lf, uf, s_up.expand(shape))
+        lo, hi = self._grid_bounds(lf, uf, s_lo.expand(shape), s_up.expand(shape))
         if not bool(finite.all()):
             rlo, rhi = self.range(l, u)
             zero = torch.zeros_like(lo)
@@ -169,8 +179,7 @@ class ScalarActivation(LinesActivation, abstract=True):
     def lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(lower slope, lower intercept, upper slope, upper intercept), valid on [l, u] in floating point.
         Unbounded inputs get constant lines at the IBP range (possibly infinite)."""
-        finite = torch.isfinite(l) & torch.isfinite(u)
-        lf, uf = torch.where(finite, l, torch.zeros_like(l)), torch.where(finite, u, torch.zeros_like(u))
+        finite, lf, uf = self._finite_box(l, u)
         width = uf - lf
         wide = width > 0
         s = torch.where(wide, (self.f(uf) - self.f(lf)) / torch.where(wide, width, torch.ones_like(width)), torch.zeros_like(width))

@@ -13,7 +13,7 @@ import torch
 
 from ..ir.node import Node
 from . import relax
-from .backward import Context, dense, split_signs
+from .backward import Context, dense, per_row, split_signs
 from .interval import Interval, widen_transcendental
 from .patches import Patches, flat_sum
 from .rounding import dot_gamma, unit_roundoff
@@ -38,8 +38,7 @@ class SShaped(Node, abstract=True):
         return widen_transcendental(fn.f(lo), fn.f(hi), fn.floor, fn.ceil)
 
     def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
-        a = relax.smooth_params(lo, hi)
-        return a.unsqueeze(1).expand((a.shape[0], rows) + tuple(a.shape[1:])).clone()
+        return per_row(relax.smooth_params(lo, hi), rows)
 
     def crown_backward(self, A, ctx: Context, name: str):
         a = ctx.alpha.get(name)
