@@ -169,6 +169,13 @@ def deep_graphs(seed: int) -> dict[str, Graph]:
         ("mp", ops.MaxPool2d(2, 2), ("r0",)), ("c1", ops.Conv2d(r(4, 3, 2, 2), r(4)), ("mp",)),
         ("t", ops.Tanh(), ("c1",)), ("ap", ops.AvgPool2d(2, 1, 0), ("t",)), ("mp2", ops.MaxPool2d(2, 1, (1, 1, 0, 0)), ("ap",)),
         ("s", ops.Sigmoid(), ("mp2",)), ("f", ops.Reshape((4 * 2 * 2,)), ("s",)), ("d", ops.Dense(r(3, 16), r(3)), ("f",))], "d")
+    bn = ops.BatchNorm(r(3), torch.rand(3, generator=g) + 0.1, r(3), r(3), 1e-5, 3)
+    tiled_pools = Graph((1, 9, 9), [  # refinements cross tiled max-pools (padded, ceil mode) and per-channel affine
+        ("norm", ops.ElementwiseAffine(1.7, -0.2), (INPUT,)), ("c0", ops.Conv2d(r(3, 1, 3, 3), r(3), 1, 1), ("norm",)),
+        ("bn", bn, ("c0",)), ("r0", ops.Relu(), ("bn",)), ("mp", ops.MaxPool2d(2, 2, (1, 0, 0, 1), ceil_mode=True), ("r0",)),
+        ("c1", ops.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("mp",)), ("r1", ops.Relu(), ("c1",)),
+        ("mp2", ops.MaxPool2d(2, 2, 0), ("r1",)), ("c2", ops.Conv2d(r(2, 3, 3, 3), r(2), 1, 1), ("mp2",)),  # row 4 of r1 unread
+        ("r2", ops.Relu(), ("c2",)), ("f", ops.Reshape((2 * 2 * 2,)), ("r2",)), ("d", ops.Dense(r(3, 8), r(3)), ("f",))], "d")
     misc = Graph((2, 5, 5), [
         ("aff", ops.ElementwiseAffine(r(2, 1, 1), r(2, 5, 5)), (INPUT,)), ("pad", ops.Pad([(0, 0), (1, 0), (0, 2)], 0.3), ("aff",)),
         ("c0", ops.Conv2d(r(3, 2, 3, 3), r(3)), ("pad",)), ("r0", ops.Relu(), ("c0",)),
@@ -193,7 +200,7 @@ def deep_graphs(seed: int) -> dict[str, Graph]:
             "mlp_exp": mlp(ops.Exp), "mlp_elu": mlp(lambda: ops.Elu(0.5)), "mlp_leaky_relu": mlp(lambda: ops.LeakyRelu(0.2)),
             "mlp_sigmoid": mlp(ops.Sigmoid),
             "mlp_tanh": mlp(ops.Tanh), "cnn_patches": cnn,
-            "resnet_merge": res, "pools_smooth": pools, "affine_pad_transpose": misc}
+            "resnet_merge": res, "pools_smooth": pools, "tiled_pools_channel_affine": tiled_pools, "affine_pad_transpose": misc}
 
 
 def identity_spec(k: int, n: int, dtype: torch.dtype):

@@ -61,7 +61,7 @@ def _concretise(A: Coeffs, box: InputBox, ctx: Context | None = None) -> torch.T
     if isinstance(A, Patches):
         maps = lambda: torch.cat([lo, width], dim=1)  # noqa: E731
         cols = ctx.unfolded("input", A, (box.lower, box.upper), maps) if ctx is not None else A.unfold(maps())
-        lo_w, width_w = A.pick(cols).split(A.data.shape[2], dim=2)
+        lo_w, width_w = A.pick_parts(cols, 2)
         value = flat_sum(A.data * lo_w + A.data.clamp(max=0) * width_w)
     else:
         value = weighted_sum(A, lo) + weighted_sum(A.clamp(max=0), width)

@@ -115,6 +115,11 @@ class ElementwiseAffine(Node):
 
     def crown_backward(self, A, ctx: Context, name: str):
         shape = ctx.shape(name)
+        if isinstance(A, Patches) and all(t.numel() == 1 or (t.dim() > 1 and t.shape[-2:] == (1, 1)) for t in (self.scale, self.shift)):
+            # the same scale and shift at every position (input normalisation): per channel, no windows to gather
+            A = A.masked()
+            scale, shift = (torch.broadcast_to(t, (shape[0], 1, 1)).to(A.dtype) for t in (self.scale, self.shift))
+            return [A.with_data(A.data * scale)], torch.einsum("nrchw,c->nr", A.data, shift.flatten())
         if isinstance(A, Patches):
             n = A.data.shape[0]
             maps = A.windows(torch.cat([per_sample(self.scale, shape, n), per_sample(self.shift, shape, n)], dim=1))

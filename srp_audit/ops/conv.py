@@ -15,7 +15,7 @@ from torch import nn
 from ..ir.node import Node, Shape
 from .backward import Context
 from .interval import Interval, dual_norm_ibp, linear_map_ibp
-from .patches import Grid, Patches, conv_transpose, flat_sum
+from .patches import Grid, Patches, conv_transpose
 from .rounding import dot_gamma
 from .window import pads4, pair, pooled_size
 
@@ -99,12 +99,12 @@ class Conv2d(Node):
         if isinstance(A, Patches):
             A = A.masked()
             n, r, c, ph, pw = A.data.shape
-            const = flat_sum(A.data * self.bias.view(1, 1, -1, 1, 1))
+            const = torch.einsum("nrchw,c->nr", A.data, self.bias)  # one reduction, no product tensor
             data = conv_transpose(A.data.reshape(n * r, c, ph, pw), self.weight, self.stride, self.dilation, self.groups)
             grid = A.grid.through_conv(self.stride, self.padding[0], self.padding[1])
             out = Patches(data.reshape((n, r) + tuple(data.shape[1:])), A.pos, grid, ctx.shape(ctx.x(name)))
             return [out], const
-        const = flat_sum(A * self.bias.view(1, 1, -1, 1, 1))
+        const = torch.einsum("nrchw,c->nr", A, self.bias)
         return [self.transpose_dense(A, ctx.shape(ctx.x(name)))], const
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:

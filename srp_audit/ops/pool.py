@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..ir.node import Node, Shape
 from .backward import Context, linear_transpose, split_signs, zero_const
 from .interval import Interval, generic_linear, inflation
+from .patches import Patches
 from .rounding import dot_gamma
 from .window import pads4, pair, pooled_size
 
@@ -115,12 +116,17 @@ class MaxPool2d(_Pool2d):
         lo, hi = x.bounds()
         return Interval(self(lo), self(hi), nonneg=x.nonneg)  # monotone and exact
 
-    def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
+    crown_patches = True  # when the windows tile the input (stride = kernel, no dilation); else A goes dense
+
+    def _tiles(self) -> bool:
+        return tuple(self.stride) == tuple(self.kernel) and tuple(self.dilation) == (1, 1)
+
+    def crown_backward(self, A: torch.Tensor | Patches, ctx: Context, name: str):
         """Lower line: y ≥ x_j at the window's largest lower bound j. Upper line: y ≤ x_j when x_j dominates
         the window (l_j ≥ u_i for all i ≠ j), else the constant max u."""
+        if isinstance(A, Patches) and not self._tiles():
+            A = A.dense()
         x = ctx.x(name)
-        l, u = ctx.bounds[x]
-        n, s = A.shape[:2]
         c, h, w = ctx.shape(x)
         t, le, b, r = self.padding
         kh, kw = self.kernel
@@ -146,6 +152,9 @@ class MaxPool2d(_Pool2d):
             return j.reshape(m, c, L), dom.reshape(m, c, L), uw.amax(dim=1).reshape(m, c, L)
 
         j, dom, umax = ctx.relaxation(name, (x,), lines)
+        if isinstance(A, Patches):
+            return self._patches_backward(A, ctx, name, (j, dom, umax), (t, le))
+        n, s = A.shape[:2]
         j, dom, umax = j.unsqueeze(1), dom.unsqueeze(1), umax.unsqueeze(1)
         pos, neg = split_signs(A.reshape(n, s, c, L))
         coef = pos + torch.where(dom, neg, torch.zeros_like(neg))
@@ -153,12 +162,33 @@ class MaxPool2d(_Pool2d):
         K = kh * kw
         windows = torch.zeros(n, s, c, K, L, dtype=A.dtype, device=A.device)
         windows.scatter_(3, j.reshape(n, 1, c, 1, L).expand(n, s, c, 1, L), coef.unsqueeze(3))
-        if tuple(self.stride) == (kh, kw) and tuple(self.dilation) == (1, 1):  # windows tile: fold is a permutation
+        if self._tiles():  # windows tile: fold is a permutation
             tiled = windows.reshape(n * s * c, kh, kw, out_h, out_w).permute(0, 3, 1, 4, 2).reshape(n * s * c, out_h * kh, out_w * kw)
             folded = F.pad(tiled, (0, pw - out_w * kw, 0, ph - out_h * kh))
         else:
             folded = F.fold(windows.reshape(n * s * c, K, L), (ph, pw), (kh, kw), self.dilation, 0, self.stride)
         return [folded.reshape(n, s, c, ph, pw)[:, :, :, t : t + h, le : le + w]], const
+
+    def _patches_backward(self, A: Patches, ctx: Context, name: str, lines: tuple[torch.Tensor, ...],
+                          pads: tuple[int, int]) -> tuple[list[Patches], torch.Tensor]:
+        """The same lines on each row's window when the pooling windows tile the input: an output window of
+        (ph, pw) cells becomes an input window of (ph·kh, pw·kw), cell (a, b)'s coefficient going to its chosen
+        input j — the ResNet fixture's refinements past its max-pool no longer go dense (25× larger rows)."""
+        A = A.masked()  # the lines' maps are zero outside the output map, but A's entries there must be too
+        x = ctx.x(name)
+        kh, kw = self.kernel
+        n, r, c, ph, pw = A.data.shape
+        shape = (A.data.shape[0], c) + tuple(ctx.shape(name)[1:])
+        maps = lambda: torch.cat([t.to(A.dtype).reshape(shape) for t in lines], dim=1)  # noqa: E731
+        j_w, dom_w, umax_w = A.pick_parts(ctx.unfolded("maxpool " + name, A, ctx.bounds[x], maps), 3)
+        pos, neg = split_signs(A.data)
+        dom = dom_w > 0
+        coef = pos + torch.where(dom, neg, torch.zeros_like(neg))
+        const = (torch.where(dom, torch.zeros_like(neg), neg) * umax_w).sum(dim=(2, 3, 4))
+        cells = torch.zeros((n, r, c, ph, pw, kh * kw), dtype=A.dtype, device=A.data.device)
+        cells.scatter_(5, j_w.long().unsqueeze(5), coef.unsqueeze(5))
+        data = cells.reshape(n, r, c, ph, pw, kh, kw).permute(0, 1, 2, 3, 5, 4, 6).reshape(n, r, c, ph * kh, pw * kw)
+        return [Patches(data, A.pos, A.grid.through_conv(self.stride, *pads), ctx.shape(x))], const
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)
