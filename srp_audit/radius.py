@@ -10,6 +10,8 @@ import torch
 
 from .errors import SoundnessError
 
+PILOT_MIN = 16  # the radius search pilots its first guesses when at least this many samples need one
+
 if TYPE_CHECKING:
     from .certify import CertifyOptions
 
@@ -65,17 +67,26 @@ def margin_slope(graph, x: torch.Tensor, spec, domain: tuple[float, float], norm
     return torch.where(torch.isfinite(slope), slope, torch.full_like(slope, torch.nan))
 
 
-def _model_root(m, d, e_a, f_a, e_b, f_b, lo, hi) -> torch.Tensor:
-    """Where f(e) = m − d·e − c·e^p crosses zero in [lo, hi]: a curve from the clean margin m with the margin's
-    slope d that falls ever faster, through the evaluated points (e_a, f_a) (e_a > 0) and (e_b, f_b) (finite),
-    p fitted when both exist, else 2. NaN where the points do not fit such a curve."""
+def _exponent(m, d, e_a, f_a, e_b, f_b) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(p, has_a, has_b, r_a, r_b) of the curve f(e) = m − d·e − c·e^p through the points (e_a, f_a) and
+    (e_b, f_b): p in [1, 4] where both points fit such a curve, NaN elsewhere."""
     d = torch.nan_to_num(d, nan=0.0)
     r_a, r_b = m - d * e_a - f_a, m - d * e_b - f_b
     has_a, has_b = (e_a > 0) & (r_a > 0), torch.isfinite(f_b) & (r_b > 0) & (e_b > 0)
     both = has_a & has_b & (e_b != e_a)
     ratio = torch.where(both, r_b / torch.where(both, r_a, 1.0), torch.ones_like(m))
     span = torch.where(both, e_b / torch.where(both, e_a, 1.0), torch.full_like(m, 2.0))
-    p = torch.where(both, (ratio.log() / span.log()).clamp(1.0, 4.0), torch.full_like(m, 2.0))
+    p = torch.where(both, (ratio.log() / span.log()).clamp(1.0, 4.0), torch.full_like(m, torch.nan))
+    return p, has_a, has_b, r_a, r_b
+
+
+def _model_root(m, d, e_a, f_a, e_b, f_b, lo, hi, p0: float = 2.0) -> torch.Tensor:
+    """Where f(e) = m − d·e − c·e^p crosses zero in [lo, hi]: a curve from the clean margin m with the margin's
+    slope d that falls ever faster, through the evaluated points (e_a, f_a) (e_a > 0) and (e_b, f_b) (finite),
+    p fitted when both exist, else p0. NaN where the points do not fit such a curve."""
+    p, has_a, has_b, r_a, r_b = _exponent(m, d, e_a, f_a, e_b, f_b)
+    d = torch.nan_to_num(d, nan=0.0)
+    p = torch.where(torch.isnan(p), torch.full_like(m, p0), p)
     e1 = torch.where(has_b, e_b, e_a)
     r1 = torch.where(has_b, r_b, r_a)
     c = r1 / e1.clamp(min=1e-300) ** p
@@ -112,15 +123,28 @@ def certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin,
     lean = tol / 4 if salvage is not None else 0.0
     side = torch.zeros_like(eps, dtype=torch.long)  # last end moved: +1 lo, −1 hi
     active = candidates.clone()
+    # A pilot: with many samples whose first guess rests on an assumed exponent, a few go first; the median
+    # exponent their two points fit is then every other sample's first guess (p = 2 overshot the CNN fixture's
+    # radii by 10–30 %: a wasted pass each, at the largest and costliest radius).
+    pilot = active & ((hi - lo) > tol) & ~torch.isfinite(f_hi)
+    n_pilot = int(pilot.sum())
+    if n_pilot >= PILOT_MIN:
+        pilot[pilot.nonzero().flatten()[max(PILOT_MIN // 4, n_pilot // 8):]] = False
+    else:
+        pilot = None
+    p0 = 2.0
     for _ in range(60):
         active &= (hi - lo) > tol
-        act = active.nonzero().flatten()
+        act = (active if pilot is None else active & pilot).nonzero().flatten()
         if not act.numel():
-            break
+            if pilot is None:
+                break
+            pilot = None
+            continue
         a_lo, a_hi, a_at, fl, fh = lo[act], hi[act], at[act], f_lo[act], f_hi[act]
         secant = torch.isfinite(fh) & (fl > fh)
         guess = torch.where(secant, a_at + (a_hi - a_at) * fl / (fl - torch.where(secant, fh, fl - 1)), (a_lo + a_hi) / 2)
-        model = _model_root(clean_margin[act], slope[act], a_at, fl, a_hi, fh, a_lo, a_hi)
+        model = _model_root(clean_margin[act], slope[act], a_at, fl, a_hi, fh, a_lo, a_hi, p0)
         guess = torch.where(torch.isfinite(model), model, guess) + lean
         guess = torch.minimum(torch.maximum(guess, a_lo + tol / 2), a_hi - tol / 2)
         ok, b, _ = prove(act, guess)
@@ -133,6 +157,11 @@ def certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin,
         side[up], side[down] = 1, -1
         if salvage is not None and down.numel():
             lo[down] = torch.maximum(lo[down], salvage(down, lo[down], hi[down]))
+        if pilot is not None:
+            fitted = _exponent(clean_margin[act], slope[act], at[act], f_lo[act], hi[act], f_hi[act])[0]
+            fitted = fitted[torch.isfinite(fitted)]
+            p0 = float(fitted.median()) if fitted.numel() >= PILOT_MIN // 4 else p0
+            pilot = None
     return torch.where(candidates, lo, torch.zeros_like(lo))
 
 
