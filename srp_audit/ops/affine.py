@@ -14,7 +14,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context, per_sample
-from .interval import Interval, affine_weights, dual_norm_ibp, generic_linear, inflation
+from .interval import Interval, abs_weight, affine_weights, dual_norm_ibp, generic_linear, inflation
 from .patches import Patches, flat_sum
 from .rounding import dot_gamma, unit_roundoff
 
@@ -59,7 +59,7 @@ class Dense(Node):
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)
         g = dot_gamma(math.prod(ctx.shape(name)), ctx.mag(x).dtype)
-        w = self.weight.abs()
+        w = abs_weight(self)
         return F.linear(ctx.err[x] + g * ctx.mag(x), w) + g * self.bias.abs()  # one product: |W| is linear
 
     def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):

@@ -63,8 +63,8 @@ class Context:
         return cols
 
     def mag(self, name: str) -> torch.Tensor:
-        lo, hi = self.bounds[name]
-        return torch.maximum(lo.abs(), hi.abs())
+        """max(|lower|, |upper|) of a node's value, kept like a relaxation (rounding rules read it several times)."""
+        return self.relaxation("|x| " + name, (name,), lambda lo, hi: (torch.maximum(lo.abs(), hi.abs()),))[0]
 
     def x(self, name: str) -> str:
         """The (first) input of node `name`."""

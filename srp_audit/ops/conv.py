@@ -14,7 +14,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context
-from .interval import Interval, dual_norm_ibp, linear_map_ibp
+from .interval import Interval, abs_weight, dual_norm_ibp, linear_map_ibp
 from .patches import Grid, Patches, conv_transpose
 from .rounding import dot_gamma
 from .window import pads4, pair, pooled_size
@@ -113,7 +113,7 @@ class Conv2d(Node):
         dt = ctx.mag(x).dtype
         # an entry of A_x sums at most o·kh·kw products; the constant A·b sums over the whole output
         g_w, g_b = dot_gamma(o * kh * kw, dt), dot_gamma(math.prod(ctx.shape(name)), dt)
-        w = self.weight.abs()
+        w = abs_weight(self)
         return self.linear(ctx.err[x] + g_w * ctx.mag(x), w) + g_b * self.bias.abs().view(-1, 1, 1)  # one product
 
     def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context, linear_transpose
-from .interval import Interval, linear_map_ibp
+from .interval import Interval, abs_weight, linear_map_ibp
 from .patches import flat_sum
 from .rounding import dot_gamma
 from .window import pads4, pair
@@ -80,7 +80,7 @@ class ConvTranspose2d(Node):
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)
         g = dot_gamma(math.prod(ctx.shape(name)) + self.weight.numel(), ctx.mag(x).dtype)
-        w = self.weight.abs()
+        w = abs_weight(self)
         return self.linear(ctx.err[x], w) + g * (self.linear(ctx.mag(x), w) + self.bias.abs().view(-1, 1, 1))
 
     def singleprop(self, centres, radii, variant):

@@ -96,6 +96,13 @@ def cached_on(node: Any, attr: str, tensors: tuple[torch.Tensor, ...], key: tupl
     return cached[2]
 
 
+def abs_weight(node: Any) -> torch.Tensor:
+    """|W| of the node's weight, cached while the weight is unchanged and no gradient is taken (CROWN's rounding
+    rule reads it on every bound computation: 0.2 ms of the MLP fixture's 13 ms CROWN-IBP)."""
+    w = node.weight
+    return cached_on(node, "_abs_weight", (w,), (), lambda: w.detach().abs(), lambda: w.abs())
+
+
 def affine_weights(node: Any, g: float, n: int) -> AffineWeights:
     """The node's `AffineWeights`, cached while the weights are unchanged and no gradient is taken."""
     w, b = node.weight, node.bias
