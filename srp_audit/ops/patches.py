@@ -79,10 +79,7 @@ class Patches:
 
     def pick(self, cols: torch.Tensor) -> torch.Tensor:
         """Each row's window from an unfolded map (`unfold`): (N, R, C', ph, pw)."""
-        n, r, _, ph, pw = self.data.shape
-        positions, k = cols.shape[1:]
-        at = (self.pos + torch.arange(n, device=self.pos.device).unsqueeze(1) * positions).reshape(-1)
-        return cols.reshape(n * positions, k).index_select(0, at).reshape(n, r, -1, ph, pw)
+        return self.pick_parts(cols, 1)[0]
 
     def on_map(self) -> torch.Tensor:
         """(N, R, 1, ph, pw) bool: the window entries that fall on the map (from the corners, no unfold)."""
