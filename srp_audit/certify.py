@@ -249,6 +249,7 @@ class _Verdicts:
     unstable: torch.Tensor
     att_r: torch.Tensor  # smallest eps with a confirmed counterexample (inf: none)
     ce: torch.Tensor  # the counterexamples (x where none)
+    att_margin: torch.Tensor  # the attack's best margin at eps (NaN: not attacked there); steers the radius search
 
     @classmethod
     def start(cls, x: torch.Tensor, eps: float, clean_bad: torch.Tensor) -> "_Verdicts":
@@ -257,7 +258,8 @@ class _Verdicts:
         att_r[clean_bad] = 0.0
         return cls(x, torch.full((n,), float(eps), dtype=torch.float64, device=dev), torch.zeros(n, dtype=torch.bool, device=dev),
                    torch.full((n,), -torch.inf, dtype=torch.float64, device=dev), [None] * n,
-                   torch.zeros(n, dtype=torch.long, device=dev), att_r, x.clone())
+                   torch.zeros(n, dtype=torch.long, device=dev), att_r, x.clone(),
+                   torch.full((n,), torch.nan, dtype=torch.float64, device=dev))
 
     def prove(self, prover: Prover, sub: torch.Tensor, methods: tuple[str, ...]) -> None:
         """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds."""
@@ -269,22 +271,23 @@ class _Verdicts:
         for j, m in zip(sub.tolist(), by):
             self.proved_by[j] = self.proved_by[j] or m
 
-    def record_attack(self, idx: torch.Tensor, found: torch.Tensor, points: torch.Tensor) -> None:
+    def record_attack(self, idx: torch.Tensor, found: torch.Tensor, points: torch.Tensor, margin: torch.Tensor) -> None:
         record_counterexamples(self.att_r, self.ce, idx[found], points[found], self.x)
+        self.att_margin[idx] = margin
 
 
 def _attacker(native: Graph, wide: Graph, x: torch.Tensor, spec: LinearSpec, opt: CertifyOptions):
-    """attack(idx, eps, restarts, seed) → (found mask, points): PGD in the inward-rounded ball, every hit
-    re-checked inside the exact ball and confirmed by plain forward passes."""
+    """attack(idx, eps, restarts, seed) → (found mask, points, best margins): PGD in the inward-rounded ball,
+    every hit re-checked inside the exact ball and confirmed by plain forward passes."""
     dom = opt.domain
 
-    def attack(idx: torch.Tensor, eps: torch.Tensor, restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def attack(idx: torch.Tensor, eps: torch.Tensor, restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         box = inner_ball(x[idx], eps, dom, opt.norm)
         sub = spec.select(idx)
         res = pgd(native, box, sub, steps=opt.attack_steps, restarts=restarts, seed=seed, start=x[idx])
         inside = inside_ball(res.points, x[idx], eps, dom, opt.norm)
         ok = confirm_counterexamples(res.points, sub, native, wide, inside & res.found)
-        return ok, res.points
+        return ok, res.points, res.objective.double()
 
     return attack
 
@@ -330,13 +333,12 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
         v.prove(prove, idx, methods[:1])
         todo = idx[~v.proved[idx]]
         if todo.numel():
-            ok, pts = attack(todo, v.eps[todo], opt.attack_restarts, opt.seed)
-            v.record_attack(todo, ok, pts)
+            v.record_attack(todo, *attack(todo, v.eps[todo], opt.attack_restarts, opt.seed))
         v.prove(prove, idx[~v.proved[idx] & torch.isinf(v.att_r[idx])], methods[1:])
     cert = torch.where(v.proved, v.eps, torch.zeros_like(v.eps))
     if opt.radius and idx.numel():
         # The attack radius first: a counterexample at distance d caps the certified radius below d.
-        attack_radius_search(attack, v.att_r, v.ce, x, candidates, cert, r_max, opt)
+        attack_radius_search(attack, v.att_r, v.ce, x, candidates, cert, r_max, opt, clean_margin, v.eps, v.att_margin)
         search = lambda i, e: prove(i, e, radius_methods)  # noqa: E731
         slope = margin_slope(wide, x64, spec, dom, opt.norm)
         cert = certified_radius(search, candidates, v.proved, v.bound, v.eps, v.att_r, clean_margin, r_max, opt.radius_tol,

@@ -165,26 +165,59 @@ def certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin,
     return torch.where(candidates, lo, torch.zeros_like(lo))
 
 
-def attack_radius_search(attack, att_r, ce, x, candidates, lower, r_max: float, opt: CertifyOptions) -> None:
-    """Bisection for the smallest radius with a confirmed counterexample, between `lower` (where nothing can
-    be found: a proved radius, or 0) and the best counterexample known (or the cap). Attack failures prove
-    nothing; they only steer the search."""
+def attack_radius_search(attack, att_r, ce, x, candidates, lower, r_max: float, opt: CertifyOptions,
+                         clean_margin: torch.Tensor, eps: torch.Tensor, margin_at_eps: torch.Tensor) -> None:
+    """The smallest radius with a confirmed counterexample, to `opt.radius_tol`, between `lower` (where nothing
+    can be found: a proved radius, or 0) and the best counterexample known. Samples without one are attacked
+    first at 1.5× where the line through the clean margin and the attack's margin at eps (`margin_at_eps`)
+    crosses zero, then at the cap. Each later guess is regula falsi (Illinois) on the attack's best margin —
+    from the last failed radius (or eps, or the clean margin at 0) to the margin at the closest counterexample — with a
+    bisection whenever a guess did not halve the bracket (the margin found is a noisy curve). Attack failures
+    prove nothing; they only steer the search."""
     dev = x.device
-    need = candidates & torch.isinf(att_r)
-    idx = need.nonzero().flatten()
-    if idx.numel():
-        ok, pts = attack(idx, torch.full((idx.numel(),), r_max, dtype=torch.float64, device=dev), 1, opt.seed + 1)
-        record_counterexamples(att_r, ce, idx[ok], pts[ok], x)
+    tol = opt.radius_tol
+    f_hi = torch.full_like(clean_margin, torch.nan)  # the attack's margin at the closest counterexample
     lo = lower.clone()
+    line = (margin_at_eps > 0) & (clean_margin > margin_at_eps) & (eps > 0)
+    # the secant's lower point: the attack's margin at eps where measured, else the clean margin at 0
+    at = torch.where(line, eps, torch.zeros_like(lo))
+    f_lo = torch.where(line, margin_at_eps, clean_margin)
+    first = torch.where(line, 1.25 * eps * clean_margin / torch.where(line, clean_margin - margin_at_eps, 1.0), torch.inf)
+    for stage in ("line", "cap"):
+        need = candidates & torch.isinf(att_r)
+        if stage == "line":
+            need &= (first < r_max) & (first > lo + tol / 2)
+        idx = need.nonzero().flatten()
+        if not idx.numel():
+            continue
+        r = first[idx] if stage == "line" else torch.full((idx.numel(),), r_max, dtype=torch.float64, device=dev)
+        ok, pts, obj = attack(idx, r, 1, opt.seed + 1)
+        record_counterexamples(att_r, ce, idx[ok], pts[ok], x)
+        f_hi[idx[ok]] = obj[ok]
+        if stage == "line":
+            failed = idx[~ok]
+            lo[failed], at[failed], f_lo[failed] = r[~ok], r[~ok], obj[~ok]
+    side = torch.zeros_like(lo, dtype=torch.long)  # the end the last guess moved: +1 lo, −1 hi
+    width = torch.full_like(lo, torch.inf)  # the bracket before the last guess
     active = candidates & torch.isfinite(att_r)
     it = 0
     while True:
-        active &= (att_r - lo) > opt.radius_tol
+        active &= (att_r - lo) > tol
         act = active.nonzero().flatten()
         if not act.numel():
             break
         it += 1
-        mid = (lo[act] + att_r[act]) / 2
-        ok, pts = attack(act, mid, 1, opt.seed + 1 + it)
+        a_lo, a_hi, a_at, fl, fh = lo[act], att_r[act], at[act], f_lo[act], f_hi[act]
+        secant = torch.isfinite(fh) & (fl > 0) & (fh < 0) & ((a_hi - a_lo) <= 0.5 * width[act])
+        guess = torch.where(secant, a_at + (a_hi - a_at) * fl / torch.where(secant, fl - fh, 1.0), (a_lo + a_hi) / 2)
+        guess = torch.minimum(torch.maximum(guess, a_lo + tol / 2), a_hi - tol / 2)
+        width[act] = torch.where(secant, a_hi - a_lo, torch.full_like(a_lo, torch.inf))
+        ok, pts, obj = attack(act, guess, 1, opt.seed + 1 + it)
         record_counterexamples(att_r, ce, act[ok], pts[ok], x)
-        lo[act[~ok]] = mid[~ok]
+        up, down = act[~ok], act[ok]
+        lo[up], at[up], f_lo[up] = guess[~ok], guess[~ok], obj[~ok]
+        f_hi[down] = obj[ok]
+        # Illinois: an end that stays put twice has its margin halved, so the secant moves it next time.
+        f_hi[up[side[up] == 1]] *= 0.5
+        f_lo[down[side[down] == -1]] *= 0.5
+        side[up], side[down] = 1, -1

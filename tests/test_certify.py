@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -246,3 +248,46 @@ def test_radius_search_pilot_fits_the_exponent_for_the_other_samples(monkeypatch
     for r in (with_pilot, without):
         assert ((r <= root) & (r > root - tol)).all()
     assert passes_pilot < passes_plain, (passes_pilot, passes_plain)
+
+
+def _attack_oracle(margin, noise: float = 0.0, seed: int = 0):
+    """attack(idx, eps, restarts, seed) over a synthetic margin curve: a counterexample at distance eps exactly
+    where margin(idx, eps) < 0, its margin reported, optionally with noise (PGD's margins are not a smooth curve)."""
+    gen = torch.Generator().manual_seed(seed)
+    calls = []
+
+    def attack(idx, eps, restarts, s):
+        calls.append(idx.numel())
+        obj = margin(idx, eps) + noise * torch.randn(idx.numel(), generator=gen, dtype=torch.float64)
+        found = margin(idx, eps) < 0
+        points = torch.zeros(idx.numel(), 1, dtype=torch.float64) + eps.unsqueeze(1)  # at distance eps from x = 0
+        return found, points, obj
+
+    return attack, calls
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.5])
+def test_attack_radius_search_ends_within_tolerance_in_fewer_attacks_than_bisection(noise: float) -> None:
+    """Regula falsi on the attack's margins (m − d·e − c·e², with and without noise): every attack radius ends
+    within tolerance above the true crossing, the bracket never crosses it, and the search needs fewer attacks
+    than bisection's ⌈log2(width / tol)⌉ per sample."""
+    from srp_audit.radius import attack_radius_search
+
+    n, tol = 64, 1e-3
+    gen = torch.Generator().manual_seed(1)
+    m = 5 + 5 * torch.rand(n, generator=gen, dtype=torch.float64)
+    d = 20 + 40 * torch.rand(n, generator=gen, dtype=torch.float64)
+    c = 50 + 500 * torch.rand(n, generator=gen, dtype=torch.float64)
+    margin = lambda i, e: m[i] - d[i] * e - c[i] * e**2  # noqa: E731
+    root = (-d + (d**2 + 4 * c * m).sqrt()) / (2 * c)
+    eps = torch.full((n,), 0.02, dtype=torch.float64)
+    attack, calls = _attack_oracle(margin, noise)
+    att_r = torch.full((n,), torch.inf, dtype=torch.float64)
+    ce = torch.zeros(n, 1, dtype=torch.float64)
+    ok = torch.ones(n, dtype=torch.bool)
+    opt = CertifyOptions(eps=0.02, radius_tol=tol)
+    attack_radius_search(attack, att_r, ce, torch.zeros(n, 1, dtype=torch.float64), ok, eps.clone(), 1.0, opt, m, eps,
+                         margin(torch.arange(n), eps))
+    assert ((att_r >= root) & (att_r <= root + tol)).all(), (att_r - root).abs().max()
+    bisection = math.ceil(math.log2((1.0 - 0.02) / tol)) + 1  # + the attack at the cap
+    assert sum(calls) < n * bisection, (sum(calls), n * bisection)
