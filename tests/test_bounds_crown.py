@@ -137,6 +137,45 @@ def test_crown_is_never_looser_than_ibp_and_alpha_never_looser_than_crown(fixtur
     assert (crown > ibp + 1e-3).any() and (alpha > crown + 1e-6).any()
 
 
+def test_relu_refinement_skips_the_lower_pass_of_neurons_its_upper_pass_shows_dead(fixture_models, monkeypatch) -> None:
+    """Before a ReLU, CROWN bounds upper bounds first and skips the lower-bound rows of neurons whose upper bound
+    it shows ≤ 0: on the CNN fixture that is fewer rows, the same unstable neurons, and bounds equal to refining
+    both sides wherever a neuron is live — dead ones keep IBP's lower bound, which moves later bounds only in the
+    last bits (through the rounding magnitudes), and never tighter."""
+    from conftest import FIXTURES
+
+    import srp_audit.bounds.crown as crown
+    from srp_audit.data import load_samples
+    from srp_audit.spec import linf_ball, margin_spec
+
+    g = fixture_models["mnist_cnn"].copy(dtype=torch.float64)
+    g.requires_grad_(False)
+    s = load_samples(str(FIXTURES / "mnist_cnn.samples.npz"), g.input_shape, 10)
+    box, spec = linf_ball(s.x[:4].double(), 0.05, (0.0, 1.0)), margin_spec(s.y[:4], 10)
+    rows, original = [0], crown._start
+
+    def counting_start(ctx, target, idx, signs=(1, -1)):
+        rows[0] += idx.shape[1] * len(signs)
+        return original(ctx, target, idx, signs)
+
+    monkeypatch.setattr(crown, "_start", counting_start)
+    runs = {}
+    for skip in (True, False):
+        monkeypatch.setattr(ops.Relu, "zero_below_zero", skip)
+        rows[0] = 0
+        with torch.no_grad():
+            res = crown.crown_bounds(g, box, spec)
+        runs[skip] = (rows[0], res)
+    (n_skip, fast), (n_both, full) = runs[True], runs[False]
+    assert n_skip < 0.95 * n_both, (n_skip, n_both)
+    assert torch.equal(fast.unstable, full.unstable)
+    for _, pre in crown.relu_inputs(g):
+        (lo_f, hi_f), (lo, hi) = fast.ctx.bounds[pre], full.ctx.bounds[pre]
+        assert (hi_f >= hi).all() and torch.allclose(hi_f, hi, rtol=0, atol=1e-10) and (lo_f <= lo).all()
+        assert torch.allclose(lo_f[hi > 0], lo[hi > 0], rtol=0, atol=1e-10)
+    assert (fast.lower <= full.lower).all() and torch.allclose(fast.lower, full.lower, rtol=0, atol=1e-10)
+
+
 # ------------------------------------------------------------------------------------------ exact oracles
 
 

@@ -17,9 +17,7 @@ from ..spec import InputBox, LinearSpec
 from .crown import (
     DEFAULT_BUDGET,
     CrownResult,
-    ancestors,
     crown_bounds,
-    first_layer,
     refine_targets,
     relu_inputs,
     selected_rows,
@@ -95,9 +93,9 @@ def _fully_connected_targets(graph: Graph) -> list[str]:
     64 samples for at most 6e-4), in topological order."""
     targets = refine_targets(graph)
     flat_relus = {r for r, x in relu_inputs(graph) if len(graph.shapes[x]) == 1}
-    return [n for n in graph.order if n in targets and len(graph.shapes[n]) == 1 and not first_layer(graph, n)
+    return [n for n in graph.order if n in targets and len(graph.shapes[n]) == 1 and not graph.first_layer(n)
             and all(graph.node(c).kinked_at_zero for c in graph.consumers(n))
-            and all(r in flat_relus for r, _ in relu_inputs(graph) if r in ancestors(graph, n))]
+            and all(r in flat_relus for r, _ in relu_inputs(graph) if r in graph.ancestors(n))]
 
 
 def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, deadline: float | None = None,
@@ -114,7 +112,7 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
         n, k = idx.shape
         if k == 0:
             continue
-        keep = ancestors(graph, t)
+        keep = graph.ancestors(t)
         sub = Graph(graph.input_shape, [(v, graph.node(v), graph.inputs_of[v]) for v in graph.order if v in keep], t)
         width = 2 * k * max([math.prod(graph.shapes[r]) for r, _ in relu_inputs(sub)] + [1])
         step = max(1, budget // width)

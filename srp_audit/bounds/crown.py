@@ -143,22 +143,6 @@ def _final(value: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
 # ============================================================================================ intermediate bounds
 
 
-def ancestors(graph: Graph, name: str) -> set[str]:
-    seen, stack = set(), [name]
-    while stack:
-        v = stack.pop()
-        if v in seen or v == INPUT:
-            continue
-        seen.add(v)
-        stack.extend(graph.inputs_of[v])
-    return seen
-
-
-def first_layer(graph: Graph, name: str) -> bool:
-    """No nonlinear op between the input and `name`: IBP is already (almost) exact there."""
-    return not any(graph.node(a).nonlinear for a in ancestors(graph, name))
-
-
 def selected_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample, the flat indices where `mask` (N, *shape) holds, padded to the largest count: (idx, valid)."""
     flat = mask.reshape(mask.shape[0], -1)
@@ -169,33 +153,40 @@ def selected_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order, valid
 
 
-def _start(ctx: Context, target: str, idx: torch.Tensor) -> tuple[dict[str, Coeffs], torch.Tensor, torch.Tensor]:
-    """Coefficients for the objectives +x_i (rows :k) and −x_i (rows k:) at `target`, their constant and
-    rounding slack. Ops that can say so start from their own rows on their input (`crown_rows`: rows of W,
-    or a conv kernel as 1×1 patches); other spatial targets start from unit patches, the rest from unit rows."""
+def _signed(A: Coeffs, signs: tuple[int, ...]) -> Coeffs:
+    """Rows [s·A for s in signs] (negation is exact)."""
+    if isinstance(A, Patches):
+        return A.signed(signs)
+    return A if signs == (1,) else torch.cat([A * s for s in signs], dim=1)
+
+
+def _start(ctx: Context, target: str, idx: torch.Tensor, signs: tuple[int, ...] = (1, -1)
+           ) -> tuple[dict[str, Coeffs], torch.Tensor, torch.Tensor]:
+    """Coefficients for the objectives s·x_i at `target` (rows :k for the first sign, k:2k for the second),
+    their constant and rounding slack. Ops that can say so start from their own rows on their input
+    (`crown_rows`: rows of W, or a conv kernel as 1×1 patches); other spatial targets start from unit patches,
+    the rest from unit rows."""
     graph = ctx.graph
     shape = graph.shapes[target]
     n, k = idx.shape
     dt = ctx.bounds[INPUT][0].dtype
     dev = idx.device
     err = ctx.err[target].reshape(n, -1).gather(1, idx)
-    slack = torch.cat([err, err], dim=1) * (1 + 4 * (len(graph.order) + 2) * gamma(8, dt))
+    slack = torch.cat([err] * len(signs), dim=1) * (1 + 4 * (len(graph.order) + 2) * gamma(8, dt))
     rows = graph.node(target).crown_rows(idx, ctx, target)
     if rows is not None:
         coeffs, const = rows
-        return {ctx.x(target): coeffs}, const, slack
-    zero = torch.zeros(n, 2 * k, dtype=dt, device=dev)
+        return {ctx.x(target): _signed(coeffs, signs)}, torch.cat([const * s for s in signs], dim=1), slack
+    zero = torch.zeros(n, len(signs) * k, dtype=dt, device=dev)
     if len(shape) == 3:
         c, h, w = shape
         ch, at = idx // (h * w), idx % (h * w)
         data = torch.zeros(n, k, c, 1, 1, dtype=dt, device=dev)
         data.scatter_(2, ch.view(n, k, 1, 1, 1), 1.0)
-        p = Patches(data, at, Grid(1, 1, 0, 0, h, w), shape, clean=True)
-        return {target: p.cat_negated()}, zero, slack
-    A = torch.zeros(n, 2 * k, math.prod(shape), dtype=dt, device=dev)
-    A[:, :k].scatter_(2, idx.unsqueeze(2), 1.0)
-    A[:, k:].scatter_(2, idx.unsqueeze(2), -1.0)
-    return {target: A.reshape((n, 2 * k) + tuple(shape))}, zero, slack
+        return {target: Patches(data, at, Grid(1, 1, 0, 0, h, w), shape, clean=True).signed(signs)}, zero, slack
+    A = torch.zeros(n, k, math.prod(shape), dtype=dt, device=dev)
+    A.scatter_(2, idx.unsqueeze(2), 1.0)
+    return {target: _signed(A, signs).reshape((n, len(signs) * k) + tuple(shape))}, zero, slack
 
 
 _WIDTHS: "weakref.WeakKeyDictionary[Graph, dict[str, int]]" = weakref.WeakKeyDictionary()
@@ -215,8 +206,11 @@ def _row_width(ctx: Context, target: str, idx_all: torch.Tensor, box: InputBox) 
     return known[target]
 
 
-def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget: int = DEFAULT_BUDGET) -> None:
-    """Tighten ctx.bounds[target] by CROWN on the neurons where `mask` holds, in memory-bounded chunks."""
+def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget: int = DEFAULT_BUDGET,
+           dead_skips_lower: bool = False) -> None:
+    """Tighten ctx.bounds[target] by CROWN on the neurons where `mask` holds, in memory-bounded chunks. With
+    `dead_skips_lower` (every consumer is 0 below 0: ReLU) upper bounds go first, and neurons they show dead
+    (upper ≤ 0) get no lower-bound pass: their lower bound changes no relaxation and no later interval."""
     idx_all, valid_all = selected_rows(mask)
     if idx_all.shape[1] == 0:
         return
@@ -227,24 +221,33 @@ def refine(ctx: Context, target: str, mask: torch.Tensor, box: InputBox, budget:
     lo_flat, hi_flat = lo.reshape(n, -1), hi.reshape(n, -1)
     for s0 in range(0, n, n_chunk):
         s1 = min(n, s0 + n_chunk)
-        k_chunk = max(1, budget // (2 * width * (s1 - s0)))
-        sub = ctx.subset(s0, s1)
+        sub, bounds = ctx.subset(s0, s1), (lo_flat[s0:s1], hi_flat[s0:s1])
         sub.memo = {}  # the row chunks below share this sample range's unfolded maps
-        sub_box = box.select(slice(s0, s1))
-        for k0 in range(0, idx_all.shape[1], k_chunk):
-            idx = idx_all[s0:s1, k0 : k0 + k_chunk]
-            valid = valid_all[s0:s1, k0 : k0 + k_chunk]
-            if not valid.any():
-                continue
-            pending, const, slack = _start(sub, target, idx)
-            lb = _final(backward(sub, pending, sub_box, const), slack)
-            k = idx.shape[1]
-            new_lo, new_hi = lb[:, :k], -lb[:, k:]
-            cur_lo, cur_hi = lo_flat[s0:s1].gather(1, idx), hi_flat[s0:s1].gather(1, idx)
-            # fmax/fmin: an IBP bound that is NaN (∞ − ∞ past an overflow) gives way to CROWN's, never NaN
-            lo_flat[s0:s1].scatter_(1, idx, torch.where(valid, torch.fmax(cur_lo, new_lo), cur_lo))
-            hi_flat[s0:s1].scatter_(1, idx, torch.where(valid, torch.fmin(cur_hi, new_hi), cur_hi))
+        args = (sub, target, box.select(slice(s0, s1)), bounds, budget, width)
+        _refine_rows(*args, idx_all[s0:s1], valid_all[s0:s1], (-1,) if dead_skips_lower else (1, -1))
+        if dead_skips_lower:  # lower bounds of the neurons still live
+            _refine_rows(*args, *selected_rows(mask.reshape(n, -1)[s0:s1] & (bounds[1] > 0)), (1,))
     ctx.bounds[target] = (lo, hi)
+
+
+def _refine_rows(sub: Context, target: str, box: InputBox, bounds: tuple[torch.Tensor, torch.Tensor], budget: int,
+                 width: int, idx_all: torch.Tensor, valid_all: torch.Tensor, signs: tuple[int, ...]) -> None:
+    """One CROWN pass per chunk of rows for the objectives s·x_i (s in `signs`: +1 lower, −1 upper bounds),
+    tightening `bounds` (flat views, in place) where the rows are valid."""
+    n = idx_all.shape[0]
+    k_chunk = max(1, budget // (len(signs) * width * n))
+    for k0 in range(0, idx_all.shape[1], k_chunk):
+        idx, valid = idx_all[:, k0 : k0 + k_chunk], valid_all[:, k0 : k0 + k_chunk]
+        if not valid.any():
+            continue
+        pending, const, slack = _start(sub, target, idx, signs)
+        lb = _final(backward(sub, pending, box, const), slack)
+        k = idx.shape[1]
+        for j, s in enumerate(signs):
+            # fmax/fmin: an IBP bound that is NaN (∞ − ∞ past an overflow) gives way to CROWN's, never NaN
+            flat, new = (bounds[0], lb[:, j * k : (j + 1) * k]) if s == 1 else (bounds[1], -lb[:, j * k : (j + 1) * k])
+            cur = flat.gather(1, idx)
+            flat.scatter_(1, idx, torch.where(valid, torch.fmax(cur, new) if s == 1 else torch.fmin(cur, new), cur))
 
 
 # ============================================================================================ methods
@@ -311,7 +314,7 @@ def settled(graph: Graph, target: str, targets: set[str]) -> bool:
 
 def _crown_tight(graph: Graph, v: str, targets: set[str]) -> bool:
     """v's bounds will be as tight as a CROWN pass on each of its entries would make them."""
-    if v == INPUT or first_layer(graph, v) or graph.node(v).constant_relaxation:
+    if v == INPUT or graph.first_layer(v) or graph.node(v).constant_relaxation:
         return True
     if v in targets and not all(graph.node(c).kinked_at_zero for c in graph.consumers(v)):
         return True  # refined on every (relevant) entry
@@ -338,15 +341,16 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
             lo, hi = lo.nan_to_num(nan=-math.inf), hi.nan_to_num(nan=math.inf)  # (a NaN would read as a dead ReLU)
             iv = Interval(lo, hi, nonneg=iv.nonneg)
         ctx.bounds[name] = (lo, hi)
-        if refine_with_crown and name in targets and not first_layer(graph, name):
+        if refine_with_crown and name in targets and not graph.first_layer(name):
             with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds
                 ctx.err[name] = node.crown_rounding(ctx, name)  # the pass below starts here
             lo, hi = ctx.bounds[name]
-            if all(graph.node(c).kinked_at_zero for c in graph.consumers(name)):
+            consumers = [graph.node(c) for c in graph.consumers(name)]
+            if all(c.kinked_at_zero for c in consumers):
                 mask = _unstable(lo, hi)
             else:
                 mask = torch.ones_like(lo, dtype=torch.bool)
-            refine(ctx, name, mask & relevant[name].to(mask.device), box, budget)
+            refine(ctx, name, mask & relevant[name].to(mask.device), box, budget, all(c.zero_below_zero for c in consumers))
             iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
         with torch.no_grad():
             ctx.err[name] = node.crown_rounding(ctx, name)

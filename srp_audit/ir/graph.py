@@ -78,6 +78,21 @@ class Graph(nn.Module):
         for name in self.order:
             yield name, self.layers[name], self.inputs_of[name]  # type: ignore[misc]
 
+    def ancestors(self, name: str) -> set[str]:
+        """The nodes `name` depends on, itself included (not the input)."""
+        seen, stack = set(), [name]
+        while stack:
+            v = stack.pop()
+            if v in seen or v == INPUT:
+                continue
+            seen.add(v)
+            stack.extend(self.inputs_of[v])
+        return seen
+
+    def first_layer(self, name: str) -> bool:
+        """No nonlinear op between the input and `name`: IBP is already (almost) exact there."""
+        return not any(self.node(a).nonlinear for a in self.ancestors(name))
+
     def consumers(self, value: str) -> list[str]:
         return [n for n in self.order if value in self.inputs_of[n]]
 

@@ -39,6 +39,9 @@ class Node(nn.Module):
     kinked_at_zero: ClassVar[bool] = False
     """Linear on each side of 0 (the ReLU family): only neurons with l < 0 < u are *unstable* — they alone are
     refined, counted, given optimisable slopes (alpha-CROWN) and split (branch and bound)."""
+    zero_below_zero: ClassVar[bool] = False
+    """0 on every input ≤ 0 (ReLU): a neuron whose upper bound is ≤ 0 is exactly 0 whatever its lower bound, so
+    CROWN skips the lower-bound pass of the neurons its upper-bound pass shows dead."""
     crown_patches: ClassVar[bool] = False
     """`crown_backward` accepts `Patches` coefficients (else the driver hands it dense ones)."""
     passes_bounds: ClassVar[bool] = False
@@ -119,9 +122,9 @@ class Node(nn.Module):
         raise self._unsupported("crown")
 
     def crown_rows(self, idx: torch.Tensor, ctx: Any, name: str) -> tuple[Any, torch.Tensor] | None:
-        """Optional: the objectives +y_i then −y_i for flat output indices idx (N, k), as exact coefficients on
-        the input and a constant (N, 2k) — lets an affine op's neurons be bounded from its input. None: the
-        driver starts from unit coefficients at the node."""
+        """Optional: the objectives +y_i for flat output indices idx (N, k), as exact coefficients on the input
+        and a constant (N, k) — lets an affine op's neurons be bounded from its input (the driver negates them
+        for upper bounds). None: the driver starts from unit coefficients at the node."""
         return None
 
     def relevant_inputs(self, mask: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor]:

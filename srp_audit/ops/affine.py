@@ -65,8 +65,7 @@ class Dense(Node):
     def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):
         if len(ctx.shape(name)) != 1:
             return None
-        rows, b = self.weight[idx], self.bias[idx]  # ±y_i = ±(W_i·x + b_i), copied exactly
-        return torch.cat([rows, -rows], dim=1), torch.cat([b, -b], dim=1)
+        return self.weight[idx], self.bias[idx]  # y_i = W_i·x + b_i, copied exactly
 
     def singleprop(self, centres, radii, variant):
         return F.linear(radii[0], self.weight.abs())

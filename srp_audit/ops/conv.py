@@ -117,15 +117,13 @@ class Conv2d(Node):
         return self.linear(ctx.err[x] + g_w * ctx.mag(x), w) + g_b * self.bias.abs().view(-1, 1, 1)  # one product
 
     def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):
-        """±y_i = ±(kernel of channel c · window + b_c), as 1×1-position patches on the input."""
+        """y_i = kernel of channel c · window + b_c, as 1×1-position patches on the input."""
         if self.groups != 1:
             return None
         _, h, w = ctx.shape(name)
         ch, at = idx // (h * w), idx % (h * w)
         grid = Grid(1, 1, 0, 0, h, w).through_conv(self.stride, self.padding[0], self.padding[1])
-        p = Patches(self.weight[ch], at, grid, ctx.shape(ctx.x(name)))
-        b = self.bias[ch]
-        return p.cat_negated(), torch.cat([b, -b], dim=1)
+        return Patches(self.weight[ch], at, grid, ctx.shape(ctx.x(name))), self.bias[ch]
 
     def singleprop(self, centres, radii, variant):
         return self.linear(radii[0], self.weight.abs())

@@ -140,9 +140,12 @@ class Patches:
         y = F.pad(other.data, (dw - left, right - dw - pw2, dh - top, bottom - dh - ph2))
         return Patches(x + y, self.pos, a.shifted(top, left), self.shape, self.clean and other.clean)
 
-    def cat_negated(self) -> "Patches":
-        """Rows [A; −A] (lower and upper bounds of the same neurons in one pass)."""
-        return Patches(torch.cat([self.data, -self.data], 1), torch.cat([self.pos, self.pos], 1), self.grid, self.shape, self.clean)
+    def signed(self, signs: tuple[int, ...]) -> "Patches":
+        """Rows [s·A for s in signs] (e.g. (1, −1): lower and upper bounds of the same neurons in one pass)."""
+        if signs == (1,):
+            return self
+        return Patches(torch.cat([self.data * s for s in signs], 1), torch.cat([self.pos] * len(signs), 1), self.grid,
+                       self.shape, self.clean)
 
 
 def flat_sum(A: torch.Tensor | Patches) -> torch.Tensor:

@@ -111,6 +111,7 @@ class Relu(Node):
     elementwise = True
     ibp_exact = True
     kinked_at_zero = True
+    zero_below_zero = True
     crown_patches = True
     onnx_op = "Relu"
     aten_ops = ("aten.relu.default",)
