@@ -173,10 +173,9 @@ def _start(ctx: Context, target: str, idx: torch.Tensor, signs: tuple[int, ...] 
     dev = idx.device
     err = ctx.err[target].reshape(n, -1).gather(1, idx)
     slack = torch.cat([err] * len(signs), dim=1) * (1 + 4 * (len(graph.order) + 2) * gamma(8, dt))
-    rows = graph.node(target).crown_rows(idx, ctx, target)
+    rows = graph.node(target).crown_rows(idx, ctx, target, signs)
     if rows is not None:
-        coeffs, const = rows
-        return {ctx.x(target): _signed(coeffs, signs)}, torch.cat([const * s for s in signs], dim=1), slack
+        return {ctx.x(target): rows[0]}, rows[1], slack
     zero = torch.zeros(n, len(signs) * k, dtype=dt, device=dev)
     if len(shape) == 3:
         c, h, w = shape

@@ -121,10 +121,11 @@ class Node(nn.Module):
         """A bound err_y on the floating-point error a backward pass accumulates per unit of |A| at this node."""
         raise self._unsupported("crown")
 
-    def crown_rows(self, idx: torch.Tensor, ctx: Any, name: str) -> tuple[Any, torch.Tensor] | None:
-        """Optional: the objectives +y_i for flat output indices idx (N, k), as exact coefficients on the input
-        and a constant (N, k) — lets an affine op's neurons be bounded from its input (the driver negates them
-        for upper bounds). None: the driver starts from unit coefficients at the node."""
+    def crown_rows(self, idx: torch.Tensor, ctx: Any, name: str, signs: tuple[int, ...]) -> tuple[Any, torch.Tensor] | None:
+        """Optional: the objectives s·y_i for flat output indices idx (N, k), s in `signs` (+1: lower bounds,
+        −1: upper bounds; rows grouped by sign), as exact coefficients on the input and a constant
+        (N, len(signs)·k) — lets an affine op's neurons be bounded from its input. None: the driver starts from
+        unit coefficients at the node."""
         return None
 
     def relevant_inputs(self, mask: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context, per_sample
-from .interval import Interval, abs_weight, affine_weights, dual_norm_ibp, generic_linear, inflation
+from .interval import Interval, abs_weight, affine_weights, dual_norm_ibp, generic_linear, inflation, signed_rows
 from .patches import Patches, flat_sum
 from .rounding import dot_gamma, unit_roundoff
 
@@ -62,10 +62,12 @@ class Dense(Node):
         w = abs_weight(self)
         return F.linear(ctx.err[x] + g * ctx.mag(x), w) + g * self.bias.abs()  # one product: |W| is linear
 
-    def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):
+    def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str, signs: tuple[int, ...]):
         if len(ctx.shape(name)) != 1:
             return None
-        return self.weight[idx], self.bias[idx]  # y_i = W_i·x + b_i, copied exactly
+        pick = torch.cat([idx + (0 if s > 0 else self.weight.shape[0]) for s in signs], dim=1)
+        weight, bias = signed_rows(self)  # s·y_i = s·(W_i·x + b_i), copied exactly
+        return weight[pick], bias[pick]
 
     def singleprop(self, centres, radii, variant):
         return F.linear(radii[0], self.weight.abs())

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context
-from .interval import Interval, abs_weight, dual_norm_ibp, linear_map_ibp
+from .interval import Interval, abs_weight, dual_norm_ibp, linear_map_ibp, signed_rows
 from .patches import Grid, Patches, conv_transpose
 from .rounding import dot_gamma
 from .window import pads4, pair, pooled_size
@@ -116,14 +116,17 @@ class Conv2d(Node):
         w = abs_weight(self)
         return self.linear(ctx.err[x] + g_w * ctx.mag(x), w) + g_b * self.bias.abs().view(-1, 1, 1)  # one product
 
-    def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str):
-        """y_i = kernel of channel c · window + b_c, as 1×1-position patches on the input."""
+    def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str, signs: tuple[int, ...]):
+        """s·y_i = s·(kernel of channel c · window + b_c), as 1×1-position patches on the input: one gather from
+        the signed kernels (negation is exact)."""
         if self.groups != 1:
             return None
-        _, h, w = ctx.shape(name)
+        o, (_, h, w) = self.weight.shape[0], ctx.shape(name)
         ch, at = idx // (h * w), idx % (h * w)
         grid = Grid(1, 1, 0, 0, h, w).through_conv(self.stride, self.padding[0], self.padding[1])
-        return Patches(self.weight[ch], at, grid, ctx.shape(ctx.x(name))), self.bias[ch]
+        pick = torch.cat([ch + (0 if s > 0 else o) for s in signs], dim=1)
+        weight, bias = signed_rows(self)
+        return Patches(weight[pick], torch.cat([at] * len(signs), dim=1), grid, ctx.shape(ctx.x(name))), bias[pick]
 
     def singleprop(self, centres, radii, variant):
         return self.linear(radii[0], self.weight.abs())

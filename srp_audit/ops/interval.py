@@ -103,6 +103,14 @@ def abs_weight(node: Any) -> torch.Tensor:
     return cached_on(node, "_abs_weight", (w,), (), lambda: w.detach().abs(), lambda: w.abs())
 
 
+def signed_rows(node: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """([W; −W], [b; −b]) of the node, along the output axis (negation is exact): CROWN's starting rows for
+    lower and upper bounds are one gather from it. Cached like `abs_weight`."""
+    w, b = node.weight, node.bias
+    return cached_on(node, "_signed_rows", (w, b), (), lambda: (torch.cat([w, -w]).detach(), torch.cat([b, -b]).detach()),
+                     lambda: (torch.cat([w, -w]), torch.cat([b, -b])))
+
+
 def affine_weights(node: Any, g: float, n: int) -> AffineWeights:
     """The node's `AffineWeights`, cached while the weights are unchanged and no gradient is taken."""
     w, b = node.weight, node.bias
