@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .bounds import CrownResult, get_method
-from .bounds.crown import spec_form
+from .bounds.crown import Bounds, refine_targets, spec_form
 from .ir.graph import Graph
 from .spec import LinearSpec, ball
 
@@ -22,6 +22,8 @@ class Prover:
         self.methods, self.alpha_iters, self.clean_margin = methods, alpha_iters, clean_margin
         self.last: tuple[torch.Tensor, CrownResult, torch.Tensor] | None = None  # the last call's last linear pass:
         # (sample ids, its result, the eps it ran at)
+        self.refuted: dict[int, tuple[float, Bounds]] = {}  # per sample: the smallest eps CROWN refuted, its
+        # refined intermediate bounds (they hold on every smaller ball around the sample)
 
     def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: tuple[str, ...] | None = None,
                  prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
@@ -49,6 +51,8 @@ class Prover:
                     extra["crown"] = CrownResult(base.lower[rows], base.unstable[rows], base.ctx.select(rows))
             sub = idx[todo]
             box = ball(self.x64[sub], eps[todo], self.dom, self.norm)
+            if name == "crown":
+                extra["prior"] = self._prior(sub, eps[todo])
             with torch.no_grad():
                 res = get_method(name)(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters, **extra)
             if name == "crown" and res.crown is not None:
@@ -58,11 +62,37 @@ class Prover:
             worst = self.spec.select(sub).worst_bound(res.lower)
             bound[todo] = torch.maximum(bound[todo], worst)
             ok = worst > 0
+            if name == "crown" and res.crown is not None:
+                self._remember(sub, eps[todo], ~ok, res.crown)
             proved[todo[ok]] = True
             for i in todo[ok].tolist():
                 by[i] = name
             todo = todo[~ok]
         return proved, bound, by
+
+    def _remember(self, sub: torch.Tensor, eps: torch.Tensor, refuted: torch.Tensor, res: CrownResult) -> None:
+        """Keep the refined intermediate bounds of each sample CROWN refuted at an eps smaller than any before."""
+        graph = self.wide
+        targets = [n for n in refine_targets(graph) if not graph.first_layer(n)]
+        for j in refuted.nonzero().flatten().tolist():
+            s, e = int(sub[j]), float(eps[j])
+            if s not in self.refuted or e < self.refuted[s][0]:
+                self.refuted[s] = (e, {t: (res.ctx.bounds[t][0][j].clone(), res.ctx.bounds[t][1][j].clone()) for t in targets})
+
+    def _prior(self, sub: torch.Tensor, eps: torch.Tensor) -> Bounds | None:
+        """Bounds that hold on each sample's ball at `eps`: those kept from a refuted pass over a ball at least as
+        large around the same centre (±∞ for samples without one); None when no sample has any."""
+        have = [j for j, s in enumerate(sub.tolist()) if s in self.refuted and self.refuted[s][0] >= float(eps[j])]
+        if not have:
+            return None
+        out: Bounds = {}
+        for t, (lo, _) in self.refuted[int(sub[have[0]])][1].items():
+            plo = torch.full((sub.numel(),) + tuple(lo.shape), -torch.inf, dtype=lo.dtype, device=lo.device)
+            phi = torch.full_like(plo, torch.inf)
+            for j in have:
+                plo[j], phi[j] = self.refuted[int(sub[j])][1][t]
+            out[t] = (plo, phi)
+        return out
 
     def salvage(self, idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
         """For samples the last call refuted with a linear method (CROWN, CROWN-IBP): the largest radius in [lo, hi)

@@ -81,6 +81,34 @@ def test_deep_graphs_outputs_and_refined_intermediates_contain_samples(name: str
 
 
 @pytest.mark.parametrize("name", DEEP)
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_crown_with_prior_bounds_from_a_larger_box_contains_samples(name: str, seed: int) -> None:
+    """CROWN handed the intermediate bounds of a pass over a larger box (`prior`, intersected before refining):
+    every node's bounds and the outputs still contain sampled points (corners included) of the smaller box, and
+    every node's bounds lie inside the prior's."""
+    graph = deep_graphs(seed)[name].copy(dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    lower, upper = random_box(graph.input_shape, 3, gen, torch.float64)
+    c, r = (lower + upper) * 0.15, (upper - lower) * 0.15
+    box, big = InputBox(c - r, c + r), InputBox(c - 1.5 * r, c + 1.5 * r)
+    k = graph.num_classes
+    spec = identity_spec(k, 3, torch.float64)
+    outer = crown_bounds(graph, big, spec, "crown", budget=1 << 12)
+    prior = {n: b for n, b in outer.ctx.bounds.items() if n != INPUT}
+    res = crown_bounds(graph, box, spec, "crown", budget=1 << 12, prior=prior)
+    points = sample_box(box.lower, box.upper, 1000, gen)
+    with torch.no_grad():
+        values = graph.run_all(points.reshape((-1,) + graph.input_shape))
+    for node, (lo, hi) in res.ctx.bounds.items():
+        if node == INPUT:
+            continue
+        assert_contains(values[node].reshape((3, 1000) + values[node].shape[1:]), lo, hi, f"{name}: bound of {node}")
+        assert (lo >= prior[node][0]).all() and (hi <= prior[node][1]).all(), node
+    assert_contains(values[graph.output].reshape(3, 1000, -1), *_output_bounds(res.lower, k), f"{name} with prior")
+
+
+@pytest.mark.parametrize("name", DEEP)
 @settings(max_examples=4, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_spec_form_bounds_every_box_inside_its_own(name: str, seed: int) -> None:

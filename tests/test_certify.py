@@ -197,6 +197,41 @@ def test_salvaged_radius_is_a_proof_below_the_refuted_eps(fixture_models) -> Non
     assert torch.equal(prove.salvage(refuted, lo, hi[refuted]), lo), "a stale pass was salvaged"
 
 
+def test_prover_reuses_refuted_bounds_only_on_smaller_balls(fixture_models) -> None:
+    """CROWN's intermediate bounds from a refuted pass hold on every smaller ball around the same sample: the
+    prover hands them to later CROWN passes at smaller eps only (at a larger eps they would be unsound), keeps
+    the smallest refuted eps, and the margins it then proves survive a strong attack."""
+    from srp_audit.prover import Prover
+
+    g = fixture_models["mnist_cnn"]
+    x, y = _samples(g, "mnist_cnn", 8)
+    wide = g.copy(dtype=torch.float64).eval()
+    wide.requires_grad_(False)
+    spec = margin_spec(y, 10, torch.float64)
+    with torch.no_grad():
+        clean = spec.worst_bound(spec.values(wide.logits(x.double())))
+    prove = Prover(wide, x.double(), spec, (0.0, 1.0), ("crown",), 20, clean)
+    idx = torch.arange(len(x))
+    at = lambda e: torch.full((len(x),), e, dtype=torch.float64)  # noqa: E731
+    ok, _, _ = prove(idx, at(0.08))
+    refuted = idx[~ok]
+    assert refuted.numel() >= 6 and set(prove.refuted) == set(refuted.tolist())
+    assert prove._prior(refuted, at(0.09)[refuted]) is None, "bounds of a smaller ball offered for a larger one"
+    prior = prove._prior(idx, at(0.05))
+    assert prior is not None
+    for lo, hi in prior.values():
+        assert torch.isinf(lo[ok]).all() and torch.isinf(hi[ok]).all()  # proved samples carry nothing
+        assert torch.isfinite(lo[~ok]).all() and torch.isfinite(hi[~ok]).all()
+    ok7, _, _ = prove(idx, at(0.07))
+    assert {s: prove.refuted[s][0] for s in refuted.tolist()} == {s: 0.08 if ok7[s] else 0.07 for s in refuted.tolist()}
+    ok5, bound, _ = prove(idx, at(0.05))
+    keep = idx[ok5]
+    assert keep.numel() >= 2
+    box = inner_linf_ball(x[keep], at(0.05)[keep], (0.0, 1.0))
+    att = pgd(g, box, margin_spec(y[keep], 10, torch.float32), steps=200, restarts=5, seed=3, start=x[keep])
+    assert not att.found.any(), "PGD broke a proof made with reused bounds"
+
+
 def test_radius_search_model_recovers_the_root_of_its_own_curve() -> None:
     """The guess model fits m − d·e − c·e^p through two evaluated bounds; on such a curve it lands on the root."""
     from srp_audit.radius import _model_root

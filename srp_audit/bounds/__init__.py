@@ -16,7 +16,7 @@ from ..ir.graph import Graph
 from ..ops.interval import Interval
 from ..spec import InputBox, LinearSpec
 from .alpha import alpha_crown_bounds
-from .crown import CrownResult, crown_bounds
+from .crown import Bounds, CrownResult, crown_bounds
 from .ibp import interval_bounds
 
 
@@ -41,9 +41,10 @@ def crown_ibp_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object)
     return MethodBounds(r.lower, r.unstable, r)
 
 
-def crown_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:
-    """CROWN with CROWN intermediate bounds (layer by layer, on IBP-unstable neurons)."""
-    r = crown_bounds(graph, box, spec, "crown")
+def crown_method(graph: Graph, box: InputBox, spec: LinearSpec, prior: Bounds | None = None, **_: object) -> MethodBounds:
+    """CROWN with CROWN intermediate bounds (layer by layer, on IBP-unstable neurons); `prior`: node bounds
+    known to hold on this box (e.g. from a pass over a larger ball around the same centre), intersected first."""
+    r = crown_bounds(graph, box, spec, "crown", prior=prior)
     return MethodBounds(r.lower, r.unstable, r)
 
 

@@ -29,7 +29,7 @@ from ..errors import BoundMethodError
 from ..ir.graph import Graph
 from ..ir.relevance import relevant_entries
 from ..ir.walk import INPUT, walk_backward, walk_forward
-from ..ops.backward import Coeffs, Context, dense
+from ..ops.backward import Bounds, Coeffs, Context, dense
 from ..ops.interval import Interval
 from ..ops.patches import Grid, Patches, flat_sum, weighted_sum
 from ..ops.rounding import dot_gamma, gamma, tiny, unit_roundoff
@@ -38,7 +38,7 @@ from .ibp import ibp_step, spec_interval
 
 DEFAULT_BUDGET = 1 << 21  # elements of A per chunk (16 MiB in float64: stays below glibc's mmap threshold)
 
-__all__ = ["Context", "CrownResult", "backward", "crown_bounds", "intermediate_bounds", "refine", "spec_backward", "spec_form", "SpecForm",
+__all__ = ["Bounds", "Context", "CrownResult", "backward", "crown_bounds", "intermediate_bounds", "refine", "spec_backward", "spec_form", "SpecForm",
            "unstable_count", "unstable_neurons", "check_supported", "relu_inputs"]
 
 
@@ -321,10 +321,11 @@ def _crown_tight(graph: Graph, v: str, targets: set[str]) -> bool:
     return (node.passes_bounds or node.ibp_exact) and all(_crown_tight(graph, i, targets) for i in ins)
 
 
-def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET) -> Context:
-    """(lower, upper) and rounding magnitudes of every node: IBP, with the inputs of nonlinear ops tightened
-    by CROWN when asked (only the neurons IBP leaves unstable, for ops kinked at zero, and only those the output
-    depends on: `ir.relevance`)."""
+def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET,
+                        prior: Bounds | None = None) -> Context:
+    """(lower, upper) and rounding magnitudes of every node: IBP, intersected with `prior` (bounds known to hold on
+    this box), with the inputs of nonlinear ops tightened by CROWN when asked (only the neurons still unstable, for
+    ops kinked at zero, and only those the output depends on: `ir.relevance`)."""
     check_supported(graph)
     ctx = Context(graph, {INPUT: (box.lower, box.upper)})
     mag_in = torch.maximum(box.lower.abs(), box.upper.abs()).detach()
@@ -339,16 +340,16 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
         if name in relaxed and bool(torch.isnan(lo.sum() + hi.sum())):  # ∞ − ∞ past an overflow: no information
             lo, hi = lo.nan_to_num(nan=-math.inf), hi.nan_to_num(nan=math.inf)  # (a NaN would read as a dead ReLU)
             iv = Interval(lo, hi, nonneg=iv.nonneg)
+        if prior is not None and name in prior:
+            lo, hi = torch.fmax(lo, prior[name][0]), torch.fmin(hi, prior[name][1])
+            iv = Interval(lo, hi, nonneg=iv.nonneg)
         ctx.bounds[name] = (lo, hi)
         if refine_with_crown and name in targets and not graph.first_layer(name):
             with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds
                 ctx.err[name] = node.crown_rounding(ctx, name)  # the pass below starts here
             lo, hi = ctx.bounds[name]
             consumers = [graph.node(c) for c in graph.consumers(name)]
-            if all(c.kinked_at_zero for c in consumers):
-                mask = _unstable(lo, hi)
-            else:
-                mask = torch.ones_like(lo, dtype=torch.bool)
+            mask = _unstable(lo, hi) if all(c.kinked_at_zero for c in consumers) else torch.ones_like(lo, dtype=torch.bool)
             refine(ctx, name, mask & relevant[name].to(mask.device), box, budget, all(c.zero_below_zero for c in consumers))
             iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
         with torch.no_grad():
@@ -409,10 +410,10 @@ def spec_backward(ctx: Context, spec: LinearSpec, box: InputBox) -> torch.Tensor
 
 
 def crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, intermediate: str = "crown",
-                 budget: int = DEFAULT_BUDGET) -> CrownResult:
-    """CROWN (intermediate='crown') or CROWN-IBP (intermediate='ibp'); never looser than IBP."""
+                 budget: int = DEFAULT_BUDGET, prior: Bounds | None = None) -> CrownResult:
+    """CROWN (intermediate='crown') or CROWN-IBP ('ibp'), never looser than IBP; `prior` as in `intermediate_bounds`."""
     if intermediate not in ("crown", "ibp"):
         raise BoundMethodError(f"unknown intermediate bounds {intermediate!r}")
-    ctx = intermediate_bounds(graph, box, intermediate == "crown", budget)
+    ctx = intermediate_bounds(graph, box, intermediate == "crown", budget, prior)
     lb = torch.fmax(spec_backward(ctx, spec, box), spec_interval(graph, spec, ctx.bounds).lower)  # fmax: IBP's may be NaN
     return CrownResult(lb, unstable_count(ctx), ctx)

@@ -16,6 +16,7 @@ from ..ir.graph import Graph
 from .patches import Patches
 
 Coeffs = torch.Tensor | Patches
+Bounds = dict[str, tuple[torch.Tensor, torch.Tensor]]  # (lower, upper) per node
 
 
 @dataclass
