@@ -164,19 +164,24 @@ def test_auto_verdicts_survive_a_strong_attack_and_radii_are_consistent(auto_res
             assert b.verdict == "verified"
 
 
-def test_salvaged_radius_is_a_proof_below_the_refuted_eps(fixture_models) -> None:
-    """A pass refuted at hi still proves a smaller ball by its own linear bound: the salvaged radius lies in
-    [lo, hi), PGD finds nothing inside it, and on this model it gains on most samples."""
+def _cnn_prover(fixture_models, n: int):
+    """(float32 model, x, y, a CROWN-only Prover over the float64 copy) for n CNN fixture samples."""
     from srp_audit.prover import Prover
 
     g = fixture_models["mnist_cnn"]
-    x, y = _samples(g, "mnist_cnn", 12)
+    x, y = _samples(g, "mnist_cnn", n)
     wide = g.copy(dtype=torch.float64).eval()
     wide.requires_grad_(False)
     spec = margin_spec(y, 10, torch.float64)
     with torch.no_grad():
         clean = spec.worst_bound(spec.values(wide.logits(x.double())))
-    prove = Prover(wide, x.double(), spec, (0.0, 1.0), ("crown",), 20, clean)
+    return g, x, y, Prover(wide, x.double(), spec, (0.0, 1.0), ("crown",), 20, clean)
+
+
+def test_salvaged_radius_is_a_proof_below_the_refuted_eps(fixture_models) -> None:
+    """A pass refuted at hi still proves a smaller ball by its own linear bound: the salvaged radius lies in
+    [lo, hi), PGD finds nothing inside it, and on this model it gains on most samples."""
+    g, x, y, prove = _cnn_prover(fixture_models, 12)
     idx = torch.arange(len(x))
     hi = torch.full((len(x),), 0.06, dtype=torch.float64)
     ok, _, _ = prove(idx, hi)
@@ -201,16 +206,7 @@ def test_prover_reuses_refuted_bounds_only_on_smaller_balls(fixture_models) -> N
     """CROWN's intermediate bounds from a refuted pass hold on every smaller ball around the same sample: the
     prover hands them to later CROWN passes at smaller eps only (at a larger eps they would be unsound), keeps
     the smallest refuted eps, and the margins it then proves survive a strong attack."""
-    from srp_audit.prover import Prover
-
-    g = fixture_models["mnist_cnn"]
-    x, y = _samples(g, "mnist_cnn", 8)
-    wide = g.copy(dtype=torch.float64).eval()
-    wide.requires_grad_(False)
-    spec = margin_spec(y, 10, torch.float64)
-    with torch.no_grad():
-        clean = spec.worst_bound(spec.values(wide.logits(x.double())))
-    prove = Prover(wide, x.double(), spec, (0.0, 1.0), ("crown",), 20, clean)
+    g, x, y, prove = _cnn_prover(fixture_models, 8)
     idx = torch.arange(len(x))
     at = lambda e: torch.full((len(x),), e, dtype=torch.float64)  # noqa: E731
     ok, _, _ = prove(idx, at(0.08))
