@@ -98,6 +98,25 @@ def _model_root(m, d, e_a, f_a, e_b, f_b, lo, hi, p0: float = 2.0) -> torch.Tens
     return torch.where(has_a | has_b, (a + b) / 2, torch.full_like(m, torch.nan))
 
 
+def _secant(at, hi, f_lo, f_hi, secant, lo) -> torch.Tensor:
+    """Regula falsi's guess — where the line through (at, f_lo) and (hi, f_hi) crosses zero — where `secant`
+    holds, else the bracket's midpoint."""
+    return torch.where(secant, at + (hi - at) * f_lo / torch.where(secant, f_lo - f_hi, 1.0), (lo + hi) / 2)
+
+
+def _inside(guess, lo, hi, tol: float) -> torch.Tensor:
+    """`guess` kept tol/2 inside the bracket (lo, hi), so that every evaluation narrows it by at least that."""
+    return torch.minimum(torch.maximum(guess, lo + tol / 2), hi - tol / 2)
+
+
+def _illinois(f_lo, f_hi, side, up, down) -> None:
+    """Illinois: an end that stays put twice has its value halved, so the secant moves it next time. `up`: the
+    samples whose lower end just moved, `down`: those whose upper end did; `side` remembers which (in place)."""
+    f_hi[up[side[up] == 1]] *= 0.5
+    f_lo[down[side[down] == -1]] *= 0.5
+    side[up], side[down] = 1, -1
+
+
 def certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin, r_max: float, tol: float,
                      salvage=None, slope: torch.Tensor | None = None) -> torch.Tensor:
     """Largest eps the prover proves, per sample, to `tol`: a bracket [lo, hi] with lo proved (or 0) and hi
@@ -142,19 +161,14 @@ def certified_radius(prove, candidates, proved, bound, eps, att_r, clean_margin,
             pilot = None
             continue
         a_lo, a_hi, a_at, fl, fh = lo[act], hi[act], at[act], f_lo[act], f_hi[act]
-        secant = torch.isfinite(fh) & (fl > fh)
-        guess = torch.where(secant, a_at + (a_hi - a_at) * fl / (fl - torch.where(secant, fh, fl - 1)), (a_lo + a_hi) / 2)
+        guess = _secant(a_at, a_hi, fl, fh, torch.isfinite(fh) & (fl > fh), a_lo)
         model = _model_root(clean_margin[act], slope[act], a_at, fl, a_hi, fh, a_lo, a_hi, p0)
-        guess = torch.where(torch.isfinite(model), model, guess) + lean
-        guess = torch.minimum(torch.maximum(guess, a_lo + tol / 2), a_hi - tol / 2)
+        guess = _inside(torch.where(torch.isfinite(model), model, guess) + lean, a_lo, a_hi, tol)
         ok, b, _ = prove(act, guess)
         up, down = act[ok], act[~ok]
         lo[up], f_lo[up], at[up] = guess[ok], b[ok], guess[ok]
         hi[down], f_hi[down] = guess[~ok], b[~ok]
-        # Illinois: an end that stays put twice has its value halved, so the secant moves it next time.
-        f_hi[up[side[up] == 1]] *= 0.5
-        f_lo[down[side[down] == -1]] *= 0.5
-        side[up], side[down] = 1, -1
+        _illinois(f_lo, f_hi, side, up, down)
         if salvage is not None and down.numel():
             lo[down] = torch.maximum(lo[down], salvage(down, lo[down], hi[down]))
         if pilot is not None:
@@ -169,11 +183,11 @@ def attack_radius_search(attack, att_r, ce, x, candidates, lower, r_max: float, 
                          clean_margin: torch.Tensor, eps: torch.Tensor, margin_at_eps: torch.Tensor) -> None:
     """The smallest radius with a confirmed counterexample, to `opt.radius_tol`, between `lower` (where nothing
     can be found: a proved radius, or 0) and the best counterexample known. Samples without one are attacked
-    first at 1.5× where the line through the clean margin and the attack's margin at eps (`margin_at_eps`)
+    first at 1.25× where the line through the clean margin and the attack's margin at eps (`margin_at_eps`)
     crosses zero, then at the cap. Each later guess is regula falsi (Illinois) on the attack's best margin —
-    from the last failed radius (or eps, or the clean margin at 0) to the margin at the closest counterexample — with a
-    bisection whenever a guess did not halve the bracket (the margin found is a noisy curve). Attack failures
-    prove nothing; they only steer the search."""
+    from the last failed radius (or eps, or the clean margin at 0) to the margin at the closest counterexample —
+    with a bisection whenever a guess did not halve the bracket (the margin found is a noisy curve). Attack
+    failures prove nothing; they only steer the search."""
     dev = x.device
     tol = opt.radius_tol
     f_hi = torch.full_like(clean_margin, torch.nan)  # the attack's margin at the closest counterexample
@@ -209,15 +223,11 @@ def attack_radius_search(attack, att_r, ce, x, candidates, lower, r_max: float, 
         it += 1
         a_lo, a_hi, a_at, fl, fh = lo[act], att_r[act], at[act], f_lo[act], f_hi[act]
         secant = torch.isfinite(fh) & (fl > 0) & (fh < 0) & ((a_hi - a_lo) <= 0.5 * width[act])
-        guess = torch.where(secant, a_at + (a_hi - a_at) * fl / torch.where(secant, fl - fh, 1.0), (a_lo + a_hi) / 2)
-        guess = torch.minimum(torch.maximum(guess, a_lo + tol / 2), a_hi - tol / 2)
+        guess = _inside(_secant(a_at, a_hi, fl, fh, secant, a_lo), a_lo, a_hi, tol)
         width[act] = torch.where(secant, a_hi - a_lo, torch.full_like(a_lo, torch.inf))
         ok, pts, obj = attack(act, guess, 1, opt.seed + 1 + it)
         record_counterexamples(att_r, ce, act[ok], pts[ok], x)
-        up, down = act[~ok], act[ok]
+        up, down = act[~ok], act[ok]  # nothing found: the lower end moves up; a counterexample: the upper end down
         lo[up], at[up], f_lo[up] = guess[~ok], guess[~ok], obj[~ok]
         f_hi[down] = obj[ok]
-        # Illinois: an end that stays put twice has its margin halved, so the secant moves it next time.
-        f_hi[up[side[up] == 1]] *= 0.5
-        f_lo[down[side[down] == -1]] *= 0.5
-        side[up], side[down] = 1, -1
+        _illinois(f_lo, f_hi, side, up, down)
