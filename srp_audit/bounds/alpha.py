@@ -27,12 +27,16 @@ from .crown import (
 
 
 def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.Tensor, iters: int, lr: float,
-                    split_signs: dict[str, torch.Tensor] | None = None, deadline: float | None = None) -> torch.Tensor:
+                    split_signs: dict[str, torch.Tensor] | None = None, deadline: float | None = None,
+                    state: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Maximise the final pass's lower bounds over the ReLU lower slopes α ∈ [0, 1] (alpha-CROWN) and, for
     split constraints s·z ≥ 0 (`split_signs`: +1, −1 or 0 per pre-activation neuron), Lagrange multipliers
     β ≥ 0 (beta-CROWN): on the sub-domain f ≥ f − Σ β·s·z, so every (α, β) in range gives a sound bound.
     Returns the best bound seen per row, never below `start`; stops early past `deadline` (perf_counter),
-    which is sound because every iterate's bound is."""
+    which is sound because every iterate's bound is. `state` (warm start, e.g. a branch-and-bound parent's): its
+    entries (keys 'alpha:NODE' and 'beta:PRE', shaped like the parameters) start the optimisation where present,
+    and on return it holds the parameters of each row's best bound — any α ∈ [0, 1], β ≥ 0 is sound, so the
+    start only steers the search."""
     graph = ctx.graph
     n, s = spec.C.shape[:2]
     ctx = Context(graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
@@ -43,16 +47,26 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
         if node.nonlinear and len(graph.inputs_of[name]) == 1:
             init = node.alpha_start(*ctx.bounds[graph.inputs_of[name][0]], s)
             if init is not None:
+                warm = (state or {}).get("alpha:" + name)
+                if warm is not None:  # NaN entries: no warm value for that domain
+                    warm = warm.to(init.dtype)
+                    init = torch.where(torch.isnan(warm), init, warm)
                 alphas[name] = init.requires_grad_(True)
     betas: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for pre, sign in (split_signs or {}).items():
         sign = sign.to(box.lower.dtype).reshape((n, 1) + graph.shapes[pre])
         if bool((sign != 0).any()):
-            betas[pre] = (torch.zeros((n, s) + graph.shapes[pre], dtype=box.lower.dtype, device=box.lower.device).requires_grad_(True), sign)
+            warm = (state or {}).get("beta:" + pre)
+            init = torch.zeros((n, s) + graph.shapes[pre], dtype=box.lower.dtype, device=box.lower.device)
+            if warm is not None:
+                init = torch.nan_to_num(init + warm.to(init.dtype), nan=0.0)
+            betas[pre] = (init.requires_grad_(True), sign)
     params = list(alphas.values()) + [b for b, _ in betas.values()]
     best = start.clone()
     if not params or iters <= 0:
         return best
+    kept = None if state is None else {**{"alpha:" + k: v.detach().clone() for k, v in alphas.items()},
+                                       **{"beta:" + k: b.detach().clone() for k, (b, _) in betas.items()}}
     opt = torch.optim.Adam(params, lr=lr)
     frozen = [p for p in graph.parameters() if p.requires_grad]
     for p in frozen:  # only the slopes and multipliers are optimised; no gradients into the model
@@ -71,19 +85,38 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
                 lb = bound()
                 opt.zero_grad()
                 (-lb.sum()).backward()
+            with torch.no_grad():
+                if kept is not None:
+                    _keep_best(kept, alphas, betas, lb > best)
+                best = torch.maximum(best, lb.detach())
             opt.step()
             with torch.no_grad():
                 for v in alphas.values():
                     v.clamp_(0, 1)
                 for b, _ in betas.values():
                     b.clamp_(min=0)
-                best = torch.maximum(best, lb.detach())
         with torch.no_grad():
-            best = torch.maximum(best, bound())
+            lb = bound()
+            if kept is not None:
+                _keep_best(kept, alphas, betas, lb > best)
+                state.clear()
+                state.update(kept)
+            best = torch.maximum(best, lb)
     finally:
         for p in frozen:
             p.requires_grad_(True)
     return best
+
+
+def _keep_best(kept: dict[str, torch.Tensor], alphas: dict[str, torch.Tensor],
+               betas: dict[str, tuple[torch.Tensor, torch.Tensor]], better: torch.Tensor) -> None:
+    """Copy the current (clamped) parameters into `kept` for the (sample, row) pairs whose bound improved."""
+    for k, v in alphas.items():
+        m = better.reshape(better.shape + (1,) * (v.dim() - 2))
+        kept["alpha:" + k] = torch.where(m, v.detach().clamp(0, 1), kept["alpha:" + k])
+    for k, (b, _) in betas.items():
+        m = better.reshape(better.shape + (1,) * (b.dim() - 2))
+        kept["beta:" + k] = torch.where(m, b.detach().clamp(min=0), kept["beta:" + k])
 
 
 def _fully_connected_targets(graph: Graph) -> list[str]:

@@ -1,0 +1,122 @@
+"""Branch and bound's warm starts and filtered branching: every bound they produce holds on its own sub-domain
+(sampled points of the box that obey the domain's split pattern), and the kept parameters reproduce the bounds
+they were kept for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from soundness import identity_spec, sample_box
+
+from srp_audit import ops
+from srp_audit.bab import _bound_domains, root_context
+from srp_audit.bounds.crown import relu_inputs
+from srp_audit.branching import bound_with_state, branch_scores, filtered_choice
+from srp_audit.ir.graph import INPUT, Graph
+from srp_audit.spec import InputBox, LinearSpec
+
+
+def _mlp(seed: int, sizes=(3, 12, 12, 12, 2)) -> Graph:
+    g = torch.Generator().manual_seed(seed)
+    nodes, prev = [], INPUT
+    for i in range(len(sizes) - 1):
+        w = torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=torch.float64) / np.sqrt(sizes[i])
+        b = torch.randn(sizes[i + 1], generator=g, dtype=torch.float64) * 0.3
+        nodes.append((f"d{i}", ops.Dense(w, b), (prev,)))
+        prev = f"d{i}"
+        if i < len(sizes) - 2:
+            nodes.append((f"r{i}", ops.Relu(), (prev,)))
+            prev = f"r{i}"
+    graph = Graph((sizes[0],), nodes, prev).to(torch.float64)
+    graph.requires_grad_(False)
+    return graph
+
+
+def _domain(seed: int, sizes=(3, 12, 12, 12, 2), fraction: float = 0.3):
+    """A random MLP, a box, its root context and a split pattern fixing a random half of the unstable neurons to
+    the phase they take at a random point of the box (the anchor, returned too)."""
+    graph = _mlp(seed, sizes)
+    gen = torch.Generator().manual_seed(seed)
+    lo = torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) - 1.0
+    box = InputBox(lo, lo + 1.0)
+    root = root_context(graph, box)
+    anchor = box.lower + torch.rand(box.lower.shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        values = graph.run_all(anchor)
+    splits = {}
+    for _, pre in relu_inputs(graph):
+        l, u = root.bounds[pre]
+        unstable = ((l < 0) & (u > 0)).flatten()
+        pick = unstable & (torch.rand(l.numel(), generator=gen) < fraction)
+        phase = torch.where(values[pre].flatten() >= 0, 1, -1).to(torch.int8)
+        splits[pre] = torch.where(pick, phase, torch.zeros_like(phase)).reshape((1,) + graph.shapes[pre])
+    return graph, box, root, splits, gen, anchor
+
+
+def _obeys(values: dict, splits: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    keep = torch.ones(n, dtype=torch.bool)
+    for pre, sign in splits.items():
+        z = values[pre].reshape(n, -1)
+        s = sign.reshape(1, -1).double()
+        keep &= ((z * s) >= 0).all(dim=1)
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("sizes, fraction", [((3, 12, 12, 12, 2), 0.3), ((2, 8, 8, 2), 0.0)])
+def test_filtered_branching_children_bounds_hold_on_their_subdomains(seed: int, sizes, fraction: float) -> None:
+    """Bound a split domain with beta-CROWN (keeping its parameters), choose its next split by filtered branching,
+    and check both children's bounds at every sampled point obeying the child's pattern."""
+    graph, box, root, splits, gen, anchor = _domain(seed, sizes, fraction)
+    spec = identity_spec(2, 1, torch.float64)
+    spec = LinearSpec(spec.C, spec.d, spec.groups)
+    state: dict[str, torch.Tensor] = {}
+    lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, None, root, state)
+    assert (fraction == 0 or any(k.startswith("beta:") for k in state)) and any(k.startswith("alpha:") for k in state)
+    scores = branch_scores(ctx, graph)
+    choice = filtered_choice(root, box, spec_d, splits, state, scores, k=4)
+    pres = list(splits)
+    sizes = [scores[p].shape[1] for p in pres]
+    k, at = int(choice.neuron[0]), 0
+    for p, size in zip(pres, sizes):
+        if k < at + size:
+            chosen, index = p, k - at
+            break
+        at += size
+    assert float(scores[chosen][0, index]) > 0, "the chosen neuron must be unstable and free"
+    points = torch.cat([anchor, sample_box(box.lower, box.upper, 6000, gen)[0]])  # the anchor obeys the pattern
+    with torch.no_grad():
+        values = graph.run_all(points)
+    base = _obeys(values, splits, points.shape[0])
+    z = values[chosen].reshape(points.shape[0], -1)[:, index]
+    out = values[graph.output]
+    assert bool(base[0]) and not empty.any()
+    for c, side in enumerate((z >= 0, z <= 0)):
+        keep = base & side
+        if bool(choice.child_empty[0, c]):
+            assert not keep.any(), "a child declared infeasible holds sampled points"
+            continue
+        lo_b, hi_b = choice.child_lower[0, c, :2], -choice.child_lower[0, c, 2:]
+        assert torch.all(out[keep] >= lo_b) and torch.all(out[keep] <= hi_b), f"child {c}'s bound fails on its sub-domain"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kept_parameters_reproduce_the_best_bounds(seed: int) -> None:
+    """optimise_slopes' state holds, per row, the parameters of the best bound it returned: one CROWN pass with
+    them gives that bound again (a mix-up of rows or of iterates would not)."""
+    graph, box, root, splits, _, _ = _domain(seed)
+    spec = identity_spec(2, 1, torch.float64)
+    spec = LinearSpec(spec.C, spec.d, spec.groups)
+    state: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        crown_lb = bound_with_state(root, box, spec, splits, {}, 1)[0]
+    lb = _bound_domains(graph, box, spec, splits, None, root, state)[0]
+    again = bound_with_state(root, box, spec, splits, state, 1)[0]
+    improved = lb > crown_lb + 1e-9
+    assert improved.any(), "the optimisation should improve some row"
+    assert torch.allclose(again[improved], lb[improved], rtol=1e-9, atol=1e-12)
+    # warm-started from that state, the next optimisation starts at least as high
+    state2 = dict(state)
+    lb2 = _bound_domains(graph, box, spec, splits, None, root, state2)[0]
+    assert torch.all(lb2 >= again - 1e-12)
