@@ -210,3 +210,18 @@ def identity_spec(k: int, n: int, dtype: torch.dtype):
     eye = torch.eye(k, dtype=dtype)
     C = torch.cat([eye, -eye]).unsqueeze(0).expand(n, 2 * k, k).clone()
     return LinearSpec(C, torch.zeros(n, 2 * k, dtype=dtype), [[i] for i in range(2 * k)])
+
+
+def random_mlp(seed: int, sizes=(4, 10, 10, 3)) -> Graph:
+    """A float64 Dense/ReLU chain with weights scaled by 1/sqrt(fan-in) and small biases, from `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    nodes, prev = [], INPUT
+    for i in range(len(sizes) - 1):
+        w = torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=torch.float64) / math.sqrt(sizes[i])
+        b = torch.randn(sizes[i + 1], generator=g, dtype=torch.float64) * 0.3
+        nodes.append((f"d{i}", ops.Dense(w, b), (prev,)))
+        prev = f"d{i}"
+        if i < len(sizes) - 2:
+            nodes.append((f"r{i}", ops.Relu(), (prev,)))
+            prev = f"r{i}"
+    return Graph((sizes[0],), nodes, prev).to(torch.float64)

@@ -4,39 +4,21 @@ they were kept for."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from soundness import identity_spec, sample_box
+from soundness import identity_spec, random_mlp, sample_box
 
-from srp_audit import ops
 from srp_audit.bab import _bound_domains, root_context
 from srp_audit.bounds.crown import relu_inputs
 from srp_audit.branching import bound_with_state, branch_scores, filtered_choice
-from srp_audit.ir.graph import INPUT, Graph
 from srp_audit.spec import InputBox, LinearSpec
-
-
-def _mlp(seed: int, sizes=(3, 12, 12, 12, 2)) -> Graph:
-    g = torch.Generator().manual_seed(seed)
-    nodes, prev = [], INPUT
-    for i in range(len(sizes) - 1):
-        w = torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=torch.float64) / np.sqrt(sizes[i])
-        b = torch.randn(sizes[i + 1], generator=g, dtype=torch.float64) * 0.3
-        nodes.append((f"d{i}", ops.Dense(w, b), (prev,)))
-        prev = f"d{i}"
-        if i < len(sizes) - 2:
-            nodes.append((f"r{i}", ops.Relu(), (prev,)))
-            prev = f"r{i}"
-    graph = Graph((sizes[0],), nodes, prev).to(torch.float64)
-    graph.requires_grad_(False)
-    return graph
 
 
 def _domain(seed: int, sizes=(3, 12, 12, 12, 2), fraction: float = 0.3):
     """A random MLP, a box, its root context and a split pattern fixing a random half of the unstable neurons to
     the phase they take at a random point of the box (the anchor, returned too)."""
-    graph = _mlp(seed, sizes)
+    graph = random_mlp(seed, sizes)
+    graph.requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
     lo = torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) - 1.0
     box = InputBox(lo, lo + 1.0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from soundness import assert_contains, deep_graphs, evaluate, identity_spec, op_graphs, random_box, sample_box
+from soundness import assert_contains, deep_graphs, evaluate, identity_spec, op_graphs, random_box, random_mlp, sample_box
 
 from srp_audit import ops
 from srp_audit.bounds import METHODS
@@ -207,20 +207,6 @@ def test_relu_refinement_skips_the_lower_pass_of_neurons_its_upper_pass_shows_de
 # ------------------------------------------------------------------------------------------ exact oracles
 
 
-def _random_mlp(seed: int, sizes=(4, 10, 10, 3)) -> Graph:
-    g = torch.Generator().manual_seed(seed)
-    nodes, prev = [], INPUT
-    for i in range(len(sizes) - 1):
-        w = torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=torch.float64) / np.sqrt(sizes[i])
-        b = torch.randn(sizes[i + 1], generator=g, dtype=torch.float64) * 0.3
-        nodes.append((f"d{i}", ops.Dense(w, b), (prev,)))
-        prev = f"d{i}"
-        if i < len(sizes) - 2:
-            nodes.append((f"r{i}", ops.Relu(), (prev,)))
-            prev = f"r{i}"
-    return Graph((sizes[0],), nodes, prev).to(torch.float64)
-
-
 def _mip(graph: Graph, lo: np.ndarray, hi: np.ndarray, c: np.ndarray, bounds: dict, relax_binaries: bool):
     """min c·y over the box for a Dense/ReLU chain: big-M MILP (exact) or, with `relax_binaries`, the LP of
     the triangle relaxation, both using the given pre-activation bounds. Returns (value, x*)."""
@@ -281,7 +267,7 @@ def _mip(graph: Graph, lo: np.ndarray, hi: np.ndarray, c: np.ndarray, bounds: di
 @pytest.mark.parametrize("seed", range(6))
 def test_bounds_below_exact_milp_and_crown_below_triangle_lp(seed: int) -> None:
     pytest.importorskip("scipy.optimize")
-    graph = _random_mlp(seed)
+    graph = random_mlp(seed)
     graph.requires_grad_(False)
     gen = torch.Generator().manual_seed(100 + seed)
     centre = torch.rand(1, 4, generator=gen, dtype=torch.float64) * 2 - 1
@@ -320,7 +306,7 @@ def test_alpha_crown_stops_at_its_deadline_with_the_crown_bound() -> None:
     bound exactly (a valid bound, returned in time), while without a deadline the optimisation improves it."""
     import time
 
-    graph = _random_mlp(3)
+    graph = random_mlp(3)
     graph.requires_grad_(False)
     box = InputBox(torch.full((1, 4), -0.5, dtype=torch.float64), torch.full((1, 4), 0.5, dtype=torch.float64))
     spec = identity_spec(3, 1, torch.float64)
@@ -370,7 +356,7 @@ def test_beta_crown_bounds_hold_on_their_subdomain(seed: int) -> None:
     from srp_audit.bounds.crown import relu_inputs as _relu_inputs
     from srp_audit.spec import LinearSpec
 
-    graph = _random_mlp(seed, sizes=(3, 12, 12, 2))
+    graph = random_mlp(seed, sizes=(3, 12, 12, 2))
     graph.requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
     lo = torch.rand(1, 3, generator=gen, dtype=torch.float64) - 1.0
