@@ -149,7 +149,7 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
     return BabResult("unsat", domains)
 
 
-CANDIDATES = 1  # neurons per domain whose children filtered branching bounds (3 or 6 were no better, see docs/verify.md)
+CANDIDATES = 1  # neurons per domain whose children filtered branching bounds (3 or 6 were no better: docs/methods.md)
 
 
 def _locate(k: int, pres: list[str], sizes: list[int]) -> tuple[str, int]:
