@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .bounds.alpha import set_parameters, start_parameters
 from .bounds.crown import relu_inputs, spec_backward
 from .ir.graph import Graph
 from .ir.walk import INPUT
@@ -105,26 +106,10 @@ def filtered_choice(root: Context, box: InputBox, spec: LinearSpec, splits: dict
 def bound_with_state(root: Context, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor],
                      state: dict[str, torch.Tensor], d: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One CROWN pass for D domains with given α and β (`state` keys 'alpha:NODE', 'beta:PRE'; NaN or absent:
-    CROWN's own slope, β = 0): (lower (D, S), empty (D,))."""
-    graph = root.graph
+    the starting slope, β = 0): (lower (D, S), empty (D,))."""
     ctx, empty = split_context(root, splits, d)
     boxes = InputBox(box.lower.expand((d,) + box.lower.shape[1:]), box.upper.expand((d,) + box.upper.shape[1:]), box.nonneg)
-    s = spec.C.shape[1]
-    dtype = box.lower.dtype
-    for name in graph.order:
-        warm = state.get("alpha:" + name)
-        node = graph.node(name)
-        if warm is None or not node.nonlinear or len(graph.inputs_of[name]) != 1:
-            continue
-        init = node.alpha_start(*ctx.bounds[graph.inputs_of[name][0]], s)
-        if init is not None:
-            warm = warm.to(dtype)
-            ctx.alpha[name] = torch.where(torch.isnan(warm), init, warm).clamp(0, 1)
-    for pre, sign in splits.items():
-        warm = state.get("beta:" + pre)
-        if warm is not None:
-            sign = sign.to(dtype).reshape((d, 1) + graph.shapes[pre])
-            ctx.beta[pre] = -torch.nan_to_num(warm.to(dtype), nan=0.0).clamp(min=0) * sign
+    set_parameters(ctx, *start_parameters(ctx, d, spec.C.shape[1], splits, state, box.lower.dtype))
     with torch.no_grad():
         return spec_backward(ctx, spec, boxes), empty
 

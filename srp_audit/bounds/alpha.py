@@ -41,27 +41,8 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     n, s = spec.C.shape[:2]
     ctx = Context(graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
                   {k: v.detach() for k, v in ctx.err.items()})  # constants for the optimisation
-    alphas: dict[str, torch.Tensor] = {}
-    for name in graph.order:  # every op with free relaxation parameters: ReLU lower slopes, tangent points, slopes
-        node = graph.node(name)
-        if node.nonlinear and len(graph.inputs_of[name]) == 1:
-            init = node.alpha_start(*ctx.bounds[graph.inputs_of[name][0]], s)
-            if init is not None:
-                warm = (state or {}).get("alpha:" + name)
-                if warm is not None:  # NaN entries: no warm value for that domain
-                    warm = warm.to(init.dtype)
-                    init = torch.where(torch.isnan(warm), init, warm)
-                alphas[name] = init.requires_grad_(True)
-    betas: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for pre, sign in (split_signs or {}).items():
-        sign = sign.to(box.lower.dtype).reshape((n, 1) + graph.shapes[pre])
-        if bool((sign != 0).any()):
-            warm = (state or {}).get("beta:" + pre)
-            init = torch.zeros((n, s) + graph.shapes[pre], dtype=box.lower.dtype, device=box.lower.device)
-            if warm is not None:
-                init = torch.nan_to_num(init + warm.to(init.dtype), nan=0.0)
-            betas[pre] = (init.requires_grad_(True), sign)
-    params = list(alphas.values()) + [b for b, _ in betas.values()]
+    alphas, betas = start_parameters(ctx, n, s, split_signs or {}, state or {}, box.lower.dtype)
+    params = [v.requires_grad_(True) for v in list(alphas.values()) + [b for b, _ in betas.values()]]
     best = start.clone()
     if not params or iters <= 0:
         return best
@@ -73,8 +54,7 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
         p.requires_grad_(False)
 
     def bound() -> torch.Tensor:
-        ctx.alpha = {k: v.clamp(0, 1) for k, v in alphas.items()}
-        ctx.beta = {k: -b.clamp(min=0) * sg for k, (b, sg) in betas.items()}
+        set_parameters(ctx, alphas, betas)
         return spec_backward(ctx, spec, box)
 
     try:
@@ -106,6 +86,42 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
         for p in frozen:
             p.requires_grad_(True)
     return best
+
+
+def start_parameters(ctx: Context, n: int, rows: int, split_signs: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                     dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """The starting α of every op with free relaxation parameters (`Node.alpha_start`) and β = 0 with its signs
+    for every pre-activation with a split, each overridden by `state` ('alpha:NODE', 'beta:PRE') where that holds
+    a value (NaN: none for that domain). n samples (domains), `rows` spec rows each."""
+    graph = ctx.graph
+    alphas: dict[str, torch.Tensor] = {}
+    for name in graph.order:  # every op with free relaxation parameters: ReLU lower slopes, tangent points, slopes
+        node = graph.node(name)
+        if node.nonlinear and len(graph.inputs_of[name]) == 1:
+            init = node.alpha_start(*ctx.bounds[graph.inputs_of[name][0]], rows)
+            if init is not None:
+                warm = state.get("alpha:" + name)
+                if warm is not None:
+                    warm = warm.to(init.dtype)
+                    init = torch.where(torch.isnan(warm), init, warm)
+                alphas[name] = init
+    betas: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for pre, sign in split_signs.items():
+        sign = sign.to(dtype).reshape((n, 1) + graph.shapes[pre])
+        if bool((sign != 0).any()):
+            init = torch.zeros((n, rows) + graph.shapes[pre], dtype=dtype, device=sign.device)
+            warm = state.get("beta:" + pre)
+            if warm is not None:
+                init = torch.nan_to_num(init + warm.to(dtype), nan=0.0)
+            betas[pre] = (init, sign)
+    return alphas, betas
+
+
+def set_parameters(ctx: Context, alphas: dict[str, torch.Tensor], betas: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Put α (clamped to [0, 1]) and the split constraints' coefficients −β·s (β clamped ≥ 0) into the context:
+    every such value gives a sound bound."""
+    ctx.alpha = {k: v.clamp(0, 1) for k, v in alphas.items()}
+    ctx.beta = {k: -b.clamp(min=0) * sg for k, (b, sg) in betas.items()}
 
 
 def _keep_best(kept: dict[str, torch.Tensor], alphas: dict[str, torch.Tensor],
