@@ -39,16 +39,17 @@ class BabResult:
 ROOT_ALPHA_ITERS = 100  # mnist_fc 256x4, prop_14 at 0.05: root margin −6.43 (CROWN) → −1.78, for 4.5 s once
 
 
-def root_context(graph: Graph, box: InputBox, deadline: float | None = None) -> Context:
+def root_context(graph: Graph, box: InputBox, deadline: float | None = None, search: Graph | None = None) -> Context:
     """CROWN intermediate bounds of the whole box, tightened by alpha-CROWN on fully connected layers, computed once
     per branch and bound: they stay valid on every sub-domain, where the split constraints only cut them further."""
     with torch.no_grad():
         ctx = intermediate_bounds(graph, box, True)
-    return optimise_intermediate(ctx, box, ROOT_ALPHA_ITERS, 0.5, deadline)
+    return optimise_intermediate(ctx, box, ROOT_ALPHA_ITERS, 0.5, deadline, search=search)
 
 
 def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor],
-                   deadline: float | None = None, root: Context | None = None, state: dict | None = None):
+                   deadline: float | None = None, root: Context | None = None, state: dict | None = None,
+                   search: Graph | None = None):
     """Bounds of the spec rows for D domains (the box repeated, split constraints applied to the root's
     intermediate bounds): CROWN, then beta-CROWN on the domains it leaves open.
     Returns (lower (D, S), context, empty (D,) — infeasible domains, the spec repeated D times)."""
@@ -63,7 +64,7 @@ def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[s
     open_ = ~(spec_d.proved(lb) | empty)
     if open_.any() and splits:
         # beta-CROWN on the domains still open: optimise slopes and the split constraints' multipliers
-        lb = torch.where(open_.unsqueeze(1), optimise_slopes(ctx, spec_d, boxes, lb, BETA_ITERS, 0.1, splits, deadline, state), lb)
+        lb = torch.where(open_.unsqueeze(1), optimise_slopes(ctx, spec_d, boxes, lb, BETA_ITERS, 0.1, splits, deadline, state, search), lb)
     return lb, ctx, empty, spec_d
 
 
@@ -76,7 +77,8 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
     counterexample (returns True when it is one). The property holds when every disjunct (group of rows) is
     refuted, so each group still open under the root's CROWN bound gets its own search, hardest first: a
     domain then carries only that group's rows, and its splits serve that group alone."""
-    root = root_context(graph, box, deadline)
+    search = graph.copy(dtype=torch.float32) if graph.dtype == torch.float64 else None
+    root = root_context(graph, box, deadline, search)
     with torch.no_grad():
         lb = spec_backward(root, spec, box)[0]
     open_groups = [rows for rows in spec.groups if not bool((lb[rows] > 0).any())]
@@ -87,7 +89,7 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
             return BabResult("unknown", total)
         strict = None if spec.strict is None else spec.strict[rows]
         sub = LinearSpec(spec.C[:, rows], spec.d[:, rows], [list(range(len(rows)))], None, strict)
-        res = _relu_bab_group(graph, box, sub, deadline, batch, check, root)
+        res = _relu_bab_group(graph, box, sub, deadline, batch, check, root, search)
         total += res.domains
         if res.status != "unsat":
             return BabResult(res.status, total, res.counterexample)
@@ -95,7 +97,7 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
 
 
 def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int, check,
-                    root: Context) -> BabResult:
+                    root: Context, search: Graph | None = None) -> BabResult:
     """The branch and bound of `relu_bab` for one spec (typically one disjunct), from the root's bounds."""
     pres = [p for _, p in relu_inputs(graph)]
     shapes = {p: graph.shapes[p] for p in pres}
@@ -109,7 +111,7 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
         picked = [heapq.heappop(queue) for _ in range(min(batch, len(queue)))]
         splits = {p: torch.cat([dom[p] for _, _, dom, _ in picked]) for p in pres}
         state = _stack_states([st for *_, st in picked])
-        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, deadline, root, state)
+        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, deadline, root, state, search)
         states = _unstack_states(state, len(picked))
         domains += len(picked)
         proved = spec_d.proved(lb) | empty

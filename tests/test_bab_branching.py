@@ -47,14 +47,16 @@ def _obeys(values: dict, splits: dict[str, torch.Tensor], n: int) -> torch.Tenso
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("sizes, fraction", [((3, 12, 12, 12, 2), 0.3), ((2, 8, 8, 2), 0.0)])
-def test_filtered_branching_children_bounds_hold_on_their_subdomains(seed: int, sizes, fraction: float) -> None:
-    """Bound a split domain with beta-CROWN (keeping its parameters), choose its next split by filtered branching,
-    and check both children's bounds at every sampled point obeying the child's pattern."""
+@pytest.mark.parametrize("search", [False, True], ids=["float64", "float32-search"])
+def test_filtered_branching_children_bounds_hold_on_their_subdomains(seed: int, sizes, fraction: float, search: bool) -> None:
+    """Bound a split domain with beta-CROWN (keeping its parameters; its search in float64 or, as branch and bound
+    runs it, in float32), choose its next split by filtered branching, and check the domain's and both children's
+    bounds at every sampled point obeying their patterns."""
     graph, box, root, splits, gen, anchor = _domain(seed, sizes, fraction)
     spec = identity_spec(2, 1, torch.float64)
     spec = LinearSpec(spec.C, spec.d, spec.groups)
     state: dict[str, torch.Tensor] = {}
-    lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, None, root, state)
+    lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, None, root, state, _search(graph, search))
     assert (fraction == 0 or any(k.startswith("beta:") for k in state)) and any(k.startswith("alpha:") for k in state)
     scores = branch_scores(ctx, graph)
     choice = filtered_choice(root, box, spec_d, splits, state, scores, k=4)
@@ -74,6 +76,7 @@ def test_filtered_branching_children_bounds_hold_on_their_subdomains(seed: int, 
     z = values[chosen].reshape(points.shape[0], -1)[:, index]
     out = values[graph.output]
     assert bool(base[0]) and not empty.any()
+    assert torch.all(out[base] >= lb[0, :2]) and torch.all(out[base] <= -lb[0, 2:]), "the domain's bound fails on it"
     for c, side in enumerate((z >= 0, z <= 0)):
         keep = base & side
         if bool(choice.child_empty[0, c]):
@@ -83,22 +86,29 @@ def test_filtered_branching_children_bounds_hold_on_their_subdomains(seed: int, 
         assert torch.all(out[keep] >= lo_b) and torch.all(out[keep] <= hi_b), f"child {c}'s bound fails on its sub-domain"
 
 
+def _search(graph, on: bool):
+    """The float32 copy branch and bound searches slopes in (or None: search in the graph's own precision)."""
+    return graph.copy(dtype=torch.float32) if on else None
+
+
 @pytest.mark.parametrize("seed", range(3))
-def test_kept_parameters_reproduce_the_best_bounds(seed: int) -> None:
+@pytest.mark.parametrize("search", [False, True], ids=["float64", "float32-search"])
+def test_kept_parameters_reproduce_the_best_bounds(seed: int, search: bool) -> None:
     """optimise_slopes' state holds, per row, the parameters of the best bound it returned: one CROWN pass with
-    them gives that bound again (a mix-up of rows or of iterates would not)."""
+    them gives that bound again (a mix-up of rows or of iterates would not; with a float32 search, the bound
+    returned is that float64 pass, never the search's own value)."""
     graph, box, root, splits, _, _ = _domain(seed)
     spec = identity_spec(2, 1, torch.float64)
     spec = LinearSpec(spec.C, spec.d, spec.groups)
     state: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         crown_lb = bound_with_state(root, box, spec, splits, {}, 1)[0]
-    lb = _bound_domains(graph, box, spec, splits, None, root, state)[0]
+    lb = _bound_domains(graph, box, spec, splits, None, root, state, _search(graph, search))[0]
     again = bound_with_state(root, box, spec, splits, state, 1)[0]
     improved = lb > crown_lb + 1e-9
     assert improved.any(), "the optimisation should improve some row"
-    assert torch.allclose(again[improved], lb[improved], rtol=1e-9, atol=1e-12)
+    assert torch.equal(again[improved], lb[improved]) if search else torch.allclose(again[improved], lb[improved], rtol=1e-9, atol=1e-12)
     # warm-started from that state, the next optimisation starts at least as high
     state2 = dict(state)
-    lb2 = _bound_domains(graph, box, spec, splits, None, root, state2)[0]
+    lb2 = _bound_domains(graph, box, spec, splits, None, root, state2, _search(graph, search))[0]
     assert torch.all(lb2 >= again - 1e-12)

@@ -9,6 +9,8 @@ returns margin ≥ 1/16 > 0, while at the corner (0.19, 0.31) the exact margin i
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -78,3 +80,39 @@ def test_certify_does_not_verify_it() -> None:
     res = certify(_graph(), centre, torch.tensor([0]), CertifyOptions(eps=0.025, device="cpu", radius=False))
     assert res.samples[0].verdict != "verified"
     assert res.samples[0].bound < 0
+
+
+def _rounded_away_graph() -> Graph:
+    """A float64 network whose float32 copy satisfies a property the network itself violates: h₂ = x₂ + (B + 0.06)
+    rounds to x₂ + B in float32 (spacing 0.125), so the copy's margin h₁ − h₂ + 0.04 + relu(x₃)/1000 is ≥ 0.03 on
+    the box while the network's is −0.03 at x = (0.5, 0.51, 0): bounds taken from a search on the copy could
+    "prove" it. The third neuron is unstable, giving the slope
+    search something to optimise."""
+    f = torch.float64
+    return Graph((3,), [
+        ("lift", ops.Dense(torch.eye(3, dtype=f), torch.tensor([B, B + 0.06, 0.0], dtype=f)), (INPUT,)),
+        ("relu", ops.Relu(), ("lift",)),
+        ("out", ops.Dense(torch.tensor([[1.0, -1.0, 1e-3], [0.0, 0.0, 0.0]], dtype=f), torch.tensor([0.04, 0.0], dtype=f)),
+         ("relu",)),
+    ], "out").eval()
+
+
+def test_float32_slope_search_never_lends_its_values_to_a_proof() -> None:
+    """Branch and bound searches slopes and multipliers on a float32 copy of a float64 network; the bound it
+    returns is the float64 network's, so a property only the rounded copy satisfies is never proved."""
+    from srp_audit.bab import relu_bab, root_context
+    from srp_audit.bounds.alpha import optimise_slopes
+
+    g = _rounded_away_graph()
+    g.requires_grad_(False)
+    box = InputBox(torch.tensor([[0.5, 0.5, -0.01]], dtype=torch.float64), torch.tensor([[0.51, 0.51, 0.01]], dtype=torch.float64))
+    spec = margin_spec(torch.tensor([0]), 2, torch.float64)
+    copy32 = g.copy(dtype=torch.float32)
+    worst = torch.tensor([[0.5, 0.51, 0.0]], dtype=torch.float64)
+    exact = float((spec.C[0] @ g(worst)[0]) + spec.d[0])
+    rounded = float((spec.C[0] @ copy32.copy(dtype=torch.float64)(worst)[0]) + spec.d[0])
+    assert exact < 0 < rounded  # the copy's margin, exactly evaluated, is positive even at the network's worst point
+    lb = optimise_slopes(root_context(g, box), spec, box, torch.full((1, 1), -float("inf"), dtype=torch.float64), 10, 0.1,
+                         search=copy32)
+    assert float(lb.max()) <= exact
+    assert relu_bab(g, box, spec, time.perf_counter() + 30).status != "unsat"

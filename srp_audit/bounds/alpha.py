@@ -28,7 +28,7 @@ from .crown import (
 
 def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.Tensor, iters: int, lr: float,
                     split_signs: dict[str, torch.Tensor] | None = None, deadline: float | None = None,
-                    state: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                    state: dict[str, torch.Tensor] | None = None, search: Graph | None = None) -> torch.Tensor:
     """Maximise the final pass's lower bounds over the ReLU lower slopes α ∈ [0, 1] (alpha-CROWN) and, for
     split constraints s·z ≥ 0 (`split_signs`: +1, −1 or 0 per pre-activation neuron), Lagrange multipliers
     β ≥ 0 (beta-CROWN): on the sub-domain f ≥ f − Σ β·s·z, so every (α, β) in range gives a sound bound.
@@ -36,52 +36,71 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     which is sound because every iterate's bound is. `state` (warm start, e.g. a branch-and-bound parent's): its
     entries (keys 'alpha:NODE' and 'beta:PRE', shaped like the parameters) start the optimisation where present,
     and on return it holds the parameters of each row's best bound — any α ∈ [0, 1], β ≥ 0 is sound, so the
-    start only steers the search."""
+    start only steers the search. `search`: a lower-precision copy of the graph (float32) to run the iterations
+    in; the parameters of each row's best search bound are then bounded once in `ctx`'s own precision, which
+    alone is returned — the search's values are never taken for bounds."""
     graph = ctx.graph
     n, s = spec.C.shape[:2]
     ctx = Context(graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
                   {k: v.detach() for k, v in ctx.err.items()})  # constants for the optimisation
-    alphas, betas = start_parameters(ctx, n, s, split_signs or {}, state or {}, box.lower.dtype)
+    work, wspec, wbox = ctx, spec, box
+    if search is not None:
+        dt = search.dtype
+        work = Context(search, {k: (lo.to(dt), hi.to(dt)) for k, (lo, hi) in ctx.bounds.items()},
+                       {k: v.to(dt) for k, v in ctx.err.items()})
+        wspec, wbox = spec.to(dt), box.to(dt)
+    alphas, betas = start_parameters(work, n, s, split_signs or {}, state or {}, wbox.lower.dtype)
     params = [v.requires_grad_(True) for v in list(alphas.values()) + [b for b, _ in betas.values()]]
     best = start.clone()
     if not params or iters <= 0:
         return best
-    kept = None if state is None else {**{"alpha:" + k: v.detach().clone() for k, v in alphas.items()},
-                                       **{"beta:" + k: b.detach().clone() for k, (b, _) in betas.items()}}
-    opt = torch.optim.Adam(params, lr=lr)
-    frozen = [p for p in graph.parameters() if p.requires_grad]
+    kept = None if state is None and search is None else {
+        **{"alpha:" + k: v.detach().clone() for k, v in alphas.items()},
+        **{"beta:" + k: b.detach().clone() for k, (b, _) in betas.items()}}
+    seen = best.to(wbox.lower.dtype)  # best bound of the search so far, in its precision
+    opt = torch.optim.Adam(params, lr=lr, fused=True)
+    frozen = [p for g in {id(graph): graph, id(work.graph): work.graph}.values() for p in g.parameters() if p.requires_grad]
     for p in frozen:  # only the slopes and multipliers are optimised; no gradients into the model
         p.requires_grad_(False)
 
     def bound() -> torch.Tensor:
-        set_parameters(ctx, alphas, betas)
-        return spec_backward(ctx, spec, box)
+        set_parameters(work, alphas, betas)
+        return spec_backward(work, wspec, wbox)
 
     try:
         for _ in range(iters):
             if deadline is not None and time.perf_counter() > deadline:
-                return best
+                break
             with torch.enable_grad():
                 lb = bound()
                 opt.zero_grad()
                 (-lb.sum()).backward()
             with torch.no_grad():
                 if kept is not None:
-                    _keep_best(kept, alphas, betas, lb > best)
-                best = torch.maximum(best, lb.detach())
+                    _keep_best(kept, alphas, betas, lb > seen)
+                seen = torch.maximum(seen, lb.detach())
             opt.step()
             with torch.no_grad():
                 for v in alphas.values():
                     v.clamp_(0, 1)
                 for b, _ in betas.values():
                     b.clamp_(min=0)
+        else:
+            with torch.no_grad():
+                lb = bound()
+                if kept is not None:
+                    _keep_best(kept, alphas, betas, lb > seen)
+                seen = torch.maximum(seen, lb)
         with torch.no_grad():
-            lb = bound()
-            if kept is not None:
-                _keep_best(kept, alphas, betas, lb > best)
+            if search is not None:  # the only bound returned: the kept parameters, bounded in ctx's precision
+                set_parameters(ctx, {k: kept["alpha:" + k].to(box.lower.dtype) for k in alphas},
+                               {k: (kept["beta:" + k].to(box.lower.dtype), sg.to(box.lower.dtype)) for k, (_, sg) in betas.items()})
+                best = torch.maximum(best, spec_backward(ctx, spec, box))
+            else:
+                best = torch.maximum(best, seen)
+            if state is not None:
                 state.clear()
                 state.update(kept)
-            best = torch.maximum(best, lb)
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -148,11 +167,12 @@ def _fully_connected_targets(graph: Graph) -> list[str]:
 
 
 def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, deadline: float | None = None,
-                          budget: int = 4 * DEFAULT_BUDGET) -> Context:
+                          budget: int = 4 * DEFAULT_BUDGET, search: Graph | None = None) -> Context:
     """alpha-CROWN on the intermediate bounds of fully connected layers, layer by layer: the lower and upper
     bound of each unstable neuron is a spec (±e_i) on the subgraph ending there, its own slopes optimised by
     `optimise_slopes`; later layers start from the tightened bounds. Every iterate is sound, so the bounds
-    only tighten. Samples are chunked so that one slope tensor stays under `budget` elements."""
+    only tighten. Samples are chunked so that one slope tensor stays under `budget` elements. `search`: a
+    lower-precision copy of the graph to optimise in (see `optimise_slopes`)."""
     graph = ctx.graph
     out = Context(graph, dict(ctx.bounds), dict(ctx.err))
     for t in _fully_connected_targets(graph):
@@ -162,7 +182,8 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
         if k == 0:
             continue
         keep = graph.ancestors(t)
-        sub = Graph(graph.input_shape, [(v, graph.node(v), graph.inputs_of[v]) for v in graph.order if v in keep], t)
+        sub = _subgraph(graph, keep, t)
+        sub_search = None if search is None else _subgraph(search, keep, t)
         width = 2 * k * max([math.prod(graph.shapes[r]) for r, _ in relu_inputs(sub)] + [1])
         step = max(1, budget // width)
         new_lo, new_hi = lo.gather(1, idx), hi.gather(1, idx)
@@ -176,12 +197,17 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
             start = torch.cat([new_lo[rows], -new_hi[rows]], dim=1)
             sub_ctx = Context(sub, {v: (b[0][rows], b[1][rows]) for v, b in out.bounds.items()},
                               {v: e[rows] for v, e in out.err.items()})
-            best = optimise_slopes(sub_ctx, spec, box.select(rows), start, iters, lr, deadline=deadline)
+            best = optimise_slopes(sub_ctx, spec, box.select(rows), start, iters, lr, deadline=deadline, search=sub_search)
             new_lo[rows], new_hi[rows] = best[:, :k], -best[:, k:]
         cur_lo, cur_hi = lo.gather(1, idx), hi.gather(1, idx)
         out.bounds[t] = (lo.scatter(1, idx, torch.where(valid, torch.maximum(cur_lo, new_lo), cur_lo)),
                          hi.scatter(1, idx, torch.where(valid, torch.minimum(cur_hi, new_hi), cur_hi)))
     return out
+
+
+def _subgraph(graph: Graph, keep: set[str], output: str) -> Graph:
+    """The nodes of `graph` in `keep` (an output's ancestors), ending at `output`."""
+    return Graph(graph.input_shape, [(v, graph.node(v), graph.inputs_of[v]) for v in graph.order if v in keep], output)
 
 
 def alpha_crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, iters: int = 20, lr: float = 0.5,

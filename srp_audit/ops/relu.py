@@ -53,6 +53,12 @@ def relu_relaxation(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, ...
     return s, t, lam, s - lam
 
 
+def _stable_slopes(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unstable mask, exact slope 1 or 0 of stable neurons), with a row axis: what optimised slopes are kept to."""
+    active, _, unstable = relax.relu_masks(l, u)
+    return unstable.unsqueeze(1), active.unsqueeze(1).to(l.dtype)
+
+
 def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
     """(A_x, constant) through relu at node `name` (input bounds from ctx, slopes from ctx.alpha when set)."""
     l, u = ctx.bounds[ctx.x(name)]
@@ -74,8 +80,8 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
     if lam is None:  # CROWN's slopes: the patches form, three passes and no sign split
         neg = A.clamp(max=0)
         return (A * lam_map.unsqueeze(1)).addcmul_(neg, gap.unsqueeze(1)), weighted_sum(neg, up_icpt)
-    active, dead, unstable = relax.relu_masks(l, u)
-    lam = torch.where(unstable.unsqueeze(1), lam, active.unsqueeze(1).to(A.dtype))
+    unstable, fixed = ctx.relaxation(name + " stable slopes", (ctx.x(name),), _stable_slopes)
+    lam = torch.where(unstable, lam, fixed)
     pos, neg = split_signs(A)  # per-row optimised slopes: two sign parts and a fused multiply-add
     return torch.addcmul(pos * lam, neg, up_slope.unsqueeze(1)), weighted_sum(neg, up_icpt)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy.special import betaincinv
 
 from ..certify import CertifyResult
 
@@ -14,8 +14,12 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     """Exact binomial interval for a proportion k/n (audits certify a sample, not the whole distribution)."""
     if n == 0:
         return (0.0, 1.0)
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
-    return (float(ci.low), float(ci.high))
+    # the Beta quantiles of the exact (Clopper–Pearson) interval; scipy.special, not scipy.stats, whose import
+    # alone took 0.4 s of the demo's wall time
+    tail = (1 - confidence) / 2
+    lo = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, tail))
+    hi = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - tail))
+    return (lo, hi)
 
 
 def norm_label(norm: str) -> str:
