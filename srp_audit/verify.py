@@ -188,10 +188,13 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
 
 
 def _attack(native: Graph, box: InputBox, spec: LinearSpec, opt: VerifyOptions, confirmed) -> torch.Tensor | None:
+    """PGD on the whole property, then on each disjunct alone; every restart runs as its own copy in one batch
+    (on oval21's CIFAR nets the restarts one after another took 4.1–4.5 s, a step costing about the same for 1
+    or 90 copies)."""
     centre = (box.lower + box.upper) / 2
-    att = pgd(native, box, spec, steps=opt.attack_steps, restarts=opt.attack_restarts, seed=opt.seed, start=centre)
-    if att.found.any() and confirmed(att.points):
-        return att.points
+    att = _pgd_restarts(native, box, spec, centre, opt.attack_steps, opt.attack_restarts, opt.seed)
+    for x in _confirmed_points(att, confirmed):
+        return x
     g = len(spec.groups)
     if g < 2:
         return None
@@ -203,13 +206,33 @@ def _attack(native: Graph, box: InputBox, spec: LinearSpec, opt: VerifyOptions, 
         d[k, grp] = spec.d[0, grp]
     per = LinearSpec(C, d, spec.groups, None, spec.strict)
     boxes = InputBox(box.lower.expand((g,) + box.lower.shape[1:]), box.upper.expand((g,) + box.upper.shape[1:]))
-    att = pgd(native, boxes, per, steps=2 * opt.attack_steps, restarts=opt.attack_restarts, seed=opt.seed + 1,
-              start=centre.expand_as(boxes.lower))
+    att = _pgd_restarts(native, boxes, per, centre.expand_as(boxes.lower), 2 * opt.attack_steps, opt.attack_restarts,
+                        opt.seed + 1)
+    for x in _confirmed_points(att, confirmed):
+        return x
+    return None
+
+
+def _pgd_restarts(native: Graph, box: InputBox, spec: LinearSpec, start: torch.Tensor, steps: int, restarts: int,
+                  seed: int):
+    """PGD with `restarts` starts per sample, all at once: the first from `start`, the others uniformly random in
+    the box (restart-major copies of box and spec)."""
+    r = max(1, restarts)
+    gen = torch.Generator(device=start.device).manual_seed(seed)
+    lo, hi = box.lower.repeat((r,) + (1,) * (box.lower.dim() - 1)), box.upper.repeat((r,) + (1,) * (box.upper.dim() - 1))
+    n = box.lower.shape[0]
+    starts = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, device=lo.device, dtype=lo.dtype)
+    starts[:n] = start
+    specs = LinearSpec(spec.C.repeat(r, 1, 1), spec.d.repeat(r, 1), spec.groups, None, spec.strict)
+    return pgd(native, InputBox(lo, hi), specs, steps=steps, restarts=1, seed=seed, start=starts.to(native.dtype))
+
+
+def _confirmed_points(att, confirmed) -> Iterator[torch.Tensor]:
+    """The attack's violating points (one at a time) that `confirmed` accepts."""
     for k in att.found.nonzero().flatten().tolist():
         x = att.points[k : k + 1]
         if confirmed(x):
-            return x
-    return None
+            yield x
 
 
 def _corner_attack(native: Graph, wide: Graph, box: InputBox, attack_box: InputBox, spec: LinearSpec, opt: VerifyOptions,
