@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .atomic import write_text_atomic
-from .attack import confirm_counterexamples, pgd
+from .attack import confirm_counterexamples
 from .bab import input_bab, relu_bab
 from .bounds import CASCADE, get_method
 from .bounds.crown import check_supported
@@ -33,6 +33,7 @@ from .formats import load_model
 from .ir.graph import Graph
 from .parallel import finish, init_from_env, run_and_gather, shard
 from .spec import InputBox, LinearSpec, round_inward
+from .vnn_attacks import corner_attack, property_attack
 from .vnnlib import Clause, VnnlibSpec, read_vnnlib
 
 STATUSES = ("sat", "unsat", "unknown", "timeout")
@@ -139,7 +140,7 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
             return bool(confirm_counterexamples(x, s, native, wide, _inside(x, member_box)).all())
 
         # 1. attack: PGD on the whole property, then on each disjunct alone (a targeted attack per class)
-        hit = _attack(native, attack_box, s, opt, confirmed)
+        hit = property_attack(native, attack_box, s, opt.attack_steps, opt.attack_restarts, opt.seed, confirmed)
         if hit is not None:
             return _sat(native, hit, "pgd", start)
         if time.perf_counter() > deadline:
@@ -162,7 +163,7 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
             continue
         if time.perf_counter() > deadline:
             return VerifyResult("timeout", None, time.perf_counter() - start)
-        hit = _corner_attack(native, wide, box, attack_box, s, opt, confirmed)
+        hit = corner_attack(native, wide, box, attack_box, s, opt.attack_steps, opt.seed, confirmed)
         if hit is not None:
             return _sat(native, hit, "pgd-crown-corners", start)
         undecided.append((clause, box, s, confirmed))
@@ -185,80 +186,6 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
     strongest = max(methods_used, key=lambda m: (["ibp", "crown-ibp", "crown", "alpha-crown", "bab-input", "bab-relu"].index(m)),
                     default=None)
     return VerifyResult("unsat", strongest, time.perf_counter() - start)
-
-
-def _attack(native: Graph, box: InputBox, spec: LinearSpec, opt: VerifyOptions, confirmed) -> torch.Tensor | None:
-    """PGD on the whole property, then on each disjunct alone; every restart runs as its own copy in one batch
-    (on oval21's CIFAR nets the restarts one after another took 4.1–4.5 s, a step costing about the same for 1
-    or 90 copies)."""
-    centre = (box.lower + box.upper) / 2
-    att = _pgd_restarts(native, box, spec, centre, opt.attack_steps, opt.attack_restarts, opt.seed)
-    for x in _confirmed_points(att, confirmed):
-        return x
-    g = len(spec.groups)
-    if g < 2:
-        return None
-    # one copy of the box per disjunct, each attacked on its own rows (the others' rows are made unviolable)
-    C = torch.zeros((g,) + spec.C.shape[1:], dtype=spec.C.dtype, device=spec.C.device)
-    d = torch.full((g, spec.C.shape[1]), 1e30, dtype=spec.d.dtype, device=spec.d.device)  # unused rows never violate
-    for k, grp in enumerate(spec.groups):
-        C[k, grp] = spec.C[0, grp]
-        d[k, grp] = spec.d[0, grp]
-    per = LinearSpec(C, d, spec.groups, None, spec.strict)
-    boxes = InputBox(box.lower.expand((g,) + box.lower.shape[1:]), box.upper.expand((g,) + box.upper.shape[1:]))
-    att = _pgd_restarts(native, boxes, per, centre.expand_as(boxes.lower), 2 * opt.attack_steps, opt.attack_restarts,
-                        opt.seed + 1)
-    for x in _confirmed_points(att, confirmed):
-        return x
-    return None
-
-
-def _pgd_restarts(native: Graph, box: InputBox, spec: LinearSpec, start: torch.Tensor, steps: int, restarts: int,
-                  seed: int):
-    """PGD with `restarts` starts per sample, all at once: the first from `start`, the others uniformly random in
-    the box (restart-major copies of box and spec)."""
-    r = max(1, restarts)
-    gen = torch.Generator(device=start.device).manual_seed(seed)
-    lo, hi = box.lower.repeat((r,) + (1,) * (box.lower.dim() - 1)), box.upper.repeat((r,) + (1,) * (box.upper.dim() - 1))
-    n = box.lower.shape[0]
-    starts = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, device=lo.device, dtype=lo.dtype)
-    starts[:n] = start
-    specs = LinearSpec(spec.C.repeat(r, 1, 1), spec.d.repeat(r, 1), spec.groups, None, spec.strict)
-    return pgd(native, InputBox(lo, hi), specs, steps=steps, restarts=1, seed=seed, start=starts.to(native.dtype))
-
-
-def _confirmed_points(att, confirmed) -> Iterator[torch.Tensor]:
-    """The attack's violating points (one at a time) that `confirmed` accepts."""
-    for k in att.found.nonzero().flatten().tolist():
-        x = att.points[k : k + 1]
-        if confirmed(x):
-            yield x
-
-
-def _corner_attack(native: Graph, wide: Graph, box: InputBox, attack_box: InputBox, spec: LinearSpec, opt: VerifyOptions,
-                   confirmed) -> torch.Tensor | None:
-    """PGD started from the corners that minimise CROWN's final linear lower bound (over the proof box) of each
-    row — where the relaxation finds the property weakest — taken, like every attack point, in the attack box
-    (inside the exact set and representable in the model's precision, so a hit passes the membership check)."""
-    from .bounds.crown import crown_bounds, spec_form
-
-    with torch.no_grad():
-        A = spec_form(crown_bounds(wide, box, spec, "crown").ctx, spec).A
-    if A is None or not isinstance(A, torch.Tensor):  # no input dependence, or windowed coefficients
-        return None
-    lo32, hi32 = attack_box.lower, attack_box.upper
-    corners = torch.where(A[0] >= 0, lo32, hi32)  # (S, *shape)
-    for x in corners:
-        if confirmed(x.unsqueeze(0).to(native.dtype)):
-            return x.unsqueeze(0).to(native.dtype)
-    s = corners.shape[0]
-    boxes = InputBox(lo32.expand((s,) + lo32.shape[1:]), hi32.expand((s,) + hi32.shape[1:]))
-    specs = spec.repeated(s)
-    att = pgd(native, boxes, specs, steps=opt.attack_steps, restarts=1, seed=opt.seed + 2, start=corners.to(native.dtype))
-    for k in att.found.nonzero().flatten().tolist():
-        if confirmed(att.points[k : k + 1]):
-            return att.points[k : k + 1]
-    return None
 
 
 def _sat(native: Graph, x: torch.Tensor, method: str, start: float) -> VerifyResult:

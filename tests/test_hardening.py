@@ -159,7 +159,7 @@ def test_verify_stops_at_the_deadline_in_any_phase(monkeypatch) -> None:
             time.sleep(0.01)
         raise AssertionError("the deadline alarm did not interrupt the attack")
 
-    monkeypatch.setattr(v, "_attack", stuck)
+    monkeypatch.setattr(v, "property_attack", stuck)
     graph = load_model(MLP)
     clause = Clause(np.zeros(784), np.full(784, 0.1), np.eye(10)[:1], np.zeros(1), [[0]], np.zeros(1, dtype=bool))
     res = v.verify(graph, VnnlibSpec("p", 784, 10, [clause]), v.VerifyOptions(timeout=1.0, device="cpu"))
