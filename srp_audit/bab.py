@@ -10,7 +10,7 @@ fixed is linear: its minimiser over the box is checked as a counterexample.
 ReLU splitting starts from alpha-CROWN's intermediate bounds at the root (fully connected layers); each domain
 keeps its optimised slopes and multipliers, which warm-start its children's beta-CROWN; the next split is chosen
 by `branching.filtered_choice`, whose children bounds are sound, so children they prove are never queued.
-On a float64 network the slopes and multipliers are searched on a float32 copy (twice as fast); every bound is
+On a float64 network the slopes and multipliers are searched on a float32 copy (cheaper steps); every bound is
 a float64 pass with the rounding allowances, of the best parameters found.
 """
 
