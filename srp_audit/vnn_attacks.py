@@ -4,20 +4,21 @@ membership and violation check), so a hit is a counterexample."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
 
-from .attack import pgd
+from .attack import AttackResult, pgd
 from .ir.graph import Graph
 from .spec import InputBox, LinearSpec
 
 
 def property_attack(native: Graph, box: InputBox, spec: LinearSpec, steps: int, restarts: int, seed: int,
                     confirmed: Callable[[torch.Tensor], bool]) -> torch.Tensor | None:
-    """PGD on the whole property, then on each disjunct alone; every restart runs as its own copy in one batch
-    (on oval21's CIFAR nets the restarts one after another took 4.1–4.5 s, a step costing about the same for 1
-    or 90 copies)."""
+    """PGD on the whole property, then on each disjunct alone; the restarts run as copies in one batch where memory
+    allows (on oval21's CIFAR nets the restarts one after another took 4.1–4.5 s, a step costing about the same
+    for 1 or 90 copies)."""
     centre = (box.lower + box.upper) / 2
     att = _pgd_restarts(native, box, spec, centre, steps, restarts, seed)
     for x in _confirmed_points(att, confirmed):
@@ -39,26 +40,37 @@ def property_attack(native: Graph, box: InputBox, spec: LinearSpec, steps: int, 
     return None
 
 
+ATTACK_ELEMENTS = 2**26  # activation values one batch of attack copies may hold (~256 MB in float32)
+
+
 def _pgd_restarts(native: Graph, box: InputBox, spec: LinearSpec, start: torch.Tensor, steps: int, restarts: int,
-                  seed: int):
-    """PGD with `restarts` starts per sample, all at once: the first from `start`, the others uniformly random in
-    the box (restart-major copies of box and spec)."""
-    r = max(1, restarts)
-    gen = torch.Generator(device=start.device).manual_seed(seed)
-    lo, hi = box.lower.repeat((r,) + (1,) * (box.lower.dim() - 1)), box.upper.repeat((r,) + (1,) * (box.upper.dim() - 1))
+                  seed: int) -> Iterator[AttackResult]:
+    """PGD with `restarts` starts per sample, as many at once as `ATTACK_ELEMENTS` allows (never fewer than one
+    restart of every sample): the first from `start`, the others uniformly random in the box. Yields each batch's
+    result (restart-major copies of box and spec), so a caller can stop at the first hit."""
     n = box.lower.shape[0]
-    starts = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, device=lo.device, dtype=lo.dtype)
-    starts[:n] = start
-    specs = LinearSpec(spec.C.repeat(r, 1, 1), spec.d.repeat(r, 1), spec.groups, None, spec.strict)
-    return pgd(native, InputBox(lo, hi), specs, steps=steps, restarts=1, seed=seed, start=starts.to(native.dtype))
+    per_copy = sum(math.prod(shape) for shape in native.shapes.values())
+    chunk = max(1, min(max(1, restarts), ATTACK_ELEMENTS // max(1, per_copy * n)))
+    gen = torch.Generator(device=start.device).manual_seed(seed)
+    for first in range(0, max(1, restarts), chunk):
+        r = min(chunk, max(1, restarts) - first)
+        rep = (r,) + (1,) * (box.lower.dim() - 1)
+        lo, hi = box.lower.repeat(rep), box.upper.repeat(rep)
+        starts = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, device=lo.device, dtype=lo.dtype)
+        if first == 0:
+            starts[:n] = start
+        specs = LinearSpec(spec.C.repeat(r, 1, 1), spec.d.repeat(r, 1), spec.groups, None, spec.strict)
+        yield pgd(native, InputBox(lo, hi), specs, steps=steps, restarts=1, seed=seed + first,
+                  start=starts.to(native.dtype))
 
 
-def _confirmed_points(att, confirmed) -> Iterator[torch.Tensor]:
-    """The attack's violating points (one at a time) that `confirmed` accepts."""
-    for k in att.found.nonzero().flatten().tolist():
-        x = att.points[k : k + 1]
-        if confirmed(x):
-            yield x
+def _confirmed_points(attacks: Iterator[AttackResult], confirmed) -> Iterator[torch.Tensor]:
+    """The attacks' violating points (one at a time) that `confirmed` accepts."""
+    for att in attacks:
+        for k in att.found.nonzero().flatten().tolist():
+            x = att.points[k : k + 1]
+            if confirmed(x):
+                yield x
 
 
 def corner_attack(native: Graph, wide: Graph, box: InputBox, attack_box: InputBox, spec: LinearSpec, steps: int, seed: int,
