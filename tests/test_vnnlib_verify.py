@@ -254,3 +254,33 @@ def test_benchmark_runner_reports_soundness_line() -> None:
                                   "--timeout-cap", "20"])
     assert r.exit_code == 0, r.output
     assert "soundness: 0 unsat answers on instances known to be sat" in r.stdout
+
+
+@pytest.mark.parametrize("budget_restarts, sizes", [(None, [20]), (3, [6, 6, 6, 2])])
+def test_attack_restarts_batch_within_the_memory_budget(monkeypatch, budget_restarts, sizes) -> None:
+    """verify's PGD runs its restarts as copies of one batch, in chunks when ATTACK_ELEMENTS would be exceeded
+    (never fewer than one restart of every copy); the first restart starts at the given point, and a
+    violation is found either way."""
+    import srp_audit.vnn_attacks as va
+    from srp_audit.spec import margin_spec
+
+    g = _tiny_net().copy(dtype=torch.float32)
+    g.requires_grad_(False)
+    per_copy = sum(int(np.prod(s)) for s in g.shapes.values())
+    if budget_restarts is not None:
+        monkeypatch.setattr(va, "ATTACK_ELEMENTS", per_copy * 2 * budget_restarts)
+    batches, starts = [], []
+    real = va.pgd
+
+    def spy(graph, box, spec, **kw):
+        batches.append(box.lower.shape[0])
+        starts.append(kw["start"])
+        return real(graph, box, spec, **kw)
+
+    monkeypatch.setattr(va, "pgd", spy)
+    lo, hi = torch.full((2, 2), -1.0), torch.full((2, 2), 1.0)
+    spec = margin_spec(torch.tensor([1, 1]), 2, torch.float32)  # y1 > y0 is violated where y0 ≥ y1 (e.g. x0 = 1, x1 = −1)
+    start = torch.zeros(2, 2)
+    found = [bool(r.found.any()) for r in va._pgd_restarts(g, InputBox(lo, hi), spec, start, 20, 10, 0)]
+    assert batches == sizes and any(found)
+    assert torch.equal(starts[0][:2], start) and not torch.equal(starts[0][2:4], start.expand(2, 2))
