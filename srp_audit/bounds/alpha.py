@@ -59,7 +59,8 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
         **{"beta:" + k: b.detach().clone() for k, (b, _) in betas.items()}}
     seen = best.to(wbox.lower.dtype)  # best bound of the search so far, in its precision
     opt = torch.optim.Adam(params, lr=lr, fused=True)
-    frozen = [p for g in {id(graph): graph, id(work.graph): work.graph}.values() for p in g.parameters() if p.requires_grad]
+    models = [graph] if work.graph is graph else [graph, work.graph]
+    frozen = [p for g in models for p in g.parameters() if p.requires_grad]
     for p in frozen:  # only the slopes and multipliers are optimised; no gradients into the model
         p.requires_grad_(False)
 
