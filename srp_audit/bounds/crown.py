@@ -29,7 +29,7 @@ from ..errors import BoundMethodError
 from ..ir.graph import Graph
 from ..ir.relevance import relevant_entries
 from ..ir.walk import INPUT, walk_backward, walk_forward
-from ..ops.backward import Bounds, Coeffs, Context, dense
+from ..ops.backward import Bounds, Coeffs, Context, dense, negative_part, zero_const
 from ..ops.interval import Interval
 from ..ops.patches import Grid, Patches, flat_sum, weighted_sum
 from ..ops.rounding import dot_gamma, gamma, tiny, unit_roundoff
@@ -62,9 +62,9 @@ def _concretise(A: Coeffs, box: InputBox, ctx: Context | None = None) -> torch.T
         maps = lambda: torch.cat([lo, width], dim=1)  # noqa: E731
         cols = ctx.unfolded("input", A, (box.lower, box.upper), maps) if ctx is not None else A.unfold(maps())
         lo_w, width_w = A.pick_parts(cols, 2)
-        value = flat_sum(A.data * lo_w + A.data.clamp(max=0) * width_w)
+        value = flat_sum(A.data * lo_w + negative_part(A.data) * width_w)
     else:
-        value = weighted_sum(A, lo) + weighted_sum(A.clamp(max=0), width)
+        value = weighted_sum(A, lo) + weighted_sum(negative_part(A), width)
     if box.ball is None:
         return value
     b = box.ball
@@ -128,7 +128,9 @@ def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: tor
 
 
 def _rounding_slack(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
-    """⟨|A|, err⟩ at the starting node, inflated for the compounding of per-step relative errors."""
+    """⟨|A|, err⟩ at the starting node, inflated for compounding per-step relative errors; none if steering only."""
+    if ctx.steer_only:
+        return zero_const(A)
     depth = len(ctx.graph.order) + 2
     k = 1 + 4 * depth * gamma(8, ctx.err[name].dtype)
     absA = A.with_data(A.data.abs()) if isinstance(A, Patches) else A.abs()
@@ -170,20 +172,19 @@ def _start(ctx: Context, target: str, idx: torch.Tensor, signs: tuple[int, ...] 
     shape = graph.shapes[target]
     n, k = idx.shape
     dt = ctx.bounds[INPUT][0].dtype
-    dev = idx.device
     err = ctx.err[target].reshape(n, -1).gather(1, idx)
     slack = torch.cat([err] * len(signs), dim=1) * (1 + 4 * (len(graph.order) + 2) * gamma(8, dt))
     rows = graph.node(target).crown_rows(idx, ctx, target, signs)
     if rows is not None:
         return {ctx.x(target): rows[0]}, rows[1], slack
-    zero = torch.zeros(n, len(signs) * k, dtype=dt, device=dev)
+    zero = torch.zeros(n, len(signs) * k, dtype=dt, device=idx.device)
     if len(shape) == 3:
         c, h, w = shape
         ch, at = idx // (h * w), idx % (h * w)
-        data = torch.zeros(n, k, c, 1, 1, dtype=dt, device=dev)
+        data = torch.zeros(n, k, c, 1, 1, dtype=dt, device=idx.device)
         data.scatter_(2, ch.view(n, k, 1, 1, 1), 1.0)
         return {target: Patches(data, at, Grid(1, 1, 0, 0, h, w), shape, clean=True).signed(signs)}, zero, slack
-    A = torch.zeros(n, k, math.prod(shape), dtype=dt, device=dev)
+    A = torch.zeros(n, k, math.prod(shape), dtype=dt, device=idx.device)
     A.scatter_(2, idx.unsqueeze(2), 1.0)
     return {target: _signed(A, signs).reshape((n, len(signs) * k) + tuple(shape))}, zero, slack
 

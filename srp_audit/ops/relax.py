@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .backward import split_signs
 from .patches import weighted_sum
 from .rounding import unit_roundoff
 
@@ -142,8 +143,7 @@ def through_lines(A: torch.Tensor, lower_slope: torch.Tensor, lower_icpt: torch.
     """CROWN's step through an elementwise relaxation for dense coefficients A (N, R, *shape): the lower line where
     A ≥ 0, the upper line where A < 0. Lines are per sample (N, *shape), or per row (N, R, *shape) with `per_row`
     (alpha-CROWN's). Returns (A_x, constant (N, R))."""
-    pos = A.clamp(min=0)
-    neg = A - pos
+    pos, neg = split_signs(A)
     lift = (lambda t: t) if per_row else (lambda t: t.unsqueeze(1))
     wsum = (lambda B, v: (B * v).flatten(2).sum(-1)) if per_row else weighted_sum
     A_x = pos * lift(lower_slope) + neg * lift(upper_slope)

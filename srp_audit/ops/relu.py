@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..errors import BoundMethodError
 from ..ir.node import Node
 from . import relax
-from .backward import Context, per_row, split_signs
+from .backward import Context, negative_part, per_row, split_signs
 from .interval import Interval
 from .patches import Patches, weighted_sum
 from .rounding import as_float32, dot_gamma, tiny, unit_roundoff
@@ -72,13 +72,13 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
         maps = lambda: torch.cat([lam_map, gap, up_icpt], dim=1)  # noqa: E731
         lam_w, d_w, t_w = A.pick_parts(ctx.unfolded("relu " + name, A, (l, u), maps), 3)
         n, r = A.data.shape[:2]
-        neg = A.data.clamp(max=0)
+        neg = negative_part(A.data)
         const = torch.einsum("nrk,nrk->nr", neg.reshape(n, r, -1), t_w.reshape(n, r, -1))
         return A.with_data((A.data * lam_w).addcmul_(neg, d_w), clean=True), const
     if ctx.record is not None:
         ctx.record[name] = A.detach()
     if lam is None:  # CROWN's slopes: the patches form, three passes and no sign split
-        neg = A.clamp(max=0)
+        neg = negative_part(A)
         return (A * lam_map.unsqueeze(1)).addcmul_(neg, gap.unsqueeze(1)), weighted_sum(neg, up_icpt)
     unstable, fixed = ctx.relaxation(name + " stable slopes", (ctx.x(name),), _stable_slopes)
     lam = torch.where(unstable, lam, fixed)
