@@ -41,13 +41,11 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     alone is returned — the search's values are never taken for bounds."""
     graph = ctx.graph
     n, s = spec.C.shape[:2]
-    ctx = Context(graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
-                  {k: v.detach() for k, v in ctx.err.items()})  # constants for the optimisation
+    ctx = _constants(ctx)
     work, wspec, wbox = ctx, spec, box
     if search is not None:
-        dt = search.dtype
-        work = Context(search, {k: (lo.to(dt), hi.to(dt)) for k, (lo, hi) in ctx.bounds.items()}, steer_only=True)
-        wspec, wbox = spec.to(dt), box.to(dt)
+        work = _lowered(ctx, search)
+        wspec, wbox = spec.to(search.dtype), box.to(search.dtype)
     alphas, betas = start_parameters(work, n, s, split_signs or {}, state or {}, wbox.lower.dtype)
     params = [v.requires_grad_(True) for v in list(alphas.values()) + [b for b, _ in betas.values()]]
     best = start.clone()
@@ -100,6 +98,29 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
         for p in frozen:
             p.requires_grad_(True)
     return best
+
+
+def _constants(ctx: Context) -> Context:
+    """ctx with detached bounds and magnitudes (constants for the optimisation); when none needed detaching, the
+    same tensors, so the relaxations already computed on them are reused."""
+    tensors = [t for b in ctx.bounds.values() for t in b] + list(ctx.err.values())
+    if not any(t.requires_grad for t in tensors):
+        return Context(ctx.graph, dict(ctx.bounds), dict(ctx.err), relaxed=ctx.relaxed, origin=ctx.origin)
+    return Context(ctx.graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
+                   {k: v.detach() for k, v in ctx.err.items()})
+
+
+def _lowered(ctx: Context, search: Graph) -> Context:
+    """A steer-only context on the search graph: ctx's bounds and the relaxations computed on them, in the search's
+    precision (converted, not recomputed)."""
+    dt = search.dtype
+    low = {id(t): t.to(dt) for b in ctx.bounds.values() for t in b}
+    work = Context(search, {k: (low[id(lo)], low[id(hi)]) for k, (lo, hi) in ctx.bounds.items()}, steer_only=True)
+    for key, (sources, values) in ctx.relaxed.items():
+        if all(id(t) in low for t in sources):
+            work.relaxed[key] = (tuple(low[id(t)] for t in sources),
+                                 tuple(v.to(dt) if v.is_floating_point() else v for v in values))
+    return work
 
 
 def start_parameters(ctx: Context, n: int, rows: int, split_signs: dict[str, torch.Tensor], state: dict[str, torch.Tensor],

@@ -106,9 +106,10 @@ def split_signs(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def negative_part(t: torch.Tensor) -> torch.Tensor:
-    """min(t, 0), exactly for finite t, through a ReLU for a cheap gradient (see `split_signs`); its gradient at 0 is
-    a clamp's (1). NaN at t = +∞, a coefficient past an overflow, whose bound is already lost (NaN bounds read −∞)."""
-    return t - torch.relu(t)
+    """min(t, 0): a clamp (one pass) without a gradient; with one, t − relu(t), whose gradient is cheap (see
+    `split_signs`) and at 0 is a clamp's (1) — exact for finite t, NaN at t = +∞, a coefficient past an overflow
+    whose bound is already lost (NaN bounds read −∞)."""
+    return t - torch.relu(t) if t.requires_grad else t.clamp(max=0)
 
 
 def per_row(t: torch.Tensor, rows: int) -> torch.Tensor:
