@@ -441,3 +441,23 @@ def test_an_overflowing_intermediate_never_gives_nan_or_a_false_bound(method: st
     above = torch.where(finite, values - hi.unsqueeze(1), torch.zeros_like(values)).clamp(min=0)
     assert float(below.max()) == 0.0 and float(above.max()) == 0.0, f"{method}: a finite sampled value leaves the bounds"
     assert bool(torch.isfinite(lb[1]).all()), f"{method}: the sample without overflow should get finite bounds"
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_sign_parts_are_a_clamps_values_and_gradients(grad: bool) -> None:
+    """`split_signs` and `negative_part` (ReLUs, for cheap gradients) give exactly a clamp's parts, zeros and
+    infinities included, and `negative_part` a clamp's gradient, also at 0 (alpha-CROWN's steps follow it)."""
+    from srp_audit.ops.backward import negative_part, split_signs
+
+    g = torch.Generator().manual_seed(3)
+    t = torch.cat([torch.randn(200, generator=g, dtype=torch.float64), torch.tensor([0.0, -0.0, 1e-300, -1e-300, -torch.inf])])
+    a = t.clone().requires_grad_(grad)
+    pos, neg = split_signs(a)
+    assert torch.equal(pos, t.clamp(min=0)) and torch.equal(neg, t - t.clamp(min=0))
+    assert torch.equal(negative_part(a), t.clamp(max=0))
+    if grad:
+        w = torch.randn(t.shape, generator=g, dtype=torch.float64)
+        (got,) = torch.autograd.grad((negative_part(a) * w).sum(), a)
+        b = t.clone().requires_grad_(True)
+        (want,) = torch.autograd.grad((b.clamp(max=0) * w).sum(), b)
+        assert torch.equal(got, want)
