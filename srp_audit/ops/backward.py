@@ -83,9 +83,10 @@ class Context:
         cut = lambda d: {k: v[idx] for k, v in d.items()}  # noqa: E731
         bounds = {k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()}
         if self.origin is not None:  # a subset of a subset: its own bounds, no shared relaxations
-            return Context(self.graph, bounds, cut(self.err), cut(self.alpha))
+            return Context(self.graph, bounds, cut(self.err), cut(self.alpha), steer_only=self.steer_only)
         inherited = {k: (self.bounds[k], b) for k, b in bounds.items()}
-        return Context(self.graph, bounds, cut(self.err), cut(self.alpha), origin=(self, idx, inherited))
+        return Context(self.graph, bounds, cut(self.err), cut(self.alpha), origin=(self, idx, inherited),
+                       steer_only=self.steer_only)
 
 
 def dense(A: Coeffs) -> torch.Tensor:
