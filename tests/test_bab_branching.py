@@ -112,3 +112,13 @@ def test_kept_parameters_reproduce_the_best_bounds(seed: int, search: bool) -> N
     state2 = dict(state)
     lb2 = _bound_domains(graph, box, spec, splits, None, root, state2, _search(graph, search))[0]
     assert torch.all(lb2 >= again - 1e-12)
+
+
+def test_convolutional_networks_take_fewer_beta_steps_per_batch(fixture_models) -> None:
+    """Networks with convolutional ReLU layers take `BETA_ITERS_CONV` steps per batch, fully connected ones
+    `BETA_ITERS` (measured per kind: docs/methods.md)."""
+    from srp_audit.bab import BETA_ITERS, BETA_ITERS_CONV, beta_iters
+
+    assert beta_iters(fixture_models["mnist_mlp"]) == BETA_ITERS
+    assert beta_iters(fixture_models["mnist_cnn"]) == BETA_ITERS_CONV
+    assert beta_iters(random_mlp(0, (3, 12, 12, 2))) == BETA_ITERS
