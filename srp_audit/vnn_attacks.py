@@ -20,12 +20,10 @@ def property_attack(native: Graph, box: InputBox, spec: LinearSpec, steps: int, 
     allows (on oval21's CIFAR nets the restarts one after another took 4.1–4.5 s, a step costing about the same
     for 1 or 90 copies)."""
     centre = (box.lower + box.upper) / 2
-    att = _pgd_restarts(native, box, spec, centre, steps, restarts, seed)
-    for x in _confirmed_points(att, confirmed):
-        return x
+    hit = next(_confirmed_points(_pgd_restarts(native, box, spec, centre, steps, restarts, seed), confirmed), None)
     g = len(spec.groups)
-    if g < 2:
-        return None
+    if hit is not None or g < 2:
+        return hit
     # one copy of the box per disjunct, each attacked on its own rows (the others' rows are made unviolable)
     C = torch.zeros((g,) + spec.C.shape[1:], dtype=spec.C.dtype, device=spec.C.device)
     d = torch.full((g, spec.C.shape[1]), 1e30, dtype=spec.d.dtype, device=spec.d.device)  # unused rows never violate
@@ -35,9 +33,7 @@ def property_attack(native: Graph, box: InputBox, spec: LinearSpec, steps: int, 
     per = LinearSpec(C, d, spec.groups, None, spec.strict)
     boxes = InputBox(box.lower.expand((g,) + box.lower.shape[1:]), box.upper.expand((g,) + box.upper.shape[1:]))
     att = _pgd_restarts(native, boxes, per, centre.expand_as(boxes.lower), 2 * steps, restarts, seed + 1)
-    for x in _confirmed_points(att, confirmed):
-        return x
-    return None
+    return next(_confirmed_points(att, confirmed), None)
 
 
 ATTACK_ELEMENTS = 2**26  # activation values one batch of attack copies may hold (~256 MB in float32)
@@ -48,12 +44,12 @@ def _pgd_restarts(native: Graph, box: InputBox, spec: LinearSpec, start: torch.T
     """PGD with `restarts` starts per sample, as many at once as `ATTACK_ELEMENTS` allows (never fewer than one
     restart of every sample): the first from `start`, the others uniformly random in the box. Yields each batch's
     result (restart-major copies of box and spec), so a caller can stop at the first hit."""
-    n = box.lower.shape[0]
+    n, restarts = box.lower.shape[0], max(1, restarts)
     per_copy = sum(math.prod(shape) for shape in native.shapes.values())
-    chunk = max(1, min(max(1, restarts), ATTACK_ELEMENTS // max(1, per_copy * n)))
+    chunk = max(1, min(restarts, ATTACK_ELEMENTS // max(1, per_copy * n)))
     gen = torch.Generator(device=start.device).manual_seed(seed)
-    for first in range(0, max(1, restarts), chunk):
-        r = min(chunk, max(1, restarts) - first)
+    for first in range(0, restarts, chunk):
+        r = min(chunk, restarts - first)
         rep = (r,) + (1,) * (box.lower.dim() - 1)
         lo, hi = box.lower.repeat(rep), box.upper.repeat(rep)
         starts = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, device=lo.device, dtype=lo.dtype)
@@ -93,7 +89,4 @@ def corner_attack(native: Graph, wide: Graph, box: InputBox, attack_box: InputBo
     boxes = InputBox(lo32.expand((s,) + lo32.shape[1:]), hi32.expand((s,) + hi32.shape[1:]))
     specs = spec.repeated(s)
     att = pgd(native, boxes, specs, steps=steps, restarts=1, seed=seed + 2, start=corners.to(native.dtype))
-    for k in att.found.nonzero().flatten().tolist():
-        if confirmed(att.points[k : k + 1]):
-            return att.points[k : k + 1]
-    return None
+    return next(_confirmed_points(iter([att]), confirmed), None)
