@@ -461,3 +461,20 @@ def test_sign_parts_are_a_clamps_values_and_gradients(grad: bool) -> None:
         b = t.clone().requires_grad_(True)
         (want,) = torch.autograd.grad((b.clamp(max=0) * w).sum(), b)
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("shape, kernel, stride", [((40, 8, 6, 6), (8, 6, 3, 3), 1), ((40, 8, 6, 6), (8, 3, 4, 4), 2),
+                                                   ((40, 8, 6, 6), (8, 6, 2, 2), 2)])
+def test_conv_transpose_in_chunks_of_rows_equals_one_piece(monkeypatch, shape, kernel, stride) -> None:
+    """Large float64 batches are transposed in chunks of rows that stay in cache (per-offset products, one product
+    and strided additions, tiling windows): every row comes out bit for bit as from one piece."""
+    import srp_audit.ops.patches as patches
+
+    gen = torch.Generator().manual_seed(sum(shape) + stride)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    w = torch.randn(kernel, generator=gen, dtype=torch.float64)
+    whole = patches.conv_transpose(x, w, (stride, stride), (1, 1), 1)
+    for budget in (1, 3 * 8 * 36 * 8):  # one row per chunk; a few rows per chunk, the last one short
+        monkeypatch.setattr(patches, "PER_OFFSET_CHUNK", budget)
+        monkeypatch.setattr(patches, "COLUMNS_CHUNK", budget)
+        assert torch.equal(patches.conv_transpose(x, w, (stride, stride), (1, 1), 1), whole)
