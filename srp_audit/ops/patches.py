@@ -183,9 +183,9 @@ def conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int
     cache (every row is computed alone, so chunks change nothing): 2 000 rows of 32×11×11 through a 32→16
     4×4 kernel 148 → 82 ms, 384 of 8×16×16 through 8→3 4×4 9.6 → 7.7 ms."""
     b, c_out, h, w = x.shape
-    o, c_in_g, kh, kw = weight.shape
+    _, c_in_g, kh, kw = weight.shape
     if groups == 1 and x.dtype == torch.float64:
-        per_offset = c_in_g >= 4 and not (tuple(stride) == (kh, kw) and tuple(dilation) == (1, 1))
+        per_offset = _per_offset(weight, stride, dilation)
         per_row = (c_out if per_offset else c_in_g * kh * kw) * h * w * x.element_size()
         rows = max(1, (PER_OFFSET_CHUNK if per_offset else COLUMNS_CHUNK) // per_row)
         if rows < b:
@@ -194,16 +194,26 @@ def conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int
     return _conv_transpose(x, weight, stride, dilation, groups, out_hw)
 
 
+def _tiles(weight: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int]) -> bool:
+    """Whether the kernel's windows tile the output (stride = kernel, no dilation)."""
+    return tuple(stride) == tuple(weight.shape[2:]) and tuple(dilation) == (1, 1)
+
+
+def _per_offset(weight: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int]) -> bool:
+    """Whether float64 `conv_transpose` takes one product per kernel offset (≥ 4 channels, windows overlapping)."""
+    return weight.shape[1] >= 4 and not _tiles(weight, stride, dilation)
+
+
 def _conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
                     groups: int, out_hw: tuple[int, int] | None) -> torch.Tensor:
     """`conv_transpose` on one chunk of rows."""
     b, c_out, h, w = x.shape
     o, c_in_g, kh, kw = weight.shape
     full = ((h - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (w - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
-    tiles = tuple(stride) == (kh, kw) and tuple(dilation) == (1, 1)
+    tiles = _tiles(weight, stride, dilation)
     if groups != 1 or x.dtype != torch.float64:
         y = F.conv_transpose2d(x, weight, None, stride, 0, 0, groups, dilation)
-    elif c_in_g >= 4 and not tiles:
+    elif _per_offset(weight, stride, dilation):
         rows = x.permute(0, 2, 3, 1).reshape(-1, c_out)  # (B·h·w, C_out)
         per_offset = weight.permute(2, 3, 0, 1)  # (kh, kw, C_out, C_in)
         y = torch.zeros((b,) + full + (c_in_g,), dtype=x.dtype, device=x.device)
