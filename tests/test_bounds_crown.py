@@ -4,6 +4,9 @@ consistency between methods."""
 
 from __future__ import annotations
 
+import types
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -478,3 +481,50 @@ def test_conv_transpose_in_chunks_of_rows_equals_one_piece(monkeypatch, shape, k
         monkeypatch.setattr(patches, "PER_OFFSET_CHUNK", budget)
         monkeypatch.setattr(patches, "COLUMNS_CHUNK", budget)
         assert torch.equal(patches.conv_transpose(x, w, (stride, stride), (1, 1), 1), whole)
+
+
+@pytest.mark.parametrize("shape, kernel, stride, dilation, out_hw", [
+    ((5, 16, 4, 4), (16, 1, 4, 4), 2, 1, None), ((5, 32, 2, 2), (32, 16, 4, 4), 1, 1, None),
+    ((5, 8, 3, 3), (8, 8, 3, 3), 1, 2, (6, 8)), ((5, 6, 3, 2), (6, 3, 2, 3), 2, 1, (8, 4))])
+def test_unrolled_conv_transpose_matches_torch_and_holds_only_kernel_taps(shape, kernel, stride, dilation, out_hw) -> None:
+    """Small windows take one product with the transpose unrolled into a matrix: it computes what torch's
+    conv_transpose2d does, its entries are the kernel's own values or exact zeros (so the conv's rounding
+    allowance, which counts the direct path's products, still holds), it is kept on the op while the weight is
+    unchanged, rebuilt when the weight changes in place, and gradients flow through it to the weight."""
+    import torch.nn.functional as F
+
+    import srp_audit.ops.patches as patches
+
+    gen = torch.Generator().manual_seed(sum(shape) + sum(kernel))
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    w = torch.randn(kernel, generator=gen, dtype=torch.float64)
+    s, d = (stride, stride), (dilation, dilation)
+    ref = F.conv_transpose2d(x, w, None, s, 0, 0, 1, d)
+    if out_hw is not None:
+        ref = F.pad(ref, (0, max(0, out_hw[1] - ref.shape[3]), 0, max(0, out_hw[0] - ref.shape[2])))[:, :, : out_hw[0], : out_hw[1]]
+    owner = types.SimpleNamespace()
+    with mock.patch.object(patches, "_unroll_pays", lambda *a: True):
+        got = patches.conv_transpose(x, w, s, d, 1, out_hw, owner=owner)
+        assert torch.allclose(got, ref, rtol=1e-12, atol=1e-12)
+        (m,) = [v[2] for v in vars(owner).values()]
+        taps = set(w.flatten().tolist()) | {0.0}
+        assert set(m.flatten().tolist()) <= taps, "an unrolled entry is not a kernel tap"
+        patches.conv_transpose(x, w, s, d, 1, out_hw, owner=owner)
+        assert [v[2] for v in vars(owner).values()] == [m], "the unrolled matrix was rebuilt for an unchanged weight"
+        w.mul_(2.0)
+        assert torch.allclose(patches.conv_transpose(x, w, s, d, 1, out_hw, owner=owner), 2 * got, rtol=1e-12, atol=1e-12)
+        wg = w.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(patches.conv_transpose(x, wg, s, d, 1, out_hw, owner=owner).square().sum(), wg)
+    wr = w.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(patches.conv_transpose(x, wr, s, d, 1, out_hw).square().sum(), wr)
+    assert torch.allclose(grad, want, rtol=1e-10, atol=1e-10)
+
+
+def test_small_windows_unroll_and_large_ones_do_not() -> None:
+    """The rule that picks the unrolled product: the MNIST CNN's first conv under 4×4 windows of 16 channels
+    unrolls; a whole 32×11×11 map through a 32→16 4×4 kernel (12× the multiplications, 97 MB) does not."""
+    from srp_audit.ops.patches import _unroll_pays
+
+    assert _unroll_pays(torch.zeros(16, 1, 4, 4), 4, 4, (10, 10))
+    assert not _unroll_pays(torch.zeros(32, 16, 4, 4), 11, 11, (14, 14))
+    assert not _unroll_pays(torch.zeros(32, 16, 4, 4), 6, 6, (9, 9))

@@ -92,7 +92,8 @@ class Conv2d(Node):
         n, s = A.shape[:2]
         flat = A.reshape((n * s,) + tuple(A.shape[2:]))
         t, l, b, r = self.padding
-        g = conv_transpose(flat, self.weight, self.stride, self.dilation, self.groups, (in_shape[1] + t + b, in_shape[2] + l + r))
+        g = conv_transpose(flat, self.weight, self.stride, self.dilation, self.groups, (in_shape[1] + t + b, in_shape[2] + l + r),
+                           owner=self)
         return g[:, :, t : t + in_shape[1], l : l + in_shape[2]].reshape((n, s) + tuple(in_shape))
 
     def crown_backward(self, A, ctx: Context, name: str):
@@ -100,7 +101,8 @@ class Conv2d(Node):
             A = A.masked()
             n, r, c, ph, pw = A.data.shape
             const = torch.einsum("nrchw,c->nr", A.data, self.bias)  # one reduction, no product tensor
-            data = conv_transpose(A.data.reshape(n * r, c, ph, pw), self.weight, self.stride, self.dilation, self.groups)
+            data = conv_transpose(A.data.reshape(n * r, c, ph, pw), self.weight, self.stride, self.dilation, self.groups,
+                                  owner=self)
             grid = A.grid.through_conv(self.stride, self.padding[0], self.padding[1])
             out = Patches(data.reshape((n, r) + tuple(data.shape[1:])), A.pos, grid, ctx.shape(ctx.x(name)))
             return [out], const
