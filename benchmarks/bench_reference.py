@@ -4,12 +4,13 @@ For each fixture, VNN-COMP's cifar10_resnet/resnet_2b (when ../shared is present
 architecture zoo, batch 64, two eps: seconds per batch and certified count for IBP, CROWN-IBP, CROWN and
 alpha-CROWN (20 iterations) — ours with default settings (float64, sound under rounding) beside auto_LiRPA in
 float32 and float64 — the ratio ours ÷ theirs (float32), and the largest amount by which their lower bounds
-exceed ours (positive: ours is looser). Times are medians of 3 runs, ours and theirs alternating.
+exceed ours (positive: ours is looser). Times are medians of 3 runs (7 for rows under 0.1 s), ours and theirs
+alternating.
 
 auto_LiRPA is not a dependency: install it in a scratch environment (`make reference-venv`, see
 ../shared/reference/README.md) and run this script with that environment's Python
 (`make bench-reference`). Without it, only our columns are printed, and the script says so.
-Run: python benchmarks/bench_reference.py [--quick]   (--quick: fixtures only, one eps, 1 run each)
+Run: python benchmarks/bench_reference.py [--quick]   (--quick: fixtures only, one eps, 1 run each; 7 under 0.1 s)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ MATRIX_SAMPLES = 8  # their dense 'matrix' mode is timed on this many samples an
 ORDER = ("ibp", "crown-ibp", "crown", "alpha-crown")
 THEIR_NAME = {"ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN", "alpha-crown": "alpha-CROWN"}
 SLOW = 5.0  # seconds: a reference call this slow is timed once (its warm-up call)
+FAST, FAST_RUNS = 0.1, 7  # seconds: rows whose call is faster are timed FAST_RUNS times, alternated, even in --quick
 
 
 def _fixture(name: str):
@@ -167,7 +169,7 @@ def bench_model(name: str, graph: Graph, x: torch.Tensor, y: torch.Tensor, domai
             def ours(m=m, box=box, spec=spec) -> torch.Tensor:
                 with torch.no_grad():
                     return METHODS[m](g64, box, spec, alpha_iters=20).lower
-            ours()  # warm
+            t_warm, _ = _timed(ours)  # warm
             refs = {}
             for dt in ((torch.float32, torch.float64) if BoundedModule is not None else ()):
                 skip = "not run: its CROWN ran only in matrix mode" if m == "alpha-crown" and dense_only.get(dt) else ""
@@ -175,7 +177,9 @@ def bench_model(name: str, graph: Graph, x: torch.Tensor, y: torch.Tensor, domai
                 if m == "crown":
                     dense_only[dt] = refs[dt].n != BATCH or refs[dt].run is None
             t_ours = []
-            for _ in range(runs):  # alternate, so machine noise hits both
+            # alternate, so machine noise hits both; rows of milliseconds take FAST_RUNS (one timing of a few ms
+            # can catch a page-fault burst: a --quick run once read the MLP's IBP at 3.8x their time, 0.6x in 5 runs)
+            for _ in range(max(runs, FAST_RUNS) if t_warm < FAST else runs):
                 t, lb = _timed(ours)
                 t_ours.append(t)
                 for ref in refs.values():
