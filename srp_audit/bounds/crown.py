@@ -14,7 +14,8 @@ and never unrolled into matrices. Jobs are split into chunks of samples and rows
 
 Rounding: each op has a `crown_rounding` rule that propagates, forward and once per batch, a bound err_y on
 the floating-point error a backward pass can accumulate per unit of |A| at y (using |A_x| ≤ |A_y|·|W| and
-slopes ≤ 1). A pass starting from A_T subtracts ⟨|A_T|, err_T⟩, so the bounds hold exactly at no per-step cost.
+slopes ≤ 1). A pass starting from A_T subtracts ⟨|A_T|, err_T⟩ (`slack.py`), so the bounds hold exactly at no
+per-step cost.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from ..errors import BoundMethodError
 from ..ir.graph import Graph
 from ..ir.relevance import relevant_entries
 from ..ir.walk import INPUT, walk_backward, walk_forward
-from ..ops.backward import Bounds, Coeffs, Context, dense, negative_part, zero_const
+from ..ops.backward import Bounds, Coeffs, Context, dense, negative_part
 from ..ops.interval import Interval
 from ..ops.patches import Grid, Patches, flat_sum, weighted_sum
-from ..ops.rounding import dot_gamma, gamma, tiny, unit_roundoff
+from ..ops.rounding import dot_gamma, tiny, unit_roundoff
 from ..spec import InputBox, LinearSpec
 from .ibp import ibp_step, spec_interval
+from .slack import compounding, final, rounding_slack
 
 DEFAULT_BUDGET = 1 << 21  # elements of A per chunk (16 MiB in float64: stays below glibc's mmap threshold)
 
@@ -98,7 +100,7 @@ def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
     def step(name: str, node, A: Coeffs | None) -> list[Coeffs | None] | None:
         if name in ctx.beta:  # Lagrangian terms of split constraints (beta-CROWN), with their rounding slack
             extra = ctx.beta[name]
-            total["injected"] = total["injected"] + _rounding_slack(ctx, extra, name)
+            total["injected"] = total["injected"] + rounding_slack(ctx, extra, name)
             A = extra if A is None else dense(A) + extra
         if A is None:
             return None
@@ -125,21 +127,6 @@ def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: tor
     the rounding slack of its starting point (coefficients injected on the way, beta-CROWN's, carry their own)."""
     A_in, c = backward_form(ctx, pending, const, probe)
     return c if A_in is None else _concretise(A_in, box, ctx) + c
-
-
-def _rounding_slack(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
-    """⟨|A|, err⟩ at the starting node, inflated for compounding per-step relative errors; none if steering only."""
-    if ctx.steer_only:
-        return zero_const(A)
-    depth = len(ctx.graph.order) + 2
-    k = 1 + 4 * depth * gamma(8, ctx.err[name].dtype)
-    absA = A.with_data(A.data.abs()) if isinstance(A, Patches) else A.abs()
-    return weighted_sum(absA, ctx.err[name]) * k
-
-
-def _final(value: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
-    """Subtract the slack and the rounding of the last additions; NaN (∞ − ∞, 0·∞ past an overflow) becomes −∞."""
-    return (value - slack - gamma(8, value.dtype) * value.abs() - tiny(value.dtype)).nan_to_num(nan=-math.inf)
 
 
 # ============================================================================================ intermediate bounds
@@ -173,7 +160,7 @@ def _start(ctx: Context, target: str, idx: torch.Tensor, signs: tuple[int, ...] 
     n, k = idx.shape
     dt = ctx.bounds[INPUT][0].dtype
     err = ctx.err[target].reshape(n, -1).gather(1, idx)
-    slack = torch.cat([err] * len(signs), dim=1) * (1 + 4 * (len(graph.order) + 2) * gamma(8, dt))
+    slack = torch.cat([err] * len(signs), dim=1) * compounding(graph, dt)
     rows = graph.node(target).crown_rows(idx, ctx, target, signs)
     if rows is not None:
         return {ctx.x(target): rows[0]}, rows[1], slack
@@ -241,7 +228,7 @@ def _refine_rows(sub: Context, target: str, box: InputBox, bounds: tuple[torch.T
         if not valid.any():
             continue
         pending, const, slack = _start(sub, target, idx, signs)
-        lb = _final(backward(sub, pending, box, const), slack)
+        lb = final(backward(sub, pending, box, const), slack)
         k = idx.shape[1]
         for j, s in enumerate(signs):
             # fmax/fmin: an IBP bound that is NaN (∞ − ∞ past an overflow) gives way to CROWN's, never NaN
@@ -391,7 +378,7 @@ class SpecForm:
 
     def lower(self, box: InputBox) -> torch.Tensor:
         value = self.const if self.A is None else _concretise(self.A, box) + self.const
-        return _final(value, self.slack)
+        return final(value, self.slack)
 
 
 def spec_form(ctx: Context, spec: LinearSpec) -> SpecForm:
@@ -400,7 +387,7 @@ def spec_form(ctx: Context, spec: LinearSpec) -> SpecForm:
     n, s = spec.C.shape[:2]
     dt = ctx.bounds[INPUT][0].dtype
     A = spec.C.to(dt).reshape((n, s) + graph.output_shape)
-    slack = _rounding_slack(ctx, A, graph.output)
+    slack = rounding_slack(ctx, A, graph.output)
     A_in, const = backward_form(ctx, {graph.output: A}, spec.d.to(dt).clone())
     return SpecForm(A_in, const, slack)
 
