@@ -490,7 +490,8 @@ def test_unrolled_conv_transpose_matches_torch_and_holds_only_kernel_taps(shape,
     """Small windows take one product with the transpose unrolled into a matrix: it computes what torch's
     conv_transpose2d does, its entries are the kernel's own values or exact zeros (so the conv's rounding
     allowance, which counts the direct path's products, still holds), it is kept on the op while the weight is
-    unchanged, rebuilt when the weight changes in place, and gradients flow through it to the weight."""
+    unchanged and rebuilt when the weight changes in place; a weight being trained takes the direct path (a matrix
+    rebuilt per call would not pay), with the same gradient."""
     import torch.nn.functional as F
 
     import srp_audit.ops.patches as patches
@@ -514,7 +515,14 @@ def test_unrolled_conv_transpose_matches_torch_and_holds_only_kernel_taps(shape,
         w.mul_(2.0)
         assert torch.allclose(patches.conv_transpose(x, w, s, d, 1, out_hw, owner=owner), 2 * got, rtol=1e-12, atol=1e-12)
         wg = w.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(patches.conv_transpose(x, wg, s, d, 1, out_hw, owner=owner).square().sum(), wg)
+        trained = types.SimpleNamespace()
+        (grad,) = torch.autograd.grad(patches.conv_transpose(x, wg, s, d, 1, out_hw, owner=trained).square().sum(), wg)
+        assert not vars(trained), "a matrix was built for a weight being trained"
+        xg = x.clone().requires_grad_(True)  # coefficients with a gradient (alpha-CROWN) still use the kept matrix
+        (gx,) = torch.autograd.grad(patches.conv_transpose(xg, w, s, d, 1, out_hw, owner=owner).square().sum(), xg)
+        (want_x,) = torch.autograd.grad(F.conv_transpose2d(xg, w, None, s, 0, 0, 1, d).square().sum(), xg)
+        if out_hw is None:
+            assert torch.allclose(gx, want_x, rtol=1e-10, atol=1e-10)
     wr = w.clone().requires_grad_(True)
     (want,) = torch.autograd.grad(patches.conv_transpose(x, wr, s, d, 1, out_hw).square().sum(), wr)
     assert torch.allclose(grad, want, rtol=1e-10, atol=1e-10)

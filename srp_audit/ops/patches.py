@@ -185,10 +185,12 @@ def conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int
     windows tile the output (stride = kernel). Large batches go in chunks of rows whose temporaries stay in
     cache (every row is computed alone, so chunks change nothing): 2 000 rows of 32×11×11 through a 32→16
     4×4 kernel 148 → 82 ms, 384 of 8×16×16 through 8→3 4×4 9.6 → 7.7 ms. Small windows, given an `owner` (the
-    op node) to keep it on, take one matrix product with the transpose unrolled into a matrix (`_unroll_pays`)."""
+    op node) to keep it on, take one matrix product with the transpose unrolled into a matrix (`_unroll_pays`),
+    unless the weight is being trained (the matrix could not be kept)."""
     b, c_out, h, w = x.shape
     _, c_in_g, kh, kw = weight.shape
-    if groups == 1 and x.dtype == torch.float64 and owner is not None:
+    trained = torch.is_grad_enabled() and weight.requires_grad  # a matrix rebuilt per call would not pay
+    if groups == 1 and x.dtype == torch.float64 and owner is not None and not trained:
         full = _full_size(h, w, weight, stride, dilation)
         out = tuple(out_hw) if out_hw is not None else full
         if _unroll_pays(weight, h, w, out):
@@ -236,7 +238,7 @@ def _unrolled(owner: Any, weight: torch.Tensor, stride: tuple[int, int], dilatio
         return _conv_transpose(eye, weight, stride, dilation, 1, out_hw).reshape(k, -1)
 
     key = (tuple(stride), tuple(dilation), tuple(hw), tuple(out_hw))
-    return cached_on(owner, f"_unrolled {key}", (weight,), (), lambda: build().detach(), build)
+    return cached_on(owner, f"_unrolled {key}", (weight,), (), build, build)
 
 
 def _tiles(weight: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int]) -> bool:
