@@ -189,14 +189,12 @@ def conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int
     unless the weight is being trained (the matrix could not be kept)."""
     b, c_out, h, w = x.shape
     _, c_in_g, kh, kw = weight.shape
-    trained = torch.is_grad_enabled() and weight.requires_grad  # a matrix rebuilt per call would not pay
-    if groups == 1 and x.dtype == torch.float64 and owner is not None and not trained:
-        full = _full_size(h, w, weight, stride, dilation)
-        out = tuple(out_hw) if out_hw is not None else full
-        if _unroll_pays(weight, h, w, out):
+    if groups == 1 and x.dtype == torch.float64:
+        trained = torch.is_grad_enabled() and weight.requires_grad  # a matrix rebuilt per call would not pay
+        out = tuple(out_hw) if out_hw is not None else _full_size(h, w, weight, stride, dilation)
+        if owner is not None and not trained and _unroll_pays(weight, h, w, out):
             m = _unrolled(owner, weight, stride, dilation, (h, w), out)
             return (x.reshape(b, -1) @ m).reshape((b, c_in_g) + out)
-    if groups == 1 and x.dtype == torch.float64:
         per_offset = _per_offset(weight, stride, dilation)
         per_row = (c_out if per_offset else c_in_g * kh * kw) * h * w * x.element_size()
         rows = max(1, (PER_OFFSET_CHUNK if per_offset else COLUMNS_CHUNK) // per_row)
