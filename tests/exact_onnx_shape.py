@@ -1,0 +1,248 @@
+"""Shape, indexing and type ops of the exact ONNX interpreter: numpy's own machinery moves the (object or integer)
+arrays, so these ops are exact by construction. Casts between floating-point types are the identity on reals
+(srp-audit certifies the network as a function of real numbers); a cast to an integer type truncates an exactly
+known value and refuses an undecidable one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from exact_onnx_core import Ctx, Unsupported, compare, exact_value, ints_of, is_real, op, vec
+from exact_onnx_nn import crop_or_pad
+from onnx import TensorProto, helper, numpy_helper
+
+
+@op("Identity", "Dropout")
+def _identity(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    return [ins[0]] + [np.ones(ins[0].shape, dtype=bool)] * (len(node.output) - 1)
+
+
+@op("Constant")
+def _constant(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    if "value" in attrs:
+        return [numpy_helper.to_array(attrs["value"])]
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64), ("value_ints", np.int64)):
+        if key in attrs:
+            return [np.array(attrs[key], dtype=dtype)]
+    raise Unsupported(f"Constant with {sorted(attrs)}")
+
+
+@op("Shape")
+def _shape(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    s = np.array(ins[0].shape, dtype=np.int64)
+    return [s[attrs.get("start", 0):attrs.get("end", len(s))]]
+
+
+@op("Size")
+def _size(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    return [np.array(ins[0].size, dtype=np.int64)]
+
+
+@op("ConstantOfShape")
+def _constant_of_shape(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    value = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, dtype=np.float32)
+    return [np.full(ints_of(ins[0]), value[0], dtype=value.dtype)]
+
+
+@op("Range")
+def _range(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    if not any(is_real(a) for a in ins):
+        start, limit, delta = (int(np.asarray(a).reshape(())) for a in ins)
+        return [np.arange(start, limit, delta, dtype=np.result_type(*ins))]
+    start, limit, delta = (exact_value(ctx.real(a).reshape(()).item()) for a in ins)
+    n = max(math.ceil((limit - start) / delta), 0)
+    return [np.array([ctx.num(start + i * delta) for i in range(n)] + [None], dtype=object)[:-1]]
+
+
+_FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+
+
+def _cast(ctx: Ctx, x: np.ndarray, to: int) -> np.ndarray:
+    if to in _FLOAT_TYPES:
+        return ctx.real(x) if (x.dtype == object or x.dtype.kind in "iub") else x
+    target = helper.tensor_dtype_to_np_dtype(to)
+    if to == TensorProto.BOOL:
+        if not is_real(x):
+            return x.astype(bool)
+        nonzero = vec(lambda v: None if compare(v, 0, "eq") is None else not compare(v, 0, "eq"), ctx.real(x))
+        return nonzero if any(v is None for v in nonzero.flat) else nonzero.astype(bool)
+    if not is_real(x):
+        return x.astype(target)
+    # real → integer: truncation towards zero of an exactly known value
+    return np.array([math.trunc(exact_value(v)) for v in ctx.real(x).reshape(-1)], dtype=target).reshape(x.shape)
+
+
+@op("Cast")
+def _cast_op(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    return [_cast(ctx, ins[0], int(attrs["to"]))]
+
+
+@op("CastLike")
+def _cast_like(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    like = ins[1]
+    if is_real(like):
+        return [ctx.real(ins[0]) if not is_real(ins[0]) else ins[0]]
+    return [_cast(ctx, ins[0], helper.np_dtype_to_tensor_dtype(like.dtype))]
+
+
+@op("Reshape")
+def _reshape(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x = ins[0]
+    shape = ins[1] if len(ins) > 1 else attrs["shape"]
+    shape = ints_of(shape)
+    if not attrs.get("allowzero", 0):
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return [x.reshape(shape)]
+
+
+@op("Flatten")
+def _flatten(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x = ins[0]
+    axis = attrs.get("axis", 1)
+    axis = axis + x.ndim if axis < 0 else axis
+    return [x.reshape((math.prod(x.shape[:axis]), -1))]
+
+
+@op("Transpose")
+def _transpose(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    perm = attrs.get("perm")
+    return [np.transpose(ins[0], perm)]
+
+
+def _axes_arg(ctx: Ctx, ins: list, attrs: dict, since: int = 13) -> list[int] | None:
+    if ctx.opset >= since:
+        return ints_of(ins[1]) if len(ins) > 1 and ins[1] is not None else None
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+@op("Squeeze")
+def _squeeze(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    axes = _axes_arg(ctx, ins, attrs)
+    x = ins[0]
+    return [np.squeeze(x) if axes is None else np.squeeze(x, tuple(a % x.ndim for a in axes))]
+
+
+@op("Unsqueeze")
+def _unsqueeze(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    axes = _axes_arg(ctx, ins, attrs)
+    x = ins[0]
+    rank = x.ndim + len(axes)
+    return [np.expand_dims(x, tuple(sorted(a % rank for a in axes)))]
+
+
+def _same_kind(ctx: Ctx, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Arrays to concatenate or select between: all reals as numbers when any is real."""
+    if any(a.dtype == object for a in arrays):
+        return [ctx.real(a) for a in arrays]
+    return arrays
+
+
+@op("Concat")
+def _concat(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    arrays = _same_kind(ctx, [a for a in ins if a is not None])
+    return [np.concatenate(arrays, axis=attrs["axis"])]
+
+
+@op("Split")
+def _split(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x = ins[0]
+    axis = attrs.get("axis", 0) % x.ndim
+    if ctx.opset >= 13:
+        split = ints_of(ins[1]) if len(ins) > 1 and ins[1] is not None else None
+    else:
+        split = list(attrs["split"]) if "split" in attrs else None
+    n = len(node.output)
+    if split is None:
+        size = x.shape[axis]
+        if "num_outputs" in attrs:
+            step = -(-size // n)
+            split = [min(step, size - i * step) for i in range(n)]
+        else:
+            split = [size // n] * n
+    cuts = np.cumsum(split)[:-1]
+    return list(np.split(x, cuts, axis=axis))
+
+
+def _slice_bounds(start: int, end: int, step: int, dim: int) -> slice:
+    """ONNX Slice clamping (negative indices count from the end) as a Python slice."""
+    start = start + dim if start < 0 else start
+    end = end + dim if end < 0 else end
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+        return slice(start, end, step)
+    start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return slice(start, None if end < 0 else end, step)
+
+
+@op("Slice")
+def _slice(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x = ins[0]
+    if ctx.opset >= 10:
+        starts, ends = ints_of(ins[1]), ints_of(ins[2])
+        axes = ints_of(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+        steps = ints_of(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    else:
+        starts, ends = list(attrs["starts"]), list(attrs["ends"])
+        axes = list(attrs.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    idx = [slice(None)] * x.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        idx[a % x.ndim] = _slice_bounds(s, e, st, x.shape[a % x.ndim])
+    return [x[tuple(idx)]]
+
+
+@op("Gather")
+def _gather(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x, ind = ins
+    axis = attrs.get("axis", 0) % x.ndim
+    ind = np.asarray(ints_of(ind), dtype=np.int64).reshape(np.asarray(ind).shape)
+    return [np.take(x, np.where(ind < 0, ind + x.shape[axis], ind), axis=axis)]
+
+
+@op("GatherElements")
+def _gather_elements(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x, ind = ins
+    axis = attrs.get("axis", 0) % x.ndim
+    ind = np.where(ind < 0, ind + x.shape[axis], ind)
+    return [np.take_along_axis(x, ind, axis=axis)]
+
+
+@op("Expand")
+def _expand(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x = ins[0]
+    shape = np.broadcast_shapes(x.shape, tuple(ints_of(ins[1])))
+    return [np.array(np.broadcast_to(x, shape))]
+
+
+@op("Tile")
+def _tile(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    return [np.tile(ins[0], ints_of(ins[1]))]
+
+
+@op("Pad")
+def _pad(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x = ins[0]
+    if ctx.opset >= 11:
+        pads = ints_of(ins[1])
+        value = ins[2] if len(ins) > 2 and ins[2] is not None and np.asarray(ins[2]).size else None
+        axes = ints_of(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(x.ndim))
+    else:
+        pads, value, axes = list(attrs["pads"]), np.float32(attrs.get("value", 0.0)), list(range(x.ndim))
+    k = len(axes)
+    begin, end = [0] * x.ndim, [0] * x.ndim
+    for i, a in enumerate(axes):
+        begin[a % x.ndim], end[a % x.ndim] = pads[i], pads[k + i]
+    mode = attrs.get("mode", "constant")
+    real = is_real(x)
+    xr = ctx.real(x) if real else x
+    xr = crop_or_pad(xr, [max(-b, 0) for b in begin], [max(-e, 0) for e in end], None)  # negative pads crop
+    grow = [(max(b, 0), max(e, 0)) for b, e in zip(begin, end)]
+    if mode == "constant":
+        fill = (ctx.num(np.asarray(value).reshape(-1)[0]) if value is not None else ctx.zero()) if real else \
+            (np.asarray(value).reshape(-1)[0] if value is not None else 0)
+        out = crop_or_pad(xr, [-b for b, _ in grow], [-e for _, e in grow], fill)
+        return [out if real else out.astype(x.dtype)]
+    return [np.pad(xr, grow, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode])]

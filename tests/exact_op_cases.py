@@ -1,0 +1,186 @@
+"""One small ONNX model per operator and attribute combination the exactness oracle implements, for checking the
+oracle's reading of the ONNX spec against onnxruntime (tests/test_exactness_oracle.py): pooling windows with
+ceil mode and padding, every Resize coordinate mode, transposed convolutions with output padding and output
+shape, slicing with negative steps, padding modes, and so on. A misreading would otherwise make the oracle accuse
+(or excuse) srp-audit wrongly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _m(nodes: list, shape: tuple[int, ...], inits: dict | None = None, opset: int = 17, extra_inputs: list | None = None) -> onnx.ModelProto:
+    tensors = [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()]
+    ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))] + (extra_inputs or [])
+    g = helper.make_graph(nodes, "op", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], tensors)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8 if opset <= 17 else 9
+    return m
+
+
+def _one(op: str, shape: tuple[int, ...], opset: int = 17, inits: dict | None = None, inputs: tuple[str, ...] = (), **attrs) -> onnx.ModelProto:
+    return _m([helper.make_node(op, ["x", *inputs], ["y"], **attrs)], shape, inits, opset)
+
+
+def _f(*a: float) -> np.ndarray:
+    return np.array(a, dtype=np.float32)
+
+
+def _i(*a: int) -> np.ndarray:
+    return np.array(a, dtype=np.int64)
+
+
+def _r(*shape: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+S4 = (1, 2, 5, 5)
+
+
+def _elementwise() -> Iterator[tuple[str, onnx.ModelProto]]:
+    for op in ("Relu", "Abs", "Sign", "Floor", "Ceil", "Neg", "Exp", "Sigmoid", "Tanh", "Erf", "Softplus", "Sin", "Cos", "Softsign"):
+        yield op, _one(op, (2, 7))
+    yield "Mish", _one("Mish", (2, 7), opset=18)
+    yield "Gelu", _one("Gelu", (2, 7), opset=20)
+    yield "Gelu_tanh", _one("Gelu", (2, 7), opset=20, approximate="tanh")
+    yield "LeakyRelu", _one("LeakyRelu", (2, 7), alpha=0.3)
+    yield "Elu", _one("Elu", (2, 7), alpha=0.7)
+    yield "Selu", _one("Selu", (2, 7))
+    yield "Celu", _one("Celu", (2, 7), alpha=1.3)
+    yield "HardSigmoid", _one("HardSigmoid", (2, 7), alpha=0.3, beta=0.4)
+    yield "HardSwish", _one("HardSwish", (2, 7))
+    yield "PRelu", _one("PRelu", (1, 3, 2, 2), inits={"s": _f(0.25, -0.5, 1.5).reshape(3, 1, 1)}, inputs=("s",))
+    for op in ("Add", "Sub", "Mul", "Div", "Max", "Min"):
+        yield op, _one(op, (2, 3, 4), inits={"c": _r(3, 1, seed=4) + 2.5}, inputs=("c",))
+    yield "Clip", _one("Clip", (2, 7), inits={"lo": _f(-0.5), "hi": _f(0.75)}, inputs=("lo", "hi"))
+    yield "Clip_min_only", _one("Clip", (2, 7), inits={"lo": _f(-0.5)}, inputs=("lo",))
+    yield "Clip_opset6", _one("Clip", (2, 7), opset=6, min=-0.25, max=0.5)
+    for p in (2.0, 3.0, -1.0):
+        yield f"Pow_{p}", _one("Pow", (2, 7), inits={"p": _f(p)}, inputs=("p",))
+
+
+def _positive() -> Iterator[tuple[str, onnx.ModelProto]]:
+    """Ops defined on positive inputs: x² + 0.1 first."""
+    for op in ("Sqrt", "Log", "Reciprocal"):
+        nodes = [helper.make_node("Mul", ["x", "x"], ["s"]), helper.make_node("Add", ["s", "c"], ["p"]), helper.make_node(op, ["p"], ["y"])]
+        yield op, _m(nodes, (2, 7), {"c": _f(0.1)})
+    nodes = [helper.make_node("Mul", ["x", "x"], ["s"]), helper.make_node("Add", ["s", "c"], ["p"]),
+             helper.make_node("Pow", ["p", "e"], ["y"])]
+    yield "Pow_0.5", _m(nodes, (2, 7), {"c": _f(0.1), "e": _f(0.5)})
+
+
+def _reductions() -> Iterator[tuple[str, onnx.ModelProto]]:
+    for op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceProd"):
+        yield op, _one(op, (2, 3, 4), axes=[1, -1], keepdims=1)
+        yield f"{op}_opset18", _one(op, (2, 3, 4), opset=18, inits={"a": _i(1)}, inputs=("a",), keepdims=0)
+    yield "ReduceSum", _one("ReduceSum", (2, 3, 4), opset=13, inits={"a": _i(0, 2)}, inputs=("a",), keepdims=0)
+    yield "ReduceSum_all", _one("ReduceSum", (2, 3, 4), opset=13)
+    yield "Softmax_opset11", _one("Softmax", (2, 3, 4), opset=11, axis=1)
+    yield "Softmax", _one("Softmax", (2, 3, 4), axis=1)
+    yield "LogSoftmax", _one("LogSoftmax", (2, 3, 4), axis=-1)
+    yield "BatchNormalization", _one("BatchNormalization", (2, 3, 2, 2), inits={"g": _f(1.5, -0.5, 1), "b": _f(0.1, 0, -0.2),
+                                     "m": _f(0.3, -0.1, 0), "v": _f(0.5, 2, 1.3)}, inputs=("g", "b", "m", "v"), epsilon=1e-3)
+    yield "LayerNormalization", _one("LayerNormalization", (2, 3, 4), inits={"g": _r(3, 4, seed=5), "b": _r(3, 4, seed=6)},
+                                     inputs=("g", "b"), axis=1)
+    yield "InstanceNormalization", _one("InstanceNormalization", (2, 3, 2, 2), inits={"g": _f(1.5, -0.5, 1), "b": _f(0.1, 0, -0.2)},
+                                        inputs=("g", "b"))
+
+
+def _linear() -> Iterator[tuple[str, onnx.ModelProto]]:
+    yield "MatMul_batched", _one("MatMul", (2, 3, 4), inits={"w": _r(4, 5, seed=2)}, inputs=("w",))
+    yield "MatMul_vector", _one("MatMul", (2, 4), inits={"w": _r(4, seed=2)}, inputs=("w",))
+    yield "Gemm", _one("Gemm", (3, 4), inits={"w": _r(4, 5, seed=2), "c": _r(5, seed=3)}, inputs=("w", "c"), alpha=0.5, beta=1.5)
+    yield "Gemm_transA", _one("Gemm", (4, 3), inits={"w": _r(5, 4, seed=2)}, inputs=("w",), transA=1, transB=1)
+    w, b = {"w": _r(4, 2, 3, 3, seed=2)}, {"b": _r(4, seed=3)}
+    yield "Conv", _one("Conv", S4, inits={**w, **b}, inputs=("w", "b"), pads=[1, 0, 2, 1], strides=[2, 1])
+    yield "Conv_dilated", _one("Conv", S4, inits=w, inputs=("w",), dilations=[2, 1])
+    yield "Conv_same_upper", _one("Conv", S4, inits=w, inputs=("w",), auto_pad="SAME_UPPER", strides=[2, 2])
+    yield "Conv_same_lower", _one("Conv", S4, inits=w, inputs=("w",), auto_pad="SAME_LOWER", strides=[2, 2])
+    yield "Conv_grouped", _one("Conv", (1, 4, 5, 5), inits={"w": _r(6, 2, 2, 2, seed=2)}, inputs=("w",), group=2)
+    yield "Conv_depthwise", _one("Conv", (1, 3, 5, 5), inits={"w": _r(3, 1, 3, 3, seed=2)}, inputs=("w",), group=3, pads=[1, 1, 1, 1])
+    yield "Conv1d", _one("Conv", (1, 2, 9), inits={"w": _r(3, 2, 3, seed=2)}, inputs=("w",), strides=[2], pads=[1, 0])
+    wt = {"w": _r(2, 3, 3, 3, seed=2)}
+    yield "ConvTranspose", _one("ConvTranspose", (1, 2, 4, 4), inits={**wt, "b": _r(3, seed=3)}, inputs=("w", "b"), strides=[2, 2],
+                                pads=[1, 0, 0, 1], output_padding=[1, 1])
+    yield "ConvTranspose_dilated", _one("ConvTranspose", (1, 2, 4, 4), inits=wt, inputs=("w",), dilations=[2, 1], strides=[1, 2])
+    yield "ConvTranspose_output_shape", _one("ConvTranspose", (1, 2, 4, 4), inits=wt, inputs=("w",), strides=[2, 2], output_shape=[8, 9])
+    yield "ConvTranspose_grouped", _one("ConvTranspose", (1, 4, 3, 3), inits={"w": _r(4, 1, 2, 2, seed=2)}, inputs=("w",), group=2)
+
+
+def _pools() -> Iterator[tuple[str, onnx.ModelProto]]:
+    yield "MaxPool", _one("MaxPool", S4, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    yield "MaxPool_ceil", _one("MaxPool", S4, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+    yield "MaxPool_dilated", _one("MaxPool", S4, kernel_shape=[2, 2], dilations=[2, 2], pads=[0, 1, 1, 0])
+    yield "MaxPool_same", _one("MaxPool", S4, kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
+    yield "AveragePool", _one("AveragePool", S4, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    yield "AveragePool_include_pad", _one("AveragePool", S4, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
+    yield "AveragePool_ceil", _one("AveragePool", S4, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+    yield "AveragePool_ceil_include_pad", _one("AveragePool", S4, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
+                                               count_include_pad=1)
+    yield "GlobalAveragePool", _one("GlobalAveragePool", S4)
+    yield "GlobalMaxPool", _one("GlobalMaxPool", S4)
+
+
+def _resizes() -> Iterator[tuple[str, onnx.ModelProto]]:
+    roi = {"roi": np.zeros(0, dtype=np.float32)}
+    for mode in ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "half_pixel_symmetric"):
+        for scale in (1.5, 0.6, 3.0):
+            yield f"Resize_linear_{mode}_{scale}", _one("Resize", (1, 1, 5, 4), opset=19, inits={**roi, "s": _f(1, 1, scale, scale)},
+                                                       inputs=("roi", "s"), mode="linear", coordinate_transformation_mode=mode)
+    for nearest in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"):
+        for mode in ("half_pixel", "asymmetric", "align_corners", "tf_half_pixel_for_nn"):
+            yield f"Resize_nearest_{nearest}_{mode}", _one("Resize", (1, 1, 5, 4), inits={**roi, "s": _f(1, 1, 2.5, 0.75)},
+                                                           inputs=("roi", "s"), mode="nearest", nearest_mode=nearest,
+                                                           coordinate_transformation_mode=mode)
+    yield "Resize_sizes_linear", _one("Resize", (1, 1, 5, 4), inits={**roi, "sc": np.zeros(0, dtype=np.float32), "sz": _i(1, 1, 7, 9)},
+                                      inputs=("roi", "sc", "sz"), mode="linear")
+    yield "Resize_opset10_nearest", _one("Resize", (1, 1, 3, 4), opset=10, inits={"s": _f(1, 1, 2, 3)}, inputs=("s",), mode="nearest")
+    yield "Resize_opset10_linear", _one("Resize", (1, 1, 3, 4), opset=10, inits={"s": _f(1, 1, 2, 1.5)}, inputs=("s",), mode="linear")
+    yield "Upsample_opset9", _one("Upsample", (1, 1, 3, 4), opset=9, inits={"s": _f(1, 1, 2, 2)}, inputs=("s",), mode="nearest")
+
+
+def _shapes() -> Iterator[tuple[str, onnx.ModelProto]]:
+    yield "Reshape", _one("Reshape", (2, 3, 4), inits={"s": _i(0, -1, 2)}, inputs=("s",))
+    yield "Flatten", _one("Flatten", (2, 3, 4), axis=2)
+    yield "Flatten_negative_axis", _one("Flatten", (2, 3, 4), axis=-1)
+    yield "Transpose", _one("Transpose", (2, 3, 4), perm=[2, 0, 1])
+    yield "Squeeze", _one("Squeeze", (2, 1, 4), inits={"a": _i(1)}, inputs=("a",))
+    yield "Unsqueeze", _one("Unsqueeze", (2, 4), inits={"a": _i(0, -1)}, inputs=("a",))
+    yield "Unsqueeze_opset11", _one("Unsqueeze", (2, 4), opset=11, axes=[1])
+    yield "Concat", _one("Concat", (2, 3), inits={"c": _r(2, 2, seed=3)}, inputs=("c",), axis=1)
+    yield "Slice_negative_step", _one("Slice", (5, 6), inits={"s": _i(-1, 4), "e": _i(-100, 0), "a": _i(0, 1), "t": _i(-2, -1)},
+                                      inputs=("s", "e", "a", "t"))
+    yield "Slice", _one("Slice", (5, 6), inits={"s": _i(1), "e": _i(1000), "a": _i(-1)}, inputs=("s", "e", "a"))
+    yield "Gather", _one("Gather", (5, 6), inits={"i": _i(4, -1, 0, 2)}, inputs=("i",), axis=1)
+    yield "Expand", _one("Expand", (3, 1), inits={"s": _i(2, 3, 4)}, inputs=("s",))
+    yield "Tile", _one("Tile", (2, 3), inits={"r": _i(2, 2)}, inputs=("r",))
+    for mode in ("constant", "reflect", "edge"):
+        yield f"Pad_{mode}", _one("Pad", (1, 2, 4, 4), inits={"p": _i(0, 0, 2, -1, 0, 0, 1, 2), "v": _f(0.5)}, inputs=("p", "v"), mode=mode)
+    yield "Pad_wrap", _one("Pad", (1, 2, 4, 4), opset=19, inits={"p": _i(0, 0, 2, 1, 0, 0, 1, 2)}, inputs=("p",), mode="wrap")
+    yield "Identity_Dropout", _m([helper.make_node("Identity", ["x"], ["i"]), helper.make_node("Dropout", ["i"], ["y"])], (2, 3))
+    split = [helper.make_node("Split", ["x", "sp"], ["a", "b"], axis=1), helper.make_node("Sub", ["b", "a"], ["y"])]
+    yield "Split", _m(split, (2, 6), {"sp": _i(3, 3)})
+    split18 = [helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3), helper.make_node("Concat", ["c", "a"], ["y"], axis=1)]
+    yield "Split_num_outputs", _m(split18, (2, 7), opset=18)
+    where = [helper.make_node("Greater", ["x", "t"], ["g"]), helper.make_node("Less", ["x", "u"], ["l"]),
+             helper.make_node("Equal", ["x", "x"], ["e"]), helper.make_node("And", ["g", "e"], ["ge"]),
+             helper.make_node("Or", ["ge", "l"], ["c"]), helper.make_node("Where", ["c", "x", "z"], ["y"])]
+    yield "Where_compare", _m(where, (2, 7), {"t": _f(0.3), "u": _f(-1.0), "z": _f(-5.0)})
+    shape = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("ConstantOfShape", ["s"], ["o"],
+                                                                      value=numpy_helper.from_array(_f(1.5))),
+             helper.make_node("Range", ["r0", "r1", "r2"], ["r"]), helper.make_node("Cast", ["r"], ["rf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x", "o"], ["m"]), helper.make_node("Add", ["m", "rf"], ["y"])]
+    yield "Shape_ConstantOfShape_Range_Cast", _m(shape, (2, 4), {"r0": np.int64(1), "r1": np.int64(9), "r2": np.int64(2)})
+
+
+def op_cases() -> dict[str, onnx.ModelProto]:
+    """name → single-op (or few-op) model with one float32 input 'x'."""
+    out: dict[str, onnx.ModelProto] = {}
+    for gen in (_elementwise, _positive, _reductions, _linear, _pools, _resizes, _shapes):
+        out.update(gen())
+    return out
