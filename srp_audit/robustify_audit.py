@@ -14,7 +14,7 @@ from .certify import CertifyOptions, CertifyResult, certify
 from .checkpoint import check_resumable, model_fingerprint
 from .data import Samples
 from .errors import UsageError
-from .formats import save_model
+from .formats import load_model, save_model
 from .ir.graph import Graph
 from .parallel import finish, init_from_env
 from .robustify import Interrupted, RobustifyOptions, RobustifyResult, TrainingProgress, robustify
@@ -94,5 +94,7 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
         os.remove(opts.checkpoint_path)  # the run finished and its model is written: a later --resume must not reuse it
     if on_audit:
         on_audit("after")
-    after = certify(result.graph, data.audit.x, data.audit.y, audit_opts)
+    # an ONNX output is audited as written (its float32 constants), the file a user will certify again
+    written = load_model(output) if output.lower().endswith(".onnx") else result.graph
+    after = certify(written, data.audit.x, data.audit.y, audit_opts)
     return AuditedRun(result, before, after, _damage(before, after))

@@ -32,7 +32,7 @@ from .errors import SrpAuditError, UsageError
 from .formats import load_model
 from .ir.graph import Graph
 from .parallel import finish, init_from_env, run_and_gather, shard
-from .spec import InputBox, LinearSpec, round_inward
+from .spec import InputBox, LinearSpec, round_inward, without_subnormal_ends
 from .vnn_attacks import corner_attack, property_attack
 from .vnnlib import Clause, VnnlibSpec, read_vnnlib
 
@@ -68,6 +68,7 @@ def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[In
     lo64, hi64 = as_t(clause.lower), as_t(clause.upper)
     lo_in, hi_in = as_t(clause.lower_in), as_t(clause.upper_in)
     lo, hi = round_inward(lo_in, hi_in, dtype)
+    lo64, hi64 = without_subnormal_ends(lo64, hi64)  # the proof box stays sound with denormals flushed
     return InputBox(lo64, hi64, bool((lo64 >= 0).all())), InputBox(lo_in, hi_in), InputBox(lo, torch.maximum(hi, lo))
 
 
@@ -95,6 +96,10 @@ def _alarm_at(deadline: float) -> Iterator[None]:
 
     def ring(signum, frame):
         raise _PastDeadline()
+
+    # torch imports its compiler stack lazily (the first fused Adam of alpha-CROWN): an alarm inside that import
+    # leaves torch half-imported for the rest of the process, so it is imported before any alarm is armed
+    import torch._dynamo  # noqa: F401
 
     previous = signal.signal(signal.SIGALRM, ring)
     signal.setitimer(signal.ITIMER_REAL, max(deadline + DEADLINE_GRACE - time.perf_counter(), 1e-3))
@@ -135,9 +140,10 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
     for clause in spec.clauses:
         proof_box, member_box, attack_box = _boxes(clause, graph, native.dtype, dev)
         s = clause.spec(torch.float64).to(device=dev)
+        rows_hit = clause.spec(torch.float64, counterexamples=True).to(device=dev)
 
-        def confirmed(x: torch.Tensor, s=s, member_box=member_box) -> bool:
-            return bool(confirm_counterexamples(x, s, native, wide, _inside(x, member_box)).all())
+        def confirmed(x: torch.Tensor, rows_hit=rows_hit, member_box=member_box) -> bool:
+            return bool(confirm_counterexamples(x, rows_hit, native, wide, _inside(x, member_box)).all())
 
         # 1. attack: PGD on the whole property, then on each disjunct alone (a targeted attack per class)
         hit = property_attack(native, attack_box, s, opt.attack_steps, opt.attack_restarts, opt.seed, confirmed)

@@ -51,16 +51,21 @@ class Clause:
     strict: np.ndarray  # (S,) bool: the constraint was strict (violated only when h < 0)
     lower_in: np.ndarray | None = None  # rounded inward; None: equal to lower/upper (the bounds were floats)
     upper_in: np.ndarray | None = None
+    d_check: np.ndarray | None = None  # constants for confirming counterexamples (≥ d; None: d is exact)
 
     def __post_init__(self) -> None:
         if self.lower_in is None:
             self.lower_in = self.lower
         if self.upper_in is None:
             self.upper_in = self.upper
+        if self.d_check is None:
+            self.d_check = self.d
 
-    def spec(self, dtype: torch.dtype = torch.float64) -> LinearSpec:
+    def spec(self, dtype: torch.dtype = torch.float64, counterexamples: bool = False) -> LinearSpec:
+        """The rows for proofs (constants rounded down where not exact: proving them proves the file's rows), or,
+        with `counterexamples`, for confirming a violation (rounded up: a point violating them violates the file's)."""
         C = torch.from_numpy(self.C).to(dtype).unsqueeze(0)
-        d = torch.from_numpy(self.d).to(dtype).unsqueeze(0)
+        d = torch.from_numpy(self.d_check if counterexamples else self.d).to(dtype).unsqueeze(0)
         return LinearSpec(C, d, self.groups, strict=torch.from_numpy(self.strict))
 
 
@@ -294,6 +299,30 @@ def _outward(q: Fraction, down: bool) -> float:
     return f
 
 
+def _exact_row(g: _Lin, n_out: int, path: str) -> tuple[np.ndarray, float, float]:
+    """The row h = −g over the outputs as (C row, constant for proofs, constant for counterexamples), never rounded
+    the unsafe way: as written when every number is a float64; else scaled by the least common denominator of its
+    numbers (a positive factor changes neither h's sign nor the property), which makes them integers exact in
+    float64 (0.70710678 → 35355339 − 5·10⁷·Y). When even that needs more than 53 bits, the coefficients are scaled
+    to integers alone and the constant is rounded down for proofs (a proof of the smaller h holds for h) and up
+    for counterexamples (h ≤ 0 then holds for the exact h too)."""
+    values = {int(k[2:]): -v for k, v in g.coef.items() if v != 0}
+    const = -g.const
+    if any(Fraction(float(v)) != v for v in [*values.values(), const]):
+        scale = math.lcm(*(v.denominator for v in [*values.values(), const]))
+        if any(abs(v * scale) >= 2 ** 53 for v in [*values.values(), const]):
+            scale = math.lcm(*(v.denominator for v in values.values()))
+        values = {i: v * scale for i, v in values.items()}
+        const *= scale
+        if any(abs(v) >= 2 ** 53 or Fraction(float(v)) != v for v in values.values()):
+            raise VnnlibError(f"{path}: an output constraint's coefficients need more than float64's 53 bits to be exact "
+                              f"even scaled to integers; write them with fewer digits")
+    row = np.zeros(n_out)
+    for i, v in values.items():
+        row[i] = float(v)
+    return row, _outward(const, down=True), _outward(const, down=False)
+
+
 def _kind(g, line: int, path: str) -> tuple:
     """("x", i, is_lower, exact bound) for a·X_i + c ≥ 0, ("y",) for an output constraint, ("c",) for a constant."""
     xs = [k for k in g.coef if k.startswith("X_") and g.coef[k] != 0]
@@ -360,20 +389,19 @@ def _clauses(dnf: list[list], n_in: int, n_out: int, path: str) -> list[Clause]:
                           f"upper bound (line {hi_line}), so the property would hold vacuously; fix the bounds")
     clauses = []
     for (lo_b, hi_b), disjuncts in boxes.items():
-        rows, d, strict, groups = [], [], [], []
+        rows, d, d_check, strict, groups = [], [], [], [], []
         for outs in disjuncts:
             group = []
             for g, s in outs:
-                row = np.zeros(n_out)
-                for k, v in g.coef.items():
-                    row[int(k[2:])] = -float(v)  # h = −g
+                row, low, high = _exact_row(g, n_out, path)
                 rows.append(row)
-                d.append(-float(g.const))
+                d.append(low)
+                d_check.append(high)
                 strict.append(s)
                 group.append(len(rows) - 1)
             groups.append(group)
         lo_in, hi_in = inner[(lo_b, hi_b)]
         clauses.append(Clause(np.frombuffer(lo_b).copy(), np.frombuffer(hi_b).copy(),
                               np.array(rows).reshape(len(rows), n_out), np.array(d, dtype=np.float64),
-                              groups, np.array(strict, dtype=bool), lo_in, hi_in))
+                              groups, np.array(strict, dtype=bool), lo_in, hi_in, np.array(d_check, dtype=np.float64)))
     return clauses

@@ -102,6 +102,7 @@ def op_graphs(seed: int) -> dict[str, Graph]:
         "Sign": one(ops.Sign(), (7,)),
         "Floor": widened(ops.Floor(), 2.0),
         "Softmax": one(ops.Softmax(1), (2, 5)),
+        "LogSoftmax": one(ops.LogSoftmax(1), (2, 5)),
         "Exp": one(ops.Exp(), (7,)),
         "Elu": one(ops.Elu(0.7), (7,)),
         "Reduce": one(ops.Reduce((0, 2), keepdims=False, mean=True), (3, 4, 5)),

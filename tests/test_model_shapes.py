@@ -136,7 +136,7 @@ def test_a_final_log_softmax_is_certified_on_the_scores_and_kept_by_verify(tmp_p
     with torch.no_grad():
         np.testing.assert_allclose(g(torch.from_numpy(x)).numpy(), ort_session(path).run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
     inner, note = scores_before_final_softmax(g)
-    assert "Softmax and Log" in note and inner.output_shape == (3,)
+    assert "LogSoftmax" in note and inner.output_shape == (3,)
     c = torch.from_numpy(x).double()
     _sound(g, c - 0.2, c + 0.2)  # the whole model, LogSoftmax included, as verify bounds it
     np.savez(tmp_path / "d.npz", x=x, y=g(torch.from_numpy(x)).argmax(1).numpy())

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from .. import ops
+from ..ops.rounding import as_float32
 from ..ops.select import index_map
-from .aten_read import Tensor, _AtenCtx, _ints, _tensor, aten
+from .aten_read import Tensor, _AtenCtx, _ints, _tensor, _weight, aten
 
 
 @aten("aten.sum.dim_IntList")
@@ -23,7 +24,7 @@ def _sum(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     x, y = a[:2]
     if isinstance(x, Tensor) and not isinstance(y, Tensor):  # data @ W: a Dense over the last axis
-        w = torch.as_tensor(np.asarray(y, dtype=np.float32))
+        w = _weight(ctx, y)
         if w.dim() != 2:
             raise ctx.unsupported(f"data @ a constant of rank {w.dim()} (only a matrix is supported)")
         return ctx.emit(ops.Dense(w.T.contiguous()), [x], "dense")
@@ -79,4 +80,4 @@ def _clamp(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     hardtanh = "hardtanh" in str(ctx.node.target)
     lo = a[1] if len(a) > 1 else kw.get("min_val" if hardtanh else "min", -1.0 if hardtanh else None)
     hi = a[2] if len(a) > 2 else kw.get("max_val" if hardtanh else "max", 1.0 if hardtanh else None)
-    return ctx.clip(x, None if lo is None else float(lo), None if hi is None else float(hi))
+    return ctx.clip(x, None if lo is None else as_float32(lo), None if hi is None else as_float32(hi))  # torch's float32 scalars

@@ -19,7 +19,8 @@ from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.registry import registrar
-from .context import BATCH, LoaderContext, Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes
+from ..ops.rounding import as_float32
+from .context import BATCH, LoaderContext, Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes, stored_tensor
 
 
 class _AtenCtx(LoaderContext):
@@ -205,7 +206,7 @@ def _pad(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
         pads[len(x.shape) - 1 - i] = (flat[2 * i], flat[2 * i + 1])
     if any(p < 0 for pair in pads for p in pair):
         raise ctx.unsupported("negative padding (cropping)")
-    return ctx.emit(ops.Pad(pads, value), [x])
+    return ctx.emit(ops.Pad(pads, as_float32(value)), [x])
 
 
 @aten("aten.clone.default", "aten.alias.default", "aten.detach.default", "aten._to_copy.default", "aten.dropout.default",
@@ -226,7 +227,13 @@ def _sym_size(ctx: _AtenCtx, a: list, kw: dict) -> np.ndarray:
 
 
 def _val(v: Any) -> Value:
-    return v if isinstance(v, Tensor) else _const(v)
+    """A data tensor, or a constant: a Python float operand is the float32 torch computes with (a scalar takes the
+    float32 data's dtype: x / 0.3081 divides by float32(0.3081), as the ONNX export of the same model stores it)."""
+    if isinstance(v, Tensor):
+        return v
+    if isinstance(v, float):
+        return np.asarray(v, dtype=np.float32)
+    return _const(v)
 
 
 def _tensor(ctx: _AtenCtx, v: Any) -> Tensor:
@@ -238,10 +245,11 @@ def _tensor(ctx: _AtenCtx, v: Any) -> Tensor:
 def _weight(ctx: _AtenCtx, v: Any) -> torch.Tensor:
     if isinstance(v, Tensor):
         raise ctx.unsupported("a weight computed from the model's data is not supported")
-    arr = np.asarray(v, dtype=np.float32)
+    arr = np.asarray(v)
+    arr = arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise ModelLoadError(f"a weight of node '{ctx.node_name}' ({ctx.op_name}) contains NaN or inf; the model's weights are corrupt")
-    return torch.from_numpy(np.array(arr, copy=True))
+    return stored_tensor(arr)
 
 
 def _resolve(ctx: _AtenCtx, a: Any) -> Any:
@@ -321,7 +329,9 @@ def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
             t = ep.state_dict.get(spec.target) if spec.target in ep.state_dict else ep.constants.get(spec.target)
             if t is None:
                 raise ModelLoadError(f"{source}: no value for {spec.target!r}")
-            consts[name] = t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+            # float64 buffers stay float64 (a float32 copy would round them); half precision widens exactly
+            keep = t.dtype == torch.float64 or not t.is_floating_point()
+            consts[name] = t.detach().cpu().numpy() if keep else t.detach().cpu().float().numpy()
         else:
             raise ModelLoadError(f"{source}: unsupported program input kind {spec.kind.name}")
     if not user:

@@ -21,6 +21,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.node import Node
 from ..ir.walk import INPUT
+from ..ops.enclosure import Enclosed
 from ..ops.fuse import fuse_self_products
 from ..ops.passes import prune_dead
 from ..ops.select import index_map
@@ -37,7 +38,20 @@ class Tensor:
     batch_at: int = 0  # where the framework's batch axis sits (a Transpose may move it; picks bring it back)
 
 
-Value = Tensor | np.ndarray
+@dataclass(frozen=True)
+class Derived:
+    """A float constant the model computes from stored ones whose exact value no float holds (1/3, 8^−½): kept as
+    a rigorous enclosure, never rounded. The data may be scaled or shifted by it (an enclosed ElementwiseAffine);
+    anything that would need its float value refuses it."""
+
+    value: Enclosed
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value.mid.shape)
+
+
+Value = Tensor | np.ndarray | Derived
 
 
 class LoaderContext:
@@ -101,7 +115,11 @@ class LoaderContext:
         if out.ir == INPUT:
             out = self.emit(ops.Identity(), [out])
         meta = replace(meta, origin=self.origin)
-        return prune_dead(fuse_self_products(Graph(sample, self.nodes, out.ir, meta)))
+        graph = prune_dead(fuse_self_products(Graph(sample, self.nodes, out.ir, meta)))
+        # a weight only float64 holds exactly (a float64 model) makes the whole graph float64 (float32 ones convert exactly)
+        if any(t.dtype == torch.float64 for t in [*graph.parameters(), *graph.buffers()]):
+            graph = graph.to(torch.float64)
+        return graph
 
     # ---------------------------------------------------------------- value access
 
@@ -149,20 +167,23 @@ class LoaderContext:
 
     def const(self, name: str, what: str = "input") -> np.ndarray:
         v = self.get(name)
+        if isinstance(v, Derived):
+            raise self.unsupported(f"{what} '{name}' is computed from other constants and no float holds it exactly (like "
+                                   "1/3); such constants may only scale or shift the data")
         if not isinstance(v, np.ndarray):
             raise self.unsupported(f"{what} '{name}' must be a constant (a weight), not computed from the input")
         return v
 
     def weight(self, name: str, what: str) -> torch.Tensor:
-        """A float constant used as a weight: must be finite."""
+        """A float constant used as a weight, exactly as stored (see `stored_tensor`): must be finite."""
         arr = self.const(name, what)
         if not np.issubdtype(arr.dtype, np.floating):
-            arr = arr.astype(np.float32)
+            arr = arr.astype(np.float64)
         if not np.all(np.isfinite(arr)):
             raise ModelLoadError(
                 f"{what} '{name}' of node '{self.node_name}' ({self.op_name}) contains NaN or inf; the model's weights are corrupt"
             )
-        return torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+        return stored_tensor(arr)
 
     # ---------------------------------------------------------------- axis conventions
 
@@ -184,16 +205,24 @@ class LoaderContext:
             return axis - (1 if axis > t.batch_at else 0)
         return axis
 
+    def sample_enclosure(self, t: Tensor, c: np.ndarray | Derived) -> Enclosed:
+        """`sample_const` for a scale or shift: a stored constant exactly, a `Derived` one with its enclosure."""
+        if isinstance(c, Derived):
+            return Enclosed(self.sample_const(t, c.value.mid.numpy()), self.sample_const(t, c.value.rad.numpy()))
+        return Enclosed.exact(self.sample_const(t, c))
+
     def sample_const(self, t: Tensor, c: np.ndarray) -> torch.Tensor:
         """A constant broadcast against tensor `t` in framework space, re-expressed against the sample."""
-        c = np.asarray(c, dtype=np.float32)
+        c = np.asarray(c)
+        if not np.issubdtype(c.dtype, np.floating):
+            c = c.astype(np.float64)
         while c.ndim > len(t.shape):
             if c.shape[0] != 1:
                 raise self.unsupported(f"constant of shape {c.shape} broadcasts along the batch axis")
             c = c[0]
         if not np.all(np.isfinite(c)):
             raise ModelLoadError(f"constant of node '{self.node_name}' ({self.op_name}) contains NaN or inf")
-        return torch.from_numpy(np.array(c, dtype=np.float32, copy=True))
+        return stored_tensor(c)
 
     def broadcast(self, t: Tensor, c: torch.Tensor) -> Tensor:
         """`t` repeated to the shape it takes when combined with the constant `c` (numpy broadcasting), so that the
@@ -234,10 +263,10 @@ class LoaderContext:
                 b = self.emit(ops.ElementwiseAffine(-1.0, 0.0), [b], "neg")
             return self.emit(ops.Add(), [a, b])
         if isinstance(a, Tensor):
-            c = self.sample_const(a, b)  # type: ignore[arg-type]
-            return self.emit(ops.ElementwiseAffine(1.0, -c if sub else c), [self.broadcast(a, c)], "affine")
-        c = self.sample_const(b, a)  # type: ignore[arg-type]
-        return self.emit(ops.ElementwiseAffine(-1.0 if sub else 1.0, c), [self.broadcast(b, c)], "affine")  # type: ignore[arg-type]
+            c = self.sample_enclosure(a, b)  # type: ignore[arg-type]
+            return self.emit(ops.ElementwiseAffine(1.0, -c if sub else c), [self.broadcast(a, c.mid)], "affine")
+        c = self.sample_enclosure(b, a)  # type: ignore[arg-type]
+        return self.emit(ops.ElementwiseAffine(-1.0 if sub else 1.0, c), [self.broadcast(b, c.mid)], "affine")  # type: ignore[arg-type]
 
     def product(self, a: Tensor, b: Tensor) -> Tensor:
         """a ⊙ b of two input-dependent tensors, each repeated to their common (broadcast) shape first."""
@@ -264,9 +293,9 @@ class LoaderContext:
 
     def clip(self, x: Tensor, lo: float | None, hi: float | None) -> Tensor:
         """min(max(x, lo), hi) as lo + relu(x − lo) − relu(x − hi): exact in real arithmetic, and made of ops whose
-        rules exist (ReLU's relaxations, slopes and branch-and-bound splits apply)."""
-        f32 = lambda v: None if v is None or not np.isfinite(v) else float(np.float32(v))  # noqa: E731  the model's float32 constants
-        lo, hi = f32(lo), f32(hi)
+        rules exist (ReLU's relaxations, slopes and branch-and-bound splits apply). The bounds are the model's own
+        values (a float64 bound is not rounded to float32)."""
+        lo, hi = (None if v is None or not np.isfinite(v) else float(v) for v in (lo, hi))
         if lo is not None and hi is not None and lo >= hi:
             raise self.unsupported(f"Clip with min {lo} ≥ max {hi} (a constant output)")
         if lo is None and hi is None:
@@ -296,13 +325,26 @@ class LoaderContext:
         if isinstance(a, Tensor) and isinstance(b, Tensor):
             return self.product(a, b)
         if div:
-            c = self.sample_const(a, b)  # type: ignore[arg-type]
-            if bool((c == 0).any()):
-                raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) divides by zero")
-            return self.emit(ops.ElementwiseAffine(1.0 / c, 0.0), [self.broadcast(a, c)], "affine")
+            c = self.sample_enclosure(a, b)  # type: ignore[arg-type]
+            try:  # 1/c is rarely a float: the node keeps a rigorous enclosure of it (exact when c is a power of two)
+                inv = c.reciprocal()
+            except ValueError:
+                raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) divides by zero") from None
+            return self.emit(ops.ElementwiseAffine(inv, 0.0), [self.broadcast(a, c.mid)], "affine")
         x, c = (a, b) if isinstance(a, Tensor) else (b, a)
-        scale = self.sample_const(x, c)  # type: ignore[arg-type]
-        return self.emit(ops.ElementwiseAffine(scale, 0.0), [self.broadcast(x, scale)], "affine")  # type: ignore[arg-type]
+        scale = self.sample_enclosure(x, c)  # type: ignore[arg-type]
+        return self.emit(ops.ElementwiseAffine(scale, 0.0), [self.broadcast(x, scale.mid)], "affine")  # type: ignore[arg-type]
+
+
+def stored_tensor(arr: np.ndarray) -> torch.Tensor:
+    """A float constant as the model stores it: float32 when that holds it exactly (float32 files), else float64
+    (float64 files): never rounded."""
+    if arr.dtype != np.float64:
+        arr = arr.astype(np.float64)  # float16/float32 and small integers convert exactly
+    narrow = arr.astype(np.float32)
+    if np.array_equal(narrow.astype(np.float64), arr):
+        return torch.from_numpy(np.array(narrow, copy=True))
+    return torch.from_numpy(np.array(arr, copy=True))
 
 
 def batch_modes(declared: list[list[Any]], what: str) -> list[bool]:

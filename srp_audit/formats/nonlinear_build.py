@@ -12,12 +12,14 @@ import torch
 
 from .. import ops
 from ..errors import ModelLoadError
+from ..ops.enclosure import Enclosed
 from .context import LoaderContext, Tensor
 
 
 def power(ctx: LoaderContext, x: Tensor, p: float) -> Tensor:
-    """x^p for a constant exponent: 1 → x itself, 0 → the constant 1, odd integers ≥ 3 → OddPower, else Power."""
-    p = float(np.float32(p))
+    """x^p for a constant exponent (the model's own value): 1 → x itself, 0 → the constant 1, odd integers ≥ 3 →
+    OddPower, else Power."""
+    p = float(p)
     if p == 1.0:
         return x
     if p == 0.0:
@@ -46,9 +48,10 @@ def prelu(ctx: LoaderContext, x: Tensor, slope: torch.Tensor, channel_axis: int 
     return ctx.emit(ops.PRelu(s), [x], "prelu")
 
 
-def hard_sigmoid(ctx: LoaderContext, x: Tensor, alpha: float, beta: float) -> Tensor:
-    """max(0, min(1, αx + β)): an affine map then a clip (ReLUs), exact in real arithmetic."""
-    a = ctx.emit(ops.ElementwiseAffine(float(np.float32(alpha)), float(np.float32(beta))), [x], "affine")
+def hard_sigmoid(ctx: LoaderContext, x: Tensor, alpha: float | Enclosed, beta: float) -> Tensor:
+    """max(0, min(1, αx + β)): an affine map then a clip (ReLUs), exact in real arithmetic (α may be an enclosure:
+    torch's hardsigmoid is x/6 + ½)."""
+    a = ctx.emit(ops.ElementwiseAffine(alpha, float(beta)), [x], "affine")
     return ctx.clip(a, 0.0, 1.0)
 
 
@@ -79,12 +82,11 @@ def layer_norm(ctx: LoaderContext, x: Tensor, n_axes: int, eps: float, gamma: to
 
 
 def log_softmax(ctx: LoaderContext, x: Tensor, axis: int) -> Tensor:
-    """log(softmax(x)): Softmax's rigorous bounds, then Log (concave). `certify` strips a final one as it does a
-    final Softmax (argmax unchanged)."""
+    """log(softmax(x)) as its own op (exact forward at any logit spread, bounds that never lose the ≤ 0);
+    `certify` strips a final one as it does a final Softmax (argmax unchanged)."""
     if not 0 <= axis < len(x.shape):
         raise ModelLoadError(f"LogSoftmax over axis {axis} of a rank-{len(x.shape)} sample")
-    s = ctx.emit(ops.Softmax(axis), [x], "softmax")
-    return ctx.emit(ops.Log(), [s], "log")
+    return ctx.emit(ops.LogSoftmax(axis), [x], "logsoftmax")
 
 
 def eps_of(v: object, default: float) -> float:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from .. import ops
+from ..ops.enclosure import Enclosed
+from ..ops.rounding import as_float32
 from . import nonlinear_build as build
 from . import resize_build as resize
 from .aten_read import Tensor, _AtenCtx, _const, _tensor, _weight, aten
@@ -42,7 +45,7 @@ def _prelu(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 
 @handles("HardSigmoid")
 def _hard_sigmoid(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    return [build.hard_sigmoid(ctx, ctx.tensor(node.input[0]), attrs.get("alpha", 0.2), attrs.get("beta", 0.5))]
+    return [build.hard_sigmoid(ctx, ctx.tensor(node.input[0]), attrs.get("alpha", as_float32(0.2)), attrs.get("beta", 0.5))]
 
 
 @handles("LayerNormalization")
@@ -85,9 +88,9 @@ def _resize(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         nearest = attrs.get("nearest_mode", "round_prefer_floor")
     if sizes is not None and np.asarray(sizes).size:
         out = [int(v) for v in np.asarray(sizes).reshape(-1)]
-        scale = [o / i for o, i in zip(out, full)]
+        scale = [Fraction(o, i) for o, i in zip(out, full)]  # the spec's output/input ratio, exactly
     elif scales is not None and np.asarray(scales).size:
-        scale = [float(v) for v in np.asarray(scales, dtype=np.float64).reshape(-1)]
+        scale = [Fraction(float(v)) for v in np.asarray(scales).reshape(-1)]  # the stored float32 values, exactly
         out = [resize.out_size(i, s) for i, s in zip(full, scale)]
     else:
         raise ctx.unsupported("neither scales nor sizes are given")
@@ -113,11 +116,23 @@ def _compare(ctx: OnnxContext, node: Any, attrs: dict) -> list[Any]:
     raise ctx.unsupported("comparisons of the model's data are read only as Softplus's threshold (Where(x > t, x, softplus(x)))")
 
 
-def _scalar_scale(node: Any) -> float | None:
-    """The factor of a Mul or Div by one constant (an ElementwiseAffine with a scalar scale and no shift), else None."""
+def _scalar_scale(node: Any) -> tuple[float, float] | None:
+    """(factor, rad) of a Mul or Div by one constant (an ElementwiseAffine with a scalar scale and no shift): the
+    float64 factor and how far the exact one may lie from it (a Div's 1/c is enclosed); else None."""
     if isinstance(node, ops.ElementwiseAffine) and node.scale.numel() == 1 and not bool(node.shift.any()):
-        return float(node.scale.reshape(-1)[0])
+        s, _ = node.enclosures()
+        return float(s.mid.reshape(-1)[0]), float(s.rad.reshape(-1)[0])
     return None
+
+
+def _undoes(inv: tuple[float, float], beta: tuple[float, float]) -> bool:
+    """Whether the factor `inv` is 1/β to within 4 float64 ulps (checked exactly): Softplus(β)'s rules evaluate
+    softplus(β·x)/β with an allowance of 16 ulps, which covers that gap; a rounded float32 1/β is not accepted."""
+    (i, i_rad), (b, b_rad) = inv, beta
+    if b_rad != 0 or b <= 0:
+        return False
+    gap = abs(Fraction(i) * Fraction(b) - 1) + Fraction(i_rad) * Fraction(b)
+    return gap <= 4 * Fraction(2) ** -53
 
 
 @handles("Where")
@@ -135,9 +150,9 @@ def _where(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         div, div_ins = made.get(b.ir, (None, ()))
         sp, sp_ins = made.get(div_ins[0], (None, ())) if len(div_ins) == 1 else (None, ())
         beta, inv = _scalar_scale(scaled), _scalar_scale(div)
-        if (beta is not None and inv is not None and beta > 0 and scaled_ins == (a.ir,) and isinstance(sp, ops.Softplus)
-                and sp.beta == 1.0 and sp_ins == (c.tensor.ir,) and math.isclose(inv * beta, 1.0, rel_tol=1e-6)):
-            return [ctx.emit(ops.Softplus(beta, c.value), [a], "softplus")]
+        if (beta is not None and inv is not None and scaled_ins == (a.ir,) and isinstance(sp, ops.Softplus)
+                and sp.beta == 1.0 and sp_ins == (c.tensor.ir,) and _undoes(inv, beta)):
+            return [ctx.emit(ops.Softplus(beta[0], c.value), [a], "softplus")]
     raise ctx.unsupported("Where on the model's data is read only as Softplus's threshold (Where(β·x > t, x, softplus(β·x)/β))")
 
 
@@ -169,7 +184,7 @@ def _aten_upsample(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 def _aten_pow(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     if isinstance(a[1], Tensor):
         raise ctx.unsupported("an exponent computed from the model's data")
-    return build.power(ctx, _tensor(ctx, a[0]), _scalar_exponent(ctx, _const(a[1])))
+    return build.power(ctx, _tensor(ctx, a[0]), as_float32(_scalar_exponent(ctx, _const(a[1]))))  # torch's float32 scalar
 
 
 @aten("aten.rsqrt.default")
@@ -192,7 +207,7 @@ def _aten_prelu(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 
 @aten("aten.hardsigmoid.default")
 def _aten_hard_sigmoid(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    return build.hard_sigmoid(ctx, _tensor(ctx, a[0]), 1 / 6, 0.5)
+    return build.hard_sigmoid(ctx, _tensor(ctx, a[0]), Enclosed.exact(6.0).reciprocal(), 0.5)
 
 
 @aten("aten.layer_norm.default", "aten.native_layer_norm.default")

@@ -1,7 +1,9 @@
 """Constant folding for ONNX nodes whose inputs are all known (shape arithmetic, Constant chains).
 
 Exporters emit Shape → Gather → Unsqueeze → Concat → Reshape chains to compute target shapes; with the batch
-axis fixed to 1 these evaluate to constants here, so the loader only ever sees a constant target shape.
+axis fixed to 1 these evaluate to constants here, so the loader only ever sees a constant target shape. Float
+arithmetic on constants is exact or enclosed: a result no float holds (1/3, 8^−½) becomes a `Derived` constant
+that keeps its rigorous enclosure, never a rounded copy.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from onnx import TensorProto, helper
 
 from ..ir.registry import registrar
+from ..ops.enclosure import Enclosed
+from .context import Derived
 
 Folder = Callable[[list[np.ndarray | None], dict[str, Any], int], list[np.ndarray]]
 
@@ -56,10 +61,40 @@ def _cast(inputs, attrs, opset):
     return [np.asarray(inputs[0]).astype(_NP_TYPES[to])]
 
 
+Folded = np.ndarray | Derived
+
+
+def enclosure(v: Folded) -> Enclosed:
+    """A folded constant's exact value, enclosed (a stored float array is exact)."""
+    if isinstance(v, Derived):
+        return v.value
+    return Enclosed.exact(torch.from_numpy(np.array(v, dtype=np.float64)))
+
+
+def _exact_or_derived(out: np.ndarray, exact: Enclosed) -> Folded:
+    """`out` when it is the exact value of its expression, else the enclosure as a `Derived` constant."""
+    got = torch.from_numpy(np.array(out, dtype=np.float64))
+    if exact.is_exact and torch.equal(torch.broadcast_to(exact.mid, got.shape), got):
+        return out
+    return Derived(exact)
+
+
 @folds("Add", "Sub", "Mul", "Div")
 def _arith(inputs, attrs, opset):
+    op = attrs["__op"]
+    if any(isinstance(i, Derived) for i in inputs):
+        return [Derived(_exact_arith(op, *inputs))]
     a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
-    return [_ARITH[attrs["__op"]](a, b)]
+    out = _ARITH[op](a, b)
+    if np.issubdtype(out.dtype, np.floating):
+        return [_exact_or_derived(out, _exact_arith(op, a, b))]
+    return [out]
+
+
+def _exact_arith(op: str, a: Folded, b: Folded) -> Enclosed:
+    """The exact result of a float Add/Sub/Mul/Div of constants, enclosed (exact where representable)."""
+    x, y = enclosure(a), enclosure(b)
+    return {"Add": lambda: x + y, "Sub": lambda: x - y, "Mul": lambda: x * y, "Div": lambda: x * y.reciprocal()}[op]()
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -73,18 +108,37 @@ _ARITH = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div}
 
 @folds("Pow")
 def _pow(inputs, attrs, opset):
-    a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
-    return [np.power(a.astype(np.float64), b).astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)]
+    base, b = inputs[0], np.asarray(inputs[1])
+    exps = np.unique(np.asarray(b, dtype=np.float64))
+    if exps.size != 1 or not float(2 * exps[0]).is_integer() or not -64 <= exps[0] <= 64:
+        raise ValueError("Pow of constants is folded only for one integer or half-integer exponent up to 64 (exactly)")
+    e = float(exps[0])
+    x = enclosure(base)
+    exact = Enclosed.exact(torch.ones(x.mid.shape, dtype=torch.float64))
+    for _ in range(int(abs(e))):
+        exact = exact * x
+    if not e.is_integer():
+        exact = exact * x.sqrt()
+    if e < 0:
+        exact = exact.reciprocal()
+    if isinstance(base, Derived):
+        return [Derived(exact)]
+    a = np.asarray(base)
+    out = np.power(a.astype(np.float64), e).astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)
+    return [_exact_or_derived(out, exact)]
 
 
 @folds("Neg")
 def _neg(inputs, attrs, opset):
-    return [-np.asarray(inputs[0])]
+    return [Derived(-inputs[0].value) if isinstance(inputs[0], Derived) else -np.asarray(inputs[0])]
 
 
 @folds("Sqrt")
 def _sqrt(inputs, attrs, opset):
-    return [np.sqrt(np.asarray(inputs[0]))]
+    exact = enclosure(inputs[0]).sqrt()
+    if isinstance(inputs[0], Derived):
+        return [Derived(exact)]
+    return [_exact_or_derived(np.sqrt(np.asarray(inputs[0])), exact)]
 
 
 @folds("Reshape")
@@ -227,9 +281,25 @@ def _where(inputs, attrs, opset):
     return [np.where(np.asarray(inputs[0]).astype(bool), np.asarray(inputs[1]), np.asarray(inputs[2]))]
 
 
-def fold(op: str, inputs: list[np.ndarray | None], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
-    """Evaluate `op` on constant inputs; raises KeyError when `op` has no folder."""
-    return [np.asarray(v) for v in FOLDERS[op](inputs, {**attrs, "__op": op}, opset)]
+_ENCLOSED_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Sqrt"}  # compute on enclosures
+_SHAPE_OPS = {"Identity", "Cast", "CastLike", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Expand", "Transpose"}
+
+
+def fold(op: str, inputs: list[Folded | None], attrs: dict[str, Any], opset: int) -> list[Folded]:
+    """Evaluate `op` on constant inputs; raises KeyError when `op` has no folder. A `Derived` input goes through
+    arithmetic on enclosures and through shape-only ops (applied to its centre and radius alike; a cast to a float
+    type is the identity in exact arithmetic); any other op on it is refused."""
+    attrs = {**attrs, "__op": op}
+    derived = inputs[0] if inputs and isinstance(inputs[0], Derived) else None
+    if any(isinstance(i, Derived) for i in inputs) and op not in _ENCLOSED_OPS:
+        if derived is None or op not in _SHAPE_OPS or any(isinstance(i, Derived) for i in inputs[1:]):
+            raise ValueError(f"{op} of a constant that no float holds exactly (derived from others, like 1/3) is not supported")
+        if op in ("Cast", "CastLike"):
+            return [derived]
+        mid = FOLDERS[op]([derived.value.mid.numpy(), *inputs[1:]], attrs, opset)[0]
+        rad = FOLDERS[op]([derived.value.rad.numpy(), *inputs[1:]], attrs, opset)[0]
+        return [Derived(Enclosed(torch.from_numpy(np.array(mid)), torch.from_numpy(np.array(rad))))]
+    return [v if isinstance(v, Derived) else np.asarray(v) for v in FOLDERS[op](inputs, attrs, opset)]
 
 
 def attributes(node: Any) -> dict[str, Any]:

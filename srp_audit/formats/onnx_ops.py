@@ -12,10 +12,14 @@ from typing import Any
 
 import numpy as np
 import onnx
+import torch
 
 from .. import ops
+from ..errors import ModelLoadError
 from ..ir.registry import registrar
-from .context import Tensor, Value
+from ..ops.enclosure import Enclosed
+from ..ops.rounding import as_float32
+from .context import Tensor, Value, stored_tensor
 from .onnx_context import OnnxContext
 
 Handler = Callable[[OnnxContext, Any, dict], list[Value]]
@@ -75,6 +79,16 @@ def _neg(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return [ctx.emit(ops.ElementwiseAffine(-1.0, 0.0), [ctx.tensor(node.input[0])], "neg")]
 
 
+def _scaled(w: torch.Tensor, factor: float) -> torch.Tensor:
+    """α·W for Gemm's α (a float32 attribute): exact in float64, kept in float32 only where that holds it exactly."""
+    if float(factor) == 1.0:
+        return w
+    product = Enclosed.exact(w) * float(factor)
+    if not product.is_exact:
+        raise ModelLoadError(f"Gemm's alpha/beta {factor} times a float64 weight is not a float64 number; fold it into the weights")
+    return stored_tensor(product.mid.numpy())
+
+
 @handles("Gemm")
 def _gemm(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     a = ctx.tensor(node.input[0])
@@ -84,11 +98,11 @@ def _gemm(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         raise ctx.unsupported(f"Gemm needs a 2-D input, got shape {ctx.onnx_shape(a)}")
     b = ctx.weight(node.input[1], "weight")
     w = b.T if not attrs.get("transB", 0) else b  # w: [out, in]
-    w = w * float(attrs.get("alpha", 1.0))
+    w = _scaled(w, attrs.get("alpha", 1.0))
     out = w.shape[0]
     bias = None
     if len(node.input) > 2 and node.input[2]:
-        c = ctx.weight(node.input[2], "bias") * float(attrs.get("beta", 1.0))
+        c = _scaled(ctx.weight(node.input[2], "bias"), attrs.get("beta", 1.0))
         if c.numel() not in (1, out):
             raise ctx.unsupported(f"bias of shape {tuple(c.shape)} does not broadcast to {out} outputs")
         bias = c.reshape(-1).expand(out).clone()
@@ -189,7 +203,7 @@ def _batchnorm(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     beta = ctx.weight(node.input[2], "bias")
     mean = ctx.weight(node.input[3], "mean")
     var = ctx.weight(node.input[4], "var")
-    return [ctx.emit(ops.BatchNorm(mean, var, gamma, beta, float(attrs.get("epsilon", 1e-5)), len(x.shape)), [x], "batchnorm")]
+    return [ctx.emit(ops.BatchNorm(mean, var, gamma, beta, float(attrs.get("epsilon", as_float32(1e-5))), len(x.shape)), [x], "batchnorm")]
 
 
 def _pool_common(ctx: OnnxContext, node: Any, attrs: dict, x: Tensor) -> tuple:

@@ -20,7 +20,7 @@ from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from . import nonlinear_handlers, onnx_shape_ops  # noqa: F401  (register their handlers)
-from .context import Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes
+from .context import Derived, Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes
 from .onnx_const import FOLDERS, attributes, fold
 from .onnx_context import OnnxContext
 from .onnx_ops import HANDLERS
@@ -105,6 +105,7 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
     for i, t in zip(inputs, tensors):
         ctx.values[i.name] = t
     declared_ops = ops.by_onnx_op()
+    named: dict[str, str] = {}
     for t in g.initializer:
         try:
             ctx.values[t.name] = numpy_helper.to_array(t)
@@ -117,11 +118,14 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
             raise UnsupportedOpError(ctx.node_name, f"{node.domain}.{node.op_type}", opset, "custom-domain operators are not supported")
         attrs = attributes(node)
         ins = [ctx.get(i) for i in node.input]
-        if node.op_type != "Shape" and node.op_type in FOLDERS and all(i is None or isinstance(i, np.ndarray) for i in ins) and ins:
+        if node.op_type != "Shape" and node.op_type in FOLDERS and all(i is None or isinstance(i, (np.ndarray, Derived)) for i in ins) and ins:
             try:
                 outs: list[Value] = fold(node.op_type, ins, {**attrs, "__outputs": len(node.output)}, opset)  # type: ignore[arg-type]
             except Exception as e:
                 raise ctx.unsupported(f"cannot evaluate on constants ({e})") from None
+        elif any(isinstance(i, Derived) for i in ins) and node.op_type not in ("Add", "Sub", "Mul", "Div"):
+            raise ctx.unsupported("it reads a constant computed from others that no float holds exactly (like 1/3); such "
+                                  "constants may only scale or shift the data (Add, Sub, Mul, Div)")
         elif node.op_type in HANDLERS:
             outs = HANDLERS[node.op_type](ctx, node, attrs)
         elif node.op_type in declared_ops:
@@ -133,6 +137,8 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
         for name, v in zip(node.output, outs):
             if name:
                 ctx.values[name] = v
+                if isinstance(v, Tensor) and v.batch_at == 0:
+                    named.setdefault(v.ir, name)  # the first ONNX tensor that holds this IR value
 
     results = []
     for o in g.output:
@@ -149,7 +155,8 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
                      output_name="output" if len(results) > 1 else g.output[0].name, batched=batched,
                      original_input_shape=sample if several_in else tuple(declared[0]),
                      inputs=tuple((i.name, tuple(d)) for i, d in zip(inputs, declared)) if several_in else (),
-                     outputs=tuple((o.name, int(np.prod(r.shape))) for o, r in zip(g.output, results)) if len(results) > 1 else ())
+                     outputs=tuple((o.name, int(np.prod(r.shape))) for o, r in zip(g.output, results)) if len(results) > 1 else (),
+                     values=named)
     return ctx.graph(sample, out, meta)
 
 

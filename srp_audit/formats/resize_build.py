@@ -3,54 +3,61 @@ applied as a Dense over that axis (transposed into last place and back). Nearest
 two weights per row; both are exact linear maps of the data, so every bound method handles them as Dense.
 
 ONNX: the matrices follow the operator's coordinate transformation and nearest-rounding modes (opset 10–18;
-cubic, antialias and crop-and-resize are refused). ATen: they are computed by running torch's own 1-D
-upsampling on the identity, so they match torch by construction.
+cubic, antialias and crop-and-resize are refused). ATen: the same rational weights for the convention torch's
+kernel follows, checked against torch's own 1-D upsampling run on the identity.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import torch
 
 from .. import ops
+from ..ops.enclosure import Enclosed
 from .context import LoaderContext, Tensor
 
 _COORD = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
-def onnx_matrix(n_in: int, n_out: int, scale: float, mode: str, coord: str, nearest: str) -> np.ndarray:
-    """(n_out, n_in) interpolation weights of one axis, following the ONNX Resize specification."""
-    i = np.arange(n_out, dtype=np.float64)
-    if coord == "half_pixel":
-        x = (i + 0.5) / scale - 0.5
-    elif coord == "pytorch_half_pixel":
-        x = (i + 0.5) / scale - 0.5 if n_out > 1 else np.zeros_like(i)
-    elif coord == "align_corners":
-        x = i * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros_like(i)
-    else:  # asymmetric
-        x = i / scale
-    m = np.zeros((n_out, n_in))
-    if mode == "nearest":
-        frac = x - np.floor(x)
-        idx = {"floor": np.floor(x), "ceil": np.ceil(x),
-               "round_prefer_floor": np.where(frac == 0.5, np.floor(x), np.round(x)),
-               "round_prefer_ceil": np.where(frac == 0.5, np.ceil(x), np.round(x))}[nearest]
-        m[np.arange(n_out), np.clip(idx, 0, n_in - 1).astype(int)] = 1.0
-        return m
-    x = np.clip(x, 0, n_in - 1)
-    x0 = np.floor(x).astype(int)
-    x1 = np.minimum(x0 + 1, n_in - 1)
-    w1 = x - x0
-    np.add.at(m, (np.arange(n_out), x0), 1 - w1)
-    np.add.at(m, (np.arange(n_out), x1), w1)
+def onnx_matrix(n_in: int, n_out: int, scale: Fraction, mode: str, coord: str, nearest: str) -> np.ndarray:
+    """(n_out, n_in) interpolation weights of one axis as exact rationals (an object array of `Fraction`), following
+    the ONNX Resize specification in exact arithmetic: the source coordinate of an output index is a rational of
+    the stored scale, never a float64 rounding of it (which can also move a nearest-neighbour tie)."""
+    half = Fraction(1, 2)
+    m = np.full((n_out, n_in), Fraction(0), dtype=object)
+    for i in range(n_out):
+        if coord == "half_pixel" or (coord == "pytorch_half_pixel" and n_out > 1):
+            x = (i + half) / scale - half
+        elif coord in ("pytorch_half_pixel", "align_corners") and n_out <= 1:
+            x = Fraction(0)
+        elif coord == "align_corners":
+            x = Fraction(i * (n_in - 1), n_out - 1)
+        else:  # asymmetric
+            x = i / scale
+        if mode == "nearest":
+            fl, frac = math.floor(x), x - math.floor(x)
+            idx = {"floor": fl, "ceil": math.ceil(x),
+                   "round_prefer_floor": fl if frac <= half else fl + 1,
+                   "round_prefer_ceil": fl if frac < half else fl + 1}[nearest]
+            m[i, min(max(idx, 0), n_in - 1)] = Fraction(1)
+            continue
+        x = min(max(x, Fraction(0)), Fraction(n_in - 1))
+        x0 = math.floor(x)
+        x1 = min(x0 + 1, n_in - 1)
+        w1 = x - x0
+        m[i, x0] += 1 - w1
+        m[i, x1] += w1
     return m
 
 
 def torch_matrix(n_in: int, n_out: int, mode: str, align_corners: bool | None, scale: float | None) -> np.ndarray:
-    """(n_out, n_in) weights of torch's 1-D upsampling with the same arguments, read off the identity."""
+    """(n_out, n_in) weights of torch's 1-D upsampling with the same arguments, as exact rationals: the ONNX
+    convention torch's kernel implements (asymmetric floor for nearest; align_corners, or pytorch_half_pixel with
+    the given scale factor or out/in), checked against torch's own float64 run on the identity."""
     eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, 1, n_in)
     size, scales = ([n_out], None) if scale is None else (None, [scale])  # torch takes one or the other
     if mode == "nearest":
@@ -59,25 +66,55 @@ def torch_matrix(n_in: int, n_out: int, mode: str, align_corners: bool | None, s
         y = torch.ops.aten.upsample_linear1d.vec(eye, size, bool(align_corners), scales)
     if y.shape[-1] != n_out:
         raise ValueError(f"upsampling {n_in} by {scale} gives {y.shape[-1]} entries, not {n_out}")
-    return y.reshape(n_in, n_out).T.numpy()
+    ratio = Fraction(scale) if scale is not None else Fraction(n_out, n_in)
+    if mode == "nearest":
+        exact = onnx_matrix(n_in, n_out, ratio, "nearest", "asymmetric", "floor")
+    else:
+        exact = onnx_matrix(n_in, n_out, ratio, "linear", "align_corners" if align_corners else "pytorch_half_pixel", "floor")
+    ours = exact.astype(np.float64)
+    if not np.allclose(ours, y.reshape(n_in, n_out).T.numpy(), rtol=0, atol=1e-9):
+        raise ValueError(f"torch's {mode} upsampling of {n_in} to {n_out} follows no convention srp-audit knows")
+    return exact
 
 
 def apply_axes(ctx: LoaderContext, x: Tensor, matrices: dict[int, np.ndarray]) -> Tensor:
-    """Apply each (n_out, n_in) matrix along its sample axis (identity matrices are skipped)."""
+    """Apply each (n_out, n_in) matrix (floats, or exact `Fraction`s) along its sample axis; identity matrices are
+    skipped. The weights are stored exactly: as float32 or float64 where those hold them, else as integers over
+    a common denominator D (a Dense of the numerators, then a division by D that the node encloses rigorously)."""
     rank = len(x.shape)
     for axis, m in sorted(matrices.items()):
-        if m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0])):
+        exact = np.vectorize(Fraction, otypes=[object])(m)
+        if exact.shape[0] == exact.shape[1] and all(exact[i, j] == (i == j) for i in range(exact.shape[0]) for j in range(exact.shape[1])):
             continue
         last = rank - 1
         perm = list(range(rank))
         perm[axis], perm[last] = perm[last], perm[axis]
         t = x if axis == last else ctx.emit(ops.Transpose(tuple(perm)), [x])
-        t = ctx.emit(ops.Dense(torch.from_numpy(m).to(torch.float32)), [t], "resize")
+        weights, divisor = _stored_weights(exact)
+        t = ctx.emit(ops.Dense(weights), [t], "resize")
+        if divisor != 1:
+            t = ctx.emit(ops.ElementwiseAffine(Enclosed.exact(float(divisor)).reciprocal(), 0.0), [t], "resize")
         x = t if axis == last else ctx.emit(ops.Transpose(tuple(perm)), [t])
     return x
 
 
-def onnx_resize(ctx: LoaderContext, x: Tensor, full_in: list[int], out_sizes: list[int], scales: list[float],
+def _stored_weights(exact: np.ndarray) -> tuple[torch.Tensor, int]:
+    """(W, D) with W·x / D the exact map: W the weights themselves where float32 (or float64) holds every one exactly,
+    else the integer numerators over their common denominator D (float32 below 2^24, float64 below 2^53)."""
+    for dtype in (np.float32, np.float64):
+        w = exact.astype(dtype)
+        if all(Fraction(float(v)) == e for v, e in zip(w.reshape(-1), exact.reshape(-1))):
+            return torch.from_numpy(np.ascontiguousarray(w)), 1
+    d = math.lcm(*(e.denominator for e in exact.reshape(-1)))
+    numerators = np.array([[int(e * d) for e in row] for row in exact], dtype=np.float64)
+    if d >= 2 ** 53 or np.abs(numerators).max() >= 2 ** 53:
+        raise ValueError(f"interpolation weights with denominator {d} have no exact float64 form")
+    if np.abs(numerators).max() < 2 ** 24:  # small integers: float32 holds them, the graph stays float32
+        return torch.from_numpy(numerators.astype(np.float32)), d
+    return torch.from_numpy(numerators), d
+
+
+def onnx_resize(ctx: LoaderContext, x: Tensor, full_in: list[int], out_sizes: list[int], scales: list[Fraction],
                 mode: str, coord: str, nearest: str) -> Tensor:
     """Resize an (N, C, …) tensor whose framework shape is `full_in` to `out_sizes` (framework, batch included)."""
     if mode not in ("nearest", "linear"):
@@ -97,6 +134,7 @@ def onnx_resize(ctx: LoaderContext, x: Tensor, full_in: list[int], out_sizes: li
     return apply_axes(ctx, x, matrices)
 
 
-def out_size(n_in: int, scale: float) -> int:
-    return int(math.floor(n_in * scale + 1e-9))
+def out_size(n_in: int, scale: Fraction) -> int:
+    """ONNX's output size floor(n_in · scale), exactly."""
+    return math.floor(n_in * scale)
 

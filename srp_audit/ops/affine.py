@@ -14,9 +14,10 @@ from torch import nn
 
 from ..ir.node import Node, Shape
 from .backward import Context, per_sample
-from .interval import Interval, abs_weight, affine_weights, dual_norm_ibp, generic_linear, inflation, signed_rows
+from .enclosure import Enclosed
+from .interval import Interval, abs_weight, affine_weights, cached_on, dual_norm_ibp, generic_linear, inflation, signed_rows
 from .patches import Patches, flat_sum
-from .rounding import dot_gamma, unit_roundoff
+from .rounding import as_float32, dot_gamma, tiny, unit_roundoff
 
 
 class Dense(Node):
@@ -92,10 +93,64 @@ class ElementwiseAffine(Node):
     kind = "affine"
     crown_patches = True
 
-    def __init__(self, scale: torch.Tensor | float = 1.0, shift: torch.Tensor | float = 0.0) -> None:
+    def __init__(self, scale: Enclosed | torch.Tensor | float = 1.0, shift: Enclosed | torch.Tensor | float = 0.0) -> None:
         super().__init__()
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).detach().clone())
-        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32).detach().clone())
+        s = scale if isinstance(scale, Enclosed) else Enclosed.exact(scale)
+        t = shift if isinstance(shift, Enclosed) else Enclosed.exact(shift)
+        self.exact: tuple[Enclosed, Enclosed] = (s, t)
+        """The exact constants' enclosures (float64, never cast): a derived constant (1/c, γ/√(var + ε)) is not a
+        float, and the buffers hold it rounded to the graph's dtype — re-rounded from here whenever that changes."""
+        self.register_buffer("scale", s.mid.to(torch.float32))
+        self.register_buffer("shift", t.mid.to(torch.float32))
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """Casts and moves (`.to`, `.double()`, `Graph.copy`) round the buffers from the exact enclosures afresh, so a
+        float64 copy of a float32 graph holds 1/3 to float64's precision, not float32's."""
+        fresh = [self._fresh(name) for name in ("scale", "shift")]
+        out = super()._apply(fn, recurse)
+        for name, enc, keep in zip(("scale", "shift"), self.exact, fresh):
+            if keep:
+                setattr(self, name, fn(enc.mid).to(getattr(self, name).dtype))
+        self.exact = tuple(Enclosed(e.mid.to(self.scale.device), e.rad.to(self.scale.device)) for e in self.exact)  # type: ignore[assignment]
+        return out
+
+    def _fresh(self, name: str) -> bool:
+        """Whether buffer `name` still holds its enclosure's mid (rounded to its dtype); if someone assigned it a new
+        value, that value is the constant from now on (stored exactly)."""
+        buf, i = getattr(self, name), ("scale", "shift").index(name)
+        enc = self.exact[i]
+        if enc.mid.shape == buf.shape and torch.equal(enc.mid.to(device=buf.device, dtype=buf.dtype), buf):
+            return True
+        rest = list(self.exact)
+        rest[i] = Enclosed.exact(buf.detach().cpu())
+        self.exact = tuple(rest)  # type: ignore[assignment]
+        return False
+
+    def enclosures(self) -> tuple[Enclosed, Enclosed]:
+        """The exact scale's and shift's enclosures (float64), current with the buffers."""
+        self._fresh("scale")
+        self._fresh("shift")
+        return self.exact
+
+    def constant_rads(self, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(scale_rad, shift_rad) in `dtype`: how far the exact constants may lie from the buffers the rules compute
+        with (rounded up; None where a buffer holds its constant exactly — the common case, which costs nothing)."""
+        return cached_on(self, "_constant_rads", (self.scale, self.shift), (dtype,), lambda: self._rads(dtype), lambda: self._rads(dtype))
+
+    def _rads(self, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        out: list[torch.Tensor | None] = []
+        for name in ("scale", "shift"):
+            buf = getattr(self, name)
+            self._fresh(name)
+            enc = self.exact[("scale", "shift").index(name)]
+            gap = (buf.detach().to(torch.float64) - enc.mid.to(buf.device)).abs() + enc.rad.to(buf.device)
+            if not bool(gap.any()):
+                out.append(None)
+                continue
+            total = gap * (1 + 4 * unit_roundoff(torch.float64)) + tiny(torch.float64)
+            r = total.to(dtype)
+            out.append(torch.where(r.to(torch.float64) < total, torch.nextafter(r, torch.full_like(r, math.inf)), r))
+        return out[0], out[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.shift
@@ -112,7 +167,14 @@ class ElementwiseAffine(Node):
     def ibp(self, x: Interval) -> Interval:
         g = dot_gamma(2, x.dtype)
         scale_abs = self.scale.abs() * inflation(g, x.dtype)
-        return generic_linear(x, 2, self, lambda v: v * scale_abs, self.shift.abs())
+        out = generic_linear(x, 2, self, lambda v: v * scale_abs, self.shift.abs())
+        srad, trad = self.constant_rads(x.dtype)
+        if srad is None and trad is None:
+            return out
+        # the exact constants: x·s* + t* lies within |x|·|s* − s| + |t* − t| of x·s + t
+        lo, hi = x.bounds()
+        extra = _derived_error(torch.maximum(lo.abs(), hi.abs()), srad, trad)
+        return Interval(c=out.c, r=(out.r + extra) * (1 + 2 * unit_roundoff(x.dtype)))
 
     def crown_backward(self, A, ctx: Context, name: str):
         shape = ctx.shape(name)
@@ -136,7 +198,12 @@ class ElementwiseAffine(Node):
         g = dot_gamma(math.prod(ctx.shape(name)), dt)
         s = self.scale.abs()
         # A_x = A·scale entry by entry (one rounding); only the constant A·shift sums over the whole value
-        return ctx.err[x] * s + 2 * unit_roundoff(dt) * ctx.mag(x) * s + g * self.shift.abs()
+        err = ctx.err[x] * s + 2 * unit_roundoff(dt) * ctx.mag(x) * s + g * self.shift.abs()
+        srad, trad = self.constant_rads(dt)
+        if srad is None and trad is None:
+            return err
+        # the backward pass uses the buffers for the exact constants: A·(x·s* + t*) − A·(x·s + t) ≤ |A|·(|x|·srad + trad)
+        return err + _derived_error(ctx.mag(x), srad, trad)
 
     def singleprop(self, centres, radii, variant):
         return radii[0] * self.scale.abs()
@@ -144,6 +211,16 @@ class ElementwiseAffine(Node):
     def to_onnx(self, b, name, ins, out) -> None:
         scaled = b.add("Mul", [ins[0], b.const(f"{name}.scale", self.scale)], f"{name}.scaled")
         b.add("Add", [scaled, b.const(f"{name}.shift", self.shift)], out)
+
+
+def _derived_error(mag: torch.Tensor, scale_rad: torch.Tensor | None, shift_rad: torch.Tensor | None) -> torch.Tensor:
+    """|x|·scale_rad + shift_rad, rounded up: the gap between the affine map with the exact constants and with the
+    buffers, given |x| ≤ mag."""
+    dt = mag.dtype
+    out = torch.zeros_like(mag) if scale_rad is None else mag * scale_rad.to(dt)
+    if shift_rad is not None:
+        out = out + shift_rad.to(dt)
+    return out * (1 + 4 * unit_roundoff(dt)) + tiny(dt)
 
 
 class BatchNorm(ElementwiseAffine):
@@ -164,10 +241,13 @@ class BatchNorm(ElementwiseAffine):
         eps: float,
         sample_rank: int,
     ) -> None:
-        inv = gamma.double() / torch.sqrt(var.double() + eps)
-        shift = beta.double() - mean.double() * inv
+        # γ/√(var + ε) and β − mean·γ/√(var + ε), enclosed: neither is a float in general. ε is the float32 a model
+        # stores (ONNX's epsilon attribute; torch casts its Python ε to float32 before adding it)
+        eps = as_float32(eps)
+        inv = Enclosed.exact(gamma) * (Enclosed.exact(var) + Enclosed.exact(eps)).sqrt().reciprocal()
+        shift = Enclosed.exact(beta) - Enclosed.exact(mean) * inv
         view = (-1,) + (1,) * (sample_rank - 1)
-        super().__init__(inv.float().reshape(view), shift.float().reshape(view))
+        super().__init__(inv.reshape(*view), shift.reshape(*view))
         self.eps = float(eps)
 
     def describe(self) -> str:

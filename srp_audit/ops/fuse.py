@@ -28,6 +28,18 @@ def _scalar(t: torch.Tensor) -> float | None:
     return float(flat[0]) if flat.numel() and bool((flat == flat[0]).all()) else None
 
 
+_INNER_RAD = 4 * 2.0 ** -53
+"""How far (relative) GELU's inner factor may lie from the float64 the fused op uses: x/1.4142135 (a division by a
+stored float) is enclosed within 1 ulp; its effect on a·x·(1 + erf(c·x)) is at most 0.21·a·(rad/c)·c, far inside the
+16 ulps of (|f| + |x| + 1) that GELU's rules allow for evaluating f."""
+
+
+def _near_exact(node: ElementwiseAffine, relative: float) -> bool:
+    """The node's float64 constants are exact, or within `relative` (times their magnitude) of the exact ones."""
+    s, t = node.enclosures()
+    return bool((s.rad <= relative * s.mid.abs()).all()) and t.is_exact
+
+
 def _producer(g: Graph, value: str) -> tuple[Node | None, str | None]:
     if value == INPUT:
         return None, None
@@ -48,13 +60,13 @@ def _fused(g: Graph, x: str, other: str) -> Node | None:
         inner, src2 = _producer(g, src)
         if isinstance(inner, Softplus) and src2 == x and inner.beta == 1.0:
             return Mish()
-    if isinstance(node, ElementwiseAffine):  # a·erf(·) + a
-        a, b = _scalar(node.scale), _scalar(node.shift)
+    if isinstance(node, ElementwiseAffine) and _near_exact(node, 0.0):  # a·erf(·) + a
+        a, b = (_scalar(e.mid) for e in node.enclosures())
         erf, src2 = _producer(g, src)
         if a is not None and a == b and a > 0 and isinstance(erf, Erf):
             lin, src3 = _producer(g, src2)
-            if isinstance(lin, ElementwiseAffine) and src3 == x:
-                c, zero = _scalar(lin.scale), _scalar(lin.shift)
+            if isinstance(lin, ElementwiseAffine) and src3 == x and _near_exact(lin, _INNER_RAD):
+                c, zero = (_scalar(e.mid) for e in lin.enclosures())
                 if c is not None and c > 0 and zero == 0.0:
                     return Gelu("none", a, c)
     return None

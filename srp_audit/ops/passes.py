@@ -2,10 +2,12 @@
 
 - `drop_identities`: remove Identity nodes (the loader maps Dropout to Identity).
 - `merge_elementwise_affine`: collapse chains of constant scale/shift (Sub → Div normalisation) into one node.
-- `fold_affine_into_previous`: fold per-channel scale/shift (batch-norm) into the preceding Dense/Conv2d.
-- `fold_affine_into_next`: fold an input normalisation into the following Dense/Conv2d where that is exact.
+- `fold_affine_into_previous`: fold per-channel scale/shift into the preceding Dense/Conv2d.
+- `fold_affine_into_next`: fold a shift-free scale into the following Dense/Conv2d.
 
-`simplify` runs them all. Every rewrite is exact in real arithmetic; tests compare outputs before and after.
+`simplify` runs them all. Every rewrite is exact in real arithmetic *and* in the stored numbers: a fold happens only
+when the folded weights are exactly the products and sums they stand for (a batch-norm's derived scale, or a shift
+entering a bias through a dot product, would be rounded, so those nodes stay and keep their enclosures).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..ir.graph import INPUT, Graph
 from ..ir.node import Node
 from .affine import Dense, ElementwiseAffine
 from .conv import Conv2d
+from .enclosure import Enclosed
 from .shape import Identity, Reshape
 
 NodeList = list[tuple[str, Node, tuple[str, ...]]]
@@ -69,8 +72,8 @@ def merge_elementwise_affine(g: Graph) -> Graph:
             if nxt is None or not isinstance(g.node(nxt), ElementwiseAffine):
                 continue
             second = g.node(nxt)
-            merged = ElementwiseAffine(node.scale * second.scale, node.shift * second.scale + second.shift)
-            merged = merged.to(node.scale.dtype)
+            (s1, t1), (s2, t2) = node.enclosures(), second.enclosures()
+            merged = ElementwiseAffine(s1 * s2, t1 * s2 + t2).to(node.scale.dtype)  # products enclosed, not rounded
             nodes = []
             for n, nd, i in _nodes(g):
                 if n == name:
@@ -115,13 +118,15 @@ def fold_affine_into_previous(g: Graph) -> Graph:
                 continue
             scale = _per_channel(node.scale, out, len(shape), axis)
             shift = _per_channel(node.shift, out, len(shape), axis)
-            if scale is None or shift is None:
-                continue
+            if scale is None or shift is None or node.constant_rads(torch.float64) != (None, None):
+                continue  # a derived scale (batch-norm's γ/√(var + ε)) is no float: its node keeps the enclosure
             with torch.no_grad():
                 view = (-1,) + (1,) * (prev.weight.dim() - 1)
-                w = prev.weight.double() * scale.double().view(view)
-                b = prev.bias.double() * scale.double() + shift.double()
-                folded = _with_weights(prev, w.to(prev.weight.dtype), b.to(prev.bias.dtype))
+                w = _exactly(Enclosed.exact(prev.weight) * scale.double().view(view), prev.weight.dtype)
+                b = _exactly(Enclosed.exact(prev.bias) * scale.double() + shift.double(), prev.bias.dtype)
+                if w is None or b is None:
+                    continue
+                folded = _with_weights(prev, w, b)
             nodes = []
             for n, nd, i in _nodes(g):
                 if n == name:
@@ -132,6 +137,15 @@ def fold_affine_into_previous(g: Graph) -> Graph:
             changed = True
             break
     return g
+
+
+def _exactly(value: Enclosed, dtype: torch.dtype) -> torch.Tensor | None:
+    """`value` in `dtype` if it is an exact number that `dtype` holds exactly, else None (the fold is skipped: a
+    folded layer must compute the stored model's function, not a rounded one)."""
+    if not value.is_exact:
+        return None
+    out = value.mid.to(dtype)
+    return out if torch.equal(out.to(torch.float64), value.mid) else None
 
 
 def _with_weights(layer: Node, weight: torch.Tensor, bias: torch.Tensor) -> Node:
@@ -165,29 +179,27 @@ def fold_affine_into_next(g: Graph) -> Graph:
                     continue
                 target = g.node(nxt)
             in_shape = g.shapes[name]
+            if bool(node.shift.any()) or node.constant_rads(torch.float64) != (None, None):
+                continue  # the shift would enter the bias through a rounded dot product; derived scales stay enclosed
             scale = torch.broadcast_to(node.scale, in_shape).double()
-            shift = torch.broadcast_to(node.shift, in_shape).double()
             folded: Node | None = None
             with torch.no_grad():
                 if isinstance(target, Dense):
                     feat = g.shapes[reshape] if reshape else in_shape
                     if len(feat) != 1:
                         continue  # Dense over a non-final axis of a higher-rank sample: leave it
-                    s, t = scale.reshape(-1), shift.reshape(-1)
-                    w = target.weight.double()
-                    folded = Dense((w * s).to(target.weight.dtype), (target.bias.double() + w @ t).to(target.bias.dtype))
+                    w = _exactly(Enclosed.exact(target.weight) * scale.reshape(-1), target.weight.dtype)
+                    if w is None:
+                        continue
+                    folded = Dense(w, target.bias)
                 elif isinstance(target, Conv2d) and reshape is None:
                     s_c = _per_channel(node.scale, in_shape[0], 3, 0)
-                    t_c = _per_channel(node.shift, in_shape[0], 3, 0)
-                    if s_c is None or t_c is None or target.groups != 1:
+                    if s_c is None or target.groups != 1:
                         continue
-                    if any(target.padding) and bool((t_c != 0).any()):
+                    w = _exactly(Enclosed.exact(target.weight) * s_c.double().view(1, -1, 1, 1), target.weight.dtype)
+                    if w is None:
                         continue
-                    w = target.weight.double()
-                    w_new = w * s_c.double().view(1, -1, 1, 1)
-                    b_new = target.bias.double() + (w.sum(dim=(2, 3)) @ t_c.double())
-                    folded = Conv2d(w_new.to(target.weight.dtype), b_new.to(target.bias.dtype), target.stride,
-                                    target.padding, target.dilation, target.groups)
+                    folded = Conv2d(w, target.bias, target.stride, target.padding, target.dilation, target.groups)
             if folded is None:
                 continue
             nodes = []
