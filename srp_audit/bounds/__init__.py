@@ -31,8 +31,9 @@ BoundMethod = Callable[..., MethodBounds]
 
 
 def ibp_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:
-    """Interval bound propagation (a NaN lower bound — ∞ − ∞ past an overflow — is reported as −∞)."""
-    return MethodBounds(interval_bounds(graph, box, spec).lower.nan_to_num(nan=-math.inf))
+    """Interval bound propagation (a NaN lower bound — ∞ − ∞ past an overflow — is reported as −∞, and −∞ stays −∞)."""
+    lower = interval_bounds(graph, box, spec).lower
+    return MethodBounds(torch.where(lower < math.inf, lower, -math.inf))
 
 
 def crown_ibp_method(graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:

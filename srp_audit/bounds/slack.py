@@ -35,5 +35,7 @@ def rounding_slack(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
 
 
 def final(value: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
-    """Subtract the slack and the rounding of the last additions; NaN (∞ − ∞, 0·∞ past an overflow) becomes −∞."""
-    return (value - slack - gamma(8, value.dtype) * value.abs() - tiny(value.dtype)).nan_to_num(nan=-math.inf)
+    """Subtract the slack and the rounding of the last additions; NaN (∞ − ∞, 0·∞ past an overflow) and +∞ become
+    −∞, and −∞ stays −∞ (nan_to_num's default would make it the lowest float: above an exact value past it)."""
+    lower = value - slack - gamma(8, value.dtype) * value.abs() - tiny(value.dtype)
+    return torch.where(lower < math.inf, lower, -math.inf)

@@ -11,12 +11,24 @@ costs no extra pass over the data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .rounding import dot_gamma, tiny, unit_roundoff
+
+
+def valid_ends(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lo, hi) with every end that cannot be a bound made infinite: a lower end that is NaN or +∞ becomes −∞, an
+    upper end that is NaN or −∞ becomes +∞. Such ends come from overflow — ∞ − ∞ in c ∓ r, 0·∞, or a sum that
+    overflowed to ±∞ although the exact value is finite (c = +∞ with a finite r would otherwise give the lower
+    bound +∞, above every real value) — and no finite end is right for them. Two sums check first, so intervals
+    without such ends cost no extra pass over the data."""
+    if bool(lo.detach().sum() < math.inf) and bool(hi.detach().sum() > -math.inf):
+        return lo, hi
+    return torch.where(lo < math.inf, lo, -math.inf), torch.where(hi > -math.inf, hi, math.inf)
 
 
 class Interval:
@@ -33,8 +45,8 @@ class Interval:
         return self.lo is not None
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.lo is None:
-            self.lo, self.hi = self.c - self.r, self.c + self.r  # rounding-safe by the centre/radius invariant
+        if self.lo is None:  # rounding-safe by the centre/radius invariant, while nothing overflowed (`valid_ends`)
+            self.lo, self.hi = valid_ends(self.c - self.r, self.c + self.r)
         return self.lo, self.hi
 
     @property
@@ -130,10 +142,11 @@ def linear_map_ibp(node: Any, x: Interval, n: int) -> Interval:
 
 
 def outward(lo: torch.Tensor, hi: torch.Tensor, ulps: int = 2) -> Interval:
-    """[lo, hi] computed with one rounding each, widened by `ulps` relative units plus an underflow guard."""
+    """[lo, hi] computed with one rounding each, widened by `ulps` relative units plus an underflow guard; an end
+    that overflowed inward (a lower +∞, an upper −∞) or is NaN becomes infinite (`valid_ends`)."""
     u = ulps * unit_roundoff(lo.dtype)
     t = tiny(lo.dtype)
-    return Interval(lo - u * lo.abs() - t, hi + u * hi.abs() + t)
+    return Interval(*valid_ends(lo - u * lo.abs() - t, hi + u * hi.abs() + t))
 
 
 def finish(c: torch.Tensor, r: torch.Tensor, g: float, n: int, bias_abs: torch.Tensor | None) -> Interval:
@@ -152,19 +165,24 @@ def generic_linear(x: Interval, n: int, apply: Callable, apply_abs: Callable, bi
 
 
 def widen_transcendental(lo: torch.Tensor, hi: torch.Tensor, floor: float, ceil: float) -> Interval:
-    """Library sigmoid/tanh are accurate to a few ulps; widen by 16 ulps and clamp to the function's range."""
+    """Library sigmoid/tanh are accurate to a few ulps; widen by 16 ulps and clamp to the function's range (a NaN
+    end, from a NaN input interval, becomes the range's end)."""
     u = unit_roundoff(lo.dtype) * 16
     t = tiny(lo.dtype)
-    return Interval((lo - u * lo.abs() - t).clamp(floor, ceil), (hi + u * hi.abs() + t).clamp(floor, ceil))
+    return Interval((lo - u * lo.abs() - t).clamp(floor, ceil).nan_to_num(nan=floor),
+                    (hi + u * hi.abs() + t).clamp(floor, ceil).nan_to_num(nan=ceil))
 
 
 def dual_norm_ibp(node: Any, centre_out: Interval, row_weights: torch.Tensor, eps: torch.Tensor, q: float,
                   out_view: tuple[int, ...]) -> Interval:
     """W·x + b over ‖x − c‖_p ≤ eps: the rigorous enclosure of W·c + b widened by eps·‖W_i‖_q per output row
-    (Hölder), the norm rounded up by γ_n. `row_weights` (rows, n) are the weights of each output row."""
+    (Hölder), the norm rounded up by γ_n and the final sums moved outward by 4u of their size (a rounded sum
+    may land half an ulp inside). `row_weights` (rows, n) are the weights of each output row."""
     dt = centre_out.dtype
     w = row_weights.to(dt).reshape(row_weights.shape[0], -1)
     norms = torch.linalg.vector_norm(w, ord=q, dim=1) * (1 + dot_gamma(w.shape[1], dt))
-    rad = eps.to(dt).reshape((-1,) + (1,) * len(out_view)) * norms.reshape(out_view) * (1 + 4 * unit_roundoff(dt))
+    rad = eps.to(dt).reshape((-1,) + (1,) * len(out_view)) * norms.reshape(out_view) * (1 + 4 * unit_roundoff(dt)) + tiny(dt)
     lo, hi = centre_out.bounds()
-    return Interval(lo - rad - tiny(dt), hi + rad + tiny(dt))
+    lo, hi = lo - rad, hi + rad
+    u = 4 * unit_roundoff(dt)
+    return Interval(lo - u * lo.abs(), hi + u * hi.abs())

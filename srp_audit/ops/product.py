@@ -49,9 +49,15 @@ class Product(Node):
         return a
 
     def ibp(self, x: Interval, y: Interval) -> Interval:
+        """The hull of the four corner products, rounded outward. A corner 0·(±∞) — an end 0 against an unbounded
+        end — counts as 0: every point of that edge has a finite partner, so its products are 0 there, and the
+        unbounded side of the edge is another corner's (the product has one sign along it)."""
         lx, ux = x.bounds()
         ly, uy = y.bounds()
         corners = torch.stack([lx * ly, lx * uy, ux * ly, ux * uy])
+        if bool(torch.isnan(corners.detach().sum())):
+            zero_inf = torch.stack([(a == 0) | (b == 0) for a, b in ((lx, ly), (lx, uy), (ux, ly), (ux, uy))])
+            corners = torch.where(zero_inf & torch.isnan(corners), torch.zeros_like(corners), corners)
         return outward(corners.amin(0), corners.amax(0))
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):

@@ -17,7 +17,7 @@ from ..errors import BoundMethodError
 from ..ir.node import Node
 from . import relax
 from .backward import Context, negative_part, per_row, split_signs
-from .interval import Interval
+from .interval import Interval, valid_ends
 from .patches import Patches, weighted_sum
 from .rounding import as_float32, dot_gamma, tiny, unit_roundoff
 
@@ -128,7 +128,8 @@ class Relu(Node):
     def ibp(self, x: Interval) -> Interval:
         if x.is_bounds:
             return Interval(torch.relu(x.lo), torch.relu(x.hi), nonneg=True)  # exact
-        return Interval(torch.relu_(x.c - x.r), torch.relu_(x.c + x.r), nonneg=True)  # fresh tensors
+        lo, hi = valid_ends(x.c - x.r, x.c + x.r)  # fresh tensors (an overflowed end made infinite, never +∞ below)
+        return Interval(torch.relu_(lo), torch.relu_(hi), nonneg=True)
 
     def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
         return relu_alpha_start(lo, hi, rows)
@@ -193,7 +194,7 @@ class LeakyRelu(Node):
         flo, fhi = F.leaky_relu(lo, a), F.leaky_relu(hi, a)
         flo = torch.where(lo < 0, flo - u2 * flo.abs() - t, flo)
         fhi = torch.where(hi < 0, fhi + u2 * fhi.abs() + t, fhi)
-        return Interval(flo, fhi, nonneg=a == 0.0)
+        return Interval(*valid_ends(flo, fhi), nonneg=a == 0.0)  # −∞ + ∞ (an infinite upper end below 0) is NaN
 
     def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
         return relu_alpha_start(lo, hi, rows)
@@ -220,7 +221,9 @@ class PRelu(Node):
 
     def __init__(self, slope: torch.Tensor | float = 0.25) -> None:
         super().__init__()
-        self.register_buffer("slope", torch.as_tensor(slope, dtype=torch.float32).detach().clone())
+        t = torch.as_tensor(slope)
+        # the stored slope exactly: float32, or float64 for a float64 model (the loader then makes the graph float64)
+        self.register_buffer("slope", t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).detach().clone())
 
     def to_onnx(self, b: Any, name: str, ins: list[str], out: str) -> None:
         b.add("PRelu", [ins[0], b.const(f"{name}.slope", self.slope)], out)
@@ -235,13 +238,14 @@ class PRelu(Node):
         return torch.where(x >= 0, x, a * x)
 
     def ibp(self, x: Interval) -> Interval:
-        """relu(x) ∈ [relu(l), relu(u)] plus a·min(x, 0) between its values at l and u; outward by 4u."""
+        """relu(x) ∈ [relu(l), relu(u)] plus a·min(x, 0) between its values at l and u; outward by 4u. An end that
+        overflows (a·l past the range) or is NaN (0·∞, ∞ − ∞) becomes infinite (`valid_ends`)."""
         lo, hi = x.bounds()
         a = self.slope.to(lo.dtype)
         nl, nu = a * lo.clamp(max=0), a * hi.clamp(max=0)
         ylo, yhi = lo.clamp(min=0) + torch.minimum(nl, nu), hi.clamp(min=0) + torch.maximum(nl, nu)
         u4, t = 4 * unit_roundoff(lo.dtype), tiny(lo.dtype)
-        return Interval(ylo - u4 * ylo.abs() - t, yhi + u4 * yhi.abs() + t)
+        return Interval(*valid_ends(ylo - u4 * ylo.abs() - t, yhi + u4 * yhi.abs() + t))
 
     def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
         return relu_alpha_start(lo, hi, rows)

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from .interval import Interval
+from .interval import Interval, valid_ends
 from .lines import LinesActivation
 from .rounding import tiny, unit_roundoff
 
@@ -43,8 +43,11 @@ def _grid(l: torch.Tensor, u: torch.Tensor, kinks: tuple[float, ...]) -> torch.T
 
 
 def _no_nan(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A NaN bound (f undefined somewhere in the box) becomes the infinite one: always sound, never a proof."""
-    return torch.nan_to_num(lo, nan=-math.inf, posinf=math.inf), torch.nan_to_num(hi, nan=math.inf, neginf=-math.inf)
+    """A NaN bound (f undefined somewhere in the box, or ∞ − ∞ where f overflowed) becomes the infinite one: always
+    sound, never a proof. Infinite bounds stay infinite (nan_to_num's default would turn an upper +∞ into the
+    largest float, below an exact value past it), and a lower +∞ or upper −∞ (a value that overflowed, whose exact
+    size is unknown) becomes infinite the other way."""
+    return valid_ends(lo, hi)
 
 
 class ScalarActivation(LinesActivation, abstract=True):

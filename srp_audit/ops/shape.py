@@ -16,7 +16,7 @@ from ..ir.node import Node, Shape
 from .backward import Context, zero_const
 from .interval import Interval
 from .patches import flat_sum
-from .rounding import as_float32, dot_gamma
+from .rounding import dot_gamma
 
 
 class _MovesValues(Node):
@@ -24,6 +24,10 @@ class _MovesValues(Node):
 
     def ibp(self, x: Interval) -> Interval:
         return x.map(self)
+
+    def ball_image(self, ball):
+        """Each entry moves to one place: the ball's image is the same ball around the moved centre."""
+        return ball.moved(self(ball.centre))
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         return [A.reshape(A.shape[:2] + ctx.shape(ctx.x(name)))], zero_const(A)
@@ -104,13 +108,22 @@ class Transpose(_MovesValues):
         b.add("Transpose", ins, out, perm=[0] + [p + 1 for p in self.perm])
 
 
+def _rounded_ends(value: float, dtype: torch.dtype) -> tuple[float, float]:
+    """The largest number of `dtype` at or below `value` and the smallest at or above it."""
+    t = torch.tensor(value, dtype=torch.float64)
+    near = t.to(dtype)
+    down = torch.where(near.double() > t, torch.nextafter(near, torch.tensor(-math.inf, dtype=dtype)), near)
+    up = torch.where(near.double() < t, torch.nextafter(near, torch.tensor(math.inf, dtype=dtype)), near)
+    return float(down), float(up)
+
+
 class Pad(Node):
     """Constant padding of the sample's axes; `pads` holds (before, after) per sample axis."""
 
     def __init__(self, pads: Sequence[tuple[int, int]], value: float = 0.0) -> None:
         super().__init__()
         self.pads = tuple((int(a), int(b)) for a, b in pads)
-        self.value = as_float32(value)
+        self.value = float(value)  # the model's own value (the ATen reader rounds torch's Python scalars to float32)
 
     def torch_pad(self) -> tuple[int, ...]:
         flat: list[int] = []
@@ -132,10 +145,26 @@ class Pad(Node):
     def describe(self) -> str:
         return f"{list(self.pads)} value={self.value}"
 
+    def ball_image(self, ball):
+        """Padding adds constant entries and cropping drops entries: neither lengthens x − c. The padded centre
+        must hold the constant exactly: a constant the centre's dtype cannot hold (0.7 in float32) stops the ball."""
+        c = ball.centre
+        if float(torch.tensor(self.value, dtype=torch.float64).to(c.dtype)) != self.value:
+            return None
+        return ball.moved(self(c))
+
     def ibp(self, x: Interval) -> Interval:
+        """The padded entries are the constant: exact when it is a number of the bounds' dtype; otherwise (0.7 in
+        float32) the lower bound pads with it rounded down and the upper with it rounded up, or the radius with a
+        rounding gap (F.pad would round it to nearest, on one side of the exact value)."""
+        near = float(torch.tensor(self.value, dtype=torch.float64).to(x.dtype))
         if x.is_bounds:
-            return Interval(self(x.lo), self(x.hi), nonneg=x.nonneg and self.value >= 0)
-        return Interval(c=self(x.c), r=self(x.r, value=0.0))
+            if near == self.value:
+                return Interval(self(x.lo), self(x.hi), nonneg=x.nonneg and self.value >= 0)
+            down, up = _rounded_ends(self.value, x.dtype)
+            return Interval(self(x.lo, value=down), self(x.hi, value=up), nonneg=x.nonneg and self.value >= 0)
+        gap = 0.0 if near == self.value else torch.finfo(x.dtype).eps * abs(near) + torch.finfo(x.dtype).tiny  # ≥ 1 ulp
+        return Interval(c=self(x.c, value=near), r=self(x.r, value=gap))
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         x_shape = ctx.shape(ctx.x(name))
