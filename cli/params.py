@@ -7,6 +7,7 @@ import math
 import click
 
 from srp_audit.errors import UsageError
+from srp_audit.spec import radius_problem
 
 
 class NonNegativeFloat(click.ParamType):
@@ -29,6 +30,29 @@ class NonNegativeFloat(click.ParamType):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         if v < 0 or (self.positive and v == 0):
             self.fail(f"must be {'>' if self.positive else '≥'} 0, got {v:g}", param, ctx)
+        return v
+
+
+class Radius(click.ParamType):
+    """A ball's radius: a finite positive normal float (`spec.check_radius`). 0, −0 and numbers that round to 0
+    (1e-400) are refused: the ball would hold only the sample and the verdicts would test nothing."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, float):
+            v = value
+        else:
+            try:
+                v = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number", param, ctx)
+        problem = radius_problem(v)
+        if problem:
+            text = str(value).strip()
+            if v == 0 and any(ch in "123456789" for ch in text.lower().split("e")[0]):
+                problem = f"{text!r} rounds to 0 in double precision, which would test nothing"
+            self.fail(f"must be a finite positive radius, {problem}; give one such as 0.01", param, ctx)
         return v
 
 
@@ -63,7 +87,7 @@ class Domain(click.ParamType):
 
 
 class EpsList(click.ParamType):
-    """One radius or a comma-separated list of radii (a sweep), each a finite float ≥ 0."""
+    """One radius or a comma-separated list of radii (a sweep), each a finite positive float (`Radius`)."""
 
     name = "eps[,eps…]"
 
@@ -75,7 +99,7 @@ class EpsList(click.ParamType):
             self.fail("give at least one radius", param, ctx)
         if any(not p.strip() for p in parts):
             self.fail(f"an empty item in the list {value!r}; write radii like 0.01,0.02", param, ctx)
-        values = tuple(NonNegativeFloat().convert(p, param, ctx) for p in parts)
+        values = tuple(Radius().convert(p, param, ctx) for p in parts)
         if len(set(values)) != len(values):
             self.fail(f"repeated radius in {value!r}", param, ctx)
         return values
@@ -101,6 +125,7 @@ class BatchSize(click.ParamType):
 BATCH = BatchSize()
 EPS = NonNegativeFloat()
 EPS_LIST = EpsList()
+RADIUS = Radius()
 POSITIVE = NonNegativeFloat(positive=True)
 FRACTION = Fraction()
 DOMAIN = Domain()

@@ -14,18 +14,18 @@ from srp_audit.data import load_samples
 from srp_audit.device import resolve_device
 from srp_audit.formats import check_output_path
 from srp_audit.parallel import main_process
-from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions
+from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions, refuse_fixed_batch
 from srp_audit.robustify_audit import robustify_audited, split_data
 
 from .errors import debug_option
 from .model_options import load, model_options
-from .params import DOMAIN, EPS, FRACTION, POSITIVE
+from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), required=True, help="Training .npz (x, y).")
-@click.option("--eps", type=EPS, required=True, help="Target L∞ radius to train for.")
+@click.option("--eps", type=RADIUS, required=True, help="Target L∞ radius to train for (> 0).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Where to write the model: .onnx, .pt2 (torch.export) or .safetensors (the graph's state dict).")
 @click.option("--epochs", type=POSITIVE, default=None, help="Epochs (default 10 unless --max-time is given).")
@@ -70,6 +70,7 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
     check_output_path(output, (model, data_path) + ((audit_data,) if audit_data else ()), force)  # before any work
     dev = resolve_device(device)
     graph = load(model, model_opts)
+    refuse_fixed_batch(graph)
     train = load_samples(data_path, graph.input_shape, graph.num_classes, domain)
     audit = load_samples(audit_data, graph.input_shape, graph.num_classes, domain, audit_samples) if audit_data else None
     data = split_data(train, val_split, seed, data_path, audit, audit_data or "", audit_samples)

@@ -26,11 +26,13 @@ from .bounds.crown import relu_inputs, unstable_neurons
 from .device import resolve_device, use_exact_float32
 from .errors import SoundnessError, UsageError
 from .ir.graph import Graph
+from .ir.relevance import relevant_entries
 from .ir.walk import INPUT
 from .parallel import finish, init_from_env, run_and_gather, shard
 from .prover import Prover
 from .radius import attack_radius_search, certified_radius, margin_slope, record_counterexamples, sweep_verdicts
-from .spec import NORMS, LinearSpec, ball, inner_ball, inside_ball, margin_spec
+from .slots import one_sample_per_slot
+from .spec import NORMS, LinearSpec, ball, check_radius, inner_ball, inside_ball, margin_spec
 
 VERDICTS = ("verified", "falsified", "unknown")
 
@@ -131,6 +133,9 @@ def certify(
     start = time.perf_counter()
     if options.norm not in NORMS:
         raise UsageError(f"unknown norm {options.norm!r}; choose one of {', '.join(NORMS)}")
+    for e in (options.eps,) + tuple(options.sweep):
+        check_radius(e)
+    graph, slot_note = one_sample_per_slot(graph, tuple(x.shape[1:]))
     graph, logits_note = scores_before_final_softmax(graph)
     device = resolve_device(options.device)
     if device.type == "cuda":
@@ -169,7 +174,8 @@ def certify(
             batch *= 2
         if progress:
             progress(lo, n)
-    return CertifyResult(results, options, str(device), time.perf_counter() - start, ([logits_note] if logits_note else []) + notes)
+    early = [note for note in (slot_note, logits_note) if note]
+    return CertifyResult(results, options, str(device), time.perf_counter() - start, early + notes)
 
 
 def scores_before_final_softmax(graph: Graph) -> tuple[Graph, str | None]:
@@ -230,11 +236,17 @@ def merge(parts: list[CertifyResult], wall_time: float) -> CertifyResult:
 
 
 def _unstable_ibp(wide: Graph, box) -> torch.Tensor:
-    """Unstable ReLU neurons per sample under IBP bounds: the neurons CROWN has to refine."""
+    """Unstable ReLU neurons per sample under IBP bounds that the scores depend on: the neurons CROWN has to
+    refine (a fixed batch's other slots, a transformer's unused tokens do not count)."""
     pre = [p for _, p in relu_inputs(wide)]
     with torch.no_grad():
         res = interval_bounds(wide, box, keep=pre)
-    return unstable_neurons(wide, {INPUT: (box.lower, box.upper), **{k: v.bounds() for k, v in res.nodes.items()}})
+    relevant = relevant_entries(wide)
+    bounds = {k: v.bounds() for k, v in res.nodes.items()}
+    for k, (lo, hi) in bounds.items():
+        mask = relevant[k].to(lo.device)
+        bounds[k] = (torch.where(mask, lo, torch.zeros_like(lo)), hi)  # irrelevant neurons read as stable
+    return unstable_neurons(wide, {INPUT: (box.lower, box.upper), **bounds})
 
 
 @dataclass
@@ -271,9 +283,17 @@ class _Verdicts:
         for j, m in zip(sub.tolist(), by):
             self.proved_by[j] = self.proved_by[j] or m
 
-    def record_attack(self, idx: torch.Tensor, found: torch.Tensor, points: torch.Tensor, margin: torch.Tensor) -> None:
-        record_counterexamples(self.att_r, self.ce, idx[found], points[found], self.x)
+    def record_attack(self, idx: torch.Tensor, found: torch.Tensor, points: torch.Tensor, margin: torch.Tensor, norm: str) -> None:
+        record_counterexamples(self.att_r, self.ce, idx[found], points[found], self.x, norm)
         self.att_margin[idx] = margin
+
+    def falsified_at(self, eps: float, clean_bad: torch.Tensor, domain: tuple[float, float], norm: str) -> torch.Tensor:
+        """Misclassified samples, and those whose closest confirmed counterexample lies in the ball of radius eps
+        ∩ domain — re-checked there in the ball's norm (`spec.inside_ball`), not only read off the attack radius."""
+        near = self.att_r <= eps
+        if near.any():
+            near &= inside_ball(self.ce, self.x, eps, domain, norm).to(near.device)
+        return clean_bad | near
 
 
 def _attacker(native: Graph, wide: Graph, x: torch.Tensor, spec: LinearSpec, opt: CertifyOptions):
@@ -333,7 +353,7 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
         v.prove(prove, idx, methods[:1])
         todo = idx[~v.proved[idx]]
         if todo.numel():
-            v.record_attack(todo, *attack(todo, v.eps[todo], opt.attack_restarts, opt.seed))
+            v.record_attack(todo, *attack(todo, v.eps[todo], opt.attack_restarts, opt.seed), opt.norm)
         v.prove(prove, idx[~v.proved[idx] & torch.isinf(v.att_r[idx])], methods[1:])
     cert = torch.where(v.proved, v.eps, torch.zeros_like(v.eps))
     if opt.radius and idx.numel():
@@ -344,9 +364,10 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
         cert = certified_radius(search, candidates, v.proved, v.bound, v.eps, v.att_r, clean_margin, r_max, opt.radius_tol,
                                 prove.salvage, slope)
     verified = candidates & (v.proved | (cert >= v.eps))
-    falsified = clean_bad | (v.att_r <= v.eps)
+    falsified_at = lambda e: v.falsified_at(e, clean_bad, dom, opt.norm)  # noqa: E731
+    falsified = falsified_at(opt.eps)
     clash = verified & falsified
     if clash.any():
         raise SoundnessError(f"samples {(clash.nonzero().flatten() + offset).tolist()} were both proved and falsified")
-    sweep = sweep_verdicts(prove, radius_methods, opt, candidates, cert, v.att_r, clean_bad, verified, v.eps)
+    sweep = sweep_verdicts(prove, radius_methods, opt, candidates, cert, v.att_r, falsified_at, verified, v.eps)
     return _sample_results(v, y, pred, verified, falsified, cert, sweep, methods[-1], offset)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .errors import SoundnessError
+from .spec import distance
 
 PILOT_MIN = 16  # the radius search pilots its first guesses when at least this many samples need one
 
@@ -16,10 +17,11 @@ if TYPE_CHECKING:
     from .certify import CertifyOptions
 
 
-def sweep_verdicts(prove, methods, opt: CertifyOptions, candidates, cert, att_r, clean_bad, verified, eps_full) -> list[list[str]]:
+def sweep_verdicts(prove, methods, opt: CertifyOptions, candidates, cert, att_r, falsified_at, verified, eps_full) -> list[list[str]]:
     """Verdicts at every eps of the sweep from one radius search: proved when the certified radius reaches it
-    (a proof at r covers every smaller ball), falsified when a counterexample is that close; samples whose
-    radius falls within the search tolerance below an eps get a direct proof attempt at it."""
+    (a proof at r covers every smaller ball), falsified when `falsified_at(eps)` says a confirmed counterexample
+    lies in that ball; samples whose radius falls within the search tolerance below an eps get a direct proof
+    attempt at it."""
     out = []
     n = cert.shape[0]
     for e in opt.sweep:
@@ -29,18 +31,21 @@ def sweep_verdicts(prove, methods, opt: CertifyOptions, candidates, cert, att_r,
         if near.numel():
             p, _, _ = prove(near, e_t[near], methods)
             ok[near[p]] = True
-        bad = clean_bad | (att_r <= e_t)
+        bad = falsified_at(float(e))
         if (ok & bad).any():
             raise SoundnessError(f"sweep eps {e}: a sample was both proved and falsified")
         out.append(["verified" if ok[i] else "falsified" if bad[i] else "unknown" for i in range(n)])
     return out
 
 
-def record_counterexamples(att_r: torch.Tensor, ce: torch.Tensor, idx: torch.Tensor, points: torch.Tensor, x: torch.Tensor) -> None:
-    """Keep confirmed counterexamples that are closer than the best known ones (distance in float64, exact)."""
+def record_counterexamples(att_r: torch.Tensor, ce: torch.Tensor, idx: torch.Tensor, points: torch.Tensor, x: torch.Tensor,
+                           norm: str = "inf") -> None:
+    """Keep confirmed counterexamples that are closer than the best known ones: the distance in the ball's own
+    norm, rounded up (`spec.distance`: exact for L∞), so that a counterexample at attack radius r lies in every
+    ball of radius ≥ r."""
     if not idx.numel():
         return
-    dist = (points.double() - x[idx].double()).reshape(idx.numel(), -1).abs().amax(dim=1)
+    dist = distance(points, x[idx], norm).to(att_r.device)
     closer = dist < att_r[idx]
     att_r[idx[closer]] = dist[closer]
     ce[idx[closer]] = points[closer]
@@ -206,7 +211,7 @@ def attack_radius_search(attack, att_r, ce, x, candidates, lower, r_max: float, 
             continue
         r = first[idx] if stage == "line" else torch.full((idx.numel(),), r_max, dtype=torch.float64, device=dev)
         ok, pts, obj = attack(idx, r, 1, opt.seed + 1)
-        record_counterexamples(att_r, ce, idx[ok], pts[ok], x)
+        record_counterexamples(att_r, ce, idx[ok], pts[ok], x, opt.norm)
         f_hi[idx[ok]] = obj[ok]
         if stage == "line":
             failed = idx[~ok]
@@ -226,7 +231,7 @@ def attack_radius_search(attack, att_r, ce, x, candidates, lower, r_max: float, 
         guess = _inside(_secant(a_at, a_hi, fl, fh, secant, a_lo), a_lo, a_hi, tol)
         width[act] = torch.where(secant, a_hi - a_lo, torch.full_like(a_lo, torch.inf))
         ok, pts, obj = attack(act, guess, 1, opt.seed + 1 + it)
-        record_counterexamples(att_r, ce, act[ok], pts[ok], x)
+        record_counterexamples(att_r, ce, act[ok], pts[ok], x, opt.norm)
         up, down = act[~ok], act[ok]  # nothing found: the lower end moves up; a counterexample: the upper end down
         lo[up], at[up], f_lo[up] = guess[~ok], guess[~ok], obj[~ok]
         f_hi[down] = obj[ok]

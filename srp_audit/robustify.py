@@ -27,7 +27,8 @@ from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
 from .checkpoint import check_resumable, model_fingerprint, save_checkpoint, settings_of
 from .errors import UsageError
 from .ir.graph import Graph
-from .spec import linf_ball, margin_spec
+from .slots import batch_slots
+from .spec import check_radius, linf_ball, margin_spec
 
 REGULARIZERS = ("singleprop", "ibp", "crown-ibp")
 
@@ -110,6 +111,7 @@ class RobustifyOptions:
     resume: bool = False
 
     def validate(self) -> None:
+        check_radius(self.eps, "--eps")
         if self.regularizer not in REGULARIZERS:
             raise UsageError(f"--regularizer must be one of {', '.join(REGULARIZERS)}, got {self.regularizer!r}")
         if self.variant not in VARIANTS:
@@ -123,6 +125,16 @@ class RobustifyOptions:
         if self.max_time is not None and self.max_time <= 0:
             raise UsageError("--max-time must be positive")
         Span.parse(self.warmup), Span.parse(self.ramp)
+
+
+def refuse_fixed_batch(graph: Graph) -> None:
+    """A model read with a fixed batch of B > 1 slots (`slots.batch_slots`) cannot be trained one sample at a time
+    (certify scores one sample per slot; training would mix B·K scores): a `UsageError` saying how to export it."""
+    b = batch_slots(graph)
+    if b is not None:
+        raise UsageError(f"the model has a fixed batch of {b} (input {graph.input_shape}): robustify trains a model with a "
+                         "batch axis; export it with a dynamic batch (torch.onnx.export(..., dynamic_axes={'input': {0: "
+                         "'batch'}}), or dynamic_shapes with dynamo=True) or with a batch of 1")
 
 
 @dataclass
@@ -331,6 +343,7 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
               progress: Callable[[TrainingProgress], None] | None = None) -> RobustifyResult:
     """Fine-tune a copy of `graph` on (x, y); returns the trained copy (the input graph is untouched)."""
     opt.validate()
+    refuse_fixed_batch(graph)
     run = _Run(graph, x, opt)
     x, y = x.to(run.dev, torch.float32), y.to(run.dev)
     if x_val is not None:

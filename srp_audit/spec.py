@@ -10,9 +10,12 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
+
+from .errors import UsageError
 
 NORMS = ("inf", "2", "1")
 
@@ -24,6 +27,7 @@ class LpBall:
     centre: torch.Tensor  # (N, *sample_shape)
     eps: torch.Tensor  # (N,) float64
     p: float  # 2.0 or 1.0
+    widened: bool = False  # an image under copies (`moved` with repeats): a ball larger than the set it holds
 
     @property
     def q(self) -> float:
@@ -31,10 +35,29 @@ class LpBall:
         return math.inf if self.p == 1.0 else 2.0
 
     def select(self, idx: torch.Tensor | slice) -> "LpBall":
-        return LpBall(self.centre[idx], self.eps[idx], self.p)
+        return LpBall(self.centre[idx], self.eps[idx], self.p, self.widened)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "LpBall":
-        return LpBall(self.centre.to(device=device, dtype=dtype), self.eps.to(device=device), self.p)
+        return LpBall(self.centre.to(device=device, dtype=dtype), self.eps.to(device=device), self.p, self.widened)
+
+    def moved(self, centre: torch.Tensor, repeats: int = 1) -> "LpBall":
+        """The ball around `centre` (the exact image of this ball's centre under an op that moves, drops or pads
+        entries) that holds the op's outputs: the same radius, or — when an entry is copied up to `repeats`
+        times — the radius times repeats^(1/p) (‖copies‖_p ≤ repeats^(1/p)·‖x − c‖_p), rounded up."""
+        if repeats <= 1:
+            return LpBall(centre, self.eps, self.p, self.widened)
+        return self.image(centre, repeats ** (1.0 / self.p), widened=True)
+
+    def image(self, centre: torch.Tensor, factor: float = 1.0, slack: torch.Tensor | None = None,
+              widened: bool = False) -> "LpBall":
+        """A ball around `centre` holding the image of this one under a map that stretches distances by at most
+        `factor` (a Lipschitz constant in this norm) and whose computed centre may miss the exact image of this
+        centre by `slack` (N,) in this norm: radius eps·factor + slack, rounded up. `widened`: the new ball is larger
+        than the image (a scale that differs between entries, copies), so CROWN refines the layer it reaches."""
+        eps = self.eps.double() * (float(factor) * (1 + 4 * torch.finfo(torch.float64).eps))
+        if slack is not None:
+            eps = (eps + slack.double().reshape(eps.shape)) * (1 + 2 * torch.finfo(torch.float64).eps)
+        return LpBall(centre, torch.nextafter(eps, torch.full_like(eps, math.inf)), self.p, self.widened or widened)
 
 
 @dataclass
@@ -63,6 +86,29 @@ class InputBox:
         return InputBox(self.lower.to(device=device, dtype=dtype), self.upper.to(device=device, dtype=dtype), self.nonneg, ball)
 
 
+def check_radius(eps: float, what: str = "eps") -> None:
+    """A radius must be a finite positive normal number: 0 (or −0, or a number like 1e-400 that rounds to 0, or a
+    subnormal, which flushing turns into 0) would make every verdict a statement about the sample alone — 100 %
+    certified and a CI gate passed with nothing tested. Raises `UsageError` saying so."""
+    problem = radius_problem(eps)
+    if problem:
+        raise UsageError(f"{what} must be a finite positive radius, {problem}; give one such as 0.01")
+
+
+def radius_problem(eps: float) -> str | None:
+    """What is wrong with `eps` as a radius (`check_radius`), or None."""
+    e = float(eps)
+    if math.isfinite(e) and e >= sys.float_info.min:
+        return None
+    if not math.isfinite(e):
+        return f"got {e:g}"
+    if e < 0:
+        return f"got {e:g} (a radius is a distance)"
+    if e == 0:
+        return "got 0 (or a number that rounds to 0): the ball would hold only the sample itself and test nothing"
+    return f"got {e:g}, below the smallest normal double ({sys.float_info.min:.1e}), which computations flush to 0"
+
+
 def _expand_eps(eps: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
     if e.dim() == 0:
@@ -80,7 +126,17 @@ def linf_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, f
     hi = torch.nextafter(x + e, torch.full_like(x, torch.inf))
     lo = torch.minimum(lo, x).clamp_(min=domain[0])
     hi = torch.maximum(hi, x).clamp_(max=domain[1])
-    return InputBox(lo, hi, nonneg=domain[0] >= 0)
+    return InputBox(*without_subnormal_ends(lo, hi), nonneg=domain[0] >= 0)
+
+
+def without_subnormal_ends(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[lo, hi] widened so that no end is subnormal (to 0 or ± the smallest normal number, outward): with denormals
+    flushed to zero (the CLI's setting, for speed) a subnormal *input* reads as 0, which could put it on the wrong
+    side of a kink (sign(−5e-324) read as sign(0)); normal ends are read as they are."""
+    tiny = torch.finfo(lo.dtype).tiny
+    lo = torch.where((lo > 0) & (lo < tiny), torch.zeros_like(lo), torch.where((lo < 0) & (lo > -tiny), torch.full_like(lo, -tiny), lo))
+    hi = torch.where((hi < 0) & (hi > -tiny), torch.zeros_like(hi), torch.where((hi > 0) & (hi < tiny), torch.full_like(hi, tiny), hi))
+    return lo, hi
 
 
 def inner_linf_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float]) -> InputBox:
@@ -107,12 +163,50 @@ def round_inward(lo64: torch.Tensor, hi64: torch.Tensor, dtype: torch.dtype) -> 
 
 
 def inside_linf_ball(points: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float]) -> torch.Tensor:
-    """Per sample: whether `points` lie in the exact ball ∩ domain (checked in float64, where differences of
-    float32 values are exact)."""
-    p, c = points.double(), x.double()
-    e = _expand_eps(torch.as_tensor(eps, dtype=torch.float64), c)
-    ok = ((p - c).abs() <= e) & (p >= domain[0]) & (p <= domain[1])
-    return ok.reshape(ok.shape[0], -1).all(dim=1)
+    """Per sample: whether `points` lie in the exact L∞ ball ∩ domain (`offsets`: exact in float64, or rounded up)."""
+    return inside_ball(points, x, eps, domain, "inf")
+
+
+def offsets(points: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """|points − x| per entry in float64, flattened to (N, n): the float64 difference where it is exact (always for
+    float32 values a few powers of two apart) and rounded up where it is not (TwoSum finds its error exactly)."""
+    a, b = points.double().reshape(x.shape[0], -1), x.double().reshape(x.shape[0], -1)
+    s = a - b
+    t = s - a
+    err = (a - (s - t)) - (b + t)  # TwoSum: a − b = s + err exactly
+    d = s.abs()
+    inexact = err != 0
+    if bool(inexact.any()):
+        d = torch.where(inexact, torch.nextafter(d + err.abs(), torch.full_like(d, math.inf)), d)
+    return d
+
+
+def distance(points: torch.Tensor, x: torch.Tensor, norm: str = "inf") -> torch.Tensor:
+    """Per sample, an upper bound of ‖points − x‖ in `norm` computed in float64: exact for L∞ (a maximum of exact
+    offsets); the L1 sum and the L2 root of the sum of squares rounded up by γ_{n+8} and one ulp (an absolute tiny
+    under the root per offset below 2^-500 covers squares that underflow)."""
+    d = offsets(points, x)
+    if norm == "inf":
+        return d.amax(dim=1) if d.shape[1] else torch.zeros(d.shape[0], dtype=torch.float64, device=d.device)
+    n = d.shape[1]
+    up = 1 + 2 * _gamma64(n + 8)
+    if norm == "1":
+        total = d.sum(dim=1) * up
+    else:
+        underflow = ((d > 0) & (d < 2.0**-500)).sum(dim=1) * torch.finfo(torch.float64).tiny  # squares lost there
+        total = (d.square().sum(dim=1) * up + underflow).sqrt() * up
+    return torch.where(total > 0, torch.nextafter(total, torch.full_like(total, math.inf)), total)  # 0: every offset 0
+
+
+def _gamma64(n: int) -> float:
+    u = torch.finfo(torch.float64).eps / 2
+    return n * u / (1 - n * u)
+
+
+def _attack_shrink(n: int) -> float:
+    """The relative amount attacks keep inside an L2/L1 ball's radius, so that `distance`'s rounded-up norm of
+    their points stays within it (well above the rounding of n terms)."""
+    return max(2e-9, 8 * _gamma64(n + 8))
 
 
 def _eps64(eps: torch.Tensor | float, x: torch.Tensor, direction: float) -> torch.Tensor:
@@ -134,19 +228,19 @@ def inner_ball(x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, 
     """The `norm` ball ∩ domain for attacks (rounded inward): its points belong to the exact set."""
     box = inner_linf_ball(x, eps, domain)
     if norm != "inf":
-        box.ball = LpBall(x, _eps64(eps, x, 0.0) * (1 - 2e-9), float(norm))  # inside_ball accepts up to 1 − 1e-9
+        shrink = 1 - _attack_shrink(math.prod(x.shape[1:]))  # `inside_ball`'s rounded-up norm stays within eps
+        box.ball = LpBall(x, _eps64(eps, x, 0.0) * shrink, float(norm))
     return box
 
 
 def inside_ball(points: torch.Tensor, x: torch.Tensor, eps: torch.Tensor | float, domain: tuple[float, float], norm: str = "inf") -> torch.Tensor:
-    """Per sample: whether `points` lie in the exact `norm` ball ∩ domain (the float64 norm, with a relative
-    1e-9 margin that covers its rounding)."""
-    ok = inside_linf_ball(points, x, eps, domain)
-    if norm == "inf":
-        return ok
-    d = (points.double() - x.double()).reshape(x.shape[0], -1)
-    e = _eps64(eps, x, 0.0)
-    return ok & (torch.linalg.vector_norm(d, ord=float(norm), dim=1) <= e * (1 - 1e-9))
+    """Per sample: whether `points` lie in the exact `norm` ball ∩ domain: every entry inside the domain, and
+    `distance` (an upper bound of the norm in float64) at most eps (the float64 number given)."""
+    p = points.double().reshape(x.shape[0], -1)
+    in_domain = ((p >= domain[0]) & (p <= domain[1])).all(dim=1)
+    e = torch.as_tensor(eps, dtype=torch.float64, device=p.device)
+    e = e.expand(x.shape[0]) if e.dim() == 0 else e.reshape(x.shape[0])
+    return in_domain & (distance(points, x, norm).to(p.device) <= e)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from arch_zoo import architectures, export
 from soundness import deep_graphs, identity_spec, op_graphs
 
 import srp_audit.bounds.crown as crown
+import srp_audit.bounds.targets as targets
 from srp_audit.formats import load_model
 from srp_audit.ir.relevance import relevant_entries
 from srp_audit.ir.walk import INPUT, walk_forward
@@ -111,7 +112,7 @@ def test_shortcuts_never_loosen_crown(name: str, vit, monkeypatch) -> None:
     with torch.no_grad():
         fast = crown.crown_bounds(g, box, spec).lower
         n_fast = len(crown.refine_targets(g))
-        monkeypatch.setattr(crown, "settled", lambda *a: False)
+        monkeypatch.setattr(targets, "settled", lambda *a: False)
         monkeypatch.setattr(crown, "relevant_entries", lambda graph: {k: torch.ones((1,) + graph.shapes[k], dtype=torch.bool) for k in graph.shapes})
         full = crown.crown_bounds(g, box, spec).lower
         n_full = len(crown.refine_targets(g))

@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import Graph
+from ..ir.node import Node
 from ..ir.walk import INPUT, walk_forward
 from ..ops.affine import Dense
 from ..ops.interval import Interval, cached_on, inflation
 from ..ops.rounding import dot_gamma, tiny, unit_roundoff
-from ..spec import InputBox, LinearSpec
+from ..spec import InputBox, LinearSpec, LpBall
 
 # ------------------------------------------------------------------------------------------ the spec layer
 
@@ -86,15 +87,37 @@ def _spec_affine(spec: LinearSpec, x: Interval, node: Dense | None) -> Interval:
     return Interval(c=c, r=r * (1 + 4 * unit_roundoff(dt)))
 
 
-def ibp_step(graph: Graph, box: InputBox, name: str, node, args: list[Interval]) -> Interval:
-    """`node.ibp`, intersected — for an op reading an L2/L1 ball input directly — with its ball rule."""
+def input_balls(graph: Graph, box: InputBox) -> dict[str, LpBall]:
+    """Where the input set has an L2/L1 ball: the ball of every value that is the model input moved, dropped,
+    padded or copied by `Node.ball_image` ops (the input's own ball included) — a reshape or a transpose
+    between the input and the first dense or convolutional layer keeps the ball for that layer's `ibp_ball`
+    rule. Empty for a plain box."""
+    if box.ball is None:
+        return {}
+    balls = {INPUT: box.ball}
+    for name, node, ins in graph.items():
+        if len(ins) == 1 and ins[0] in balls:
+            image = node.ball_image(balls[ins[0]])
+            if image is not None:
+                balls[name] = image
+    return balls
+
+
+def ibp_step(graph: Graph, balls: dict[str, LpBall], name: str, node, args: list[Interval]) -> Interval:
+    """`node.ibp`, intersected — for an op whose input lies in an L2/L1 ball (`input_balls`) — with its ball rule.
+    (Whether the ball rule applied: `ball_rule_applies`.)"""
     iv = node.ibp(*args)
-    if box.ball is not None and graph.inputs_of[name] == (INPUT,):
-        b = node.ibp_ball(box.ball)
-        if b is not None:
-            (lo, hi), (blo, bhi) = iv.bounds(), b.bounds()
-            iv = Interval(torch.maximum(lo, blo), torch.minimum(hi, bhi), nonneg=iv.nonneg)
+    b = node.ibp_ball(balls[graph.inputs_of[name][0]]) if ball_rule_applies(graph, balls, name) else None
+    if b is not None:
+        (lo, hi), (blo, bhi) = iv.bounds(), b.bounds()
+        iv = Interval(torch.fmax(lo, blo), torch.fmin(hi, bhi), nonneg=iv.nonneg)
     return iv
+
+
+def ball_rule_applies(graph: Graph, balls: dict[str, LpBall], name: str) -> bool:
+    """Whether IBP bounds node `name` over the L2/L1 ball itself: one input, lying in a ball, and an `ibp_ball` rule."""
+    ins = graph.inputs_of[name]
+    return len(ins) == 1 and ins[0] in balls and type(graph.node(name)).ibp_ball is not Node.ibp_ball
 
 
 @dataclass
@@ -139,10 +162,12 @@ def interval_bounds(
     """
     fold_last = _folds_last(graph, spec)
 
+    balls = input_balls(graph, box)
+
     def step(name: str, node, args: list[Interval]) -> Interval:
         if fold_last and name == graph.output:
             return _spec_affine(spec, args[0], node)  # type: ignore[arg-type]
-        return ibp_step(graph, box, name, node, args)
+        return ibp_step(graph, balls, name, node, args)
 
     graph.check_supported("ibp")
     wanted = [n for n in (graph.order if keep is True else keep or ()) if not (fold_last and n == graph.output)]

@@ -108,8 +108,16 @@ class Node(nn.Module):
         raise self._unsupported("ibp")
 
     def ibp_ball(self, ball: Any) -> "Interval | None":
-        """Optional, for an op reading the model input directly: an enclosure of the output over an L2/L1 ball
-        (`spec.LpBall`), intersected with the box rule's. None: the box rule alone (always sound)."""
+        """Optional, for an op whose input lies in an L2/L1 ball (`spec.LpBall`: the model input's, or its image
+        through `ball_image` ops): an enclosure of the output over the ball, intersected with the box rule's by
+        the driver. None: the box rule alone (always sound)."""
+        return None
+
+    def ball_image(self, ball: Any) -> Any:
+        """Optional, for a one-input op that only moves, copies or drops entries (reshape, transpose, pick, pad):
+        an L2/L1 ball (`spec.LpBall`) that contains the output whenever the input lies in `ball` — its centre the
+        op applied exactly to the ball's centre, its radius rounded up. Lets the IBP driver hand the input ball on
+        to the first op with an `ibp_ball` rule. None: the ball stops here (always sound)."""
         return None
 
     def crown_backward(self, A: Any, ctx: Any, name: str) -> tuple[list[Any], torch.Tensor]:

@@ -49,6 +49,10 @@ class Select(Node):
     def ibp(self, x: Interval) -> Interval:
         return x.map(self)
 
+    def ball_image(self, ball):
+        """Picked entries keep their distances; an entry picked k times counts k times (radius · repeats^(1/p))."""
+        return ball.moved(self(ball.centre), self.repeats)
+
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
         n, r = A.shape[:2]
         flat = torch.zeros(n, r, self.in_numel, dtype=A.dtype, device=A.device)
