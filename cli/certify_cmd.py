@@ -12,13 +12,15 @@ import torch
 
 from srp_audit.atomic import prepare_output, write_text_atomic
 from srp_audit.bounds import CASCADE
+from srp_audit.certificate import certify_certificate
 from srp_audit.certify import CertifyOptions, certify_sharded
-from srp_audit.data import load_samples, samples_path_for
+from srp_audit.data import load_samples, peek_sample_shape, samples_path_for
 from srp_audit.errors import DataError, UsageError
 from srp_audit.parallel import launched
 from srp_audit.report import FORMATS, append_step_summary, format_for, render, step_summary_problem
 from srp_audit.report.plot import check_plot_path, write_plot
 from srp_audit.report.summary import gate_failures
+from srp_audit.slots import one_sample_per_slot
 from srp_audit.spec import NORMS
 
 from .errors import EXIT_GATE, debug_option
@@ -55,13 +57,16 @@ from .progress import ProgressBar
 @click.option("--by-class", is_flag=True, help="Include the per-class breakdown.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Draw accuracy vs eps and the radius histogram (.svg, or .png with srp-audit[plot]).")
+@click.option("--certificate", "certificate_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a proof certificate of every verified verdict here (.npz); check it with 'srp-audit check'.")
 @click.option("--fail-under", type=FRACTION, default=None, help="Exit 1 when certified accuracy is below this fraction.")
 @click.option("--fail-under-radius", type=EPS, default=None, help="Exit 1 when the median certified radius is below this.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @model_options
 @debug_option
 def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, attack_steps,
-            attack_restarts, seed, device, fmt, outputs, per_sample, by_class, plot, fail_under, fail_under_radius, quiet, model_opts) -> None:
+            attack_restarts, seed, device, fmt, outputs, per_sample, by_class, plot, certificate_path, fail_under, fail_under_radius,
+            quiet, model_opts) -> None:
     """Certify MODEL's predictions in the --norm ball (L∞ by default) of radius --eps around each sample.
 
     Each sample is verified (proved robust by a sound bound), falsified (a counterexample was found and
@@ -74,12 +79,15 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
       srp-audit certify model.onnx --eps 0.005,0.01,0.02 -o report.json -o report.xml -o report.html
       srp-audit certify model.onnx --eps 0.1 --fail-under 0.8 --fail-under-radius 0.05
       srp-audit certify model.onnx --eps 0.5 --norm 2
+      srp-audit certify model.onnx --eps 0.02 --no-radius --certificate proofs.npz
     """
     inputs = (model,) + ((data_path,) if data_path else ())
     # every output is checked (type, folder, writable, not an input) before any work
     formats = [(prepare_output(path, "report", inputs), format_for(path)) for path in outputs]
     if plot:
         check_plot_path(plot, inputs)
+    if certificate_path:
+        prepare_output(certificate_path, "certificate", inputs)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary and step_summary_problem(step_summary):
         click.echo(f"warning: {step_summary_problem(step_summary)}; the step summary will be skipped", err=True)
@@ -97,6 +105,9 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
         data_path = samples_path_for(model)
         if not os.path.exists(data_path):
             raise DataError(f"no samples given: pass --data FILE.npz (or put them beside the model as '{data_path}')")
+    # a fixed batch of B slots is certified one sample per slot (the first slot's scores): samples of one slot's shape
+    loaded = graph
+    graph, slot_note = one_sample_per_slot(graph, peek_sample_shape(data_path) or graph.input_shape[1:])
     samples = load_samples(data_path, graph.input_shape, graph.num_classes, domain, limit)
     options = CertifyOptions(
         eps=eps_main, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol,
@@ -110,7 +121,7 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
         bar.close()
     if result is None:
         return
-    for note in result.notes:
+    for note in ([slot_note] if slot_note else []) + result.notes:
         click.echo(f"note: {note}", err=True)
     meta = {"started": started, "model_sha256": _sha256(model), "data": data_path, "data_sha256": _sha256(data_path),
             "samples": len(samples), "python": platform.python_version(), "torch": torch.__version__}
@@ -119,6 +130,11 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
         write_text_atomic(path, render(result, model, kind, per_sample, by_class, meta))
     if plot:
         write_plot(result, plot)
+    if certificate_path:
+        cert = certify_certificate(model, loaded, samples.x, result.samples, options,
+                                   reason="certificates of fixed-batch models are not written yet" if graph is not loaded else None)
+        cert.write(certificate_path)
+        click.echo(f"certificate: {len(cert.claims)} claims, {len(cert.uncertified)} verdicts uncertified → {certificate_path}", err=True)
     if step_summary:
         warning = append_step_summary(step_summary, render(result, model, "markdown", False, by_class))
         if warning:

@@ -8,6 +8,7 @@ from srp_audit import __version__
 from srp_audit.perf import tune_process
 
 from .certify_cmd import certify
+from .check_cmd import check_cmd
 from .compare_cmd import compare_cmd
 from .errors import AuditGroup, debug_option
 from .inspect_cmd import inspect_cmd
@@ -29,6 +30,7 @@ def main() -> None:
       srp-audit verify model.onnx property.vnnlib --timeout 120
       srp-audit inspect model.onnx
       srp-audit compare main.json pr.json --tolerance 0.01
+      srp-audit check model.onnx proofs.npz
 
     Shell completion (bash): eval "$(_SRP_AUDIT_COMPLETE=bash_source srp-audit)"
     """
@@ -40,6 +42,7 @@ main.add_command(robustify_cmd, name="robustify")
 main.add_command(verify_cmd, name="verify")
 main.add_command(inspect_cmd, name="inspect")
 main.add_command(compare_cmd, name="compare")
+main.add_command(check_cmd, name="check")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ import click
 from tabulate import tabulate
 
 from srp_audit.atomic import prepare_output
+from srp_audit.certificate import verify_certificate
 from srp_audit.errors import UsageError
 from srp_audit.verify import VerifyOptions, benchmark_problems, read_instances, read_known, run_instances_sharded, verify, write_result
 from srp_audit.vnnlib import read_vnnlib
@@ -23,6 +24,8 @@ from .params import POSITIVE
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @click.option("--timeout", type=POSITIVE, default=60.0, show_default=True, help="Seconds for the instance.")
 @click.option("--result-file", type=click.Path(dir_okay=False), default=None, help="Write the VNN-COMP result file here.")
+@click.option("--certificate", "certificate_path", type=click.Path(dir_okay=False), default=None,
+              help="For an unsat answer, write its proof certificate here (.npz); check it with 'srp-audit check'.")
 @click.option("--instances", type=click.Path(dir_okay=False), default=None, help="Run a benchmark: its instances.csv.")
 @click.option("--known", type=click.Path(dir_okay=False), default=None,
               help="Expected answers (known_results.csv); prints a soundness line and exits 1 on an unsound answer.")
@@ -36,17 +39,20 @@ from .params import POSITIVE
 @click.option("-q", "--quiet", is_flag=True)
 @model_options
 @debug_option
-def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap, limit, no_complete, allow_errors, fmt, seed, device,
-               quiet, model_opts) -> None:
+def verify_cmd(model, spec, timeout, result_file, certificate_path, instances, known, timeout_cap, limit, no_complete, allow_errors, fmt,
+               seed, device, quiet, model_opts) -> None:
     """Decide a VNN-LIB property of MODEL: sat (counterexample found and re-checked), unsat (proved), unknown or
     timeout. With --instances, run a VNN-COMP benchmark folder instead.
 
     \b
     Examples:
       srp-audit verify net.onnx prop.vnnlib --timeout 120 --result-file out.txt
+      srp-audit verify net.onnx prop.vnnlib --certificate proof.npz && srp-audit check net.onnx proof.npz --spec prop.vnnlib
       srp-audit verify --instances vnncomp/mnist_fc/instances.csv --known vnncomp/known_results.csv
     """
     opts = VerifyOptions(timeout=timeout, complete=not no_complete, seed=seed, device=device)
+    if instances and certificate_path:
+        raise UsageError("--certificate is for one MODEL SPEC instance, not --instances")
     if instances:
         if model or spec:
             raise UsageError("give either MODEL SPEC or --instances, not both")
@@ -56,8 +62,11 @@ def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap,
         raise UsageError("verify needs MODEL and SPEC (or --instances BENCH/instances.csv)")
     if result_file:
         prepare_output(result_file, "result file", (model, spec))
+    if certificate_path:
+        prepare_output(certificate_path, "certificate", (model, spec))
     graph = load(model, model_opts)
-    res = verify(graph, read_vnnlib(spec), opts)
+    prop = read_vnnlib(spec)
+    res = verify(graph, prop, opts)
     if fmt == "json":
         click.echo(json.dumps({"model": model, "spec": spec, "result": res.status, "method": res.method,
                                "seconds": res.seconds, "detail": res.detail}))
@@ -66,6 +75,13 @@ def verify_cmd(model, spec, timeout, result_file, instances, known, timeout_cap,
         click.echo(f"{res.status}{how}  ({res.seconds:.2f} s){'  ' + res.detail if res.detail else ''}")
     if result_file:
         write_result(result_file, res)
+    if certificate_path:
+        if res.status != "unsat":
+            click.echo(f"note: no certificate written: the answer is {res.status}, and certificates carry proofs of unsat answers", err=True)
+            return
+        cert = verify_certificate(model, graph, prop)
+        cert.write(certificate_path)
+        click.echo(f"certificate: {len(cert.claims)} claims, {len(cert.uncertified)} uncertified → {certificate_path}", err=True)
 
 
 def _run_benchmark(instances_csv, known_csv, opts, timeout_cap, limit, fmt, quiet, allow_errors) -> None:

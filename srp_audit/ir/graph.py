@@ -31,6 +31,7 @@ class GraphMeta:
     origin: dict = field(default_factory=dict)  # node id → original node name/op, for messages
     inputs: tuple = ()  # (name, declared shape) of every data input, in order, when there are several
     outputs: tuple = ()  # (name, per-sample element count) of every output, when there are several
+    values: dict = field(default_factory=dict)  # node id → the source model's tensor it computes (ONNX: its name)
 
 
 class Graph(nn.Module):

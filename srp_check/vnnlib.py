@@ -1,0 +1,160 @@
+"""A minimal VNN-LIB reader, exact: numbers are `Fraction`s parsed from their decimal text.
+
+Supported: `(declare-const X_i Real)` / `(declare-const Y_j Real)`, `(assert F)` with F built from `and`, `or`
+and atoms `(<= a b)`, `(>= a b)`, `(< a b)`, `(> a b)` over linear terms (numbers, variables, `+`, `-`, `*` by a
+number). The input constraints must be bounds of single X variables in the top-level conjunction (a box); the
+output constraints may be any and/or formula over Y, brought to disjunctive normal form. The file describes the
+*unsafe* region; the property holds when, for every conjunct of the DNF, some atom is violated: an atom
+e ≤ 0 (or e < 0) is violated when e > 0, so each conjunct becomes a group of rows e > 0 (strictness: a proof
+of e > 0 proves both). Anything else raises `CertificateError` naming the construct.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .errors import CertificateError
+
+Linear = dict[str, Fraction]  # variable → coefficient; "" → constant
+MAX_DISJUNCTS = 100_000
+
+
+@dataclass
+class VnnSpec:
+    """The box [lower, upper] of the X_i and the groups of rows (coefficients over Y, constant): the property
+    is that in every group some row c·y + d is > 0."""
+
+    lower: list[Fraction]
+    upper: list[Fraction]
+    n_y: int
+    groups: list[list[tuple[list[Fraction], Fraction]]]
+
+
+def _parse(text: str) -> list:
+    tokens = re.findall(r"\(|\)|[^\s()]+", re.sub(r";[^\n]*", "", text))
+    stack: list[list] = [[]]
+    for t in tokens:
+        if t == "(":
+            stack.append([])
+        elif t == ")":
+            if len(stack) < 2:
+                raise CertificateError("spec: unbalanced ')'")
+            done = stack.pop()
+            stack[-1].append(done)
+        else:
+            stack[-1].append(t)
+    if len(stack) != 1:
+        raise CertificateError("spec: unbalanced '('")
+    return stack[0]
+
+
+def _term(t, names: set[str]) -> Linear:
+    if isinstance(t, str):
+        if t in names:
+            return {t: Fraction(1)}
+        try:
+            return {"": Fraction(t)}
+        except (ValueError, ZeroDivisionError):
+            raise CertificateError(f"spec: unknown symbol {t!r}") from None
+    if not t or t[0] not in ("+", "-", "*"):
+        raise CertificateError(f"spec: unsupported term {t!r}")
+    parts = [_term(a, names) for a in t[1:]]
+    if not parts:
+        raise CertificateError(f"spec: empty term {t!r}")
+    if t[0] == "*":
+        factor, base = Fraction(1), None
+        for p in parts:
+            if set(p) <= {""}:
+                factor *= p.get("", Fraction(0))
+            elif base is None:
+                base = p
+            else:
+                raise CertificateError("spec: a product of two variables is not linear")
+        return {v: c * factor for v, c in (base or {"": Fraction(1)}).items()}
+    if t[0] == "-" and len(parts) == 1:
+        parts = [{}, parts[0]]
+    out = dict(parts[0])
+    for p in parts[1:]:
+        for v, c in p.items():
+            out[v] = out.get(v, Fraction(0)) + (-c if t[0] == "-" else c)
+    return out
+
+
+def _atom(f: list, names: set[str]) -> Linear:
+    """e with the atom meaning e ≤ 0 (unsafe side)."""
+    a, b = _term(f[1], names), _term(f[2], names)
+    lhs, rhs = (a, b) if f[0] in ("<=", "<") else (b, a)
+    e = dict(lhs)
+    for v, c in rhs.items():
+        e[v] = e.get(v, Fraction(0)) - c
+    return {v: c for v, c in e.items() if c != 0 or v == ""}
+
+
+def _dnf(f, names: set[str]) -> list[list[Linear]]:
+    if not isinstance(f, list) or not f:
+        raise CertificateError(f"spec: unsupported formula {f!r}")
+    if f[0] in ("<=", ">=", "<", ">") and len(f) == 3:
+        return [[_atom(f, names)]]
+    if f[0] == "or":
+        return [c for g in f[1:] for c in _dnf(g, names)]
+    if f[0] == "and":
+        out: list[list[Linear]] = [[]]
+        for g in f[1:]:
+            out = [a + b for a in out for b in _dnf(g, names)]
+            if len(out) > MAX_DISJUNCTS:
+                raise CertificateError("spec: the output formula is too large in disjunctive normal form")
+        return out
+    raise CertificateError(f"spec: unsupported formula head {f[0]!r}")
+
+
+def read_vnnlib(path: str) -> VnnSpec:
+    """Parse a VNN-LIB file into a box and output groups (`CertificateError` if unreadable or unsupported)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            forms = _parse(fh.read())
+    except (OSError, UnicodeDecodeError) as e:
+        raise CertificateError(f"cannot read the spec file {path}: {e}") from None
+    xs, ys, asserts = [], [], []
+    for f in forms:
+        if isinstance(f, list) and len(f) == 3 and f[0] == "declare-const" and isinstance(f[1], str):
+            m = re.fullmatch(r"([XY])_(\d+)", f[1])
+            if not m:
+                raise CertificateError(f"spec: variable {f[1]!r} is neither X_i nor Y_j")
+            (xs if m[1] == "X" else ys).append(int(m[2]))
+        elif isinstance(f, list) and len(f) == 2 and f[0] == "assert":
+            asserts.append(f[1])
+        else:
+            raise CertificateError(f"spec: unsupported command {str(f)[:60]}")
+    if sorted(xs) != list(range(len(xs))) or sorted(ys) != list(range(len(ys))) or not xs or not ys:
+        raise CertificateError("spec: X_0.. and Y_0.. must be declared without gaps")
+    names = {f"X_{i}" for i in xs} | {f"Y_{j}" for j in ys}
+    lower: list[Fraction | None] = [None] * len(xs)
+    upper: list[Fraction | None] = [None] * len(xs)
+    conj = list(asserts)
+    out_parts = []
+    while conj:
+        f = conj.pop()
+        if isinstance(f, list) and f and f[0] == "and":
+            conj.extend(f[1:])
+            continue
+        dnf = _dnf(f, names)
+        xvars = {v for c in dnf for a in c for v in a if v.startswith("X")}
+        if not xvars:
+            out_parts.append(f)
+            continue
+        if len(dnf) != 1 or len(dnf[0]) != 1 or len(xvars) != 1 or any(v.startswith("Y") for v in dnf[0][0]):
+            raise CertificateError(f"spec: input constraints must be bounds of single X variables: {str(f)[:80]}")
+        (e,) = dnf[0]
+        (v,) = xvars
+        i, k, bound = int(v[2:]), e[v], -e.get("", Fraction(0)) / e[v]
+        if k > 0:
+            upper[i] = bound if upper[i] is None else min(upper[i], bound)
+        else:
+            lower[i] = bound if lower[i] is None else max(lower[i], bound)
+    if any(b is None for b in lower + upper) or not out_parts:
+        raise CertificateError("spec: every X_i needs a lower and an upper bound, and Y needs a constraint")
+    dnf = _dnf(["and", *out_parts], names)
+    groups = [[([a.get(f"Y_{j}", Fraction(0)) for j in range(len(ys))], a.get("", Fraction(0))) for a in c] for c in dnf]
+    return VnnSpec(lower, upper, len(ys), groups)
