@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import platform
 
@@ -12,7 +11,7 @@ import torch
 
 from srp_audit.atomic import prepare_output, write_text_atomic
 from srp_audit.bounds import CASCADE
-from srp_audit.certificate import certify_certificate
+from srp_audit.certificate import certify_certificate, sha256_of
 from srp_audit.certify import CertifyOptions, certify_sharded
 from srp_audit.data import load_samples, peek_sample_shape, samples_path_for
 from srp_audit.errors import DataError, UsageError
@@ -123,7 +122,7 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
         return
     for note in ([slot_note] if slot_note else []) + result.notes:
         click.echo(f"note: {note}", err=True)
-    meta = {"started": started, "model_sha256": _sha256(model), "data": data_path, "data_sha256": _sha256(data_path),
+    meta = {"started": started, "model_sha256": sha256_of(model), "data": data_path, "data_sha256": sha256_of(data_path),
             "samples": len(samples), "python": platform.python_version(), "torch": torch.__version__}
     click.echo(render(result, model, fmt, per_sample, by_class, meta), nl=False)
     for path, kind in formats:
@@ -143,11 +142,3 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
     if failed:
         click.echo("gate failed: " + "; ".join(failed), err=True)
         click.get_current_context().exit(EXIT_GATE)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

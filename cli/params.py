@@ -10,6 +10,16 @@ from srp_audit.errors import UsageError
 from srp_audit.spec import radius_problem
 
 
+def _number(kind: click.ParamType, value, param, ctx) -> float:
+    """`value` as a float (click passes defaults already converted), or click's usage error naming it."""
+    if isinstance(value, float):
+        return value
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        kind.fail(f"{value!r} is not a number", param, ctx)
+        raise  # unreachable: fail raises
+
 class NonNegativeFloat(click.ParamType):
     """A finite float ≥ 0 (radii, tolerances)."""
 
@@ -19,13 +29,7 @@ class NonNegativeFloat(click.ParamType):
         self.positive = positive
 
     def convert(self, value, param, ctx):  # type: ignore[override]
-        if isinstance(value, float):
-            v = value
-        else:
-            try:
-                v = float(str(value).strip())
-            except ValueError:
-                self.fail(f"{value!r} is not a number", param, ctx)
+        v = _number(self, value, param, ctx)
         if not math.isfinite(v):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         if v < 0 or (self.positive and v == 0):
@@ -40,13 +44,7 @@ class Radius(click.ParamType):
     name = "float"
 
     def convert(self, value, param, ctx):  # type: ignore[override]
-        if isinstance(value, float):
-            v = value
-        else:
-            try:
-                v = float(str(value).strip())
-            except ValueError:
-                self.fail(f"{value!r} is not a number", param, ctx)
+        v = _number(self, value, param, ctx)
         problem = radius_problem(v)
         if problem:
             text = str(value).strip()

@@ -30,6 +30,7 @@ from fractions import Fraction
 from functools import cache
 
 import numpy as np
+import pytest
 import torch
 from arb_reference import AffineMap, Ball, Bracket, ScalarFn
 from flint import arb
@@ -651,3 +652,13 @@ def sample(lo: np.ndarray, hi: np.ndarray, n: int, rng: np.random.Generator, cas
         pts = np.concatenate([np.broadcast_to(p, (N, p.shape[1]) + shape) for p in parts], axis=1)
     pts = np.nan_to_num(pts, nan=0.0)
     return np.minimum(np.maximum(pts, L), H)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one torch thread (two only wait on each other, badly so on a busy machine), restored after.
+    Autouse in the modules that import it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

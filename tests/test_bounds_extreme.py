@@ -24,7 +24,16 @@ import numpy as np
 import pytest
 import torch
 from arb_reference import Enclosure, elementwise, exact, pointwise, violations
-from extreme_cases import Case, boxes, denormals, extreme_cases, normal_ends, sample, to_float32_outward
+from extreme_cases import (
+    Case,
+    boxes,
+    denormals,
+    extreme_cases,
+    normal_ends,
+    one_thread,  # noqa: F401  (an autouse fixture: one torch thread per test)
+    sample,
+    to_float32_outward,
+)
 from soundness import identity_spec, op_graphs
 
 from srp_audit import ops
@@ -35,14 +44,6 @@ POINTS = 96  # sampled points per box (plus corners, special points and the case
 DTYPES = {"f32": torch.float32, "f64": torch.float64}
 CASES = extreme_cases()
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one torch thread (two only wait on each other, badly so on a busy machine), restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 PARAMS = [(name, m) for name in sorted(CASES) for m in ("ibp", "crown-ibp", "crown", "alpha-crown")
           if m != "alpha-crown" or CASES[name].has_slopes]
 

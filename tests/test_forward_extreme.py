@@ -27,21 +27,21 @@ import pytest
 import torch
 from arb_reference import coef_float
 from conftest import ort_session
-from extreme_cases import F32_MAX, F32_TINY, SOFTMAX_BOXES, Case, denormals, extreme_cases
+from extreme_cases import (
+    F32_MAX,
+    F32_TINY,
+    SOFTMAX_BOXES,
+    Case,
+    denormals,
+    extreme_cases,
+    one_thread,  # noqa: F401  (an autouse fixture: one torch thread per test)
+)
 
 from srp_audit.formats.onnx_read import load_onnx
 from srp_audit.formats.onnx_write import save_onnx
 
 CASES = extreme_cases()
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one torch thread (two only wait on each other, badly so on a busy machine), restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 RTOL, ATOL = 1e-5, 1e-30
 NAMES = sorted(n for n in CASES if not n.startswith("chain_"))  # single-op models (the chains are for the bounds)
 
