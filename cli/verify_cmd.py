@@ -79,7 +79,7 @@ def verify_cmd(model, spec, timeout, result_file, certificate_path, instances, k
         if res.status != "unsat":
             click.echo(f"note: no certificate written: the answer is {res.status}, and certificates carry proofs of unsat answers", err=True)
             return
-        cert = verify_certificate(model, graph, prop)
+        cert = verify_certificate(model, graph, prop, timeout=2 * timeout)  # the search again, with a record: room for its variance
         cert.write(certificate_path)
         click.echo(f"certificate: {len(cert.claims)} claims, {len(cert.uncertified)} uncertified → {certificate_path}", err=True)
 

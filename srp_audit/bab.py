@@ -20,15 +20,39 @@ import heapq
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from .bounds.alpha import optimise_intermediate, optimise_slopes
-from .bounds.crown import Context, intermediate_bounds, relu_inputs, spec_backward
+from .bounds.crown import Context, Widen, intermediate_bounds, relu_inputs, spec_backward
 from .branching import branch_scores, filtered_choice, split_context
 from .ir.graph import Graph
 from .spec import InputBox, LinearSpec
+
+
+@dataclass
+class BabProof:
+    """A domain branch and bound proved, as a certificate needs it: its splits in the order made, as
+    (pre-activation node, flat neuron, sign), and the parameters its bound used — α per ReLU node and β per split
+    pre-activation, each (S, *shape) for the searched group's S rows (none: CROWN's slopes, no β); `empty` when its
+    splits contradict the root bounds."""
+
+    path: tuple[tuple[str, int, int], ...]
+    alpha: dict[str, torch.Tensor] = field(default_factory=dict)
+    beta: dict[str, torch.Tensor] = field(default_factory=dict)
+    empty: bool = False
+
+
+@dataclass
+class BabTrace:
+    """What `relu_bab` records for a certificate: the root's bounds (`root`), the slopes its optimised intermediate
+    bounds were derived with (`islopes`, as `optimise_intermediate`'s record) and, per spec group (its index in
+    spec.groups), the domains that together prove it."""
+
+    root: Context | None = None
+    islopes: dict = field(default_factory=dict)
+    proofs: dict[int, list[BabProof]] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,19 +65,22 @@ class BabResult:
 ROOT_ALPHA_ITERS = 100  # mnist_fc 256x4, prop_14 at 0.05: root margin −6.43 (CROWN) → −1.78, for 4.5 s once
 
 
-def root_context(graph: Graph, box: InputBox, deadline: float | None = None, search: Graph | None = None) -> Context:
+def root_context(graph: Graph, box: InputBox, deadline: float | None = None, search: Graph | None = None,
+                 widen: Widen | None = None, record: dict | None = None) -> Context:
     """CROWN intermediate bounds of the whole box, tightened by alpha-CROWN on fully connected layers, computed once
-    per branch and bound: they stay valid on every sub-domain, where the split constraints only cut them further."""
+    per branch and bound: they stay valid on every sub-domain, where the split constraints only cut them further.
+    `widen` and `record`: a certificate's hooks (`intermediate_bounds`, `optimise_intermediate`)."""
     with torch.no_grad():
-        ctx = intermediate_bounds(graph, box, True)
-    return optimise_intermediate(ctx, box, ROOT_ALPHA_ITERS, 0.5, deadline, search=search)
+        ctx = intermediate_bounds(graph, box, True, widen=widen)
+    return optimise_intermediate(ctx, box, ROOT_ALPHA_ITERS, 0.5, deadline, search=search, widen=widen, record=record)
 
 
 def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor],
                    deadline: float | None = None, root: Context | None = None, state: dict | None = None,
-                   search: Graph | None = None):
+                   search: Graph | None = None, optimised: list | None = None):
     """Bounds of the spec rows for D domains (the box repeated, split constraints applied to the root's
-    intermediate bounds): CROWN, then beta-CROWN on the domains it leaves open.
+    intermediate bounds): CROWN, then beta-CROWN on the domains it leaves open (their mask is appended to
+    `optimised`, if given; `state` then holds their parameters).
     Returns (lower (D, S), context, empty (D,) — infeasible domains, the spec repeated D times)."""
     root = root if root is not None else root_context(graph, box)
     d = next(iter(splits.values())).shape[0] if splits else 1
@@ -67,6 +94,8 @@ def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[s
     if open_.any() and splits:
         # beta-CROWN on the domains still open: optimise slopes and the split constraints' multipliers
         lb = torch.where(open_.unsqueeze(1), optimise_slopes(ctx, spec_d, boxes, lb, beta_iters(graph), 0.1, splits, deadline, state, search), lb)
+        if optimised is not None:
+            optimised.append(open_)
     return lb, ctx, empty, spec_d
 
 
@@ -82,24 +111,29 @@ def beta_iters(graph: Graph) -> int:
 
 
 def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int = 256,
-             check=None) -> BabResult:
+             check=None, widen: Widen | None = None, trace: BabTrace | None = None) -> BabResult:
     """ReLU-splitting branch and bound for one box (box.n == 1). `check(x)`, if given, confirms a candidate
     counterexample (returns True when it is one). The property holds when every disjunct (group of rows) is
     refuted, so each group still open under the root's CROWN bound gets its own search, hardest first: a
-    domain then carries only that group's rows, and its splits serve that group alone."""
+    domain then carries only that group's rows, and its splits serve that group alone. `trace`, when given, records
+    the proof for a certificate (its root bounds then widened by `widen` as they are computed)."""
     search = graph.copy(dtype=torch.float32) if graph.dtype == torch.float64 else None
-    root = root_context(graph, box, deadline, search)
+    root = root_context(graph, box, deadline, search, widen, None if trace is None else trace.islopes)
     with torch.no_grad():
         lb = spec_backward(root, spec, box)[0]
-    open_groups = [rows for rows in spec.groups if not bool((lb[rows] > 0).any())]
-    open_groups.sort(key=lambda rows: float(lb[rows].max()) if rows else -float("inf"))
+    if trace is not None:
+        trace.root = root
+        trace.proofs = {g: [BabProof(())] for g, rows in enumerate(spec.groups) if bool((lb[rows] > 0).any())}
+    open_groups = [(g, rows) for g, rows in enumerate(spec.groups) if not bool((lb[rows] > 0).any())]
+    open_groups.sort(key=lambda gr: float(lb[gr[1]].max()) if gr[1] else -float("inf"))
     total = 0
-    for rows in open_groups:
+    for g, rows in open_groups:
         if not rows:  # a disjunct without constraints holds everywhere: nothing to refute
             return BabResult("unknown", total)
         strict = None if spec.strict is None else spec.strict[rows]
         sub = LinearSpec(spec.C[:, rows], spec.d[:, rows], [list(range(len(rows)))], None, strict)
-        res = _relu_bab_group(graph, box, sub, deadline, batch, check, root, search)
+        proofs: list[BabProof] | None = None if trace is None else trace.proofs.setdefault(g, [])
+        res = _relu_bab_group(graph, box, sub, deadline, batch, check, root, search, proofs)
         total += res.domains
         if res.status != "unsat":
             return BabResult(res.status, total, res.counterexample)
@@ -107,24 +141,28 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
 
 
 def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int, check,
-                    root: Context, search: Graph | None = None) -> BabResult:
-    """The branch and bound of `relu_bab` for one spec (typically one disjunct), from the root's bounds."""
+                    root: Context, search: Graph | None = None, proofs: list[BabProof] | None = None) -> BabResult:
+    """The branch and bound of `relu_bab` for one spec (typically one disjunct), from the root's bounds; every
+    domain it proves is appended to `proofs`, if given."""
     pres = [p for _, p in relu_inputs(graph)]
     shapes = {p: graph.shapes[p] for p in pres}
     counter = itertools.count()
     unsplit = {p: torch.zeros((1,) + shapes[p], dtype=torch.int8, device=box.lower.device) for p in pres}
-    queue: list = [(-float("inf"), next(counter), unsplit, {})]
+    queue: list = [(-float("inf"), next(counter), unsplit, {}, ())]  # (priority, tie, splits, warm start, path)
     domains = 0
     while queue:
         if time.perf_counter() > deadline:
             return BabResult("timeout", domains)
         picked = [heapq.heappop(queue) for _ in range(min(batch, len(queue)))]
-        splits = {p: torch.cat([dom[p] for _, _, dom, _ in picked]) for p in pres}
-        state = _stack_states([st for *_, st in picked])
-        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, deadline, root, state, search)
+        splits = {p: torch.cat([dom[p] for _, _, dom, _, _ in picked]) for p in pres}
+        state = _stack_states([st for _, _, _, st, _ in picked])
+        optimised: list[torch.Tensor] = []
+        lb, ctx, empty, spec_d = _bound_domains(graph, box, spec, splits, deadline, root, state, search, optimised)
         states = _unstack_states(state, len(picked))
         domains += len(picked)
         proved = spec_d.proved(lb) | empty
+        if proofs is not None:
+            _record(proofs, [d[4] for d in picked], proved, empty, optimised[0] if optimised else None, state)
         worst = spec_d.worst_bound(lb)
         scores = branch_scores(ctx, graph)
         to_split = []
@@ -132,7 +170,10 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
             if not pres or not any(bool((scores[p][i] > 0).any()) for p in pres):
                 # every ReLU is fixed: the network is affine on this domain, and beta-CROWN's optimum is the
                 # exact minimum there; optimise longer, else try the minimiser as a counterexample
-                if _prove_fixed(box, spec, picked[i][2], root, deadline):
+                fixed: dict[str, torch.Tensor] = {}
+                if _prove_fixed(box, spec, picked[i][2], root, deadline, state=fixed):
+                    if proofs is not None:
+                        _record(proofs, [picked[i][4]], torch.tensor([True]), torch.tensor([False]), torch.tensor([True]), fixed)
                     continue
                 if check is not None and _try_linear_minimiser(ctx, spec_d, box, i, check):
                     return BabResult("sat", domains, _try_linear_minimiser.last)
@@ -142,7 +183,8 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
             continue
         idx = torch.tensor(to_split, device=box.lower.device)
         choice = filtered_choice(root, box, spec.repeated(len(to_split)), {p: splits[p][idx] for p in pres},
-                                 {k: v[idx] for k, v in state.items()}, {p: scores[p][idx] for p in pres}, CANDIDATES)
+                                 {k: v[idx] for k, v in state.items()}, {p: scores[p][idx] for p in pres}, CANDIDATES,
+                                 keep_parameters=proofs is not None)
         s = choice.child_lower.shape[-1]
         kids = spec.repeated(2 * len(to_split))
         child_lb = choice.child_lower.reshape(-1, s)
@@ -152,12 +194,17 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
         for j, i in enumerate(to_split):
             p, k = _locate(int(choice.neuron[j]), pres, sizes)
             for c, sign in enumerate((1, -1)):
+                path = picked[i][4] + ((p, k, sign),)
                 if child_done[j][c]:  # proved by the branching pass's sound bound
                     domains += 1
+                    if proofs is not None:
+                        empty_c = bool(choice.child_empty[j, c])
+                        proofs.append(BabProof(path, {} if empty_c else {a: v[j, c] for a, v in choice.alpha.items()},
+                                               {} if empty_c else {b: v[j, c] for b, v in choice.beta.items()}, empty_c))
                     continue
                 child = {q: picked[i][2][q].clone() for q in pres}
                 child[p].view(-1)[k] = sign
-                heapq.heappush(queue, (max(float(worst[i]), child_worst[j][c]), next(counter), child, states[i]))
+                heapq.heappush(queue, (max(float(worst[i]), child_worst[j][c]), next(counter), child, states[i], path))
     return BabResult("unsat", domains)
 
 
@@ -190,15 +237,31 @@ def _unstack_states(state: dict[str, torch.Tensor], d: int) -> list[dict[str, to
     return [{k: parts[k][i] for k in parts} for i in range(d)]
 
 
+def _record(proofs: list[BabProof], paths: list[tuple], proved: torch.Tensor, empty: torch.Tensor,
+            optimised: torch.Tensor | None, state: dict[str, torch.Tensor]) -> None:
+    """Append the proved domains of a batch to `proofs`: empty ones, those CROWN's slopes proved (no parameters),
+    and those beta-CROWN proved, with the parameters `state` holds for them."""
+    for i in proved.nonzero().flatten().tolist():
+        if bool(empty[i]) or optimised is None or not bool(optimised[i]):
+            proofs.append(BabProof(paths[i], empty=bool(empty[i])))
+            continue
+        proofs.append(BabProof(paths[i], {k[6:]: v[i] for k, v in state.items() if k.startswith("alpha:")},
+                               {k[5:]: v[i] for k, v in state.items() if k.startswith("beta:")}))
+
+
 def _prove_fixed(box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor], root: Context,
-                 deadline: float, iters: int = 300) -> bool:
-    """A long beta-CROWN optimisation of one domain whose unstable ReLUs are all fixed."""
+                 deadline: float, iters: int = 300, state: dict | None = None) -> bool:
+    """A long beta-CROWN optimisation of one domain whose unstable ReLUs are all fixed (`state` receives its
+    parameters)."""
     ctx, empty = split_context(root, splits, 1)
     if bool(empty.all()):
         return True
     with torch.no_grad():
         lb = spec_backward(ctx, spec, box)
-    lb = optimise_slopes(ctx, spec, box, lb, iters, 0.05, splits, deadline)
+    proved_by_crown = bool(spec.proved(lb).all())
+    lb = optimise_slopes(ctx, spec, box, lb, iters, 0.05, splits, deadline, state)
+    if proved_by_crown and state is not None:
+        state.clear()  # CROWN's slopes proved it: record no parameters
     return bool(spec.proved(lb).all())
 
 

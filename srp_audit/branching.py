@@ -11,7 +11,7 @@ needs no further work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -71,13 +71,16 @@ class Choice:
     neuron: torch.Tensor
     child_lower: torch.Tensor
     child_empty: torch.Tensor
+    alpha: dict[str, torch.Tensor] = field(default_factory=dict)  # with keep_parameters: (D, 2, S, *shape) per node
+    beta: dict[str, torch.Tensor] = field(default_factory=dict)  # β magnitudes, likewise per split pre-activation
 
 
 def filtered_choice(root: Context, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor],
-                    state: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], k: int) -> Choice:
+                    state: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], k: int, keep_parameters: bool = False) -> Choice:
     """For D domains (`splits` and warm-start `state` rows, `spec` repeated D times, `scores` from
     `branch_scores`), bound both children of each domain's k best-scored neurons and choose, per domain, the
-    neuron whose worse child has the highest proof margin (ties: the higher score)."""
+    neuron whose worse child has the highest proof margin (ties: the higher score). `keep_parameters`: also return
+    the α and β each chosen child's bound used (what a certificate records)."""
     pres = list(splits)
     flat_scores = torch.cat([scores[p] for p in pres], dim=1)  # (D, N)
     d, n = flat_scores.shape
@@ -95,21 +98,28 @@ def filtered_choice(root: Context, box: InputBox, spec: LinearSpec, splits: dict
         child_splits[p] = kids[:, at:at + size].reshape((m,) + tuple(splits[p].shape[1:]))
         at += size
     spec_m = spec.repeated(m)
-    lower, empty = bound_with_state(root, box, spec_m, child_splits, _repeat_state(state, 2 * k), m)
+    params: dict[str, dict[str, torch.Tensor]] | None = {} if keep_parameters else None
+    lower, empty = bound_with_state(root, box, spec_m, child_splits, _repeat_state(state, 2 * k), m, params)
     worst = spec_m.worst_bound(lower).masked_fill(empty, float("inf")).view(d, k, 2)
     # the worse child per candidate, among unstable candidates (score > 0); ties go to the higher score
     pick = worst.min(dim=2).values.masked_fill(top_scores <= 0, -float("inf")).argmax(dim=1)
     rows = torch.arange(d, device=flat.device)
-    return Choice(cand[rows, pick], lower.view(d, k, 2, -1)[rows, pick], empty.view(d, k, 2)[rows, pick])
+    chosen = {part: {key: v.view((d, k, 2) + v.shape[1:])[rows, pick] for key, v in got.items()} for part, got in (params or {}).items()}
+    return Choice(cand[rows, pick], lower.view(d, k, 2, -1)[rows, pick], empty.view(d, k, 2)[rows, pick],
+                  chosen.get("alpha", {}), chosen.get("beta", {}))
 
 
 def bound_with_state(root: Context, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor],
-                     state: dict[str, torch.Tensor], d: int) -> tuple[torch.Tensor, torch.Tensor]:
+                     state: dict[str, torch.Tensor], d: int, params: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One CROWN pass for D domains with given α and β (`state` keys 'alpha:NODE', 'beta:PRE'; NaN or absent:
-    the starting slope, β = 0): (lower (D, S), empty (D,))."""
+    the starting slope, β = 0): (lower (D, S), empty (D,)). `params`, if given, receives the α and β used
+    ({"alpha": {node: (D, S, *shape)}, "beta": {pre: (D, S, *shape)}})."""
     ctx, empty = split_context(root, splits, d)
     boxes = InputBox(box.lower.expand((d,) + box.lower.shape[1:]), box.upper.expand((d,) + box.upper.shape[1:]), box.nonneg)
-    set_parameters(ctx, *start_parameters(ctx, d, spec.C.shape[1], splits, state, box.lower.dtype))
+    alphas, betas = start_parameters(ctx, d, spec.C.shape[1], splits, state, box.lower.dtype)
+    set_parameters(ctx, alphas, betas)
+    if params is not None:
+        params["alpha"], params["beta"] = dict(alphas), {k: b for k, (b, _) in betas.items()}
     with torch.no_grad():
         return spec_backward(ctx, spec, boxes), empty
 

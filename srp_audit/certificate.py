@@ -3,7 +3,7 @@ independent checker `srp_check`, which re-derives every number instead of trusti
 
 A certificate names what the checker can see in the ONNX file — ReLUs by the name of their output tensor, values
 flattened in the tensor's C order without the batch axis — never srp-audit's own IR names. A verdict whose proof
-the format cannot express (an operator the checker does not interpret, an L2 ball, a fixed batch, a final softmax
+the format cannot express (an operator the checker does not interpret, a fixed batch, a final softmax
 that `certify` strips) is listed under `uncertified` with the reason instead.
 """
 
@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,13 +28,15 @@ from .ir.graph import Graph
 from .ops.affine import Dense
 from .ops.relax import relu_adaptive_lower
 from .ops.relu import Relu
-from .spec import InputBox, LinearSpec, linf_ball, margin_spec
+from .spec import InputBox, LinearSpec, ball, margin_spec
 
 FORMAT = "srp-audit certificate"
 VERSION = 1
 CHECKED_OPS = frozenset({"Gemm", "MatMul", "Conv", "Add", "Sub", "Mul", "Div", "BatchNormalization", "Relu", "Flatten",
-                         "Reshape", "Identity", "Dropout"})
+                         "Reshape", "Identity", "Dropout", "MaxPool", "AveragePool"})
 """Operators `srp_check` interprets on the model's data (version 1); others may only compute constants."""
+VECTOR_OPS = frozenset({"MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Identity", "Dropout"})
+"""What `srp_check` reads on a model whose input is a vector without a batch axis (it reads it as one row)."""
 LOOSEN = 1e-7
 """Claimed intermediate bounds are widened by this (relative to max(1, |bound|)) so that the checker, whose rounding
 allowances differ from ours, re-derives them; the final margins it recomputes move by as little."""
@@ -56,6 +59,8 @@ class Leaf:
     slopes: dict[str, np.ndarray] = field(default_factory=dict)
     beta: dict[str, np.ndarray] = field(default_factory=dict)
     stops: list[str | None] = field(default_factory=lambda: [None])
+    islopes: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=dict)  # per ReLU: (neurons
+    # (k,) int64, {earlier ReLU: (2, k, n) slopes of their lower / upper bound's pass}): optimised intermediate bounds
 
 
 @dataclass
@@ -97,6 +102,10 @@ class Certificate:
                     "beta": {t: put(f"{q}/beta/{t}", b) for t, b in leaf.beta.items()},
                 }
                 entry["stops"] = leaf.stops
+                if leaf.islopes:
+                    entry["islopes"] = {t: {"neurons": put(f"{q}/islopes/{t}/neurons", idx),
+                                            "slopes": {r: put(f"{q}/islopes/{t}/{r}", a) for r, a in sl.items()}}
+                                        for t, (idx, sl) in leaf.islopes.items()}
                 leaves.append(entry)
             claims.append({"id": c.id, "set": fields, "spec": {"C": put(f"{p}/C", c.C), "d": put(f"{p}/d", c.d), "groups": c.groups},
                            "tree": c.tree, "leaves": leaves})
@@ -117,7 +126,8 @@ def _data_ops(model: onnx.ModelProto) -> set[str]:
     live = {i.name for i in model.graph.input if i.name not in inits}
     ops: set[str] = set()
     for node in model.graph.node:
-        if node.op_type != "Shape" and any(i in live for i in node.input):  # a shape is a constant here
+        ins = node.input[:1] if node.op_type == "CastLike" else node.input  # CastLike reads its target's type only
+        if node.op_type != "Shape" and any(i in live for i in ins):  # a shape is a constant here
             ops.add(node.op_type)
             live.update(o for o in node.output if o)
     return ops
@@ -141,21 +151,27 @@ class ProofWriter:
     def _why_not(self, path: str) -> str | None:
         if not path.lower().endswith(".onnx"):
             return "certificates are written for ONNX models (the checker reads the ONNX file itself)"
-        if not self.graph.meta.batched:
-            return "the checker reads models whose input has a leading batch axis (1 or symbolic)"
+        if not self.graph.meta.batched and len(self.graph.input_shape) != 1:
+            return "the checker reads models whose input has a leading batch axis (1 or symbolic), or is a vector"
         model = onnx.load(path)
         inits = {t.name for t in model.graph.initializer}
         if len([i for i in model.graph.input if i.name not in inits]) != 1 or len(model.graph.output) != 1:
             return "the checker reads models with one data input and one output"
-        other = sorted(_data_ops(model) - CHECKED_OPS)
+        other = sorted(_data_ops(model) - (CHECKED_OPS if self.graph.meta.batched else VECTOR_OPS))
         if other:
-            return f"the checker does not interpret {', '.join(other)} yet"
+            where = "" if self.graph.meta.batched else " on a model whose input is a vector without a batch axis"
+            return f"the checker does not interpret {', '.join(other)}{where} yet"
         for node in model.graph.node:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             if node.op_type == "Gemm" and (attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0)):
                 return "the checker reads Gemm with alpha = beta = 1 and no transposed input only"
-            if node.op_type == "Conv" and attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
+            explicit = attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID", "NOTSET", "VALID")
+            if node.op_type == "Conv" and not explicit:
                 return "the checker reads Conv with explicit padding only (auto_pad NOTSET or VALID)"
+            if node.op_type in ("MaxPool", "AveragePool") and (attrs.get("ceil_mode", 0) or not explicit or len(attrs.get("kernel_shape", ())) != 2):
+                return f"the checker reads 2-D {node.op_type} with ceil_mode 0 and explicit padding only"
+            if node.op_type == "AveragePool" and not attrs.get("count_include_pad", 0) and any(attrs.get("pads", ())):
+                return "the checker reads AveragePool with padding only where the padding counts (count_include_pad 1)"
         producers = {o: n.op_type for n in model.graph.node for o in n.output}
         for name in self.graph.order:
             node = self.graph.node(name)
@@ -169,18 +185,20 @@ class ProofWriter:
     # ------------------------------------------------------------------------------------------ proofs
 
     def robustness_claim(self, sample: int, x: torch.Tensor, label: int, eps: float, domain: tuple[float, float],
-                         methods: tuple[str, ...], alpha_iters: int = 20) -> Claim | None:
-        """The claim that sample `x` (float32, its own shape) keeps `label` on the L∞ ball of radius `eps` ∩ domain,
-        with the first of `methods` whose proof the format can carry; None when none proves it."""
+                         methods: tuple[str, ...], alpha_iters: int = 20, norm: str = "inf") -> Claim | None:
+        """The claim that sample `x` (float32, its own shape) keeps `label` on the `norm` ball of radius `eps` ∩ domain,
+        with the first of `methods` whose proof the format can carry; None when none proves it. Over an L2/L1 ball
+        IBP is skipped: its ball rule bounds a first layer the checker's interval pass (over the bounding box) does not."""
         x64 = x.detach().to(torch.float64).reshape((1,) + tuple(self.graph.input_shape))
-        box = linf_ball(x64, float(eps), domain)
+        box = ball(x64, float(eps), domain, norm)
+        methods = methods if norm == "inf" else tuple(m for m in methods if m != "ibp")
         k = self.graph.num_classes
         spec = margin_spec(torch.tensor([int(label)]), k)
-        leaf = self._first_proof(box, spec, methods, alpha_iters)
+        leaf = self.first_proof(box, spec, methods, alpha_iters)
         if leaf is None:
             return None
         input_set = {"type": "robustness", "sample": int(sample), "x": x.detach().to(torch.float32).reshape(-1).numpy(),
-                     "eps": float(eps), "norm": "inf", "domain": [float(domain[0]), float(domain[1])], "label": int(label), "classes": k}
+                     "eps": float(eps), "norm": norm, "domain": [float(domain[0]), float(domain[1])], "label": int(label), "classes": k}
         return Claim(f"sample {sample} at eps {eps:g}", input_set, spec.C[0].numpy(), spec.d[0].numpy(), [list(g) for g in spec.groups], [leaf])
 
     def box_claim(self, ident: str, lower: np.ndarray, upper: np.ndarray, spec: LinearSpec, methods: tuple[str, ...],
@@ -189,14 +207,14 @@ class ProofWriter:
         shape = (1,) + tuple(self.graph.input_shape)
         box = InputBox(torch.from_numpy(np.asarray(lower, dtype=np.float64)).reshape(shape),
                        torch.from_numpy(np.asarray(upper, dtype=np.float64)).reshape(shape))
-        leaf = self._first_proof(box, spec.to(torch.float64), methods, alpha_iters)
+        leaf = self.first_proof(box, spec.to(torch.float64), methods, alpha_iters)
         if leaf is None:
             return None
         flat = lambda a: np.asarray(a, dtype=np.float64).reshape(-1)  # noqa: E731
         input_set = {"type": "box", "lower": flat(lower), "upper": flat(upper)}
         return Claim(ident, input_set, spec.C[0].double().numpy(), spec.d[0].double().numpy(), [list(g) for g in spec.groups], [leaf])
 
-    def _first_proof(self, box: InputBox, spec: LinearSpec, methods: tuple[str, ...], alpha_iters: int) -> Leaf | None:
+    def first_proof(self, box: InputBox, spec: LinearSpec, methods: tuple[str, ...], alpha_iters: int) -> Leaf | None:
         for method in methods:
             leaf = self._proof(box, spec, method, alpha_iters)
             if leaf is not None:
@@ -217,7 +235,7 @@ class ProofWriter:
             lower = METHODS["ibp"](self.graph, box, spec).lower
             return Leaf(stops=[ibp_stop]) if ibp_stop is not None and bool(spec.proved(lower)[0]) else None
         with torch.no_grad():
-            res = crown_bounds(self.graph, box, spec, "ibp" if method == "crown-ibp" else "crown", widen=self._widen)
+            res = crown_bounds(self.graph, box, spec, "ibp" if method == "crown-ibp" else "crown", widen=self.widen_claim)
         lower, ctx, state = res.lower, res.ctx, None
         if method == "alpha-crown":
             state = {}
@@ -233,7 +251,7 @@ class ProofWriter:
             leaf.slopes[onnx_name] = slopes.clamp(0.0, 1.0).to(torch.float64).numpy()
         return leaf
 
-    def _widen(self, name: str, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def widen_claim(self, name: str, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """A ReLU input's bounds as claimed: moved outward by LOOSEN relative to max(1, |bound|)."""
         if not any(self.graph.inputs_of[r][0] == name for r in self.relus):
             return None
@@ -272,13 +290,12 @@ def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples:
             targets.append(float(s.certified_radius))
         for eps in targets:
             ident = f"sample {s.index} at eps {eps:g}"
-            reason = writer.reason or (None if options.norm == "inf" else f"certificates cover L∞ balls only (this is an L{options.norm} ball)")
-            if reason:
-                cert.uncertified.append((ident, reason))
+            if writer.reason:
+                cert.uncertified.append((ident, writer.reason))
                 continue
             first = (s.method,) if s.method and eps == float(options.eps) else ()
             methods = first + tuple(m for m in CASCADE if m not in first)
-            claim = writer.robustness_claim(s.index, x[pos], s.label, eps, options.domain, methods, options.alpha_iters)
+            claim = writer.robustness_claim(s.index, x[pos], s.label, eps, options.domain, methods, options.alpha_iters, options.norm)
             if claim is None:
                 cert.uncertified.append((ident, "re-running its proof for the certificate did not prove it again"))
             else:
@@ -286,10 +303,13 @@ def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples:
     return cert
 
 
-def verify_certificate(model_path: str, graph: Graph, spec, alpha_iters: int = 20) -> Certificate:
-    """A claim per disjunct box of an unsat VNN-LIB property (`spec`: a VnnlibSpec), proved again by the bound
-    cascade; a box that needed branch and bound is listed as uncertified (its tree is not written yet)."""
+def verify_certificate(model_path: str, graph: Graph, spec, alpha_iters: int = 20, timeout: float = 60.0) -> Certificate:
+    """A claim per disjunct box of an unsat VNN-LIB property (`spec`: a VnnlibSpec): proved again by the bound
+    cascade, else by branch and bound with its tree (input splitting for low-dimensional inputs, as `verify`; ReLU
+    splitting otherwise), each search given `timeout` seconds."""
     from .bounds import CASCADE
+    from .certificate_trees import input_split_claim, relu_split_claim
+    from .verify import INPUT_SPLIT_MAX_DIMS
 
     writer = ProofWriter(model_path, graph)
     cert = writer.certificate()
@@ -299,9 +319,19 @@ def verify_certificate(model_path: str, graph: Graph, spec, alpha_iters: int = 2
         if writer.reason:
             cert.uncertified.append((ident, writer.reason))
             continue
-        claim = writer.box_claim(ident, clause.lower, clause.upper, clause.spec(torch.float64), CASCADE, alpha_iters)
+        s = clause.spec(torch.float64)
+        claim = writer.box_claim(ident, clause.lower, clause.upper, s, CASCADE, alpha_iters)
         if claim is None:
-            cert.uncertified.append((ident, "proved by branch and bound, whose trees are not written into certificates yet"))
+            shape = (1,) + tuple(writer.graph.input_shape)
+            box = InputBox(torch.from_numpy(np.asarray(clause.lower, dtype=np.float64)).reshape(shape),
+                           torch.from_numpy(np.asarray(clause.upper, dtype=np.float64)).reshape(shape))
+            deadline = time.perf_counter() + timeout
+            if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
+                claim = input_split_claim(writer, ident, box, s, ("crown",), deadline, alpha_iters)
+            else:
+                claim = relu_split_claim(writer, ident, box, s, deadline)
+        if claim is None:
+            cert.uncertified.append((ident, f"branch and bound did not prove it again within {timeout:g} s for the certificate"))
         else:
             cert.claims.append(claim)
     return cert

@@ -16,15 +16,18 @@ Exact or bounded, per operator (u = 2^-53; γ_n ≥ n·u/(1 − n·u); every bou
   BatchNormalization   γ/√(var + ε) enclosed: ± 4u·|s|; mean and B exact
   Add of two tensors   intervals rounded outward; coefficients meeting at a tensor charged 2u·|sum|·|x|
   Relu                 chords checked exactly (integers) at l and u; λ·A products charged u
+  MaxPool              interval exact; srp-audit's lines (input j with the largest l; y = x_j where j dominates,
+                       else y ≤ max u) chosen by exact comparisons; A·max u charged γ_n, overlaps' sums γ_m
+  AveragePool          window sums exact (weights 1), then 1/(kh·kw) as Div's 1/c (exact for powers of two)
   Flatten, Reshape, Identity, Dropout   renames, exact
 Exact checks: chords; slopes in [0, 1]; β ≥ 0 and only on split neurons; the final margins' sign (rationals);
 claimed vs derived bounds (a comparison of floats that are rigorous bounds); the data sample and label; a
 VNN-LIB box's containment and rows' positive multiples (rationals).
 
 Modules: `checker` (entry point, report), `certificate` (reading and validation), `network` (ONNX reading),
-`linear` (affine operators), `fp` (rounding primitives), `bounds` (interval and backward passes), `relax`
-(ReLU chords, exact), `leaf` (one leaf's proof), `tree` (the tree walk), `inputs` (input sets, data and spec
-comparison), `vnnlib` (VNN-LIB reading).
+`linear` (affine operators), `pool` (max pooling), `fp` (rounding primitives), `bounds` (interval and backward
+passes), `relax` (ReLU chords, exact), `leaf` (one leaf's proof), `tree` (the tree walk), `inputs` (input sets,
+data and spec comparison), `vnnlib` (VNN-LIB reading).
 """
 
 from __future__ import annotations

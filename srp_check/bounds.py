@@ -12,7 +12,9 @@ exact real-number network on the leaf's part of the input set.
   coefficients with a charge of 2u·⟨|sum|, |x|⟩. A ReLU neuron with bounds [l, u] passes its coefficient if
   l ≥ 0, drops it if u ≤ 0, else uses λ·z where the coefficient is ≥ 0 and the chord k·z + c (`relax`) where it
   is < 0; each product is charged u·|·| plus underflow. A split's β adds −β·s at z. At the input (or at a
-  leaf's `stop` tensor, over its interval) the rows are minimised: Σ max(A, 0)·lo + min(A, 0)·hi, charged γ_{2n}.
+  leaf's `stop` tensor, over its interval) the rows are minimised: Σ max(A, 0)·lo + min(A, 0)·hi, charged γ_{2n};
+  over an L2/L1 ball ∩ box, each row takes the better of that and the ball's bound (`ball`).
+  A MaxPool's interval is exact and its relaxation moves coefficients to one input per window (`pool`).
 The result per row is a pair (val, err): over the leaf, h ≥ val − err exactly.
 """
 
@@ -22,16 +24,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .ball import Ball, ball_bound, best
 from .fp import ETA, U, abs_rows_dot, accumulate, add_up, down, gamma, product_charge, ub, up
 from .linear import Linear
-from .network import Network
+from .network import Network, Node
+from .pool import PoolLines
 from .relax import Relaxation
 
 
 @dataclass
 class LeafState:
     """What the forward sweep of one leaf knows: the box, an interval and its magnitude for every tensor, the
-    bound |W|·mag (and rad·mag) of every affine node's input, and the relaxation of every ReLU seen so far."""
+    bound |W|·mag (and rad·mag) of every affine node's input, and the relaxation of every ReLU and MaxPool seen so far."""
 
     box_lo: np.ndarray
     box_hi: np.ndarray
@@ -42,6 +46,8 @@ class LeafState:
     wmag: dict[int, np.ndarray] = field(default_factory=dict)
     rmag: dict[int, np.ndarray] = field(default_factory=dict)
     relax: dict[str, Relaxation] = field(default_factory=dict)
+    pools: dict[str, PoolLines] = field(default_factory=dict)
+    ball: Ball | None = None  # an L2/L1 input ball: the set is the ball ∩ the box
 
     def set_interval(self, name: str, lo: np.ndarray, hi: np.ndarray) -> None:
         self.lo[name], self.hi[name] = lo, hi
@@ -75,6 +81,17 @@ def interval_linear(st: LeafState, i: int, op: Linear, x: str) -> tuple[np.ndarr
 def interval_add(st: LeafState, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     """The interval of the sum of two data tensors, rounded outward."""
     return down(st.lo[a] + st.lo[b]), up(st.hi[a] + st.hi[b])
+
+
+def interval_maxpool(st: LeafState, nd: Node, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A MaxPool's interval (exact: windows' max of the ends); also records its relaxation (`pool`), chosen on the
+    bounds srp-audit chose it on: relu(the ReLU's settled bounds) where it reads a ReLU, else the interval."""
+    lo, hi = st.lo[nd.inputs[0]], st.hi[nd.inputs[0]]
+    rx = st.relax.get(nd.inputs[0])
+    on = (np.maximum(rx.l, 0.0), np.maximum(rx.u, 0.0)) if rx is not None else (lo, hi)
+    lo, hi = nd.op.forward(lo[None])[0], nd.op.forward(hi[None])[0]
+    st.pools[nd.output] = nd.op.lines(*on, hi, where)
+    return lo, hi
 
 
 # ================================================================================================== backward
@@ -121,6 +138,11 @@ def backward(net: Network, st: LeafState, target: str, A: np.ndarray, val: np.nd
             for inp in nd.inputs:
                 err = _merge(coeff, inp, A, st, err)
             continue
+        if nd.kind == "maxpool":
+            A_in, const, charge = nd.op.back(A, st.pools[nd.output], st.mag[x])
+            val, err = accumulate(val, add_up(err, charge), const)
+            err = _merge(coeff, x, A_in, st, err)
+            continue
         absA = np.abs(A)
         if nd.kind == "linear":
             op = nd.op
@@ -151,7 +173,8 @@ def backward(net: Network, st: LeafState, target: str, A: np.ndarray, val: np.nd
         err = _merge(coeff, x, A_in, st, err)
     A = coeff.pop(net.input, np.zeros((A.shape[0], st.box_lo.size)))
     assert not coeff, f"coefficients left on {list(coeff)}: the graph is not connected to its input"
-    return _concretise(A, st.box_lo, st.box_hi, val, err)
+    box = _concretise(A, st.box_lo, st.box_hi, val, err)
+    return box if st.ball is None else best(box, ball_bound(A, st.ball, st.box_lo, st.box_hi, val, err))
 
 
 def lower_bounds(val: np.ndarray, err: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ FORMAT, VERSION = "srp-audit certificate", 1
 @dataclass
 class Leaf:
     """One leaf's proof data, keyed by ReLU output tensor: claimed (lower, upper) bounds of the ReLU's input,
-    lower slopes ((n,) or (S, n)) and β multipliers ((n,) or (S, n)); `stops`: where the final passes end — None
+    lower slopes ((n,) or (S, n): a row per spec row the leaf proves) and β multipliers (likewise); `stops`: where the final passes end — None
     at the input, or a ReLU output whose interval the rows are minimised over (an IBP proof) — each row taking
     its best pass."""
 
@@ -32,6 +32,9 @@ class Leaf:
     slopes: dict[str, np.ndarray] = field(default_factory=dict)
     beta: dict[str, np.ndarray] = field(default_factory=dict)
     stops: list[str | None] = field(default_factory=lambda: [None])
+    islopes: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=dict)
+    """Per ReLU: (neurons (k,), {earlier ReLU: slopes (2, k, n')}) — the lower slopes each of those neurons' lower
+    (row 0) and upper (row 1) bound was derived with; other neurons use CROWN's rule."""
 
 
 @dataclass
@@ -152,6 +155,16 @@ def array(arrays: dict[str, np.ndarray], key: Any, shapes: list[tuple[int, ...]]
     return a
 
 
+def indices(arrays: dict[str, np.ndarray], key: Any, n: int, where: str) -> np.ndarray:
+    """An integer array of distinct indices in [0, n), as int64."""
+    _need(isinstance(key, str) and key in arrays, f"{where}: no array {key!r} in the certificate")
+    a = arrays[key]
+    _need(a.dtype.kind in "iu" and a.ndim == 1, f"{where}: array {key!r} must be 1-D integers")
+    a = a.astype(np.int64)
+    _need(bool(np.all((a >= 0) & (a < n))) and np.unique(a).size == a.size, f"{where}: indices must be distinct, in [0, {n})")
+    return a
+
+
 def _input_set(s: dict, arrays: dict, net: Network, K: int, where: str) -> dict:
     n = net.sizes[net.input]
     kind = s.get("type")
@@ -161,7 +174,8 @@ def _input_set(s: dict, arrays: dict, net: Network, K: int, where: str) -> dict:
         _need(bool(np.all(out["lower"] <= out["upper"])), f"{where}: lower > upper (an empty box)")
         return out
     _need(kind == "robustness", f"{where}.type must be 'box' or 'robustness'")
-    _need(s.get("norm") == "inf", f"{where}.norm {s.get('norm')!r}: only 'inf' is checked in version 1")
+    norm = s.get("norm")
+    _need(norm in ("inf", "2", "1"), f"{where}.norm {norm!r}: must be 'inf', '2' or '1'")
     dom = s.get("domain")
     _need(isinstance(dom, list) and len(dom) == 2, f"{where}.domain must be [lo, hi]")
     lo, hi = number(dom[0], f"{where}.domain[0]"), number(dom[1], f"{where}.domain[1]")
@@ -170,7 +184,7 @@ def _input_set(s: dict, arrays: dict, net: Network, K: int, where: str) -> dict:
     _need(eps >= 0 and lo <= hi, f"{where}: eps < 0 or an empty domain")
     _need(bool(np.all(np.maximum(x - eps, lo) <= np.minimum(x + eps, hi))), f"{where}: the ball ∩ domain is empty")
     _need(integer(s.get("classes"), f"{where}.classes") == K, f"{where}.classes is not the model's {K} outputs")
-    return {"type": "robustness", "sample": integer(s.get("sample"), f"{where}.sample"), "x": x, "eps": eps,
+    return {"type": "robustness", "sample": integer(s.get("sample"), f"{where}.sample"), "x": x, "eps": eps, "norm": norm,
             "domain": (lo, hi), "label": integer(s.get("label"), f"{where}.label", 0, K)}
 
 
@@ -192,7 +206,12 @@ def _leaf(v: Any, arrays: dict, net: Network, S: int, where: str) -> Leaf:
     for part in ("slopes", "beta"):
         for name, key in _per_relu(v.get(part), net, f"{where}.{part}").items():
             n = net.sizes[name]
-            getattr(leaf, part)[name] = array(arrays, key, [(n,), (S, n)], f"{where}.{part}[{name!r}]", finite=False)
+            getattr(leaf, part)[name] = array(arrays, key, [(n,), (-1, n)], f"{where}.{part}[{name!r}]", finite=False)
+    for name, e in _per_relu(v.get("islopes"), net, f"{where}.islopes").items():
+        e, at = _dict(e, f"{where}.islopes[{name!r}]"), f"{where}.islopes[{name!r}]"
+        idx = indices(arrays, e.get("neurons"), net.sizes[name], f"{at}.neurons")
+        leaf.islopes[name] = (idx, {r: array(arrays, key, [(2, idx.size, net.sizes[r])], f"{at}.slopes[{r!r}]")
+                                    for r, key in _per_relu(e.get("slopes"), net, f"{at}.slopes").items()})
     stops = v.get("stops", [None])
     _need(isinstance(stops, list) and 1 <= len(stops) <= 4, f"{where}.stops must be a list of 1 to 4 entries")
     _need(all(s is None or (isinstance(s, str) and s in net.relus) for s in stops), f"{where}.stops must name ReLU outputs (or null: the input)")

@@ -3,7 +3,8 @@ asked (their data file, their VNN-LIB file). All comparisons are exact.
 
 * `box`: the certificate's [lower, upper].
 * `robustness`: [max(x − eps, lo), min(x + eps, hi)], each end rounded outward to the next float (nextafter),
-  so it contains the exact real ball ∩ domain. The required spec is the margins y_label − y_j, one per j ≠ label.
+  so it contains the exact real ball ∩ domain (for an L2/L1 ball its bounding box; the ball itself is used at the
+  input of every backward pass: `ball`). The required spec is the margins y_label − y_j, one per j ≠ label.
 * `--data`: sample i's pixels (uint8 k → lo + (hi − lo)·(float32(k) / float32(255)) in float32, as srp-audit
   reads them: on [0, 1] the float32 nearest to k/255; other numbers → float32) and label must equal the
   certificate's x and label.
@@ -28,7 +29,7 @@ Row = tuple[list[Fraction], Fraction]
 
 
 def claim_box(claim: Claim) -> tuple[np.ndarray, np.ndarray]:
-    """The input box the claim is proven on (containing the claim's set)."""
+    """The input box the claim is proven on (containing the claim's set; an L2/L1 ball's bounding box)."""
     s = claim.input_set
     if s["type"] == "box":
         return s["lower"], s["upper"]
@@ -41,7 +42,8 @@ def statement(claim: Claim) -> str:
     s = claim.input_set
     if s["type"] == "box":
         return f"{len(claim.groups)} group(s) of rows > 0 over a box of {s['lower'].size} inputs"
-    return f"sample {s['sample']} (label {s['label']}) is robust at L∞ eps {s['eps']!r} within {list(s['domain'])}"
+    norm = "L∞" if s["norm"] == "inf" else f"L{s['norm']}"
+    return f"sample {s['sample']} (label {s['label']}) is robust at {norm} eps {s['eps']!r} within {list(s['domain'])}"
 
 
 def margin_groups(label: int, K: int) -> list[list[Row]]:
@@ -110,11 +112,37 @@ def check_sample(claim: Claim, data: str) -> None:
                        f"(certificate: {s['label']})" + (f" and differs at input {diff}" if diff is not None else ""))
 
 
-def check_spec(claim: Claim, spec: VnnSpec, lo: np.ndarray, hi: np.ndarray, K: int) -> None:
-    """With --spec: the claim's box contains the file's, and its groups imply the file's."""
-    if len(spec.lower) != lo.size or spec.n_y != K:
-        raise Rejected(f"the spec file has {len(spec.lower)} inputs and {spec.n_y} outputs, the model {lo.size} and {K}")
-    for i, (a, b) in enumerate(zip(spec.lower, spec.upper)):
-        if exact(lo[i]) > a or exact(hi[i]) < b:
-            raise Rejected(f"the claim's box does not contain the spec's at input {i}: [{float(lo[i])!r}, {float(hi[i])!r}] vs [{a}, {b}]")
-    require_groups(claim, spec.groups, "the spec file's property")
+def _inside_ball(claim: Claim, case) -> bool:
+    """Is the case's box inside the claim's L2/L1 ball (exact; always for boxes and L∞ balls, whose box is checked)?"""
+    s = claim.input_set
+    if s["type"] != "robustness" or s["norm"] == "inf":
+        return True
+    far = [max(abs(a - exact(c)), abs(b - exact(c))) for a, b, c in zip(case.lower, case.upper, s["x"])]
+    eps = exact(s["eps"])
+    return sum(far) <= eps if s["norm"] == "1" else sum(f * f for f in far) <= eps * eps
+
+
+def covered_cases(claim: Claim, spec: VnnSpec, lo: np.ndarray, hi: np.ndarray, K: int) -> list[int]:
+    """With --spec: the cases (input boxes) of the file whose box the claim's contains and whose groups its imply;
+    `Rejected` when there are none."""
+    if spec.n_x != lo.size or spec.n_y != K:
+        raise Rejected(f"the spec file has {spec.n_x} inputs and {spec.n_y} outputs, the model {lo.size} and {K}")
+    out, why = [], ""
+    for k, case in enumerate(spec.cases):
+        outside = next((i for i, (a, b) in enumerate(zip(case.lower, case.upper)) if exact(lo[i]) > a or exact(hi[i]) < b), None)
+        if outside is not None:
+            why = why or (f"the claim's box does not contain the spec's at input {outside}: [{float(lo[outside])!r}, "
+                          f"{float(hi[outside])!r}] vs [{case.lower[outside]}, {case.upper[outside]}]")
+            continue
+        if not _inside_ball(claim, case):
+            why = why or f"the spec's input box {k} is not inside the claim's L{claim.input_set['norm']} ball"
+            continue
+        try:
+            require_groups(claim, case.groups, "the spec file's property")
+        except Rejected as e:
+            why = why or str(e)
+            continue
+        out.append(k)
+    if not out:
+        raise Rejected(why)
+    return out

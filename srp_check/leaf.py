@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bounds import LeafState, backward, interval_add, interval_linear, lower_bounds
+from .ball import Ball, input_ball
+from .bounds import LeafState, backward, interval_add, interval_linear, interval_maxpool, lower_bounds
 from .certificate import Claim, Leaf
 from .errors import Rejected
 from .fp import exact
@@ -30,40 +31,58 @@ from .tree import LeafContext
 CHUNK_ELEMENTS = 1 << 22  # coefficient entries per backward-pass chunk (32 MiB in float64)
 
 
-def _derive(net: Network, st: LeafState, z: str, idx: np.ndarray, sign: float) -> np.ndarray:
-    """Rigorous lower bounds of sign·z_j for the neurons idx (CROWN's rule, no β), in chunks of rows."""
+def _derive(net: Network, st: LeafState, z: str, idx: np.ndarray, sign: float, given: tuple | None = None) -> np.ndarray:
+    """Rigorous lower bounds of sign·z_j for the neurons idx, no β, in chunks of rows: the certificate's
+    intermediate slopes `given` ((neurons, {relu: (2, k, n)})) for the neurons it lists, CROWN's rule elsewhere."""
     n = net.sizes[z]
-    width = max(net.sizes.values())
-    step = max(1, CHUNK_ELEMENTS // width)
+    step = max(1, CHUNK_ELEMENTS // max(net.sizes.values()))
+    pos = {} if given is None else {j: i for i, j in enumerate(given[0].tolist())}
     out = []
     for s in range(0, idx.size, step):
         part = idx[s:s + step]
         A = np.zeros((part.size, n))
         A[np.arange(part.size), part] = sign
-        out.append(lower_bounds(*backward(net, st, z, A, np.zeros(part.size))))
+        rows = np.array([pos.get(j, -1) for j in part.tolist()], dtype=np.int64)
+        have, slopes = rows >= 0, {}
+        if given is not None and have.any():
+            for r, lam in given[1].items():
+                if r in st.relax:  # a ReLU before z (others never meet these rows)
+                    full = np.repeat(st.relax[r].crown[None], part.size, axis=0)
+                    full[have] = lam[0 if sign > 0 else 1, rows[have]]
+                    slopes[r] = full
+        out.append(lower_bounds(*backward(net, st, z, A, np.zeros(part.size), slopes)))
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _settle(net: Network, st: LeafState, name: str, leaf: Leaf, splits: dict[int, int], where: str) -> tuple[np.ndarray, np.ndarray]:
-    """The bounds a ReLU uses on this leaf (claims verified), split neurons clamped."""
+def _settle(net: Network, st: LeafState, name: str, leaf: Leaf, splits: dict[int, int], where: str,
+            base: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The bounds a ReLU uses on this item (claims verified), split neurons clamped. `base`: bounds verified on an
+    anchor above (else the interval pass's), used as they are where the entry claims none; a claim at least as
+    loose as them is accepted without more work, others are derived."""
     z = net.nodes[net.relus[name]].inputs[0]
-    l_int, u_int = st.lo[z], st.hi[z]
-    n = l_int.size
-    pos, neg = np.zeros(n, bool), np.zeros(n, bool)
+    l_base, u_base = base if base is not None else (st.lo[z], st.hi[z])
+    pos, neg = np.zeros(l_base.size, bool), np.zeros(l_base.size, bool)
     for j, s in splits.items():
         (pos if s > 0 else neg)[j] = True
+    given = leaf.islopes.get(name)
+    for r, lam in (given[1] if given is not None else {}).items():
+        if np.any(~((lam >= 0) & (lam <= 1))):
+            raise Rejected(f"{where}: an intermediate slope on ReLU {r!r} is outside [0, 1]")
     if name in leaf.bounds:
         l, u = leaf.bounds[name]
-        for claim, mine, ok_split, sign, what in ((l, l_int, pos & (l <= 0), 1.0, "lower"), (u, u_int, neg & (u >= 0), -1.0, "upper")):
+        for claim, mine, ok_split, sign, what in ((l, l_base, pos & (l <= 0), 1.0, "lower"), (u, u_base, neg & (u >= 0), -1.0, "upper")):
             idx = np.flatnonzero(~(sign * claim <= sign * mine) & ~ok_split)
-            derived = sign * _derive(net, st, z, idx, sign)
-            bad = np.flatnonzero(sign * claim[idx] > sign * derived)
+            derived = _derive(net, st, z, idx, sign, given)
+            bad = np.flatnonzero(sign * claim[idx] > derived)
+            if bad.size and given is not None:  # the given slopes may be worse than CROWN's rule on some neurons
+                derived[bad] = np.maximum(derived[bad], _derive(net, st, z, idx[bad], sign, None))
+                bad = np.flatnonzero(sign * claim[idx] > derived)
             if bad.size:
                 j = int(idx[bad[0]])
                 raise Rejected(f"{where}, neuron {j}: the claimed {what} bound {float(claim[j])!r} of its input is not "
-                               f"derived: the checker's {what} bound is {float(derived[bad[0]])!r}")
+                               f"derived: the checker's {what} bound is {sign * float(derived[bad[0]])!r}")
     else:
-        l, u = l_int, u_int
+        l, u = l_base, u_base
     l, u = np.where(pos, np.maximum(l, 0.0), l), np.where(neg, np.minimum(u, 0.0), u)
     if not (np.all(np.isfinite(l)) and np.all(np.isfinite(u))):
         raise Rejected(f"{where}: the bounds of its input overflow")
@@ -91,20 +110,27 @@ def _structure(leaf: Leaf, ctx: LeafContext, where: str) -> dict[str, np.ndarray
     return coef
 
 
-def sweep(net: Network, leaf: Leaf, ctx: LeafContext, where: str) -> LeafState | None:
-    """The forward sweep of a leaf: intervals of every tensor and the verified bounds and relaxation of every
-    ReLU, in graph order. None when the leaf's part of the set is empty; `Rejected` at an underivable claim."""
+Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def sweep(net: Network, leaf: Leaf, ctx: LeafContext, where: str, base: Bounds | None = None, ball: Ball | None = None) -> LeafState | None:
+    """The forward sweep of a leaf or anchor: intervals of every tensor and the verified bounds and relaxation of
+    every ReLU, in graph order (`base`: bounds verified on the anchors above; `ball`: an L2/L1 input ball). None when its part of the set is
+    empty; `Rejected` at an underivable claim."""
     if np.any(ctx.lo > ctx.hi):
         return None  # an input split left this leaf an empty box
-    st = LeafState(ctx.lo, ctx.hi)
+    base = base or {}
+    st = LeafState(ctx.lo, ctx.hi, ball=ball)
     st.set_interval(net.input, ctx.lo, ctx.hi)
     for i, nd in enumerate(net.nodes):
         if nd.kind == "linear":
             st.set_interval(nd.output, *interval_linear(st, i, nd.op, nd.inputs[0]))
         elif nd.kind == "add":
             st.set_interval(nd.output, *interval_add(st, *nd.inputs))
+        elif nd.kind == "maxpool":
+            st.set_interval(nd.output, *interval_maxpool(st, nd, f"{where}, MaxPool {nd.output!r}"))
         else:
-            l, u = _settle(net, st, nd.output, leaf, ctx.splits.get(nd.output, {}), f"{where}, ReLU {nd.output!r}")
+            l, u = _settle(net, st, nd.output, leaf, ctx.splits.get(nd.output, {}), f"{where}, ReLU {nd.output!r}", base.get(nd.output))
             z = nd.inputs[0]
             lo, hi = np.maximum(l, st.lo[z]), np.minimum(u, st.hi[z])
             if np.any(l > u) or np.any(lo > hi):
@@ -114,21 +140,34 @@ def sweep(net: Network, leaf: Leaf, ctx: LeafContext, where: str) -> LeafState |
     return st
 
 
-def prove_leaf(net: Network, claim: Claim, ctx: LeafContext, where: str) -> None:
-    """Prove the claim on one leaf (or find its part of the set empty); `Rejected` at the first failing step."""
+def anchor_bounds(net: Network, claim: Claim, ctx: LeafContext, where: str, base: Bounds | None) -> Bounds | None:
+    """Verify an anchor's ReLU bounds on its region: what the items below it start from (None: the region is empty)."""
+    st = sweep(net, claim.leaves[ctx.index], ctx, where, base, input_ball(claim.input_set))
+    return None if st is None else {**(base or {}), **{r: (rx.l, rx.u) for r, rx in st.relax.items()}}
+
+
+def prove_leaf(net: Network, claim: Claim, ctx: LeafContext, where: str, base: Bounds | None = None) -> None:
+    """Prove the claim's groups `ctx.groups` (all if None) on one leaf, or find its part of the set empty;
+    `Rejected` at the first failing step."""
     leaf = claim.leaves[ctx.index]
+    groups = range(len(claim.groups)) if ctx.groups is None else ctx.groups
+    rows = sorted({r for g in groups for r in claim.groups[g]})
+    for name, arr in list(leaf.slopes.items()) + list(leaf.beta.items()):
+        if arr.ndim == 2 and arr.shape[0] != len(rows):
+            raise Rejected(f"{where}: the slopes or β of ReLU {name!r} have {arr.shape[0]} rows, the leaf proves {len(rows)} spec rows")
     beta = _structure(leaf, ctx, where)
-    st = sweep(net, leaf, ctx, where)
+    st = sweep(net, leaf, ctx, where, base, input_ball(claim.input_set))
     if st is None:
         return
-    margins: list = [None] * claim.C.shape[0]
+    margins: dict = {}
     for stop in leaf.stops:  # each row keeps its best pass
-        val, err = backward(net, st, net.output, claim.C.copy(), claim.d.copy(), leaf.slopes, beta, stop)
-        for r, (v, e) in enumerate(zip(val, err)):
+        val, err = backward(net, st, net.output, claim.C[rows], claim.d[rows], leaf.slopes, beta, stop)
+        for r, v, e in zip(rows, val, err):
             m = (exact(v) - exact(e)) if np.isfinite(v) and np.isfinite(e) else None
-            if m is not None and (margins[r] is None or m > margins[r]):
+            if m is not None and (margins.get(r) is None or m > margins[r]):
                 margins[r] = m
-    for g, rows in enumerate(claim.groups):
-        if not any(margins[r] is not None and margins[r] > 0 for r in rows):
-            best = max((float(margins[r]) for r in rows if margins[r] is not None), default=float("-inf"))
-            raise Rejected(f"{where}: group {g} (rows {rows}) is not proven: its best row's lower bound is {best!r}")
+    for g in groups:
+        rs = claim.groups[g]
+        if not any(margins.get(r) is not None and margins[r] > 0 for r in rs):
+            best = max((float(margins[r]) for r in rs if margins.get(r) is not None), default=float("-inf"))
+            raise Rejected(f"{where}: group {g} (rows {rs}) is not proven: its best row's lower bound is {best!r}")

@@ -8,7 +8,8 @@ for a `Scale` whose factor was derived (1/c of a Div, γ/√(var + ε) of a Batc
 |s_exact − s| elementwise and the callers charge ⟨|A|, rad·|x|⟩ for it.
 
 Convolutions use torch's float64 conv2d / conv_transpose2d on the CPU: plain sums of products (im2col and a
-matrix product), to which the γ_n bound applies whatever order they are summed in.
+matrix product), to which the γ_n bound applies whatever order they are summed in. An AveragePool is a `SumPool`
+(a depthwise convolution with weights 1: n_fwd = n_bwd = kh·kw) followed by a `Scale` by fl(1/(kh·kw)).
 """
 
 from __future__ import annotations
@@ -119,3 +120,12 @@ class Conv(Linear):
         g = F.pad(g, (0, wp - g.shape[-1], 0, hp - g.shape[-2]))  # rows/columns no output window reaches
         p, (_, h, w) = self.pads, self.in_shape
         return g[..., p[0]:p[0] + h, p[1]:p[1] + w].reshape(A.shape[0], -1).numpy()
+
+
+class SumPool(Conv):
+    """The window sums of an AveragePool (count_include_pad, padding 0): a depthwise convolution whose weights
+    are 1, exact; the reader follows it with a `Scale` by fl(1/(kh·kw)) (enclosed as Div's 1/c)."""
+
+    def __init__(self, in_shape: tuple[int, int, int], kernel: tuple[int, int], strides: tuple[int, int],
+                 pads: tuple[int, int, int, int], dilations: tuple[int, int]):
+        super().__init__(np.ones((in_shape[0], 1, *kernel)), None, in_shape, strides, pads, dilations, in_shape[0])

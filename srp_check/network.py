@@ -2,10 +2,12 @@
 
 Only the operators of certificate format version 1 are interpreted (docs/certificates.md): Gemm and MatMul
 with a constant weight, Conv (2-D), Add / Sub / Mul / Div of data by a constant (broadcast), Add of two data
-tensors, BatchNormalization (inference), Relu, Flatten, Reshape (constant shape), Identity, Dropout. Constants
-are initializers, Constant nodes and Identity of constants; nothing else is folded. Any other operator — on data
-or on constants — is refused by name (`UnsupportedModel`). The batch axis (symbolic or 1) is read as 1 and
-every tensor is flattened in C order, so Flatten, Reshape, Identity and Dropout only rename a tensor.
+tensors, BatchNormalization (inference), Relu, MaxPool and AveragePool (2-D, ceil_mode 0), Flatten, Reshape
+(constant shape), Identity, Dropout. Constants are initializers, Constant nodes, and the shape computations
+exporters emit (`FOLDED`: Shape, of data too, its batch read as 1; Identity, Squeeze, Unsqueeze, Concat, Expand
+and Reshape of constants; CastLike of a constant to a data tensor's type, the input's); any other operator — on
+data or on constants — is refused by name (`UnsupportedModel`). The batch axis (symbolic or 1) is read as 1 and every
+tensor is flattened in C order, so Flatten, Reshape, Identity and Dropout only rename a tensor.
 
 What is exact and what is bounded, per operator:
 * Gemm, MatMul, Conv, Add/Sub/Mul by a constant: W and b are the model's float constants, exact in float64.
@@ -13,7 +15,9 @@ What is exact and what is bounded, per operator:
 * BatchNormalization: x ↦ s·(x − mean) + B with s = fl(γ / fl(√fl(var + ε))); three roundings give
   |s_exact − s| ≤ 4u·|s| + 2η, kept as `rad`; the subtraction of the mean and the addition of B are exact
   constants of two further `Scale` nodes.
-* Add of two data tensors, Relu: no constants.
+* AveragePool (count_include_pad = 1, or no padding): window sums (weights 1, exact) then a `Scale` by
+  s = fl(1/(kh·kw)), exact when kh·kw is a power of two, else enclosed as Div's.
+* Add of two data tensors, Relu, MaxPool (`pool`): no constants.
 """
 
 from __future__ import annotations
@@ -26,19 +30,22 @@ from onnx import numpy_helper
 
 from .errors import UnsupportedModel
 from .fp import ETA, U
-from .linear import Conv, Dense, Linear, Scale
+from .linear import Conv, Dense, Linear, Scale, SumPool
+from .pool import MaxPool
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
+FOLDED = {"Shape", "Identity", "Squeeze", "Unsqueeze", "Concat", "Expand", "Reshape", "CastLike"}
 
 
 @dataclass
 class Node:
-    """One step: `kind` is 'linear' (op set), 'add' (two data inputs) or 'relu'; names are canonical tensors."""
+    """One step: `kind` is 'linear' (op set), 'add' (two data inputs), 'relu' or 'maxpool' (op set); names are
+    canonical tensors."""
 
     kind: str
     inputs: tuple[str, ...]
     output: str
-    op: Linear | None = None
+    op: Linear | MaxPool | None = None
 
 
 @dataclass
@@ -62,6 +69,8 @@ class Network:
                 vals[nd.output] = np.maximum(a, 0.0)
             elif nd.kind == "add":
                 vals[nd.output] = a + vals[nd.inputs[1]]
+            elif nd.kind == "maxpool":
+                vals[nd.output] = nd.op.forward(a)
             else:
                 vals[nd.output] = nd.op.apply(a) + (0.0 if nd.op.bias is None else nd.op.bias)
         return vals[self.output]
@@ -88,9 +97,12 @@ class _Reader:
         if tt.elem_type not in FLOAT_TYPES:
             raise UnsupportedModel("the model's input is not a float tensor")
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        self.vector = len(dims) == 1  # a vector without a batch axis: read as one row (same values for the ops read)
+        dims = [1, *dims] if self.vector else dims
         if len(dims) < 2 or dims[0] not in (None, 1) or any(d is None or d < 1 for d in dims[1:]):
             raise UnsupportedModel(f"input shape {dims}: need a batch axis (1 or symbolic) and fixed positive dims")
         self.input, self.input_shape = inputs[0].name, tuple(dims[1:])
+        self.dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
         self.shape: dict[str, tuple[int, ...]] = {self.input: (1, *self.input_shape)}
         self.alias: dict[str, str] = {self.input: self.input}
         self.nodes: list[Node] = []
@@ -127,15 +139,20 @@ class _Reader:
         op, a, ins = node.op_type, _attrs(node), [i for i in node.input]
         if node.domain not in ("", "ai.onnx"):
             raise UnsupportedModel(f"operator {node.domain}.{op} is not interpreted by the checker")
+        if self.vector and op not in VECTOR_OPS and any(i in self.alias for i in ins):
+            raise UnsupportedModel(f"{op} on a model whose input is a vector without a batch axis (read as one row, "
+                                   f"which only {', '.join(sorted(VECTOR_OPS))} do not see)")
         if op == "Constant":
-            if "value" not in a:
-                raise UnsupportedModel("a Constant node without a tensor `value`")
+            kinds = {"value": None, "value_ints": np.int64, "value_int": np.int64, "value_floats": np.float32, "value_float": np.float32}
+            key = next((k for k in kinds if k in a), None)
+            if key is None:
+                raise UnsupportedModel("a Constant node without a tensor, integer or float `value`")
             self.define(node.output[0])
-            self.const[node.output[0]] = numpy_helper.to_array(a["value"])
+            self.const[node.output[0]] = numpy_helper.to_array(a[key]) if key == "value" else np.array(a[key], kinds[key])
             return
-        if op == "Identity" and ins[0] in self.const:
+        if op in FOLDED and all(i in self.const for i in {"Shape": [], "CastLike": ins[:1]}.get(op, ins) if i):
             self.define(node.output[0])
-            self.const[node.output[0]] = self.const[ins[0]]
+            self.const[node.output[0]] = self.fold(op, a, ins)
             return
         data = [i for i in ins if i in self.alias]
         if not data:
@@ -146,7 +163,7 @@ class _Reader:
             raise UnsupportedModel(f"operator {op} is not interpreted by the checker")
         if op != "Dropout" and any(o for o in node.output[1:]):
             raise UnsupportedModel(f"{op} with more than one output")
-        if op not in ("Add", "Sub", "Mul", "Div") and (ins[0] != x or len(data) > 1):
+        if op not in ("Add", "Sub", "Mul", "Div", "MatMul") and (ins[0] != x or len(data) > 1):
             raise UnsupportedModel(f"{op}: only the first input may be data")
         handler(node, a, ins, x, out)
 
@@ -185,17 +202,41 @@ class _Reader:
             raise UnsupportedModel(f"Flatten with axis {a.get('axis')}")
         self.rename(out, x, (int(np.prod(s[:axis])), int(np.prod(s[axis:]))))
 
-    def op_Reshape(self, node: onnx.NodeProto, a: dict, ins: list[str], x: str, out: str) -> None:
-        target = [int(v) for v in self.constant(ins[1], "Reshape's shape", "iu").reshape(-1)]
-        s = self.shape[x]
+    def target(self, s: tuple[int, ...], name: str, a: dict) -> tuple[int, ...]:
+        """Reshape's target shape for a tensor of shape s (0: copy the dimension unless allowzero; −1: infer)."""
+        target = [int(v) for v in self.constant(name, "Reshape's shape", "iu").reshape(-1)]
         if not a.get("allowzero", 0):
             target = [s[i] if v == 0 and i < len(s) else v for i, v in enumerate(target)]
         if target.count(-1) == 1:
             rest = int(np.prod([v for v in target if v != -1]))
             target[target.index(-1)] = int(np.prod(s)) // rest if rest else -1
-        if any(v < 1 for v in target):
+        if any(v < 0 for v in target):
             raise UnsupportedModel(f"Reshape to {target}")
-        self.rename(out, x, tuple(target))
+        return tuple(target)
+
+    def fold(self, op: str, a: dict, ins: list[str]) -> np.ndarray:
+        """A shape computation on constants (`FOLDED`); a data tensor's shape and type are known here too."""
+        if op == "Shape":
+            s = self.shape[ins[0]] if ins[0] in self.shape else self.const[ins[0]].shape
+            return np.array(s[a.get("start", 0):a.get("end")], np.int64)
+        v, c = self.const[ins[0]], [self.const[i] for i in ins[1:] if i in self.const]
+        ints = lambda t: tuple(int(k) for k in np.ravel(t))  # noqa: E731
+        if op == "CastLike":
+            return v.astype(self.const[ins[1]].dtype if ins[1] in self.const else self.dtype)
+        if op in ("Squeeze", "Unsqueeze"):
+            axes = ints(a["axes"] if "axes" in a else c[0]) if "axes" in a or c else None
+            return np.squeeze(v, axes) if op == "Squeeze" else np.expand_dims(v, axes)
+        if op == "Concat":
+            return np.concatenate([v, *c], axis=int(a["axis"]))
+        if op == "Expand":
+            return np.broadcast_to(v, np.broadcast_shapes(v.shape, ints(c[0]))).copy()
+        return v.reshape(self.target(v.shape, ins[1], a)) if op == "Reshape" else v
+
+    def op_Reshape(self, node: onnx.NodeProto, a: dict, ins: list[str], x: str, out: str) -> None:
+        target = self.target(self.shape[x], ins[1], a)
+        if min(target) < 1:
+            raise UnsupportedModel(f"Reshape to {list(target)}")
+        self.rename(out, x, target)
 
     def linear(self, out: str, x: str, shape: tuple[int, ...], op: Linear) -> None:
         self.emit("linear", (self.data(x),), out, shape, op)
@@ -211,9 +252,9 @@ class _Reader:
         self._dense(out, x, W, b)
 
     def op_MatMul(self, node: onnx.NodeProto, a: dict, ins: list[str], x: str, out: str) -> None:
-        if ins[0] != x or len(self.shape[x]) != 2 or self.shape[x][0] != 1:
-            raise UnsupportedModel("MatMul: only data (1, k) times a constant matrix")
-        self._dense(out, x, self.constant(ins[1], "MatMul's weight").T, None)
+        if len(ins) != 2 or len(self.shape[x]) != 2 or self.shape[x][0] != 1 or (ins[0] != x and not self.vector):
+            raise UnsupportedModel("MatMul: only data (1, k) times a constant matrix, or a matrix times a data vector")
+        self._dense(out, x, self.constant(ins[1], "MatMul's weight").T if ins[0] == x else self.constant(ins[0], "MatMul's weight"), None)
 
     def _dense(self, out: str, x: str, W: np.ndarray, b: np.ndarray | None) -> None:
         if W.ndim != 2 or W.shape[1] != self.shape[x][1]:
@@ -244,10 +285,36 @@ class _Reader:
         conv = Conv(w, b, s[1:], st, pd, dl, g)
         self.linear(out, x, (1, *conv.out_shape), conv)
 
+    def _pool(self, op: str, a: dict, x: str) -> tuple:
+        """A 2-D pooling's (C, H, W) input, kernel, strides, pads and dilations; ceil_mode 0 and explicit pads only."""
+        s, k = self.shape[x], tuple(int(v) for v in a.get("kernel_shape", ()))
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        st, pd, dl = (tuple(int(v) for v in a.get(n, d)) for n, d in (("strides", (1, 1)), ("pads", (0,) * 4), ("dilations", (1, 1))))
+        if len(s) != 4 or len(k) != 2 or a.get("ceil_mode", 0) or auto not in ("NOTSET", "VALID") or (auto == "VALID" and any(pd)):
+            raise UnsupportedModel(f"{op}: only 2-D pooling with explicit padding and ceil_mode 0")
+        if len(st) != 2 or len(pd) != 4 or len(dl) != 2 or min(k + st + dl) < 1 or min(pd) < 0:
+            raise UnsupportedModel(f"{op}: kernel {k}, strides {st}, pads {pd}, dilations {dl}")
+        return s[1:], k, st, pd, dl
+
+    def op_MaxPool(self, node: onnx.NodeProto, a: dict, ins: list[str], x: str, out: str) -> None:
+        pool = MaxPool(*self._pool("MaxPool", a, x))
+        self.emit("maxpool", (self.data(x),), out, (1, *pool.out_shape), pool)
+
+    def op_AveragePool(self, node: onnx.NodeProto, a: dict, ins: list[str], x: str, out: str) -> None:
+        geometry = self._pool("AveragePool", a, x)
+        if not a.get("count_include_pad", 0) and any(geometry[3]):
+            raise UnsupportedModel("AveragePool with padding that does not count in the average")
+        pool = SumPool(*geometry)
+        n = geometry[1][0] * geometry[1][1]
+        s = np.full(pool.n_out, 1.0 / n)
+        self.linear(out + "#sum", x, (1, *pool.out_shape), pool)
+        self.linear(out, out + "#sum", (1, *pool.out_shape), Scale(s, None, None if n & (n - 1) == 0 else s * (2 * U) + 2 * ETA))
+
     def _broadcast(self, x: str, c: np.ndarray, what: str) -> np.ndarray:
         s = self.shape[x]
         try:
-            if np.broadcast_shapes(s, c.shape) != s:
+            if np.broadcast_shapes(s, c.shape) != s or (self.vector and c.ndim > 1):
                 raise ValueError
             return np.broadcast_to(c, s).reshape(-1).astype(np.float64)
         except ValueError:
@@ -313,6 +380,10 @@ class _Reader:
         self.linear(out, mid2, s, Scale(ones, full(beta)))
 
 
+VECTOR_OPS = frozenset({"MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Identity", "Dropout"})
+"""The operators read on a model whose input is a vector: those whose values do not depend on the row axis added."""
+
+
 def read_network(model_bytes: bytes) -> Network:
     """Parse the ONNX bytes (already hashed by the caller) into a `Network`; `UnsupportedModel` if any operator
     or shape is outside version 1."""
@@ -326,4 +397,6 @@ def read_network(model_bytes: bytes) -> Network:
         raise
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise UnsupportedModel(f"malformed model: {e}") from None
+    except MemoryError:
+        raise UnsupportedModel("a tensor of the model is too large to read") from None
     return Network(r.input, r.input_shape, r.output, r.nodes, r.sizes, r.relus)

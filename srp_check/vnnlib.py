@@ -2,11 +2,12 @@
 
 Supported: `(declare-const X_i Real)` / `(declare-const Y_j Real)`, `(assert F)` with F built from `and`, `or`
 and atoms `(<= a b)`, `(>= a b)`, `(< a b)`, `(> a b)` over linear terms (numbers, variables, `+`, `-`, `*` by a
-number). The input constraints must be bounds of single X variables in the top-level conjunction (a box); the
-output constraints may be any and/or formula over Y, brought to disjunctive normal form. The file describes the
-*unsafe* region; the property holds when, for every conjunct of the DNF, some atom is violated: an atom
-e ≤ 0 (or e < 0) is violated when e > 0, so each conjunct becomes a group of rows e > 0 (strictness: a proof
-of e > 0 proves both). Anything else raises `CertificateError` naming the construct.
+number). The file describes the *unsafe* region: the conjunction of its assertions, brought to disjunctive normal
+form (bounds of single X variables at the top level are shared by every conjunct, not multiplied out). In each
+conjunct the atoms over one X variable bound the input (a box: every X_i needs both bounds) and the others must
+be over Y only; the property holds when, for every conjunct, some Y atom is violated on its box: an atom e ≤ 0
+(or e < 0) is violated when e > 0, so each conjunct becomes a group of rows e > 0 (strictness: a proof of e > 0
+proves both) of the *case* of its box. Anything else raises `CertificateError` naming the construct.
 """
 
 from __future__ import annotations
@@ -22,14 +23,22 @@ MAX_DISJUNCTS = 100_000
 
 
 @dataclass
-class VnnSpec:
-    """The box [lower, upper] of the X_i and the groups of rows (coefficients over Y, constant): the property
-    is that in every group some row c·y + d is > 0."""
+class Case:
+    """One input box [lower, upper] of the X_i and the groups of rows (coefficients over Y, constant) that must
+    hold on it: in every group some row c·y + d is > 0."""
 
     lower: list[Fraction]
     upper: list[Fraction]
-    n_y: int
     groups: list[list[tuple[list[Fraction], Fraction]]]
+
+
+@dataclass
+class VnnSpec:
+    """The property: every case holds (one case per distinct input box of the file's disjunction)."""
+
+    n_x: int
+    n_y: int
+    cases: list[Case]
 
 
 def _parse(text: str) -> list:
@@ -130,31 +139,40 @@ def read_vnnlib(path: str) -> VnnSpec:
     if sorted(xs) != list(range(len(xs))) or sorted(ys) != list(range(len(ys))) or not xs or not ys:
         raise CertificateError("spec: X_0.. and Y_0.. must be declared without gaps")
     names = {f"X_{i}" for i in xs} | {f"Y_{j}" for j in ys}
-    lower: list[Fraction | None] = [None] * len(xs)
-    upper: list[Fraction | None] = [None] * len(xs)
-    conj = list(asserts)
-    out_parts = []
+    shared: list[list[Fraction | None]] = [[None] * len(xs), [None] * len(xs)]  # top-level bounds of every box
+    conj, out_parts = list(asserts), []
     while conj:
         f = conj.pop()
         if isinstance(f, list) and f and f[0] == "and":
             conj.extend(f[1:])
-            continue
-        dnf = _dnf(f, names)
-        xvars = {v for c in dnf for a in c for v in a if v.startswith("X")}
-        if not xvars:
+        elif not _bound(_dnf(f, names), shared):
             out_parts.append(f)
-            continue
-        if len(dnf) != 1 or len(dnf[0]) != 1 or len(xvars) != 1 or any(v.startswith("Y") for v in dnf[0][0]):
-            raise CertificateError(f"spec: input constraints must be bounds of single X variables: {str(f)[:80]}")
-        (e,) = dnf[0]
-        (v,) = xvars
-        i, k, bound = int(v[2:]), e[v], -e.get("", Fraction(0)) / e[v]
-        if k > 0:
-            upper[i] = bound if upper[i] is None else min(upper[i], bound)
-        else:
-            lower[i] = bound if lower[i] is None else max(lower[i], bound)
-    if any(b is None for b in lower + upper) or not out_parts:
-        raise CertificateError("spec: every X_i needs a lower and an upper bound, and Y needs a constraint")
-    dnf = _dnf(["and", *out_parts], names)
-    groups = [[([a.get(f"Y_{j}", Fraction(0)) for j in range(len(ys))], a.get("", Fraction(0))) for a in c] for c in dnf]
-    return VnnSpec(lower, upper, len(ys), groups)
+    cases: dict[tuple, Case] = {}
+    for c in _dnf(["and", *out_parts], names) if out_parts else [[]]:
+        box = [list(shared[0]), list(shared[1])]
+        ys_atoms = [a for a in c if not _bound([[a]], box)]
+        if any(v.startswith("X") for a in ys_atoms for v in a):
+            raise CertificateError("spec: input constraints must be bounds of single X variables, without Y")
+        if any(b is None for b in box[0] + box[1]):
+            raise CertificateError("spec: every X_i needs a lower and an upper bound in every input box")
+        rows = [([a.get(f"Y_{j}", Fraction(0)) for j in range(len(ys))], a.get("", Fraction(0))) for a in ys_atoms]
+        key = (tuple(box[0]), tuple(box[1]))
+        cases.setdefault(key, Case(box[0], box[1], [])).groups.append(rows)  # type: ignore[arg-type]
+    return VnnSpec(len(xs), len(ys), list(cases.values()))
+
+
+def _bound(dnf: list[list[Linear]], box: list[list[Fraction | None]]) -> bool:
+    """If `dnf` is one atom bounding one X variable, tighten box ([lower, upper]) with it and return True."""
+    if len(dnf) != 1 or len(dnf[0]) != 1:
+        return False
+    (e,) = dnf[0]
+    xs = [v for v in e if v.startswith("X")]
+    if len(xs) != 1 or any(v.startswith("Y") for v in e):
+        return False
+    (v,) = xs
+    i, k, bound = int(v[2:]), e[v], -e.get("", Fraction(0)) / e[v]
+    if k > 0:
+        box[1][i] = bound if box[1][i] is None else min(box[1][i], bound)
+    else:
+        box[0][i] = bound if box[0][i] is None else max(box[0][i], bound)
+    return True

@@ -23,8 +23,8 @@ from srp_audit.formats import load_model
 from srp_check import CertificateError, check
 
 
-def _certify(name: str, n: int, eps: float, tmp_path: Path, radius: bool = False) -> tuple[Path, list]:
-    path = str(FIXTURES / f"{name}.onnx")
+def _certify(name: str, n: int, eps: float, tmp_path: Path, radius: bool = False, model: Path | None = None) -> tuple[Path, list]:
+    path = str(model or FIXTURES / f"{name}.onnx")
     graph = load_model(path)
     data = np.load(FIXTURES / f"{name}.samples.npz")
     x, y = torch.from_numpy(data["x"][:n]).float() / 255.0, torch.from_numpy(data["y"][:n]).long()
@@ -67,10 +67,15 @@ def test_the_certified_radius_is_certified(tmp_path: Path) -> None:
 
 
 def test_models_the_checker_cannot_read_are_listed_with_the_reason(tmp_path: Path) -> None:
-    cert, samples = _certify("mnist_resnet", 2, 0.002, tmp_path)
-    report = check(str(FIXTURES / "mnist_resnet.onnx"), str(cert))
+    import onnx
+
+    model = onnx.load(str(FIXTURES / "mnist_resnet.onnx"))  # its max-pooling in ceil mode: the same map on 28×28
+    next(a for n in model.graph.node if n.op_type == "MaxPool" for a in n.attribute if a.name == "ceil_mode").i = 1
+    onnx.save(model, str(tmp_path / "ceil.onnx"))
+    cert, samples = _certify("mnist_resnet", 2, 0.002, tmp_path, model=tmp_path / "ceil.onnx")
+    report = check(str(tmp_path / "ceil.onnx"), str(cert))
     assert not report.claims and len(report.uncertified) == sum(s.verdict == "verified" for s in samples) > 0
-    assert all("MaxPool" in reason for _, reason in report.uncertified)
+    assert all("MaxPool with ceil_mode 0" in reason for _, reason in report.uncertified)
 
 
 def test_tampered_certificates_are_rejected(tmp_path: Path) -> None:

@@ -321,7 +321,7 @@ def test_robustness_set_validation(tmp_path):
     ws, model = _tiny(tmp_path)
     x = np.array([0.35, 0.8, 0.1, 0.55])
     claim, arrays, _ = _crown_claim(ws, x, 0.01, 0)
-    for key, value, match in (("norm", "2", "only 'inf'"), ("classes", 4, "classes"), ("eps", -1.0, "eps"),
+    for key, value, match in (("norm", "3", "must be 'inf', '2' or '1'"), ("classes", 4, "classes"), ("eps", -1.0, "eps"),
                               ("domain", [0.5, 1.0], "is empty"), ("label", 3, "label"), ("sample", -1, "sample")):
         c = json.loads(json.dumps(claim))
         c["set"][key] = value
@@ -330,13 +330,19 @@ def test_robustness_set_validation(tmp_path):
 
 
 def test_uncertified_only_and_unsupported_models(tmp_path):
-    resnet = ROOT / "fixtures" / "mnist_resnet.onnx"
-    cert = write_cert(tmp_path / "u.npz", resnet, [], {}, uncertified=[{"id": "sample 0", "reason": "MaxPool is not supported"}])
-    r = check(resnet, cert)
-    assert r.ok and r.claims == () and r.uncertified == (("sample 0", "MaxPool is not supported"),)
-    claim, arrays = _box_claim("c", np.zeros(784), np.ones(784), [{}], C=(np.eye(10)[0],))
-    with pytest.raises(UnsupportedModel, match="operator (Shape|MaxPool)"):
-        check(resnet, write_cert(tmp_path / "r.npz", resnet, [claim], arrays))
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["y"])], "s", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    model = tmp_path / "sigmoid.onnx"
+    onnx.save(helper.make_model(g), str(model))
+    cert = write_cert(tmp_path / "u.npz", model, [], {}, uncertified=[{"id": "sample 0", "reason": "Sigmoid is not supported"}])
+    r = check(model, cert)
+    assert r.ok and r.claims == () and r.uncertified == (("sample 0", "Sigmoid is not supported"),)
+    claim, arrays = _box_claim("c", np.zeros(3), np.ones(3), [{}], C=(np.eye(3)[0],))
+    with pytest.raises(UnsupportedModel, match="operator Sigmoid"):
+        check(model, write_cert(tmp_path / "r.npz", model, [claim], arrays))
 
 
 def test_robustness_box_is_rounded_outward():

@@ -14,7 +14,7 @@ from conftest import ort_session
 from onnx import TensorProto, helper, numpy_helper
 from test_srp_check_support import crown_mlp, loosen, mlp_onnx, robustness_claim, write_cert
 
-from srp_check import UnsupportedModel, check, read_network
+from srp_check import CertificateError, UnsupportedModel, check, read_network
 from srp_check.bounds import backward, lower_bounds
 from srp_check.certificate import Leaf
 from srp_check.leaf import _derive, sweep
@@ -206,9 +206,33 @@ def test_vnnlib_reader_is_exact():
         fh.write(VNN.format(a="0.34", y2="(* 2 Y_2)"))
     s = read_vnnlib(fh.name)
     Path(fh.name).unlink()
-    assert s.lower == [Fraction(34, 100), Fraction(79, 100), Fraction(9, 100), Fraction(54, 100)]
-    assert s.upper[1] == Fraction(81, 100) and s.n_y == 3
-    assert s.groups == [[([Fraction(1), Fraction(-1), Fraction(0)], Fraction(0))], [([Fraction(1), Fraction(0), Fraction(-2)], Fraction(0))]]
+    (case,) = s.cases
+    assert case.lower == [Fraction(34, 100), Fraction(79, 100), Fraction(9, 100), Fraction(54, 100)]
+    assert case.upper[1] == Fraction(81, 100) and s.n_y == 3 and s.n_x == 4
+    assert case.groups == [[([Fraction(1), Fraction(-1), Fraction(0)], Fraction(0))], [([Fraction(1), Fraction(0), Fraction(-2)], Fraction(0))]]
+
+
+MULTI = """(declare-const X_0 Real)
+(declare-const Y_0 Real)
+(declare-const Y_1 Real)
+(assert (>= Y_0 -100))
+(assert (or (and (>= X_0 -1) (<= X_0 0) (>= Y_0 Y_1)) (and (>= X_0 0) (<= X_0 1) (>= Y_1 Y_0))
+            (and (>= X_0 -1) (<= X_0 0) (>= Y_0 3))))
+"""
+
+
+def test_vnnlib_reader_splits_input_disjunctions_into_cases(tmp_path):
+    """Disjuncts with their own input boxes (as VNN-COMP's test and ACAS Xu files have) become one case per
+    distinct box, each with the groups of its disjuncts and the shared constraints."""
+    p = tmp_path / "m.vnnlib"
+    p.write_text(MULTI)
+    s = read_vnnlib(str(p))
+    assert [(c.lower, c.upper) for c in s.cases] == [([-1], [0]), ([0], [1])]
+    g0, g1 = s.cases[0].groups, s.cases[1].groups
+    assert len(g0) == 2 and len(g1) == 1 and all(len(g) == 2 for g in g0 + g1)  # each disjunct also says Y_0 ≥ -100
+    p.write_text(MULTI.replace("(>= Y_0 -100)", "(>= (+ X_0 Y_0) -100)"))
+    with pytest.raises(CertificateError, match="single X variables"):
+        read_vnnlib(str(p))
 
 
 def test_certificate_against_a_vnnlib_spec(tmp_path):

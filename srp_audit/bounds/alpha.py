@@ -17,6 +17,7 @@ from ..spec import InputBox, LinearSpec
 from .crown import (
     DEFAULT_BUDGET,
     CrownResult,
+    Widen,
     crown_bounds,
     refine_targets,
     relu_inputs,
@@ -190,15 +191,22 @@ def _fully_connected_targets(graph: Graph) -> list[str]:
 
 
 def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, deadline: float | None = None,
-                          budget: int = 4 * DEFAULT_BUDGET, search: Graph | None = None) -> Context:
+                          budget: int = 4 * DEFAULT_BUDGET, search: Graph | None = None, widen: Widen | None = None,
+                          record: dict | None = None) -> Context:
     """alpha-CROWN on the intermediate bounds of fully connected layers, layer by layer: the lower and upper
     bound of each unstable neuron is a spec (±e_i) on the subgraph ending there, its own slopes optimised by
     `optimise_slopes`; later layers start from the tightened bounds. Every iterate is sound, so the bounds
     only tighten. Samples are chunked so that one slope tensor stays under `budget` elements. `search`: a
-    lower-precision copy of the graph to optimise in (see `optimise_slopes`)."""
+    lower-precision copy of the graph to optimise in (see `optimise_slopes`). `widen` as in `intermediate_bounds`,
+    applied to each target's new bounds before later targets use them; `record` (one sample only) receives, per
+    target, (its optimised neurons (k,), {ReLU node: the slopes (2, k, *shape) of their lower and upper bounds}):
+    what a certificate needs to re-derive them."""
     graph = ctx.graph
     out = Context(graph, dict(ctx.bounds), dict(ctx.err))
     for t in _fully_connected_targets(graph):
+        if record is not None:  # a certificate re-derives t from the bounds claimed before it: CROWN's bounds from the
+            # earlier, looser ones are not always re-derivable from the tightened ones (slopes flip), so recompute them
+            out.bounds[t] = _fresh_crown(out, _subgraph(graph, graph.ancestors(t), t), box, t, widen)
         lo, hi = out.bounds[t]
         idx, valid = selected_rows((lo < 0) & (hi > 0))
         n, k = idx.shape
@@ -210,6 +218,7 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
         width = 2 * k * max([math.prod(graph.shapes[r]) for r, _ in relu_inputs(sub)] + [1])
         step = max(1, budget // width)
         new_lo, new_hi = lo.gather(1, idx), hi.gather(1, idx)
+        kept: list[dict[str, torch.Tensor]] = []
         for s0 in range(0, n, step):
             rows = slice(s0, min(n, s0 + step))
             i = idx[rows]
@@ -220,12 +229,34 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
             start = torch.cat([new_lo[rows], -new_hi[rows]], dim=1)
             sub_ctx = Context(sub, {v: (b[0][rows], b[1][rows]) for v, b in out.bounds.items()},
                               {v: e[rows] for v, e in out.err.items()})
-            best = optimise_slopes(sub_ctx, spec, box.select(rows), start, iters, lr, deadline=deadline, search=sub_search)
+            state: dict[str, torch.Tensor] | None = {} if record is not None else None
+            best = optimise_slopes(sub_ctx, spec, box.select(rows), start, iters, lr, deadline=deadline, search=sub_search,
+                                   state=state)
             new_lo[rows], new_hi[rows] = best[:, :k], -best[:, k:]
+            kept.append(state or {})
         cur_lo, cur_hi = lo.gather(1, idx), hi.gather(1, idx)
         out.bounds[t] = (lo.scatter(1, idx, torch.where(valid, torch.maximum(cur_lo, new_lo), cur_lo)),
                          hi.scatter(1, idx, torch.where(valid, torch.minimum(cur_hi, new_hi), cur_hi)))
+        if widen is not None:
+            out.bounds[t] = widen(t, *out.bounds[t]) or out.bounds[t]
+        if record is not None and n == 1 and kept[0]:
+            v = valid[0]
+            record[t] = (idx[0][v], {key[6:]: a[0].reshape((2, k) + a.shape[2:])[:, v] for key, a in kept[0].items()
+                                     if key.startswith("alpha:")})
     return out
+
+
+def _fresh_crown(ctx: Context, sub: Graph, box: InputBox, t: str, widen: Widen | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """CROWN's bounds of every neuron of the flat node t (the output of `sub`) over ctx's current bounds, widened."""
+    lo = ctx.bounds[t][0]
+    m = lo.shape[1]
+    eye = torch.eye(m, dtype=lo.dtype, device=lo.device)
+    C = torch.cat([eye, -eye]).expand(lo.shape[0], 2 * m, m)
+    spec = LinearSpec(C, torch.zeros(C.shape[:2], dtype=lo.dtype, device=lo.device), [list(range(2 * m))])
+    with torch.no_grad():
+        b = spec_backward(Context(sub, dict(ctx.bounds), dict(ctx.err)), spec, box)
+    new = (b[:, :m].reshape(lo.shape), -b[:, m:].reshape(lo.shape))
+    return (widen(t, *new) or new) if widen is not None else new
 
 
 def _subgraph(graph: Graph, keep: set[str], output: str) -> Graph:

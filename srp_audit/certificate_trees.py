@@ -1,0 +1,126 @@
+"""Certificates of proofs by branch and bound (docs/certificates.md, "the tree"): the tree of splits whose leaves
+each carry a linear-relaxation proof of their part of the input box.
+
+* ReLU splitting: `relu_bab` is run again with a trace, its root bounds widened as the writer's claims are (so
+  the checker re-derives them) and the slopes of its optimised intermediate bounds recorded. The tree is
+  {"bounds": 0, "groups": [one subtree per spec group]}: entry 0 holds the root bounds, verified once on the
+  whole box, and each group's subtree is the trie of its proved domains' split paths; a leaf holds the α and β its
+  domain's bound used (none: CROWN's slopes, as the checker's rule).
+* Input splitting (low-dimensional inputs): sub-boxes are halved along their widest side until the bound cascade
+  proves each; every leaf carries its own bounds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .bab import BabProof, BabTrace, relu_bab
+from .certificate import Claim, Leaf, ProofWriter
+from .spec import InputBox, LinearSpec
+
+MAX_INPUT_LEAVES = 100_000
+
+
+def _flat(t: torch.Tensor, rows: int | None = None) -> np.ndarray:
+    """A parameter tensor flattened per row, exactly: float64 stays float64, float32 and float16 become float32."""
+    t = t.detach().to(torch.float64 if t.dtype == torch.float64 else torch.float32).cpu()
+    return (t.reshape(-1) if rows is None else t.reshape(rows, -1)).numpy().copy()
+
+
+def _trie(items: list[tuple[tuple, int]], depth: int, name: dict[str, str]) -> dict:
+    """The tree of the split paths `items` ((path, leaf index)) below `depth` steps, which share their first steps."""
+    if len(items) == 1 and len(items[0][0]) == depth:
+        return {"leaf": items[0][1]}
+    if any(len(p) <= depth for p, _ in items):
+        raise ValueError("a proved domain's path is a prefix of another's")
+    pre, k, _ = items[0][0][depth]
+    if any(p[depth][:2] != (pre, k) for p, _ in items):
+        raise ValueError("domains that share a path split on different neurons after it")
+    kids = [[it for it in items if it[0][depth][2] == sign] for sign in (1, -1)]
+    if not all(kids):
+        raise ValueError(f"only one side of the split of neuron {k} of {pre} was proved")
+    return {"relu": name[pre], "neuron": int(k), "children": [_trie(c, depth + 1, name) for c in kids]}
+
+
+def relu_split_claim(writer: ProofWriter, ident: str, box: InputBox, spec: LinearSpec, deadline: float) -> Claim | None:
+    """Prove `spec` on `box` (one sample, float64) by ReLU branch and bound with a trace, and write its tree; None
+    when the search does not prove it before `deadline`."""
+    graph = writer.graph
+    trace = BabTrace()
+    if relu_bab(graph, box, spec, deadline, widen=writer.widen_claim, trace=trace).status != "unsat":
+        return None
+    relu_of_pre = {graph.inputs_of[r][0]: onnx for r, onnx in writer.relus.items()}
+    anchor = Leaf()
+    for pre, onnx in relu_of_pre.items():
+        lo, hi = trace.root.bounds[pre]
+        anchor.bounds[onnx] = (lo[0].reshape(-1).cpu().numpy().copy(), hi[0].reshape(-1).cpu().numpy().copy())
+    for pre, (idx, slopes) in trace.islopes.items():
+        if pre in relu_of_pre:
+            given = {writer.relus[r]: _flat(a).reshape(2, idx.numel(), -1) for r, a in slopes.items() if r in writer.relus}
+            anchor.islopes[relu_of_pre[pre]] = (idx.cpu().numpy().astype(np.int64), given)
+    leaves, subtrees = [anchor], []
+    for g, rows in enumerate(spec.groups):
+        order = np.argsort(rows, kind="stable")  # the checker reads a leaf's rows in ascending order
+        items = []
+        for proof in trace.proofs.get(g, []):
+            items.append((proof.path, len(leaves)))
+            leaves.append(_leaf(proof, order, writer, relu_of_pre))
+        if not items:
+            return None
+        try:
+            subtrees.append(_trie(items, 0, relu_of_pre))
+        except ValueError:
+            return None
+    flat = lambda a: np.asarray(a, dtype=np.float64).reshape(-1)  # noqa: E731
+    input_set = {"type": "box", "lower": flat(box.lower), "upper": flat(box.upper)}
+    return Claim(ident, input_set, spec.C[0].double().numpy(), spec.d[0].double().numpy(), [list(g) for g in spec.groups],
+                 leaves, {"bounds": 0, "groups": subtrees})
+
+
+def _leaf(proof: BabProof, order: np.ndarray, writer: ProofWriter, relu_of_pre: dict[str, str]) -> Leaf:
+    """A proved domain's leaf: its α per ReLU and β per split ReLU, rows in ascending spec-row order."""
+    leaf = Leaf()
+    if proof.empty:
+        return leaf
+    for node, a in proof.alpha.items():
+        if node in writer.relus:
+            leaf.slopes[writer.relus[node]] = _flat(a, a.shape[0])[order]
+    for pre, b in proof.beta.items():
+        if pre in relu_of_pre and bool((b > 0).any()):
+            leaf.beta[relu_of_pre[pre]] = _flat(b, b.shape[0])[order]
+    return leaf
+
+
+def input_split_claim(writer: ProofWriter, ident: str, box: InputBox, spec: LinearSpec, methods: tuple[str, ...],
+                      deadline: float, alpha_iters: int = 20) -> Claim | None:
+    """Prove `spec` on `box` by halving sub-boxes along their widest side until `methods` prove each (each leaf its
+    own proof); None past `deadline` or `MAX_INPUT_LEAVES` leaves."""
+    leaves: list[Leaf] = []
+    root: dict = {}
+    todo = [(box.lower, box.upper, root)]
+    while todo:
+        if time.perf_counter() > deadline or len(leaves) > MAX_INPUT_LEAVES:
+            return None
+        lo, hi, node = todo.pop()
+        leaf = writer.first_proof(InputBox(lo, hi), spec, methods, alpha_iters)
+        if leaf is not None:
+            node["leaf"] = len(leaves)
+            leaves.append(leaf)
+            continue
+        width = (hi - lo).reshape(-1)
+        j = int(width.argmax())
+        if float(width[j]) <= 0:
+            return None
+        mid = float((lo.reshape(-1)[j] + hi.reshape(-1)[j]) / 2)
+        left_hi, right_lo = hi.clone(), lo.clone()
+        left_hi.view(-1)[j], right_lo.view(-1)[j] = mid, mid
+        kids: list[dict] = [{}, {}]
+        node.update({"input": j, "at": mid, "children": kids})
+        todo += [(right_lo, hi, kids[1]), (lo, left_hi, kids[0])]
+    flat = lambda a: np.asarray(a, dtype=np.float64).reshape(-1)  # noqa: E731
+    input_set = {"type": "box", "lower": flat(box.lower), "upper": flat(box.upper)}
+    return Claim(ident, input_set, spec.C[0].double().numpy(), spec.d[0].double().numpy(), [list(g) for g in spec.groups],
+                 leaves, root)

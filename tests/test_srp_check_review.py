@@ -1,0 +1,76 @@
+"""Regressions from an adversarial review of the checker: false claims that once checked, and a crash.
+
+* A model whose input is a vector without a batch axis is read as one row; an operator that sees that row axis
+  (Shape, Flatten, Reshape) would be misread, so it is refused.
+* With --spec, an L2/L1 ball claim covers a spec box only if the box lies inside the ball (its bounding box is
+  not enough).
+* A model too large to allocate is refused cleanly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from test_srp_check_support import write_cert
+
+from srp_check import UnsupportedModel, check, read_network
+
+
+def _save(path: Path, nodes, inputs, outputs, inits=()) -> Path:
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.parametrize("op", ["Shape", "Flatten", "Reshape"])
+def test_row_axis_of_a_vector_model_is_never_seen(tmp_path: Path, op: str) -> None:
+    vec = lambda n, s: helper.make_tensor_value_info(n, TensorProto.FLOAT, s)  # noqa: E731
+    if op == "Shape":  # y = x · float(Shape(x)) = 2x; read with the row axis it would be (x0, 2·x1)
+        nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("CastLike", ["s", "x"], ["sf"]),
+                 helper.make_node("Mul", ["x", "sf"], ["y"])]
+        inits, out = [], vec("y", [2])
+    elif op == "Flatten":
+        nodes, inits, out = [helper.make_node("Flatten", ["x"], ["y"], axis=1)], [], vec("y", [2, 1])
+    else:
+        nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"])]
+        inits, out = [numpy_helper.from_array(np.array([0, -1], np.int64), "shape")], vec("y", [2, 1])
+    model = _save(tmp_path / "m.onnx", nodes, [vec("x", [2])], [out], inits)
+    with pytest.raises(UnsupportedModel, match="vector without a batch axis"):
+        read_network(model.read_bytes())
+
+
+@pytest.mark.parametrize("norm", ["1", "2"])
+def test_a_ball_claim_covers_only_spec_boxes_inside_the_ball(tmp_path: Path, norm: str) -> None:
+    """y = (1.5 − x0 − x1, 0): y0 > y1 on the ball of radius 1 around 0 in L1 and L2, not on its bounding box
+    [-1, 1]² (at (1, 1) y0 − y1 = −0.5): the ball claim checks, but does not prove the box's property."""
+    W, b = np.array([[-1.0, -1.0], [0.0, 0.0]], np.float32), np.array([1.5, 0.0], np.float32)
+    model = _save(tmp_path / "m.onnx", [helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                  [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")])
+    claim = {"id": "c", "set": {"type": "robustness", "sample": 0, "x": "x", "eps": 1.0, "norm": norm, "domain": [-1.0, 1.0],
+                                "label": 0, "classes": 2},
+             "spec": {"C": "C", "d": "d", "groups": [[0]]}, "tree": {"leaf": 0}, "leaves": [{}]}
+    cert = write_cert(tmp_path / "c.npz", model, [claim], {"x": np.zeros(2), "C": np.array([[1.0, -1.0]]), "d": np.array([0.0])})
+    assert check(model, cert).ok
+    head = "".join(f"(declare-const {v} Real)\n" for v in ("X_0", "X_1", "Y_0", "Y_1"))
+    spec = tmp_path / "p.vnnlib"
+    spec.write_text(head + "(assert (>= X_0 -1))\n(assert (<= X_0 1))\n(assert (>= X_1 -1))\n(assert (<= X_1 1))\n(assert (>= Y_1 Y_0))\n")
+    report = check(model, cert, spec=spec)
+    assert not report.ok and "not inside the claim's" in report.claims[0].reason
+    spec.write_text(head + "(assert (>= X_0 -0.25))\n(assert (<= X_0 0.25))\n(assert (>= X_1 0))\n(assert (<= X_1 0.5))\n(assert (>= Y_1 Y_0))\n")
+    assert check(model, cert, spec=spec).ok  # a box inside both balls: |0.25| + |0.5| ≤ 1, 0.25² + 0.5² ≤ 1
+
+
+def test_a_model_too_large_to_read_is_refused(tmp_path: Path) -> None:
+    model = _save(tmp_path / "m.onnx", [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2])],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 10_000_000, 10_000_000])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 9_999_999, 9_999_999])])
+    with pytest.raises(UnsupportedModel):
+        read_network(model.read_bytes())
