@@ -5,7 +5,7 @@ complete search on its expected-unsat instances, branch and bound included): the
 checker's time ÷ the proving time (both measured in this run, on this machine), and how many verified / unsat
 verdicts got a certificate the checker accepts (the rest are listed in the certificate with the reason).
 Targets: check ÷ certify ≤ 5 on the MLP and ≤ 10 on the CNN and ResNet; ≤ 1 MB per claim on the CNN.
-Run: python benchmarks/bench_certificates.py [--quick] [--families=mnist_fc,oval21] (the full run: every
+Run: python benchmarks/bench_certificates.py [--quick] [--families=mnist_fc,oval21 | --no-families] (the full run: every
 expected-unsat instance of each family, 60 s per search; --quick: the first two, 30 s)
 """
 
@@ -107,6 +107,7 @@ def families(per_family: int | None, timeout: float, tmp: Path, names: tuple[str
         ratio = f"{check_s / prove_s:.2f}" if claims else "—"
         rows.append([f"{fam} ({len(insts)} expected unsat)", unsat, f"{ok}/{unsat}", per_claim, f"{prove_s:.2f}", f"{check_s:.2f}", ratio,
                      (reasons[0] if reasons else "")[:60]])
+        print("  " + " | ".join(map(str, rows[-1])), flush=True)  # a long run's families as they finish
     return rows
 
 
@@ -118,7 +119,7 @@ def main() -> None:
     headers = ["model", "verdicts", "certified", "size / claim", "prove s", "check s", "check ÷ prove", "first reason not certified"]
     with tempfile.TemporaryDirectory() as d:
         rows = [] if only else fixtures(8 if quick else 32, Path(d))
-        if (SHARED / "benchmarks" / "vnncomp").exists():
+        if (SHARED / "benchmarks" / "vnncomp").exists() and "--no-families" not in sys.argv:
             names = tuple(only.split(",")) if only else FAMILIES
             rows += families(2 if quick else None, 30.0 if quick else 60.0, Path(d), names)
     print(tabulate(rows, headers=headers, tablefmt="github"))
