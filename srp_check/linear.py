@@ -80,6 +80,9 @@ class Scale(Linear):
         return A * self.s
 
 
+DENSE_MAX = 1 << 24  # entries of a convolution's dense matrix kept for one-hot rows (128 MiB in float64)
+
+
 class Conv(Linear):
     """A 2-D convolution: weight (C_out, C_in/g, kh, kw), input (C_in, H, W), pads (top, left, bottom, right)."""
 
@@ -114,6 +117,16 @@ class Conv(Linear):
         return self._fwd(X, self.absw)
 
     def back(self, A: np.ndarray) -> np.ndarray:
+        """A·W; rows with one nonzero (a derivation's first step) as that entry times a row of W, read from W's
+        dense form (built once, when it is small enough): the same single products, without a transposed conv."""
+        if A.shape[0] > 1 and self.n_out * self.n_in <= DENSE_MAX and np.all(np.count_nonzero(A, axis=1) <= 1):
+            if getattr(self, "dense", None) is None:
+                self.dense = np.concatenate([self._back(np.eye(self.n_out)[i:i + 1024]) for i in range(0, self.n_out, 1024)])
+            j = np.abs(A).argmax(axis=1)
+            return A[np.arange(A.shape[0]), j][:, None] * self.dense[j]
+        return self._back(A)
+
+    def _back(self, A: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(A)).reshape(-1, *self.out_shape)
         g = F.conv_transpose2d(t, self.w, stride=self.strides, dilation=self.dilations, groups=self.group)
         hp, wp = self.padded

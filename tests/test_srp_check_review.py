@@ -74,3 +74,18 @@ def test_a_model_too_large_to_read_is_refused(tmp_path: Path) -> None:
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 9_999_999, 9_999_999])])
     with pytest.raises(UnsupportedModel):
         read_network(model.read_bytes())
+
+
+def test_one_hot_rows_through_a_convolution_match_the_transposed_convolution() -> None:
+    """A derivation's first step reads rows of the convolution's dense matrix: bit for bit the transposed
+    convolution's single products (a row with one nonzero a gives a·w, summed with zeros only)."""
+    from srp_check.linear import Conv
+
+    rng = np.random.default_rng(0)
+    conv = Conv(rng.standard_normal((4, 3, 3, 3)), None, (3, 9, 9), (2, 2), (1, 0, 1, 1), (1, 1), 1)
+    A = np.zeros((40, conv.n_out))
+    A[np.arange(40), rng.integers(0, conv.n_out, 40)] = rng.standard_normal(40) * 10.0 ** rng.integers(-200, 200, 40)
+    assert np.array_equal(conv.back(A), conv._back(A)) and conv.dense is not None
+    B = A.copy()
+    B[0, 1 if B[0, 0] else 0] = 1.0  # two nonzeros in a row: the transposed convolution
+    assert np.array_equal(conv.back(B), conv._back(B))
