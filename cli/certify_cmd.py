@@ -12,7 +12,7 @@ import torch
 from srp_audit.atomic import prepare_output, write_text_atomic
 from srp_audit.bounds import CASCADE
 from srp_audit.certificate import certify_certificate, sha256_of
-from srp_audit.certify import CertifyOptions, certify_sharded
+from srp_audit.certify import CertifyOptions, certify_sharded, check_class_scores
 from srp_audit.data import load_samples, peek_sample_shape, samples_path_for
 from srp_audit.errors import DataError, UsageError
 from srp_audit.parallel import launched
@@ -88,8 +88,10 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
     if certificate_path:
         prepare_output(certificate_path, "certificate", inputs)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary and step_summary_problem(step_summary):
-        click.echo(f"warning: {step_summary_problem(step_summary)}; the step summary will be skipped", err=True)
+    problem = step_summary_problem(step_summary) if step_summary else None
+    if problem:  # warned once, here; the summary is then skipped without a second warning
+        click.echo(f"warning: {problem}; the step summary will be skipped", err=True)
+        step_summary = None
     if norm == "inf":
         check_eps_in_domain(eps, domain)
     eps_main = max(eps)
@@ -107,6 +109,7 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
     # a fixed batch of B slots is certified one sample per slot (the first slot's scores): samples of one slot's shape
     loaded = graph
     graph, slot_note = one_sample_per_slot(graph, peek_sample_shape(data_path) or graph.input_shape[1:])
+    check_class_scores(graph)  # a model without one score per class is refused before its samples are read
     samples = load_samples(data_path, graph.input_shape, graph.num_classes, domain, limit)
     options = CertifyOptions(
         eps=eps_main, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol,
@@ -120,7 +123,7 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
         bar.close()
     if result is None:
         return
-    for note in ([slot_note] if slot_note else []) + result.notes:
+    for note in [n for n in (graph.meta.note, slot_note) if n] + result.notes:
         click.echo(f"note: {note}", err=True)
     meta = {"started": started, "model_sha256": sha256_of(model), "data": data_path, "data_sha256": sha256_of(data_path),
             "samples": len(samples), "python": platform.python_version(), "torch": torch.__version__}

@@ -48,6 +48,8 @@ def inspect_cmd(model, raw, list_ops, model_opts) -> None:
                f"{g.num_classes} outputs, {len(g.order)} nodes, {total:,} parameters{' (raw)' if raw else ''}")
     click.echo(tabulate(rows, headers=["#", "node", "op", "config", "inputs", "shape", "params", "ibp", "crown", "singleprop", "from"],
                         tablefmt="simple"))
+    if g.meta.note:
+        click.echo(f"note: {g.meta.note}")
 
 
 def _print_ops() -> None:

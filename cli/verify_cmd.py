@@ -65,6 +65,8 @@ def verify_cmd(model, spec, timeout, result_file, certificate_path, instances, k
     if certificate_path:
         prepare_output(certificate_path, "certificate", (model, spec))
     graph = load(model, model_opts)
+    if graph.meta.note:
+        click.echo(f"note: {graph.meta.note}", err=True)
     prop = read_vnnlib(spec)
     res = verify(graph, prop, opts)
     if fmt == "json":

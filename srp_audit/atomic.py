@@ -6,6 +6,7 @@ plain `open()` would give them (0666 less the umask), or keep those of the file 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -26,6 +27,11 @@ def prepare_output(path: str | os.PathLike, what: str = "output", inputs: Iterab
     file, the folder accepts a new file, `path` is not a folder, and — unless `force` — it is none of `inputs`.
     Returns the path; raises `UsageError` with the reason."""
     path = os.fspath(path)
+    loop = _symlink_loop(path)
+    if loop is not None:
+        where = "it" if loop == os.path.abspath(path) else f"'{loop}'"
+        raise UsageError(f"cannot write {what} '{path}': {where} is a symlink loop (a link that leads back to itself); "
+                         "remove the link or choose another name")
     folder = os.path.dirname(os.path.abspath(path))
     probe = folder
     while not os.path.exists(probe):
@@ -46,6 +52,20 @@ def prepare_output(path: str | os.PathLike, what: str = "output", inputs: Iterab
     except OSError as e:
         raise UsageError(f"cannot write {what} '{path}': {e.strerror or e} in '{folder}'") from None
     return path
+
+
+def _symlink_loop(path: str) -> str | None:
+    """The first component of `path` (absolute) that is a symlink loop, or None."""
+    probe = ""
+    for part in os.path.abspath(path).split(os.sep):
+        probe = os.path.join(probe, part) if probe else (part or os.sep)
+        try:
+            os.stat(probe)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return probe
+            return None  # missing (or unreadable): not a loop; the checks below say what is wrong
+    return None
 
 
 @contextlib.contextmanager

@@ -138,6 +138,7 @@ def certify(
     graph, slot_note = one_sample_per_slot(graph, tuple(x.shape[1:]))
     graph, logits_note = scores_before_final_softmax(graph)
     device = resolve_device(options.device)
+    check_class_scores(graph, min(x.shape[0], options.batch_size or (64 if device.type == "cuda" else 256)))
     if device.type == "cuda":
         use_exact_float32()
     native = graph.copy(device=device).eval()
@@ -176,6 +177,27 @@ def certify(
             progress(lo, n)
     early = [note for note in (slot_note, logits_note) if note]
     return CertifyResult(results, options, str(device), time.perf_counter() - start, early + notes)
+
+
+MARGIN_TABLE_LIMIT = 2 * 1024**3  # bytes: the float64 margins (every class against every other) of one batch
+
+
+def check_class_scores(graph: Graph, batch: int = 0) -> None:
+    """Refuse (`UsageError`), before any work, a model whose output per sample is not a vector of class scores, and
+    — given the batch size — one with so many classes that its margin table would not fit `MARGIN_TABLE_LIMIT`."""
+    shape = tuple(graph.output_shape)
+    if sum(d > 1 for d in shape) > 1:  # unit axes, as in (1, 10), are harmless
+        raise UsageError(f"the model's output has shape {shape} per sample, not a vector of class scores; certify needs one "
+                         "score per class — flatten the scores in the model, or state the property as VNN-LIB and run "
+                         "`srp-audit verify`")
+    k = graph.num_classes
+    need = 8 * k * (k - 1) * (k + batch)  # the (K, K−1, K) table and a batch's (B, K−1, K) rows, float64
+    if batch and need > MARGIN_TABLE_LIMIT:
+        fits = 8 * k * (k - 1) * (k + 1) <= MARGIN_TABLE_LIMIT
+        hint = "use a smaller --batch-size" if fits else "state the property as VNN-LIB and run `srp-audit verify`"
+        raise UsageError(f"the model has {k} classes: certify compares every class with every other, which needs "
+                         f"{need / 1024**3:.1f} GiB of margins for a batch of {batch} (the limit is "
+                         f"{MARGIN_TABLE_LIMIT // 1024**3} GiB); {hint}")
 
 
 def scores_before_final_softmax(graph: Graph) -> tuple[Graph, str | None]:

@@ -37,11 +37,13 @@ def split_data(train: Samples, val_split: float, seed: int, source: str, audit: 
     val, fit = train.subset(order[:n_val]), train.subset(order[n_val:])
     if len(fit) == 0:
         raise UsageError("--val-split leaves no training samples")
-    if audit is not None:
-        return DataSplit(fit, val, audit, audit_source)
+    if audit is not None:  # the name states how many samples are audited, not how many there were to draw from
+        return DataSplit(fit, val, audit, f"{len(audit)} samples of {audit_source}")
     if len(val):
-        return DataSplit(fit, val, val.subset(slice(0, audit_samples)), f"{len(val)} held-out samples of {source}")
-    return DataSplit(fit, val, fit.subset(slice(0, audit_samples)), f"training samples of {source} (nothing held out)")
+        chosen = val.subset(slice(0, audit_samples))
+        return DataSplit(fit, val, chosen, f"{len(chosen)} of {len(val)} held-out samples of {source}")
+    chosen = fit.subset(slice(0, audit_samples))
+    return DataSplit(fit, val, chosen, f"{len(chosen)} training samples of {source} (nothing held out)")
 
 
 @dataclass

@@ -226,22 +226,33 @@ class Instance:
 
 
 def read_instances(csv_path: str) -> list[Instance]:
+    """instances.csv rows `onnx,vnnlib,timeout` (VNN-COMP has no header line); a first line naming the columns
+    onnx, vnnlib and timeout, in any order — the convention of known_results.csv — is read as a header."""
     if not os.path.exists(csv_path):
         raise UsageError(f"instances file '{csv_path}' does not exist")
     folder = os.path.dirname(os.path.abspath(csv_path))
     out = []
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f), 1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 3:
-                raise UsageError(f"{csv_path}:{lineno}: expected onnx,vnnlib,timeout")
-            try:
-                timeout = float(row[2])
-            except ValueError:
-                raise UsageError(f"{csv_path}:{lineno}: timeout {row[2]!r} is not a number") from None
-            onnx, vnn = (os.path.normpath(os.path.join(folder, r.strip())) for r in row[:2])
-            out.append(Instance(onnx, vnn, timeout))
+    columns = (0, 1, 2)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            for lineno, row in enumerate(csv.reader(f), 1):
+                if not row or not "".join(row).strip():
+                    continue
+                names = [cell.strip().lower() for cell in row]
+                if not out and {"onnx", "vnnlib", "timeout"} <= set(names):
+                    columns = tuple(names.index(k) for k in ("onnx", "vnnlib", "timeout"))  # a header line
+                    continue
+                if len(row) <= max(columns):
+                    raise UsageError(f"{csv_path}:{lineno}: expected onnx,vnnlib,timeout")
+                try:
+                    timeout = float(row[columns[2]])
+                except ValueError:
+                    raise UsageError(f"{csv_path}:{lineno}: timeout {row[columns[2]]!r} is not a number "
+                                     "(a header line, if any, must name the columns onnx, vnnlib and timeout)") from None
+                onnx, vnn = (os.path.normpath(os.path.join(folder, row[c].strip())) for c in columns[:2])
+                out.append(Instance(onnx, vnn, timeout))
+    except UnicodeDecodeError:
+        raise UsageError(f"'{csv_path}' is not a text CSV file") from None
     if not out:
         raise UsageError(f"instances file '{csv_path}' holds no instances (expected lines onnx,vnnlib,timeout)")
     return out

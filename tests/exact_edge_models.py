@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import exact_edge_discrete
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -177,6 +178,7 @@ BUILDERS: list[Callable[[np.random.Generator], EdgeModel]] = [
     lambda r: _unary(r, "Tanh", [[-40.0, -20.0, -5.5, 5.5, 20.0, 40.0], [-700.0, -1e-8, 0.0, 1e-8, 0.75, 700.0]]),
     lambda r: _unary(r, "Exp", [[-100.0, -20.0, -0.5, 20.0, 80.0, 300.0], [-700.0, -1e-8, 0.0, 1e-8, 0.75, 700.0]]),
     _avgpool9, _mean3, _leaky,
+    *exact_edge_discrete.BUILDERS,  # the discrete ops on the model's data
 ]
 
 

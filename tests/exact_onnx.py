@@ -17,18 +17,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import exact_onnx_math  # noqa: F401  (registers ops)
+import exact_onnx_discrete  # noqa: F401  (registers ops)
+import exact_onnx_math  # noqa: F401
 import exact_onnx_nn  # noqa: F401
 import exact_onnx_shape  # noqa: F401
 import numpy as np
 import onnx
-from exact_onnx_core import OPS, Ctx, Unsupported, arb_of_fraction
+from exact_onnx_core import OPS, Ctx, Undecided, Unsupported, arb_of_fraction
 from flint import arb, fmpq
 from flint import ctx as flint_ctx
 from onnx import helper, numpy_helper
 
 DEFAULT_PREC = 256
 COMPARE_PREC = 8192
+UNDECIDED_PRECS = (1024, 4096)  # bits of the re-evaluations when a discrete result is undecided
 
 
 def supported_ops() -> list[str]:
@@ -79,12 +81,23 @@ class ExactOnnx:
             prec: int | None = None) -> list[np.ndarray]:
         """The requested values (default: the graph outputs) at the input point(s) `feeds` (one array per input,
         each in its declared shape), as object arrays of arb balls (of fmpq rationals with `exact`), computed at
-        `prec` bits (default: the model's)."""
+        `prec` bits (default: the model's). A discrete result the balls cannot decide (an ArgMax between two
+        overlapping balls, a Cast to int of a ball spanning an integer) is re-evaluated at UNDECIDED_PRECS bits;
+        Undecided is raised when even the last cannot decide it."""
         feeds = [feeds] if isinstance(feeds, np.ndarray) else list(feeds)
         want = list(outputs) if outputs is not None else self.outputs
+        start = prec or self.prec
+        for p in [start] + [q for q in UNDECIDED_PRECS if q > start]:
+            try:
+                return self._run(feeds, exact, want, p)
+            except Undecided as e:
+                last = e
+        raise Undecided(f"{self.source}: undecided at {max(start, *UNDECIDED_PRECS)} bits: {last}") from last
+
+    def _run(self, feeds: list[np.ndarray], exact: bool, want: list[str], prec: int) -> list[np.ndarray]:
         ctx = self._ctx[exact]
         old = flint_ctx.prec
-        flint_ctx.prec = prec or self.prec
+        flint_ctx.prec = prec
         try:
             values: dict[str, Any] = dict(self.constants)
             for spec, x in zip(self.inputs, feeds):
@@ -97,7 +110,7 @@ class ExactOnnx:
                 ins = [values[n] if n else None for n in node.input]
                 try:
                     outs = OPS[node.op_type](ctx, node, ins, attrs)
-                except Unsupported:
+                except (Unsupported, Undecided):
                     raise
                 except TypeError as e:
                     if exact:  # a ball met a rational: the op is not exact-rational

@@ -40,6 +40,12 @@ class Unsupported(NotImplementedError):
     """The interpreter has no exact semantics for this op or attribute combination."""
 
 
+class Undecided(ArithmeticError):
+    """A discrete result (an index, an integer, a tensor's shape) depends on where in a ball the exact value lies:
+    the balls are too wide to decide it (ExactOnnx.run re-evaluates at more bits) or the value sits exactly on a
+    breakpoint that ball arithmetic cannot prove it is on (two equal irrational values in an ArgMax)."""
+
+
 @dataclass
 class Ctx:
     """Evaluation context: the number system (`exact`: fmpq rationals instead of arb balls) and the opset."""
@@ -140,6 +146,35 @@ def piecewise(x: Any, at: int | float, below: Callable[[Any], Any], above: Calla
         raise AssertionError("unreachable")
     a = arb(at)
     return below(interval(x.lower(), a)).union(above(interval(a, x.upper())))
+
+
+def step_range(x: Any, f: Callable[[Fraction], int]) -> tuple[int, int]:
+    """(f(lo), f(hi)) for a monotone non-decreasing integer step function f (floor, ceil, trunc, round half to
+    even) over the number x: every point of the ball maps into that range (one value where the step is decided)."""
+    if isinstance(x, fmpq):
+        v = f(exact_value(x))
+        return v, v
+    x = arb(x)
+    if not x.is_finite():
+        raise Undecided(f"an integer step of a non-finite ball {x}")
+    return f(exact_value(x.lower())), f(exact_value(x.upper()))
+
+
+def step(x: Any, f: Callable[[Fraction], int]) -> Any:
+    """f(x) as a number for a monotone integer step function f: exact where decided, else the interval of the
+    values f takes on the ball (a rigorous enclosure)."""
+    lo, hi = step_range(x, f)
+    if isinstance(x, fmpq):
+        return fmpq(lo)
+    return arb(lo) if lo == hi else interval(arb(lo), arb(hi))
+
+
+def decided_int(x: Any, f: Callable[[Fraction], int], what: str) -> int:
+    """f(x) as a Python int (for an integer tensor), or Undecided where the ball spans a step of f."""
+    lo, hi = step_range(x, f)
+    if lo != hi:
+        raise Undecided(f"{what}: the ball {x} spans the values {lo}..{hi}")
+    return lo
 
 
 def max2(a: Any, b: Any) -> Any:

@@ -1,7 +1,7 @@
 """Shape, indexing and type ops of the exact ONNX interpreter: numpy's own machinery moves the (object or integer)
 arrays, so these ops are exact by construction. Casts between floating-point types are the identity on reals
-(srp-audit certifies the network as a function of real numbers); a cast to an integer type truncates an exactly
-known value and refuses an undecidable one.
+(srp-audit certifies the network as a function of real numbers); a cast to an integer type truncates towards zero
+where every point of the ball truncates alike (else Undecided: more bits) and refuses a value out of the type's range.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 import numpy as np
-from exact_onnx_core import Ctx, Unsupported, compare, exact_value, ints_of, is_real, op, vec
+from exact_onnx_core import Ctx, Unsupported, compare, decided_int, exact_value, ints_of, is_real, op, vec
 from exact_onnx_nn import crop_or_pad
 from onnx import TensorProto, helper, numpy_helper
 
@@ -71,8 +71,16 @@ def _cast(ctx: Ctx, x: np.ndarray, to: int) -> np.ndarray:
         return nonzero if any(v is None for v in nonzero.flat) else nonzero.astype(bool)
     if not is_real(x):
         return x.astype(target)
-    # real → integer: truncation towards zero of an exactly known value
-    return np.array([math.trunc(exact_value(v)) for v in ctx.real(x).reshape(-1)], dtype=target).reshape(x.shape)
+    # real → integer: truncation towards zero, decided for every point of the ball; ONNX leaves a truncated value
+    # outside the target type undefined (onnxruntime wraps or saturates), so that is refused
+    info = np.iinfo(target)
+    out = []
+    for v in ctx.real(x).reshape(-1):
+        t = decided_int(v, math.trunc, f"Cast to {np.dtype(target).name}")
+        if not info.min <= t <= info.max:
+            raise Unsupported(f"Cast of {t} to {np.dtype(target).name} (out of its range: undefined in ONNX)")
+        out.append(t)
+    return np.array(out, dtype=target).reshape(x.shape)
 
 
 @op("Cast")

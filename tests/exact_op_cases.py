@@ -178,9 +178,63 @@ def _shapes() -> Iterator[tuple[str, onnx.ModelProto]]:
     yield "Shape_ConstantOfShape_Range_Cast", _m(shape, (2, 4), {"r0": np.int64(1), "r1": np.int64(9), "r2": np.int64(2)})
 
 
+def _chain(ops: list[tuple], shape: tuple[int, ...], inits: dict | None = None, opset: int = 17) -> onnx.ModelProto:
+    """x → op → op → … → y, each (op_type, extra inputs, attributes); the result is Cast to float when asked."""
+    nodes, prev = [], "x"
+    for i, (op, extra, attrs) in enumerate(ops):
+        out = "y" if i == len(ops) - 1 else f"t{i}"
+        nodes.append(helper.make_node(op, [prev, *extra], [out], **attrs))
+        prev = out
+    return _m(nodes, shape, inits, opset)
+
+
+TO_FLOAT = ("Cast", (), {"to": TensorProto.FLOAT})
+HALVES = [("Mul", ("four",), {}), ("Floor", (), {}), ("Mul", ("half",), {})]  # k/2: many exact ties and .5 values
+HALF_INITS = {"four": _f(4.0), "half": _f(0.5)}
+
+
+def _discrete() -> Iterator[tuple[str, onnx.ModelProto]]:
+    """ArgMax/ArgMin, OneHot, Round, Mod, NonZero, casts to integer types and logic on the data."""
+    yield "ArgMax", _chain([("ArgMax", (), {"axis": 1}), TO_FLOAT], (2, 3, 4))
+    yield "ArgMax_last_no_keepdims", _chain([("ArgMax", (), {"axis": -1, "keepdims": 0, "select_last_index": 1}), TO_FLOAT], (2, 3, 4))
+    yield "ArgMin_axis0", _chain([("ArgMin", (), {"axis": 0, "keepdims": 0}), TO_FLOAT], (2, 3, 4))
+    for last in (0, 1):
+        for op in ("ArgMax", "ArgMin"):
+            yield f"{op}_ties_last{last}", _chain(HALVES + [(op, (), {"axis": 1, "select_last_index": last}), TO_FLOAT], (3, 6),
+                                                  HALF_INITS)
+    yield "Round_halves", _chain(HALVES + [("Round", (), {})], (3, 6), HALF_INITS)
+    yield "Round", _one("Round", (2, 7))
+    for c in (1.5, -0.7):
+        yield f"Mod_fmod_{c}", _one("Mod", (2, 7), inits={"c": _f(c)}, inputs=("c",), fmod=1)
+    yield "Mod_fmod_broadcast", _one("Mod", (2, 3), inits={"c": _f(0.5, -1.25, 3.0)}, inputs=("c",), fmod=1)
+    for fmod in (0, 1):
+        for c in (3, -3):
+            yield f"Mod_int_fmod{fmod}_{c}", _chain([("Mul", ("k",), {}), ("Cast", (), {"to": TensorProto.INT64}),
+                                                     ("Mod", ("c",), {"fmod": fmod}), TO_FLOAT], (3, 6), {"k": _f(4.0), "c": _i(c)})
+    for name, to in (("int8", TensorProto.INT8), ("int16", TensorProto.INT16), ("int32", TensorProto.INT32),
+                     ("int64", TensorProto.INT64)):
+        yield f"Cast_{name}", _chain([("Mul", ("k",), {}), ("Cast", (), {"to": to}), TO_FLOAT], (3, 6), {"k": _f(20.0)})
+    for name, to in (("uint8", TensorProto.UINT8), ("uint16", TensorProto.UINT16), ("uint32", TensorProto.UINT32),
+                     ("uint64", TensorProto.UINT64)):
+        yield f"Cast_{name}", _chain([("Abs", (), {}), ("Mul", ("k",), {}), ("Cast", (), {"to": to}), TO_FLOAT], (3, 6), {"k": _f(20.0)})
+    yield "Cast_bool", _chain([("Round", (), {}), ("Cast", (), {"to": TensorProto.BOOL}), TO_FLOAT], (3, 6))
+    yield "NonZero", _chain([("Round", (), {}), ("NonZero", (), {}), TO_FLOAT], (3, 4))
+    for axis in (-1, 0, 1):
+        yield f"OneHot_axis{axis}", _chain([("Mul", ("k",), {}), ("Cast", (), {"to": TensorProto.INT64}),
+                                            ("OneHot", ("d", "v"), {"axis": axis})], (2, 5), {"k": _f(2.0), "d": _i(4), "v": _f(-1.0, 2.5)})
+    yield "OneHot_float_indices", _chain([("Mul", ("k",), {}), ("OneHot", ("d", "v"), {})], (2, 5),
+                                         {"k": _f(2.0), "d": _f(5.0), "v": _f(0.0, 1.0)})
+    logic = [helper.make_node("GreaterOrEqual", ["x", "a"], ["g"]), helper.make_node("LessOrEqual", ["x", "b"], ["l"]),
+             helper.make_node("Xor", ["g", "l"], ["xo"]), helper.make_node("Not", ["xo"], ["n"]),
+             helper.make_node("Mul", ["x", "four"], ["x4"]), helper.make_node("Floor", ["x4"], ["fl"]),
+             helper.make_node("Mul", ["fl", "half"], ["h"]), helper.make_node("Equal", ["h", "c"], ["e"]),
+             helper.make_node("Or", ["n", "e"], ["o"]), helper.make_node("Cast", ["o"], ["y"], to=TensorProto.FLOAT)]
+    yield "Logic_GreaterOrEqual_LessOrEqual_Xor_Not_Or_Equal", _m(logic, (3, 6), {"a": _f(-0.5), "b": _f(0.75), "c": _f(0.5), **HALF_INITS})
+
+
 def op_cases() -> dict[str, onnx.ModelProto]:
     """name → single-op (or few-op) model with one float32 input 'x'."""
     out: dict[str, onnx.ModelProto] = {}
-    for gen in (_elementwise, _positive, _reductions, _linear, _pools, _resizes, _shapes):
+    for gen in (_elementwise, _positive, _reductions, _linear, _pools, _resizes, _shapes, _discrete):
         out.update(gen())
     return out

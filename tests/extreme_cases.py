@@ -172,6 +172,26 @@ def hard_sigmoid(alpha: float, beta: float) -> ScalarFn:
 # open brackets (a, b) with a < f(x) < b: what decides a bound on an asymptote the ball cannot separate from f(x)
 
 
+def _exact_float(f: Callable[[float], float]) -> ScalarFn:
+    """A step of an exact (float) point, computed in float64 (floor, round, trunc and comparisons of a float are
+    exact); the cases' points are floats, so their arb values are exact."""
+    return lambda x: arb(f(float(x.mid())))
+
+
+def argmax_rows(n: int, rows: int, last: bool = False, minimum: bool = False) -> Callable[[list[arb]], list[Ball]]:
+    """ArgMax along the last axis of a (rows, n) point, exactly (first index on ties, or the last)."""
+    def f(xs: list[arb]) -> list[Ball]:
+        out = []
+        for r in range(rows):
+            vals = [float(x.mid()) for x in xs[r * n:(r + 1) * n]]
+            vals = [-v for v in vals] if minimum else vals
+            best = max(vals)
+            hits = [i for i, v in enumerate(vals) if v == best]
+            out.append(arb(hits[-1] if last else hits[0]))
+        return out
+    return f
+
+
 def const_bracket(a: float, b: float) -> Bracket:
     return lambda x: (a, b)
 
@@ -408,6 +428,20 @@ def extreme_cases() -> dict[str, Case]:
         "Sign": _elementwise(ops.Sign(), ((sign, None),), (0.0,)),
         "Floor": _elementwise(ops.Floor(), ((lambda x: x.floor(), None),), (0.0, 1.0, -1.0, 2.0 ** 52, 2.0 ** 53, 0.5, -0.5),
                               ((2.0 ** 52, 2.0 ** 52 + 3), (-TINY, 0.0), (-1e-300, 1e-300))),
+        "Ceil": _elementwise(ops.Ceil(), ((_exact_float(math.ceil), None),), (0.0, 1.0, -1.0, 0.5, -0.5),
+                             ((2.0 ** 52, 2.0 ** 52 + 3), (-TINY, 0.0), (-1e-300, 1e-300), (-MAX, MAX))),
+        "Round": _elementwise(ops.Round(), ((_exact_float(lambda v: float(np.round(v))), None),), (0.5, 1.5, -0.5, 2.5, 0.0),
+                              ((2.0 ** 52, 2.0 ** 52 + 3), (0.49999999999999994, 0.5), (-1e-300, 1e-300), (-MAX, MAX))),
+        "Trunc": _elementwise(ops.Trunc("int32"), ((_exact_float(lambda v: float(np.trunc(v))), None),), (0.0, 1.0, -1.0, 2.0 ** 31),
+                              ((2.0 ** 31 - 2, 2.0 ** 31 - 1), (-TINY, TINY), (-2.0 ** 31 - 1, -2.0 ** 31))),
+        "Compare_gt": _elementwise(ops.Compare("gt"), ((_exact_float(lambda v: float(v > 0)), None),), (0.0,),
+                                   ((-TINY, 0.0), (0.0, TINY), (-MAX, MAX), (0.0, 0.0), (-1e-300, 1e-300))),
+        "Compare_ge": _elementwise(ops.Compare("ge"), ((_exact_float(lambda v: float(v >= 0)), None),), (0.0,),
+                                   ((-TINY, 0.0), (0.0, TINY), (-MAX, MAX), (0.0, 0.0), (-MAX, -TINY))),
+        "Compare_eq": _elementwise(ops.Compare("eq"), ((_exact_float(lambda v: float(v == 0)), None),), (0.0,),
+                                   ((-TINY, 0.0), (0.0, 0.0), (-MAX, MAX), (TINY, MAX))),
+        "Compare_ne": _elementwise(ops.Compare("ne"), ((_exact_float(lambda v: float(v != 0)), None),), (0.0,),
+                                   ((-TINY, 0.0), (0.0, 0.0), (-MAX, MAX), (TINY, MAX))),
         "Exp": _elementwise(ops.Exp(), ((lambda x: x.exp(), exp_bracket),), (0.0, 709.782712893384, -745.1332191019411), EXP_TAILS),
         "Elu": _elementwise(ops.Elu(0.7), ((elu(A07), const_bracket(-A07, math.inf)),), (0.0,),
                             _tails_with(EXP_TAILS, ((-1e300, -1e-300),))),
@@ -442,6 +476,10 @@ def extreme_cases() -> dict[str, Case]:
         "MaxPool2d_overlap": Case(_one(ops.MaxPool2d(2, 1, 0), (2, 4, 4)), "exact"),
         "MaxPool2d_tiled": Case(_one(ops.MaxPool2d(2, 2, (0, 1, 1, 0)), (2, 7, 7)), "exact"),
         "MaxPool2d_tiled_ceil": Case(_one(ops.MaxPool2d(2, 2, 0, ceil_mode=True), (2, 7, 7)), "exact"),
+        "ArgMax": Case(_one(ops.ArgMax(1), (2, 5)), "pointwise", point_fn=argmax_rows(5, 2), bracket=(-1.0, 5.0),
+                       tails=SOFTMAX_TAILS),
+        "ArgMax_last_min": Case(_one(ops.ArgMax(1, last=True, minimum=True), (2, 5)), "pointwise",
+                                point_fn=argmax_rows(5, 2, last=True, minimum=True), bracket=(-1.0, 5.0), tails=SOFTMAX_TAILS),
         "Add": Case(_halves(ops.Add()), "pointwise", point_fn=lambda x: [x[i] + x[i + 3] for i in range(3)], tails=PRODUCT_TAILS),
         "Product": Case(_halves(ops.Product()), "pointwise", point_fn=lambda x: [x[i] * x[i + 3] for i in range(3)],
                         tails=PRODUCT_TAILS),

@@ -127,6 +127,16 @@ def op_graphs(seed: int) -> dict[str, Graph]:
         "Reciprocal": positive(ops.Reciprocal()),
         "Log": positive(ops.Log()),
         "PRelu": one(ops.PRelu(torch.tensor([[0.25], [-0.5], [1.5]])), (3, 4)),
+        "Ceil": widened(ops.Ceil(), 2.0),
+        "Round": widened(ops.Round(), 2.0),
+        "Trunc": widened(ops.Trunc("int32"), 2.0),
+        "Trunc_int8": widened(ops.Trunc("int8"), 60.0),  # boxes past the type's range
+        "Compare_gt": widened(ops.Compare("gt"), 1.0),
+        "Compare_ge": one(ops.Compare("ge"), (7,)),
+        "Compare_eq": widened(ops.Compare("eq"), 0.0),  # a point box at 0
+        "Compare_ne": one(ops.Compare("ne"), (7,)),
+        "ArgMax": one(ops.ArgMax(1), (2, 5)),
+        "ArgMax_last_min": one(ops.ArgMax(0, keepdims=True, last=True, minimum=True), (4, 3)),
     }
     return graphs
 

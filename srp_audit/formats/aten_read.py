@@ -215,7 +215,15 @@ def _identity(ctx: _AtenCtx, a: list, kw: dict):
     v = _val(a[0])
     dtype = kw.get("dtype")
     if isinstance(v, Tensor) and dtype is not None and not dtype.is_floating_point:
-        raise ctx.unsupported("casting the model's data to a non-float type")
+        from ..ops.steps import INT_RANGES
+        from .discrete_build import cast  # below: the builders import this module's context
+
+        target = "bool" if dtype == torch.bool else str(dtype).removeprefix("torch.")
+        if target != "bool" and target not in INT_RANGES:
+            raise ctx.unsupported(f"casting the model's data to {dtype}")
+        return cast(ctx, v, target)
+    if isinstance(v, Tensor) and dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise ctx.unsupported(f"casting the model's data to {dtype} (a lower-precision float rounds it)")
     return v
 
 
@@ -294,10 +302,11 @@ def _has_tensor(x: Any) -> bool:
 
 KEPT_WHOLE = ("silu", "hardswish", "hardsigmoid", "softplus", "prelu", "mish", "layer_norm", "native_layer_norm",
               "log_softmax", "_log_softmax", "rsqrt", "upsample_nearest2d", "upsample_bilinear2d", "linear",
-              "matmul")
+              "matmul", "one_hot", "embedding")
 """ATen ops read as themselves rather than decomposed: their own rules are tighter than their decompositions'
-(a product of x with a function of x, or a `where` on the data), and `linear`/`matmul` on (N, T, D) data would
-otherwise become views that merge the batch axis into the tokens."""
+(a product of x with a function of x, or a `where` on the data), `linear`/`matmul` on (N, T, D) data would
+otherwise become views that merge the batch axis into the tokens, and `one_hot`/`embedding` decompose into
+data-dependent checks of the indices' range."""
 
 
 def _decompositions() -> dict:
@@ -371,12 +380,16 @@ def _read_program(ep: Any, source: str, nodes: list, places: list, consts: dict,
         if not _has_tensor(args) and not _has_tensor(list(kwargs.values())):
             ctx.values[node.name] = _fold(ctx, args, kwargs)
             continue
-        if target in ATEN:
-            ctx.values[node.name] = ATEN[target](ctx, args, kwargs)
-        elif target in declared_ops:
-            ctx.values[node.name] = ctx.emit_declared([_tensor(ctx, args[0])], declared_ops[target].from_aten, args, kwargs)
-        else:
+        if target not in ATEN and target not in declared_ops:
             raise UnsupportedOpError(node.name, target, None, "this ATen operator is not supported")
+        try:
+            if target in ATEN:
+                ctx.values[node.name] = ATEN[target](ctx, args, kwargs)
+            else:
+                ctx.values[node.name] = ctx.emit_declared([_tensor(ctx, args[0])], declared_ops[target].from_aten, args, kwargs)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, NotImplementedError) as e:
+            raise ctx.unsupported(f"this form of it cannot be read ({type(e).__name__}: {str(e)[:160]}); please report the "
+                                  "model to the srp-audit developers") from None
     if not out_value or not all(isinstance(o, Tensor) for o in out_value):
         raise ModelLoadError(f"an output of {source} does not depend on its input")
     several_in = len(places) > 1
@@ -387,4 +400,4 @@ def _read_program(ep: Any, source: str, nodes: list, places: list, consts: dict,
     return ctx.graph(sample, join_outputs(ctx, out_value), meta)
 
 
-from . import aten_data_ops, nonlinear_handlers  # noqa: E402, F401  (register their handlers into ATEN)
+from . import aten_data_ops, discrete_handlers, nonlinear_handlers  # noqa: E402, F401  (register their handlers into ATEN)

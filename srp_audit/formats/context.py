@@ -62,7 +62,11 @@ class LoaderContext:
         self.values: dict[str, Value] = {}
         self.nodes: list[tuple[str, Node, tuple[str, ...]]] = []
         self.origin: dict[str, str] = {}
+        self.comparisons: dict[str, tuple[Tensor, str, float]] = {}
+        """IR value of a comparison of data with a scalar → (the data, 'gt'/'ge'/…, the scalar): Softplus's
+        threshold is read back from Where(x > t, …)."""
         self._count: dict[str, int] = {}
+        self.anchor: Tensor | None = None  # the IR input, which constants lifted into the data are computed from
 
     # ---------------------------------------------------------------- naming (subclasses override)
 
@@ -164,6 +168,28 @@ class LoaderContext:
             s = self.emit(ops.Select(idx, shape, total), [t], "select", moved_ok=True)
             out.append(Tensor(s.ir, s.shape, at))
         return out
+
+    def data(self, name: str) -> Tensor:
+        """Input `name` as data: a constant is lifted into the IR (`lift`), so an op on data (Sin, Exp) can apply
+        to it with its sound rules, where no float holds its exact result."""
+        v = self.get(name)
+        if isinstance(v, np.ndarray) and (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
+            return self.lift(v)
+        return self.tensor(name)
+
+    def lift(self, c: np.ndarray) -> Tensor:
+        """A constant as an IR value, 0·(an input entry) + c, of the constant's own framework shape (batched: its
+        leading axis of size 1 is the batch axis; a constant without one is refused, as its axes would shift)."""
+        c = np.asarray(c)
+        if self.batched and (c.ndim < 2 or c.shape[0] != 1):
+            raise self.unsupported(f"an op on data reads a constant of shape {c.shape}, which has no batch axis")
+        shape = tuple(c.shape[1:]) if self.batched else tuple(c.shape)
+        if not shape or self.anchor is None:
+            raise self.unsupported(f"an op on data reads a constant of shape {c.shape}")
+        value = stored_tensor(np.asarray(c, dtype=np.float64 if c.dtype.kind in "iub" else c.dtype).reshape(shape))
+        n = math.prod(shape)
+        picked = self.emit(ops.Select(np.zeros(n, dtype=np.int64), shape, math.prod(self.anchor.shape)), [self.anchor], "select")
+        return self.emit(ops.ElementwiseAffine(0.0, value), [picked], "constant")
 
     def const(self, name: str, what: str = "input") -> np.ndarray:
         v = self.get(name)
@@ -349,9 +375,10 @@ def stored_tensor(arr: np.ndarray) -> torch.Tensor:
 
 def batch_modes(declared: list[list[Any]], what: str) -> list[bool]:
     """How to read inputs with these declared shapes, in order of preference: True = with a leading batch axis
-    (rank ≥ 2, batch dynamic or 1), False = the whole declared tensor is the sample (rank-1 inputs, VNN-COMP's
-    tiny tests, and fixed batches > 1, which VNN-COMP's pensieve_small_parallel means as one sample). A fixed
-    batch of 1 may be read either way: batched first, then whole if an op moves the batch axis."""
+    (rank ≥ 2, batch dynamic or 1), False = the whole declared tensor is the sample, a dynamic batch fixed to 1
+    (rank-1 inputs, VNN-COMP's tiny tests, and fixed batches > 1, which VNN-COMP's pensieve_small_parallel means as
+    one sample). A batch of 1 or a dynamic one is read batched first, then whole if an op moves the batch axis
+    (a sequence-first transformer layer) or computes shapes from it."""
     ranks = {len(d) >= 2 for d in declared}
     if ranks == {True}:
         leads = [d[0] for d in declared]
@@ -359,19 +386,24 @@ def batch_modes(declared: list[list[Any]], what: str) -> list[bool]:
             if len(set(leads)) > 1:
                 raise ModelLoadError(f"{what} have different fixed batch sizes {leads}")
             return [False]
-        return [True, False] if all(b == 1 for b in leads) else [True]
+        return [True, False]
     return [False]
 
 
 def read_in_modes(modes: list[bool], read: Callable[[bool], Graph]) -> Graph:
-    """`read(batched)` for the first mode that reads (a fixed batch of 1 may be read either way: ml4acopf's
-    ops only make sense on the whole (1, n) tensor); when none does, the first mode's error."""
+    """`read(batched)` for the first mode that reads (ml4acopf's ops only make sense on the whole (1, n) tensor); a
+    whole read after a batched one failed says why in the graph's `meta.note`. When none reads, the first error."""
     first: UnsupportedOpError | None = None
     for batched in modes:
         try:
-            return read(batched)
+            graph = read(batched)
         except UnsupportedOpError as e:
             first = first or e
+            continue
+        if first is not None and not batched:
+            graph.meta = replace(graph.meta, note=f"read with the batch axis fixed to 1 (results hold for the model run on one "
+                                                  f"sample at a time): node '{first.node}' ({first.op}) moves or mixes the batch axis")
+        return graph
     assert first is not None, "no batch mode to read in"
     raise first
 
@@ -382,7 +414,7 @@ def sample_shapes(declared: list[list[Any]], batched: bool, what: str) -> list[t
     for d in declared:
         if batched and len(d) < 2:
             raise ModelLoadError(f"{what} mix batched and unbatched inputs ({declared})")
-        sample = d[1:] if batched else d
+        sample = d[1:] if batched else ([BATCH, *d[1:]] if len(d) >= 2 and not isinstance(d[0], int) else d)
         if any(not isinstance(n, int) for n in sample):
             raise ModelLoadError(f"{what} has symbolic sample dimensions {d}; a fixed sample shape is needed")
         shapes.append(tuple(int(n) for n in sample))
@@ -393,9 +425,11 @@ def bind_inputs(ctx: LoaderContext, shapes: list[tuple[int, ...]]) -> tuple[tupl
     """(the IR's input shape, a tensor per model input). Several inputs are one flat input set, concatenated in
     order (as VNN-LIB numbers them): each model input picks its entries."""
     if len(shapes) == 1:
-        return shapes[0], [Tensor(INPUT, shapes[0])]
+        ctx.anchor = Tensor(INPUT, shapes[0])
+        return shapes[0], [ctx.anchor]
     total = sum(math.prod(s) for s in shapes)
     flat, out, start = Tensor(INPUT, (total,)), [], 0
+    ctx.anchor = flat
     for s in shapes:
         n = math.prod(s)
         out.append(ctx.emit(ops.Select(np.arange(start, start + n), s, total), [flat], "input"))

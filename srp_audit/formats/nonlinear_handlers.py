@@ -5,13 +5,11 @@ normalisation, a resize): each reads its arguments and calls the shared builder 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-from .. import ops
 from ..ops.enclosure import Enclosed
 from ..ops.rounding import as_float32
 from . import nonlinear_build as build
@@ -97,63 +95,6 @@ def _resize(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     if len(out) != len(full):
         raise ctx.unsupported(f"{len(out)} sizes for a rank-{len(full)} tensor")
     return [resize.onnx_resize(ctx, x, full, out, scale, attrs.get("mode", "nearest"), coord, nearest)]
-
-
-@dataclass
-class Comparison:
-    """The model's data compared with a constant: a value only `Where` may read (Softplus's threshold)."""
-
-    tensor: Tensor
-    op: str
-    value: float
-
-
-@handles("Greater", "Less")
-def _compare(ctx: OnnxContext, node: Any, attrs: dict) -> list[Any]:
-    a, b = ctx.get(node.input[0]), ctx.get(node.input[1])
-    if isinstance(a, Tensor) and isinstance(b, np.ndarray) and b.size == 1:
-        return [Comparison(a, node.op_type, float(b.reshape(-1)[0]))]
-    raise ctx.unsupported("comparisons of the model's data are read only as Softplus's threshold (Where(x > t, x, softplus(x)))")
-
-
-def _scalar_scale(node: Any) -> tuple[float, float] | None:
-    """(factor, rad) of a Mul or Div by one constant (an ElementwiseAffine with a scalar scale and no shift): the
-    float64 factor and how far the exact one may lie from it (a Div's 1/c is enclosed); else None."""
-    if isinstance(node, ops.ElementwiseAffine) and node.scale.numel() == 1 and not bool(node.shift.any()):
-        s, _ = node.enclosures()
-        return float(s.mid.reshape(-1)[0]), float(s.rad.reshape(-1)[0])
-    return None
-
-
-def _undoes(inv: tuple[float, float], beta: tuple[float, float]) -> bool:
-    """Whether the factor `inv` is 1/β to within 4 float64 ulps (checked exactly): Softplus(β)'s rules evaluate
-    softplus(β·x)/β with an allowance of 16 ulps, which covers that gap; a rounded float32 1/β is not accepted."""
-    (i, i_rad), (b, b_rad) = inv, beta
-    if b_rad != 0 or b <= 0:
-        return False
-    gap = abs(Fraction(i) * Fraction(b) - 1) + Fraction(i_rad) * Fraction(b)
-    return gap <= 4 * Fraction(2) ** -53
-
-
-@handles("Where")
-def _where(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    """torch's Softplus with its threshold as the dynamo exporter writes it: Where(x > t, x, Softplus(x)), and with
-    β ≠ 1, Where(β·x > t, x, Softplus(β·x) / β)."""
-    c, a, b = (ctx.get(i) for i in node.input)
-    if isinstance(c, Comparison) and c.op == "Greater" and isinstance(a, Tensor) and isinstance(b, Tensor):
-        made = {name: (n, ins) for name, n, ins in ctx.nodes}
-        if c.tensor.ir == a.ir:  # β = 1
-            sp, ins = made.get(b.ir, (None, ()))
-            if isinstance(sp, ops.Softplus) and sp.beta == 1.0 and ins == (a.ir,):
-                return [ctx.emit(ops.Softplus(1.0, c.value), [a], "softplus")]
-        scaled, scaled_ins = made.get(c.tensor.ir, (None, ()))
-        div, div_ins = made.get(b.ir, (None, ()))
-        sp, sp_ins = made.get(div_ins[0], (None, ())) if len(div_ins) == 1 else (None, ())
-        beta, inv = _scalar_scale(scaled), _scalar_scale(div)
-        if (beta is not None and inv is not None and scaled_ins == (a.ir,) and isinstance(sp, ops.Softplus)
-                and sp.beta == 1.0 and sp_ins == (c.tensor.ir,) and _undoes(inv, beta)):
-            return [ctx.emit(ops.Softplus(beta[0], c.value), [a], "softplus")]
-    raise ctx.unsupported("Where on the model's data is read only as Softplus's threshold (Where(β·x > t, x, softplus(β·x)/β))")
 
 
 # ------------------------------------------------------------------------------------------------------ ATen

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 
 from .. import ops
@@ -44,17 +43,11 @@ def _constant(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 
 @handles("Identity", "Dropout")
 def _identity(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    if len(node.output) > 1 and node.output[1]:
-        raise ctx.unsupported("the dropout mask output is not supported")
+    training = len(node.input) > 2 and node.input[2] and bool(np.asarray(ctx.get(node.input[2])).reshape(-1)[:1].all())
+    if training or (len(node.output) > 1 and node.output[1]) or attrs.get("is_test", 1) == 0:
+        raise ctx.unsupported("dropout in training mode (random, so no single function to verify): export the model "
+                              "after calling model.eval()")
     return [ctx.get(node.input[0])]  # type: ignore[list-item]
-
-
-@handles("Cast")
-def _cast(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    t = ctx.tensor(node.input[0])
-    if attrs.get("to") not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
-        raise ctx.unsupported("casting the model's data to a non-float type")
-    return [t]
 
 
 @handles("CastLike")

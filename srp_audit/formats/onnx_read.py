@@ -14,12 +14,15 @@ from typing import Any
 
 import numpy as np
 import onnx
+import torch
 from onnx import numpy_helper
 
 from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
-from . import nonlinear_handlers, onnx_shape_ops  # noqa: F401  (register their handlers)
+from ..ops.enclosure import Enclosed
+from ..ops.interval import Interval
+from . import discrete_handlers, nonlinear_handlers, onnx_const_exact, onnx_shape_ops  # noqa: F401  (register their handlers)
 from .context import Derived, Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes
 from .onnx_const import FOLDERS, attributes, fold
 from .onnx_context import OnnxContext
@@ -31,10 +34,7 @@ MAX_PROTO_BYTES = 2 << 30  # protobuf's own limit: a larger .onnx cannot be a va
 
 _HINTS = {
     "Hardmax": "a final Hardmax (one-hot argmax): export the model without it (certify works on the scores before it)",
-    "ArgMax": "a final ArgMax: export the model without it (certify works on the scores before it)",
     "TopK": "TopK on the model's data is not supported; export the scores before it",
-    "Ceil": "Ceil on the model's data (a step function) is not supported yet",
-    "Round": "Round on the model's data (a step function) is not supported yet",
     "LSTM": "recurrent layers (LSTM) are not supported",
     "GRU": "recurrent layers (GRU) are not supported",
     "RNN": "recurrent layers (RNN) are not supported",
@@ -126,10 +126,8 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
         elif any(isinstance(i, Derived) for i in ins) and node.op_type not in ("Add", "Sub", "Mul", "Div"):
             raise ctx.unsupported("it reads a constant computed from others that no float holds exactly (like 1/3); such "
                                   "constants may only scale or shift the data (Add, Sub, Mul, Div)")
-        elif node.op_type in HANDLERS:
-            outs = HANDLERS[node.op_type](ctx, node, attrs)
-        elif node.op_type in declared_ops:
-            outs = [ctx.emit_declared([ctx.tensor(node.input[0])], declared_ops[node.op_type].from_onnx, attrs)]
+        elif node.op_type in HANDLERS or node.op_type in declared_ops:
+            outs = _map_node(ctx, node, attrs, declared_ops)
         elif node.op_type in FOLDERS:
             raise ctx.unsupported("supported only on constants (shape arithmetic), not on the model's data")
         else:
@@ -158,6 +156,41 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
                      outputs=tuple((o.name, int(np.prod(r.shape))) for o, r in zip(g.output, results)) if len(results) > 1 else (),
                      values=named)
     return ctx.graph(sample, out, meta)
+
+
+INTERNAL = (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, NotImplementedError)
+"""Exceptions a mapping raises on a model it was not written for: reported as that node's load error, never a crash."""
+
+
+def _map_node(ctx: OnnxContext, node: Any, attrs: dict, declared_ops: dict) -> list[Value]:
+    """The IR values of one ONNX node on data: its handler's, or its declaring op's node."""
+    try:
+        if node.op_type in HANDLERS:
+            return HANDLERS[node.op_type](ctx, node, attrs)
+        x = ctx.get(node.input[0])
+        if isinstance(x, np.ndarray) and ctx.batched:  # an op of the data's kind on a stored constant
+            return [_through(ctx, declared_ops[node.op_type].from_onnx(attrs), x)]
+        return [ctx.emit_declared([ctx.data(node.input[0])], declared_ops[node.op_type].from_onnx, attrs)]
+    except INTERNAL as e:
+        raise ctx.unsupported(f"this form of it cannot be read ({type(e).__name__}: {str(e)[:160]}); please report the "
+                              "model to the srp-audit developers") from None
+
+
+def _through(ctx: OnnxContext, op: Any, c: np.ndarray) -> Value:
+    """op(c) for a constant c, as the op's own sound enclosure of the point c: the exact float where the enclosure is
+    a point (Floor), else a `Derived` constant (sin 0.3), which the data may be scaled or shifted by."""
+    try:
+        return ctx.emit(op, [ctx.lift(c)])
+    except UnsupportedOpError:
+        pass
+    point = torch.from_numpy(np.asarray(c, dtype=np.float64)).unsqueeze(0)
+    lo, hi = (t[0] for t in op.double().ibp(Interval(point, point)).bounds())
+    if bool(torch.equal(lo, hi)):
+        return lo.numpy()
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise ctx.unsupported("its value on this constant overflows")
+    mid = lo + (hi - lo) / 2  # each difference below is within half an ulp of exact: one ulp up covers it
+    return Derived(Enclosed(mid, torch.nextafter(torch.maximum(hi - mid, mid - lo), torch.tensor(torch.inf, dtype=torch.float64))))
 
 
 def supported_onnx_ops() -> list[str]:

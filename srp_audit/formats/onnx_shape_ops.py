@@ -11,6 +11,7 @@ import numpy as np
 from .. import ops
 from ..ops.select import index_map
 from .context import Tensor, Value
+from .discrete_build import embedding
 from .onnx_const import fold
 from .onnx_context import OnnxContext
 from .onnx_ops import _axes_arg, handles
@@ -139,6 +140,10 @@ def _pad(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _pick(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     """Ops that only pick, repeat or reorder entries, applied to the model's data with constant arguments: their
     effect is computed on the entries' numbers (the op's own constant folder), giving one Select per output."""
+    if node.op_type == "Gather" and isinstance(ctx.get(node.input[0]), np.ndarray) and isinstance(ctx.get(node.input[1]), Tensor):
+        if int(attrs.get("axis", 0)) != 0:
+            raise ctx.unsupported("Gather of a constant table at data indices is read only along axis 0 (an embedding)")
+        return [embedding(ctx, ctx.weight(node.input[0], "table"), ctx.tensor(node.input[1]))]
     x = ctx.tensor(node.input[0], moved_ok=True)
     rest = [ctx.const(i, "argument") if i else None for i in node.input[1:]]
     if node.op_type == "Gather" and rest and not np.issubdtype(np.asarray(rest[0]).dtype, np.integer):

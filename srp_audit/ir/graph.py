@@ -32,6 +32,7 @@ class GraphMeta:
     inputs: tuple = ()  # (name, declared shape) of every data input, in order, when there are several
     outputs: tuple = ()  # (name, per-sample element count) of every output, when there are several
     values: dict = field(default_factory=dict)  # node id → the source model's tensor it computes (ONNX: its name)
+    note: str = ""  # how the reader had to read the model, when the user should know (the batch fixed to 1)
 
 
 class Graph(nn.Module):

@@ -1,0 +1,207 @@
+"""IR for the discrete and piecewise-linear ops both readers meet: comparisons, boolean logic, Where, casts to
+integer types, OneHot, Mod by a constant, Abs, elementwise Max/Min and ReduceMax/ReduceMin.
+
+Each is a documented decomposition into IR ops with sound rules, exact in real arithmetic:
+- a ⋈ b (>, ≥, <, ≤, =, ≠) → Compare(a − b), the difference an exact IR value;
+- Not c → 1 − c; And → c₁·c₂; Or → c₁ + c₂ − c₁c₂; Xor → c₁ + c₂ − 2c₁c₂ (c ∈ {0, 1});
+- Where(c, a, b) → c·a + (1 − c)·b (a Product where a or b is data);
+- Cast to an integer type → Trunc; to bool → Compare(≠ 0); of a value already integer (an index, a step) → itself;
+- OneHot(i)[…, k, …] → off + (on − off)·[i = k] (also i = k − depth for negative indices);
+- Mod(a, c) → a − c·trunc(a/c) (fmod) or a − c·floor(a/c), with 1/c kept as an enclosure;
+- |x| → relu(x) + relu(−x); max(a, b) → b + relu(a − b); min(a, b) → a − relu(a − b); ReduceMax → a tree of
+  pairwise maxima over halves of the axis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import ops
+from .context import LoaderContext, Tensor, Value
+
+INTEGER_VALUED = (ops.ArgMax, ops.Compare, ops.Ceil, ops.Round, ops.Trunc, ops.Floor, ops.Sign)
+"""Ops whose values are integers whatever their input (Mod of their values takes the floor form)."""
+
+
+def integer_valued(ctx: LoaderContext, t: Tensor) -> bool:
+    """Whether the IR value `t` holds integers by construction (made by an index, comparison or rounding op)."""
+    for name, node, _ in reversed(ctx.nodes):
+        if name == t.ir:
+            return isinstance(node, INTEGER_VALUED)
+    return False
+
+
+def difference(ctx: LoaderContext, a: Value, b: Value) -> Tensor:
+    """a − b with at least one operand data, as an exact IR value."""
+    return ctx.add_or_sub(a, b, sub=True)
+
+
+def compare(ctx: LoaderContext, a: Value, b: Value, rel: str) -> Tensor:
+    """[a rel b] as 0/1 for rel in gt, ge, lt, le, eq, ne."""
+    if rel in ("lt", "le"):
+        a, b, rel = b, a, {"lt": "gt", "le": "ge"}[rel]
+    return ctx.emit(ops.Compare(rel), [difference(ctx, a, b)], "compare")
+
+
+def affine(ctx: LoaderContext, x: Tensor, scale: float | torch.Tensor, shift: float | torch.Tensor) -> Tensor:
+    return ctx.emit(ops.ElementwiseAffine(scale, shift), [x], "affine")
+
+
+def logic(ctx: LoaderContext, op: str, a: Value, b: Value | None = None) -> Tensor:
+    """Not/And/Or/Xor of 0/1 values, at least one of them data."""
+    if op == "Not":
+        assert isinstance(a, Tensor)
+        return affine(ctx, a, -1.0, 1.0)
+    if not isinstance(a, Tensor):
+        a, b = b, a
+    assert isinstance(a, Tensor) and b is not None
+    if isinstance(b, Tensor):
+        prod = ctx.product(a, b)
+        if op == "And":
+            return prod
+        total = ctx.add_or_sub(a, b, sub=False)
+        k = 1.0 if op == "Or" else 2.0
+        return ctx.add_or_sub(total, affine(ctx, prod, k, 0.0), sub=True)
+    k = ctx.sample_const(a, np.asarray(b, dtype=np.float64) != 0).to(torch.float64)
+    a = ctx.broadcast(a, k)
+    if op == "And":  # c·k
+        return affine(ctx, a, k, 0.0)
+    if op == "Or":  # c(1 − k) + k
+        return affine(ctx, a, 1 - k, k)
+    return affine(ctx, a, 1 - 2 * k, k)  # Xor: c(1 − 2k) + k
+
+
+def scaled(ctx: LoaderContext, v: Value, by: Tensor) -> Tensor:
+    """v·by for a data 0/1 value `by`: a Product when v is data, else a scale by the stored constant v."""
+    if isinstance(v, Tensor):
+        return ctx.product(v, by)
+    return ctx.mul_or_div(by, v, div=False)
+
+
+def where(ctx: LoaderContext, cond: Value, a: Value, b: Value) -> Tensor:
+    """Where(cond, a, b) with cond 0/1 data, or a constant mask choosing between data."""
+    if not isinstance(cond, Tensor):
+        mask = np.asarray(cond) != 0
+        x = a if isinstance(a, Tensor) else b
+        assert isinstance(x, Tensor)
+        m = ctx.sample_const(x, mask.astype(np.float64))
+        return ctx.add_or_sub(_masked(ctx, a, m), _masked(ctx, b, 1 - m), sub=False)
+    notc = affine(ctx, cond, -1.0, 1.0)
+    return ctx.add_or_sub(scaled(ctx, a, cond), scaled(ctx, b, notc), sub=False)
+
+
+def _masked(ctx: LoaderContext, v: Value, m: torch.Tensor) -> Value:
+    if isinstance(v, Tensor):
+        return affine(ctx, ctx.broadcast(v, m), m, 0.0)
+    return np.asarray(v, dtype=np.float64) * m.numpy()  # 0 or the stored value: exact
+
+
+def cast(ctx: LoaderContext, x: Tensor, target: str) -> Tensor:
+    """A Cast of data to `target` ('float', 'bool' or an integer type of `ops.steps.INT_RANGES`)."""
+    if target == "float":
+        return x
+    if target == "bool":
+        return ctx.emit(ops.Compare("ne"), [x], "compare")
+    if _small_index(ctx, x, target):
+        return x
+    return ctx.emit(ops.Trunc(target), [x], "cast")
+
+
+def _small_index(ctx: LoaderContext, t: Tensor, target: str) -> bool:
+    """Whether `t` is a 0/1 comparison, or an index cast to a type of 16 bits or more (any axis a model holds in
+    memory fits): a cast then changes nothing. Rounded values may lie past the type's range and keep their Trunc."""
+    node = next((n for name, n, _ in reversed(ctx.nodes) if name == t.ir), None)
+    return isinstance(node, ops.Compare) or (isinstance(node, ops.ArgMax) and target not in ("int8", "uint8"))
+
+
+def one_hot(ctx: LoaderContext, idx: Tensor, depth: int, off: float, on: float, axis: int) -> Tensor:
+    """OneHot of data indices: a new sample axis `axis` of size `depth` (axis already a sample axis of the output)."""
+    shape = tuple(idx.shape)
+    out_shape = shape[:axis] + (depth,) + shape[axis:]
+    n = math.prod(shape)
+    source = np.broadcast_to(np.expand_dims(np.arange(n).reshape(shape), axis), out_shape)
+    spread = ctx.emit(ops.Select(source.reshape(-1), out_shape, n), [idx], "onehot")
+    k = np.arange(depth, dtype=np.float64).reshape((depth,) + (1,) * (len(shape) - axis))
+    ks = np.broadcast_to(k, out_shape)
+    hit = ctx.emit(ops.Compare("eq"), [affine(ctx, spread, 1.0, torch.from_numpy(-ks.copy()))], "compare")
+    nonneg = any(name == idx.ir and isinstance(node, (ops.ArgMax, ops.Compare)) for name, node, _ in ctx.nodes)
+    if not nonneg:  # a negative index i means i + depth
+        neg = ctx.emit(ops.Compare("eq"), [affine(ctx, spread, 1.0, torch.from_numpy(depth - ks))], "compare")
+        hit = ctx.add_or_sub(hit, neg, sub=False)
+    if off == 0.0 and on == 1.0:
+        return hit
+    miss = affine(ctx, hit, -1.0, 1.0)
+    return ctx.add_or_sub(affine(ctx, hit, on, 0.0), affine(ctx, miss, off, 0.0), sub=False)
+
+
+def embedding(ctx: LoaderContext, table: torch.Tensor, idx: Tensor) -> Tensor:
+    """table[idx] for data indices (nn.Embedding): Σ_k [idx = k]·table[k], a OneHot then a Dense over it."""
+    rows = int(table.shape[0])
+    hit = one_hot(ctx, idx, rows, 0.0, 1.0, len(idx.shape))
+    rest = tuple(int(n) for n in table.shape[1:])
+    w = table.reshape(rows, -1).T.contiguous()
+    out = ctx.emit(ops.Dense(w), [hit], "embedding")
+    shape = tuple(idx.shape) + rest
+    return out if shape == out.shape else ctx.emit(ops.Reshape(shape), [out])
+
+
+def mod(ctx: LoaderContext, a: Tensor, c: np.ndarray, fmod: bool) -> Tensor:
+    """a mod c for a constant divisor: a − c·trunc(a/c) (fmod, the sign of a) or a − c·floor(a/c) (the sign of c)."""
+    if np.any(np.asarray(c) == 0):
+        raise ctx.unsupported("Mod by zero")
+    q = ctx.mul_or_div(a, c, div=True)
+    step = ctx.emit(ops.Trunc(None) if fmod else ops.Floor(), [q], "mod")
+    whole = ctx.mul_or_div(step, c, div=False)
+    return ctx.add_or_sub(ctx.broadcast(a, torch.zeros(whole.shape)), whole, sub=True)
+
+
+def relu(ctx: LoaderContext, x: Tensor) -> Tensor:
+    return ctx.emit(ops.Relu(), [x])
+
+
+def absolute(ctx: LoaderContext, x: Tensor) -> Tensor:
+    """|x| = relu(x) + relu(−x)."""
+    return ctx.add_or_sub(relu(ctx, x), relu(ctx, affine(ctx, x, -1.0, 0.0)), sub=False)
+
+
+def extreme(ctx: LoaderContext, a: Value, b: Value, largest: bool) -> Value:
+    """max(a, b) = b + relu(a − b), min(a, b) = a − relu(a − b) (at least one data operand)."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        return np.maximum(a, b) if largest else np.minimum(a, b)
+    r = relu(ctx, difference(ctx, a, b))
+    keep = b if largest else a
+    if isinstance(keep, Tensor):
+        keep = ctx.broadcast(keep, torch.zeros(r.shape))
+    return ctx.add_or_sub(keep, r, sub=not largest)
+
+
+def reduce_extreme(ctx: LoaderContext, x: Tensor, axes: list[int], keepdims: bool, largest: bool) -> Tensor:
+    """ReduceMax/ReduceMin over sample axes: halves of each axis combined pairwise until one entry is left."""
+    for axis in sorted(axes):
+        x = _reduce_axis(ctx, x, axis, largest)
+    if not keepdims:
+        shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+        x = x if shape == x.shape else ctx.emit(ops.Reshape(shape), [x])
+    return x
+
+
+def _slice(ctx: LoaderContext, x: Tensor, axis: int, start: int, stop: int) -> Tensor:
+    n = math.prod(x.shape)
+    idx = np.take(np.arange(n).reshape(x.shape), np.arange(start, stop), axis=axis)
+    return ctx.emit(ops.Select(idx.reshape(-1), idx.shape, n), [x], "select")
+
+
+def _reduce_axis(ctx: LoaderContext, x: Tensor, axis: int, largest: bool) -> Tensor:
+    while x.shape[axis] > 1:
+        n = x.shape[axis]
+        half = n // 2
+        pair = extreme(ctx, _slice(ctx, x, axis, 0, half), _slice(ctx, x, axis, half, 2 * half), largest)
+        assert isinstance(pair, Tensor)
+        if n % 2:  # the odd entry out joins the next round
+            rest = _slice(ctx, x, axis, n - 1, n)
+            pair = ctx.emit(ops.Concat(axis, 2), [pair, rest], "concat")
+        x = pair
+    return x

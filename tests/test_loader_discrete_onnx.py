@@ -1,0 +1,100 @@
+"""Hand-built ONNX graphs for each form of the discrete ops on data (comparisons in every direction, boolean logic,
+Where with a data or constant condition, casts to integer and bool types, OneHot with its values and negative
+indices, Mod, Abs, variadic Max/Min, ReduceMax/ReduceMin, constants lifted into the data): each is read, compared
+with onnxruntime, and bounded soundly by IBP and CROWN over boxes whose sampled points include the corners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import ort_session
+from onnx import TensorProto, helper, numpy_helper
+from soundness import assert_contains, evaluate, identity_spec, sample_box
+
+from srp_audit.bounds import METHODS
+from srp_audit.errors import UnsupportedOpError
+from srp_audit.formats import load_model
+from srp_audit.spec import InputBox
+
+N = helper.make_node
+C = np.float32([0.25, -0.5, 0.0, 1.5])
+
+
+def _graph(nodes: list, inits: dict, opset: int = 17) -> onnx.ModelProto:
+    g = helper.make_graph(nodes, "discrete", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def _cast(src: str, dst: str, to: int = TensorProto.FLOAT):
+    return N("Cast", [src], [dst], to=to)
+
+
+CASES = {
+    "less_or_equal": ([N("LessOrEqual", ["x", "c"], ["b"]), _cast("b", "y")], {"c": C}),
+    "greater_or_equal_data": ([N("Neg", ["x"], ["n"]), N("GreaterOrEqual", ["x", "n"], ["b"]), _cast("b", "y")], {}),
+    "equal_data": ([N("Floor", ["x"], ["f"]), N("Ceil", ["x"], ["e"]), N("Equal", ["f", "e"], ["b"]), _cast("b", "y")], {}),
+    "logic": ([N("Greater", ["x", "c"], ["g"]), N("Less", ["x", "d"], ["l"]), N("And", ["g", "l"], ["a"]), N("Or", ["g", "l"], ["o"]),
+               N("Xor", ["a", "o"], ["xo"]), N("Not", ["xo"], ["b"]), _cast("b", "y")], {"c": C, "d": C + 1}),
+    "logic_constant": ([N("Greater", ["x", "c"], ["g"]), N("Or", ["g", "m"], ["o"]), N("Xor", ["o", "m2"], ["b"]), _cast("b", "y")],
+                       {"c": C, "m": np.array([True, False, True, False]), "m2": np.array([False, True, True, False])}),
+    "where_data": ([N("Greater", ["x", "c"], ["g"]), N("Mul", ["x", "half"], ["h"]), N("Where", ["g", "x", "h"], ["y"])],
+                   {"c": np.float32(0.2), "half": np.float32(0.5)}),
+    "where_constants": ([N("Less", ["x", "c"], ["g"]), N("Where", ["g", "a", "b"], ["y"])],
+                        {"c": C, "a": np.float32([1, 2, 3, 4]), "b": np.float32(-1.25)}),
+    "where_constant_mask": ([N("Neg", ["x"], ["n"]), N("Where", ["m", "x", "n"], ["y"])], {"m": np.array([True, False, False, True])}),
+    "cast_int_and_bool": ([N("Mul", ["x", "k"], ["s"]), _cast("s", "i", TensorProto.INT8), _cast("i", "f"), _cast("x", "b", TensorProto.BOOL),
+                           _cast("b", "g"), N("Add", ["f", "g"], ["y"])], {"k": np.float32(40.0)}),
+    "one_hot_values": ([N("ArgMax", ["x"], ["a"], axis=1, keepdims=0), N("OneHot", ["a", "depth", "vals"], ["y"], axis=-1)],
+                       {"depth": np.int64(4), "vals": np.float32([-0.5, 2.0])}),
+    "one_hot_negative": ([N("Floor", ["x"], ["f"]), _cast("f", "i", TensorProto.INT64), N("OneHot", ["i", "depth", "vals"], ["o"], axis=1),
+                          N("ReduceSum", ["o", "ax"], ["y"], keepdims=0)], {"depth": np.int64(3), "vals": np.float32([0, 1]),
+                                                                              "ax": np.int64([2])}),
+    "mod_integer": ([N("Mul", ["x", "k"], ["s"]), _cast("s", "i", TensorProto.INT32), N("Mod", ["i", "m"], ["r"]), _cast("r", "y")],
+                    {"k": np.float32(5.0), "m": np.int32(3)}),
+    "mod_float": ([N("Mod", ["x", "m"], ["y"], fmod=1)], {"m": np.float32(0.75)}),
+    "abs_max_min": ([N("Abs", ["x"], ["a"]), N("Max", ["x", "c", "a"], ["mx"]), N("Min", ["mx", "d"], ["y"])], {"c": C, "d": np.float32(1.0)}),
+    "reduce_min_max": ([N("ReduceMax", ["x"], ["mx"], axes=[1], keepdims=1), N("ReduceMin", ["x"], ["mn"], axes=[-1], keepdims=0),
+                        N("Unsqueeze", ["mn", "one"], ["m1"]), N("Sub", ["mx", "m1"], ["y"])], {"one": np.int64([1])}),
+    "argmin_last": ([N("Round", ["x"], ["r"]), N("ArgMin", ["r"], ["a"], axis=1, keepdims=1, select_last_index=1), _cast("a", "y")], {}),
+    "lifted_constant": ([N("Shape", ["x"], ["s"]), N("ConstantOfShape", ["s"], ["z"], value=numpy_helper.from_array(np.float32([0.7]))),
+                         N("Exp", ["z"], ["e"]), N("Mul", ["x", "e"], ["y"])], {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_discrete_form_reads_matches_onnxruntime_and_bounds_soundly(name: str, tmp_path: Path) -> None:
+    nodes, inits = CASES[name]
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(_graph(nodes, inits), str(path))
+    graph = load_model(str(path)).copy(dtype=torch.float64)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn((4,) + graph.input_shape, generator=gen, dtype=torch.float64) * 1.5
+    x[0] = torch.tensor([0.25, -0.5, 0.0, 1.5])  # ties with the constants, exact zeros
+    ref = ort_session(path).run(None, {"x": x.numpy().astype(np.float32)})[0]
+    with torch.no_grad():
+        ours = graph(x).numpy()
+    assert np.allclose(ours.reshape(4, -1), ref.reshape(4, -1).astype(np.float64), rtol=1e-5, atol=1e-5), name
+    k = graph.num_classes
+    for radius in (0.0, 0.1, 2.0):
+        lo, hi = x - radius, x + radius
+        values = evaluate(graph.logits, sample_box(lo, hi, 400, gen))
+        for method in ("ibp", "crown"):
+            lb = METHODS[method](graph, InputBox(lo, hi), identity_spec(k, 4, torch.float64)).lower.detach()
+            assert_contains(values, lb[:, :k], -lb[:, k:], f"{name} {method} radius {radius}")
+
+
+def test_mod_by_data_and_float_casts_that_round_are_refused_by_name(tmp_path: Path) -> None:
+    for nodes, inits, what in (([N("Mod", ["x", "x"], ["y"], fmod=1)], {}, "Mod"),
+                               ([_cast("x", "h", TensorProto.FLOAT16), _cast("h", "y")], {}, "Cast")):
+        path = tmp_path / f"{what}.onnx"
+        onnx.save(_graph(nodes, inits), str(path))
+        with pytest.raises(UnsupportedOpError, match=f"op {what}"):
+            load_model(str(path))
