@@ -59,6 +59,9 @@ CASES = {
                                                                               "ax": np.int64([2])}),
     "mod_integer": ([N("Mul", ["x", "k"], ["s"]), _cast("s", "i", TensorProto.INT32), N("Mod", ["i", "m"], ["r"]), _cast("r", "y")],
                     {"k": np.float32(5.0), "m": np.int32(3)}),
+    "one_hot_float_indices": ([N("Mul", ["x", "k"], ["s"]), N("OneHot", ["s", "depth", "vals"], ["o"], axis=-1),
+                               N("ReduceSum", ["o", "ax"], ["y"], keepdims=0)],
+                              {"k": np.float32(1.5), "depth": np.float32(4), "vals": np.float32([0, 1]), "ax": np.int64([1])}),
     "mod_float": ([N("Mod", ["x", "m"], ["y"], fmod=1)], {"m": np.float32(0.75)}),
     "abs_max_min": ([N("Abs", ["x"], ["a"]), N("Max", ["x", "c", "a"], ["mx"]), N("Min", ["mx", "d"], ["y"])], {"c": C, "d": np.float32(1.0)}),
     "reduce_min_max": ([N("ReduceMax", ["x"], ["mx"], axes=[1], keepdims=1), N("ReduceMin", ["x"], ["mn"], axes=[-1], keepdims=0),
@@ -91,9 +94,18 @@ def test_discrete_form_reads_matches_onnxruntime_and_bounds_soundly(name: str, t
             assert_contains(values, lb[:, :k], -lb[:, k:], f"{name} {method} radius {radius}")
 
 
-def test_mod_by_data_and_float_casts_that_round_are_refused_by_name(tmp_path: Path) -> None:
+def test_mod_by_data_integer_arithmetic_wrapping_casts_and_rounding_casts_are_refused_by_name(tmp_path: Path) -> None:
+    """Integer data wraps around and divides by truncation: arithmetic on it (and a cast that may wrap) is refused
+    rather than read as real arithmetic."""
+    wide = np.zeros((4, 300), dtype=np.float32)
     for nodes, inits, what in (([N("Mod", ["x", "x"], ["y"], fmod=1)], {}, "Mod"),
-                               ([_cast("x", "h", TensorProto.FLOAT16), _cast("h", "y")], {}, "Cast")):
+                               ([_cast("x", "h", TensorProto.FLOAT16), _cast("h", "y")], {}, "Cast"),
+                               ([_cast("x", "i", TensorProto.INT8), N("Add", ["i", "c"], ["a"]), _cast("a", "y")],
+                                {"c": np.int8(100)}, "Add"),
+                               ([_cast("x", "i", TensorProto.INT32), N("Div", ["i", "c"], ["a"]), _cast("a", "y")],
+                                {"c": np.int32(2)}, "Div"),
+                               ([N("MatMul", ["x", "w"], ["m"]), N("ArgMax", ["m"], ["a"], axis=1), _cast("a", "b", TensorProto.INT8),
+                                 _cast("b", "y")], {"w": wide}, "Cast")):
         path = tmp_path / f"{what}.onnx"
         onnx.save(_graph(nodes, inits), str(path))
         with pytest.raises(UnsupportedOpError, match=f"op {what}"):

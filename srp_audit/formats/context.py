@@ -67,6 +67,8 @@ class LoaderContext:
         threshold is read back from Where(x > t, …)."""
         self._count: dict[str, int] = {}
         self.anchor: Tensor | None = None  # the IR input, which constants lifted into the data are computed from
+        self.shapes: dict[str, tuple[int, ...]] = {}  # IR value → its per-sample shape
+        self.integer_names: set[str] = set()  # source values of an integer or bool type (ONNX type inference)
 
     # ---------------------------------------------------------------- naming (subclasses override)
 
@@ -100,6 +102,7 @@ class LoaderContext:
             raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) does not fit the shapes it receives "
                                  f"({e}); the model file is inconsistent") from None
         self.nodes.append((name, node, tuple(t.ir for t in inputs)))
+        self.shapes[name] = shape
         self.origin[name] = f"{self.node_name}: {self.op_name}"
         return Tensor(name, shape)
 

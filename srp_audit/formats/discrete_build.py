@@ -99,22 +99,32 @@ def _masked(ctx: LoaderContext, v: Value, m: torch.Tensor) -> Value:
     return np.asarray(v, dtype=np.float64) * m.numpy()  # 0 or the stored value: exact
 
 
-def cast(ctx: LoaderContext, x: Tensor, target: str) -> Tensor:
-    """A Cast of data to `target` ('float', 'bool' or an integer type of `ops.steps.INT_RANGES`)."""
+def cast(ctx: LoaderContext, x: Tensor, target: str, from_integer: bool = False) -> Tensor:
+    """A Cast of data to `target` ('float', 'bool' or an integer type of `ops.steps.INT_RANGES`). An integer source
+    cast to a type that may not hold it wraps around, which is refused (a float source past the range is
+    undefined in ONNX, and Trunc's enclosure covers every value)."""
     if target == "float":
         return x
     if target == "bool":
         return ctx.emit(ops.Compare("ne"), [x], "compare")
-    if _small_index(ctx, x, target):
+    if _small_index(ctx, x, target) or (from_integer and target == "int64"):
         return x
+    if from_integer:
+        raise ctx.unsupported(f"a cast of integer data to {target}, which may not hold it (it would wrap around)")
     return ctx.emit(ops.Trunc(target), [x], "cast")
 
 
 def _small_index(ctx: LoaderContext, t: Tensor, target: str) -> bool:
-    """Whether `t` is a 0/1 comparison, or an index cast to a type of 16 bits or more (any axis a model holds in
-    memory fits): a cast then changes nothing. Rounded values may lie past the type's range and keep their Trunc."""
-    node = next((n for name, n, _ in reversed(ctx.nodes) if name == t.ir), None)
-    return isinstance(node, ops.Compare) or (isinstance(node, ops.ArgMax) and target not in ("int8", "uint8"))
+    """Whether `t` is a 0/1 comparison, or an index along an axis short enough for the type `target` to hold: a
+    cast then changes nothing. Rounded values may lie past the type's range and keep their Trunc."""
+    found = next(((n, ins) for name, n, ins in reversed(ctx.nodes) if name == t.ir), None)
+    if found is None:
+        return False
+    node, ins = found
+    if isinstance(node, ops.ArgMax):
+        size = ctx.shapes[ins[0]][node.axis] if ins[0] in ctx.shapes else (ctx.anchor.shape[node.axis] if ctx.anchor else None)
+        return size is not None and size - 1 <= ops.steps.INT_RANGES[target][1]
+    return isinstance(node, ops.Compare)
 
 
 def one_hot(ctx: LoaderContext, idx: Tensor, depth: int, off: float, on: float, axis: int) -> Tensor:

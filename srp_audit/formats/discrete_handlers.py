@@ -54,7 +54,7 @@ def _cast(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     if to in ONNX_FLOAT_TYPES:
         return [t]
     if to in ONNX_INT_TYPES:
-        return [build.cast(ctx, t, ONNX_INT_TYPES[to])]
+        return [build.cast(ctx, t, ONNX_INT_TYPES[to], from_integer=node.input[0] in ctx.integer_names)]
     raise ctx.unsupported(f"casting the model's data to ONNX type {to} (a lower-precision float rounds it; only float, "
                           "double, integer and bool casts are read)")
 
@@ -119,6 +119,8 @@ def _argmax(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 @handles("OneHot")
 def _one_hot(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     idx = ctx.tensor(node.input[0])
+    if node.input[0] not in ctx.integer_names:  # float indices are cast to int64 first (truncated)
+        idx = ctx.emit(ops.Trunc("int64"), [idx], "cast")
     depth = np.asarray(ctx.const(node.input[1], "depth")).reshape(-1)
     values = np.asarray(ctx.const(node.input[2], "values"), dtype=np.float64).reshape(-1)
     if depth.size != 1 or values.size != 2:
@@ -136,7 +138,7 @@ def _one_hot(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _mod(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     a = ctx.tensor(node.input[0])
     c = ctx.const(node.input[1], "divisor")
-    return [build.mod(ctx, a, c, bool(attrs.get("fmod", 0)) or not build.integer_valued(ctx, a))]
+    return [build.mod(ctx, a, c, bool(attrs.get("fmod", 0)))]  # fmod = 0 (integers): the sign of the divisor
 
 
 @handles("Abs")

@@ -210,7 +210,8 @@ def _transpose(inputs, attrs, opset):
 @folds("Flatten")
 def _flatten(inputs, attrs, opset):
     data = np.asarray(inputs[0])
-    axis = int(attrs.get("axis", 1)) % (data.ndim + 1) if data.ndim else 0
+    axis = int(attrs.get("axis", 1))
+    axis = (axis + data.ndim if axis < 0 else axis) if data.ndim else 0  # a negative axis counts from the back
     return [data.reshape(int(np.prod(data.shape[:axis])), -1)]
 
 

@@ -105,6 +105,7 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
     for i, t in zip(inputs, tensors):
         ctx.values[i.name] = t
     declared_ops = ops.by_onnx_op()
+    ctx.integer_names = integer_values(model)
     named: dict[str, str] = {}
     for t in g.initializer:
         try:
@@ -127,6 +128,9 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
             raise ctx.unsupported("it reads a constant computed from others that no float holds exactly (like 1/3); such "
                                   "constants may only scale or shift the data (Add, Sub, Mul, Div)")
         elif node.op_type in HANDLERS or node.op_type in declared_ops:
+            if node.op_type not in INTEGER_SAFE and any(n in ctx.integer_names and isinstance(v, Tensor) for n, v in zip(node.input, ins)):
+                raise ctx.unsupported("arithmetic on integer-typed data (its wrap-around and truncating division are not "
+                                      "modelled); cast the data to float before it")
             outs = _map_node(ctx, node, attrs, declared_ops)
         elif node.op_type in FOLDERS:
             raise ctx.unsupported("supported only on constants (shape arithmetic), not on the model's data")
@@ -156,6 +160,24 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
                      outputs=tuple((o.name, int(np.prod(r.shape))) for o, r in zip(g.output, results)) if len(results) > 1 else (),
                      values=named)
     return ctx.graph(sample, out, meta)
+
+
+INTEGER_SAFE = {"Cast", "CastLike", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor",
+                "Where", "Mod", "OneHot", "Gather", "Max", "Min", "ArgMax", "ArgMin", "ReduceMax", "ReduceMin", "Identity",
+                "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Slice", "Concat", "Split", "Expand", "Tile", "Shape"}
+"""ONNX ops that compute the same on integer-typed data as on reals (no rounding, no overflow): others refuse it."""
+_INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 9, 12, 13}  # uint8, int8, uint16, int16, int32, int64, bool, uint32, uint64
+
+
+def integer_values(model: onnx.ModelProto) -> set[str]:
+    """Names of the graph's values of integer or bool type, by ONNX type inference (empty where it fails)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # type inference is advisory here: a model it cannot type still loads
+        inferred = model
+    g = inferred.graph
+    return {vi.name for vi in [*g.value_info, *g.input, *g.output]
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in _INTEGER_TYPES}
 
 
 INTERNAL = (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, NotImplementedError)

@@ -22,7 +22,7 @@ def _flatten(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0])
     shape = list(ctx.onnx_shape(x))
     axis = int(attrs.get("axis", 1))
-    axis = axis % (len(shape) + 1) if axis < 0 else axis
+    axis = axis + len(shape) if axis < 0 else axis  # ONNX: a negative axis counts from the back, in [-r, r]
     out = [math.prod(shape[:axis]), math.prod(shape[axis:])]
     if ctx.batched and axis == 0:
         raise ctx.unsupported("Flatten(axis=0) merges the batch axis into the sample")

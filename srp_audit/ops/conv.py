@@ -121,7 +121,7 @@ class Conv2d(Node):
     def crown_rows(self, idx: torch.Tensor, ctx: Context, name: str, signs: tuple[int, ...]):
         """s·y_i = s·(kernel of channel c · window + b_c), as 1×1-position patches on the input: one gather from
         the signed kernels (negation is exact)."""
-        if self.groups != 1:
+        if self.groups != 1 or self.dilation != (1, 1):  # a dilated kernel is no contiguous patch of the input
             return None
         o, (_, h, w) = self.weight.shape[0], ctx.shape(name)
         ch, at = idx // (h * w), idx % (h * w)
