@@ -16,7 +16,7 @@ from .ops.select import Select
 
 
 def batch_slots(graph: Graph) -> int | None:
-    """B when the model was read with a fixed batch of B > 1 as one sample (`formats.context.batch_modes`: an input
+    """B when the model was read with a fixed batch of B > 1 as one sample (`formats.batch_axis.batch_modes`: an input
     declared as (B, …), e.g. exported by torch with a dummy batch of B and no dynamic axis) and its output keeps
     that batch axis, (B, …): B copies of the class scores, one per slot. None otherwise."""
     lead = tuple(graph.meta.original_input_shape)[:1]

@@ -20,7 +20,8 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.registry import registrar
 from ..ops.rounding import as_float32
-from .context import BATCH, LoaderContext, Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes, stored_tensor
+from .batch_axis import batch_modes, read_in_modes, sample_shapes
+from .context import BATCH, LoaderContext, Tensor, Value, bind_inputs, join_outputs, stored_tensor
 
 
 class _AtenCtx(LoaderContext):

@@ -23,7 +23,8 @@ from ..ir.graph import Graph, GraphMeta
 from ..ops.enclosure import Enclosed
 from ..ops.interval import Interval
 from . import discrete_handlers, nonlinear_handlers, onnx_const_exact, onnx_shape_ops  # noqa: F401  (register their handlers)
-from .context import Derived, Tensor, Value, batch_modes, bind_inputs, join_outputs, read_in_modes, sample_shapes
+from .batch_axis import batch_modes, read_in_modes, sample_shapes
+from .context import Derived, Tensor, Value, bind_inputs, join_outputs
 from .onnx_const import FOLDERS, attributes, fold
 from .onnx_context import OnnxContext
 from .onnx_ops import HANDLERS
