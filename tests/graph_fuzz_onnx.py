@@ -244,22 +244,16 @@ for _op in ("Add", "Sub", "Mul", "Div"):
     gen(_op)(_const_binary(_op))
 
 
-@gen("Log")
-def _log(b, x):
-    p = positive(b, x)
-    return V(b.node("Log", [p.name]), p.shape)
+def _on_positive(op: str, stays_positive: bool):
+    """A generator for an op defined on x > 0: the data made positive first."""
+    def fn(b, x):
+        p = positive(b, x)
+        return V(b.node(op, [p.name]), p.shape, stays_positive)
+    return fn
 
 
-@gen("Sqrt")
-def _sqrt(b, x):
-    p = positive(b, x)
-    return V(b.node("Sqrt", [p.name]), p.shape, True)
-
-
-@gen("Reciprocal")
-def _recip(b, x):
-    p = positive(b, x)
-    return V(b.node("Reciprocal", [p.name]), p.shape)
+for _op, _pos in (("Log", False), ("Sqrt", True), ("Reciprocal", False)):
+    gen(_op)(_on_positive(_op, _pos))
 
 
 @gen("Pow")

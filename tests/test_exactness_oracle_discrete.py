@@ -9,6 +9,7 @@ import pytest
 from exact_onnx import ExactOnnx
 from exact_onnx_core import Ctx, Undecided, Unsupported, step
 from exact_onnx_discrete import _remainder, _round_half_even
+from extreme_cases import denormals
 from flint import arb, fmpq
 from onnx import TensorProto, helper, numpy_helper
 
@@ -31,6 +32,11 @@ def test_round_and_mod_on_their_breakpoints() -> None:
 
 
 def test_argmax_ties_and_a_tie_decided_only_at_more_bits() -> None:
+    with denormals(False):  # the CLI flushes denormals for speed; an earlier test in this process may have run it
+        _argmax_ties()
+
+
+def _argmax_ties() -> None:
     nodes = [helper.make_node("ArgMax", ["x"], ["a"], axis=1, keepdims=0), helper.make_node("Cast", ["a"], ["y"], to=TensorProto.FLOAT)]
     ex = _model(nodes, (2, 3))
     assert ex.run([np.array([[1.0, 2.0, 2.0], [0.0, 0.0, 0.0]])])[0].tolist() == [1, 0]

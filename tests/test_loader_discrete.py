@@ -165,3 +165,18 @@ def test_dropout_exported_in_training_mode_says_to_export_after_eval(tmp_path: P
         torch.onnx.export(model, (torch.randn(1, 4),), str(path), dynamo=False, training=torch.onnx.TrainingMode.TRAINING)
     with pytest.raises(UnsupportedOpError, match=r"training mode .*model\.eval\(\)"):
         load_model(str(path))
+
+
+class IntegerArithmetic(nn.Module):
+    """int8 arithmetic that wraps around (100 + 100 = −56 in int8), which real arithmetic does not model."""
+
+    def forward(self, x):
+        i = (x * 40).to(torch.int8)
+        return (i + torch.tensor(100, dtype=torch.int8)).to(torch.float32)
+
+
+def test_integer_arithmetic_is_refused_by_the_aten_reader_too() -> None:
+    ep = torch.export.export(IntegerArithmetic().eval(), (torch.randn(2, 4),),
+                             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    with pytest.raises(UnsupportedOpError, match="integer-typed data"):
+        graph_from_exported(ep, "int8")

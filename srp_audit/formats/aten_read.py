@@ -20,6 +20,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.registry import registrar
 from ..ops.rounding import as_float32
+from .aten_types import INTEGER_SAFE, integer_typed, reads_integer_data
 from .batch_axis import batch_modes, read_in_modes, sample_shapes
 from .context import BATCH, LoaderContext, Tensor, Value, bind_inputs, join_outputs, stored_tensor
 
@@ -222,7 +223,7 @@ def _identity(ctx: _AtenCtx, a: list, kw: dict):
         target = "bool" if dtype == torch.bool else str(dtype).removeprefix("torch.")
         if target != "bool" and target not in INT_RANGES:
             raise ctx.unsupported(f"casting the model's data to {dtype}")
-        return cast(ctx, v, target)
+        return cast(ctx, v, target, from_integer=bool(ctx.node.all_input_nodes) and integer_typed(ctx.node.all_input_nodes[0]))
     if isinstance(v, Tensor) and dtype is not None and dtype not in (torch.float32, torch.float64):
         raise ctx.unsupported(f"casting the model's data to {dtype} (a lower-precision float rounds it)")
     return v
@@ -383,6 +384,9 @@ def _read_program(ep: Any, source: str, nodes: list, places: list, consts: dict,
             continue
         if target not in ATEN and target not in declared_ops:
             raise UnsupportedOpError(node.name, target, None, "this ATen operator is not supported")
+        if target.split(".")[1] not in INTEGER_SAFE and reads_integer_data(ctx.values, node):
+            raise ctx.unsupported("arithmetic on integer-typed data (its wrap-around and truncating division are not "
+                                  "modelled); cast the data to float before it")
         try:
             if target in ATEN:
                 ctx.values[node.name] = ATEN[target](ctx, args, kwargs)

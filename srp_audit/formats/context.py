@@ -68,6 +68,7 @@ class LoaderContext:
         self._count: dict[str, int] = {}
         self.anchor: Tensor | None = None  # the IR input, which constants lifted into the data are computed from
         self.shapes: dict[str, tuple[int, ...]] = {}  # IR value → its per-sample shape
+        self.made: dict[str, tuple[Node, tuple[str, ...]]] = {}  # IR value → the node that computes it, its inputs
         self.integer_names: set[str] = set()  # source values of an integer or bool type (ONNX type inference)
 
     # ---------------------------------------------------------------- naming (subclasses override)
@@ -102,18 +103,22 @@ class LoaderContext:
             raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) does not fit the shapes it receives "
                                  f"({e}); the model file is inconsistent") from None
         self.nodes.append((name, node, tuple(t.ir for t in inputs)))
+        self.made[name] = (node, tuple(t.ir for t in inputs))
         self.shapes[name] = shape
         self.origin[name] = f"{self.node_name}: {self.op_name}"
         return Tensor(name, shape)
 
-    def emit_declared(self, inputs: list[Tensor], build: Callable[..., Node], *args: Any) -> Tensor:
-        """Emit an op mapped by declaration (`onnx_op` / `aten_ops`): `build(*args)` (its `from_onnx` or
-        `from_aten`) makes the node; an attribute the op rejects (ValueError) is reported as unsupported."""
+    def declared(self, build: Callable[..., Node], *args: Any) -> Node:
+        """The node of an op mapped by declaration (`onnx_op` / `aten_ops`): `build(*args)` (its `from_onnx` or
+        `from_aten`); an attribute the op rejects (ValueError) is reported as unsupported."""
         try:
-            node = build(*args)
+            return build(*args)
         except ValueError as e:
             raise self.unsupported(str(e)) from None
-        return self.emit(node, inputs)
+
+    def emit_declared(self, inputs: list[Tensor], build: Callable[..., Node], *args: Any) -> Tensor:
+        """Emit an op mapped by declaration (see `declared`)."""
+        return self.emit(self.declared(build, *args), inputs)
 
     def graph(self, sample: tuple[int, ...], out: Tensor, meta: GraphMeta) -> Graph:
         """The loaded graph (unsimplified, dead branches pruned) ending at `out`; an output that is the input
@@ -172,14 +177,6 @@ class LoaderContext:
             out.append(Tensor(s.ir, s.shape, at))
         return out
 
-    def data(self, name: str) -> Tensor:
-        """Input `name` as data: a constant is lifted into the IR (`lift`), so an op on data (Sin, Exp) can apply
-        to it with its sound rules, where no float holds its exact result."""
-        v = self.get(name)
-        if isinstance(v, np.ndarray) and (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
-            return self.lift(v)
-        return self.tensor(name)
-
     def lift(self, c: np.ndarray) -> Tensor:
         """A constant as an IR value, 0·(an input entry) + c, of the constant's own framework shape (batched: its
         leading axis of size 1 is the batch axis; a constant without one is refused, as its axes would shift)."""
@@ -189,10 +186,7 @@ class LoaderContext:
         shape = tuple(c.shape[1:]) if self.batched else tuple(c.shape)
         if not shape or self.anchor is None:
             raise self.unsupported(f"an op on data reads a constant of shape {c.shape}")
-        value = stored_tensor(np.asarray(c, dtype=np.float64 if c.dtype.kind in "iub" else c.dtype).reshape(shape))
-        n = math.prod(shape)
-        picked = self.emit(ops.Select(np.zeros(n, dtype=np.int64), shape, math.prod(self.anchor.shape)), [self.anchor], "select")
-        return self.emit(ops.ElementwiseAffine(0.0, value), [picked], "constant")
+        return self._as_data(self.anchor, stored_tensor(np.asarray(c, dtype=np.float64 if c.dtype.kind in "iub" else c.dtype).reshape(shape)))
 
     def const(self, name: str, what: str = "input") -> np.ndarray:
         v = self.get(name)
@@ -342,7 +336,10 @@ class LoaderContext:
 
     def constant_from(self, t: Tensor, c: np.ndarray) -> Tensor:
         """A constant (its sample part) as an IR value: 0·(entries of `t`) + c, so it can join data (Concat)."""
-        value = self.sample_const(t, c)
+        return self._as_data(t, self.sample_const(t, c))
+
+    def _as_data(self, t: Tensor, value: torch.Tensor) -> Tensor:
+        """0·(an entry of `t`, repeated to the value's shape) + value: a constant as an IR value."""
         shape = tuple(value.shape)
         picked = self.emit(ops.Select(np.zeros(math.prod(shape), dtype=np.int64), shape, math.prod(t.shape)), [t], "select")
         return self.emit(ops.ElementwiseAffine(0.0, value), [picked], "constant")
@@ -380,11 +377,11 @@ def bind_inputs(ctx: LoaderContext, shapes: list[tuple[int, ...]]) -> tuple[tupl
     """(the IR's input shape, a tensor per model input). Several inputs are one flat input set, concatenated in
     order (as VNN-LIB numbers them): each model input picks its entries."""
     if len(shapes) == 1:
-        ctx.anchor = Tensor(INPUT, shapes[0])
+        ctx.anchor, ctx.shapes[INPUT] = Tensor(INPUT, shapes[0]), shapes[0]
         return shapes[0], [ctx.anchor]
     total = sum(math.prod(s) for s in shapes)
     flat, out, start = Tensor(INPUT, (total,)), [], 0
-    ctx.anchor = flat
+    ctx.anchor, ctx.shapes[INPUT] = flat, flat.shape
     for s in shapes:
         n = math.prod(s)
         out.append(ctx.emit(ops.Select(np.arange(start, start + n), s, total), [flat], "input"))

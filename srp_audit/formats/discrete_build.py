@@ -5,7 +5,8 @@ Each is a documented decomposition into IR ops with sound rules, exact in real a
 - a ⋈ b (>, ≥, <, ≤, =, ≠) → Compare(a − b), the difference an exact IR value;
 - Not c → 1 − c; And → c₁·c₂; Or → c₁ + c₂ − c₁c₂; Xor → c₁ + c₂ − 2c₁c₂ (c ∈ {0, 1});
 - Where(c, a, b) → c·a + (1 − c)·b (a Product where a or b is data);
-- Cast to an integer type → Trunc; to bool → Compare(≠ 0); of a value already integer (an index, a step) → itself;
+- Cast to an integer type → Trunc; to bool → Compare(≠ 0); of a comparison or of an index the type holds → itself;
+  of integer data to a type that may not hold it → refused (it wraps around);
 - OneHot(i)[…, k, …] → off + (on − off)·[i = k] (also i = k − depth for negative indices);
 - Mod(a, c) → a − c·trunc(a/c) (fmod) or a − c·floor(a/c), with 1/c kept as an enclosure;
 - |x| → relu(x) + relu(−x); max(a, b) → b + relu(a − b); min(a, b) → a − relu(a − b); ReduceMax → a tree of
@@ -21,17 +22,6 @@ import torch
 
 from .. import ops
 from .context import LoaderContext, Tensor, Value
-
-INTEGER_VALUED = (ops.ArgMax, ops.Compare, ops.Ceil, ops.Round, ops.Trunc, ops.Floor, ops.Sign)
-"""Ops whose values are integers whatever their input (Mod of their values takes the floor form)."""
-
-
-def integer_valued(ctx: LoaderContext, t: Tensor) -> bool:
-    """Whether the IR value `t` holds integers by construction (made by an index, comparison or rounding op)."""
-    for name, node, _ in reversed(ctx.nodes):
-        if name == t.ir:
-            return isinstance(node, INTEGER_VALUED)
-    return False
 
 
 def difference(ctx: LoaderContext, a: Value, b: Value) -> Tensor:
@@ -117,13 +107,9 @@ def cast(ctx: LoaderContext, x: Tensor, target: str, from_integer: bool = False)
 def _small_index(ctx: LoaderContext, t: Tensor, target: str) -> bool:
     """Whether `t` is a 0/1 comparison, or an index along an axis short enough for the type `target` to hold: a
     cast then changes nothing. Rounded values may lie past the type's range and keep their Trunc."""
-    found = next(((n, ins) for name, n, ins in reversed(ctx.nodes) if name == t.ir), None)
-    if found is None:
-        return False
-    node, ins = found
+    node, ins = ctx.made.get(t.ir, (None, ()))
     if isinstance(node, ops.ArgMax):
-        size = ctx.shapes[ins[0]][node.axis] if ins[0] in ctx.shapes else (ctx.anchor.shape[node.axis] if ctx.anchor else None)
-        return size is not None and size - 1 <= ops.steps.INT_RANGES[target][1]
+        return ctx.shapes[ins[0]][node.axis] - 1 <= ops.steps.INT_RANGES[target][1]
     return isinstance(node, ops.Compare)
 
 
@@ -137,8 +123,7 @@ def one_hot(ctx: LoaderContext, idx: Tensor, depth: int, off: float, on: float, 
     k = np.arange(depth, dtype=np.float64).reshape((depth,) + (1,) * (len(shape) - axis))
     ks = np.broadcast_to(k, out_shape)
     hit = ctx.emit(ops.Compare("eq"), [affine(ctx, spread, 1.0, torch.from_numpy(-ks.copy()))], "compare")
-    nonneg = any(name == idx.ir and isinstance(node, (ops.ArgMax, ops.Compare)) for name, node, _ in ctx.nodes)
-    if not nonneg:  # a negative index i means i + depth
+    if not isinstance(ctx.made.get(idx.ir, (None,))[0], (ops.ArgMax, ops.Compare)):  # a negative index i means i + depth
         neg = ctx.emit(ops.Compare("eq"), [affine(ctx, spread, 1.0, torch.from_numpy(depth - ks))], "compare")
         hit = ctx.add_or_sub(hit, neg, sub=False)
     if off == 0.0 and on == 1.0:

@@ -85,7 +85,7 @@ def _softplus_threshold(ctx: OnnxContext, c: Any, a: Any, b: Any) -> Tensor | No
     if seen is None or seen[1] != "gt" or not isinstance(a, Tensor) or not isinstance(b, Tensor):
         return None
     data, _, value = seen
-    made = {name: (n, ins) for name, n, ins in ctx.nodes}
+    made = ctx.made
     if data.ir == a.ir:  # β = 1
         sp, ins = made.get(b.ir, (None, ()))
         if isinstance(sp, ops.Softplus) and sp.beta == 1.0 and ins == (a.ir,):

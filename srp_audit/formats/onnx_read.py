@@ -191,9 +191,9 @@ def _map_node(ctx: OnnxContext, node: Any, attrs: dict, declared_ops: dict) -> l
         if node.op_type in HANDLERS:
             return HANDLERS[node.op_type](ctx, node, attrs)
         x = ctx.get(node.input[0])
-        if isinstance(x, np.ndarray) and ctx.batched:  # an op of the data's kind on a stored constant
-            return [_through(ctx, declared_ops[node.op_type].from_onnx(attrs), x)]
-        return [ctx.emit_declared([ctx.data(node.input[0])], declared_ops[node.op_type].from_onnx, attrs)]
+        if isinstance(x, np.ndarray):  # an op of the data's kind on a stored constant
+            return [_through(ctx, ctx.declared(declared_ops[node.op_type].from_onnx, attrs), x)]
+        return [ctx.emit_declared([ctx.tensor(node.input[0])], declared_ops[node.op_type].from_onnx, attrs)]
     except INTERNAL as e:
         raise ctx.unsupported(f"this form of it cannot be read ({type(e).__name__}: {str(e)[:160]}); please report the "
                               "model to the srp-audit developers") from None
