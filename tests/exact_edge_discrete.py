@@ -222,7 +222,17 @@ def _sin_of_constants(rng: np.random.Generator) -> Any:
                  "x·exp(0.3) + sin(ConstantOfShape(shape(x), 0.5)) + cos(c): constants the loader must evaluate exactly")
 
 
+def _to_float16(rng: np.random.Generator) -> Any:
+    """A Cast to float16 and back between two layers: x/3 lands between float16 values, 2049 on a tie (to even:
+    2048), 1e-8 in float16's subnormals, 60000 near its largest value."""
+    nodes = [N("Div", ["x", "three"], ["d"]), N("Cast", ["d"], ["h"], to=TensorProto.FLOAT16), N("Cast", ["h"], ["f"], to=F32),
+             N("Cast", ["x"], ["h2"], to=TensorProto.FLOAT16), N("Cast", ["h2"], ["f2"], to=F32), N("Add", ["f", "f2"], ["y"])]
+    pts = _p([1.0, 2049.0, 1e-8, 60000.0], [-1.0, 0.1, 2.0 ** -24, 3.0 * 2049.0])
+    return _edge("cast_to_float16_and_back", _g(nodes, {"three": _f(3.0)}, (1, 4), (1, 4)), pts + _rand(rng, (1, 4), -100, 100),
+                 "a float16 cast rounds (ties to even, subnormals): the loader keeps it as a rounding step")
+
+
 BUILDERS: list[Callable[[np.random.Generator], Any]] = [
     _argmax_count, _argmin_last, _onehot, _transpose_batch, _round_ceil, _mod, _casts, _compare, _where, _embedding, _extremes,
-    _sin_of_constants,
+    _sin_of_constants, _to_float16,
 ]

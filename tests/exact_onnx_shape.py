@@ -7,11 +7,13 @@ where every point of the ball truncates alike (else Undecided: more bits) and re
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from exact_onnx_core import Ctx, Unsupported, compare, decided_int, exact_value, ints_of, is_real, op, vec
 from exact_onnx_nn import crop_or_pad
+from flint import arb, fmpq
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -60,7 +62,28 @@ def _range(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
 
+def _half_of(q: Fraction) -> Fraction:
+    """q rounded to nearest float16, ties to even, decided exactly (numpy's float64 → float16 may round twice)."""
+    if abs(q) >= 65520:  # past float16's largest value by half an ulp or more: ±∞, outside the reals
+        raise Unsupported(f"Cast of {float(q):.6g} to float16 overflows")
+    c = np.float16(float(q))
+    cands = [np.nextafter(c, np.float16(-np.inf)), c, np.nextafter(c, np.float16(np.inf))]
+    best = min(cands, key=lambda f: (abs(Fraction(float(f)) - q), int(np.array(f).view(np.uint16)) & 1))
+    return Fraction(float(best))
+
+
+def _to_half(v: Any) -> Any:
+    """A real rounded to float16: every point of the ball rounds to one of its ends' roundings (rounding is
+    monotone), so the result encloses the two."""
+    if not isinstance(v, arb):
+        return fmpq(*_half_of(exact_value(v)).as_integer_ratio())
+    lo, hi = _half_of(exact_value(v.lower())), _half_of(exact_value(v.upper()))
+    return arb(float(lo)) if lo == hi else arb(float(lo)).union(arb(float(hi)))
+
+
 def _cast(ctx: Ctx, x: np.ndarray, to: int) -> np.ndarray:
+    if to == TensorProto.FLOAT16:
+        return vec(_to_half, ctx.real(x) if (x.dtype == object or x.dtype.kind in "iub") else x)
     if to in _FLOAT_TYPES:
         return ctx.real(x) if (x.dtype == object or x.dtype.kind in "iub") else x
     target = helper.tensor_dtype_to_np_dtype(to)

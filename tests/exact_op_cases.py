@@ -217,6 +217,7 @@ def _discrete() -> Iterator[tuple[str, onnx.ModelProto]]:
     for name, to in (("uint8", TensorProto.UINT8), ("uint16", TensorProto.UINT16), ("uint32", TensorProto.UINT32),
                      ("uint64", TensorProto.UINT64)):
         yield f"Cast_{name}", _chain([("Abs", (), {}), ("Mul", ("k",), {}), ("Cast", (), {"to": to}), TO_FLOAT], (3, 6), {"k": _f(20.0)})
+    yield "Cast_float16", _chain([("Mul", ("k",), {}), ("Cast", (), {"to": TensorProto.FLOAT16}), TO_FLOAT], (3, 6), {"k": _f(1000.0)})
     yield "Cast_bool", _chain([("Round", (), {}), ("Cast", (), {"to": TensorProto.BOOL}), TO_FLOAT], (3, 6))
     yield "NonZero", _chain([("Round", (), {}), ("NonZero", (), {}), TO_FLOAT], (3, 4))
     for axis in (-1, 0, 1):

@@ -15,6 +15,7 @@ from conftest import ort_session
 from onnx import TensorProto, helper, numpy_helper
 from soundness import assert_contains, evaluate, identity_spec, sample_box
 
+from srp_audit import ops
 from srp_audit.bounds import METHODS
 from srp_audit.errors import UnsupportedOpError
 from srp_audit.formats import load_model
@@ -62,6 +63,8 @@ CASES = {
     "one_hot_float_indices": ([N("Mul", ["x", "k"], ["s"]), N("OneHot", ["s", "depth", "vals"], ["o"], axis=-1),
                                N("ReduceSum", ["o", "ax"], ["y"], keepdims=0)],
                               {"k": np.float32(1.5), "depth": np.float32(4), "vals": np.float32([0, 1]), "ax": np.int64([1])}),
+    "cast_float16": ([N("Mul", ["x", "k"], ["s"]), _cast("s", "h", TensorProto.FLOAT16), _cast("h", "y")], {"k": np.float32(3000.0)}),
+    "cast_bfloat16": ([_cast("x", "h", TensorProto.BFLOAT16), _cast("h", "y")], {}),
     "mod_float": ([N("Mod", ["x", "m"], ["y"], fmod=1)], {"m": np.float32(0.75)}),
     "abs_max_min": ([N("Abs", ["x"], ["a"]), N("Max", ["x", "c", "a"], ["mx"]), N("Min", ["mx", "d"], ["y"])], {"c": C, "d": np.float32(1.0)}),
     "reduce_min_max": ([N("ReduceMax", ["x"], ["mx"], axes=[1], keepdims=1), N("ReduceMin", ["x"], ["mn"], axes=[-1], keepdims=0),
@@ -94,12 +97,31 @@ def test_discrete_form_reads_matches_onnxruntime_and_bounds_soundly(name: str, t
             assert_contains(values, lb[:, :k], -lb[:, k:], f"{name} {method} radius {radius}")
 
 
+def test_a_float64_model_casting_to_float32_keeps_the_rounding(tmp_path: Path) -> None:
+    """Cast(double → float) rounds each value to float32: read as a rounding step, not the identity."""
+    nodes = [N("Mul", ["x", "k"], ["s"]), _cast("s", "f", TensorProto.FLOAT), _cast("f", "y", TensorProto.DOUBLE)]
+    g = helper.make_graph(nodes, "f64", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)], [numpy_helper.from_array(np.float64(1 / 3), "k")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = tmp_path / "f64.onnx"
+    onnx.save(m, str(path))
+    graph = load_model(str(path))
+    assert any(isinstance(n, ops.RoundToFloat) and n.fmt == "float32" for _, n, _ in graph.items())
+    x = np.array([[0.1, 1.0, 3.0, -7.0]])
+    ref = ort_session(path).run(None, {"x": x})[0]
+    with torch.no_grad():
+        assert np.array_equal(graph.double()(torch.from_numpy(x)).numpy(), ref)
+    lb = METHODS["ibp"](graph.double(), InputBox(torch.from_numpy(x), torch.from_numpy(x)), identity_spec(4, 1, torch.float64)).lower
+    assert bool((lb[0, :4] <= torch.from_numpy(ref[0])).all() and (-lb[0, 4:] >= torch.from_numpy(ref[0])).all())
+
+
 def test_mod_by_data_integer_arithmetic_wrapping_casts_and_rounding_casts_are_refused_by_name(tmp_path: Path) -> None:
     """Integer data wraps around and divides by truncation: arithmetic on it (and a cast that may wrap) is refused
     rather than read as real arithmetic."""
     wide = np.zeros((4, 300), dtype=np.float32)
     for nodes, inits, what in (([N("Mod", ["x", "x"], ["y"], fmod=1)], {}, "Mod"),
-                               ([_cast("x", "h", TensorProto.FLOAT16), _cast("h", "y")], {}, "Cast"),
+                               ([_cast("x", "h", TensorProto.STRING)], {}, "Cast"),
                                ([_cast("x", "i", TensorProto.INT8), N("Add", ["i", "c"], ["a"]), _cast("a", "y")],
                                 {"c": np.int8(100)}, "Add"),
                                ([_cast("x", "i", TensorProto.INT32), N("Div", ["i", "c"], ["a"]), _cast("a", "y")],

@@ -224,8 +224,13 @@ def _identity(ctx: _AtenCtx, a: list, kw: dict):
         if target != "bool" and target not in INT_RANGES:
             raise ctx.unsupported(f"casting the model's data to {dtype}")
         return cast(ctx, v, target, from_integer=bool(ctx.node.all_input_nodes) and integer_typed(ctx.node.all_input_nodes[0]))
-    if isinstance(v, Tensor) and dtype is not None and dtype not in (torch.float32, torch.float64):
-        raise ctx.unsupported(f"casting the model's data to {dtype} (a lower-precision float rounds it)")
+    if isinstance(v, Tensor) and dtype is not None and dtype != torch.float64:
+        source = ctx.node.all_input_nodes[0].meta.get("val") if ctx.node.all_input_nodes else None
+        narrows = dtype != torch.float32 or (isinstance(source, torch.Tensor) and source.dtype == torch.float64)
+        fmt = str(dtype).removeprefix("torch.")
+        if fmt not in ("float16", "bfloat16", "float32"):
+            raise ctx.unsupported(f"casting the model's data to {dtype}")
+        return ctx.emit(ops.RoundToFloat(fmt), [v], "round") if narrows else v
     return v
 
 

@@ -70,6 +70,8 @@ class LoaderContext:
         self.shapes: dict[str, tuple[int, ...]] = {}  # IR value → its per-sample shape
         self.made: dict[str, tuple[Node, tuple[str, ...]]] = {}  # IR value → the node that computes it, its inputs
         self.integer_names: set[str] = set()  # source values of an integer or bool type (ONNX type inference)
+        self.double_names: set[str] = set()  # source values of type float64
+        self.types: dict[str, int] = {}  # source value → its ONNX element type, where type inference knows it
 
     # ---------------------------------------------------------------- naming (subclasses override)
 

@@ -8,6 +8,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+import onnx
 
 from .. import ops
 from . import discrete_build as build
@@ -18,6 +19,7 @@ from .onnx_ops import handles
 
 ONNX_INT_TYPES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 12: "uint32", 13: "uint64", 9: "bool"}
 ONNX_FLOAT_TYPES = (1, 11)  # float, double: exact carriers of the model's float32/float64 values
+ONNX_NARROW_FLOATS = {10: "float16", 16: "bfloat16"}
 _RELATIONS = {"Greater": "gt", "GreaterOrEqual": "ge", "Less": "lt", "LessOrEqual": "le", "Equal": "eq"}
 
 
@@ -50,13 +52,31 @@ def _logic(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 @handles("Cast")
 def _cast(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     t = ctx.tensor(node.input[0])
-    to = attrs.get("to")
+    return [_cast_to(ctx, t, node.input[0], attrs.get("to"))]
+
+
+def _cast_to(ctx: OnnxContext, t: Tensor, source: str, to: Any) -> Tensor:
+    """Data `t` (the ONNX value `source`) cast to the ONNX data type `to`."""
+    if to in ONNX_NARROW_FLOATS:
+        return ctx.emit(ops.RoundToFloat(ONNX_NARROW_FLOATS[to]), [t], "round")
+    if to == onnx.TensorProto.FLOAT and source in ctx.double_names:
+        return ctx.emit(ops.RoundToFloat("float32"), [t], "round")
     if to in ONNX_FLOAT_TYPES:
-        return [t]
+        return t
     if to in ONNX_INT_TYPES:
-        return [build.cast(ctx, t, ONNX_INT_TYPES[to], from_integer=node.input[0] in ctx.integer_names)]
-    raise ctx.unsupported(f"casting the model's data to ONNX type {to} (a lower-precision float rounds it; only float, "
-                          "double, integer and bool casts are read)")
+        return build.cast(ctx, t, ONNX_INT_TYPES[to], from_integer=source in ctx.integer_names)
+    raise ctx.unsupported(f"casting the model's data to ONNX type {to} (only float, double, float16, bfloat16, integer "
+                          "and bool casts are read)")
+
+
+@handles("CastLike")
+def _cast_like(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    """A cast to the type of the second input (its ONNX type, by type inference; float when unknown)."""
+    v = ctx.get(node.input[0])
+    if isinstance(v, np.ndarray):
+        like = ctx.get(node.input[1])
+        return [v.astype(like.dtype if isinstance(like, np.ndarray) else np.float32)]
+    return [_cast_to(ctx, ctx.tensor(node.input[0]), node.input[0], ctx.types.get(node.input[1], onnx.TensorProto.FLOAT))]
 
 
 def _scalar_scale(node: Any) -> tuple[float, float] | None:

@@ -50,15 +50,6 @@ def _identity(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return [ctx.get(node.input[0])]  # type: ignore[list-item]
 
 
-@handles("CastLike")
-def _cast_like(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    """Cast to the type of the second input; the model's data is always float here."""
-    v = ctx.get(node.input[0])
-    if isinstance(v, np.ndarray):
-        return [v.astype(np.float32)]  # the target is the (float) model data
-    return [v]
-
-
 @handles("Shape")
 def _shape(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     v = ctx.get(node.input[0])

@@ -106,7 +106,9 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
     for i, t in zip(inputs, tensors):
         ctx.values[i.name] = t
     declared_ops = ops.by_onnx_op()
-    ctx.integer_names = integer_values(model)
+    ctx.types = types = value_types(model)
+    ctx.integer_names = {n for n, t in types.items() if t in _INTEGER_TYPES}
+    ctx.double_names = {n for n, t in types.items() if t == onnx.TensorProto.DOUBLE}
     named: dict[str, str] = {}
     for t in g.initializer:
         try:
@@ -170,15 +172,14 @@ INTEGER_SAFE = {"Cast", "CastLike", "Equal", "Greater", "Less", "GreaterOrEqual"
 _INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 9, 12, 13}  # uint8, int8, uint16, int16, int32, int64, bool, uint32, uint64
 
 
-def integer_values(model: onnx.ModelProto) -> set[str]:
-    """Names of the graph's values of integer or bool type, by ONNX type inference (empty where it fails)."""
+def value_types(model: onnx.ModelProto) -> dict[str, int]:
+    """The ONNX element type of each of the graph's values, by ONNX type inference (those it can type)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # type inference is advisory here: a model it cannot type still loads
         inferred = model
     g = inferred.graph
-    return {vi.name for vi in [*g.value_info, *g.input, *g.output]
-            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in _INTEGER_TYPES}
+    return {vi.name: vi.type.tensor_type.elem_type for vi in [*g.value_info, *g.input, *g.output] if vi.type.HasField("tensor_type")}
 
 
 INTERNAL = (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, NotImplementedError)
