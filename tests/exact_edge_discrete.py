@@ -222,6 +222,18 @@ def _sin_of_constants(rng: np.random.Generator) -> Any:
                  "x·exp(0.3) + sin(ConstantOfShape(shape(x), 0.5)) + cos(c): constants the loader must evaluate exactly")
 
 
+def _norms(rng: np.random.Generator) -> Any:
+    """Sum/Mean of several inputs, x − mean(x) broadcast between data, ReduceL1/L2/SumSquare/LogSumExp and
+    GlobalMaxPool: exact decompositions whose constants (1/n) are enclosed."""
+    nodes = [N("ReduceMean", ["x"], ["m"], axes=[3], keepdims=1), N("Sub", ["x", "m"], ["c"]), N("Sum", ["x", "c", "k"], ["s"]),
+             N("Mean", ["s", "c", "x"], ["a"]), N("GlobalMaxPool", ["a"], ["g"]), N("ReduceL2", ["c"], ["l2"], axes=[2, 3], keepdims=1),
+             N("ReduceLogSumExp", ["x"], ["lse"], axes=[2, 3], keepdims=1), N("ReduceL1", ["c"], ["l1"], axes=[2, 3], keepdims=1),
+             N("ReduceSumSquare", ["x"], ["sq"], axes=[2, 3], keepdims=1), N("Concat", ["g", "l2", "lse", "l1", "sq"], ["y"], axis=1)]
+    pts = [np.arange(6, dtype=np.float64).reshape(1, 1, 2, 3) / 3, np.zeros((1, 1, 2, 3))]
+    return _edge("sum_mean_reduce_norms_global_max", _g(nodes, {"k": _f(0.1)}, (1, 1, 2, 3), (1, 5, 1, 1)),
+                 pts + _rand(rng, (1, 1, 2, 3), -2, 2), "Sum, Mean, a broadcast Sub of data, the norm reductions, GlobalMaxPool")
+
+
 def _to_float16(rng: np.random.Generator) -> Any:
     """A Cast to float16 and back between two layers: x/3 lands between float16 values, 2049 on a tie (to even:
     2048), 1e-8 in float16's subnormals, 60000 near its largest value."""
@@ -234,5 +246,5 @@ def _to_float16(rng: np.random.Generator) -> Any:
 
 BUILDERS: list[Callable[[np.random.Generator], Any]] = [
     _argmax_count, _argmin_last, _onehot, _transpose_batch, _round_ceil, _mod, _casts, _compare, _where, _embedding, _extremes,
-    _sin_of_constants, _to_float16,
+    _sin_of_constants, _to_float16, _norms,
 ]

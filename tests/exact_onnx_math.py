@@ -252,7 +252,7 @@ def _axes(ctx: Ctx, ins: list, attrs: dict, rank: int, input_since: int) -> tupl
 _REDUCE_SINCE = {"ReduceSum": 13}
 
 
-@op("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceProd")
+@op("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceProd", "ReduceLogSumExp")
 def _reduce(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
     x = ins[0]
     axes = _axes(ctx, ins, attrs, x.ndim, _REDUCE_SINCE.get(node.op_type, 18))
@@ -269,6 +269,8 @@ def _reduce(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
         x = vec(lambda v: v * v, x)
     elif kind == "ReduceL1":
         x = vec(abs, x)
+    elif kind == "ReduceLogSumExp":
+        x = vec(lambda v: _need_arb(v).exp(), x)
     if kind in ("ReduceMax", "ReduceMin"):
         f = np.frompyfunc(max2 if kind == "ReduceMax" else min2, 2, 1)
         out = x
@@ -288,6 +290,8 @@ def _reduce(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
         out = vec(lambda v: v / count, out)
     elif kind == "ReduceL2":
         out = vec(lambda v: _need_arb(v).sqrt(), out)
+    elif kind == "ReduceLogSumExp":
+        out = vec(lambda v: _need_arb(v).log(), out)
     return [out]
 
 

@@ -75,7 +75,7 @@ def _positive() -> Iterator[tuple[str, onnx.ModelProto]]:
 
 
 def _reductions() -> Iterator[tuple[str, onnx.ModelProto]]:
-    for op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceProd"):
+    for op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceProd", "ReduceLogSumExp"):
         yield op, _one(op, (2, 3, 4), axes=[1, -1], keepdims=1)
         yield f"{op}_opset18", _one(op, (2, 3, 4), opset=18, inits={"a": _i(1)}, inputs=("a",), keepdims=0)
     yield "ReduceSum", _one("ReduceSum", (2, 3, 4), opset=13, inits={"a": _i(0, 2)}, inputs=("a",), keepdims=0)

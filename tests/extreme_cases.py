@@ -178,6 +178,15 @@ def _exact_float(f: Callable[[float], float]) -> ScalarFn:
     return lambda x: arb(f(float(x.mid())))
 
 
+def bfloat16(v: float) -> float:
+    """v rounded to nearest bfloat16 (8 significant bits, float32's exponent range), ties to even, exactly."""
+    if v == 0 or not math.isfinite(v):
+        return v
+    ulp = 2.0 ** max(math.frexp(v)[1] - 8, -133)
+    r = float(np.round(v / ulp)) * ulp  # v / ulp and r·ulp are exact (powers of two); np.round ties to even
+    return r if abs(r) <= 3.3895313892515355e38 else math.copysign(math.inf, v)
+
+
 def argmax_rows(n: int, rows: int, last: bool = False, minimum: bool = False) -> Callable[[list[arb]], list[Ball]]:
     """ArgMax along the last axis of a (rows, n) point, exactly (first index on ties, or the last)."""
     def f(xs: list[arb]) -> list[Ball]:
@@ -438,6 +447,10 @@ def extreme_cases() -> dict[str, Case]:
                                      (0.0, 65504.0, -65504.0, 65520.0, 2.0 ** -24, 2.0 ** -25),
                                      ((65504.0, 65519.0), (65519.0, 65521.0), (-TINY, TINY), (-1e-300, 1e-7), (-MAX, MAX),
                                       (1e5, 1e6), (2.0 ** -25, 2.0 ** -24), (-2.0 ** -14, 2.0 ** -14))),
+        "RoundToFloat_bfloat16": _elementwise(ops.RoundToFloat("bfloat16"), ((_exact_float(bfloat16), None),),
+                                              (0.0, 2.0 ** -133, 2.0 ** -134, 2.0 ** -126, 7.567244883418476e-37),
+                                              ((7.5e-37, 7.6e-37), (1.18e-38, 1.19e-38), (-1e-40, 1e-40), (2.0 ** -120, 2.0 ** -119),
+                                               (1e30, 1e31), (-MAX, MAX), (3.38e38, 3.39e38))),
         "RoundToFloat_float32": _elementwise(ops.RoundToFloat("float32"), ((_exact_float(lambda v: float(np.float32(v))), None),),
                                              (0.0, 2.0 ** -149, 2.0 ** -150, 3.4028234663852886e38),
                                              ((1e38, 3.5e38), (-TINY, TINY), (2.0 ** -150, 2.0 ** -148), (-MAX, MAX), (0.1, 0.1))),

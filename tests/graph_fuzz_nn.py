@@ -117,6 +117,13 @@ def _reduce(op: str, since: int):
 
 gen("ReduceMean")(_reduce("ReduceMean", 18))
 gen("ReduceSum")(_reduce("ReduceSum", 13))
+for _op in ("ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"):
+    gen(_op)(_reduce(_op, 18))
+
+
+@gen("GlobalMaxPool", ranks=(3,))
+def _gmp(b, x):
+    return V(b.node("GlobalMaxPool", [x.name]), (x.shape[0], 1, 1))
 
 
 def _softmax(op: str):

@@ -269,8 +269,8 @@ def _data_binary(b, x):
     """Two data operands: a residual Add/Sub, a broadcast product, a division by positive data."""
     branch = b.pick(["Relu", "Tanh", "Neg", "Sigmoid"])
     y = V(b.node(branch, [x.name]), x.shape)
-    op = b.pick(["Add", "Sub", "Mul", "Mul", "Div"])
-    if op == "Mul" and x.shape and b.coin():  # y reduced over one axis (keepdims) broadcasts back
+    op = b.pick(["Add", "Sub", "Mul", "Mul", "Div", "Sum", "Mean"])
+    if op in ("Mul", "Sub", "Add") and x.shape and b.coin():  # y reduced over one axis (keepdims) broadcasts back
         r = len(x.shape)
         a = b.ax(r)
         ins, attrs = b.axes_in(y.name, [a], 18)
@@ -278,6 +278,8 @@ def _data_binary(b, x):
     if op == "Div":
         y = positive(b, y)
     ins = [x.name, y.name] if op in ("Sub", "Div") or b.coin() else [y.name, x.name]
+    if op in ("Sum", "Mean") and b.coin():
+        ins.append(x.name)
     return V(b.node(op, ins), x.shape)
 
 

@@ -65,6 +65,10 @@ CASES = {
                               {"k": np.float32(1.5), "depth": np.float32(4), "vals": np.float32([0, 1]), "ax": np.int64([1])}),
     "cast_float16": ([N("Mul", ["x", "k"], ["s"]), _cast("s", "h", TensorProto.FLOAT16), _cast("h", "y")], {"k": np.float32(3000.0)}),
     "cast_bfloat16": ([_cast("x", "h", TensorProto.BFLOAT16), _cast("h", "y")], {}),
+    "sub_broadcast_sum_mean": ([N("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1), N("Sub", ["x", "m"], ["c"]), N("Neg", ["x"], ["n"]),
+                                N("Sum", ["c", "x", "k"], ["s"]), N("Mean", ["s", "n", "c"], ["y"])], {"k": C}),
+    "reduce_norms": ([N("ReduceL1", ["x"], ["a"], axes=[1]), N("ReduceL2", ["x"], ["b"], axes=[1]), N("ReduceSumSquare", ["x"], ["c"], axes=[1]),
+                      N("ReduceLogSumExp", ["x"], ["d"], axes=[1]), N("Concat", ["a", "b", "c", "d"], ["y"], axis=1)], {}),
     "mod_float": ([N("Mod", ["x", "m"], ["y"], fmod=1)], {"m": np.float32(0.75)}),
     "abs_max_min": ([N("Abs", ["x"], ["a"]), N("Max", ["x", "c", "a"], ["mx"]), N("Min", ["mx", "d"], ["y"])], {"c": C, "d": np.float32(1.0)}),
     "reduce_min_max": ([N("ReduceMax", ["x"], ["mx"], axes=[1], keepdims=1), N("ReduceMin", ["x"], ["mn"], axes=[-1], keepdims=0),
@@ -97,6 +101,21 @@ def test_discrete_form_reads_matches_onnxruntime_and_bounds_soundly(name: str, t
             assert_contains(values, lb[:, :k], -lb[:, k:], f"{name} {method} radius {radius}")
 
 
+def test_global_max_pool_reads_as_a_max_over_each_channel(tmp_path: Path) -> None:
+    g = helper.make_graph([N("GlobalMaxPool", ["x"], ["y"])], "gmp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = tmp_path / "gmp.onnx"
+    onnx.save(m, str(path))
+    graph = load_model(str(path)).double()
+    x = torch.randn((3, 2, 3, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(graph(x).reshape(3, -1), x.amax(dim=(2, 3)), rtol=1e-14, atol=1e-14)
+    lb = METHODS["crown"](graph, InputBox(x - 0.1, x + 0.1), identity_spec(2, 3, torch.float64)).lower
+    assert bool((lb[:, :2] <= x.amax(dim=(2, 3)) - 0.1 + 1e-12).all())
+
+
 def test_a_float64_model_casting_to_float32_keeps_the_rounding(tmp_path: Path) -> None:
     """Cast(double → float) rounds each value to float32: read as a rounding step, not the identity."""
     nodes = [N("Mul", ["x", "k"], ["s"]), _cast("s", "f", TensorProto.FLOAT), _cast("f", "y", TensorProto.DOUBLE)]
@@ -114,6 +133,34 @@ def test_a_float64_model_casting_to_float32_keeps_the_rounding(tmp_path: Path) -
         assert np.array_equal(graph.double()(torch.from_numpy(x)).numpy(), ref)
     lb = METHODS["ibp"](graph.double(), InputBox(torch.from_numpy(x), torch.from_numpy(x)), identity_spec(4, 1, torch.float64)).lower
     assert bool((lb[0, :4] <= torch.from_numpy(ref[0])).all() and (-lb[0, 4:] >= torch.from_numpy(ref[0])).all())
+
+
+@pytest.mark.parametrize("like,rounded", [(np.float16, 1.0), (np.int64, 1.0)])
+def test_cast_like_an_initializer_takes_its_type(like: type, rounded: float, tmp_path: Path) -> None:
+    """CastLike(x, t) with t a stored float16 or int64 value rounds or truncates x (it was read as a float cast)."""
+    nodes = [N("CastLike", ["x", "t"], ["c"]), _cast("c", "y")]
+    path = tmp_path / "castlike.onnx"
+    onnx.save(_graph(nodes, {"t": np.zeros(1, dtype=like)}), str(path))
+    graph = load_model(str(path)).double()
+    x = torch.tensor([[1.0001, 1.2, -0.7, 3.0]], dtype=torch.float64)
+    ref = ort_session(path).run(None, {"x": x.numpy().astype(np.float32)})[0]
+    assert float(ref[0, 0]) == rounded
+    lb = METHODS["ibp"](graph, InputBox(x, x), identity_spec(4, 1, torch.float64)).lower.detach()
+    assert bool((lb[0, :4] <= torch.from_numpy(ref[0]).double()).all() and (-lb[0, 4:] >= torch.from_numpy(ref[0]).double()).all())
+
+
+def test_a_float64_model_whose_declared_types_disagree_is_not_read_as_float32(tmp_path: Path) -> None:
+    """A value declared float but computed as float64, then cast to float: type inference cannot be trusted, so the
+    cast (which may round) is refused rather than read as the identity."""
+    nodes = [N("Relu", ["x"], ["r"]), _cast("r", "y")]
+    g = helper.make_graph(nodes, "f64", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          value_info=[helper.make_tensor_value_info("r", TensorProto.FLOAT, ["N", 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "vi.onnx"))
+    with pytest.raises(UnsupportedOpError, match="type inference"):
+        load_model(str(tmp_path / "vi.onnx"))
 
 
 def test_mod_by_data_integer_arithmetic_wrapping_casts_and_rounding_casts_are_refused_by_name(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ class LoaderContext:
         self.integer_names: set[str] = set()  # source values of an integer or bool type (ONNX type inference)
         self.double_names: set[str] = set()  # source values of type float64
         self.types: dict[str, int] = {}  # source value → its ONNX element type, where type inference knows it
+        self.types_consistent = True  # the model's declared types agree with type inference
 
     # ---------------------------------------------------------------- naming (subclasses override)
 
@@ -282,8 +283,8 @@ class LoaderContext:
     def add_or_sub(self, a: Value, b: Value, sub: bool) -> Tensor:
         """a ± b with at least one tensor: a residual Add, or a shift by a constant."""
         if isinstance(a, Tensor) and isinstance(b, Tensor):
-            if a.shape != b.shape:
-                raise self.unsupported(f"operands of shapes {self.full_shape(a)} and {self.full_shape(b)} broadcast")
+            if a.shape != b.shape:  # x − mean(x) of a LayerNorm: both repeated to their common shape
+                a, b = self.common_shape(a, b)
             if sub:
                 b = self.emit(ops.ElementwiseAffine(-1.0, 0.0), [b], "neg")
             return self.emit(ops.Add(), [a, b])
@@ -293,10 +294,18 @@ class LoaderContext:
         c = self.sample_enclosure(b, a)  # type: ignore[arg-type]
         return self.emit(ops.ElementwiseAffine(-1.0 if sub else 1.0, c), [self.broadcast(b, c.mid)], "affine")  # type: ignore[arg-type]
 
+    def common_shape(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """Two input-dependent tensors, each repeated to their common (broadcast) shape."""
+        try:
+            target = torch.zeros(tuple(np.broadcast_shapes(a.shape, b.shape)))
+        except ValueError:
+            raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) combines shapes {self.full_shape(a)} and "
+                                 f"{self.full_shape(b)} that do not broadcast; the model file is inconsistent") from None
+        return self.broadcast(a, target), self.broadcast(b, target)
+
     def product(self, a: Tensor, b: Tensor) -> Tensor:
         """a ⊙ b of two input-dependent tensors, each repeated to their common (broadcast) shape first."""
-        target = tuple(np.broadcast_shapes(a.shape, b.shape))
-        return self.emit(ops.Product(), [self.broadcast(a, torch.zeros(target)), self.broadcast(b, torch.zeros(target))], "product")
+        return self.emit(ops.Product(), list(self.common_shape(a, b)), "product")
 
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """a @ b of two input-dependent tensors (attention): both repeated to (…, n, k, m), multiplied, summed over k."""

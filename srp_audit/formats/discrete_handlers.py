@@ -61,6 +61,9 @@ def _cast_to(ctx: OnnxContext, t: Tensor, source: str, to: Any) -> Tensor:
         return ctx.emit(ops.RoundToFloat(ONNX_NARROW_FLOATS[to]), [t], "round")
     if to == onnx.TensorProto.FLOAT and source in ctx.double_names:
         return ctx.emit(ops.RoundToFloat("float32"), [t], "round")
+    if to == onnx.TensorProto.FLOAT and ctx.double_names and (source not in ctx.types or not ctx.types_consistent):
+        raise ctx.unsupported(f"a cast to float of '{source}', whose type ONNX type inference cannot establish in a model "
+                              "with float64 values (float64 data would be rounded); check the model's declared types")
     if to in ONNX_FLOAT_TYPES:
         return t
     if to in ONNX_INT_TYPES:
@@ -76,7 +79,11 @@ def _cast_like(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     if isinstance(v, np.ndarray):
         like = ctx.get(node.input[1])
         return [v.astype(like.dtype if isinstance(like, np.ndarray) else np.float32)]
-    return [_cast_to(ctx, ctx.tensor(node.input[0]), node.input[0], ctx.types.get(node.input[1], onnx.TensorProto.FLOAT))]
+    like = ctx.get(node.input[1])
+    to = onnx.helper.np_dtype_to_tensor_dtype(like.dtype) if isinstance(like, np.ndarray) else ctx.types.get(node.input[1])
+    if to is None:
+        raise ctx.unsupported(f"the type of '{node.input[1]}' is unknown to ONNX type inference, so the cast cannot be read")
+    return [_cast_to(ctx, ctx.tensor(node.input[0]), node.input[0], to)]
 
 
 def _scalar_scale(node: Any) -> tuple[float, float] | None:

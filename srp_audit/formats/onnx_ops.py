@@ -19,6 +19,7 @@ from ..ir.registry import registrar
 from ..ops.enclosure import Enclosed
 from ..ops.rounding import as_float32
 from .context import Tensor, Value, stored_tensor
+from .discrete_build import absolute, reduce_extreme
 from .onnx_context import OnnxContext
 
 Handler = Callable[[OnnxContext, Any, dict], list[Value]]
@@ -233,23 +234,55 @@ def _global_avgpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return [ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")]
 
 
-@handles("ReduceMean", "ReduceSum")
+_BEFORE_SUM = {"ReduceSumSquare": "square", "ReduceL2": "square", "ReduceL1": "abs", "ReduceLogSumExp": "exp"}
+_AFTER_SUM = {"ReduceL2": ops.Sqrt, "ReduceLogSumExp": ops.Log}
+
+
+@handles("ReduceMean", "ReduceSum", *_BEFORE_SUM)
 def _reduce(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    """A sum or mean over sample axes. The mean over both spatial axes of (N, C, H, W) — global average pooling,
-    as torch exports AdaptiveAvgPool2d(1) — stays an AvgPool2d (windowed CROWN coefficients)."""
+    """A sum or mean over sample axes (ReduceSumSquare, ReduceL1, ReduceL2 and ReduceLogSumExp as a sum of x², |x|
+    or eˣ, then √ or log). The mean over both spatial axes of (N, C, H, W) — global average pooling, as torch
+    exports AdaptiveAvgPool2d(1) — stays an AvgPool2d (windowed CROWN coefficients)."""
     x = ctx.tensor(node.input[0])
-    mean = node.op_type == "ReduceMean"
-    axes = _axes_arg(ctx, node, attrs, 18 if mean else 13)
+    before = _BEFORE_SUM.get(node.op_type)
+    if before is not None:
+        x = {"square": lambda: ctx.emit(ops.Power(2.0), [x], "pow"), "abs": lambda: absolute(ctx, x),
+             "exp": lambda: ctx.emit(ops.Exp(), [x], "exp")}[before]()
+        summed = _reduce_sum(ctx, node, attrs, x, False, 18)
+        after = _AFTER_SUM.get(node.op_type)
+        return [summed if after is None else ctx.emit(after(), [summed])]
+    return [_reduce_sum(ctx, node, attrs, x, node.op_type == "ReduceMean", 18 if node.op_type == "ReduceMean" else 13)]
+
+
+def _reduce_sum(ctx: OnnxContext, node: Any, attrs: dict, x: Tensor, mean: bool, since: int) -> Tensor:
+    axes = _axes_arg(ctx, node, attrs, since)
     rank = len(ctx.onnx_shape(x))
     keep = bool(attrs.get("keepdims", 1))
     if axes is None:
         if attrs.get("noop_with_empty_axes", 0):
-            return [x]
+            return x
         axes = list(range(1 if ctx.batched else 0, rank))
     if mean and ctx.batched and rank == 4 and sorted(a % rank for a in axes) == [2, 3]:
         pooled = ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")
-        return [pooled if keep else ctx.emit(ops.Reshape((x.shape[0],)), [pooled])]
-    return [ctx.emit(ops.Reduce([ctx.sample_axis(x, a) for a in axes], keep, mean), [x], "reduce")]
+        return pooled if keep else ctx.emit(ops.Reshape((x.shape[0],)), [pooled])
+    return ctx.emit(ops.Reduce([ctx.sample_axis(x, a) for a in axes], keep, mean), [x], "reduce")
+
+
+@handles("Sum", "Mean")
+def _sum_mean(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    """The elementwise sum (or mean, the sum times an enclosure of 1/n) of any number of inputs, some data."""
+    ins = [ctx.get(i) for i in node.input]
+    total = next(v for v in ins if isinstance(v, Tensor))
+    first = ins.index(total)
+    for v in ins[:first] + ins[first + 1:]:
+        total = ctx.add_or_sub(total, v, sub=False)  # type: ignore[arg-type]
+    return [ctx.mul_or_div(total, np.float32(len(ins)), div=True) if node.op_type == "Mean" and len(ins) > 1 else total]
+
+
+@handles("GlobalMaxPool")
+def _global_maxpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = _spatial_input(ctx, node)
+    return [reduce_extreme(ctx, x, [1, 2], True, True)]
 
 
 def _axes_arg(ctx: OnnxContext, node: Any, attrs: dict, since: int) -> list[int] | None:

@@ -96,19 +96,21 @@ def load_onnx(path: str) -> Graph:
         if not d:
             raise ModelLoadError(f"input '{i.name}' of '{path}' has no declared shape")
     what = f"input {', '.join(repr(i.name) for i in inputs)} of '{path}'"
-    return read_in_modes(batch_modes(declared, what), lambda batched: _read_graph(model, path, opset, inputs, declared, batched, what))
+    types = value_types(model)  # once: both batch modes read the same types
+    return read_in_modes(batch_modes(declared, what), lambda batched: _read_graph(model, path, opset, inputs, declared, batched, what, types))
 
 
-def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, declared: list, batched: bool, what: str) -> Graph:
+def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, declared: list, batched: bool, what: str,
+                types: tuple[dict[str, int], bool]) -> Graph:
     g = model.graph
     ctx = OnnxContext(opset, batched)
     sample, tensors = bind_inputs(ctx, sample_shapes(declared, batched, what))
     for i, t in zip(inputs, tensors):
         ctx.values[i.name] = t
     declared_ops = ops.by_onnx_op()
-    ctx.types = types = value_types(model)
-    ctx.integer_names = {n for n, t in types.items() if t in _INTEGER_TYPES}
-    ctx.double_names = {n for n, t in types.items() if t == onnx.TensorProto.DOUBLE}
+    ctx.types, ctx.types_consistent = types
+    ctx.integer_names = {n for n, t in ctx.types.items() if t in _INTEGER_TYPES}
+    ctx.double_names = {n for n, t in ctx.types.items() if t == onnx.TensorProto.DOUBLE}
     named: dict[str, str] = {}
     for t in g.initializer:
         try:
@@ -172,14 +174,23 @@ INTEGER_SAFE = {"Cast", "CastLike", "Equal", "Greater", "Less", "GreaterOrEqual"
 _INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 9, 12, 13}  # uint8, int8, uint16, int16, int32, int64, bool, uint32, uint64
 
 
-def value_types(model: onnx.ModelProto) -> dict[str, int]:
-    """The ONNX element type of each of the graph's values, by ONNX type inference (those it can type)."""
+def value_types(model: onnx.ModelProto) -> tuple[dict[str, int], bool]:
+    """The ONNX element type of each of the graph's values that type inference (or an initializer) gives, and
+    whether the model's declared types are consistent (strict inference passed)."""
+    consistent = True
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # type inference is advisory here: a model it cannot type still loads
-        inferred = model
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception:  # inconsistent declarations, or ops inference does not know: keep what it can type
+        consistent = False
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception:
+            inferred = model
     g = inferred.graph
-    return {vi.name: vi.type.tensor_type.elem_type for vi in [*g.value_info, *g.input, *g.output] if vi.type.HasField("tensor_type")}
+    types = {t.name: t.data_type for t in g.initializer}
+    types.update({vi.name: vi.type.tensor_type.elem_type for vi in [*g.value_info, *g.input, *g.output]
+                  if vi.type.HasField("tensor_type")})
+    return types, consistent
 
 
 INTERNAL = (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, NotImplementedError)

@@ -10,6 +10,7 @@ slopes, intercepts rounded up) inside it.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .interval import Interval
@@ -45,12 +46,16 @@ class RoundToFloat(LinesActivation):
         return f"round to {self.fmt}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float64 and self.fmt == "float16":  # torch rounds float64 → float32 → float16 (twice)
+            return torch.from_numpy(x.detach().cpu().numpy().astype(np.float16).astype(np.float64)).to(x.device)
         return x.to(TORCH_TYPES[self.fmt]).to(x.dtype)
 
     def _error(self, m: torch.Tensor) -> torch.Tensor:
-        """An upper bound of |fl(x) − x| for |x| ≤ m (m inside the finite range), rounded up."""
+        """An upper bound of |fl(x) − x| for |x| ≤ m (m inside the finite range), rounded up: computed in float64
+        (h is no float32 normal) and at least the graph dtype's smallest normal (a flushed denormal is no bound)."""
         u, h, _, _ = FORMATS[self.fmt]
-        return _up(_up(m * u) + h)
+        e = _up(_up(m.to(torch.float64) * u) + h)
+        return torch.maximum(_up(e.to(m.dtype)), torch.full_like(m, torch.finfo(m.dtype).tiny))
 
     def ibp(self, x: Interval) -> Interval:
         lo, hi = x.bounds()
