@@ -234,6 +234,13 @@ def _norms(rng: np.random.Generator) -> Any:
                  pts + _rand(rng, (1, 1, 2, 3), -2, 2), "Sum, Mean, a broadcast Sub of data, the norm reductions, GlobalMaxPool")
 
 
+def _grid_activations(rng: np.random.Generator) -> Any:
+    """SELU, ELU with α > 1 and Atan on the grid rule: kinks at 0, float32 α and γ."""
+    nodes = [N("Selu", ["x"], ["s"]), N("Elu", ["x"], ["e"], alpha=1.5), N("Atan", ["x"], ["a"]), N("Concat", ["s", "e", "a"], ["y"], axis=1)]
+    return _edge("selu_elu_atan", _g(nodes, {}, (1, 4), (1, 12)), _p([0, -1e-30, 1e-30, -3], [1, -1, 50, -50]) + _rand(rng, (1, 4), -4, 4),
+                 "SELU and ELU past α = 1 (not convex) and Atan, bounded by the grid rule")
+
+
 def _to_float16(rng: np.random.Generator) -> Any:
     """A Cast to float16 and back between two layers: x/3 lands between float16 values, 2049 on a tie (to even:
     2048), 1e-8 in float16's subnormals, 60000 near its largest value."""
@@ -246,5 +253,5 @@ def _to_float16(rng: np.random.Generator) -> Any:
 
 BUILDERS: list[Callable[[np.random.Generator], Any]] = [
     _argmax_count, _argmin_last, _onehot, _transpose_batch, _round_ceil, _mod, _casts, _compare, _where, _embedding, _extremes,
-    _sin_of_constants, _to_float16, _norms,
+    _sin_of_constants, _to_float16, _norms, _grid_activations,
 ]

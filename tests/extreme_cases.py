@@ -37,6 +37,7 @@ from flint import arb
 
 from srp_audit import ops
 from srp_audit.ir.graph import INPUT, Graph
+from srp_audit.ops.activations import SELU_ALPHA, SELU_GAMMA
 
 MAX = sys.float_info.max
 TINY = 5e-324  # the smallest subnormal
@@ -176,6 +177,12 @@ def _exact_float(f: Callable[[float], float]) -> ScalarFn:
     """A step of an exact (float) point, computed in float64 (floor, round, trunc and comparisons of a float are
     exact); the cases' points are floats, so their arb values are exact."""
     return lambda x: arb(f(float(x.mid())))
+
+
+def selu(x: arb) -> Ball:
+    """SELU with ONNX's float32 α and γ, exactly."""
+    a, g = arb(SELU_ALPHA), arb(SELU_GAMMA)
+    return g * x if x > 0 else (g * a * x.expm1() if x < 0 else arb(0))
 
 
 def bfloat16(v: float) -> float:
@@ -443,6 +450,9 @@ def extreme_cases() -> dict[str, Case]:
                               ((2.0 ** 52, 2.0 ** 52 + 3), (0.49999999999999994, 0.5), (-1e-300, 1e-300), (-MAX, MAX))),
         "Trunc": _elementwise(ops.Trunc("int32"), ((_exact_float(lambda v: float(np.trunc(v))), None),), (0.0, 1.0, -1.0, 2.0 ** 31),
                               ((2.0 ** 31 - 2, 2.0 ** 31 - 1), (-TINY, TINY), (-2.0 ** 31 - 1, -2.0 ** 31))),
+        "Atan": _elementwise(ops.Atan(), ((lambda x: x.atan(), const_bracket(-math.pi / 2, math.pi / 2)),), (0.0,), S_TAILS),
+        "ScaledElu": _elementwise(ops.ScaledElu(), ((selu, const_bracket(-SELU_ALPHA * SELU_GAMMA, math.inf)),), (0.0,),
+                                  _tails_with(EXP_TAILS, ((-1e300, -1e-300),))),
         "RoundToFloat": _elementwise(ops.RoundToFloat("float16"), ((_exact_float(lambda v: float(np.float16(v))), None),),
                                      (0.0, 65504.0, -65504.0, 65520.0, 2.0 ** -24, 2.0 ** -25),
                                      ((65504.0, 65519.0), (65519.0, 65521.0), (-TINY, TINY), (-1e-300, 1e-7), (-MAX, MAX),

@@ -171,7 +171,7 @@ def _unary(op: str):
 
 
 for _op, _since in [("Relu", 7), ("Sigmoid", 7), ("Tanh", 7), ("Exp", 7), ("Erf", 9), ("Sin", 7), ("Cos", 7), ("Softplus", 7),
-                    ("Neg", 7), ("Identity", 7), ("Floor", 7), ("Sign", 9)]:
+                    ("Neg", 7), ("Identity", 7), ("Floor", 7), ("Sign", 9), ("Atan", 7)]:
     gen(_op, _since)(_unary(_op))
 gen("Mish", 18)(_unary("Mish"))
 gen("HardSwish", 14)(_unary("HardSwish"))
@@ -180,6 +180,11 @@ gen("HardSwish", 14)(_unary("HardSwish"))
 @gen("Elu")
 def _elu(b, x):
     return V(b.node("Elu", [x.name], alpha=float(b.pick([1.0, 0.5, 1.7]))), x.shape)
+
+
+@gen("Selu")
+def _selu(b, x):
+    return V(b.node("Selu", [x.name], **b.pick([{}, {"alpha": 1.2, "gamma": 0.9}, {"alpha": 0.5}])), x.shape)
 
 
 @gen("LeakyRelu")

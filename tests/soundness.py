@@ -135,6 +135,9 @@ def op_graphs(seed: int) -> dict[str, Graph]:
         "Compare_ge": one(ops.Compare("ge"), (7,)),
         "Compare_eq": widened(ops.Compare("eq"), 0.0),  # a point box at 0
         "Compare_ne": one(ops.Compare("ne"), (7,)),
+        "Atan": widened(ops.Atan(), 4.0),
+        "ScaledElu": widened(ops.ScaledElu(), 3.0),
+        "ScaledElu_elu": widened(ops.ScaledElu(1.5, 1.0), 3.0),
         "RoundToFloat": widened(ops.RoundToFloat("float16"), 3.0),
         "RoundToFloat_bfloat16": widened(ops.RoundToFloat("bfloat16"), 1e3),
         "ArgMax": one(ops.ArgMax(1), (2, 5)),

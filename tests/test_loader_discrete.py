@@ -15,6 +15,7 @@ from conftest import ort_session
 from soundness import assert_contains, evaluate, identity_spec, sample_box
 from torch import nn
 
+from srp_audit import ops
 from srp_audit.bounds import METHODS
 from srp_audit.errors import UnsupportedOpError
 from srp_audit.formats import load_model
@@ -165,6 +166,22 @@ def test_dropout_exported_in_training_mode_says_to_export_after_eval(tmp_path: P
         torch.onnx.export(model, (torch.randn(1, 4),), str(path), dynamo=False, training=torch.onnx.TrainingMode.TRAINING)
     with pytest.raises(UnsupportedOpError, match=r"training mode .*model\.eval\(\)"):
         load_model(str(path))
+
+
+@pytest.mark.parametrize("act", [nn.SELU(), nn.ELU(alpha=2.0)], ids=["selu", "elu2"])
+def test_selu_and_elu_past_alpha_1_read_from_torch_exports_and_checkpoints(act: nn.Module, tmp_path: Path) -> None:
+    module = nn.Sequential(nn.Linear(4, 5), act, nn.Linear(5, 3)).eval()
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    ep = torch.export.export(module, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    path = tmp_path / "act.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x[:1],), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    for graph in (graph_from_exported(ep, "act"), load_model(str(path))):
+        assert any(isinstance(n, ops.ScaledElu) for _, n, _ in graph.items())
+        with torch.no_grad():
+            assert torch.allclose(graph.double()(x.double()), module.double()(x.double()), rtol=1e-6, atol=1e-6)
+            module.float()
 
 
 class IntegerArithmetic(nn.Module):

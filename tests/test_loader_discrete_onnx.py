@@ -69,6 +69,8 @@ CASES = {
                                 N("Sum", ["c", "x", "k"], ["s"]), N("Mean", ["s", "n", "c"], ["y"])], {"k": C}),
     "reduce_norms": ([N("ReduceL1", ["x"], ["a"], axes=[1]), N("ReduceL2", ["x"], ["b"], axes=[1]), N("ReduceSumSquare", ["x"], ["c"], axes=[1]),
                       N("ReduceLogSumExp", ["x"], ["d"], axes=[1]), N("Concat", ["a", "b", "c", "d"], ["y"], axis=1)], {}),
+    "selu_elu_atan": ([N("Selu", ["x"], ["s"]), N("Elu", ["x"], ["e"], alpha=1.5), N("Atan", ["x"], ["a"]), N("Add", ["s", "e"], ["t"]),
+                       N("Add", ["t", "a"], ["y"])], {}),
     "mod_float": ([N("Mod", ["x", "m"], ["y"], fmod=1)], {"m": np.float32(0.75)}),
     "abs_max_min": ([N("Abs", ["x"], ["a"]), N("Max", ["x", "c", "a"], ["mx"]), N("Min", ["mx", "d"], ["y"])], {"c": C, "d": np.float32(1.0)}),
     "reduce_min_max": ([N("ReduceMax", ["x"], ["mx"], axes=[1], keepdims=1), N("ReduceMin", ["x"], ["mn"], axes=[-1], keepdims=0),

@@ -1,5 +1,5 @@
 """Smooth and piecewise-smooth activations on the grid rule of `scalar.py`: SiLU, GELU, Mish, HardSwish,
-Softplus, Sin and Cos.
+Softplus, Sin, Cos, Atan, and SELU (with ELU for α > 1).
 
 Each states what the rule needs: its kinks, bounds on f″ between them, and its shape for IBP (monotone or a
 single valley). Curvature bounds and valleys are analytic where that is short (GELU, HardSwish, Softplus,
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .rounding import as_float32
 from .scalar import ScalarActivation
 
 
@@ -237,3 +238,51 @@ class Cos(_Periodic):
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cos(x)
+
+
+class Atan(ScalarActivation):
+    """y = arctan(x): increasing, f″ = −2x/(1 + x²)² ∈ [−3√3/8, 3√3/8]."""
+
+    onnx_op = "Atan"
+    aten_ops = ("aten.atan.default",)
+    increasing = True
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.atan(x)
+
+    def curvature(self, l, u):
+        return _const(l, -0.6496, 0.6496)  # 3√3/8 = 0.649519…
+
+
+SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875  # ONNX's defaults (float32 values)
+
+
+class ScaledElu(ScalarActivation):
+    """y = γ·x for x > 0, γ·α·(e^x − 1) below: SELU, and ELU with α > 1 (γ = 1), where it is not convex (the
+    slope drops from γα to γ at the kink 0). Increasing; f″ = γαe^x ∈ (0, γα] below 0, and 0 above."""
+
+    onnx_op = "Selu"
+    increasing = True
+    kinks = (0.0,)
+
+    def __init__(self, alpha: float = SELU_ALPHA, gamma: float = SELU_GAMMA) -> None:
+        super().__init__()
+        self.alpha, self.gamma = as_float32(alpha), as_float32(gamma)
+        if not (self.alpha > 0 and self.gamma > 0):
+            raise ValueError(f"SELU/ELU with alpha {self.alpha} and gamma {self.gamma} (both must be positive)")
+
+    @classmethod
+    def from_onnx(cls, attrs: dict[str, Any]) -> "ScaledElu":
+        return cls(float(attrs.get("alpha", SELU_ALPHA)), float(attrs.get("gamma", SELU_GAMMA)))
+
+    def onnx_attrs(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "gamma": self.gamma}
+
+    def describe(self) -> str:
+        return f"alpha {self.alpha:g}, gamma {self.gamma:g}"
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gamma * F.elu(x, self.alpha)
+
+    def curvature(self, l, u):
+        return _const(l, 0.0, self.gamma * self.alpha * (1 + 1e-9))

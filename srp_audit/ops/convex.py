@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..ir.node import Node
+from .activations import ScaledElu
 from .interval import Interval
 from .lines import LinesActivation
 from .rounding import as_float32, tiny, unit_roundoff
@@ -163,7 +165,8 @@ class Exp(ConvexIncreasing):
 
 
 class Elu(ConvexIncreasing):
-    """y = x for x > 0, α·(e^x − 1) below (α ∈ (0, 1], where ELU is convex)."""
+    """y = x for x > 0, α·(e^x − 1) below (α ∈ (0, 1], where ELU is convex; the readers map other ELUs and SELU
+    to `ScaledElu`)."""
 
     onnx_op = "Elu"
     aten_ops = ("aten.elu.default",)
@@ -176,16 +179,24 @@ class Elu(ConvexIncreasing):
         self.alpha = a
 
     @classmethod
-    def from_onnx(cls, attrs: dict[str, Any]) -> "Elu":
-        return cls(float(attrs.get("alpha", 1.0)))
+    def from_onnx(cls, attrs: dict[str, Any]) -> Node:
+        return cls.of(float(attrs.get("alpha", 1.0)))
 
     @classmethod
-    def from_aten(cls, args: list[Any], kwargs: dict[str, Any]) -> "Elu":
+    def of(cls, alpha: float, scale: float = 1.0) -> Node:
+        """ELU where it is convex (this op), else — α > 1, or a scale (SELU) — the grid-ruled `ScaledElu`."""
+        if 0.0 < as_float32(alpha) <= 1.0 and scale == 1.0:
+            return cls(alpha)
+        return ScaledElu(alpha, scale)
+
+    @classmethod
+    def from_aten(cls, args: list[Any], kwargs: dict[str, Any]) -> Node:
         alpha = float(args[1]) if len(args) > 1 else float(kwargs.get("alpha", 1.0))
-        scales = [float(v) for v in args[2:4]] + [float(kwargs.get(k, 1.0)) for k in ("scale", "input_scale") if k in kwargs]
-        if any(s != 1.0 for s in scales):
-            raise ValueError("ELU with scale or input_scale other than 1 (SELU) is not supported")
-        return cls(alpha)
+        scale = float(args[2]) if len(args) > 2 else float(kwargs.get("scale", 1.0))
+        input_scale = float(args[3]) if len(args) > 3 else float(kwargs.get("input_scale", 1.0))
+        if input_scale != 1.0:
+            raise ValueError("ELU with an input_scale other than 1 (CELU) is not supported")
+        return cls.of(alpha, scale)
 
     def onnx_attrs(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
