@@ -51,3 +51,26 @@ def test_flatten_with_a_negative_axis_counts_from_the_back(axis: int, tmp_path: 
     with torch.no_grad():
         ours = graph(torch.from_numpy(x).double().reshape((1,) + graph.input_shape)).numpy()
     assert np.allclose(ours.reshape(-1), ref.reshape(-1), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("pads", [[0, 2, 0, 2], [1, 2, 1, 2]])
+def test_average_pool_past_half_the_kernel_without_counting_the_padding(pads: list[int], tmp_path: Path) -> None:
+    """Padding past half the kernel with count_include_pad=0 averaged over the whole window (padding counted)."""
+    nodes = [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 3], pads=pads, strides=[1, 3], count_include_pad=0)]
+    g = helper.make_graph(nodes, "avg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 3, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 8
+    path = tmp_path / "avg.onnx"
+    onnx.save(m, str(path))
+    graph = load_model(str(path)).double()
+    x = np.random.default_rng(0).standard_normal((2, 3, 3, 5)).astype(np.float32)
+    ref = ort_session(path).run(None, {"x": x})[0]
+    with torch.no_grad():
+        assert np.allclose(graph(torch.from_numpy(x).double()).numpy().reshape(ref.shape), ref, rtol=1e-6, atol=1e-6)
+    lo, hi = torch.from_numpy(x).double() - 0.1, torch.from_numpy(x).double() + 0.1
+    k = graph.num_classes
+    values = evaluate(graph.logits, sample_box(lo, hi, 300, torch.Generator().manual_seed(0)))
+    for method in ("ibp", "crown"):
+        lb = METHODS[method](graph, InputBox(lo, hi), identity_spec(k, 2, torch.float64)).lower.detach()
+        assert_contains(values, lb[:, :k], -lb[:, k:], method)

@@ -66,8 +66,15 @@ class AvgPool2d(_Pool2d):
         t, l, b, r = self.padding
         if t == b and l == r and t <= self.kernel[0] // 2 and l <= self.kernel[1] // 2:
             return F.avg_pool2d(x, self.kernel, self.stride, (t, l), self.ceil_mode, self.count_include_pad)
-        # Explicit zero padding is equivalent when padded cells count in the average.
-        return F.avg_pool2d(F.pad(x, (l, r, t, b)), self.kernel, self.stride, 0, self.ceil_mode, True)
+        # Explicit zero padding is equivalent when padded cells count in the average; else each window's sum is
+        # divided by the number of input cells it covers (torch's own padding stops at half the kernel).
+        padded = F.pad(x, (l, r, t, b))
+        if self.count_include_pad:
+            return F.avg_pool2d(padded, self.kernel, self.stride, 0, self.ceil_mode, True)
+        sums = F.avg_pool2d(padded, self.kernel, self.stride, 0, self.ceil_mode, True, divisor_override=1)
+        cells = F.avg_pool2d(F.pad(torch.ones_like(x[:1]), (l, r, t, b)), self.kernel, self.stride, 0, self.ceil_mode, True,
+                             divisor_override=1)
+        return sums / cells.clamp(min=1)
 
     def ibp(self, x: Interval) -> Interval:
         n = self.kernel[0] * self.kernel[1] + 1
