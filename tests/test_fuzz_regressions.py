@@ -19,6 +19,16 @@ from srp_audit.ir.graph import INPUT, Graph
 from srp_audit.spec import InputBox
 
 
+def _model_file(path: Path, nodes: list, shape: list, opset: int) -> Path:
+    """An ONNX file of `nodes` from float input 'x' of `shape` to output 'y'."""
+    g = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
 @pytest.mark.parametrize("after", [ops.Sigmoid, ops.Relu, ops.Round])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_crown_after_a_dilated_convolution_contains_samples(after: type, seed: int) -> None:
@@ -39,12 +49,7 @@ def test_crown_after_a_dilated_convolution_contains_samples(after: type, seed: i
 @pytest.mark.parametrize("axis", [-2, -1, -3])
 def test_flatten_with_a_negative_axis_counts_from_the_back(axis: int, tmp_path: Path) -> None:
     nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=axis), helper.make_node("Softmax", ["f"], ["y"], axis=-1)]
-    g = helper.make_graph(nodes, "flat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, 2])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    path = tmp_path / "flatten.onnx"
-    onnx.save(m, str(path))
+    path = _model_file(tmp_path / "flatten.onnx", nodes, ["N", 5, 2], 13)
     graph = load_model(str(path)).double()
     x = np.random.default_rng(0).standard_normal((1, 5, 2)).astype(np.float32)
     ref = ort_session(path).run(None, {"x": x})[0]
@@ -57,12 +62,7 @@ def test_flatten_with_a_negative_axis_counts_from_the_back(axis: int, tmp_path: 
 def test_average_pool_past_half_the_kernel_without_counting_the_padding(pads: list[int], tmp_path: Path) -> None:
     """Padding past half the kernel with count_include_pad=0 averaged over the whole window (padding counted)."""
     nodes = [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 3], pads=pads, strides=[1, 3], count_include_pad=0)]
-    g = helper.make_graph(nodes, "avg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 3, 5])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
-    m.ir_version = 8
-    path = tmp_path / "avg.onnx"
-    onnx.save(m, str(path))
+    path = _model_file(tmp_path / "avg.onnx", nodes, ["N", 3, 3, 5], 14)
     graph = load_model(str(path)).double()
     x = np.random.default_rng(0).standard_normal((2, 3, 3, 5)).astype(np.float32)
     ref = ort_session(path).run(None, {"x": x})[0]
