@@ -7,6 +7,7 @@ inside the exact input set, before anyone may call it a counterexample.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -33,12 +34,14 @@ def pgd(
     restarts: int = 1,
     seed: int = 0,
     start: torch.Tensor | None = None,
+    deadline: float | None = None,
 ) -> AttackResult:
     """Projected steepest descent on the spec objective over the box (∩ its L2/L1 ball: normalised-gradient or
     sparse steps, projections onto the ball), with random restarts.
 
     `start` (optional) is tried as the first starting point (e.g. the clean input); later restarts start
-    uniformly at random in the box. Runs in the graph's dtype on the graph's device.
+    uniformly at random in the box. Past `deadline` (a `time.perf_counter()` time) it stops stepping and returns
+    the best points so far. Runs in the graph's dtype on the graph's device.
     """
     dt, dev = graph.dtype, graph.device
     lo, hi = box.lower.to(dev, dt), box.upper.to(dev, dt)
@@ -61,11 +64,15 @@ def pgd(
         p.requires_grad_(False)
     try:
         for restart in range(restarts):
+            if restart and _past(deadline):
+                break
             if restart == 0 and start is not None:
                 x = best_x.clone()
             else:
                 x = project(lo + width * torch.rand(lo.shape, generator=gen, device=dev, dtype=dt))
             for _ in range(steps):
+                if _past(deadline):
+                    break
                 with torch.enable_grad():  # callers may run under no_grad; the attack needs input gradients
                     x.requires_grad_(True)
                     obj = spec.objective(spec.values(graph.logits(x)))
@@ -86,6 +93,10 @@ def pgd(
             p.requires_grad_(r)
         graph.train(was_training)
     return AttackResult(best_x.detach(), best_obj, best_obj <= 0)
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.perf_counter() > deadline
 
 
 def _direction(grad: torch.Tensor, ball) -> torch.Tensor:

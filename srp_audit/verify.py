@@ -82,6 +82,8 @@ class _PastDeadline(BaseException):
     """Raised by the deadline alarm wherever the run is (a BaseException, so no `except Exception` swallows it)."""
 
 
+ATTACK_SHARE = 0.5  # of the timeout the first attacks may take: on a large model (VGG-16 at 224×224, 2 CPU threads, a
+# PGD step about 1 s) the default 100 steps × 10 restarts would take the whole timeout from the bound cascade
 DEADLINE_GRACE = 0.3  # seconds past the deadline before the alarm interrupts whatever phase is running
 
 
@@ -146,7 +148,8 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
             return bool(confirm_counterexamples(x, rows_hit, native, wide, _inside(x, member_box)).all())
 
         # 1. attack: PGD on the whole property, then on each disjunct alone (a targeted attack per class)
-        hit = property_attack(native, attack_box, s, opt.attack_steps, opt.attack_restarts, opt.seed, confirmed)
+        hit = property_attack(native, attack_box, s, opt.attack_steps, opt.attack_restarts, opt.seed, confirmed,
+                              deadline=start + ATTACK_SHARE * opt.timeout)
         if hit is not None:
             return _sat(native, hit, "pgd", start)
         if time.perf_counter() > deadline:

@@ -5,6 +5,7 @@ membership and violation check), so a hit is a counterexample."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 
 import torch
@@ -15,32 +16,46 @@ from .spec import InputBox, LinearSpec
 
 
 def property_attack(native: Graph, box: InputBox, spec: LinearSpec, steps: int, restarts: int, seed: int,
-                    confirmed: Callable[[torch.Tensor], bool]) -> torch.Tensor | None:
-    """PGD on the whole property, then on each disjunct alone; the restarts run as copies in one batch where memory
-    allows (on oval21's CIFAR nets the restarts one after another took 4.1–4.5 s, a step costing about the same
-    for 1 or 90 copies)."""
+                    confirmed: Callable[[torch.Tensor], bool], deadline: float | None = None) -> torch.Tensor | None:
+    """PGD on the whole property, then on each disjunct alone, stopping at `deadline` (perf_counter time); the
+    restarts run as copies in one batch where memory allows (on oval21's CIFAR nets the restarts one after
+    another took 4.1–4.5 s, a step costing about the same for 1 or 90 copies)."""
     centre = (box.lower + box.upper) / 2
-    hit = next(_confirmed_points(_pgd_restarts(native, box, spec, centre, steps, restarts, seed), confirmed), None)
+    hit = next(_confirmed_points(_pgd_restarts(native, box, spec, centre, steps, restarts, seed, deadline), confirmed), None)
     g = len(spec.groups)
     if hit is not None or g < 2:
         return hit
-    # one copy of the box per disjunct, each attacked on its own rows (the others' rows are made unviolable)
-    C = torch.zeros((g,) + spec.C.shape[1:], dtype=spec.C.dtype, device=spec.C.device)
-    d = torch.full((g, spec.C.shape[1]), 1e30, dtype=spec.d.dtype, device=spec.d.device)  # unused rows never violate
-    for k, grp in enumerate(spec.groups):
-        C[k, grp] = spec.C[0, grp]
-        d[k, grp] = spec.d[0, grp]
-    per = LinearSpec(C, d, spec.groups, None, spec.strict)
-    boxes = InputBox(box.lower.expand((g,) + box.lower.shape[1:]), box.upper.expand((g,) + box.upper.shape[1:]))
-    att = _pgd_restarts(native, boxes, per, centre.expand_as(boxes.lower), 2 * steps, restarts, seed + 1)
-    return next(_confirmed_points(att, confirmed), None)
+    return next(_confirmed_points(_per_disjunct(native, box, spec, centre, steps, restarts, seed, deadline), confirmed), None)
+
+
+def _per_disjunct(native: Graph, box: InputBox, spec: LinearSpec, centre: torch.Tensor, steps: int, restarts: int,
+                  seed: int, deadline: float | None) -> Iterator[AttackResult]:
+    """PGD on one copy of the box per disjunct, each on its own rows (the others' rows made unviolable), as many
+    copies at once as `ATTACK_ELEMENTS` allows: an ImageNet property over 999 classes would otherwise hold 999
+    copies of every activation at once."""
+    per_copy = sum(math.prod(shape) for shape in native.shapes.values())
+    at_once = max(1, ATTACK_ELEMENTS // max(1, per_copy))
+    for first in range(0, len(spec.groups), at_once):
+        if first and deadline is not None and time.perf_counter() > deadline:
+            return
+        groups = spec.groups[first : first + at_once]
+        g = len(groups)
+        C = torch.zeros((g,) + spec.C.shape[1:], dtype=spec.C.dtype, device=spec.C.device)
+        d = torch.full((g, spec.C.shape[1]), 1e30, dtype=spec.d.dtype, device=spec.d.device)  # unused rows never violate
+        for k, grp in enumerate(groups):
+            C[k, grp] = spec.C[0, grp]
+            d[k, grp] = spec.d[0, grp]
+        per = LinearSpec(C, d, spec.groups, None, spec.strict)
+        boxes = InputBox(box.lower.expand((g,) + box.lower.shape[1:]), box.upper.expand((g,) + box.upper.shape[1:]))
+        yield from _pgd_restarts(native, boxes, per, centre.expand_as(boxes.lower), 2 * steps, restarts, seed + 1 + first,
+                                 deadline)
 
 
 ATTACK_ELEMENTS = 2**26  # activation values one batch of attack copies may hold (~256 MB in float32)
 
 
 def _pgd_restarts(native: Graph, box: InputBox, spec: LinearSpec, start: torch.Tensor, steps: int, restarts: int,
-                  seed: int) -> Iterator[AttackResult]:
+                  seed: int, deadline: float | None = None) -> Iterator[AttackResult]:
     """PGD with `restarts` starts per sample, as many at once as `ATTACK_ELEMENTS` allows (never fewer than one
     restart of every sample): the first from `start`, the others uniformly random in the box. Yields each batch's
     result (restart-major copies of box and spec), so a caller can stop at the first hit."""
@@ -49,6 +64,8 @@ def _pgd_restarts(native: Graph, box: InputBox, spec: LinearSpec, start: torch.T
     chunk = max(1, min(restarts, ATTACK_ELEMENTS // max(1, per_copy * n)))
     gen = torch.Generator(device=start.device).manual_seed(seed)
     for first in range(0, restarts, chunk):
+        if first and deadline is not None and time.perf_counter() > deadline:
+            return
         r = min(chunk, restarts - first)
         rep = (r,) + (1,) * (box.lower.dim() - 1)
         lo, hi = box.lower.repeat(rep), box.upper.repeat(rep)
@@ -57,7 +74,7 @@ def _pgd_restarts(native: Graph, box: InputBox, spec: LinearSpec, start: torch.T
             starts[:n] = start
         specs = LinearSpec(spec.C.repeat(r, 1, 1), spec.d.repeat(r, 1), spec.groups, None, spec.strict)
         yield pgd(native, InputBox(lo, hi), specs, steps=steps, restarts=1, seed=seed + first,
-                  start=starts.to(native.dtype))
+                  start=starts.to(native.dtype), deadline=deadline)
 
 
 def _confirmed_points(attacks: Iterator[AttackResult], confirmed) -> Iterator[torch.Tensor]:

@@ -264,3 +264,42 @@ def test_vnnlib_bounds_are_rounded_outward_for_proofs_and_inward_for_members(tmp
     assert Fraction(float(c.lower[0])) <= Fraction("0.1") <= Fraction(float(c.lower_in[0]))
     assert Fraction(float(c.upper_in[0])) <= Fraction("0.3") <= Fraction(float(c.upper[0]))
     assert UsageError  # (the module's error types are the user-facing ones)
+
+
+def test_pgd_past_its_deadline_takes_no_step() -> None:
+    """An attack whose deadline has passed returns its start points as they are (the first restart's start is
+    evaluated, no gradient step is taken): `verify` gives its attacks a share of the timeout this way."""
+    from srp_audit.attack import pgd
+    from srp_audit.formats import load_model
+    from srp_audit.spec import InputBox, margin_spec
+
+    graph = load_model(MLP)
+    data = np.load(SAMPLES)
+    x = torch.from_numpy(data["x"][:3]).float()
+    box = InputBox(x - 0.3, x + 0.3)
+    spec = margin_spec(torch.from_numpy(data["y"][:3]).long(), 10, torch.float32)
+    stopped = pgd(graph, box, spec, steps=50, restarts=4, seed=0, start=x, deadline=time.perf_counter() - 1.0)
+    assert torch.equal(stopped.points, x)
+    moved = pgd(graph, box, spec, steps=50, restarts=4, seed=0, start=x)
+    assert not torch.equal(moved.points, x) and bool((moved.objective < stopped.objective).all())
+
+
+def test_per_disjunct_attack_goes_in_memory_sized_batches(monkeypatch) -> None:
+    """With room for one copy of the activations at a time, the per-disjunct attack runs one disjunct per batch
+    and still finds the one disjunct that holds a counterexample."""
+    import srp_audit.vnn_attacks as va
+    from srp_audit.formats import load_model
+    from srp_audit.spec import InputBox, LinearSpec
+
+    graph = load_model(MLP)
+    per_copy = sum(int(np.prod(s)) for s in graph.shapes.values())
+    monkeypatch.setattr(va, "ATTACK_ELEMENTS", per_copy)
+    x = torch.from_numpy(np.load(SAMPLES)["x"][:1]).float()
+    box = InputBox(x - 0.2, x + 0.2)
+    C = torch.zeros(1, 3, 10)
+    d = torch.tensor([[1.0, -1.0, 1.0]])  # rows h = C·y + d, violated where h ≤ 0: only row 1, everywhere
+    spec = LinearSpec(C, d, [[0], [1], [2]])
+    batches = list(va._per_disjunct(graph, box, spec, (box.lower + box.upper) / 2, 5, 2, 0, None))
+    assert len(batches) == 6 and all(b.points.shape[0] == 1 for b in batches)  # 3 disjuncts × 2 restarts, one at a time
+    found = [bool(b.found.any()) for b in batches]
+    assert found == [False, False, True, True, False, False]  # disjunct 1's two restarts

@@ -381,9 +381,20 @@ def spec_form(ctx: Context, spec: LinearSpec) -> SpecForm:
     return SpecForm(A_in, const, slack)
 
 
+SPEC_BUDGET = 1 << 26  # elements of one chunk of spec rows at the graph's widest value (512 MiB in float64)
+
+
 def spec_backward(ctx: Context, spec: LinearSpec, box: InputBox) -> torch.Tensor:
-    """Lower bounds of the spec rows by one backward pass from the output."""
-    return spec_form(ctx, spec).lower(box)
+    """Lower bounds of the spec rows by backward passes from the output, in chunks of rows within SPEC_BUDGET
+    (an ImageNet VGG-16's 999 rows at once would hold 26 GB at its first layer; each row is bounded alone)."""
+    n, s = spec.C.shape[:2]
+    widest = max(math.prod(shape) for shape in ctx.graph.shapes.values())
+    rows = max(1, SPEC_BUDGET // max(1, n * widest))
+    if rows >= s:
+        return spec_form(ctx, spec).lower(box)
+    parts = [LinearSpec(spec.C[:, r : r + rows], spec.d[:, r : r + rows], [[i] for i in range(min(rows, s - r))])
+             for r in range(0, s, rows)]
+    return torch.cat([spec_form(ctx, part).lower(box) for part in parts], dim=1)
 
 
 def crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, intermediate: str = "crown",
