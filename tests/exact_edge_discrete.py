@@ -251,7 +251,42 @@ def _to_float16(rng: np.random.Generator) -> Any:
                  "a float16 cast rounds (ties to even, subnormals): the loader keeps it as a rounding step")
 
 
+def _picks_and_sums(rng: np.random.Generator) -> Any:
+    """DepthToSpace, SpaceToDepth and GatherElements as Selects, CumSum as a 0/1 Dense layer, an Einsum with a weight
+    and one of data × data, on exact points (zeros, halves) and random ones."""
+    nodes = [N("DepthToSpace", ["x"], ["d"], blocksize=2, mode="CRD"), N("SpaceToDepth", ["d"], ["s"], blocksize=2),
+             N("CumSum", ["s", "ax"], ["c"], exclusive=1), N("Einsum", ["c", "w"], ["e"], equation="bchw,kw->bchk"),
+             N("Einsum", ["e", "e"], ["q"], equation="bchk,bcgk->bchg"), N("GatherElements", ["q", "gi"], ["y"], axis=3)]
+    inits = {"ax": _i(2), "w": _f(0.5, -1.0, 0.25, 1.5).reshape(2, 2), "gi": _i(1, 0, -1, 0, 1, 1, 0, 0).reshape(1, 4, 1, 2)}
+    pts = [np.zeros((1, 4, 2, 2)), np.arange(16, dtype=np.float64).reshape(1, 4, 2, 2) / 2]
+    return _edge("depth_space_cumsum_einsum_gather_elements", _g(nodes, inits, (1, 4, 2, 2), (1, 4, 1, 2)),
+                 pts + _rand(rng, (1, 4, 2, 2), -2, 2), "entry picks, a running sum and two einsums")
+
+
+def _group_norms_1d_pools(rng: np.random.Generator) -> Any:
+    """InstanceNormalization and GroupNormalization (1/√(var + ε) enclosed), then 1-D max and average pooling and a
+    LeakyRelu of negative slope (a PRelu)."""
+    nodes = [N("InstanceNormalization", ["x", "g", "b"], ["i"], epsilon=1e-3), N("GroupNormalization", ["i", "g", "b"], ["n"], num_groups=2),
+             N("Reshape", ["n", "flat"], ["r"]), N("MaxPool", ["r"], ["m"], kernel_shape=[3], pads=[1, 1]),
+             N("AveragePool", ["r"], ["a"], kernel_shape=[2], strides=[2]), N("LeakyRelu", ["m"], ["l"], alpha=-0.5),
+             N("Concat", ["l", "a"], ["y"], axis=2)]
+    inits = {"g": _f(1.5, -0.5, 1.0, 2.0), "b": _f(0.1, 0.0, -0.2, 1.0), "flat": _i(1, 4, 4)}
+    pts = [np.arange(16, dtype=np.float64).reshape(1, 4, 2, 2) / 4, np.array([[1.0, 1.0, 1.0, 2.0] * 4]).reshape(1, 4, 2, 2)]
+    return _edge("instance_group_norm_1d_pools", _g(nodes, inits, (1, 4, 2, 2), (1, 4, 6), opset=21),
+                 pts + _rand(rng, (1, 4, 2, 2), -3, 3), "normalisations per channel and group, 1-D pools, a negative leaky slope")
+
+
+def _composed_activations(rng: np.random.Generator) -> Any:
+    """Celu (1/α enclosed), Softsign, ThresholdedRelu and Shrink, with points on their jumps (α, ±λ) and beside them."""
+    nodes = [N("Celu", ["x"], ["a"], alpha=1.3), N("Softsign", ["x"], ["b"]), N("ThresholdedRelu", ["x"], ["c"], alpha=0.5),
+             N("Shrink", ["x"], ["d"], lambd=0.5, bias=0.25), N("Concat", ["a", "b", "c", "d"], ["y"], axis=1)]
+    pts = _p([0.5, -0.5, 0.0, -1e-30], [_up(0.5), _down(-0.5), _down(0.5), _up(-0.5)], [3.0, -40.0, 1e30, -1e30])
+    return _edge("celu_softsign_thresholded_shrink", _g(nodes, {}, (1, 4), (1, 16)), pts + _rand(rng, (1, 4), -3, 3),
+                 "activations read as compositions, on their jumps")
+
+
 BUILDERS: list[Callable[[np.random.Generator], Any]] = [
+    _picks_and_sums, _group_norms_1d_pools, _composed_activations,
     _argmax_count, _argmin_last, _onehot, _transpose_batch, _round_ceil, _mod, _casts, _compare, _where, _embedding, _extremes,
     _sin_of_constants, _to_float16, _norms, _grid_activations,
 ]

@@ -123,6 +123,13 @@ def _f32(a: dict, key: str, default: float) -> arb:
     return arb(float(np.float32(a.get(key, default))))
 
 
+def _shrink(v: Any, a: dict) -> Any:
+    """x − bias above λ, x + bias below −λ, 0 between (both ends included: the spec's comparisons are strict)."""
+    lam, bias = _f32(a, "lambd", 0.5), _f32(a, "bias", 0.0)
+    at = float(lam.mid())  # a float32 number: exact
+    return piecewise(v, at, lambda t: piecewise(-t, at, lambda u: u * 0, lambda u: bias - u), lambda t: t - bias)
+
+
 ELEMENTWISE = {
     "Relu": _relu,
     "LeakyRelu": lambda v, a: piecewise(v, 0, lambda t: t * _f32(a, "alpha", 0.01), lambda t: t),
@@ -137,6 +144,7 @@ ELEMENTWISE = {
     "HardSwish": lambda v, a: v * _hard_sigmoid(v, arb(1) / 6, arb(0.5)),  # the spec's exact 1/6 and 1/2
     "Softplus": lambda v, a: _softplus(v),
     "Softsign": lambda v, a: v / (1 + abs(v)),
+    "Shrink": _shrink,
     "Mish": lambda v, a: v * _softplus(v).tanh(),
     "Gelu": _gelu,
     "Tanh": lambda v, a: _need_arb(v).tanh(),
@@ -360,3 +368,17 @@ def _instancenorm(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
     shape = (-1,) + (1,) * (x.ndim - 2)
     y = _normalise(x, tuple(range(2, x.ndim)), _f32(attrs, "epsilon", 1e-5))
     return [vec(lambda a, s, b: a * s + b, y, ctx.real(ins[1]).reshape(shape), ctx.real(ins[2]).reshape(shape))]
+
+
+@op("GroupNormalization")
+def _groupnorm(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    """Each group of channels normalised over its channels and spatial entries; scale and bias per channel (opset
+    21) or per group (opset 18)."""
+    x = ctx.real(ins[0])
+    n, c, g = x.shape[0], x.shape[1], int(attrs["num_groups"])
+    y = _normalise(x.reshape(n, g, -1), (2,), _f32(attrs, "epsilon", 1e-5)).reshape(x.shape)
+    scale, bias = ctx.real(ins[1]).reshape(-1), ctx.real(ins[2]).reshape(-1)
+    if scale.size == g != c:
+        scale, bias = np.repeat(scale, c // g), np.repeat(bias, c // g)
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    return [vec(lambda a, s, b: a * s + b, y, scale.reshape(shape), bias.reshape(shape))]

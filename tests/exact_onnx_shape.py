@@ -235,10 +235,14 @@ def _gather(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
 
 @op("GatherElements")
 def _gather_elements(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    """out[i] = x[i with its axis entry replaced by ind[i]], over the index's own shape (no broadcasting)."""
     x, ind = ins
     axis = attrs.get("axis", 0) % x.ndim
-    ind = np.where(ind < 0, ind + x.shape[axis], ind)
-    return [np.take_along_axis(x, ind, axis=axis)]
+    out = np.empty(ind.shape, dtype=x.dtype)
+    for i in np.ndindex(*ind.shape):
+        j = int(ind[i])
+        out[i] = x[i[:axis] + (j + x.shape[axis] if j < 0 else j,) + i[axis + 1:]]
+    return [out]
 
 
 @op("Expand")
@@ -277,3 +281,65 @@ def _pad(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
         out = crop_or_pad(xr, [-b for b, _ in grow], [-e for _, e in grow], fill)
         return [out if real else out.astype(x.dtype)]
     return [np.pad(xr, grow, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode])]
+
+
+@op("DepthToSpace")
+def _depth_to_space(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    """y[n, c, h, w] read entry by entry from the spec's formula (DCR: the block offset is the channel's high part)."""
+    x, k = ins[0], int(attrs["blocksize"])
+    n, c, h, w = x.shape
+    crd = attrs.get("mode", b"DCR") in (b"CRD", "CRD")
+    y = np.empty((n, c // (k * k), h * k, w * k), dtype=x.dtype)
+    for i in np.ndindex(*y.shape):
+        b, ch, r, q = i
+        off = (r % k) * k + q % k
+        y[i] = x[b, ch * k * k + off if crd else off * (c // (k * k)) + ch, r // k, q // k]
+    return [y]
+
+
+@op("SpaceToDepth")
+def _space_to_depth(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x, k = ins[0], int(attrs["blocksize"])
+    n, c, h, w = x.shape
+    y = np.empty((n, c * k * k, h // k, w // k), dtype=x.dtype)
+    for i in np.ndindex(*y.shape):
+        b, ch, r, q = i
+        off, src = divmod(ch, c)
+        y[i] = x[b, src, r * k + off // k, q * k + off % k]
+    return [y]
+
+
+@op("GatherND")
+def _gather_nd(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    x, ind = ins[0], np.asarray(ints_of(ins[1]), dtype=np.int64).reshape(np.asarray(ins[1]).shape)
+    bd, depth = int(attrs.get("batch_dims", 0)), ind.shape[-1]
+    out = np.empty(ind.shape[:-1] + x.shape[bd + depth:], dtype=x.dtype)
+    for i in np.ndindex(*ind.shape[:-1]):
+        pos = tuple(int(v) + (x.shape[bd + j] if v < 0 else 0) for j, v in enumerate(ind[i]))
+        out[i] = x[i[:bd] + pos]
+    return [out]
+
+
+@op("CumSum")
+def _cumsum(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    """Running sums along the axis, added one entry at a time (exact on exact entries)."""
+    x = ins[0]
+    axis = ints_of(ins[1])[0] % x.ndim
+    moved = np.moveaxis(x, axis, -1)
+    y = np.empty(moved.shape, dtype=moved.dtype)
+    order = range(moved.shape[-1] - 1, -1, -1) if attrs.get("reverse", 0) else range(moved.shape[-1])
+    for lead in np.ndindex(*moved.shape[:-1]):
+        total = None
+        for j in order:
+            v = moved[lead + (j,)]
+            nxt = v if total is None else total + v
+            y[lead + (j,)] = (v - v if total is None else total) if attrs.get("exclusive", 0) else nxt
+            total = nxt
+    return [np.moveaxis(y, -1, axis)]
+
+
+@op("Einsum")
+def _einsum(ctx: Ctx, node: Any, ins: list, attrs: dict) -> list:
+    """numpy's einsum on exact entries (object arrays: every product and sum is exact)."""
+    eq = attrs["equation"].decode() if isinstance(attrs["equation"], bytes) else attrs["equation"]
+    return [np.einsum(eq, *[ctx.real(a) for a in ins])]

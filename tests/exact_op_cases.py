@@ -52,6 +52,9 @@ def _elementwise() -> Iterator[tuple[str, onnx.ModelProto]]:
     yield "Elu", _one("Elu", (2, 7), alpha=0.7)
     yield "Selu", _one("Selu", (2, 7))
     yield "Celu", _one("Celu", (2, 7), alpha=1.3)
+    yield "ThresholdedRelu", _one("ThresholdedRelu", (2, 7), alpha=0.5)
+    yield "Shrink", _one("Shrink", (2, 7), lambd=0.5, bias=0.25)
+    yield "HardShrink", _one("Shrink", (2, 7), lambd=0.5)
     yield "HardSigmoid", _one("HardSigmoid", (2, 7), alpha=0.3, beta=0.4)
     yield "HardSwish", _one("HardSwish", (2, 7))
     yield "PRelu", _one("PRelu", (1, 3, 2, 2), inits={"s": _f(0.25, -0.5, 1.5).reshape(3, 1, 1)}, inputs=("s",))
@@ -87,6 +90,10 @@ def _reductions() -> Iterator[tuple[str, onnx.ModelProto]]:
                                      "m": _f(0.3, -0.1, 0), "v": _f(0.5, 2, 1.3)}, inputs=("g", "b", "m", "v"), epsilon=1e-3)
     yield "LayerNormalization", _one("LayerNormalization", (2, 3, 4), inits={"g": _r(3, 4, seed=5), "b": _r(3, 4, seed=6)},
                                      inputs=("g", "b"), axis=1)
+    yield "GroupNormalization", _one("GroupNormalization", (2, 4, 2, 2), opset=21, inits={"g": _f(1.5, -0.5, 1, 2), "b": _f(0.1, 0, -0.2, 1)},
+                                     inputs=("g", "b"), num_groups=2, epsilon=1e-3)
+    yield "GroupNormalization_opset18", _one("GroupNormalization", (2, 4, 2, 2), opset=18, inits={"g": _f(1.5, -0.5), "b": _f(0.1, 1)},
+                                             inputs=("g", "b"), num_groups=2)
     yield "InstanceNormalization", _one("InstanceNormalization", (2, 3, 2, 2), inits={"g": _f(1.5, -0.5, 1), "b": _f(0.1, 0, -0.2)},
                                         inputs=("g", "b"))
 
@@ -158,6 +165,17 @@ def _shapes() -> Iterator[tuple[str, onnx.ModelProto]]:
     yield "Slice", _one("Slice", (5, 6), inits={"s": _i(1), "e": _i(1000), "a": _i(-1)}, inputs=("s", "e", "a"))
     yield "Gather", _one("Gather", (5, 6), inits={"i": _i(4, -1, 0, 2)}, inputs=("i",), axis=1)
     yield "Expand", _one("Expand", (3, 1), inits={"s": _i(2, 3, 4)}, inputs=("s",))
+    yield "DepthToSpace", _one("DepthToSpace", (1, 8, 2, 3), blocksize=2)
+    yield "DepthToSpace_CRD", _one("DepthToSpace", (1, 8, 2, 3), blocksize=2, mode="CRD")
+    yield "SpaceToDepth", _one("SpaceToDepth", (1, 2, 4, 6), blocksize=2)
+    yield "GatherND", _one("GatherND", (2, 3, 4), inits={"i": _i(0, -1, 1, 1, 1, 0).reshape(2, 1, 3)}, inputs=("i",), batch_dims=0)
+    yield "GatherND_batch_dims", _one("GatherND", (2, 3, 4), inits={"i": _i(2, -1, 0, 1).reshape(2, 1, 2)}, inputs=("i",), batch_dims=1)
+    yield "GatherElements_smaller_index", _one("GatherElements", (2, 3, 4), inits={"i": _i(2, 0, -1).reshape(1, 3, 1)}, inputs=("i",),
+                                               axis=2)
+    yield "CumSum", _one("CumSum", (2, 3, 4), inits={"a": _i(1)}, inputs=("a",))
+    yield "CumSum_exclusive_reverse", _one("CumSum", (2, 3, 4), inits={"a": _i(-1)}, inputs=("a",), exclusive=1, reverse=1)
+    yield "Einsum", _m([helper.make_node("Einsum", ["x", "w"], ["y"], equation="bij,kj->bik")], (2, 3, 4), {"w": _r(5, 4, seed=8)})
+    yield "Einsum_ellipsis", _m([helper.make_node("Einsum", ["x", "x"], ["y"], equation="...ij,...kj")], (2, 3, 4), opset=17)
     yield "Tile", _one("Tile", (2, 3), inits={"r": _i(2, 2)}, inputs=("r",))
     for mode in ("constant", "reflect", "edge"):
         yield f"Pad_{mode}", _one("Pad", (1, 2, 4, 4), inits={"p": _i(0, 0, 2, -1, 0, 0, 1, 2), "v": _f(0.5)}, inputs=("p", "v"), mode=mode)

@@ -36,6 +36,7 @@ if str(HERE) not in sys.path:  # run as a script: the helpers beside this file
 
 import graph_fuzz_discrete  # noqa: E402, F401  (each registers its generators)
 import graph_fuzz_layout  # noqa: E402, F401
+import graph_fuzz_more  # noqa: E402, F401
 import graph_fuzz_nn  # noqa: E402, F401
 import graph_fuzz_onnx as gfo  # noqa: E402
 import graph_fuzz_shape  # noqa: E402, F401

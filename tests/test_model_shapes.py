@@ -112,6 +112,24 @@ def test_a_fixed_batch_above_one_is_part_of_the_sample(tmp_path: Path) -> None:
     _sound(g, c - 0.05, c + 0.05)
 
 
+def test_inputs_whose_leading_sizes_differ_are_read_whole(tmp_path: Path) -> None:
+    """A (1, 4) input beside a (2, 2) one used only for its shape: their leading sizes are not a shared batch axis,
+    so both are read whole, as one flat input set (it was refused for 'different fixed batch sizes')."""
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Shape", ["m"], ["sm"]), helper.make_node("Reshape", ["x", "sm"], ["r"]),
+             helper.make_node("Mul", ["r", "m"], ["p"]), helper.make_node("Relu", ["p"], ["y"])]
+    path = _save(tmp_path, nodes, {}, [helper.make_tensor_value_info("x", f, [1, 4]), helper.make_tensor_value_info("m", f, [2, 2])],
+                 [helper.make_tensor_value_info("y", f, [2, 2])])
+    g = load_model(str(path))
+    assert g.input_shape == (8,) and not g.meta.batched
+    x, m = RNG.standard_normal((1, 4)).astype(np.float32), RNG.standard_normal((2, 2)).astype(np.float32)
+    ref = ort_session(path).run(None, {"x": x, "m": m})[0]
+    flat = torch.from_numpy(np.concatenate([x.reshape(-1), m.reshape(-1)]))[None]
+    with torch.no_grad():
+        np.testing.assert_allclose(g(flat)[0].numpy().reshape(-1), ref.reshape(-1), rtol=1e-6, atol=1e-6)
+    _sound(g, flat.double() - 0.1, flat.double() + 0.1)
+
+
 @pytest.mark.parametrize("elem", [TensorProto.DOUBLE, TensorProto.INT64], ids=["float64", "int64"])
 def test_float64_and_integer_inputs_load_and_match(tmp_path: Path, elem: int) -> None:
     f = TensorProto.FLOAT

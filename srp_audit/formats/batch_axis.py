@@ -16,15 +16,13 @@ def batch_modes(declared: list[list[Any]], what: str) -> list[bool]:
     """How to read inputs with these declared shapes, in order of preference: True = with a leading batch axis
     (rank ≥ 2, batch dynamic or 1), False = the whole declared tensor is the sample, a dynamic batch fixed to 1
     (rank-1 inputs, VNN-COMP's tiny tests, and fixed batches > 1, which VNN-COMP's pensieve_small_parallel means as
-    one sample). A batch of 1 or a dynamic one is read batched first, then whole if an op moves the batch axis
-    (a sequence-first transformer layer) or computes shapes from it."""
+    one sample, or leading sizes that differ: a (1, 4) image beside a (2, 2) mask). A batch of 1 or a dynamic one
+    is read batched first, then whole if an op moves the batch axis (a sequence-first transformer layer) or
+    computes shapes from it."""
     ranks = {len(d) >= 2 for d in declared}
     if ranks == {True}:
-        leads = [d[0] for d in declared]
-        if all(isinstance(b, int) for b in leads) and any(b != 1 for b in leads):
-            if len(set(leads)) > 1:
-                raise ModelLoadError(f"{what} have different fixed batch sizes {leads}")
-            return [False]
+        if any(isinstance(d[0], int) and d[0] != 1 for d in declared):
+            return [False]  # a leading size above 1 (a fixed batch, or an input such as a (2, 2) mask) is data
         return [True, False]
     return [False]
 

@@ -72,13 +72,30 @@ def layer_norm(ctx: LoaderContext, x: Tensor, n_axes: int, eps: float, gamma: to
     shifted = ctx.emit(ops.ElementwiseAffine(1.0, float(np.float32(eps))), [var], "affine")
     inv = ctx.emit(ops.Power(-0.5), [shifted], "pow")
     y = ctx.product(centred, inv)
-    if gamma is not None or beta is not None:
-        g = gamma if gamma is not None else torch.ones(())
-        b = beta if beta is not None else torch.zeros(())
-        g, b = ctx.sample_const(y, g.numpy()), ctx.sample_const(y, b.numpy())
-        y = ctx.broadcast(y, g + b)
-        y = ctx.emit(ops.ElementwiseAffine(g, b), [y], "affine")
-    return y
+    return scale_shift(ctx, y, gamma, beta)
+
+
+def scale_shift(ctx: LoaderContext, y: Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None) -> Tensor:
+    """y·γ + β with stored constants that broadcast against the sample (none: y itself)."""
+    if gamma is None and beta is None:
+        return y
+    g = gamma if gamma is not None else torch.ones(())
+    b = beta if beta is not None else torch.zeros(())
+    g, b = ctx.sample_const(y, g.numpy()), ctx.sample_const(y, b.numpy())
+    y = ctx.broadcast(y, g + b)
+    return ctx.emit(ops.ElementwiseAffine(g, b), [y], "affine")
+
+
+def group_norm(ctx: LoaderContext, x: Tensor, groups: int, eps: float, gamma: torch.Tensor, beta: torch.Tensor) -> Tensor:
+    """GroupNorm (InstanceNorm: one group per channel) of an (N, C, …) sample: each group of channels reshaped to a
+    row and normalised as a layer norm, reshaped back, then scaled and shifted per channel (γ, β of shape (C,))."""
+    c, rest = x.shape[0], x.shape[1:]
+    if groups < 1 or c % groups:
+        raise ctx.unsupported(f"{c} channels do not split into {groups} groups")
+    rows = ctx.emit(ops.Reshape((groups, math.prod(x.shape) // groups)), [x])
+    y = ctx.emit(ops.Reshape(tuple(x.shape)), [layer_norm(ctx, rows, 1, eps, None, None)])
+    per_channel = (c,) + (1,) * len(rest)
+    return scale_shift(ctx, y, gamma.reshape(per_channel), beta.reshape(per_channel))
 
 
 def log_softmax(ctx: LoaderContext, x: Tensor, axis: int) -> Tensor:

@@ -60,6 +60,22 @@ def _layer_norm(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return [build.layer_norm(ctx, x, rank - axis, build.eps_of(attrs.get("epsilon"), 1e-5), gamma, beta)]
 
 
+@handles("InstanceNormalization", "GroupNormalization")
+def _group_norm(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    """Normalisation over each sample's spatial axes, per channel (Instance) or per group of channels (Group)."""
+    x = ctx.tensor(node.input[0])
+    if not ctx.batched or len(x.shape) < 2:
+        raise ctx.unsupported("it needs (N, C, D1, …) data with a batch axis")
+    c = x.shape[0]
+    groups = c if node.op_type == "InstanceNormalization" else int(attrs["num_groups"])
+    gamma, beta = ctx.weight(node.input[1], "scale").reshape(-1), ctx.weight(node.input[2], "bias").reshape(-1)
+    if gamma.numel() == groups != c:  # opset 18's GroupNormalization: one scale and bias per group
+        gamma, beta = gamma.repeat_interleave(c // groups), beta.repeat_interleave(c // groups)
+    if gamma.numel() != c or beta.numel() != c:
+        raise ctx.unsupported(f"scale and bias need {c} entries (one per channel)")
+    return [build.group_norm(ctx, x, groups, build.eps_of(attrs.get("epsilon"), 1e-5), gamma, beta)]
+
+
 @handles("LogSoftmax")
 def _log_softmax(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0])

@@ -203,18 +203,34 @@ def _pool_common(ctx: OnnxContext, node: Any, attrs: dict, x: Tensor) -> tuple:
     return kernel, stride, pads, dilation, bool(attrs.get("ceil_mode", 0))
 
 
+def _pool_1d_as_2d(pool: Callable[[OnnxContext, Any, dict, Tensor], Tensor]) -> Callable[[OnnxContext, Any, dict], list[Value]]:
+    """A 2-D pooling handler that also reads (N, C, L) pooling as (N, C, 1, L) with a 1×k window, between two
+    reshapes (exact)."""
+    def handler(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+        x = ctx.tensor(node.input[0])
+        if not (ctx.batched and len(x.shape) == 2 and len(attrs.get("kernel_shape", ())) == 1):
+            return [pool(ctx, node, attrs, _spatial_input(ctx, node))]
+        one = {key: [1 if key != "pads" else 0] + list(attrs[key]) for key in ("kernel_shape", "strides", "dilations") if key in attrs}
+        if "pads" in attrs:
+            one["pads"] = [0, int(attrs["pads"][0]), 0, int(attrs["pads"][1])]
+        c, length = x.shape
+        y = pool(ctx, node, {**attrs, **one}, ctx.emit(ops.Reshape((c, 1, length)), [x]))
+        return [ctx.emit(ops.Reshape((y.shape[0], y.shape[2])), [y])]
+    return handler
+
+
 @handles("MaxPool")
-def _maxpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    x = _spatial_input(ctx, node)
+@_pool_1d_as_2d
+def _maxpool(ctx: OnnxContext, node: Any, attrs: dict, x: Tensor) -> Tensor:
     kernel, stride, pads, dilation, ceil = _pool_common(ctx, node, attrs, x)
     if ceil and (pads[0] != pads[2] or pads[1] != pads[3]):
         raise ctx.unsupported("ceil_mode with asymmetric padding")
-    return [ctx.emit(ops.MaxPool2d(kernel, stride, pads, dilation, ceil), [x], "maxpool")]
+    return ctx.emit(ops.MaxPool2d(kernel, stride, pads, dilation, ceil), [x], "maxpool")
 
 
 @handles("AveragePool")
-def _avgpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    x = _spatial_input(ctx, node)
+@_pool_1d_as_2d
+def _avgpool(ctx: OnnxContext, node: Any, attrs: dict, x: Tensor) -> Tensor:
     kernel, stride, pads, dilation, ceil = _pool_common(ctx, node, attrs, x)
     if dilation != (1, 1):
         raise ctx.unsupported("dilated average pooling")
@@ -225,11 +241,14 @@ def _avgpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         pool = ops.AvgPool2d(kernel, stride, pads, include, ceil)
     except ValueError as e:
         raise ctx.unsupported(str(e)) from None
-    return [ctx.emit(pool, [x], "avgpool")]
+    return ctx.emit(pool, [x], "avgpool")
 
 
 @handles("GlobalAveragePool")
 def _global_avgpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    if ctx.batched and len(x.shape) == 2:  # (N, C, L): the mean over L
+        return [ctx.emit(ops.Reduce([1], True, True), [x], "reduce")]
     x = _spatial_input(ctx, node)
     return [ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")]
 
@@ -281,6 +300,9 @@ def _sum_mean(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 
 @handles("GlobalMaxPool")
 def _global_maxpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    if ctx.batched and len(x.shape) == 2:  # (N, C, L): the max over L
+        return [reduce_extreme(ctx, x, [1], True, True)]
     x = _spatial_input(ctx, node)
     return [reduce_extreme(ctx, x, [1, 2], True, True)]
 

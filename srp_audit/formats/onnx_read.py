@@ -22,7 +22,15 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ops.enclosure import Enclosed
 from ..ops.interval import Interval
-from . import discrete_handlers, nonlinear_handlers, onnx_const_exact, onnx_shape_ops  # noqa: F401  (register their handlers)
+from . import (  # noqa: F401  (register their handlers)
+    activation_forms,
+    discrete_handlers,
+    nonlinear_handlers,
+    onnx_const_exact,
+    onnx_einsum,
+    onnx_index_ops,
+    onnx_shape_ops,
+)
 from .batch_axis import batch_modes, read_in_modes, sample_shapes
 from .context import Derived, Tensor, Value, bind_inputs, join_outputs
 from .onnx_const import FOLDERS, attributes, fold

@@ -171,12 +171,19 @@ class LeakyRelu(Node):
         self.negative_slope = a
 
     @classmethod
-    def from_onnx(cls, attrs: dict[str, Any]) -> "LeakyRelu":
-        return cls(float(attrs.get("alpha", 0.01)))
+    def of(cls, negative_slope: float) -> "LeakyRelu | PRelu":
+        """This op for a slope in [0, 1]; outside (a negative slope: not monotone; above 1: concave), a PRelu with
+        that one slope, whose rules hold for any sign."""
+        a = as_float32(negative_slope)
+        return cls(a) if 0.0 <= a <= 1.0 else PRelu(torch.tensor(a, dtype=torch.float32))
 
     @classmethod
-    def from_aten(cls, args: list[Any], kwargs: dict[str, Any]) -> "LeakyRelu":
-        return cls(float(args[1]) if len(args) > 1 else float(kwargs.get("negative_slope", 0.01)))
+    def from_onnx(cls, attrs: dict[str, Any]) -> "LeakyRelu | PRelu":
+        return cls.of(float(attrs.get("alpha", 0.01)))
+
+    @classmethod
+    def from_aten(cls, args: list[Any], kwargs: dict[str, Any]) -> "LeakyRelu | PRelu":
+        return cls.of(float(args[1]) if len(args) > 1 else float(kwargs.get("negative_slope", 0.01)))
 
     def onnx_attrs(self) -> dict[str, Any]:
         return {"alpha": self.negative_slope}

@@ -1,0 +1,52 @@
+"""ONNX activations read as compositions of ops that have rules: Celu (an ELU of x/α, times α), Softsign
+(x · 1/(1 + |x|): a product of data, sound though looser than a dedicated rule would be), ThresholdedRelu
+(x · [x > α]) and Shrink ((x − bias)·[x > λ] + (x + bias)·[x < −λ]). Each is exact in real arithmetic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from .context import Value
+from .discrete_build import absolute, compare
+from .onnx_context import OnnxContext
+from .onnx_ops import handles
+
+
+def _attr(attrs: dict, key: str, default: float) -> np.ndarray:
+    """A float attribute as the stored float32 value (a 0-d constant the readers treat exactly)."""
+    return np.array(attrs.get(key, default), dtype=np.float32)
+
+
+@handles("Celu")
+def _celu(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    a = _attr(attrs, "alpha", 1.0)
+    if not float(a) > 0:
+        raise ctx.unsupported(f"Celu with alpha {float(a)} (it must be positive)")
+    e = ctx.emit(ops.Elu(1.0), [ctx.mul_or_div(x, a, div=True)], "elu")  # 1/α enclosed where no float holds it
+    return [ctx.mul_or_div(e, a, div=False)]
+
+
+@handles("Softsign")
+def _softsign(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    d = ctx.add_or_sub(absolute(ctx, x), np.array(1.0, dtype=np.float32), sub=False)
+    return [ctx.product(x, ctx.emit(ops.Reciprocal(), [d], "reciprocal"))]
+
+
+@handles("ThresholdedRelu")
+def _thresholded_relu(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    return [ctx.product(x, compare(ctx, x, _attr(attrs, "alpha", 1.0), "gt"))]
+
+
+@handles("Shrink")
+def _shrink(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    lam, bias = _attr(attrs, "lambd", 0.5), _attr(attrs, "bias", 0.0)
+    up = ctx.product(ctx.add_or_sub(x, bias, sub=True), compare(ctx, x, lam, "gt"))
+    down = ctx.product(ctx.add_or_sub(x, bias, sub=False), compare(ctx, x, -lam, "lt"))
+    return [ctx.add_or_sub(up, down, sub=False)]
