@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
@@ -36,3 +39,22 @@ def tune_process() -> None:
         except (OSError, AttributeError):
             pass
     torch.set_flush_denormal(True)
+
+
+def flushing() -> bool:
+    """Whether this thread flushes subnormal numbers to zero now (the smallest one times 1 comes out 0)."""
+    return bool(np.nextafter(0.0, 1.0) * 1.0 == 0.0)
+
+
+@contextlib.contextmanager
+def denormals_kept() -> Iterator[None]:
+    """Subnormal numbers are kept inside the block, where the process flushes them for speed: exact work on Python
+    and numpy floats (reading a model's constants, a spec's bounds) must not read 5e-324 as 0."""
+    if not flushing():
+        yield
+        return
+    torch.set_flush_denormal(False)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(True)

@@ -116,14 +116,15 @@ def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
     """Decide the property within opt.timeout seconds (overshooting by at most about DEADLINE_GRACE plus one
     torch operation, whatever phase is running)."""
     start = time.perf_counter()
+    phase = ["setup"]  # what is running, for the timeout's detail
     try:
         with _alarm_at(start + opt.timeout):
-            return _verify(graph, spec, opt, start)
+            return _verify(graph, spec, opt, start, phase)
     except _PastDeadline:
-        return VerifyResult("timeout", None, time.perf_counter() - start, detail="stopped at the deadline")
+        return VerifyResult("timeout", None, time.perf_counter() - start, detail=f"stopped at the deadline during {phase[0]}")
 
 
-def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) -> VerifyResult:
+def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float, phase: list[str]) -> VerifyResult:
     deadline = start + opt.timeout
     n_in, n_out = math.prod(graph.input_shape), graph.num_classes
     if spec.n_inputs != n_in or spec.n_outputs != n_out:
@@ -145,23 +146,26 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
         rows_hit = clause.spec(torch.float64, counterexamples=True).to(device=dev)
 
         def confirmed(x: torch.Tensor, rows_hit=rows_hit, member_box=member_box) -> bool:
+            x = x.to(native.dtype)  # the point a sat answer reports (branch and bound searches in float64)
             return bool(confirm_counterexamples(x, rows_hit, native, wide, _inside(x, member_box)).all())
 
         # 1. attack: PGD on the whole property, then on each disjunct alone (a targeted attack per class)
+        phase[0] = "the attack"
         hit = property_attack(native, attack_box, s, opt.attack_steps, opt.attack_restarts, opt.seed, confirmed,
                               deadline=start + ATTACK_SHARE * opt.timeout)
         if hit is not None:
             return _sat(native, hit, "pgd", start)
         if time.perf_counter() > deadline:
-            return VerifyResult("timeout", None, time.perf_counter() - start)
+            return VerifyResult("timeout", None, time.perf_counter() - start, detail=f"reached the deadline after {phase[0]}")
         pending.append((clause, proof_box, attack_box, s, confirmed))
     # 2. the bound cascade, clause by clause (all must be proved)
     undecided = []
     for clause, box, attack_box, s, confirmed in pending:
         proved_by = None
         for name in CASCADE:
+            phase[0] = name
             if time.perf_counter() > deadline:
-                return VerifyResult("timeout", None, time.perf_counter() - start)
+                return VerifyResult("timeout", None, time.perf_counter() - start, detail=f"reached the deadline after {phase[0]}")
             with torch.no_grad():
                 lb = get_method(name)(wide, box, s, alpha_iters=opt.alpha_iters, deadline=deadline).lower
             if bool(s.proved(lb).all()):
@@ -171,7 +175,8 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
             methods_used.append(proved_by)
             continue
         if time.perf_counter() > deadline:
-            return VerifyResult("timeout", None, time.perf_counter() - start)
+            return VerifyResult("timeout", None, time.perf_counter() - start, detail=f"reached the deadline after {phase[0]}")
+        phase[0] = "the attack from CROWN's corners"
         hit = corner_attack(native, wide, box, attack_box, s, opt.attack_steps, opt.seed, confirmed)
         if hit is not None:
             return _sat(native, hit, "pgd-crown-corners", start)
@@ -181,9 +186,11 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float) ->
         if not opt.complete:
             return VerifyResult("unknown", None, time.perf_counter() - start, detail="bounds inconclusive")
         if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
+            phase[0] = "branch and bound"
             res = input_bab(wide, box, s, deadline, check=confirmed)
             name = "bab-input"
         else:
+            phase[0] = "branch and bound"
             res = relu_bab(wide, box, s, deadline, check=confirmed)
             name = "bab-relu"
         if res.status == "sat":

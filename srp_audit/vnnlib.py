@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from .perf import denormals_kept
 from .vnnlib_clauses import Clause, VnnlibError, clauses_of
 
 __all__ = ["Clause", "VnnlibError", "VnnlibSpec", "read_vnnlib"]
@@ -104,10 +105,16 @@ def _number(tok: str) -> Fraction | None:
         sign, whole, frac = m.groups()
         value = Fraction(int(whole + frac or "0"), 10 ** len(frac))
         return -value if sign == "-" else value
+    exp = re.search(r"[eE]([+-]?\d+)$", tok)
+    if exp is not None and abs(int(exp.group(1))) > MAX_EXPONENT:
+        return None  # 1e99999999 would take minutes to expand exactly, and no float comes near it
     try:
         return Fraction(tok)
     except (ValueError, ZeroDivisionError):
         return None
+
+
+MAX_EXPONENT = 10_000  # decimal exponents beyond this are refused: float64's range ends near 1e308 (and 1e-324)
 
 
 def _diff(a: _Lin, b: _Lin) -> _Lin:
@@ -186,6 +193,11 @@ class _Reader:
 
 def read_vnnlib(path: str | os.PathLike) -> VnnlibSpec:
     """Parse a .vnnlib or .vnnlib.gz file into clauses; raises `VnnlibError` with the line of the problem."""
+    with denormals_kept():  # bounds are rounded and compared exactly, subnormal ones included
+        return _read(path)
+
+
+def _read(path: str | os.PathLike) -> VnnlibSpec:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise VnnlibError(f"spec file '{path}' does not exist")

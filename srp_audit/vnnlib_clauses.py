@@ -56,7 +56,11 @@ class Clause:
 
 
 def _outward(q: Fraction, down: bool) -> float:
-    """q as a float64 rounded down (`down`) or up: the exact bound stays inside."""
+    """q as a float64 rounded down (`down`) or up: the exact bound stays inside (past float64's range: ±inf on
+    the outer side, the largest float on the inner one)."""
+    big = Fraction(np.finfo(np.float64).max)
+    if abs(q) > big:
+        return (-math.inf if down else -float(big)) if q < 0 else (float(big) if down else math.inf)
     f = float(q)
     if (down and Fraction(f) > q) or (not down and Fraction(f) < q):
         f = math.nextafter(f, -math.inf if down else math.inf)
@@ -109,10 +113,18 @@ def _tighter(new: tuple, old: tuple, is_lo: bool) -> bool:
     return new[2] and not old[2]
 
 
+TINY32 = float(np.finfo(np.float32).tiny)  # the smallest normal float32
+
+
 def _inward(bound: tuple, rounded: float, toward: float) -> float:
     """The inner box's float for an input bound already rounded inward: one step further in when the bound is
-    strict and the float is the bound itself (X > 0 holds at no point where X = 0)."""
-    return math.nextafter(rounded, toward) if bound[2] and Fraction(rounded) == bound[0] else rounded
+    strict and the float is the bound itself (X > 0 holds at no point where X = 0); and never a subnormal number
+    below float32's smallest normal one, which flushed denormals read as 0 (X > 0 would then admit X = 0): such
+    a bound moves inward to ±TINY32 or to 0."""
+    f = math.nextafter(rounded, toward) if bound[2] and Fraction(rounded) == bound[0] else rounded
+    if 0 < abs(f) < TINY32:
+        f = math.copysign(TINY32, toward) if (f > 0) == (toward > 0) else 0.0
+    return f
 
 
 def clauses_of(dnf: list[list[list]], n_in: int, n_out: int, path: str) -> list[Clause]:
@@ -191,14 +203,17 @@ def clauses_of(dnf: list[list[list]], n_in: int, n_out: int, path: str) -> list[
             made[boxed] = box_of([p for p in parts if p[0] or p[1]])
         if made[boxed] is None:
             continue
-        key, inner[key] = made[boxed]
+        outer, box_in = made[boxed]
+        key = outer + (box_in[0].tobytes(), box_in[1].tobytes())  # disjuncts merge only where both boxes agree
+        inner[key] = box_in
         boxes.setdefault(key, []).append([o for p in parts for o in p[2]])
     if not boxes and empty is not None:
         name, lo_line, hi_line = empty
         raise VnnlibError(f"{path}:{lo_line}: the input set is empty: the lower bound of {name} (line {lo_line}) exceeds its "
                           f"upper bound (line {hi_line}), so the property would hold vacuously; fix the bounds")
     clauses = []
-    for (lo_b, hi_b), disjuncts in boxes.items():
+    for key, disjuncts in boxes.items():
+        lo_b, hi_b = key[:2]
         rows, d, d_check, strict, groups = [], [], [], [], []
         for outs in disjuncts:
             group = []
@@ -210,7 +225,7 @@ def clauses_of(dnf: list[list[list]], n_in: int, n_out: int, path: str) -> list[
                 strict.append(s)
                 group.append(len(rows) - 1)
             groups.append(group)
-        lo_in, hi_in = inner[(lo_b, hi_b)]
+        lo_in, hi_in = inner[key]
         clauses.append(Clause(np.frombuffer(lo_b).copy(), np.frombuffer(hi_b).copy(),
                               np.array(rows).reshape(len(rows), n_out), np.array(d, dtype=np.float64),
                               groups, np.array(strict, dtype=bool), lo_in, hi_in, np.array(d_check, dtype=np.float64)))

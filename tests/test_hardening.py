@@ -163,7 +163,7 @@ def test_verify_stops_at_the_deadline_in_any_phase(monkeypatch) -> None:
     graph = load_model(MLP)
     clause = Clause(np.zeros(784), np.full(784, 0.1), np.eye(10)[:1], np.zeros(1), [[0]], np.zeros(1, dtype=bool))
     res = v.verify(graph, VnnlibSpec("p", 784, 10, [clause]), v.VerifyOptions(timeout=1.0, device="cpu"))
-    assert res.status == "timeout" and res.detail == "stopped at the deadline"
+    assert res.status == "timeout" and res.detail == "stopped at the deadline during the attack"
 
 
 def test_legacy_pickles_and_pt2_writes_print_one_line_or_none(tmp_path: Path, capfd) -> None:

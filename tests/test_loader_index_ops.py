@@ -187,3 +187,36 @@ def test_einsum_forms_it_cannot_read_name_the_reason(tmp_path: Path) -> None:
         onnx.save(_einsum_model(equation, shapes, None), str(path))
         with pytest.raises(UnsupportedOpError, match=f"op Einsum.*{why}"):
             load_model(str(path))
+
+
+@pytest.mark.parametrize("shape,attrs", [(["N", 4, 7], {"kernel_shape": [3], "strides": [3], "pads": [2, 2], "ceil_mode": 1}),
+                                         (["N", 2, 7, 7], {"kernel_shape": [3, 3], "strides": [3, 3], "pads": [2, 2, 2, 2], "ceil_mode": 1})])
+def test_ceil_mode_max_pool_with_padding_past_half_the_kernel_matches_onnxruntime(shape: list, attrs: dict, tmp_path: Path) -> None:
+    """torch's ceil mode on the explicitly padded input added a window starting in the right padding, which the
+    ONNX rule drops: the output had the wrong length and the forward failed after loading."""
+    path = tmp_path / "mp.onnx"
+    onnx.save(_model(_flat([N("MaxPool", ["x"], ["p"], **attrs)]), {}, shape), str(path))
+    graph = load_model(str(path)).copy(dtype=torch.float64)
+    x = torch.randn((2,) + graph.input_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref = ort_session(path).run(None, {"x": x.numpy().astype(np.float32)})[0]
+    with torch.no_grad():
+        assert np.allclose(graph(x.float().double()).numpy(), ref, rtol=1e-6, atol=1e-6)
+    k = graph.num_classes
+    values = evaluate(graph.logits, sample_box(x - 0.5, x + 0.5, 200, torch.Generator().manual_seed(2)))
+    for method in ("ibp", "crown"):
+        lb = METHODS[method](graph, InputBox(x - 0.5, x + 0.5), identity_spec(k, 2, torch.float64)).lower.detach()
+        assert_contains(values, lb[:, :k], -lb[:, k:], method)
+
+
+def test_degenerate_attributes_are_refused_in_one_line(tmp_path: Path) -> None:
+    """blocksize 0, 0 groups, and Shrink with a negative lambd (its branches would overlap) are load errors, not
+    internal ones (or a silently different function)."""
+    for nodes, inits, shape, what in (([N("DepthToSpace", ["x"], ["y"], blocksize=0)], {}, IMAGE, "DepthToSpace"),
+                                      ([N("SpaceToDepth", ["x"], ["y"], blocksize=0)], {}, IMAGE, "SpaceToDepth"),
+                                      ([N("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=0)],
+                                       {"s": np.ones(0, np.float32), "b": np.ones(0, np.float32)}, IMAGE, "GroupNormalization"),
+                                      ([N("Shrink", ["x"], ["y"], lambd=-0.5, bias=0.2)], {}, SEQ, "Shrink")):
+        path = tmp_path / f"{what}.onnx"
+        onnx.save(_model(nodes, inits, shape, 21 if what == "GroupNormalization" else 18), str(path))
+        with pytest.raises(UnsupportedOpError, match=f"op {what}"):
+            load_model(str(path))

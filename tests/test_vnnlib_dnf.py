@@ -1,6 +1,9 @@
 """The VNN-LIB reader's disjunctive normal form against the file's meaning: random properties (box asserts split
 and repeated, disjunctions with their own input bounds, constant constraints, several top-level disjunctions)
-are evaluated directly on grid points and compared with membership in the parsed clauses."""
+are evaluated directly on grid points: every point satisfying the file lies in a clause's proof box, and every point
+in a clause's confirmation box that violates a group satisfies the file (strict input bounds included); then the
+edges: strict bounds sharing an outer box, a strict bound at 0 under flushed denormals, numbers past float64's
+range, and `verify` on a strict bound."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from srp_audit.vnnlib import VnnlibError, read_vnnlib
 
@@ -118,3 +122,66 @@ def test_a_shared_box_is_read_once_for_every_disjunct(tmp_path):
     assert c.C.shape == (n_out - 1, n_out) and len(c.groups) == n_out - 1
     np.testing.assert_array_equal(c.upper, [i % 7 + 1 for i in range(n_in)])
     np.testing.assert_array_equal(c.lower, [-(i % 5) for i in range(n_in)])
+
+
+def _write(tmp_path, body: str, n_in: int = 1, n_out: int = 1):
+    path = tmp_path / "p.vnnlib"
+    decl = [f"(declare-const X_{i} Real)" for i in range(n_in)] + [f"(declare-const Y_{j} Real)" for j in range(n_out)]
+    path.write_text("\n".join(decl) + "\n" + body)
+    return path
+
+
+def test_disjuncts_with_one_outer_box_but_different_strict_bounds_keep_their_own_inner_boxes(tmp_path):
+    """X > 0 in one disjunct and X ≥ 0 in the other round to the same outer box; merged, the second's inner box
+    let X = 0 confirm the first disjunct's counterexample."""
+    spec = read_vnnlib(_write(tmp_path, "(assert (or (and (> X_0 0) (<= X_0 1) (>= Y_0 5)) (and (>= X_0 0) (<= X_0 1) (<= Y_0 -5))))\n"))
+    assert len(spec.clauses) == 2
+    strict = next(c for c in spec.clauses if c.d[0] == 5.0)
+    assert strict.lower[0] == 0.0 and strict.lower_in[0] > 0.0
+
+
+def test_a_strict_bound_at_zero_confirms_no_point_flushed_denormals_read_as_zero(tmp_path):
+    """The inner box of X > 0 starts at float32's smallest normal number, not at 5e-324 (a subnormal that flushed
+    denormals compare as 0), even when the process flushes them."""
+    from srp_audit.perf import flushing
+
+    path = _write(tmp_path, "(assert (> X_0 0))\n(assert (< X_0 1))\n(assert (>= Y_0 5))\n")
+    was = flushing()
+    torch.set_flush_denormal(True)
+    try:
+        assert flushing()
+        c = read_vnnlib(path).clauses[0]
+        assert flushing()  # the reader restores the flushing it found
+    finally:
+        torch.set_flush_denormal(was)
+    assert c.lower_in[0] == float(np.finfo(np.float32).tiny) and c.upper_in[0] < 1.0 and c.lower[0] == 0.0
+
+
+def test_numbers_past_float64_range_are_read_or_refused_in_one_line(tmp_path):
+    spec = read_vnnlib(_write(tmp_path, "(assert (>= X_0 -1e400))\n(assert (<= X_0 1e400))\n(assert (>= Y_0 0))\n"))
+    c = spec.clauses[0]
+    assert c.lower[0] == -np.inf and c.upper[0] == np.inf and np.isfinite(c.lower_in[0]) and np.isfinite(c.upper_in[0])
+    with pytest.raises(VnnlibError):
+        read_vnnlib(_write(tmp_path, "(assert (>= X_0 0))\n(assert (<= X_0 1e99999999))\n(assert (>= Y_0 0))\n"))
+
+
+def test_verify_reports_no_counterexample_outside_a_strict_bound(tmp_path):
+    """y = 5 − x with X > −1 and Y ≥ 6 has no counterexample. Branch and bound searches in float64, where
+    x = −0.9999999999999999 gives 6.0; its point rounded to the model's float32 is −1, outside X > −1. The
+    confirmation checks the point that is reported, so the answer is not sat."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from srp_audit.formats import load_model
+    from srp_audit.verify import VerifyOptions, verify
+
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "m",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+                          [numpy_helper.from_array(np.float32([[-1.0]]), "w"), numpy_helper.from_array(np.float32([5.0]), "b")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    spec = read_vnnlib(_write(tmp_path, "(assert (> X_0 -1))\n(assert (<= X_0 1))\n(assert (>= Y_0 6))\n"))
+    res = verify(load_model(str(tmp_path / "m.onnx")), spec, VerifyOptions(timeout=10, device="cpu"))
+    assert res.status != "sat" or float(res.counterexample[0][0]) > -1.0, res

@@ -8,6 +8,7 @@ from ..atomic import prepare_output
 from ..errors import ModelLoadError, SrpAuditError, UsageError
 from ..ir.graph import Graph
 from ..ops.passes import simplify
+from ..perf import denormals_kept
 from .onnx_read import load_onnx
 
 ONNX_SUFFIXES = (".onnx",)
@@ -21,7 +22,11 @@ def load_model(path: str, *, simplified: bool = True, factory: str | None = None
     ONNX files; torch.export `.pt2`; `factory` ('pkg.mod:fn') plus a state dict (.pt/.pth/.safetensors);
     TorchScript (with `input_shape`); pickled whole modules only with `trust`.
     """
-    path = os.fspath(path)
+    with denormals_kept():  # constants are read and enclosed exactly, subnormal ones included
+        return _load_model(os.fspath(path), simplified, factory, input_shape, trust)
+
+
+def _load_model(path: str, simplified: bool, factory: str | None, input_shape: tuple[int, ...] | None, trust: bool) -> Graph:
     if not os.path.exists(path):
         raise ModelLoadError(f"model file '{path}' does not exist")
     if os.path.isdir(path):

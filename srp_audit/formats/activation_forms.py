@@ -47,6 +47,8 @@ def _thresholded_relu(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _shrink(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0])
     lam, bias = _attr(attrs, "lambd", 0.5), _attr(attrs, "bias", 0.0)
+    if not float(lam) >= 0:  # the two branches would overlap (ONNX takes x < −λ first there)
+        raise ctx.unsupported(f"Shrink with lambd {float(lam)} (it must be ≥ 0)")
     up = ctx.product(ctx.add_or_sub(x, bias, sub=True), compare(ctx, x, lam, "gt"))
     down = ctx.product(ctx.add_or_sub(x, bias, sub=False), compare(ctx, x, -lam, "lt"))
     return [ctx.add_or_sub(up, down, sub=False)]

@@ -68,6 +68,8 @@ def _group_norm(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         raise ctx.unsupported("it needs (N, C, D1, …) data with a batch axis")
     c = x.shape[0]
     groups = c if node.op_type == "InstanceNormalization" else int(attrs["num_groups"])
+    if groups < 1 or c % groups:
+        raise ctx.unsupported(f"{c} channels do not split into {groups} groups")
     gamma, beta = ctx.weight(node.input[1], "scale").reshape(-1), ctx.weight(node.input[2], "bias").reshape(-1)
     if gamma.numel() == groups != c:  # opset 18's GroupNormalization: one scale and bias per group
         gamma, beta = gamma.repeat_interleave(c // groups), beta.repeat_interleave(c // groups)

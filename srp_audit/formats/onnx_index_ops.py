@@ -17,11 +17,18 @@ from .onnx_context import OnnxContext
 from .onnx_ops import handles
 
 
+def _blocksize(attrs: dict) -> int:
+    k = int(attrs["blocksize"])
+    if k < 1:
+        raise ValueError(f"blocksize {k} (it must be ≥ 1)")
+    return k
+
+
 @folds("DepthToSpace")
 def _depth_to_space(inputs, attrs, opset):
     x = np.asarray(inputs[0])
     b, c, h, w = x.shape
-    k = int(attrs["blocksize"])
+    k = _blocksize(attrs)
     if c % (k * k):
         raise ValueError(f"DepthToSpace: {c} channels are not a multiple of blocksize² = {k * k}")
     if attrs.get("mode", b"DCR") in (b"CRD", "CRD"):
@@ -35,7 +42,7 @@ def _depth_to_space(inputs, attrs, opset):
 def _space_to_depth(inputs, attrs, opset):
     x = np.asarray(inputs[0])
     b, c, h, w = x.shape
-    k = int(attrs["blocksize"])
+    k = _blocksize(attrs)
     if h % k or w % k:
         raise ValueError(f"SpaceToDepth: height {h} and width {w} must be multiples of blocksize {k}")
     t = x.reshape(b, c, h // k, k, w // k, k).transpose(0, 3, 5, 1, 2, 4)

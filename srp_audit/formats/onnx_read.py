@@ -201,7 +201,8 @@ def value_types(model: onnx.ModelProto) -> tuple[dict[str, int], bool]:
     return types, consistent
 
 
-INTERNAL = (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, NotImplementedError)
+INTERNAL = (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, NotImplementedError,
+            ArithmeticError)
 """Exceptions a mapping raises on a model it was not written for: reported as that node's load error, never a crash."""
 
 

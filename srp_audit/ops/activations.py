@@ -184,6 +184,12 @@ class Softplus(ScalarActivation):
     def f(self, x: torch.Tensor) -> torch.Tensor:
         return F.softplus(x, self.beta, self.threshold)
 
+    @property
+    def ibp_exact(self) -> bool:  # type: ignore[override]
+        """The error term widens every enclosure by `jump`: exact up to rounding only where the jump is that small
+        (the default threshold's 2e-9), not for a low threshold (3: 0.02)."""
+        return self.jump <= 1e-8 * (1 + 1 / self.beta)
+
     def err(self, x, y):
         return super().err(x, y) + self.jump
 

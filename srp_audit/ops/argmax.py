@@ -24,8 +24,7 @@ class ArgMax(Node):
 
     kind = "activation"
     nonlinear = True
-    ibp_exact = True
-    constant_relaxation = True
+    constant_relaxation = True  # (not `ibp_exact`: not elementwise, and IBP's hull of indices is not the set of them)
 
     def __init__(self, axis: int, keepdims: bool = False, last: bool = False, minimum: bool = False) -> None:
         super().__init__()

@@ -42,6 +42,12 @@ class _Pool2d(Node, abstract=True):
     def describe(self) -> str:
         return f"k{self.kernel} s{self.stride} p{list(self.padding)}"
 
+    def _crop(self, y: torch.Tensor, shape: Shape) -> torch.Tensor:
+        """`y` cut to `out_shape`: on explicitly padded input torch's ceil mode may add a window that starts in the
+        right padding, which the ONNX rule (`pooled_size`) drops."""
+        _, h, w = self.out_shape(tuple(shape))
+        return y[..., :h, :w]
+
 
 class AvgPool2d(_Pool2d):
     """Average pooling; a linear map with non-negative weights."""
@@ -70,11 +76,11 @@ class AvgPool2d(_Pool2d):
         # divided by the number of input cells it covers (torch's own padding stops at half the kernel).
         padded = F.pad(x, (l, r, t, b))
         if self.count_include_pad:
-            return F.avg_pool2d(padded, self.kernel, self.stride, 0, self.ceil_mode, True)
+            return self._crop(F.avg_pool2d(padded, self.kernel, self.stride, 0, self.ceil_mode, True), x.shape[1:])
         sums = F.avg_pool2d(padded, self.kernel, self.stride, 0, self.ceil_mode, True, divisor_override=1)
         cells = F.avg_pool2d(F.pad(torch.ones_like(x[:1]), (l, r, t, b)), self.kernel, self.stride, 0, self.ceil_mode, True,
                              divisor_override=1)
-        return sums / cells.clamp(min=1)
+        return self._crop(sums / cells.clamp(min=1), x.shape[1:])
 
     def ibp(self, x: Interval) -> Interval:
         n = self.kernel[0] * self.kernel[1] + 1
@@ -116,8 +122,8 @@ class MaxPool2d(_Pool2d):
         t, l, b, r = self.padding
         if t == b and l == r and t <= self.kernel[0] // 2 and l <= self.kernel[1] // 2:
             return F.max_pool2d(x, self.kernel, self.stride, (t, l), self.dilation, self.ceil_mode)
-        x = F.pad(x, (l, r, t, b), value=-math.inf)
-        return F.max_pool2d(x, self.kernel, self.stride, 0, self.dilation, self.ceil_mode)
+        y = F.max_pool2d(F.pad(x, (l, r, t, b), value=-math.inf), self.kernel, self.stride, 0, self.dilation, self.ceil_mode)
+        return self._crop(y, x.shape[1:])
 
     def ibp(self, x: Interval) -> Interval:
         lo, hi = x.bounds()

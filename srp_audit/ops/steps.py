@@ -96,6 +96,11 @@ class Trunc(_Step):
             raise ValueError(f"casting to {dtype} is not supported")
         self.dtype = dtype
 
+    @property
+    def ibp_exact(self) -> bool:  # type: ignore[override]
+        """Past an integer type's range the enclosure also holds the type's values: exact only without a type."""
+        return self.dtype is None
+
     def describe(self) -> str:
         return f"cast to {self.dtype}" if self.dtype else "trunc"
 
