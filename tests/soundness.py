@@ -13,6 +13,7 @@ import torch
 
 from srp_audit import ops
 from srp_audit.ir.graph import INPUT, Graph
+from srp_audit.spec import InputBox
 
 
 def sample_box(lower: torch.Tensor, upper: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -47,6 +48,21 @@ def assert_contains(values: torch.Tensor, lower: torch.Tensor, upper: torch.Tens
     above = (values - hi).clamp(min=0)
     worst = max(float(below.max()), float(above.max()))
     assert worst == 0.0, f"{what}: a sampled value leaves the bounds by {worst:.3e}"
+
+
+def assert_sound_around(graph: Graph, x: torch.Tensor, radii: tuple[float, ...], gen: torch.Generator, what: str,
+                        methods: tuple[str, ...] = ("ibp", "crown"), n: int = 200) -> None:
+    """IBP's and CROWN's bounds on every output of `graph` (float64) over the boxes x ± r contain the outputs at n
+    sampled points of each box, its corners included."""
+    from srp_audit.bounds import METHODS
+
+    k = graph.num_classes
+    for radius in radii:
+        lo, hi = x - radius, x + radius
+        values = evaluate(graph.logits, sample_box(lo, hi, n, gen))
+        for method in methods:
+            lb = METHODS[method](graph, InputBox(lo, hi), identity_spec(k, x.shape[0], torch.float64)).lower.detach()
+            assert_contains(values, lb[:, :k], -lb[:, k:], f"{what} {method} radius {radius}")
 
 
 # ----------------------------------------------------------------------------------------- one graph per op

@@ -15,12 +15,10 @@ import pytest
 import torch
 from conftest import ort_session
 from onnx import TensorProto, helper, numpy_helper
-from soundness import assert_contains, evaluate, identity_spec, sample_box
+from soundness import assert_sound_around
 
-from srp_audit.bounds import METHODS
 from srp_audit.errors import UnsupportedOpError
 from srp_audit.formats import load_model
-from srp_audit.spec import InputBox
 
 N = helper.make_node
 IMAGE = ["N", 8, 4, 4]
@@ -83,13 +81,7 @@ def test_form_reads_matches_onnxruntime_and_bounds_soundly(name: str, tmp_path: 
     with torch.no_grad():
         ours = graph(x.float().double()).numpy()
     assert np.allclose(ours.reshape(3, -1), ref.reshape(3, -1).astype(np.float64), rtol=1e-5, atol=1e-5), name
-    k = graph.num_classes
-    for radius in (0.0, 0.05, 1.0):
-        lo, hi = x - radius, x + radius
-        values = evaluate(graph.logits, sample_box(lo, hi, 200, gen))
-        for method in ("ibp", "crown"):
-            lb = METHODS[method](graph, InputBox(lo, hi), identity_spec(k, 3, torch.float64)).lower.detach()
-            assert_contains(values, lb[:, :k], -lb[:, k:], f"{name} {method} radius {radius}")
+    assert_sound_around(graph, x, (0.0, 0.05, 1.0), gen, name)
 
 
 @pytest.mark.parametrize("op,attrs,index", [("DepthToSpace", {"blocksize": 2}, None), ("SpaceToDepth", {"blocksize": 2}, None),
@@ -172,13 +164,7 @@ def test_einsum_reads_matches_onnxruntime_and_bounds_soundly(name: str, tmp_path
     with torch.no_grad():
         ours = graph(x.float().double()).numpy()
     assert np.allclose(ours, ref.astype(np.float64), rtol=1e-5, atol=1e-5), name
-    k = graph.num_classes
-    for radius in (0.0, 0.3):
-        lo, hi = x - radius, x + radius
-        values = evaluate(graph.logits, sample_box(lo, hi, 200, gen))
-        for method in ("ibp", "crown"):
-            lb = METHODS[method](graph, InputBox(lo, hi), identity_spec(k, 3, torch.float64)).lower.detach()
-            assert_contains(values, lb[:, :k], -lb[:, k:], f"{name} {method} radius {radius}")
+    assert_sound_around(graph, x, (0.0, 0.3), gen, name)
 
 
 def test_einsum_forms_it_cannot_read_name_the_reason(tmp_path: Path) -> None:
@@ -201,11 +187,7 @@ def test_ceil_mode_max_pool_with_padding_past_half_the_kernel_matches_onnxruntim
     ref = ort_session(path).run(None, {"x": x.numpy().astype(np.float32)})[0]
     with torch.no_grad():
         assert np.allclose(graph(x.float().double()).numpy(), ref, rtol=1e-6, atol=1e-6)
-    k = graph.num_classes
-    values = evaluate(graph.logits, sample_box(x - 0.5, x + 0.5, 200, torch.Generator().manual_seed(2)))
-    for method in ("ibp", "crown"):
-        lb = METHODS[method](graph, InputBox(x - 0.5, x + 0.5), identity_spec(k, 2, torch.float64)).lower.detach()
-        assert_contains(values, lb[:, :k], -lb[:, k:], method)
+    assert_sound_around(graph, x, (0.5,), torch.Generator().manual_seed(2), "ceil-mode MaxPool")
 
 
 def test_degenerate_attributes_are_refused_in_one_line(tmp_path: Path) -> None:
