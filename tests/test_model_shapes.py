@@ -130,6 +130,19 @@ def test_inputs_whose_leading_sizes_differ_are_read_whole(tmp_path: Path) -> Non
     _sound(g, flat.double() - 0.1, flat.double() + 0.1)
 
 
+def test_an_input_used_as_a_shape_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """A second, integer input that gives a Reshape its target shape at run time: the message names it as a model
+    input and says to store it in the model."""
+    from srp_audit.errors import UnsupportedOpError
+
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["r"]), helper.make_node("Relu", ["r"], ["y"])]
+    path = _save(tmp_path, nodes, {}, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                                       helper.make_tensor_value_info("s", TensorProto.INT64, [2])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])])
+    with pytest.raises(UnsupportedOpError, match="'s' is a model input.*export it as a constant"):
+        load_model(str(path))
+
+
 @pytest.mark.parametrize("elem", [TensorProto.DOUBLE, TensorProto.INT64], ids=["float64", "int64"])
 def test_float64_and_integer_inputs_load_and_match(tmp_path: Path, elem: int) -> None:
     f = TensorProto.FLOAT

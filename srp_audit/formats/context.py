@@ -70,6 +70,7 @@ class LoaderContext:
         self.shapes: dict[str, tuple[int, ...]] = {}  # IR value → its per-sample shape
         self.made: dict[str, tuple[Node, tuple[str, ...]]] = {}  # IR value → the node that computes it, its inputs
         self.integer_names: set[str] = set()  # source values of an integer or bool type (ONNX type inference)
+        self.model_inputs: set[str] = set()  # names of the model's own inputs
         self.double_names: set[str] = set()  # source values of type float64
         self.types: dict[str, int] = {}  # source value → its ONNX element type, where type inference knows it
         self.types_consistent = True  # the model's declared types agree with type inference
@@ -197,6 +198,9 @@ class LoaderContext:
             raise self.unsupported(f"{what} '{name}' is computed from other constants and no float holds it exactly (like "
                                    "1/3); such constants may only scale or shift the data")
         if not isinstance(v, np.ndarray):
+            if name in self.model_inputs:
+                raise self.unsupported(f"{what} '{name}' is a model input: it must be stored in the model (export it as a "
+                                       "constant), as srp-audit bounds the data, not shapes or indices given at run time")
             raise self.unsupported(f"{what} '{name}' must be a constant (a weight), not computed from the input")
         return v
 

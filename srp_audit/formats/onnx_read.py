@@ -115,6 +115,7 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
     sample, tensors = bind_inputs(ctx, sample_shapes(declared, batched, what))
     for i, t in zip(inputs, tensors):
         ctx.values[i.name] = t
+    ctx.model_inputs = {i.name for i in inputs}
     declared_ops = ops.by_onnx_op()
     ctx.types, ctx.types_consistent = types
     ctx.integer_names = {n for n, t in ctx.types.items() if t in _INTEGER_TYPES}
