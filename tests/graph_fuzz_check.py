@@ -95,6 +95,18 @@ def _mismatch(ours: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, str]:
     return rows, f"max error {float(err.max()):.3g} × output scale {scale:.3g} in {int(rows.sum())}/{len(rows)} samples"
 
 
+def _inside_ibp(graph, point: np.ndarray, exact: np.ndarray, ours: np.ndarray) -> bool:
+    """Whether the exact outputs and the float64 IR's lie in IBP's enclosure on the zero-width box at `point`."""
+    if graph is None:
+        return False
+    wide = graph.copy(dtype=torch.float64)
+    t = torch.from_numpy(np.asarray(point, dtype=np.float64)).reshape((1, *wide.input_shape))
+    k = wide.num_classes
+    lb = METHODS["ibp"](wide, InputBox(t, t.clone()), identity_spec(k, 1, torch.float64)).lower[0].detach().numpy()
+    lo, hi = lb[:k], -lb[k:]
+    return all(bool(np.all((lo <= v) & (v <= hi))) for v in (exact.astype(np.float64), ours.reshape(-1)))
+
+
 def _compare(graph, x: np.ndarray, ref: np.ndarray, steps: bool, path: Path) -> str:
     """'' when the IR (float64) matches onnxruntime. Past a discontinuity (steps) float32 and float64 may round to
     either side, so there a sample differs only when the IR in float32 differs from onnxruntime too; and a sample
@@ -107,14 +119,16 @@ def _compare(graph, x: np.ndarray, ref: np.ndarray, steps: bool, path: Path) -> 
         with torch.no_grad():
             ours32 = graph.copy(dtype=torch.float32)(torch.from_numpy(x).float().reshape((x.shape[0], *graph.input_shape)))
         rows &= _mismatch(ours32.reshape(x.shape[0], -1).double().numpy(), ref)[0]
-    if rows.any() and _matches_exact(path, x[rows], ours[rows]):
+    if rows.any() and _matches_exact(path, x[rows], ours[rows], graph):
         return ""
     return msg if rows.any() else ""
 
 
-def _matches_exact(path: Path, x: np.ndarray, ours: np.ndarray) -> bool:
-    """Whether the float64 IR's outputs at these points are within 1e-9 (relative) of the stored model's exact
-    values (False where the oracle cannot evaluate the model)."""
+def _matches_exact(path: Path, x: np.ndarray, ours: np.ndarray, graph=None) -> bool:
+    """Whether the float64 IR's outputs at these points agree with the stored model's exact values: within 1e-9
+    (relative), or — an ill-conditioned graph (fmod of 3.4e7 by 0.6), where float64's own rounding moves the
+    result by more — with both the exact value and the float64 output inside IBP's enclosure at the point (False
+    where the oracle cannot evaluate the model)."""
     try:
         from exact_onnx import ExactOnnx, midpoints
 
@@ -126,7 +140,7 @@ def _matches_exact(path: Path, x: np.ndarray, ours: np.ndarray) -> bool:
                 feeds.append(p[at:at + math.prod(s)].reshape(s))
                 at += math.prod(s)
             exact = np.concatenate([midpoints(np.asarray(v, dtype=object).reshape(-1)) for v in ex.run(feeds)])
-            if np.abs(exact - o.reshape(-1)).max() > 1e-9 * max(1.0, float(np.abs(exact).max())):
+            if np.abs(exact - o.reshape(-1)).max() > 1e-9 * max(1.0, float(np.abs(exact).max())) and not _inside_ibp(graph, p, exact, o):
                 return False
         return True
     except Exception:  # the oracle lacks an op, or cannot decide a step
