@@ -1,6 +1,7 @@
 """ONNX ops that only reorder or pick entries — DepthToSpace, SpaceToDepth, GatherElements, GatherND — and
 CumSum, a running sum. Each index op has an exact numpy folder (the ONNX definition, applied to constants); on
-the model's data the same folder runs on entry numbers and gives one Select, so no new bound rule is needed.
+the model's data the pick handler of `onnx_shape_ops` runs the same folder on entry numbers and gives one Select,
+so no new bound rule is needed.
 CumSum on data is a Dense layer with a 0/1 triangular matrix along its axis (the sum is Dense's rule)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 from .. import ops
 from .context import Tensor, Value
-from .onnx_const import fold, folds
+from .onnx_const import folds
 from .onnx_context import OnnxContext
 from .onnx_ops import handles
 
@@ -107,14 +108,6 @@ def _cumsum(inputs, attrs, opset):
         raise ValueError("CumSum of float constants would round each partial sum; only integer ones are folded")
     moved = np.moveaxis(x, axis, -1)
     return [np.moveaxis((moved.astype(np.int64) @ w.T.astype(np.int64)).astype(x.dtype), -1, axis)]
-
-
-@handles("DepthToSpace", "SpaceToDepth", "GatherElements", "GatherND")
-def _reorder(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    """Pick ops on the model's data with constant indices: the op's folder run on entry numbers."""
-    x = ctx.tensor(node.input[0], moved_ok=True)
-    rest = [ctx.const(i, "indices") for i in node.input[1:] if i]
-    return ctx.pick(x, lambda ids: fold(node.op_type, [ids, *rest], dict(attrs), ctx.opset))  # type: ignore[return-value]
 
 
 @handles("CumSum")

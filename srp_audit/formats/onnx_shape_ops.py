@@ -136,7 +136,7 @@ def _pad(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return [ctx.emit(ops.Pad(full, value), [x])]
 
 
-@handles("Slice", "Gather", "Split", "Expand", "Tile")
+@handles("Slice", "Gather", "Split", "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "GatherElements", "GatherND")
 def _pick(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     """Ops that only pick, repeat or reorder entries, applied to the model's data with constant arguments: their
     effect is computed on the entries' numbers (the op's own constant folder), giving one Select per output."""
