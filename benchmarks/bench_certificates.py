@@ -23,7 +23,8 @@ import torch
 from common import FIXTURES, SHARED, machine, setup_threads
 from tabulate import tabulate
 
-from srp_audit.certificate import certify_certificate, verify_certificate
+from srp_audit.certificate import certify_certificate
+from srp_audit.certificate_trees import verify_certificate
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.formats import load_model
 from srp_audit.verify import VerifyOptions, verify

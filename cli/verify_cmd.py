@@ -9,7 +9,7 @@ import click
 from tabulate import tabulate
 
 from srp_audit.atomic import prepare_output
-from srp_audit.certificate import verify_certificate
+from srp_audit.certificate_trees import verify_certificate
 from srp_audit.errors import UsageError
 from srp_audit.verify import VerifyOptions, benchmark_problems, read_instances, read_known, run_instances_sharded, verify, write_result
 from srp_audit.vnnlib import read_vnnlib

@@ -19,8 +19,8 @@ from .bounds.alpha import set_parameters, start_parameters
 from .bounds.crown import relu_inputs, spec_backward
 from .ir.graph import Graph
 from .ir.walk import INPUT
-from .ops import relax
-from .ops.backward import Context
+from .kernel import relax
+from .kernel.backward import Context
 from .spec import InputBox, LinearSpec
 
 

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,12 +20,12 @@ import onnx
 import torch
 
 from .atomic import write_bytes_atomic
-from .bounds import METHODS
+from .bounds import CASCADE, METHODS
 from .bounds.alpha import optimise_slopes
 from .bounds.crown import crown_bounds
 from .ir.graph import Graph
+from .kernel.relax import relu_adaptive_lower
 from .ops.affine import Dense
-from .ops.relax import relu_adaptive_lower
 from .ops.relu import Relu
 from .spec import InputBox, LinearSpec, ball, margin_spec
 
@@ -274,7 +273,6 @@ def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples:
     """A claim for every verified verdict of a `certify` run: each sample at --eps and at every swept eps it is
     verified at, and at its certified radius (the radius search's proof). `samples` are its `SampleResult`s, `x`
     the data they were computed on (float32, in order); `reason`: why none can be certified, if known already."""
-    from .bounds import CASCADE
 
     writer = ProofWriter(model_path, graph)
     writer.reason = reason or writer.reason
@@ -300,38 +298,4 @@ def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples:
                 cert.uncertified.append((ident, "re-running its proof for the certificate did not prove it again"))
             else:
                 cert.claims.append(claim)
-    return cert
-
-
-def verify_certificate(model_path: str, graph: Graph, spec, alpha_iters: int = 20, timeout: float = 60.0) -> Certificate:
-    """A claim per disjunct box of an unsat VNN-LIB property (`spec`: a VnnlibSpec): proved again by the bound
-    cascade, else by branch and bound with its tree (input splitting for low-dimensional inputs, as `verify`; ReLU
-    splitting otherwise), each search given `timeout` seconds."""
-    from .bounds import CASCADE
-    from .certificate_trees import input_split_claim, relu_split_claim
-    from .verify import INPUT_SPLIT_MAX_DIMS
-
-    writer = ProofWriter(model_path, graph)
-    cert = writer.certificate()
-    name = os.path.basename(spec.path)
-    for i, clause in enumerate(spec.clauses):
-        ident = f"{name}, input box {i}"
-        if writer.reason:
-            cert.uncertified.append((ident, writer.reason))
-            continue
-        s = clause.spec(torch.float64)
-        claim = writer.box_claim(ident, clause.lower, clause.upper, s, CASCADE, alpha_iters)
-        if claim is None:
-            shape = (1,) + tuple(writer.graph.input_shape)
-            box = InputBox(torch.from_numpy(np.asarray(clause.lower, dtype=np.float64)).reshape(shape),
-                           torch.from_numpy(np.asarray(clause.upper, dtype=np.float64)).reshape(shape))
-            deadline = time.perf_counter() + timeout
-            if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
-                claim = input_split_claim(writer, ident, box, s, ("crown",), deadline, alpha_iters)
-            else:
-                claim = relu_split_claim(writer, ident, box, s, deadline)
-        if claim is None:
-            cert.uncertified.append((ident, f"branch and bound did not prove it again within {timeout:g} s for the certificate"))
-        else:
-            cert.claims.append(claim)
     return cert

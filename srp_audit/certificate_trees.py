@@ -12,14 +12,18 @@ each carry a linear-relaxation proof of their part of the input box.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 import torch
 
 from .bab import BabProof, BabTrace, relu_bab
-from .certificate import Claim, Leaf, ProofWriter
+from .bounds import CASCADE
+from .certificate import Certificate, Claim, Leaf, ProofWriter
+from .ir.graph import Graph
 from .spec import InputBox, LinearSpec
+from .verify import INPUT_SPLIT_MAX_DIMS
 
 MAX_INPUT_LEAVES = 100_000
 
@@ -124,3 +128,33 @@ def input_split_claim(writer: ProofWriter, ident: str, box: InputBox, spec: Line
     input_set = {"type": "box", "lower": flat(box.lower), "upper": flat(box.upper)}
     return Claim(ident, input_set, spec.C[0].double().numpy(), spec.d[0].double().numpy(), [list(g) for g in spec.groups],
                  leaves, root)
+
+
+def verify_certificate(model_path: str, graph: Graph, spec, alpha_iters: int = 20, timeout: float = 60.0) -> Certificate:
+    """A claim per disjunct box of an unsat VNN-LIB property (`spec`: a VnnlibSpec): proved again by the bound
+    cascade, else by branch and bound with its tree (input splitting for low-dimensional inputs, as `verify`; ReLU
+    splitting otherwise), each search given `timeout` seconds."""
+    writer = ProofWriter(model_path, graph)
+    cert = writer.certificate()
+    name = os.path.basename(spec.path)
+    for i, clause in enumerate(spec.clauses):
+        ident = f"{name}, input box {i}"
+        if writer.reason:
+            cert.uncertified.append((ident, writer.reason))
+            continue
+        s = clause.spec(torch.float64)
+        claim = writer.box_claim(ident, clause.lower, clause.upper, s, CASCADE, alpha_iters)
+        if claim is None:
+            shape = (1,) + tuple(writer.graph.input_shape)
+            box = InputBox(torch.from_numpy(np.asarray(clause.lower, dtype=np.float64)).reshape(shape),
+                           torch.from_numpy(np.asarray(clause.upper, dtype=np.float64)).reshape(shape))
+            deadline = time.perf_counter() + timeout
+            if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
+                claim = input_split_claim(writer, ident, box, s, ("crown",), deadline, alpha_iters)
+            else:
+                claim = relu_split_claim(writer, ident, box, s, deadline)
+        if claim is None:
+            cert.uncertified.append((ident, f"branch and bound did not prove it again within {timeout:g} s for the certificate"))
+        else:
+            cert.claims.append(claim)
+    return cert

@@ -23,6 +23,7 @@ import torch
 from .attack import confirm_counterexamples, pgd
 from .bounds import CASCADE, interval_bounds
 from .bounds.crown import relu_inputs, unstable_neurons
+from .certify_options import CertifyOptions
 from .device import resolve_device, use_exact_float32
 from .errors import SoundnessError, UsageError
 from .ir.graph import Graph
@@ -35,24 +36,6 @@ from .slots import one_sample_per_slot
 from .spec import NORMS, LinearSpec, ball, check_radius, inner_ball, inside_ball, margin_spec
 
 VERDICTS = ("verified", "falsified", "unknown")
-
-
-@dataclass
-class CertifyOptions:
-    eps: float
-    method: str = "auto"  # a name in bounds.METHODS, or "auto" (escalate through bounds.CASCADE)
-    alpha_iters: int = 20
-    domain: tuple[float, float] = (0.0, 1.0)
-    radius: bool = True  # search the certified and attack radii
-    radius_tol: float = 1e-3
-    radius_max: float | None = None  # default: the domain's width
-    attack_steps: int = 30
-    attack_restarts: int = 2
-    batch_size: int | None = 256  # None: auto (grow on a GPU until memory runs out, then back off)
-    seed: int = 0
-    device: str = "auto"
-    sweep: tuple[float, ...] = ()  # more radii to report verdicts at, from the same radius search
-    norm: str = "inf"  # the perturbation ball: "inf", "2" or "1" (spec.NORMS)
 
 
 @dataclass

@@ -4,17 +4,13 @@ and the verdicts at each eps of a sweep, read off both radii."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
+from .certify_options import CertifyOptions
 from .errors import SoundnessError
 from .spec import distance
 
 PILOT_MIN = 16  # the radius search pilots its first guesses when at least this many samples need one
-
-if TYPE_CHECKING:
-    from .certify import CertifyOptions
 
 
 def sweep_verdicts(prove, methods, opt: CertifyOptions, candidates, cert, att_r, falsified_at, verified, eps_full) -> list[list[str]]:

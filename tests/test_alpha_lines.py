@@ -14,7 +14,7 @@ from soundness import assert_contains, deep_graphs, evaluate, identity_spec, op_
 from srp_audit.bounds.alpha import alpha_crown_bounds
 from srp_audit.bounds.crown import crown_bounds, spec_backward
 from srp_audit.bounds.ibp import interval_bounds
-from srp_audit.ops import relax
+from srp_audit.kernel import relax
 from srp_audit.ops.lines import LinesActivation
 from srp_audit.ops.smooth import SShaped
 from srp_audit.spec import InputBox

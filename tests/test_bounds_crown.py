@@ -406,7 +406,7 @@ def test_patch_conv_transpose_matches_torch(seed: int, stride: str, dilation: in
     cut or padded to out_hw."""
     import torch.nn.functional as F
 
-    from srp_audit.ops.patches import conv_transpose
+    from srp_audit.kernel.patches import conv_transpose
 
     gen = torch.Generator().manual_seed(seed)
     kh, kw = 1 + seed % 3, 1 + (seed // 3) % 4
@@ -451,7 +451,7 @@ def test_an_overflowing_intermediate_never_gives_nan_or_a_false_bound(method: st
 def test_sign_parts_are_a_clamps_values_and_gradients(grad: bool) -> None:
     """`split_signs` and `negative_part` (ReLUs, for cheap gradients) give exactly a clamp's parts, zeros and
     infinities included, and `negative_part` a clamp's gradient, also at 0 (alpha-CROWN's steps follow it)."""
-    from srp_audit.ops.backward import negative_part, split_signs
+    from srp_audit.kernel.backward import negative_part, split_signs
 
     g = torch.Generator().manual_seed(3)
     t = torch.cat([torch.randn(200, generator=g, dtype=torch.float64), torch.tensor([0.0, -0.0, 1e-300, -1e-300, -torch.inf])])
@@ -473,7 +473,7 @@ def test_conv_transpose_in_chunks_of_rows_equals_one_piece(monkeypatch, shape, k
     """Large float64 batches are transposed in chunks of rows that stay in cache (per-offset products, one product
     and strided additions, tiling windows): every row comes out as from one piece — to the last bits, not bit for
     bit: a BLAS may pick another kernel (and summation order) for another number of rows on another CPU."""
-    import srp_audit.ops.patches as patches
+    import srp_audit.kernel.patches as patches
 
     gen = torch.Generator().manual_seed(sum(shape) + stride)
     x = torch.randn(shape, generator=gen, dtype=torch.float64)
@@ -497,7 +497,7 @@ def test_unrolled_conv_transpose_matches_torch_and_holds_only_kernel_taps(shape,
     rebuilt per call would not pay), with the same gradient."""
     import torch.nn.functional as F
 
-    import srp_audit.ops.patches as patches
+    import srp_audit.kernel.patches as patches
 
     gen = torch.Generator().manual_seed(sum(shape) + sum(kernel))
     x = torch.randn(shape, generator=gen, dtype=torch.float64)
@@ -534,7 +534,7 @@ def test_unrolled_conv_transpose_matches_torch_and_holds_only_kernel_taps(shape,
 def test_small_windows_unroll_and_large_ones_do_not() -> None:
     """The rule that picks the unrolled product: the MNIST CNN's first conv under 4×4 windows of 16 channels
     unrolls; a whole 32×11×11 map through a 32→16 4×4 kernel (12× the multiplications, 97 MB) does not."""
-    from srp_audit.ops.patches import _unroll_pays
+    from srp_audit.kernel.patches import _unroll_pays
 
     assert _unroll_pays(torch.zeros(16, 1, 4, 4), 4, 4, (10, 10))
     assert not _unroll_pays(torch.zeros(32, 16, 4, 4), 11, 11, (14, 14))

@@ -165,7 +165,7 @@ def _check_case(name: str, method: str) -> None:
 
 def _old_softmax_bounds(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax's bounds before the log-sum-exp form (quotients of exps shifted by max u): the reviewer's failure."""
-    from srp_audit.ops.rounding import dot_gamma, tiny, unit_roundoff
+    from srp_audit.kernel.rounding import dot_gamma, tiny, unit_roundoff
 
     u, d = unit_roundoff(lo.dtype), 2
     m = hi.amax(dim=d, keepdim=True)

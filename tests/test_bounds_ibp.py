@@ -11,7 +11,7 @@ from soundness import assert_contains, evaluate, op_graphs, random_box, sample_b
 
 from srp_audit import ops
 from srp_audit.bounds import interval_bounds
-from srp_audit.ops.interval import Interval
+from srp_audit.kernel.interval import Interval
 from srp_audit.spec import InputBox, linf_ball, margin_spec
 
 OPS = sorted(op_graphs(0))

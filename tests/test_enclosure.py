@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srp_audit.ops.enclosure import Enclosed
+from srp_audit.kernel.enclosure import Enclosed
 
 FLOATS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=32),

@@ -15,7 +15,7 @@ from srp_audit import ops
 from srp_audit.formats import load_model
 from srp_audit.formats.onnx_write import save_onnx, to_onnx
 from srp_audit.ir.graph import INPUT, Graph
-from srp_audit.ops.passes import simplify
+from srp_audit.passes.simplify import simplify
 
 
 def _close(a: Graph, b: Graph, shape: tuple[int, ...], tol: float = 1e-5) -> None:

@@ -16,7 +16,7 @@ import srp_audit.bounds.targets as targets
 from srp_audit.formats import load_model
 from srp_audit.ir.relevance import relevant_entries
 from srp_audit.ir.walk import INPUT, walk_forward
-from srp_audit.ops.backward import Context
+from srp_audit.kernel.backward import Context
 from srp_audit.spec import InputBox
 
 OPS = op_graphs(0)

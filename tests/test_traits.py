@@ -8,7 +8,7 @@ import pytest
 import torch
 from soundness import op_graphs
 
-from srp_audit.ops.interval import Interval
+from srp_audit.kernel.interval import Interval
 
 GRAPHS = {name: g.copy(dtype=torch.float64) for name, g in op_graphs(0).items()}
 N = 5

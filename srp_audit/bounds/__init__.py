@@ -13,7 +13,7 @@ import torch
 
 from ..errors import UsageError
 from ..ir.graph import Graph
-from ..ops.interval import Interval
+from ..kernel.interval import Interval
 from ..spec import InputBox, LinearSpec
 from .alpha import alpha_crown_bounds
 from .crown import Bounds, CrownResult, crown_bounds

@@ -12,7 +12,7 @@ import time
 import torch
 
 from ..ir.graph import Graph
-from ..ops.backward import Context
+from ..kernel.backward import Context
 from ..spec import InputBox, LinearSpec
 from .crown import (
     DEFAULT_BUDGET,

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..ops.backward import Coeffs, Context
-from ..ops.patches import Patches
-from ..ops.rounding import dot_gamma, tiny, unit_roundoff
+from ..kernel.backward import Coeffs, Context
+from ..kernel.patches import Patches
+from ..kernel.rounding import dot_gamma, tiny, unit_roundoff
 from ..spec import InputBox
 
 

@@ -31,10 +31,10 @@ from ..errors import BoundMethodError
 from ..ir.graph import Graph
 from ..ir.relevance import relevant_entries
 from ..ir.walk import INPUT, walk_backward, walk_forward
-from ..ops.backward import Bounds, Coeffs, Context, dense, negative_part
-from ..ops.interval import Interval
-from ..ops.patches import Grid, Patches, flat_sum, weighted_sum
-from ..ops.rounding import dot_gamma
+from ..kernel.backward import Bounds, Coeffs, Context, dense, negative_part
+from ..kernel.interval import Interval
+from ..kernel.patches import Grid, Patches, flat_sum, weighted_sum
+from ..kernel.rounding import dot_gamma
 from ..spec import InputBox, LinearSpec
 from .ball import BallParts
 from .ibp import ball_rule_applies, ibp_step, input_balls, spec_interval

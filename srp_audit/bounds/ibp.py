@@ -1,6 +1,6 @@
 """IBP: interval bound propagation — the driver. Each op's rule is its `ibp` method (`srp_audit.ops`).
 
-Intervals (`srp_audit.ops.interval.Interval`) flow forward through the one walker; margins of the spec are
+Intervals (`srp_audit.kernel.interval.Interval`) flow forward through the one walker; margins of the spec are
 bounded directly, with C folded into a final Dense layer (the one op this driver knows by name: folding the
 spec table into its weights is what makes margin bounds as tight as the last layer allows).
 """
@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.walk import INPUT, walk_forward
+from ..kernel.interval import Interval, cached_on, inflation
+from ..kernel.rounding import dot_gamma, tiny, unit_roundoff
 from ..ops.affine import Dense
-from ..ops.interval import Interval, cached_on, inflation
-from ..ops.rounding import dot_gamma, tiny, unit_roundoff
 from ..spec import InputBox, LinearSpec, LpBall
 
 # ------------------------------------------------------------------------------------------ the spec layer

@@ -13,9 +13,9 @@ import math
 import torch
 
 from ..ir.graph import Graph
-from ..ops.backward import Coeffs, Context, zero_const
-from ..ops.patches import Patches, weighted_sum
-from ..ops.rounding import gamma, tiny
+from ..kernel.backward import Coeffs, Context, zero_const
+from ..kernel.patches import Patches, weighted_sum
+from ..kernel.rounding import gamma, tiny
 
 
 def compounding(graph: Graph, dtype: torch.dtype) -> float:

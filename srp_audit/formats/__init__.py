@@ -7,7 +7,7 @@ import os
 from ..atomic import prepare_output
 from ..errors import ModelLoadError, SrpAuditError, UsageError
 from ..ir.graph import Graph
-from ..ops.passes import simplify
+from ..passes.simplify import simplify
 from ..perf import denormals_kept
 from .onnx_read import load_onnx
 

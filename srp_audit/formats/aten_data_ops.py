@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from .. import ops
-from ..ops.rounding import as_float32
+from ..kernel.rounding import as_float32
 from ..ops.select import index_map
-from .aten_read import Tensor, _AtenCtx, _ints, _tensor, _weight, aten
+from .aten_context import Tensor, _AtenCtx, _ints, _tensor, _weight, aten
 
 
 @aten("aten.sum.dim_IntList")

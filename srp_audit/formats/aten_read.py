@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import operator
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,40 +17,12 @@ import torch
 from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
-from ..ir.registry import registrar
-from ..ops.rounding import as_float32
+from ..kernel.rounding import as_float32
+from . import aten_data_ops, discrete_handlers, nonlinear_handlers  # noqa: F401  (their handlers register into ATEN)
+from .aten_context import ATEN, _AtenCtx, _const, _ints, _tensor, _val, _weight, aten
 from .aten_types import INTEGER_SAFE, integer_typed, reads_integer_data
 from .batch_axis import batch_modes, read_in_modes, sample_shapes
-from .context import BATCH, LoaderContext, Tensor, Value, bind_inputs, join_outputs, stored_tensor
-
-
-class _AtenCtx(LoaderContext):
-    def __init__(self, batched: bool) -> None:
-        super().__init__(batched)
-        self.node: Any = None
-
-    @property
-    def node_name(self) -> str:
-        return self.node.name if self.node is not None else "?"
-
-    @property
-    def op_name(self) -> str:
-        return str(self.node.target) if self.node is not None else "?"
-
-
-AtenHandler = Callable[[_AtenCtx, list, dict], Any]
-ATEN: dict[str, AtenHandler] = {}
-
-
-aten = registrar(ATEN)  # @aten("aten.relu.default", ...)
-
-
-def _const(v: Any) -> np.ndarray:
-    return v if isinstance(v, np.ndarray) else np.asarray(v)
-
-
-def _ints(v: Any) -> list[int]:
-    return [int(x) for x in np.asarray(v).reshape(-1)] if not isinstance(v, (list, tuple)) else [int(np.asarray(x)) for x in v]
+from .context import BATCH, Tensor, bind_inputs, join_outputs
 
 
 @aten("aten.convolution.default")
@@ -241,32 +212,6 @@ def _sym_size(ctx: _AtenCtx, a: list, kw: dict) -> np.ndarray:
     return np.asarray(shape[int(a[1])])
 
 
-def _val(v: Any) -> Value:
-    """A data tensor, or a constant: a Python float operand is the float32 torch computes with (a scalar takes the
-    float32 data's dtype: x / 0.3081 divides by float32(0.3081), as the ONNX export of the same model stores it)."""
-    if isinstance(v, Tensor):
-        return v
-    if isinstance(v, float):
-        return np.asarray(v, dtype=np.float32)
-    return _const(v)
-
-
-def _tensor(ctx: _AtenCtx, v: Any) -> Tensor:
-    if not isinstance(v, Tensor):
-        raise ctx.unsupported("expected an input-dependent tensor here, got a constant")
-    return ctx.batch_first(v)
-
-
-def _weight(ctx: _AtenCtx, v: Any) -> torch.Tensor:
-    if isinstance(v, Tensor):
-        raise ctx.unsupported("a weight computed from the model's data is not supported")
-    arr = np.asarray(v)
-    arr = arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ModelLoadError(f"a weight of node '{ctx.node_name}' ({ctx.op_name}) contains NaN or inf; the model's weights are corrupt")
-    return stored_tensor(arr)
-
-
 def _resolve(ctx: _AtenCtx, a: Any) -> Any:
     import torch.fx
 
@@ -408,6 +353,3 @@ def _read_program(ep: Any, source: str, nodes: list, places: list, consts: dict,
                      inputs=tuple((p.name, tuple(d)) for p, d in zip(places, declared)) if several_in else (),
                      outputs=tuple((f"output{i}", math.prod(o.shape)) for i, o in enumerate(out_value)) if len(out_value) > 1 else ())
     return ctx.graph(sample, join_outputs(ctx, out_value), meta)
-
-
-from . import aten_data_ops, discrete_handlers, nonlinear_handlers  # noqa: E402, F401  (register their handlers into ATEN)

@@ -21,10 +21,10 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.node import Node
 from ..ir.walk import INPUT
-from ..ops.enclosure import Enclosed
-from ..ops.fuse import fuse_self_products
-from ..ops.passes import prune_dead
+from ..kernel.enclosure import Enclosed
 from ..ops.select import index_map
+from ..passes.fuse import fuse_self_products
+from ..passes.simplify import prune_dead
 
 BATCH = 1  # the batch size assumed while folding shape arithmetic
 

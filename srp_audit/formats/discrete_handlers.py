@@ -12,7 +12,7 @@ import onnx
 
 from .. import ops
 from . import discrete_build as build
-from .aten_read import Tensor, _AtenCtx, _ints, _tensor, _val, _weight, aten
+from .aten_context import Tensor, _AtenCtx, _ints, _tensor, _val, _weight, aten
 from .context import Value
 from .onnx_context import OnnxContext
 from .onnx_ops import handles

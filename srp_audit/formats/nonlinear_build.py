@@ -12,7 +12,7 @@ import torch
 
 from .. import ops
 from ..errors import ModelLoadError
-from ..ops.enclosure import Enclosed
+from ..kernel.enclosure import Enclosed
 from .context import LoaderContext, Tensor
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ..ops.enclosure import Enclosed
-from ..ops.rounding import as_float32
+from ..kernel.enclosure import Enclosed
+from ..kernel.rounding import as_float32
 from . import nonlinear_build as build
 from . import resize_build as resize
-from .aten_read import Tensor, _AtenCtx, _const, _tensor, _weight, aten
+from .aten_context import Tensor, _AtenCtx, _const, _tensor, _weight, aten
 from .context import Value
 from .onnx_context import OnnxContext
 from .onnx_ops import handles

@@ -16,7 +16,7 @@ import torch
 from onnx import TensorProto, helper
 
 from ..ir.registry import registrar
-from ..ops.enclosure import Enclosed
+from ..kernel.enclosure import Enclosed
 from .context import Derived
 
 Folder = Callable[[list[np.ndarray | None], dict[str, Any], int], list[np.ndarray]]

@@ -16,8 +16,8 @@ import torch
 from .. import ops
 from ..errors import ModelLoadError
 from ..ir.registry import registrar
-from ..ops.enclosure import Enclosed
-from ..ops.rounding import as_float32
+from ..kernel.enclosure import Enclosed
+from ..kernel.rounding import as_float32
 from .context import Tensor, Value, stored_tensor
 from .discrete_build import absolute, reduce_extreme
 from .onnx_context import OnnxContext

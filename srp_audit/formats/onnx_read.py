@@ -20,8 +20,8 @@ from onnx import numpy_helper
 from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
-from ..ops.enclosure import Enclosed
-from ..ops.interval import Interval
+from ..kernel.enclosure import Enclosed
+from ..kernel.interval import Interval
 from . import (  # noqa: F401  (register their handlers)
     activation_forms,
     discrete_handlers,

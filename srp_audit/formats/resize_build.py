@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import ops
-from ..ops.enclosure import Enclosed
+from ..kernel.enclosure import Enclosed
 from .context import LoaderContext, Tensor
 
 _COORD = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")

@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import BoundMethodError
 
 if TYPE_CHECKING:  # rule-side types live in srp_audit.ops; the IR only names them
-    from ..ops.interval import Interval
+    from ..kernel.interval import Interval
 
 Shape = tuple[int, ...]
 

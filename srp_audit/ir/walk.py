@@ -7,23 +7,41 @@ the traversal. Values can be anything (tensors, intervals, (centre, radius) pair
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from .graph import Graph
-    from .node import Node
+from .node import Node
 
 INPUT = "input"
+
+
+class Walkable(Protocol):
+    """What the walker reads of a graph (`srp_audit.ir.graph.Graph` is one; it imports this module)."""
+
+    @property
+    def order(self) -> Sequence[str]: ...
+
+    @property
+    def output(self) -> str: ...
+
+    @property
+    def inputs_of(self) -> Mapping[str, Sequence[str]]: ...
+
+    @property
+    def last_use(self) -> Mapping[str, int]: ...
+
+    def items(self) -> Iterator[tuple[str, Node, tuple[str, ...]]]: ...
+
+    def node(self, name: str) -> Node: ...
 
 V = TypeVar("V")
 C = TypeVar("C")
 
 
 def walk_forward(
-    graph: "Graph",
+    graph: Walkable,
     x: V,
-    step: Callable[[str, "Node", list[V]], V],
+    step: Callable[[str, Node, list[V]], V],
     *,
     keep: Iterable[str] | bool = (),
     kept: dict[str, V] | None = None,
@@ -45,9 +63,9 @@ def walk_forward(
 
 
 def walk_backward(
-    graph: "Graph",
+    graph: Walkable,
     pending: dict[str, C],
-    step: Callable[[str, "Node", C | None], list[C | None] | None],
+    step: Callable[[str, Node, C | None], list[C | None] | None],
     merge: Callable[[C, C], C],
 ) -> C | None:
     """Reverse topological order: at node n, step(n, node, coefficient at n or None) returns one coefficient per

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .rounding import as_float32
+from ..kernel.rounding import as_float32
 from .scalar import ScalarActivation
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..ir.node import Node, Shape
-from .backward import Context, zero_const
-from .interval import Interval, outward
+from ..kernel.backward import Context, zero_const
+from ..kernel.interval import Interval, outward
 
 
 class Add(Node):

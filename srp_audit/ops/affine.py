@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ir.node import Node, Shape
-from .backward import Context, per_sample
-from .enclosure import Enclosed
-from .interval import Interval, abs_weight, affine_weights, cached_on, dual_norm_ibp, generic_linear, inflation, signed_rows
-from .patches import Patches, flat_sum
-from .rounding import as_float32, dot_gamma, tiny, unit_roundoff
+from ..kernel.backward import Context, per_sample
+from ..kernel.enclosure import Enclosed
+from ..kernel.interval import Interval, abs_weight, affine_weights, cached_on, dual_norm_ibp, generic_linear, inflation, signed_rows
+from ..kernel.patches import Patches, flat_sum
+from ..kernel.rounding import as_float32, dot_gamma, tiny, unit_roundoff
 
 
 class Dense(Node):

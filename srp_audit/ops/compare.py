@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from .interval import Interval
+from ..kernel.interval import Interval
+from ..kernel.rounding import unit_roundoff
 from .lines import LinesActivation
-from .rounding import unit_roundoff
 
 KINDS = ("gt", "ge", "eq", "ne")
 ONNX_OF = {"gt": "Greater", "ge": "GreaterOrEqual", "eq": "Equal"}

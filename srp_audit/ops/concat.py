@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from ..ir.node import Node, Shape
-from .backward import Context, zero_const
-from .interval import Interval
+from ..kernel.backward import Context, zero_const
+from ..kernel.interval import Interval
 
 
 class Concat(Node):

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ir.node import Node, Shape
-from .backward import Context
-from .interval import Interval, abs_weight, dual_norm_ibp, linear_map_ibp, signed_rows
-from .patches import Grid, Patches, conv_transpose
-from .rounding import dot_gamma
-from .window import pads4, pair, pooled_size
+from ..kernel.backward import Context
+from ..kernel.interval import Interval, abs_weight, dual_norm_ibp, linear_map_ibp, signed_rows
+from ..kernel.patches import Grid, Patches, conv_transpose
+from ..kernel.rounding import dot_gamma
+from ..kernel.window import pads4, pair, pooled_size
 
 
 class Conv2d(Node):

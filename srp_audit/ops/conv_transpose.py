@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ir.node import Node, Shape
-from .backward import Context, linear_transpose
-from .interval import Interval, abs_weight, linear_map_ibp
-from .patches import flat_sum
-from .rounding import dot_gamma
-from .window import pads4, pair
+from ..kernel.backward import Context, linear_transpose
+from ..kernel.interval import Interval, abs_weight, linear_map_ibp
+from ..kernel.patches import flat_sum
+from ..kernel.rounding import dot_gamma
+from ..kernel.window import pads4, pair
 
 
 class ConvTranspose2d(Node):

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.node import Node
+from ..kernel.interval import Interval
+from ..kernel.rounding import as_float32, tiny, unit_roundoff
 from .activations import ScaledElu
-from .interval import Interval
 from .lines import LinesActivation
-from .rounding import as_float32, tiny, unit_roundoff
 
 ULPS = 8  # assumed accuracy of the library's exp, expm1, log, sqrt and pow (they are accurate to about 1 ulp)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .interval import Interval
+from ..kernel.interval import Interval
 from .lines import LinesActivation
 
 FORMATS = {  # unit roundoff u, half the smallest subnormal h, largest finite value, ONNX data type

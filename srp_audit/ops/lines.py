@@ -11,9 +11,9 @@ import math
 import torch
 
 from ..ir.node import Node
-from . import relax
-from .backward import Context, dense, per_row
-from .rounding import dot_gamma, unit_roundoff
+from ..kernel import relax
+from ..kernel.backward import Context, dense, per_row
+from ..kernel.rounding import dot_gamma, unit_roundoff
 
 
 class LinesActivation(Node, abstract=True):

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.node import Node, Shape
-from .backward import Context, linear_transpose, split_signs, zero_const
-from .interval import Interval, generic_linear, inflation
-from .patches import Patches
-from .rounding import dot_gamma
-from .window import pads4, pair, pooled_size
+from ..kernel.backward import Context, linear_transpose, split_signs, zero_const
+from ..kernel.interval import Interval, generic_linear, inflation
+from ..kernel.patches import Patches
+from ..kernel.rounding import dot_gamma
+from ..kernel.window import pads4, pair, pooled_size
 
 
 class _Pool2d(Node, abstract=True):

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 from ..errors import BoundMethodError
 from ..ir.node import Node
-from . import relax
-from .backward import Context, negative_part, per_row, split_signs
-from .interval import Interval, valid_ends
-from .patches import Patches, weighted_sum
-from .rounding import as_float32, dot_gamma, tiny, unit_roundoff
+from ..kernel import relax
+from ..kernel.backward import Context, negative_part, per_row, split_signs
+from ..kernel.interval import Interval, valid_ends
+from ..kernel.patches import Patches, weighted_sum
+from ..kernel.rounding import as_float32, dot_gamma, tiny, unit_roundoff
 
 SINGLEPROP_VARIANTS = ("fastlin", "zero", "adaptive")
 

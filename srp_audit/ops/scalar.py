@@ -22,9 +22,9 @@ from typing import ClassVar
 
 import torch
 
-from .interval import Interval, valid_ends
+from ..kernel.interval import Interval, valid_ends
+from ..kernel.rounding import tiny, unit_roundoff
 from .lines import LinesActivation
-from .rounding import tiny, unit_roundoff
 
 GRID = 16  # segments per neuron; the curvature allowance shrinks as 1/GRID²
 ULPS = 16  # assumed error of the library's function, in units of roundoff of (|f| + |x| + 1)

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from ..ir.node import Node, Shape
-from .backward import Context, zero_const
-from .interval import Interval
-from .rounding import dot_gamma
+from ..kernel.backward import Context, zero_const
+from ..kernel.interval import Interval
+from ..kernel.rounding import dot_gamma
 
 
 class Select(Node):

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.node import Node, Shape
-from .backward import Context, zero_const
-from .interval import Interval
-from .patches import flat_sum
-from .rounding import dot_gamma
+from ..kernel.backward import Context, zero_const
+from ..kernel.interval import Interval
+from ..kernel.patches import flat_sum
+from ..kernel.rounding import dot_gamma
 
 
 class _MovesValues(Node):

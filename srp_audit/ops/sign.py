@@ -12,11 +12,11 @@ import math
 import torch
 
 from ..ir.node import Node
-from . import relax
-from .backward import Context
-from .interval import Interval
+from ..kernel import relax
+from ..kernel.backward import Context
+from ..kernel.interval import Interval
+from ..kernel.rounding import dot_gamma, unit_roundoff
 from .lines import LinesActivation
-from .rounding import dot_gamma, unit_roundoff
 
 
 def sign_lines(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,11 +12,11 @@ from typing import ClassVar
 import torch
 
 from ..ir.node import Node
-from . import relax
-from .backward import Context, dense, per_row, split_signs
-from .interval import Interval, widen_transcendental
-from .patches import Patches, flat_sum
-from .rounding import dot_gamma, unit_roundoff
+from ..kernel import relax
+from ..kernel.backward import Context, dense, per_row, split_signs
+from ..kernel.interval import Interval, widen_transcendental
+from ..kernel.patches import Patches, flat_sum
+from ..kernel.rounding import dot_gamma, unit_roundoff
 
 
 class SShaped(Node, abstract=True):

@@ -15,10 +15,10 @@ import math
 import torch
 
 from ..ir.node import Node, Shape
-from .backward import Context, split_signs
-from .interval import Interval
-from .patches import weighted_sum
-from .rounding import dot_gamma, tiny, unit_roundoff
+from ..kernel.backward import Context, split_signs
+from ..kernel.interval import Interval
+from ..kernel.patches import weighted_sum
+from ..kernel.rounding import dot_gamma, tiny, unit_roundoff
 
 
 class Softmax(Node):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .interval import Interval
+from ..kernel.interval import Interval
 from .lines import LinesActivation
 
 

@@ -16,10 +16,10 @@ import torch
 
 from ..ir.graph import INPUT, Graph
 from ..ir.node import Node
-from .affine import Dense, ElementwiseAffine
-from .conv import Conv2d
-from .enclosure import Enclosed
-from .shape import Identity, Reshape
+from ..kernel.enclosure import Enclosed
+from ..ops.affine import Dense, ElementwiseAffine
+from ..ops.conv import Conv2d
+from ..ops.shape import Identity, Reshape
 
 NodeList = list[tuple[str, Node, tuple[str, ...]]]
 

@@ -16,11 +16,11 @@ import torch
 
 from ..ir.graph import INPUT, Graph
 from ..ir.node import Node
-from .activations import Gelu, Mish, Silu, Softplus
-from .affine import ElementwiseAffine
-from .power import OddPower, Power
-from .product import Product
-from .smooth import Erf, Sigmoid, Tanh
+from ..ops.activations import Gelu, Mish, Silu, Softplus
+from ..ops.affine import ElementwiseAffine
+from ..ops.power import OddPower, Power
+from ..ops.product import Product
+from ..ops.smooth import Erf, Sigmoid, Tanh
 
 
 def _scalar(t: torch.Tensor) -> float | None:

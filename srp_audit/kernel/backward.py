@@ -7,23 +7,33 @@ floating-point error per unit of |A| at its output (see `srp_audit.bounds.crown`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
-from ..ir.graph import Graph
 from .patches import Patches
 
 Coeffs = torch.Tensor | Patches
 Bounds = dict[str, tuple[torch.Tensor, torch.Tensor]]  # (lower, upper) per node
 
 
+class GraphView(Protocol):
+    """What a rule reads of the graph (an `srp_audit.ir.Graph` is one): the kernel sits below the IR."""
+
+    @property
+    def inputs_of(self) -> Mapping[str, Sequence[str]]: ...
+
+    @property
+    def shapes(self) -> Mapping[str, tuple[int, ...]]: ...
+
+
 @dataclass
 class Context:
     """What the rules read: (lower, upper) and rounding magnitudes of node values, optional ReLU slopes."""
 
-    graph: Graph
+    graph: GraphView
     bounds: dict[str, tuple[torch.Tensor, torch.Tensor]]
     err: dict[str, torch.Tensor] = field(default_factory=dict)
     alpha: dict[str, torch.Tensor] = field(default_factory=dict)
