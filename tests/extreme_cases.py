@@ -38,6 +38,7 @@ from flint import arb
 from srp_audit import ops
 from srp_audit.ir.graph import INPUT, Graph
 from srp_audit.ops.activations import SELU_ALPHA, SELU_GAMMA
+from srp_audit.ops.scalar import ScalarActivation
 
 MAX = sys.float_info.max
 TINY = 5e-324  # the smallest subnormal
@@ -549,7 +550,28 @@ def extreme_cases() -> dict[str, Case]:
     cases["chain_dense_tanh_dense"] = _chain([("dense", (rand(4, 4), rand(4))), ("tanh", None), ("dense", (rand(2, 4), rand(2)))], 4)
     for name, graph in affine.items():
         cases[name] = Case(graph, "affine", affine=batch_norm_map(graph, *bn_params, 1e-5) if name == "BatchNorm" else affine_map(graph))
+    cases.update(derived_cases(cases))
     return cases
+
+
+GENERIC_TAILS: tuple[Interval, ...] = _tails_with(EXP_TAILS, S_TAILS)
+"""The tails a derived case samples: exp's and the S-shaped functions' overflow and underflow ranges."""
+
+
+def derived_cases(written: dict[str, Case]) -> dict[str, Case]:
+    """A case for each op no written case covers that is a scalar activation with ONNX semantics in the exactness
+    oracle (`exact_onnx_math.ELEMENTWISE`): the oracle's function, its kinks and 0 as special points, the generic
+    tails. A new activation op of that kind needs no case here: its module and its `soundness.op_graphs` line."""
+    from exact_onnx_math import ELEMENTWISE  # the oracle's own function of the ONNX op, in arb
+
+    covered = {type(c.graph.node(c.graph.output)) for c in written.values()}
+    out: dict[str, Case] = {}
+    for cls in ops.ALL_OPS:
+        if cls in covered or not issubclass(cls, ScalarActivation) or cls.onnx_op not in ELEMENTWISE:
+            continue
+        fn = ELEMENTWISE[cls.onnx_op]
+        out[cls.__name__] = _elementwise(cls(), ((lambda x, fn=fn: fn(x, {}), None),), (0.0, *cls.kinks), GENERIC_TAILS)
+    return out
 
 
 def _chain(layers: list[tuple[str, object]], n_in: int) -> Case:

@@ -8,23 +8,17 @@ import numpy as np
 import torch
 
 from .. import ops
+from ..ir.reading import Tensor, aten_tensor, aten_weight
 from ..kernel.rounding import as_float32
 from ..ops.select import index_map
-from .aten_context import Tensor, _AtenCtx, _ints, _tensor, _weight, aten
-
-
-@aten("aten.sum.dim_IntList")
-def _sum(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
-    return ctx.emit(ops.Reduce([ctx.sample_axis(x, d) for d in _ints(a[1])], keep), [x], "reduce")
+from .aten_context import _AtenCtx, aten
 
 
 @aten("aten.bmm.default", "aten.matmul.default")
 def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     x, y = a[:2]
     if isinstance(x, Tensor) and not isinstance(y, Tensor):  # data @ W: a Dense over the last axis
-        w = _weight(ctx, y)
+        w = aten_weight(ctx, y)
         if w.dim() != 2:
             raise ctx.unsupported(f"data @ a constant of rank {w.dim()} (only a matrix is supported)")
         return ctx.emit(ops.Dense(w.T.contiguous()), [x], "dense")
@@ -38,7 +32,7 @@ def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 def _pick(ctx: _AtenCtx, a: list, kw: dict):
     """Ops that only pick, repeat or reorder entries: run the op itself on the entries' numbers to learn which
     entries each output takes (one Select per output; a list for ops with several)."""
-    x = a[0] if isinstance(a[0], Tensor) else _tensor(ctx, a[0])  # (a moved batch axis is fine here)
+    x = a[0] if isinstance(a[0], Tensor) else aten_tensor(ctx, a[0])  # (a moved batch axis is fine here)
     rest = [torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) and v.ndim else v for v in a[1:]]
 
     args = list(rest)
@@ -58,25 +52,9 @@ def _pick(ctx: _AtenCtx, a: list, kw: dict):
     return outs if multi else outs[0]
 
 
-@aten("aten.cat.default")
-def _cat(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    parts = list(a[0])
-    data = next(p for p in parts if isinstance(p, Tensor))  # (all-constant cats are evaluated before handlers)
-    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, np.asarray(p)) for p in parts]
-    dim = int(a[1]) if len(a) > 1 else int(kw.get("dim", 0))
-    axis = ctx.sample_axis(parts[0], dim)
-    return parts[0] if len(parts) == 1 else ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")
-
-
-@aten("aten._softmax.default", "aten.softmax.int")
-def _softmax(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    return ctx.emit(ops.Softmax(ctx.sample_axis(x, int(a[1]))), [x], "softmax")
-
-
 @aten("aten.clamp.default", "aten.hardtanh.default")
 def _clamp(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
+    x = aten_tensor(ctx, a[0])
     hardtanh = "hardtanh" in str(ctx.node.target)
     lo = a[1] if len(a) > 1 else kw.get("min_val" if hardtanh else "min", -1.0 if hardtanh else None)
     hi = a[2] if len(a) > 2 else kw.get("max_val" if hardtanh else "max", 1.0 if hardtanh else None)

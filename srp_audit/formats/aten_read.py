@@ -17,62 +17,12 @@ import torch
 from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
-from ..kernel.rounding import as_float32
+from ..ir.reading import aten_const, aten_ints, aten_tensor, aten_value, check_declarations
 from . import aten_data_ops, discrete_handlers, nonlinear_handlers  # noqa: F401  (their handlers register into ATEN)
-from .aten_context import ATEN, _AtenCtx, _const, _ints, _tensor, _val, _weight, aten
+from .aten_context import ATEN, _AtenCtx, aten
 from .aten_types import INTEGER_SAFE, integer_typed, reads_integer_data
 from .batch_axis import batch_modes, read_in_modes, sample_shapes
 from .context import BATCH, Tensor, bind_inputs, join_outputs
-
-
-@aten("aten.convolution.default")
-def _conv(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x, w, b, stride, padding, dilation, transposed, output_padding, groups = a[:9]
-    x = _tensor(ctx, x)
-    wt = _weight(ctx, w)
-    if wt.dim() != 4 or len(x.shape) != 3:
-        raise ctx.unsupported("only 2-D convolutions are supported")
-    bias = _weight(ctx, b) if b is not None else None
-    if transposed:
-        node = ops.ConvTranspose2d(wt, bias, _ints(stride), _ints(padding), _ints(output_padding), _ints(dilation), int(groups))
-        return ctx.emit(node, [x], "convT")
-    return ctx.emit(ops.Conv2d(wt, bias, _ints(stride), _ints(padding), _ints(dilation), int(groups)), [x], "conv")
-
-
-@aten("aten.addmm.default")
-def _addmm(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    bias, x, w_t = a[:3]
-    if kw.get("beta", 1) != 1 or kw.get("alpha", 1) != 1:
-        raise ctx.unsupported("addmm with alpha/beta other than 1")
-    wt = _weight(ctx, w_t)
-    return ctx.emit(ops.Dense(wt.T.contiguous(), _weight(ctx, bias).reshape(-1).expand(wt.shape[1]).clone()), [_tensor(ctx, x)], "dense")
-
-
-@aten("aten.mm.default")
-def _mm(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x, w_t = a[:2]
-    return ctx.emit(ops.Dense(_weight(ctx, w_t).T.contiguous()), [_tensor(ctx, x)], "dense")
-
-
-@aten("aten.linear.default")
-def _linear(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x, w = a[:2]
-    b = a[2] if len(a) > 2 else None
-    return ctx.emit(ops.Dense(_weight(ctx, w), _weight(ctx, b) if b is not None else None), [_tensor(ctx, x)], "dense")
-
-
-@aten("aten._native_batch_norm_legit_no_training.default", "aten.native_batch_norm.default", "aten._native_batch_norm_legit.default")
-def _batchnorm(ctx: _AtenCtx, a: list, kw: dict) -> tuple:
-    if str(ctx.node.target) != "aten._native_batch_norm_legit_no_training.default" and len(a) > 5 and bool(a[5]):
-        raise ctx.unsupported("batch-norm in training mode; call model.eval() before exporting")
-    x, w, b, mean, var = a[:5]
-    eps = float(a[-1])
-    x = _tensor(ctx, x)
-    m, v = _weight(ctx, mean), _weight(ctx, var)
-    gamma = _weight(ctx, w) if w is not None else torch.ones_like(m)
-    beta = _weight(ctx, b) if b is not None else torch.zeros_like(m)
-    out = ctx.emit(ops.BatchNorm(m, v, gamma, beta, eps, len(x.shape)), [x], "batchnorm")
-    return (out, None, None)
 
 
 @aten("aten.add.Tensor", "aten.sub.Tensor")
@@ -80,26 +30,21 @@ def _add(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     x, y = a[:2]
     alpha = kw.get("alpha", 1)
     if alpha != 1:
-        y = ctx.mul_or_div(y, np.asarray(alpha, dtype=np.float32), False) if isinstance(y, Tensor) else _const(y) * alpha
-    return ctx.add_or_sub(_val(x), _val(y), str(ctx.node.target) == "aten.sub.Tensor")
+        y = ctx.mul_or_div(y, np.asarray(alpha, dtype=np.float32), False) if isinstance(y, Tensor) else aten_const(y) * alpha
+    return ctx.add_or_sub(aten_value(x), aten_value(y), str(ctx.node.target) == "aten.sub.Tensor")
 
 
 @aten("aten.mul.Tensor", "aten.div.Tensor")
 def _mul(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     if kw.get("rounding_mode"):
         raise ctx.unsupported("rounding division")
-    return ctx.mul_or_div(_val(a[0]), _val(a[1]), str(ctx.node.target) == "aten.div.Tensor")
-
-
-@aten("aten.neg.default")
-def _neg(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    return ctx.emit(ops.ElementwiseAffine(-1.0, 0.0), [_tensor(ctx, a[0])], "neg")
+    return ctx.mul_or_div(aten_value(a[0]), aten_value(a[1]), str(ctx.node.target) == "aten.div.Tensor")
 
 
 @aten("aten.view.default", "aten.reshape.default", "aten._unsafe_view.default")
 def _view(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    shape = _ints(a[1])
+    x = aten_tensor(ctx, a[0])
+    shape = aten_ints(a[1])
     total = math.prod(ctx.full_shape(x))
     if -1 in shape:
         known = math.prod(s for s in shape if s != -1)
@@ -109,7 +54,7 @@ def _view(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 
 @aten("aten.flatten.using_ints")
 def _flatten(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
+    x = aten_tensor(ctx, a[0])
     full = list(ctx.full_shape(x))
     start = int(a[1]) % len(full) if len(a) > 1 else 0
     end = int(a[2]) % len(full) if len(a) > 2 else len(full) - 1
@@ -121,71 +66,21 @@ def _squeeze(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     if ctx.batched and isinstance(a[0], Tensor) and a[0].batch_at != 0:  # after a permute moved the batch axis
         target, rest = ctx.node.target, a[1:]
         return ctx.pick(a[0], lambda ids: [target(torch.from_numpy(ids), *rest).numpy()])[0]
-    x = _tensor(ctx, a[0])
+    x = aten_tensor(ctx, a[0])
     out_shape = [BATCH if not isinstance(s, int) else int(s) for s in ctx.node.meta["val"].shape]
     return ctx.reshape_to(x, out_shape)
 
 
 @aten("aten.permute.default")
 def _permute(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = a[0] if isinstance(a[0], Tensor) else _tensor(ctx, a[0])  # (a moved batch axis may move on)
-    return ctx.permute(x, [p % len(ctx.full_shape(x)) for p in _ints(a[1])])
-
-
-@aten("aten.avg_pool2d.default")
-def _avgpool(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    kernel = _ints(a[1])
-    stride = _ints(a[2]) if len(a) > 2 and a[2] else kernel
-    padding = _ints(a[3]) if len(a) > 3 else [0, 0]
-    ceil = bool(a[4]) if len(a) > 4 else False
-    include = bool(a[5]) if len(a) > 5 else True
-    if len(a) > 6 and a[6] is not None:
-        raise ctx.unsupported("divisor_override")
-    return ctx.emit(ops.AvgPool2d(kernel, stride, padding, include, ceil), [x], "avgpool")
-
-
-@aten("aten.max_pool2d_with_indices.default", "aten.max_pool2d.default")
-def _maxpool(ctx: _AtenCtx, a: list, kw: dict):
-    x = _tensor(ctx, a[0])
-    kernel = _ints(a[1])
-    stride = _ints(a[2]) if len(a) > 2 and a[2] else kernel
-    padding = _ints(a[3]) if len(a) > 3 else [0, 0]
-    dilation = _ints(a[4]) if len(a) > 4 else [1, 1]
-    ceil = bool(a[5]) if len(a) > 5 else False
-    out = ctx.emit(ops.MaxPool2d(kernel, stride, padding, dilation, ceil), [x], "maxpool")
-    return (out, None) if "indices" in str(ctx.node.target) else out
-
-
-@aten("aten.mean.dim")
-def _mean(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    rank = len(ctx.full_shape(x))
-    dims = sorted(d % rank for d in _ints(a[1]))
-    keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
-    if ctx.batched and rank == 4 and dims == [2, 3]:  # global average pooling keeps its windowed CROWN rule
-        pooled = ctx.emit(ops.AvgPool2d(x.shape[1:], 1), [x], "avgpool")
-        return pooled if keep else ctx.emit(ops.Reshape((x.shape[0],)), [pooled])
-    return ctx.emit(ops.Reduce([ctx.sample_axis(x, d) for d in dims], keep, mean=True), [x], "reduce")
-
-
-@aten("aten.constant_pad_nd.default")
-def _pad(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    flat = _ints(a[1])
-    value = float(a[2]) if len(a) > 2 else 0.0
-    pads = [(0, 0)] * len(x.shape)
-    for i in range(len(flat) // 2):  # torch lists pads from the last axis backwards
-        pads[len(x.shape) - 1 - i] = (flat[2 * i], flat[2 * i + 1])
-    if any(p < 0 for pair in pads for p in pair):
-        raise ctx.unsupported("negative padding (cropping)")
-    return ctx.emit(ops.Pad(pads, as_float32(value)), [x])
+    x = a[0] if isinstance(a[0], Tensor) else aten_tensor(ctx, a[0])  # (a moved batch axis may move on)
+    return ctx.permute(x, [p % len(ctx.full_shape(x)) for p in aten_ints(a[1])])
 
 
 @aten("aten.clone.default", "aten.alias.default", "aten.detach.default", "aten._to_copy.default", "aten.dropout.default",
       "aten.contiguous.default", "aten.lift_fresh_copy.default")
 def _identity(ctx: _AtenCtx, a: list, kw: dict):
-    v = _val(a[0])
+    v = aten_value(a[0])
     dtype = kw.get("dtype")
     if isinstance(v, Tensor) and dtype is not None and not dtype.is_floating_point:
         from ..ops.steps import INT_RANGES
@@ -207,7 +102,7 @@ def _identity(ctx: _AtenCtx, a: list, kw: dict):
 
 @aten("aten.sym_size.int")
 def _sym_size(ctx: _AtenCtx, a: list, kw: dict) -> np.ndarray:
-    v = _val(a[0])
+    v = aten_value(a[0])
     shape = ctx.full_shape(v) if isinstance(v, Tensor) else np.asarray(v).shape
     return np.asarray(shape[int(a[1])])
 
@@ -341,7 +236,7 @@ def _read_program(ep: Any, source: str, nodes: list, places: list, consts: dict,
             if target in ATEN:
                 ctx.values[node.name] = ATEN[target](ctx, args, kwargs)
             else:
-                ctx.values[node.name] = ctx.emit_declared([_tensor(ctx, args[0])], declared_ops[target].from_aten, args, kwargs)
+                ctx.values[node.name] = ctx.emit_declared([aten_tensor(ctx, args[0])], declared_ops[target].from_aten, args, kwargs)
         except (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, NotImplementedError) as e:
             raise ctx.unsupported(f"this form of it cannot be read ({type(e).__name__}: {str(e)[:160]}); please report the "
                                   "model to the srp-audit developers") from None
@@ -353,3 +248,6 @@ def _read_program(ep: Any, source: str, nodes: list, places: list, consts: dict,
                      inputs=tuple((p.name, tuple(d)) for p, d in zip(places, declared)) if several_in else (),
                      outputs=tuple((f"output{i}", math.prod(o.shape)) for i, o in enumerate(out_value)) if len(out_value) > 1 else ())
     return ctx.graph(sample, join_outputs(ctx, out_value), meta)
+
+
+check_declarations(ops.ALL_OPS)  # a form read twice is an error here, at import

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.node import Node
+from ..ir.reading import Derived, Tensor, Value, stored_tensor
 from ..ir.walk import INPUT
 from ..kernel.enclosure import Enclosed
 from ..ops.select import index_map
@@ -27,31 +28,6 @@ from ..passes.fuse import fuse_self_products
 from ..passes.simplify import prune_dead
 
 BATCH = 1  # the batch size assumed while folding shape arithmetic
-
-
-@dataclass
-class Tensor:
-    """An input-dependent value: the IR value id and its per-sample shape."""
-
-    ir: str
-    shape: tuple[int, ...]
-    batch_at: int = 0  # where the framework's batch axis sits (a Transpose may move it; picks bring it back)
-
-
-@dataclass(frozen=True)
-class Derived:
-    """A float constant the model computes from stored ones whose exact value no float holds (1/3, 8^−½): kept as
-    a rigorous enclosure, never rounded. The data may be scaled or shifted by it (an enclosed ElementwiseAffine);
-    anything that would need its float value refuses it."""
-
-    value: Enclosed
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.value.mid.shape)
-
-
-Value = Tensor | np.ndarray | Derived
 
 
 class LoaderContext:
@@ -375,17 +351,6 @@ class LoaderContext:
         x, c = (a, b) if isinstance(a, Tensor) else (b, a)
         scale = self.sample_enclosure(x, c)  # type: ignore[arg-type]
         return self.emit(ops.ElementwiseAffine(scale, 0.0), [self.broadcast(x, scale.mid)], "affine")  # type: ignore[arg-type]
-
-
-def stored_tensor(arr: np.ndarray) -> torch.Tensor:
-    """A float constant as the model stores it: float32 when that holds it exactly (float32 files), else float64
-    (float64 files): never rounded."""
-    if arr.dtype != np.float64:
-        arr = arr.astype(np.float64)  # float16/float32 and small integers convert exactly
-    narrow = arr.astype(np.float32)
-    if np.array_equal(narrow.astype(np.float64), arr):
-        return torch.from_numpy(np.array(narrow, copy=True))
-    return torch.from_numpy(np.array(arr, copy=True))
 
 
 def bind_inputs(ctx: LoaderContext, shapes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[Tensor]]:

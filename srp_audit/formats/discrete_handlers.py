@@ -11,8 +11,9 @@ import numpy as np
 import onnx
 
 from .. import ops
+from ..ir.reading import Tensor, aten_ints, aten_tensor, aten_value, aten_weight
 from . import discrete_build as build
-from .aten_context import Tensor, _AtenCtx, _ints, _tensor, _val, _weight, aten
+from .aten_context import _AtenCtx, aten
 from .context import Value
 from .onnx_context import OnnxContext
 from .onnx_ops import handles
@@ -135,14 +136,6 @@ def _where(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return [softplus if softplus is not None else build.where(ctx, c, a, b)]  # type: ignore[arg-type]
 
 
-@handles("ArgMax", "ArgMin")
-def _argmax(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    x = ctx.tensor(node.input[0])
-    axis = ctx.sample_axis(x, int(attrs.get("axis", 0)))
-    return [ctx.emit(ops.ArgMax(axis, bool(attrs.get("keepdims", 1)), bool(attrs.get("select_last_index", 0)),
-                                node.op_type == "ArgMin"), [x], "argmax")]
-
-
 @handles("OneHot")
 def _one_hot(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     idx = ctx.tensor(node.input[0])
@@ -206,7 +199,7 @@ _ATEN_RELATIONS = {"gt": "gt", "ge": "ge", "lt": "lt", "le": "le", "eq": "eq", "
 
 @aten(*(f"aten.{r}.{kind}" for r in _ATEN_RELATIONS for kind in ("Tensor", "Scalar")))
 def _aten_compare(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x, y = _val(a[0]), _val(a[1])
+    x, y = aten_value(a[0]), aten_value(a[1])
     _data(ctx, x, y)
     rel = str(ctx.node.target).split(".")[1]
     out = build.compare(ctx, x, y, rel)
@@ -217,51 +210,41 @@ def _aten_compare(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 
 @aten("aten.logical_not.default", "aten.bitwise_not.default")
 def _aten_not(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    return build.logic(ctx, "Not", _tensor(ctx, a[0]))
+    return build.logic(ctx, "Not", aten_tensor(ctx, a[0]))
 
 
 @aten("aten.logical_and.default", "aten.logical_or.default", "aten.logical_xor.default", "aten.bitwise_and.Tensor",
       "aten.bitwise_or.Tensor", "aten.bitwise_xor.Tensor")
 def _aten_logic(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     name = str(ctx.node.target).split(".")[1].split("_")[1]
-    x, y = _val(a[0]), _val(a[1])
+    x, y = aten_value(a[0]), aten_value(a[1])
     _data(ctx, x, y)
     return build.logic(ctx, name.capitalize(), x, y)
 
 
 @aten("aten.where.self", "aten.where.ScalarOther", "aten.where.ScalarSelf", "aten.where.Scalar")
 def _aten_where(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    c, x, y = (_val(v) for v in a[:3])
+    c, x, y = (aten_value(v) for v in a[:3])
     _data(ctx, c, x, y)
     return build.where(ctx, c, x, y)
 
 
-@aten("aten.argmax.default", "aten.argmin.default")
-def _aten_argmax(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    dim = a[1] if len(a) > 1 else kw.get("dim")
-    keep = bool(a[2] if len(a) > 2 else kw.get("keepdim", False))
-    if dim is None:
-        raise ctx.unsupported("argmax over the whole tensor (give a dim)")
-    return ctx.emit(ops.ArgMax(ctx.sample_axis(x, int(dim)), keep, False, "argmin" in str(ctx.node.target)), [x], "argmax")
-
-
 @aten("aten.abs.default")
 def _aten_abs(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    return build.absolute(ctx, _tensor(ctx, a[0]))
+    return build.absolute(ctx, aten_tensor(ctx, a[0]))
 
 
 @aten("aten.maximum.default", "aten.minimum.default")
 def _aten_extreme(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x, y = _val(a[0]), _val(a[1])
+    x, y = aten_value(a[0]), aten_value(a[1])
     _data(ctx, x, y)
     return build.extreme(ctx, x, y, "maximum" in str(ctx.node.target))  # type: ignore[return-value]
 
 
 @aten("aten.amax.default", "aten.amin.default")
 def _aten_amax(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x = _tensor(ctx, a[0])
-    dims = _ints(a[1]) if len(a) > 1 else []
+    x = aten_tensor(ctx, a[0])
+    dims = aten_ints(a[1]) if len(a) > 1 else []
     dims = dims or list(range(len(ctx.full_shape(x))))  # every axis: the batch axis too (refused when batched)
     keep = bool(a[2] if len(a) > 2 else kw.get("keepdim", False))
     return build.reduce_extreme(ctx, x, [ctx.sample_axis(x, d) for d in dims], keep, "amax" in str(ctx.node.target))
@@ -269,7 +252,7 @@ def _aten_amax(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 
 @aten("aten.remainder.Scalar", "aten.remainder.Tensor", "aten.fmod.Scalar", "aten.fmod.Tensor")
 def _aten_mod(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    x, c = _tensor(ctx, a[0]), _val(a[1])
+    x, c = aten_tensor(ctx, a[0]), aten_value(a[1])
     if isinstance(c, Tensor):
         raise ctx.unsupported("a remainder by the model's data (only by constants)")
     return build.mod(ctx, x, np.asarray(c, dtype=np.float64), "fmod" in str(ctx.node.target))
@@ -277,7 +260,7 @@ def _aten_mod(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 
 @aten("aten.one_hot.default")
 def _aten_one_hot(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    idx = _tensor(ctx, a[0])
+    idx = aten_tensor(ctx, a[0])
     depth = int(a[1] if len(a) > 1 else kw.get("num_classes", -1))
     if depth < 0:
         raise ctx.unsupported("one_hot without num_classes (the class count must be fixed)")
@@ -292,5 +275,5 @@ def _aten_assert(ctx: _AtenCtx, a: list, kw: dict) -> None:
 
 @aten("aten.embedding.default")
 def _aten_embedding(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
-    idx = _tensor(ctx, a[1])
-    return build.embedding(ctx, _weight(ctx, a[0]), idx)
+    idx = aten_tensor(ctx, a[1])
+    return build.embedding(ctx, aten_weight(ctx, a[0]), idx)

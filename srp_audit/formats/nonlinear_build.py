@@ -1,17 +1,12 @@
-"""IR for the nonlinear ops that both readers (ONNX and ATen) meet in several forms: powers,
-PReLU, HardSigmoid, LayerNorm and LogSoftmax. Each builder emits existing ops through the load context, so the
-two readers agree by construction.
+"""IR for the nonlinear forms that both readers (ONNX and ATen) meet: powers, PReLU and HardSigmoid. Each builder
+emits existing ops through the load context, so the two readers agree by construction.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
 from .. import ops
-from ..errors import ModelLoadError
 from ..kernel.enclosure import Enclosed
 from .context import LoaderContext, Tensor
 
@@ -55,59 +50,3 @@ def hard_sigmoid(ctx: LoaderContext, x: Tensor, alpha: float | Enclosed, beta: f
     return ctx.clip(a, 0.0, 1.0)
 
 
-def layer_norm(ctx: LoaderContext, x: Tensor, n_axes: int, eps: float, gamma: torch.Tensor | None,
-               beta: torch.Tensor | None) -> Tensor:
-    """(x − mean)/√(var + ε)·γ + β over the last `n_axes` sample axes, as mean (Reduce), centring (Add of a
-    broadcast), square (Power 2), variance (Reduce), 1/√(var + ε) (Power −½) and a bilinear Product; every piece
-    has its own sound rules (the decomposition auto_LiRPA also uses)."""
-    rank = len(x.shape)
-    if not 1 <= n_axes <= rank:
-        raise ctx.unsupported(f"normalising over {n_axes} axes of a rank-{rank} sample")
-    axes = tuple(range(rank - n_axes, rank))
-    mean = ctx.emit(ops.Reduce(axes, keepdims=True, mean=True), [x], "reduce")
-    neg = ctx.emit(ops.ElementwiseAffine(-1.0, 0.0), [ctx.broadcast(mean, torch.zeros(x.shape))], "neg")
-    centred = ctx.emit(ops.Add(), [x, neg], "add")
-    sq = ctx.emit(ops.Power(2.0), [centred], "pow")
-    var = ctx.emit(ops.Reduce(axes, keepdims=True, mean=True), [sq], "reduce")
-    shifted = ctx.emit(ops.ElementwiseAffine(1.0, float(np.float32(eps))), [var], "affine")
-    inv = ctx.emit(ops.Power(-0.5), [shifted], "pow")
-    y = ctx.product(centred, inv)
-    return scale_shift(ctx, y, gamma, beta)
-
-
-def scale_shift(ctx: LoaderContext, y: Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None) -> Tensor:
-    """y·γ + β with stored constants that broadcast against the sample (none: y itself)."""
-    if gamma is None and beta is None:
-        return y
-    g = gamma if gamma is not None else torch.ones(())
-    b = beta if beta is not None else torch.zeros(())
-    g, b = ctx.sample_const(y, g.numpy()), ctx.sample_const(y, b.numpy())
-    y = ctx.broadcast(y, g + b)
-    return ctx.emit(ops.ElementwiseAffine(g, b), [y], "affine")
-
-
-def group_norm(ctx: LoaderContext, x: Tensor, groups: int, eps: float, gamma: torch.Tensor, beta: torch.Tensor) -> Tensor:
-    """GroupNorm (InstanceNorm: one group per channel) of an (N, C, …) sample: each group of channels reshaped to a
-    row and normalised as a layer norm, reshaped back, then scaled and shifted per channel (γ, β of shape (C,))."""
-    c, rest = x.shape[0], x.shape[1:]
-    if groups < 1 or c % groups:
-        raise ctx.unsupported(f"{c} channels do not split into {groups} groups")
-    rows = ctx.emit(ops.Reshape((groups, math.prod(x.shape) // groups)), [x])
-    y = ctx.emit(ops.Reshape(tuple(x.shape)), [layer_norm(ctx, rows, 1, eps, None, None)])
-    per_channel = (c,) + (1,) * len(rest)
-    return scale_shift(ctx, y, gamma.reshape(per_channel), beta.reshape(per_channel))
-
-
-def log_softmax(ctx: LoaderContext, x: Tensor, axis: int) -> Tensor:
-    """log(softmax(x)) as its own op (exact forward at any logit spread, bounds that never lose the ≤ 0);
-    `certify` strips a final one as it does a final Softmax (argmax unchanged)."""
-    if not 0 <= axis < len(x.shape):
-        raise ModelLoadError(f"LogSoftmax over axis {axis} of a rank-{len(x.shape)} sample")
-    return ctx.emit(ops.LogSoftmax(axis), [x], "logsoftmax")
-
-
-def eps_of(v: object, default: float) -> float:
-    f = float(v) if v is not None else default
-    if not (f >= 0 and math.isfinite(f)):
-        raise ModelLoadError(f"normalisation epsilon {f} (must be finite and ≥ 0)")
-    return f

@@ -20,16 +20,19 @@ from onnx import numpy_helper
 from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
+from ..ir.reading import check_declarations
 from ..kernel.enclosure import Enclosed
 from ..kernel.interval import Interval
 from . import (  # noqa: F401  (register their handlers)
     activation_forms,
     discrete_handlers,
     nonlinear_handlers,
+    normalisation_form,
     onnx_const_exact,
     onnx_einsum,
     onnx_index_ops,
     onnx_shape_ops,
+    resize_form,
 )
 from .batch_axis import batch_modes, read_in_modes, sample_shapes
 from .context import Derived, Tensor, Value, bind_inputs, join_outputs
@@ -241,3 +244,6 @@ def _through(ctx: OnnxContext, op: Any, c: np.ndarray) -> Value:
 def supported_onnx_ops() -> list[str]:
     """ONNX op types mapped onto the IR on the model's data (others only fold on constants)."""
     return sorted(set(HANDLERS) | set(ops.by_onnx_op()))
+
+
+check_declarations(ops.ALL_OPS)  # a form read twice is an error here, at import

@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
-from ..ops.select import index_map
+from ..ops.reduce import axes_arg
 from .context import Tensor, Value
 from .discrete_build import embedding
 from .onnx_const import fold
 from .onnx_context import OnnxContext
-from .onnx_ops import _axes_arg, handles
+from .onnx_ops import handles
 
 
 @handles("Flatten")
@@ -63,7 +62,7 @@ def _squeeze(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         rest = [ctx.const(i, "axes") if i else None for i in node.input[1:]]
         return ctx.pick(x, lambda ids: fold("Squeeze", [ids, *rest], attrs, ctx.opset))  # type: ignore[return-value]
     shape = list(ctx.onnx_shape(x))
-    axes = _axes_arg(ctx, node, attrs, 13)
+    axes = axes_arg(ctx, node, attrs, 13)
     if axes is None:  # squeeze every size-1 sample axis; the batch axis stays
         keep = [s for i, s in enumerate(shape) if s != 1 or (ctx.batched and i == 0)]
     else:
@@ -80,7 +79,7 @@ def _squeeze(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _unsqueeze(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0])
     shape = list(ctx.onnx_shape(x))
-    axes = _axes_arg(ctx, node, attrs, 13) or []
+    axes = axes_arg(ctx, node, attrs, 13) or []
     rank = len(shape) + len(axes)
     for a in sorted(a % rank for a in axes):
         if ctx.batched and a == 0:
@@ -94,46 +93,6 @@ def _transpose(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0], moved_ok=True)
     rank = len(ctx.onnx_shape(x))
     return [ctx.permute(x, [int(p) for p in attrs.get("perm", list(reversed(range(rank))))])]
-
-
-@handles("Pad")
-def _pad(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    x = ctx.tensor(node.input[0])
-    mode = attrs.get("mode", "constant")
-    if mode not in ("constant", "reflect", "edge", "wrap"):
-        raise ctx.unsupported(f"mode={mode!r} (constant, reflect, edge and wrap are supported)")
-    rank = len(ctx.onnx_shape(x))
-    if ctx.opset >= 11:
-        pads = [int(p) for p in ctx.const(node.input[1], "pads").reshape(-1)]
-        value = ctx.const(node.input[2], "constant_value").reshape(-1) if len(node.input) > 2 and node.input[2] else [0.0]
-        value = float(value[0]) if len(value) else 0.0
-        axes = (
-            [int(a) % rank for a in ctx.const(node.input[3], "axes").reshape(-1)]
-            if len(node.input) > 3 and node.input[3]
-            else list(range(rank))
-        )
-    else:
-        pads, value, axes = list(attrs["pads"]), float(attrs.get("value", 0.0)), list(range(rank))
-    n = len(axes)
-    if len(pads) != 2 * n:
-        raise ctx.unsupported(f"{len(pads)} pad values for {n} axes")
-    full = [(0, 0)] * rank
-    for i, a in enumerate(axes):
-        full[a] = (pads[i], pads[i + n])
-    if any(p < 0 for pair in full for p in pair):
-        raise ctx.unsupported("negative pads (cropping) are not supported")
-    if ctx.batched:
-        if full[0] != (0, 0):
-            raise ctx.unsupported("padding the batch axis")
-        full = full[1:]
-    if all(p == (0, 0) for p in full):
-        return [x]
-    if mode != "constant":  # reflect / edge / wrap only repeat entries of the sample: a Select
-        np_mode = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode]
-        picks = index_map(lambda ids: [np.pad(ids, ([(0, 0)] if ctx.batched else []) + full, mode=np_mode)], x.shape, ctx.batched)
-        idx, shape, _ = picks[0]  # type: ignore[index]
-        return [ctx.emit(ops.Select(idx, shape, math.prod(x.shape)), [x], "pad")]
-    return [ctx.emit(ops.Pad(full, value), [x])]
 
 
 @handles("Slice", "Gather", "Split", "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "GatherElements", "GatherND")
@@ -152,12 +111,3 @@ def _pick(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     return ctx.pick(x, lambda ids: fold(node.op_type, [ids, *rest], op_attrs, ctx.opset))  # type: ignore[return-value]
 
 
-@handles("Concat")
-def _concat(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    parts = [ctx.get(i) for i in node.input]
-    data = next(p for p in parts if isinstance(p, Tensor))  # (all-constant Concats are folded before handlers)
-    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, p) for p in parts]
-    axis = ctx.sample_axis(parts[0], int(attrs.get("axis", 0)))
-    if len(parts) == 1:
-        return [parts[0]]
-    return [ctx.emit(ops.Concat(axis, len(parts)), parts, "concat")]  # type: ignore[arg-type]

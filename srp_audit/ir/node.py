@@ -62,7 +62,11 @@ class Node(nn.Module):
 
     # ---- format mappings as data: one-input ops whose ONNX/ATen forms differ only in attributes
     onnx_op: ClassVar[str | None] = None
+    """The ONNX op type it is read from (by `from_onnx`) and written as (by `to_onnx`)."""
     aten_ops: ClassVar[tuple[str, ...]] = ()
+    """ATen targets it is read from (by `from_aten`)."""
+    onnx_writes: ClassVar[str | None] = None
+    """The ONNX op type `to_onnx` writes for an op read by a reader of its module (`srp_audit.ir.reading`)."""
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         """Register concrete ops of the `srp_audit.ops` package (a shared base says `abstract=True`)."""
@@ -70,7 +74,9 @@ class Node(nn.Module):
         if not abstract and cls.__module__.startswith("srp_audit.ops.") and not cls.__name__.startswith("_"):
             OPS[cls.__name__] = cls
 
-    def out_shape(self, *shapes: Shape) -> Shape:
+    def out_shape(self, *shapes: Any) -> Shape:
+        """The per-sample output shape from the inputs' (one `Shape` each). Typed `Any` so that an op may name its
+        inputs (`def out_shape(self, shape)`): mypy accepts any parameters overriding `*args: Any`."""
         return shapes[0]
 
     def describe(self) -> str:
@@ -98,13 +104,15 @@ class Node(nn.Module):
 
     def to_onnx(self, b: Any, name: str, ins: list[str], out: str) -> None:
         """Emit ONNX nodes computing this node through the export builder `b` (default: one `onnx_op` node)."""
-        if self.onnx_op is None:
+        op_type = self.onnx_op or self.onnx_writes
+        if op_type is None:
             raise NotImplementedError(f"no ONNX export for {self.op}")
-        b.add(self.onnx_op, ins, out, **self.onnx_attrs())
+        b.add(op_type, ins, out, **self.onnx_attrs())
 
     # ---- rule hooks (see srp_audit.bounds for the drivers that call them)
-    def ibp(self, *xs: "Interval") -> "Interval":
-        """A rigorous enclosure of the output given enclosures of the inputs (rounding included)."""
+    def ibp(self, *xs: Any) -> "Interval":
+        """A rigorous enclosure of the output given enclosures of the inputs (one `Interval` each; typed `Any`, as
+        in `out_shape`, so that an op may name its inputs), rounding included."""
         raise self._unsupported("ibp")
 
     def ibp_ball(self, ball: Any) -> "Interval | None":

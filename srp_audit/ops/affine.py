@@ -1,4 +1,5 @@
-"""Affine ops: Dense (Gemm/MatMul), ElementwiseAffine (scale and shift by constants) and BatchNorm.
+"""Affine ops: Dense (Gemm/MatMul), ElementwiseAffine (scale and shift by constants) and BatchNorm, and how they
+are read.
 
 Affine maps are exact in CROWN (A ↦ A·W) and cost two products in IBP (centre and radius); every rule carries
 the rounding allowance of its dot products.
@@ -8,16 +9,31 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelLoadError
 from ..ir.node import Node, Shape
+from ..ir.reading import (
+    AtenReading,
+    OnnxNode,
+    OnnxReading,
+    Tensor,
+    Value,
+    aten_tensor,
+    aten_weight,
+    reads_aten,
+    reads_onnx,
+    stored_tensor,
+)
 from ..kernel.backward import Context, per_sample
 from ..kernel.enclosure import Enclosed
 from ..kernel.interval import Interval, abs_weight, affine_weights, cached_on, dual_norm_ibp, generic_linear, inflation, signed_rows
 from ..kernel.patches import Patches, flat_sum
 from ..kernel.rounding import as_float32, dot_gamma, tiny, unit_roundoff
+from .shape import Reshape, Transpose
 
 
 class Dense(Node):
@@ -252,3 +268,117 @@ class BatchNorm(ElementwiseAffine):
 
     def describe(self) -> str:
         return f"{self.scale.numel()} channels"
+
+
+# ---- reading: Gemm, MatMul with a stored weight, Neg and BatchNormalization, in ONNX and ATen
+@reads_onnx("Neg")
+def _read_onnx_neg(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    return [ctx.emit(ElementwiseAffine(-1.0, 0.0), [ctx.tensor(node.input[0])], "neg")]
+
+
+def _scaled(w: torch.Tensor, factor: float) -> torch.Tensor:
+    """α·W for Gemm's α (a float32 attribute): exact in float64, kept in float32 only where that holds it exactly."""
+    if float(factor) == 1.0:
+        return w
+    product = Enclosed.exact(w) * float(factor)
+    if not product.is_exact:
+        raise ModelLoadError(f"Gemm's alpha/beta {factor} times a float64 weight is not a float64 number; fold it into the weights")
+    return stored_tensor(product.mid.numpy())
+
+
+@reads_onnx("Gemm")
+def _read_onnx_gemm(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    a = ctx.tensor(node.input[0])
+    if attrs.get("transA", 0):
+        raise ctx.unsupported("transA=1 on the model's data is not supported")
+    if len(ctx.onnx_shape(a)) != 2:
+        raise ctx.unsupported(f"Gemm needs a 2-D input, got shape {ctx.onnx_shape(a)}")
+    b = ctx.weight(node.input[1], "weight")
+    w = b.T if not attrs.get("transB", 0) else b  # w: [out, in]
+    w = _scaled(w, attrs.get("alpha", 1.0))
+    out = w.shape[0]
+    bias = None
+    if len(node.input) > 2 and node.input[2]:
+        c = _scaled(ctx.weight(node.input[2], "bias"), attrs.get("beta", 1.0))
+        if c.numel() not in (1, out):
+            raise ctx.unsupported(f"bias of shape {tuple(c.shape)} does not broadcast to {out} outputs")
+        bias = c.reshape(-1).expand(out).clone()
+    return [ctx.emit(Dense(w.contiguous(), bias), [a], "dense")]
+
+
+@reads_onnx("MatMul")
+def _read_onnx_matmul(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    a, b = ctx.get(node.input[0]), ctx.get(node.input[1])
+    if isinstance(a, Tensor) and isinstance(b, np.ndarray):
+        w = ctx.weight(node.input[1], "weight")
+        if w.dim() == 1:  # x @ v: a dot product over the last axis
+            t = ctx.emit(Dense(w.reshape(1, -1)), [a], "dense")
+            return [ctx.emit(Reshape(t.shape[:-1] or (1,)), [t])] if t.shape[:-1] else [t]
+        if w.dim() != 2:
+            raise ctx.unsupported(f"a weight of rank {w.dim()} is not supported")
+        return [ctx.emit(Dense(w.T.contiguous()), [a], "dense")]
+    if isinstance(a, np.ndarray) and isinstance(b, Tensor):
+        w = ctx.weight(node.input[0], "weight")
+        if w.dim() == 2 and not ctx.batched and len(b.shape) == 1:  # W @ x on an unbatched vector
+            return [ctx.emit(Dense(w.contiguous()), [b], "dense")]
+        if w.dim() == 2 and len(b.shape) >= 2:  # W @ X = (Xᵀ Wᵀ)ᵀ over the last two sample axes
+            swap = tuple(range(len(b.shape) - 2)) + (len(b.shape) - 1, len(b.shape) - 2)
+            xt = ctx.emit(Transpose(swap), [b])
+            return [ctx.emit(Transpose(swap), [ctx.emit(Dense(w.contiguous()), [xt], "dense")])]
+        raise ctx.unsupported("constant @ data needs a matrix constant and data with two sample axes (or an unbatched vector)")
+    return [ctx.matmul(a, b)]  # type: ignore[arg-type]
+
+
+@reads_onnx("BatchNormalization")
+def _read_onnx_batchnorm(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    if attrs.get("training_mode", 0):
+        raise ctx.unsupported("training_mode=1; export the model in eval mode")
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise ctx.unsupported("running-statistics outputs (training mode) are not supported")
+    x = ctx.tensor(node.input[0])
+    gamma = ctx.weight(node.input[1], "scale")
+    beta = ctx.weight(node.input[2], "bias")
+    mean = ctx.weight(node.input[3], "mean")
+    var = ctx.weight(node.input[4], "var")
+    return [ctx.emit(BatchNorm(mean, var, gamma, beta, float(attrs.get("epsilon", as_float32(1e-5))), len(x.shape)), [x], "batchnorm")]
+
+
+@reads_aten("aten.addmm.default")
+def _read_aten_addmm(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    bias, x, w_t = a[:3]
+    if kw.get("beta", 1) != 1 or kw.get("alpha", 1) != 1:
+        raise ctx.unsupported("addmm with alpha/beta other than 1")
+    wt = aten_weight(ctx, w_t)
+    return ctx.emit(Dense(wt.T.contiguous(), aten_weight(ctx, bias).reshape(-1).expand(wt.shape[1]).clone()), [aten_tensor(ctx, x)], "dense")
+
+
+@reads_aten("aten.mm.default")
+def _read_aten_mm(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x, w_t = a[:2]
+    return ctx.emit(Dense(aten_weight(ctx, w_t).T.contiguous()), [aten_tensor(ctx, x)], "dense")
+
+
+@reads_aten("aten.linear.default")
+def _read_aten_linear(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x, w = a[:2]
+    b = a[2] if len(a) > 2 else None
+    return ctx.emit(Dense(aten_weight(ctx, w), aten_weight(ctx, b) if b is not None else None), [aten_tensor(ctx, x)], "dense")
+
+
+@reads_aten("aten._native_batch_norm_legit_no_training.default", "aten.native_batch_norm.default", "aten._native_batch_norm_legit.default")
+def _read_aten_batchnorm(ctx: AtenReading, a: list, kw: dict) -> tuple:
+    if str(ctx.node.target) != "aten._native_batch_norm_legit_no_training.default" and len(a) > 5 and bool(a[5]):
+        raise ctx.unsupported("batch-norm in training mode; call model.eval() before exporting")
+    x, w, b, mean, var = a[:5]
+    eps = float(a[-1])
+    x = aten_tensor(ctx, x)
+    m, v = aten_weight(ctx, mean), aten_weight(ctx, var)
+    gamma = aten_weight(ctx, w) if w is not None else torch.ones_like(m)
+    beta = aten_weight(ctx, b) if b is not None else torch.zeros_like(m)
+    out = ctx.emit(BatchNorm(m, v, gamma, beta, eps, len(x.shape)), [x], "batchnorm")
+    return (out, None, None)
+
+
+@reads_aten("aten.neg.default")
+def _read_aten_neg(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    return ctx.emit(ElementwiseAffine(-1.0, 0.0), [aten_tensor(ctx, a[0])], "neg")

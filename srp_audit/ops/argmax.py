@@ -12,6 +12,7 @@ import math
 import torch
 
 from ..ir.node import Node, Shape
+from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Tensor, Value, aten_tensor, reads_aten, reads_onnx
 from ..kernel.backward import Context, split_signs
 from ..kernel.interval import Interval
 from ..kernel.patches import weighted_sum
@@ -92,3 +93,22 @@ class ArgMax(Node):
     def singleprop(self, centres, radii, variant):
         low, high = self.range(centres[0] - radii[0], centres[0] + radii[0])
         return 0.5 * (high - low)
+
+
+# ---- reading: ArgMax and ArgMin, in ONNX and ATen
+@reads_onnx("ArgMax", "ArgMin")
+def _read_onnx_argmax(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    axis = ctx.sample_axis(x, int(attrs.get("axis", 0)))
+    return [ctx.emit(ArgMax(axis, bool(attrs.get("keepdims", 1)), bool(attrs.get("select_last_index", 0)),
+                                node.op_type == "ArgMin"), [x], "argmax")]
+
+
+@reads_aten("aten.argmax.default", "aten.argmin.default")
+def _read_aten_argmax(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    dim = a[1] if len(a) > 1 else kw.get("dim")
+    keep = bool(a[2] if len(a) > 2 else kw.get("keepdim", False))
+    if dim is None:
+        raise ctx.unsupported("argmax over the whole tensor (give a dim)")
+    return ctx.emit(ArgMax(ctx.sample_axis(x, int(dim)), keep, False, "argmin" in str(ctx.node.target)), [x], "argmax")

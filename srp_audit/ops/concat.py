@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..ir.node import Node, Shape
+from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Tensor, Value, reads_aten, reads_onnx
 from ..kernel.backward import Context, zero_const
 from ..kernel.interval import Interval
 
@@ -71,3 +73,25 @@ def _same_batch(ts: list[torch.Tensor]) -> list[torch.Tensor]:
     """Tensors whose batch axis may be 1 where the value is the same for every sample, broadcast to one batch."""
     n = max(t.shape[0] for t in ts)
     return [t.expand((n,) + t.shape[1:]) if t.shape[0] != n else t for t in ts]
+
+
+# ---- reading: Concat with constants joined to the data, in ONNX and ATen
+@reads_onnx("Concat")
+def _read_onnx_concat(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    parts = [ctx.get(i) for i in node.input]
+    data = next(p for p in parts if isinstance(p, Tensor))  # (all-constant Concats are folded before handlers)
+    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, p) for p in parts]
+    axis = ctx.sample_axis(parts[0], int(attrs.get("axis", 0)))
+    if len(parts) == 1:
+        return [parts[0]]
+    return [ctx.emit(Concat(axis, len(parts)), parts, "concat")]  # type: ignore[arg-type]
+
+
+@reads_aten("aten.cat.default")
+def _read_aten_cat(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    parts = list(a[0])
+    data = next(p for p in parts if isinstance(p, Tensor))  # (all-constant cats are evaluated before handlers)
+    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, np.asarray(p)) for p in parts]
+    dim = int(a[1]) if len(a) > 1 else int(kw.get("dim", 0))
+    axis = ctx.sample_axis(parts[0], dim)
+    return parts[0] if len(parts) == 1 else ctx.emit(Concat(axis, len(parts)), parts, "concat")

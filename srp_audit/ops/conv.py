@@ -13,11 +13,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ir.node import Node, Shape
+from ..ir.reading import (
+    AtenReading,
+    OnnxNode,
+    OnnxReading,
+    Tensor,
+    Value,
+    aten_ints,
+    aten_tensor,
+    aten_weight,
+    onnx_pads,
+    reads_aten,
+    reads_onnx,
+    spatial_input,
+)
 from ..kernel.backward import Context
 from ..kernel.interval import Interval, abs_weight, dual_norm_ibp, linear_map_ibp, signed_rows
 from ..kernel.patches import Grid, Patches, conv_transpose
 from ..kernel.rounding import dot_gamma
 from ..kernel.window import pads4, pair, pooled_size
+from .conv_transpose import ConvTranspose2d
+from .shape import Reshape
 
 
 class Conv2d(Node):
@@ -138,3 +154,50 @@ class Conv2d(Node):
         b.add("Conv", [ins[0], b.const(f"{name}.weight", self.weight), b.const(f"{name}.bias", self.bias)], out,
               strides=list(self.stride), pads=[t, l, bo, r], dilations=list(self.dilation), group=self.groups,
               kernel_shape=list(self.weight.shape[2:]))
+
+
+# ---- reading: Conv (1-D read as 2-D) in ONNX, convolutions of either kind in ATen
+@reads_onnx("Conv")
+def _read_onnx_conv(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    w = ctx.weight(node.input[1], "weight")
+    if ctx.batched and len(x.shape) == 2 and w.dim() == 3:  # Conv1d: a 2-D convolution over a height of 1
+        return [_conv1d(ctx, node, attrs, x, w)]
+    x = spatial_input(ctx, node)
+    if w.dim() != 4:
+        raise ctx.unsupported("only 2-D convolutions are supported")
+    b = ctx.weight(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    stride = tuple(attrs.get("strides", [1, 1]))
+    dilation = tuple(attrs.get("dilations", [1, 1]))
+    pads = onnx_pads(ctx, attrs, x.shape[1:], tuple(w.shape[2:]), stride, dilation)
+    return [ctx.emit(Conv2d(w, b, stride, pads, dilation, int(attrs.get("group", 1))), [x], "conv")]
+
+
+def _conv1d(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor, w: torch.Tensor) -> Tensor:
+    """(N, C, L) convolutions become (N, C, 1, L) ones with a 1×k kernel, between two reshapes: exact."""
+    b = ctx.weight(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    one = lambda key, default: [1] + list(attrs.get(key, [default]))  # noqa: E731
+    attrs2 = {**attrs, "strides": one("strides", 1), "dilations": one("dilations", 1), "kernel_shape": [1, w.shape[2]]}
+    if "pads" in attrs:
+        p = list(attrs["pads"])
+        attrs2["pads"] = [0, p[0], 0, p[1]]
+    c, length = x.shape
+    x2 = ctx.emit(Reshape((c, 1, length)), [x])
+    w2 = w.unsqueeze(2)
+    pads = onnx_pads(ctx, attrs2, (1, length), (1, w.shape[2]), tuple(attrs2["strides"]), tuple(attrs2["dilations"]))
+    y = ctx.emit(Conv2d(w2, b, attrs2["strides"], pads, attrs2["dilations"], int(attrs.get("group", 1))), [x2], "conv")
+    return ctx.emit(Reshape((y.shape[0], y.shape[2])), [y])
+
+
+@reads_aten("aten.convolution.default")
+def _read_aten_conv(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x, w, b, stride, padding, dilation, transposed, output_padding, groups = a[:9]
+    x = aten_tensor(ctx, x)
+    wt = aten_weight(ctx, w)
+    if wt.dim() != 4 or len(x.shape) != 3:
+        raise ctx.unsupported("only 2-D convolutions are supported")
+    bias = aten_weight(ctx, b) if b is not None else None
+    if transposed:
+        node = ConvTranspose2d(wt, bias, aten_ints(stride), aten_ints(padding), aten_ints(output_padding), aten_ints(dilation), int(groups))
+        return ctx.emit(node, [x], "convT")
+    return ctx.emit(Conv2d(wt, bias, aten_ints(stride), aten_ints(padding), aten_ints(dilation), int(groups)), [x], "conv")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ir.node import Node, Shape
+from ..ir.reading import OnnxNode, OnnxReading, Value, reads_onnx, spatial_input
 from ..kernel.backward import Context, linear_transpose
 from ..kernel.interval import Interval, abs_weight, linear_map_ibp
 from ..kernel.patches import flat_sum
@@ -90,3 +91,34 @@ class ConvTranspose2d(Node):
         b.add("ConvTranspose", [ins[0], b.const(f"{name}.weight", self.weight), b.const(f"{name}.bias", self.bias)], out,
               strides=list(self.stride), pads=list(self.padding), dilations=list(self.dilation), group=self.groups,
               output_padding=list(self.output_padding), kernel_shape=list(self.weight.shape[2:]))
+
+
+# ---- reading: ConvTranspose in ONNX (ATen's transposed convolutions are read in `conv`)
+@reads_onnx("ConvTranspose")
+def _read_onnx_conv_transpose(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = spatial_input(ctx, node)
+    w = ctx.weight(node.input[1], "weight")
+    if w.dim() != 4:
+        raise ctx.unsupported("only 2-D transposed convolutions are supported")
+    b = ctx.weight(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    stride = tuple(attrs.get("strides", [1, 1]))
+    dilation = tuple(attrs.get("dilations", [1, 1]))
+    out_pad = list(attrs.get("output_padding", [0, 0]))
+    group = int(attrs.get("group", 1))
+    kh, kw = w.shape[2:]
+    full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(x.shape[1:], stride, dilation, (kh, kw))]
+    if "output_shape" in attrs:  # pads follow from the requested size (SAME_UPPER convention unless SAME_LOWER)
+        want = list(attrs["output_shape"])[-2:]
+        totals = [f + op - o for f, op, o in zip(full, out_pad, want)]
+        lower = attrs.get("auto_pad", "NOTSET") == "SAME_LOWER"
+        pads = [(t - t // 2 if lower else t // 2) for t in totals] + [(t // 2 if lower else t - t // 2) for t in totals]
+    elif attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+        totals = [f + op - n * s for f, op, n, s in zip(full, out_pad, x.shape[1:], stride)]
+        lower = attrs["auto_pad"] == "SAME_LOWER"
+        pads = [(t - t // 2 if lower else t // 2) for t in totals] + [(t // 2 if lower else t - t // 2) for t in totals]
+    else:
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(pads) != 4 or any(p < 0 for p in pads):
+        raise ctx.unsupported(f"pads {pads} (only 2-D, non-negative)")
+    node_ = ConvTranspose2d(w, b, stride, (pads[0], pads[1], pads[2], pads[3]), out_pad, dilation, group)
+    return [ctx.emit(node_, [x], "convT")]

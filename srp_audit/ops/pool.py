@@ -6,17 +6,19 @@ Max pooling is monotone, so IBP is exact on it; CROWN relaxes it per window (`Ma
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..ir.node import Node, Shape
+from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Tensor, Value, aten_ints, aten_tensor, onnx_pads, reads_aten, reads_onnx, spatial_input
 from ..kernel.backward import Context, linear_transpose, split_signs, zero_const
 from ..kernel.interval import Interval, generic_linear, inflation
 from ..kernel.patches import Patches
 from ..kernel.rounding import dot_gamma
 from ..kernel.window import pads4, pair, pooled_size
+from .shape import Reshape
 
 
 class _Pool2d(Node, abstract=True):
@@ -215,3 +217,82 @@ class MaxPool2d(_Pool2d):
     def to_onnx(self, b, name, ins, out) -> None:
         b.add("MaxPool", ins, out, kernel_shape=list(self.kernel), strides=list(self.stride), pads=list(self.padding),
               dilations=list(self.dilation), ceil_mode=int(self.ceil_mode))
+
+
+# ---- reading: the 2-D (and 1-D) max and average pools, in ONNX and ATen
+def _pool_common(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor) -> tuple:
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.unsupported("the indices output is not supported")
+    kernel = tuple(attrs["kernel_shape"])
+    if len(kernel) != 2:
+        raise ctx.unsupported("only 2-D pooling is supported")
+    stride = tuple(attrs.get("strides", [1, 1]))
+    dilation = tuple(attrs.get("dilations", [1, 1]))
+    pads = onnx_pads(ctx, attrs, x.shape[1:], kernel, stride, dilation)
+    return kernel, stride, pads, dilation, bool(attrs.get("ceil_mode", 0))
+
+
+def _pool_1d_as_2d(pool: Callable[[OnnxReading, OnnxNode, dict, Tensor], Tensor]) -> Callable[[OnnxReading, OnnxNode, dict], list[Value]]:
+    """A 2-D pooling handler that also reads (N, C, L) pooling as (N, C, 1, L) with a 1×k window, between two
+    reshapes (exact)."""
+    def handler(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+        x = ctx.tensor(node.input[0])
+        if not (ctx.batched and len(x.shape) == 2 and len(attrs.get("kernel_shape", ())) == 1):
+            return [pool(ctx, node, attrs, spatial_input(ctx, node))]
+        one = {key: [1 if key != "pads" else 0] + list(attrs[key]) for key in ("kernel_shape", "strides", "dilations") if key in attrs}
+        if "pads" in attrs:
+            one["pads"] = [0, int(attrs["pads"][0]), 0, int(attrs["pads"][1])]
+        c, length = x.shape
+        y = pool(ctx, node, {**attrs, **one}, ctx.emit(Reshape((c, 1, length)), [x]))
+        return [ctx.emit(Reshape((y.shape[0], y.shape[2])), [y])]
+    return handler
+
+
+@reads_onnx("MaxPool")
+@_pool_1d_as_2d
+def _read_onnx_maxpool(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor) -> Tensor:
+    kernel, stride, pads, dilation, ceil = _pool_common(ctx, node, attrs, x)
+    if ceil and (pads[0] != pads[2] or pads[1] != pads[3]):
+        raise ctx.unsupported("ceil_mode with asymmetric padding")
+    return ctx.emit(MaxPool2d(kernel, stride, pads, dilation, ceil), [x], "maxpool")
+
+
+@reads_onnx("AveragePool")
+@_pool_1d_as_2d
+def _read_onnx_avgpool(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor) -> Tensor:
+    kernel, stride, pads, dilation, ceil = _pool_common(ctx, node, attrs, x)
+    if dilation != (1, 1):
+        raise ctx.unsupported("dilated average pooling")
+    include = bool(attrs.get("count_include_pad", 0))
+    if ceil and any(pads):
+        raise ctx.unsupported("ceil_mode together with padding")
+    try:
+        pool = AvgPool2d(kernel, stride, pads, include, ceil)
+    except ValueError as e:
+        raise ctx.unsupported(str(e)) from None
+    return ctx.emit(pool, [x], "avgpool")
+
+
+@reads_aten("aten.avg_pool2d.default")
+def _read_aten_avgpool(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    kernel = aten_ints(a[1])
+    stride = aten_ints(a[2]) if len(a) > 2 and a[2] else kernel
+    padding = aten_ints(a[3]) if len(a) > 3 else [0, 0]
+    ceil = bool(a[4]) if len(a) > 4 else False
+    include = bool(a[5]) if len(a) > 5 else True
+    if len(a) > 6 and a[6] is not None:
+        raise ctx.unsupported("divisor_override")
+    return ctx.emit(AvgPool2d(kernel, stride, padding, include, ceil), [x], "avgpool")
+
+
+@reads_aten("aten.max_pool2d_with_indices.default", "aten.max_pool2d.default")
+def _read_aten_maxpool(ctx: AtenReading, a: list, kw: dict):
+    x = aten_tensor(ctx, a[0])
+    kernel = aten_ints(a[1])
+    stride = aten_ints(a[2]) if len(a) > 2 and a[2] else kernel
+    padding = aten_ints(a[3]) if len(a) > 3 else [0, 0]
+    dilation = aten_ints(a[4]) if len(a) > 4 else [1, 1]
+    ceil = bool(a[5]) if len(a) > 5 else False
+    out = ctx.emit(MaxPool2d(kernel, stride, padding, dilation, ceil), [x], "maxpool")
+    return (out, None) if "indices" in str(ctx.node.target) else out

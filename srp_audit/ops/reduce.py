@@ -11,9 +11,13 @@ import numpy as np
 import torch
 
 from ..ir.node import Node, Shape
+from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Tensor, Value, aten_ints, aten_tensor, reads_aten, reads_onnx
 from ..kernel.backward import Context, zero_const
 from ..kernel.interval import Interval, generic_linear, inflation
 from ..kernel.rounding import dot_gamma
+from .conv import spatial_input
+from .pool import AvgPool2d
+from .shape import Reshape
 
 
 class Reduce(Node):
@@ -71,3 +75,63 @@ class Reduce(Node):
         total = b.add("ReduceSum", [ins[0], axes], f"{name}.sum", keepdims=int(self.keepdims))
         count = math.prod(b.graph.shapes[b.graph.inputs_of[name][0]][a] for a in self.axes)
         b.add("Div", [total, b.const(f"{name}.count", np.array(count, dtype=np.float32))], out)
+
+
+# ---- reading: sums and means over axes (global average pooling included), in ONNX and ATen
+@reads_onnx("ReduceMean", "ReduceSum")
+def _read_onnx_reduce(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    mean = node.op_type == "ReduceMean"
+    return [reduce_sum(ctx, node, attrs, x, mean, 18 if mean else 13)]
+
+
+@reads_onnx("GlobalAveragePool")
+def _read_onnx_global_avgpool(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    if ctx.batched and len(x.shape) == 2:  # (N, C, L): the mean over L
+        return [ctx.emit(Reduce([1], True, True), [x], "reduce")]
+    x = spatial_input(ctx, node)
+    return [ctx.emit(AvgPool2d(x.shape[1:], 1), [x], "avgpool")]
+
+
+def reduce_sum(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor, mean: bool, since: int) -> Tensor:
+    """The sum (or mean) of an ONNX Reduce* node over its axes (an input from opset `since`, else an attribute).
+    The mean over both spatial axes of (N, C, H, W) — global average pooling, as torch exports AdaptiveAvgPool2d(1)
+    — stays an AvgPool2d (windowed CROWN coefficients)."""
+    axes = axes_arg(ctx, node, attrs, since)
+    rank = len(ctx.onnx_shape(x))
+    keep = bool(attrs.get("keepdims", 1))
+    if axes is None:
+        if attrs.get("noop_with_empty_axes", 0):
+            return x
+        axes = list(range(1 if ctx.batched else 0, rank))
+    if mean and ctx.batched and rank == 4 and sorted(a % rank for a in axes) == [2, 3]:
+        pooled = ctx.emit(AvgPool2d(x.shape[1:], 1), [x], "avgpool")
+        return pooled if keep else ctx.emit(Reshape((x.shape[0],)), [pooled])
+    return ctx.emit(Reduce([ctx.sample_axis(x, a) for a in axes], keep, mean), [x], "reduce")
+
+
+def axes_arg(ctx: OnnxReading, node: OnnxNode, attrs: dict, since: int) -> list[int] | None:
+    """An ONNX node's `axes`: its second input from opset `since` on, an attribute before; None when absent."""
+    if ctx.opset >= since:
+        return [int(a) for a in ctx.const(node.input[1], "axes").reshape(-1)] if len(node.input) > 1 and node.input[1] else None
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+@reads_aten("aten.mean.dim")
+def _read_aten_mean(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    rank = len(ctx.full_shape(x))
+    dims = sorted(d % rank for d in aten_ints(a[1]))
+    keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
+    if ctx.batched and rank == 4 and dims == [2, 3]:  # global average pooling keeps its windowed CROWN rule
+        pooled = ctx.emit(AvgPool2d(x.shape[1:], 1), [x], "avgpool")
+        return pooled if keep else ctx.emit(Reshape((x.shape[0],)), [pooled])
+    return ctx.emit(Reduce([ctx.sample_axis(x, d) for d in dims], keep, mean=True), [x], "reduce")
+
+
+@reads_aten("aten.sum.dim_IntList")
+def _read_aten_sum(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    keep = bool(a[2]) if len(a) > 2 else bool(kw.get("keepdim", False))
+    return ctx.emit(Reduce([ctx.sample_axis(x, d) for d in aten_ints(a[1])], keep), [x], "reduce")

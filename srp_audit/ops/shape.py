@@ -1,4 +1,5 @@
-"""Ops that only move values: Reshape (flatten included), Transpose, constant Pad and Identity.
+"""Ops that only move values: Reshape (flatten included), Transpose, constant Pad and Identity; and how Identity,
+Dropout and Pad are read (the reshapes and transposes are the loader's shape arithmetic, `srp_audit.formats`).
 
 They are exact in every method: IBP applies them to both parts of an interval, CROWN moves coefficients back.
 """
@@ -13,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.node import Node, Shape
+from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Tensor, Value, aten_ints, aten_tensor, reads_aten, reads_onnx
 from ..kernel.backward import Context, zero_const
 from ..kernel.interval import Interval
 from ..kernel.patches import flat_sum
-from ..kernel.rounding import dot_gamma
+from ..kernel.rounding import as_float32, dot_gamma
+from .select import Select, index_map
 
 
 class _MovesValues(Node):
@@ -69,7 +72,7 @@ class Identity(_MovesValues):
 
     passes_bounds = True
 
-    onnx_op = "Identity"
+    onnx_writes = "Identity"  # read by this module's reader (Dropout at inference too; no node: values pass through)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -186,3 +189,66 @@ class Pad(Node):
         pads = b.const(f"{name}.pads", np.array(befores + afters, dtype=np.int64))
         value = b.const(f"{name}.value", np.array(self.value, dtype=np.float32))
         b.add("Pad", [ins[0], pads, value], out, mode="constant")
+
+
+# ---- reading: Identity and Dropout (values pass through), Pad in ONNX and ATen
+@reads_onnx("Identity", "Dropout")
+def _read_onnx_identity(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    training = len(node.input) > 2 and node.input[2] and bool(np.asarray(ctx.get(node.input[2])).reshape(-1)[:1].all())
+    if training or (len(node.output) > 1 and node.output[1]) or attrs.get("is_test", 1) == 0:
+        raise ctx.unsupported("dropout in training mode (random, so no single function to verify): export the model "
+                              "after calling model.eval()")
+    return [ctx.get(node.input[0])]  # type: ignore[list-item]
+
+
+@reads_onnx("Pad")
+def _read_onnx_pad(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    mode = attrs.get("mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ctx.unsupported(f"mode={mode!r} (constant, reflect, edge and wrap are supported)")
+    rank = len(ctx.onnx_shape(x))
+    if ctx.opset >= 11:
+        pads = [int(p) for p in ctx.const(node.input[1], "pads").reshape(-1)]
+        value = ctx.const(node.input[2], "constant_value").reshape(-1) if len(node.input) > 2 and node.input[2] else [0.0]
+        value = float(value[0]) if len(value) else 0.0
+        axes = (
+            [int(a) % rank for a in ctx.const(node.input[3], "axes").reshape(-1)]
+            if len(node.input) > 3 and node.input[3]
+            else list(range(rank))
+        )
+    else:
+        pads, value, axes = list(attrs["pads"]), float(attrs.get("value", 0.0)), list(range(rank))
+    n = len(axes)
+    if len(pads) != 2 * n:
+        raise ctx.unsupported(f"{len(pads)} pad values for {n} axes")
+    full = [(0, 0)] * rank
+    for i, a in enumerate(axes):
+        full[a] = (pads[i], pads[i + n])
+    if any(p < 0 for pair in full for p in pair):
+        raise ctx.unsupported("negative pads (cropping) are not supported")
+    if ctx.batched:
+        if full[0] != (0, 0):
+            raise ctx.unsupported("padding the batch axis")
+        full = full[1:]
+    if all(p == (0, 0) for p in full):
+        return [x]
+    if mode != "constant":  # reflect / edge / wrap only repeat entries of the sample: a Select
+        np_mode = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode]
+        picks = index_map(lambda ids: [np.pad(ids, ([(0, 0)] if ctx.batched else []) + full, mode=np_mode)], x.shape, ctx.batched)
+        idx, shape, _ = picks[0]  # type: ignore[index]
+        return [ctx.emit(Select(idx, shape, math.prod(x.shape)), [x], "pad")]
+    return [ctx.emit(Pad(full, value), [x])]
+
+
+@reads_aten("aten.constant_pad_nd.default")
+def _read_aten_pad(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    flat = aten_ints(a[1])
+    value = float(a[2]) if len(a) > 2 else 0.0
+    pads = [(0, 0)] * len(x.shape)
+    for i in range(len(flat) // 2):  # torch lists pads from the last axis backwards
+        pads[len(x.shape) - 1 - i] = (flat[2 * i], flat[2 * i + 1])
+    if any(p < 0 for pair in pads for p in pair):
+        raise ctx.unsupported("negative padding (cropping)")
+    return ctx.emit(Pad(pads, as_float32(value)), [x])

@@ -14,7 +14,9 @@ import math
 
 import torch
 
+from ..errors import ModelLoadError
 from ..ir.node import Node, Shape
+from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Reading, Tensor, Value, aten_tensor, reads_aten, reads_onnx
 from ..kernel.backward import Context, split_signs
 from ..kernel.interval import Interval
 from ..kernel.patches import weighted_sum
@@ -28,7 +30,7 @@ class Softmax(Node):
     nonlinear = True
     constant_relaxation = True
     keeps_argmax = True
-    onnx_op = "Softmax"
+    onnx_writes = "Softmax"  # read by this module's reader (opset conventions for the axis)
 
     def __init__(self, axis: int) -> None:
         super().__init__()
@@ -95,7 +97,7 @@ class LogSoftmax(Softmax):
     IBP: y_i = −softplus(LSE_{j≠i} x_j − x_i), decreasing in every x_j (j ≠ i), increasing in x_i: the bounds
     come from the same opposite corners as softmax's, each softplus rounded outward. CROWN: those constants."""
 
-    onnx_op = None  # read by the loader's LogSoftmax handler (axis conventions), written as LogSoftmax
+    onnx_writes = None  # written by its own `to_onnx`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(x, dim=self.axis + 1)
@@ -202,3 +204,46 @@ def _softplus_bounds(t: torch.Tensor, upper: bool) -> torch.Tensor:
     tail = torch.log1p(e)
     tail = tail * (1 + 4 * u) + tiny(t.dtype) if upper else (tail * (1 - 4 * u) - tiny(t.dtype)).clamp(min=0)
     return _outward(t.clamp(min=0) + tail, upper)
+
+
+# ---- reading: Softmax and LogSoftmax over one axis, in ONNX and ATen
+@reads_onnx("Softmax")
+def _read_onnx_softmax(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    return [ctx.emit(Softmax(_softmax_axis(ctx, node, attrs, x)), [x], "softmax")]
+
+
+@reads_onnx("LogSoftmax")
+def _read_onnx_log_softmax(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    return [_log_softmax(ctx, x, _softmax_axis(ctx, node, attrs, x))]
+
+
+@reads_aten("aten._softmax.default", "aten.softmax.int")
+def _read_aten_softmax(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    return ctx.emit(Softmax(ctx.sample_axis(x, int(a[1]))), [x], "softmax")
+
+
+@reads_aten("aten._log_softmax.default", "aten.log_softmax.int")
+def _read_aten_log_softmax(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    return _log_softmax(ctx, x, ctx.sample_axis(x, int(a[1])))
+
+
+def _softmax_axis(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor) -> int:
+    """The sample axis of an ONNX (Log)Softmax; before opset 13 it flattened every axis from `axis` on, which is
+    read only where that is the last axis alone."""
+    rank = len(ctx.onnx_shape(x))
+    axis = int(attrs.get("axis", -1 if ctx.opset >= 13 else 1)) % rank
+    if ctx.opset < 13 and axis != rank - 1:
+        raise ctx.unsupported(f"{node.op_type} over the flattened axes {axis}… (opset {ctx.opset}); re-export with opset ≥ 13")
+    return ctx.sample_axis(x, axis)
+
+
+def _log_softmax(ctx: Reading, x: Tensor, axis: int) -> Tensor:
+    """log(softmax(x)) as its own op (exact forward at any logit spread, bounds that never lose the ≤ 0);
+    `certify` strips a final one as it does a final Softmax (argmax unchanged)."""
+    if not 0 <= axis < len(x.shape):
+        raise ModelLoadError(f"LogSoftmax over axis {axis} of a rank-{len(x.shape)} sample")
+    return ctx.emit(LogSoftmax(axis), [x], "logsoftmax")

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import ops
+from ..ir.reading import Tensor, aten_tensor
 from ..kernel.enclosure import Enclosed
-from .context import LoaderContext, Tensor
+from .aten_context import _AtenCtx, aten
+from .context import LoaderContext, Value
+from .onnx_context import OnnxContext
+from .onnx_ops import handles
 
 _COORD = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
@@ -138,3 +143,51 @@ def out_size(n_in: int, scale: Fraction) -> int:
     """ONNX's output size floor(n_in · scale), exactly."""
     return math.floor(n_in * scale)
 
+
+# ---- reading: ONNX Resize and Upsample, ATen upsample_nearest2d and upsample_bilinear2d
+@handles("Resize", "Upsample")
+def _resize(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    full = [int(n) for n in ctx.full_shape(x)]
+    opt = lambda i: ctx.const(node.input[i], "resize argument") if len(node.input) > i and node.input[i] else None  # noqa: E731
+    if node.op_type == "Upsample" or ctx.opset < 11:  # scales only; asymmetric coordinates, nearest rounds down
+        scales = attrs.get("scales") if "scales" in attrs else opt(1)
+        sizes, coord, nearest = None, "asymmetric", "floor"
+    else:
+        if attrs.get("antialias", 0) or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" or "axes" in attrs:
+            raise ctx.unsupported("antialias, keep_aspect_ratio_policy and axes are not supported")
+        scales, sizes = opt(2), opt(3)
+        coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+        nearest = attrs.get("nearest_mode", "round_prefer_floor")
+    if sizes is not None and np.asarray(sizes).size:
+        out = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        scale = [Fraction(o, i) for o, i in zip(out, full)]  # the spec's output/input ratio, exactly
+    elif scales is not None and np.asarray(scales).size:
+        scale = [Fraction(float(v)) for v in np.asarray(scales).reshape(-1)]  # the stored float32 values, exactly
+        out = [out_size(i, s) for i, s in zip(full, scale)]
+    else:
+        raise ctx.unsupported("neither scales nor sizes are given")
+    if len(out) != len(full):
+        raise ctx.unsupported(f"{len(out)} sizes for a rank-{len(full)} tensor")
+    return [onnx_resize(ctx, x, full, out, scale, attrs.get("mode", "nearest"), coord, nearest)]
+
+
+@aten("aten.upsample_nearest2d.vec", "aten.upsample_bilinear2d.vec")
+def _aten_upsample(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    full = [int(n) for n in ctx.full_shape(x)]
+    if len(full) != 4 or not ctx.batched:
+        raise ctx.unsupported("only (N, C, H, W) upsampling is supported")
+    nearest = "nearest" in str(ctx.node.target)
+    size = a[1]
+    align = None if nearest else bool(a[2])
+    scales = a[2] if nearest else (a[3] if len(a) > 3 else None)
+    hw = full[2:]
+    if size is not None:
+        out = [int(v) for v in size]
+        sc: list = [None, None] if scales is None else [float(v) for v in scales]
+    else:
+        sc = [float(v) for v in scales]
+        out = [int(math.floor(n * s)) for n, s in zip(hw, sc)]
+    mats = {1 + k: torch_matrix(hw[k], out[k], "nearest" if nearest else "linear", align, sc[k]) for k in range(2)}
+    return apply_axes(ctx, x, mats)
