@@ -152,6 +152,7 @@ def op_graphs(seed: int) -> dict[str, Graph]:
         "Compare_eq": widened(ops.Compare("eq"), 0.0),  # a point box at 0
         "Compare_ne": one(ops.Compare("ne"), (7,)),
         "Atan": widened(ops.Atan(), 4.0),
+        "Sinh": widened(ops.Sinh(), 2.0),
         "ScaledElu": widened(ops.ScaledElu(), 3.0),
         "ScaledElu_elu": widened(ops.ScaledElu(1.5, 1.0), 3.0),
         "RoundToFloat": widened(ops.RoundToFloat("float16"), 3.0),
