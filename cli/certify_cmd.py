@@ -37,7 +37,7 @@ from .progress import ProgressBar
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="Samples .npz with x and y. Default: MODEL's stem + .samples.npz beside it.")
 @click.option("--method", type=click.Choice(("auto",) + CASCADE), default="auto", show_default=True,
-              help="Sound bound method; auto escalates ibp → crown-ibp → crown → alpha-crown on undecided samples.")
+              help=f"Sound bound method; auto escalates {' → '.join(CASCADE)} on undecided samples.")
 @click.option("--alpha-iters", type=click.IntRange(min=0), default=20, show_default=True, help="alpha-CROWN optimisation steps.")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True, help="Valid input range LO,HI; the ball is clipped to it.")
 @click.option("--radius/--no-radius", default=True, show_default=True, help="Search each sample's certified and attack radius.")
@@ -81,25 +81,13 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
       srp-audit certify model.onnx --eps 0.02 --no-radius --certificate proofs.npz
     """
     inputs = (model,) + ((data_path,) if data_path else ())
-    # every output is checked (type, folder, writable, not an input) before any work
-    formats = [(prepare_output(path, "report", inputs), format_for(path)) for path in outputs]
-    if plot:
-        check_plot_path(plot, inputs)
-    if certificate_path:
-        prepare_output(certificate_path, "certificate", inputs)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    problem = step_summary_problem(step_summary) if step_summary else None
-    if problem:  # warned once, here; the summary is then skipped without a second warning
-        click.echo(f"warning: {problem}; the step summary will be skipped", err=True)
-        step_summary = None
+    formats = _checked_outputs(inputs, outputs, plot, certificate_path)
+    step_summary = _usable_step_summary()
     if norm == "inf":
         check_eps_in_domain(eps, domain)
     eps_main = max(eps)
     sweep = tuple(sorted(eps)) if len(eps) > 1 else ()
-    if sweep and not radius:
-        raise UsageError("an eps sweep reuses the radius search: drop --no-radius")
-    if (fail_under_radius is not None or plot) and not radius:
-        raise UsageError("--fail-under-radius and --plot need the radius search: drop --no-radius")
+    _check_radius_needs(radius, bool(sweep), fail_under_radius is not None or bool(plot))
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     graph = load(model, model_opts, data=data_path)
     if data_path is None:
@@ -145,3 +133,33 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
     if failed:
         click.echo("gate failed: " + "; ".join(failed), err=True)
         click.get_current_context().exit(EXIT_GATE)
+
+
+def _checked_outputs(inputs: tuple[str, ...], outputs: tuple[str, ...], plot: str | None,
+                     certificate_path: str | None) -> list[tuple[str, str]]:
+    """Every output checked (type, folder, writable, not an input) before any work: (path, format) per report."""
+    formats = [(prepare_output(path, "report", inputs), format_for(path)) for path in outputs]
+    if plot:
+        check_plot_path(plot, inputs)
+    if certificate_path:
+        prepare_output(certificate_path, "certificate", inputs)
+    return formats
+
+
+def _usable_step_summary() -> str | None:
+    """GitHub's step summary file, if set and writable; a problem with it is warned once, here, and the summary
+    then skipped without a second warning."""
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    problem = step_summary_problem(step_summary) if step_summary else None
+    if problem:
+        click.echo(f"warning: {problem}; the step summary will be skipped", err=True)
+        return None
+    return step_summary
+
+
+def _check_radius_needs(radius: bool, sweep: bool, radius_outputs: bool) -> None:
+    """Refuse options that need the radius search with --no-radius."""
+    if sweep and not radius:
+        raise UsageError("an eps sweep reuses the radius search: drop --no-radius")
+    if radius_outputs and not radius:
+        raise UsageError("--fail-under-radius and --plot need the radius search: drop --no-radius")

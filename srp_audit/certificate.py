@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,9 +21,7 @@ import onnx
 import torch
 
 from .atomic import write_bytes_atomic
-from .bounds import CASCADE, METHODS
-from .bounds.alpha import optimise_slopes
-from .bounds.crown import crown_bounds
+from .bounds import CASCADE_METHODS, BoundMethod, as_methods, get_method
 from .ir.graph import Graph
 from .kernel.relax import relu_adaptive_lower
 from .ops.affine import Dense
@@ -184,13 +183,14 @@ class ProofWriter:
     # ------------------------------------------------------------------------------------------ proofs
 
     def robustness_claim(self, sample: int, x: torch.Tensor, label: int, eps: float, domain: tuple[float, float],
-                         methods: tuple[str, ...], alpha_iters: int = 20, norm: str = "inf") -> Claim | None:
+                         methods: Sequence[BoundMethod | str], alpha_iters: int = 20, norm: str = "inf") -> Claim | None:
         """The claim that sample `x` (float32, its own shape) keeps `label` on the `norm` ball of radius `eps` ∩ domain,
-        with the first of `methods` whose proof the format can carry; None when none proves it. Over an L2/L1 ball
-        IBP is skipped: its ball rule bounds a first layer the checker's interval pass (over the bounding box) does not."""
+        with the first of `methods` whose proof the format can carry; None when none proves it. Methods that do not
+        declare `norm` among their certificate `norms` are skipped (IBP over an L2/L1 ball: its ball rule bounds a
+        first layer the checker's interval pass, over the bounding box, does not)."""
         x64 = x.detach().to(torch.float64).reshape((1,) + tuple(self.graph.input_shape))
         box = ball(x64, float(eps), domain, norm)
-        methods = methods if norm == "inf" else tuple(m for m in methods if m != "ibp")
+        methods = tuple(m for m in as_methods(methods) if norm in m.norms)
         k = self.graph.num_classes
         spec = margin_spec(torch.tensor([int(label)]), k)
         leaf = self.first_proof(box, spec, methods, alpha_iters)
@@ -200,7 +200,7 @@ class ProofWriter:
                      "eps": float(eps), "norm": norm, "domain": [float(domain[0]), float(domain[1])], "label": int(label), "classes": k}
         return Claim(f"sample {sample} at eps {eps:g}", input_set, spec.C[0].numpy(), spec.d[0].numpy(), [list(g) for g in spec.groups], [leaf])
 
-    def box_claim(self, ident: str, lower: np.ndarray, upper: np.ndarray, spec: LinearSpec, methods: tuple[str, ...],
+    def box_claim(self, ident: str, lower: np.ndarray, upper: np.ndarray, spec: LinearSpec, methods: Sequence[BoundMethod | str],
                   alpha_iters: int = 20) -> Claim | None:
         """The claim that `spec` holds on the box [lower, upper] (flattened input), or None."""
         shape = (1,) + tuple(self.graph.input_shape)
@@ -213,33 +213,31 @@ class ProofWriter:
         input_set = {"type": "box", "lower": flat(lower), "upper": flat(upper)}
         return Claim(ident, input_set, spec.C[0].double().numpy(), spec.d[0].double().numpy(), [list(g) for g in spec.groups], [leaf])
 
-    def first_proof(self, box: InputBox, spec: LinearSpec, methods: tuple[str, ...], alpha_iters: int) -> Leaf | None:
-        for method in methods:
+    def first_proof(self, box: InputBox, spec: LinearSpec, methods: Sequence[BoundMethod | str], alpha_iters: int) -> Leaf | None:
+        """The leaf of the first of `methods` (objects or names) that proves `spec` on `box`, or None."""
+        for method in as_methods(methods):
             leaf = self._proof(box, spec, method, alpha_iters)
             if leaf is not None:
                 return leaf
         return None
 
-    def _proof(self, box: InputBox, spec: LinearSpec, method: str, alpha_iters: int) -> Leaf | None:
+    def _proof(self, box: InputBox, spec: LinearSpec, method: BoundMethod, alpha_iters: int) -> Leaf | None:
         """The leaf of `method`'s proof on one sample, or None when the method does not prove the spec.
 
         The checker re-derives every claimed ReLU input bound from the claims before it, with CROWN's slope rule,
         so the bounds are recomputed here layer by layer from the *claimed* (widened) earlier bounds, each widened
-        by `LOOSEN` before the next layer uses it; alpha-CROWN keeps CROWN's intermediate bounds and optimises the
-        final pass's slopes only. The final passes go to the input and, where the last layer is a Dense after a
-        ReLU, stop at that ReLU's interval too (IBP's bound of the margins): each row takes its best."""
+        by `LOOSEN` before the next layer uses it (`BoundMethod.claim_bounds`); alpha-CROWN keeps CROWN's intermediate
+        bounds and optimises the final pass's slopes only. The final passes go to the input and, where the last layer
+        is a Dense after a ReLU, stop at that ReLU's interval too (IBP's bound of the margins): each row takes its best.
+        A method that is not `linear` (IBP) proves by that interval stop alone."""
         last = self.graph.node(self.graph.output)
         ibp_stop = self.relus.get(self.graph.inputs_of[self.graph.output][0]) if isinstance(last, Dense) else None
-        if method == "ibp":
-            lower = METHODS["ibp"](self.graph, box, spec).lower
-            return Leaf(stops=[ibp_stop]) if ibp_stop is not None and bool(spec.proved(lower)[0]) else None
-        with torch.no_grad():
-            res = crown_bounds(self.graph, box, spec, "ibp" if method == "crown-ibp" else "crown", widen=self.widen_claim)
-        lower, ctx, state = res.lower, res.ctx, None
-        if method == "alpha-crown":
-            state = {}
-            lower = optimise_slopes(ctx, spec, box, lower, alpha_iters, 0.5, state=state)
-        if not bool(spec.proved(lower.detach())[0]):
+        claimed = method.claim_bounds(self.graph, box, spec, self.widen_claim, alpha_iters)
+        if not method.linear:
+            return Leaf(stops=[ibp_stop]) if ibp_stop is not None and bool(spec.proved(claimed.lower)[0]) else None
+        ctx, state = claimed.ctx, claimed.slopes
+        assert ctx is not None, f"the linear method {method.name} returned no relaxation"
+        if not bool(spec.proved(claimed.lower.detach())[0]):
             return None
         leaf = Leaf(stops=[None] + ([ibp_stop] if ibp_stop is not None else []))
         for name, onnx_name in self.relus.items():
@@ -291,8 +289,8 @@ def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples:
             if writer.reason:
                 cert.uncertified.append((ident, writer.reason))
                 continue
-            first = (s.method,) if s.method and eps == float(options.eps) else ()
-            methods = first + tuple(m for m in CASCADE if m not in first)
+            first = (get_method(s.method),) if s.method and eps == float(options.eps) else ()
+            methods = first + tuple(m for m in CASCADE_METHODS if m not in first)
             claim = writer.robustness_claim(s.index, x[pos], s.label, eps, options.domain, methods, options.alpha_iters, options.norm)
             if claim is None:
                 cert.uncertified.append((ident, "re-running its proof for the certificate did not prove it again"))

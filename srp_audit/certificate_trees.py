@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from .bab import BabProof, BabTrace, relu_bab
-from .bounds import CASCADE
+from .bounds import CASCADE_METHODS, CROWN, BoundMethod
 from .certificate import Certificate, Claim, Leaf, ProofWriter
 from .ir.graph import Graph
 from .spec import InputBox, LinearSpec
@@ -98,7 +99,7 @@ def _leaf(proof: BabProof, order: np.ndarray, writer: ProofWriter, relu_of_pre: 
     return leaf
 
 
-def input_split_claim(writer: ProofWriter, ident: str, box: InputBox, spec: LinearSpec, methods: tuple[str, ...],
+def input_split_claim(writer: ProofWriter, ident: str, box: InputBox, spec: LinearSpec, methods: Sequence[BoundMethod | str],
                       deadline: float, alpha_iters: int = 20) -> Claim | None:
     """Prove `spec` on `box` by halving sub-boxes along their widest side until `methods` prove each (each leaf its
     own proof); None past `deadline` or `MAX_INPUT_LEAVES` leaves."""
@@ -143,14 +144,14 @@ def verify_certificate(model_path: str, graph: Graph, spec, alpha_iters: int = 2
             cert.uncertified.append((ident, writer.reason))
             continue
         s = clause.spec(torch.float64)
-        claim = writer.box_claim(ident, clause.lower, clause.upper, s, CASCADE, alpha_iters)
+        claim = writer.box_claim(ident, clause.lower, clause.upper, s, CASCADE_METHODS, alpha_iters)
         if claim is None:
             shape = (1,) + tuple(writer.graph.input_shape)
             box = InputBox(torch.from_numpy(np.asarray(clause.lower, dtype=np.float64)).reshape(shape),
                            torch.from_numpy(np.asarray(clause.upper, dtype=np.float64)).reshape(shape))
             deadline = time.perf_counter() + timeout
             if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
-                claim = input_split_claim(writer, ident, box, s, ("crown",), deadline, alpha_iters)
+                claim = input_split_claim(writer, ident, box, s, (CROWN,), deadline, alpha_iters)
             else:
                 claim = relu_split_claim(writer, ident, box, s, deadline)
         if claim is None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .attack import confirm_counterexamples, pgd
-from .bounds import CASCADE, interval_bounds
+from .bounds import CASCADE_METHODS, BoundMethod, get_method, interval_bounds
 from .bounds.crown import relu_inputs, unstable_neurons
 from .certify_options import CertifyOptions
 from .device import resolve_device, use_exact_float32
@@ -116,6 +116,7 @@ def certify(
     start = time.perf_counter()
     if options.norm not in NORMS:
         raise UsageError(f"unknown norm {options.norm!r}; choose one of {', '.join(NORMS)}")
+    chosen_methods(options.method)  # an unknown method is refused before any work
     for e in (options.eps,) + tuple(options.sweep):
         check_radius(e)
     graph, slot_note = one_sample_per_slot(graph, tuple(x.shape[1:]))
@@ -278,7 +279,7 @@ class _Verdicts:
                    torch.zeros(n, dtype=torch.long, device=dev), att_r, x.clone(),
                    torch.full((n,), torch.nan, dtype=torch.float64, device=dev))
 
-    def prove(self, prover: Prover, sub: torch.Tensor, methods: tuple[str, ...]) -> None:
+    def prove(self, prover: Prover, sub: torch.Tensor, methods: tuple[BoundMethod, ...]) -> None:
         """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds."""
         if not sub.numel():
             return
@@ -332,6 +333,16 @@ def _sample_results(v: _Verdicts, y: torch.Tensor, pred: torch.Tensor, verified:
     return out
 
 
+def chosen_methods(method: str) -> tuple[tuple[BoundMethod, ...], tuple[BoundMethod, ...]]:
+    """(the methods that prove at eps, those of the radius search) for `--method`: `auto` escalates through the
+    whole cascade and searches radii without the `optimised` methods (alpha-CROWN's few-percent gains cost ~20
+    CROWN passes per step); a named method does both alone."""
+    if method != "auto":
+        alone = (get_method(method),)
+        return alone, alone
+    return CASCADE_METHODS, tuple(m for m in CASCADE_METHODS if not m.optimised)
+
+
 def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor, opt: CertifyOptions, offset: int) -> list[SampleResult]:
     n, dev = x.shape[0], x.device
     dom = opt.domain
@@ -345,10 +356,8 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
         clean_margin = spec.worst_bound(spec.values(wide.logits(x64)))
     clean_bad = confirm_counterexamples(x, spec, native, wide, torch.ones(n, dtype=torch.bool, device=dev))
     candidates = (pred == y) & ~clean_bad
-    methods = CASCADE if opt.method == "auto" else (opt.method,)
+    methods, radius_methods = chosen_methods(opt.method)
     prove = Prover(wide, x64, spec, dom, methods, opt.alpha_iters, clean_margin, opt.norm)
-    # `auto` searches radii without alpha-CROWN: its few-percent gains cost ~20 CROWN passes per step.
-    radius_methods = tuple(m for m in methods if m != "alpha-crown") if opt.method == "auto" else methods
     attack = _attacker(native, wide, x, spec, opt)
     v = _Verdicts.start(x, opt.eps, clean_bad)
     idx = candidates.nonzero().flatten()
@@ -375,4 +384,4 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
     if clash.any():
         raise SoundnessError(f"samples {(clash.nonzero().flatten() + offset).tolist()} were both proved and falsified")
     sweep = sweep_verdicts(prove, radius_methods, opt, candidates, cert, v.att_r, falsified_at, verified, v.eps)
-    return _sample_results(v, y, pred, verified, falsified, cert, sweep, methods[-1], offset)
+    return _sample_results(v, y, pred, verified, falsified, cert, sweep, methods[-1].name, offset)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from .bounds import CrownResult, get_method
+from .bounds import BoundMethod, CrownResult, as_methods
 from .bounds.crown import Bounds, refine_targets, spec_form
 from .ir.graph import Graph
 from .spec import LinearSpec, ball
@@ -13,65 +15,68 @@ from .spec import LinearSpec, ball
 
 class Prover:
     """Runs the sound method(s) on a subset of samples at per-sample eps. With several methods (`auto`) it
-    escalates: each method only sees the samples the cheaper ones left unproved; alpha-CROWN only those whose
-    CROWN bound came within half the clean margin of a proof (elsewhere it would not close the gap)."""
+    escalates: each method only sees the samples the cheaper ones left unproved; an `optimised` one (alpha-CROWN)
+    only those whose bound so far came within half the clean margin of a proof (elsewhere it would not close the
+    gap). Methods are given as `BoundMethod`s or by name."""
 
     def __init__(self, wide: Graph, x64: torch.Tensor, spec: LinearSpec, dom: tuple[float, float],
-                 methods: tuple[str, ...], alpha_iters: int, clean_margin: torch.Tensor, norm: str = "inf") -> None:
+                 methods: Sequence[BoundMethod | str], alpha_iters: int, clean_margin: torch.Tensor, norm: str = "inf") -> None:
         self.wide, self.x64, self.spec, self.dom, self.norm = wide, x64, spec, dom, norm
-        self.methods, self.alpha_iters, self.clean_margin = methods, alpha_iters, clean_margin
-        self.last: tuple[torch.Tensor, CrownResult, torch.Tensor] | None = None  # the last call's last linear pass:
-        # (sample ids, its result, the eps it ran at)
-        self.refuted: dict[int, tuple[float, Bounds]] = {}  # per sample: the smallest eps CROWN refuted, its
-        # refined intermediate bounds (they hold on every smaller ball around the sample)
+        self.methods, self.alpha_iters, self.clean_margin = as_methods(methods), alpha_iters, clean_margin
+        self.last: tuple[torch.Tensor, CrownResult, torch.Tensor] | None = None  # the last call's last salvageable
+        # pass: (sample ids, its result, the eps it ran at)
+        self.refuted: dict[int, tuple[float, Bounds]] = {}  # per sample: the smallest eps a method that refines its
+        # intermediate bounds (CROWN) refuted, those bounds (they hold on every smaller ball around the sample)
 
-    def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: tuple[str, ...] | None = None,
+    def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: Sequence[BoundMethod | str] | None = None,
                  prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
-        """(proved, best worst-margin bound, method that proved each) for samples `idx`."""
-        methods = methods or self.methods
+        """(proved, best worst-margin bound, name of the method that proved each) for samples `idx`."""
+        methods = as_methods(methods) if methods else self.methods
         proved = torch.zeros(idx.numel(), dtype=torch.bool, device=idx.device)
         bound = torch.full((idx.numel(),), -torch.inf, dtype=torch.float64, device=idx.device) if prior is None else prior.clone()
         by: list[str | None] = [None] * idx.numel()
         todo = torch.arange(idx.numel(), device=idx.device)
         self.last = None
-        crown_state: tuple[torch.Tensor, CrownResult] | None = None  # (positions, CROWN result) for alpha
-        for name in methods:
+        reused = {m.reuses for m in methods if m.reuses is not None}
+        kept: dict[BoundMethod, tuple[torch.Tensor, CrownResult]] = {}  # (positions, result) of methods reused later
+        for method in methods:
+            if method.optimised and len(methods) > 1:
+                todo = todo[bound[todo] >= -0.5 * self.clean_margin[idx[todo]]]
             if not todo.numel():
                 break
-            extra: dict = {}
-            if name == "alpha-crown":
-                if len(methods) > 1:
-                    todo = todo[bound[todo] >= -0.5 * self.clean_margin[idx[todo]]]
-                    if not todo.numel():
-                        break
-                if crown_state is not None:  # reuse CROWN's intermediate bounds for these samples
-                    where = {int(p): i for i, p in enumerate(crown_state[0].tolist())}
-                    rows = torch.tensor([where[int(p)] for p in todo.tolist()], device=idx.device)
-                    base = crown_state[1]
-                    extra["crown"] = CrownResult(base.lower[rows], base.unstable[rows], base.ctx.select(rows))
             sub = idx[todo]
             box = ball(self.x64[sub], eps[todo], self.dom, self.norm)
-            if name == "crown":
+            extra: dict = {}
+            if method.reuses in kept:  # start from its result for these samples
+                extra["base"] = _rows(*kept[method.reuses], todo)
+            if method.takes_prior:
                 extra["prior"] = self._prior(sub, eps[todo])
             with torch.no_grad():
-                res = get_method(name)(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters, **extra)
-            if name == "crown" and res.crown is not None:
-                crown_state = (todo, res.crown)
-            if name in ("crown", "crown-ibp") and res.crown is not None:
-                self.last = (sub, res.crown, eps[todo])
+                res = method.bounds(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters, **extra)
             worst = self.spec.select(sub).worst_bound(res.lower)
             bound[todo] = torch.maximum(bound[todo], worst)
             ok = worst > 0
-            if name == "crown" and res.crown is not None:
-                self._remember(sub, eps[todo], ~ok, res.crown)
+            if res.crown is not None:
+                self._keep(method, res.crown, todo, sub, eps[todo], ~ok, kept if method in reused else None)
             proved[todo[ok]] = True
             for i in todo[ok].tolist():
-                by[i] = name
+                by[i] = method.name
             todo = todo[~ok]
         return proved, bound, by
 
+    def _keep(self, method: BoundMethod, res: CrownResult, todo: torch.Tensor, sub: torch.Tensor, eps: torch.Tensor,
+              refuted: torch.Tensor, kept: dict[BoundMethod, tuple[torch.Tensor, CrownResult]] | None) -> None:
+        """Keep what later passes reuse of `method`'s linear result: its state for a method that `reuses` it (in
+        `kept`), its pass for `salvage`, its refined intermediate bounds of the `refuted` samples."""
+        if kept is not None:
+            kept[method] = (todo, res)
+        if method.salvageable:
+            self.last = (sub, res, eps)
+        if method.refines_intermediates:
+            self._remember(sub, eps, refuted, res)
+
     def _remember(self, sub: torch.Tensor, eps: torch.Tensor, refuted: torch.Tensor, res: CrownResult) -> None:
-        """Keep the refined intermediate bounds of each sample CROWN refuted at an eps smaller than any before."""
+        """Keep the refined intermediate bounds of each sample refuted at an eps smaller than any before."""
         graph = self.wide
         targets = [n for n in refine_targets(graph) if not graph.first_layer(n)]
         for j in refuted.nonzero().flatten().tolist():
@@ -95,7 +100,7 @@ class Prover:
         return out
 
     def salvage(self, idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        """For samples the last call refuted with a linear method (CROWN, CROWN-IBP): the largest radius in [lo, hi)
+        """For samples the last call refuted with a `salvageable` method (CROWN, CROWN-IBP): the largest radius in [lo, hi)
         — and below the eps that pass ran at — its linear bound still proves (bisected to 1/64 of the bracket; lo
         where none). The pass's intermediate bounds hold for every smaller ball, so this is a proof without
         another pass; above its eps they prove nothing, hence the cap."""
@@ -120,3 +125,10 @@ class Prover:
                 a, b = torch.where(ok, mid, a), torch.where(ok, b, mid)
         out[pick] = a
         return out
+
+
+def _rows(positions: torch.Tensor, res: CrownResult, todo: torch.Tensor) -> CrownResult:
+    """The rows of `res` (computed for the samples at `positions`) of the samples at `todo`, a subset of them."""
+    where = {int(p): i for i, p in enumerate(positions.tolist())}
+    rows = torch.tensor([where[int(p)] for p in todo.tolist()], device=todo.device)
+    return CrownResult(res.lower[rows], res.unstable[rows], res.ctx.select(rows))

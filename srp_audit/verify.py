@@ -24,8 +24,8 @@ import torch
 
 from .atomic import write_text_atomic
 from .attack import confirm_counterexamples
-from .bab import input_bab, relu_bab
-from .bounds import CASCADE, get_method
+from .bab import BabResult, input_bab, relu_bab
+from .bounds import CASCADE_METHODS, BoundMethod
 from .bounds.crown import check_supported
 from .device import resolve_device, use_exact_float32
 from .errors import SrpAuditError, UsageError
@@ -126,82 +126,104 @@ def verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions) -> VerifyResult:
 
 def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float, phase: list[str]) -> VerifyResult:
     deadline = start + opt.timeout
-    n_in, n_out = math.prod(graph.input_shape), graph.num_classes
-    if spec.n_inputs != n_in or spec.n_outputs != n_out:
-        raise UsageError(f"{spec.path} has {spec.n_inputs} inputs and {spec.n_outputs} outputs, the model "
-                         f"{n_in} inputs {graph.input_shape} and {n_out} outputs")
-    check_supported(graph)
-    dev = resolve_device(opt.device)
-    if dev.type == "cuda":
-        use_exact_float32()
-    native = graph.copy(device=dev).eval()
-    wide = graph.copy(dtype=torch.float64, device=dev).eval()
-    native.requires_grad_(False)
-    wide.requires_grad_(False)
-    methods_used = []
-    pending: list[tuple[Clause, InputBox, InputBox, LinearSpec, Callable]] = []
-    for clause in spec.clauses:
-        proof_box, member_box, attack_box = _boxes(clause, graph, native.dtype, dev)
-        s = clause.spec(torch.float64).to(device=dev)
-        rows_hit = clause.spec(torch.float64, counterexamples=True).to(device=dev)
-
-        def confirmed(x: torch.Tensor, rows_hit=rows_hit, member_box=member_box) -> bool:
-            x = x.to(native.dtype)  # the point a sat answer reports (branch and bound searches in float64)
-            return bool(confirm_counterexamples(x, rows_hit, native, wide, _inside(x, member_box)).all())
-
-        # 1. attack: PGD on the whole property, then on each disjunct alone (a targeted attack per class)
+    native, wide, dev = _bound_copies(graph, spec, opt.device)
+    pending: list[tuple[InputBox, InputBox, LinearSpec, Callable]] = []
+    for clause in spec.clauses:  # 1. attack: PGD on the whole property, then on each disjunct alone (per class)
+        proof_box, attack_box, s, confirmed = _clause_parts(clause, native, wide, dev)
         phase[0] = "the attack"
         hit = property_attack(native, attack_box, s, opt.attack_steps, opt.attack_restarts, opt.seed, confirmed,
                               deadline=start + ATTACK_SHARE * opt.timeout)
         if hit is not None:
             return _sat(native, hit, "pgd", start)
         if time.perf_counter() > deadline:
-            return VerifyResult("timeout", None, time.perf_counter() - start, detail=f"reached the deadline after {phase[0]}")
-        pending.append((clause, proof_box, attack_box, s, confirmed))
-    # 2. the bound cascade, clause by clause (all must be proved)
+            return _timeout(start, phase)
+        pending.append((proof_box, attack_box, s, confirmed))
+    used: list[tuple[int, str]] = []  # (strength, name) of what proved each clause
     undecided = []
-    for clause, box, attack_box, s, confirmed in pending:
-        proved_by = None
-        for name in CASCADE:
-            phase[0] = name
-            if time.perf_counter() > deadline:
-                return VerifyResult("timeout", None, time.perf_counter() - start, detail=f"reached the deadline after {phase[0]}")
-            with torch.no_grad():
-                lb = get_method(name)(wide, box, s, alpha_iters=opt.alpha_iters, deadline=deadline).lower
-            if bool(s.proved(lb).all()):
-                proved_by = name
-                break
-        if proved_by:
-            methods_used.append(proved_by)
+    for box, attack_box, s, confirmed in pending:  # 2. the bound cascade, clause by clause (all must be proved)
+        method = _cascade(wide, box, s, opt, deadline, phase)
+        if method is not None:
+            used.append((method.rank, method.name))
             continue
         if time.perf_counter() > deadline:
-            return VerifyResult("timeout", None, time.perf_counter() - start, detail=f"reached the deadline after {phase[0]}")
+            return _timeout(start, phase)
         phase[0] = "the attack from CROWN's corners"
         hit = corner_attack(native, wide, box, attack_box, s, opt.attack_steps, opt.seed, confirmed)
         if hit is not None:
             return _sat(native, hit, "pgd-crown-corners", start)
-        undecided.append((clause, box, s, confirmed))
-    # 3. complete methods
-    for _clause, box, s, confirmed in undecided:
+        undecided.append((box, s, confirmed))
+    for box, s, confirmed in undecided:  # 3. complete methods
         if not opt.complete:
             return VerifyResult("unknown", None, time.perf_counter() - start, detail="bounds inconclusive")
-        if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
-            phase[0] = "branch and bound"
-            res = input_bab(wide, box, s, deadline, check=confirmed)
-            name = "bab-input"
-        else:
-            phase[0] = "branch and bound"
-            res = relu_bab(wide, box, s, deadline, check=confirmed)
-            name = "bab-relu"
+        phase[0] = "branch and bound"
+        name, res = _branch_and_bound(wide, box, s, deadline, confirmed)
         if res.status == "sat":
             return _sat(native, res.counterexample.to(native.dtype), name, start)
         if res.status != "unsat":
             status = "timeout" if res.status == "timeout" else "unknown"
             return VerifyResult(status, None, time.perf_counter() - start, detail=f"{name}: {res.domains} domains")
-        methods_used.append(name)
-    strongest = max(methods_used, key=lambda m: (["ibp", "crown-ibp", "crown", "alpha-crown", "bab-input", "bab-relu"].index(m)),
-                    default=None)
-    return VerifyResult("unsat", strongest, time.perf_counter() - start)
+        used.append((len(CASCADE_METHODS) + COMPLETE_METHODS.index(name), name))
+    return VerifyResult("unsat", max(used, default=(0, None))[1], time.perf_counter() - start)
+
+
+COMPLETE_METHODS = ("bab-input", "bab-relu")
+"""The complete methods, in the order of strength that picks an unsat answer's method (after the cascade's)."""
+
+
+def _bound_copies(graph: Graph, spec: VnnlibSpec, device: str) -> tuple[Graph, Graph, torch.device]:
+    """(the model in its own precision, in float64, the device they are on), after checking that the model fits the
+    property and the bound methods."""
+    n_in, n_out = math.prod(graph.input_shape), graph.num_classes
+    if spec.n_inputs != n_in or spec.n_outputs != n_out:
+        raise UsageError(f"{spec.path} has {spec.n_inputs} inputs and {spec.n_outputs} outputs, the model "
+                         f"{n_in} inputs {graph.input_shape} and {n_out} outputs")
+    check_supported(graph)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        use_exact_float32()
+    native = graph.copy(device=dev).eval()
+    wide = graph.copy(dtype=torch.float64, device=dev).eval()
+    native.requires_grad_(False)
+    wide.requires_grad_(False)
+    return native, wide, dev
+
+
+def _clause_parts(clause: Clause, native: Graph, wide: Graph, dev: torch.device) -> tuple[InputBox, InputBox, LinearSpec, Callable]:
+    """(the proof box, the attack box, the float64 spec, the counterexample check) of one clause."""
+    proof_box, member_box, attack_box = _boxes(clause, native, native.dtype, dev)
+    s = clause.spec(torch.float64).to(device=dev)
+    rows_hit = clause.spec(torch.float64, counterexamples=True).to(device=dev)
+
+    def confirmed(x: torch.Tensor) -> bool:
+        x = x.to(native.dtype)  # the point a sat answer reports (branch and bound searches in float64)
+        return bool(confirm_counterexamples(x, rows_hit, native, wide, _inside(x, member_box)).all())
+
+    return proof_box, attack_box, s, confirmed
+
+
+def _cascade(wide: Graph, box: InputBox, s: LinearSpec, opt: VerifyOptions, deadline: float, phase: list[str]) -> BoundMethod | None:
+    """The first method of the cascade that proves `s` on `box`; None when none does, or the deadline passed
+    before the method named in `phase`."""
+    for method in CASCADE_METHODS:
+        phase[0] = method.name
+        if time.perf_counter() > deadline:
+            return None
+        with torch.no_grad():
+            lb = method.bounds(wide, box, s, alpha_iters=opt.alpha_iters, deadline=deadline).lower
+        if bool(s.proved(lb).all()):
+            return method
+    return None
+
+
+def _branch_and_bound(wide: Graph, box: InputBox, s: LinearSpec, deadline: float, confirmed: Callable) -> tuple[str, BabResult]:
+    """(name, result) of the complete method: input splitting up to INPUT_SPLIT_MAX_DIMS inputs, else ReLU splitting."""
+    if box.lower.numel() <= INPUT_SPLIT_MAX_DIMS:
+        return COMPLETE_METHODS[0], input_bab(wide, box, s, deadline, check=confirmed)
+    return COMPLETE_METHODS[1], relu_bab(wide, box, s, deadline, check=confirmed)
+
+
+def _timeout(start: float, phase: list[str]) -> VerifyResult:
+    return VerifyResult("timeout", None, time.perf_counter() - start, detail=f"reached the deadline after {phase[0]}")
 
 
 def _sat(native: Graph, x: torch.Tensor, method: str, start: float) -> VerifyResult:
