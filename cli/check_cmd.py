@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from srp_audit.errors import UsageError
+from srp_audit.perf import denormals_kept
 from srp_check import CertificateError, check
 
 from .errors import EXIT_GATE, debug_option
@@ -34,7 +35,8 @@ def check_cmd(model, certificate, data_path, spec_path, quiet) -> None:
       srp-audit check model.onnx property.npz --spec property.vnnlib
     """
     try:
-        report = check(model, certificate, data=data_path, spec=spec_path)
+        with denormals_kept():  # the checker's arithmetic is IEEE's, subnormals included: never the process's flush mode
+            report = check(model, certificate, data=data_path, spec=spec_path)
     except CertificateError as e:
         raise UsageError(str(e)) from None
     if not quiet:

@@ -6,7 +6,8 @@ Exit codes: 0 success, 1 a CI gate failed, 2 usage or load error, 3 internal err
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 
@@ -35,11 +36,12 @@ debug_option = click.option(
 class AuditGroup(click.Group):
     """A click group whose commands report errors as one line with the documented exit codes."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        """Click's own usage errors (bad option values, unknown commands) as one line, exit 2; the rest as click does."""
-        kwargs.pop("standalone_mode", None)
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> NoReturn:
+        """Click's own usage errors (bad option values, unknown commands) as one line, exit 2; the rest as click does.
+        Always standalone: `standalone_mode` is accepted for click's signature and ignored."""
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx is not None else "srp-audit"
             click.echo(f"error: {e.format_message()} (see '{where} --help')", err=True)

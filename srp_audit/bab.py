@@ -167,17 +167,11 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
         scores = branch_scores(ctx, graph)
         to_split = []
         for i in (~proved).nonzero().flatten().tolist():
-            if not pres or not any(bool((scores[p][i] > 0).any()) for p in pres):
-                # every ReLU is fixed: the network is affine on this domain, and beta-CROWN's optimum is the
-                # exact minimum there; optimise longer, else try the minimiser as a counterexample
-                fixed: dict[str, torch.Tensor] = {}
-                if _prove_fixed(box, spec, picked[i][2], root, deadline, state=fixed):
-                    if proofs is not None:
-                        _record(proofs, [picked[i][4]], torch.tensor([True]), torch.tensor([False]), torch.tensor([True]), fixed)
-                    continue
-                if check is not None and _try_linear_minimiser(ctx, spec_d, box, i, check):
-                    return BabResult("sat", domains, _try_linear_minimiser.last)
-                return BabResult("unknown", domains)
+            if not pres or not any(bool((scores[p][i] > 0).any()) for p in pres):  # every ReLU is fixed
+                status, x = _fixed_domain(box, spec, picked[i], root, deadline, proofs, ctx, spec_d, i, check)
+                if status != "unsat":
+                    return BabResult(status, domains, x)
+                continue
             to_split.append(i)
         if not to_split:
             continue
@@ -249,6 +243,24 @@ def _record(proofs: list[BabProof], paths: list[tuple], proved: torch.Tensor, em
                                {k[5:]: v[i] for k, v in state.items() if k.startswith("beta:")}))
 
 
+def _fixed_domain(box: InputBox, spec: LinearSpec, picked: tuple, root: Context, deadline: float,
+                  proofs: list[BabProof] | None, ctx: Context, spec_d: LinearSpec, i: int, check) -> tuple[str, torch.Tensor | None]:
+    """Domain i of a batch (`picked`: its queue entry; `ctx`, `spec_d`: the batch's bound), whose every ReLU is fixed:
+    the network is affine on it, and beta-CROWN's optimum is the exact minimum there. Optimise longer (a proof is
+    appended to `proofs`, if given), else try the minimiser as a counterexample. ('unsat', None) when proved,
+    ('sat', the counterexample) when `check` confirms one, else ('unknown', None)."""
+    fixed: dict[str, torch.Tensor] = {}
+    if _prove_fixed(box, spec, picked[2], root, deadline, state=fixed):
+        if proofs is not None:
+            _record(proofs, [picked[4]], torch.tensor([True]), torch.tensor([False]), torch.tensor([True]), fixed)
+        return "unsat", None
+    if check is not None:
+        x = _linear_minimiser(ctx, spec_d, box, i, check)
+        if x is not None:
+            return "sat", x
+    return "unknown", None
+
+
 def _prove_fixed(box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor], root: Context,
                  deadline: float, iters: int = 300, state: dict | None = None) -> bool:
     """A long beta-CROWN optimisation of one domain whose unstable ReLUs are all fixed (`state` receives its
@@ -265,22 +277,19 @@ def _prove_fixed(box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor
     return bool(spec.proved(lb).all())
 
 
-def _try_linear_minimiser(ctx: Context, spec: LinearSpec, box: InputBox, i: int, check) -> bool:
+def _linear_minimiser(ctx: Context, spec: LinearSpec, box: InputBox, i: int, check) -> torch.Tensor | None:
     """With every ReLU fixed the network is affine on the domain; evaluate the box corners that minimise each
-    spec row's final coefficients and let `check` confirm one."""
+    spec row's final coefficients and return the first one `check` confirms (None: none)."""
+    assert ctx.record is not None  # recorded by `_bound_domains`
     A = ctx.record.get("__input__")
     if A is None:
-        return False
+        return None
     lo, hi = box.lower[0], box.upper[0]
     for s in range(A.shape[1]):
         x = torch.where(A[i, s] >= 0, lo, hi).unsqueeze(0)
         if check(x):
-            _try_linear_minimiser.last = x
-            return True
-    return False
-
-
-_try_linear_minimiser.last = None
+            return x
+    return None
 
 
 def input_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int = 64,

@@ -49,6 +49,7 @@ def branch_scores(ctx: Context, graph: Graph) -> dict[str, torch.Tensor]:
     by the backward coefficients recorded in the final pass); 0 for stable or fixed neurons."""
     scores = {}
     for relu, pre in relu_inputs(graph):
+        assert ctx.record is not None  # the final pass's coefficients, recorded by `bab._bound_domains`
         A = ctx.record.get(relu)
         lo, hi = ctx.bounds[pre]
         d = lo.shape[0]

@@ -34,9 +34,13 @@ def settings_of(opt: Any) -> dict:
     return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in _RUN_SETTINGS}
 
 
+def _flag(setting: str) -> str:
+    """The command-line option of a training setting."""
+    return "--" + setting.replace("_", "-")
+
+
 def _changed_settings(saved: dict, now: dict) -> list[str]:
-    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
-    return [f"{flag(k)} {saved.get(k)!r} then, {now[k]!r} now" for k in _RUN_SETTINGS if saved.get(k) != now[k]]
+    return [f"{_flag(k)} {saved.get(k)!r} then, {now[k]!r} now" for k in _RUN_SETTINGS if saved.get(k) != now[k]]
 
 
 def check_resumable(opt: Any, fingerprint: str, device: torch.device | str = "cpu") -> dict:

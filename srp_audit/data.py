@@ -75,7 +75,9 @@ def _fit_shape(x: np.ndarray, shape: tuple[int, ...], path: str) -> np.ndarray:
     if sample == shape:
         return x
     if math.prod(sample) == math.prod(shape):
-        squeeze = lambda s: tuple(d for d in s if d != 1)  # noqa: E731
+        def squeeze(s: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(d for d in s if d != 1)
+
         flat_model = len(squeeze(shape)) <= 1
         if squeeze(sample) == squeeze(shape) or flat_model:
             return x.reshape((x.shape[0],) + shape)

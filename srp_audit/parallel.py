@@ -84,9 +84,9 @@ def run_and_gather(d: Dist, work: Callable[[], Any], held: str) -> list[Any] | N
     except Exception as e:  # reported, not swallowed: rank 0 raises with this text
         payload = ("error", f"rank {d.rank} ({held}) failed: {type(e).__name__}: {e}"
                    + ("" if isinstance(e, SrpAuditError) else f"\n{traceback.format_exc(limit=3)}"))
-    gathered: list[Any] = [None] * d.world if d.is_main else None  # type: ignore[assignment]
+    gathered: list[Any] | None = [None] * d.world if d.is_main else None
     dist.gather_object(payload, gathered, dst=0)
-    if not d.is_main:
+    if gathered is None:  # not the main rank
         return None
     errors = [p[1] for p in gathered if p[0] == "error"]
     if errors:

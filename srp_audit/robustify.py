@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -178,8 +179,9 @@ class Interrupted(Exception):
 
 def _robust_from_margins(lb: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     """Logits whose CE is the usual certified-training loss: 0 for the label, −(margin lower bound) elsewhere."""
-    spec = margin_spec(y, k, lb.dtype)
-    others = spec.shared.C[y].argmin(dim=-1)  # (N, K−1): the class j of each row e_y − e_j
+    shared = margin_spec(y, k, lb.dtype).shared
+    assert shared is not None  # a margin spec comes with its table
+    others = shared.C[y].argmin(dim=-1)  # (N, K−1): the class j of each row e_y − e_j
     z = torch.zeros(y.shape[0], k, dtype=lb.dtype, device=lb.device)
     return z.scatter(1, others, -lb)
 
@@ -294,12 +296,12 @@ class _Run:
     def budget_used(self) -> tuple[float, float, str]:
         """(fraction of the budget used, estimated total steps, which budget leads), agreed by all ranks."""
         now = self.elapsed()
-        fractions = {}
+        fractions: dict[str, float] = {}
         if self.total_steps:
             fractions["epochs"] = self.step / self.total_steps
         if self.opt.max_time:
             fractions["time"] = now / self.opt.max_time
-        leader = max(fractions, key=fractions.get)
+        leader = max(fractions, key=fractions.__getitem__)
         frac = fractions[leader]
         est_total = self.total_steps or (self.step / max(frac, 1e-9) if self.step else 1e9)
         if self.distributed and self.opt.max_time:  # ranks follow the slowest clock, so they stop together
@@ -346,8 +348,9 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
     refuse_fixed_batch(graph)
     run = _Run(graph, x, opt)
     x, y = x.to(run.dev, torch.float32), y.to(run.dev)
+    held_out = None  # the validation set on the run's device
     if x_val is not None:
-        x_val, y_val = x_val.to(run.dev, torch.float32), y_val.to(run.dev)
+        held_out = x_val.to(run.dev, torch.float32), cast(torch.Tensor, y_val).to(run.dev)  # y_val comes with x_val
     if opt.resume:
         run.resume()
     sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final)
@@ -364,8 +367,8 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
             k_t = run.k_ada if opt.ada and run.step >= spe else k_sched if not opt.ada else 1.0
             totals = [a + b for a, b in zip(totals, run.train_step(x, y, eps_t, k_t, frac))]
             epoch_end = run.step % spe == 0
-            if opt.ada and epoch_end and x_val is not None and x_val.shape[0]:
-                run.adapt_k(x_val, y_val, eps_t)
+            if opt.ada and epoch_end and held_out is not None and held_out[0].shape[0]:
+                run.adapt_k(*held_out, eps_t)
             if opt.checkpoint_every and run.step % opt.checkpoint_every == 0:
                 run.save()
             now = run.elapsed()

@@ -91,6 +91,7 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     finish(d)
     if not main_rank:
         return None
+    assert before is not None  # audited above on the main rank
     save_model(result.graph, output)
     if opts.checkpoint_path and os.path.exists(opts.checkpoint_path):
         os.remove(opts.checkpoint_path)  # the run finished and its model is written: a later --resume must not reuse it

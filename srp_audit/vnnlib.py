@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TypeAlias
 
 from .perf import denormals_kept
 from .vnnlib_clauses import Clause, VnnlibError, clauses_of
@@ -40,18 +41,26 @@ class VnnlibSpec:
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 
+_Expr: TypeAlias = "str | list[tuple[_Expr, int]]"
+"""A parsed S-expression: a token, or a parenthesised list of (expression, line)."""
+_Form: TypeAlias = "list[tuple[_Expr, int]]"
+"""A top-level form: a parenthesised list."""
+_Atom: TypeAlias = "tuple[_Lin, bool, int]"
+"""(g, strict, line): the constraint g ≥ 0 (g > 0 when strict) written at `line`."""
+
 
 def _tokens(text: str, path: str) -> list[tuple[str, int]]:
-    out = []
+    out: list[tuple[str, int]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split(";", 1)[0]
         out.extend([(t, lineno) for t in _TOKEN.findall(line)])
     return out
 
 
-def _parse(tokens: list[tuple[str, int]], path: str) -> list[tuple[object, int]]:
+def _parse(tokens: list[tuple[str, int]], path: str) -> list[tuple[_Form, int]]:
     """S-expressions as nested lists of (token, line); returns the top-level forms with their line."""
-    forms, stack = [], []
+    forms: list[tuple[_Form, int]] = []
+    stack: list[tuple[_Form, int]] = []
     for tok, line in tokens:
         if tok == "(":
             stack.append(([], line))
@@ -134,7 +143,7 @@ class _Reader:
     def fail(self, line: int, msg: str) -> VnnlibError:
         return VnnlibError(f"{self.path}:{line}: {msg}")
 
-    def term(self, expr, line: int) -> _Lin:
+    def term(self, expr: _Expr, line: int) -> _Lin:
         if isinstance(expr, str):
             if expr in self.inputs or expr in self.outputs:
                 return _Lin({expr: _ONE}, _ZERO)
@@ -163,8 +172,8 @@ class _Reader:
             return vars_[0].scale(factor) if vars_ else _Lin({}, factor)
         raise self.fail(op_line, f"'{op}' is not a linear term operator (+, -, *)")
 
-    def formula(self, expr, line: int) -> list[list[tuple[_Lin, bool]]]:
-        """DNF: a list of conjunctions of atoms (g, strict) meaning g ≥ 0 (g > 0 when strict)."""
+    def formula(self, expr: _Expr, line: int) -> list[list[_Atom]]:
+        """DNF: a list of conjunctions of atoms (g, strict, line) meaning g ≥ 0 (g > 0 when strict)."""
         if isinstance(expr, str) or not expr:
             raise self.fail(line, f"expected a constraint, got {expr!r}")
         op, op_line = expr[0]
@@ -172,7 +181,7 @@ class _Reader:
             parts = [self.formula(e, ln) for e, ln in expr[1:]]
             if op == "or":
                 return [conj for p in parts for conj in p]
-            out: list[list] = [[]]
+            out: list[list[_Atom]] = [[]]
             for p in parts:
                 if len(p) == 1:  # one conjunction: extend ours in place (lists here are all our own copies)
                     for a in out:
@@ -185,8 +194,8 @@ class _Reader:
         if op in ("<=", ">=", "<", ">"):
             if len(expr) != 3:
                 raise self.fail(op_line, f"'{op}' takes two arguments")
-            a, b = self.term(*expr[1]), self.term(*expr[2])
-            g = _diff(a, b) if op in (">=", ">") else _diff(b, a)
+            lhs, rhs = self.term(*expr[1]), self.term(*expr[2])
+            g = _diff(lhs, rhs) if op in (">=", ">") else _diff(rhs, lhs)
             return [[(g, op in ("<", ">"), op_line)]]
         raise self.fail(op_line, f"unsupported operator '{op}' (expected and, or, <=, >=, <, >)")
 
@@ -199,6 +208,14 @@ def read_vnnlib(path: str | os.PathLike) -> VnnlibSpec:
 
 def _read(path: str | os.PathLike) -> VnnlibSpec:
     path = os.fspath(path)
+    r = _Reader(path)
+    asserts = _commands(r, _parse(_tokens(_text(path), path), path))
+    n_in, n_out = _count(r.inputs, "X", path), _count(r.outputs, "Y", path)
+    return VnnlibSpec(path, n_in, n_out, clauses_of(_disjuncts(r, asserts), n_in, n_out, path))
+
+
+def _text(path: str) -> str:
+    """The file's text (gunzipped for .gz), refused when missing, a folder, too large, binary or not UTF-8."""
     if not os.path.exists(path):
         raise VnnlibError(f"spec file '{path}' does not exist")
     if os.path.isdir(path):
@@ -217,37 +234,51 @@ def _read(path: str | os.PathLike) -> VnnlibSpec:
     if b"\x00" in data[:1 << 16]:
         raise VnnlibError(f"'{path}' is a binary file, not a VNN-LIB text file")
     try:
-        raw = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise VnnlibError(f"'{path}' is not UTF-8 text (byte {e.start}); is it really a VNN-LIB file?") from None
-    del data
-    r = _Reader(path)
+
+
+def _commands(r: _Reader, forms: list[tuple[_Form, int]]) -> list[tuple[tuple[_Expr, int], int]]:
+    """Read the top-level forms: declarations into `r`'s inputs and outputs; the asserts' formulas, with their line,
+    returned in order."""
     asserts = []
-    for form, line in _parse(_tokens(raw, path), path):
+    for form, line in forms:
         if not form or not isinstance(form[0][0], str):
             raise r.fail(line, "expected (declare-const ...) or (assert ...)")
         head = form[0][0]
         if head == "declare-const":
-            if len(form) != 3 or not isinstance(form[1][0], str):
-                raise r.fail(line, "expected (declare-const NAME Real)")
-            name, kind = form[1][0], form[2][0]
-            if kind != "Real":
-                raise r.fail(line, f"variable {name} has type {kind}; only Real is supported")
-            if re.fullmatch(r"X_\d+", name):
-                r.inputs.add(name)
-            elif re.fullmatch(r"Y_\d+", name):
-                r.outputs.add(name)
-            else:
-                raise r.fail(line, f"variable {name} is neither X_i (input) nor Y_j (output)")
+            _declare(r, form, line)
         elif head == "assert":
             if len(form) != 2:
                 raise r.fail(line, "assert takes one formula")
             asserts.append((form[1], line))
         else:
             raise r.fail(line, f"unsupported command '{head}' (expected declare-const or assert)")
-    n_in, n_out = _count(r.inputs, "X", path), _count(r.outputs, "Y", path)
-    common: list = []  # every assert with one disjunct (the input box, usually): one chunk all disjuncts share
-    dnf: list[list[list]] = [[common]]  # disjuncts as lists of shared chunks of atoms: linear in the file's size
+    return asserts
+
+
+def _declare(r: _Reader, form: _Form, line: int) -> None:
+    """(declare-const NAME Real): NAME joins `r`'s inputs (X_i) or outputs (Y_j)."""
+    if len(form) != 3 or not isinstance(form[1][0], str):
+        raise r.fail(line, "expected (declare-const NAME Real)")
+    name, kind = form[1][0], form[2][0]
+    if kind != "Real":
+        raise r.fail(line, f"variable {name} has type {kind}; only Real is supported")
+    if re.fullmatch(r"X_\d+", name):
+        r.inputs.add(name)
+    elif re.fullmatch(r"Y_\d+", name):
+        r.outputs.add(name)
+    else:
+        raise r.fail(line, f"variable {name} is neither X_i (input) nor Y_j (output)")
+
+
+def _disjuncts(r: _Reader, asserts: list[tuple[tuple[_Expr, int], int]]) -> list[list[list[_Atom]]]:
+    """The conjunction of the asserts in disjunctive normal form, each disjunct as a list of shared chunks of atoms:
+    every assert with one disjunct (the input box, usually) joins one chunk all disjuncts share, so the form stays
+    linear in the file's size."""
+    common: list[_Atom] = []
+    dnf: list[list[list[_Atom]]] = [[common]]
     for (expr, ln), line in asserts:
         part = r.formula(expr, ln)
         if len(part) == 1:
@@ -256,7 +287,7 @@ def _read(path: str | os.PathLike) -> VnnlibSpec:
         dnf = [a + [b] for a in dnf for b in part]
         if len(dnf) > MAX_DISJUNCTS:
             raise r.fail(line, f"more than {MAX_DISJUNCTS} disjuncts after expansion")
-    return VnnlibSpec(path, n_in, n_out, clauses_of(dnf, n_in, n_out, path))
+    return dnf
 
 
 def _count(names: set[str], prefix: str, path: str) -> int:

@@ -127,32 +127,40 @@ def _inward(bound: tuple, rounded: float, toward: float) -> float:
     return f
 
 
-def clauses_of(dnf: list[list[list]], n_in: int, n_out: int, path: str) -> list[Clause]:
-    """Clauses (one per distinct input box) from disjuncts given as lists of chunks of atoms. Chunks are shared
-    between disjuncts (the input box, written once, is in every one), so each chunk is read once and each
-    distinct combination of box-bearing chunks is built once: linear in the file, not in disjuncts × inputs."""
-    boxes: dict[tuple, list[list]] = {}
-    inner: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    empty: tuple[str, int, int] | None = None  # a variable whose bounds cross, and the lines of its two bounds
-    kinds: dict[int, tuple] = {}  # per constraint object: disjuncts share the input box's constraints
-    chunks: dict[int, tuple] = {}  # per chunk: (lower bounds, upper bounds, output atoms, holds no point)
-    made: dict[tuple[int, ...], tuple | None] = {}  # per combination of box-bearing chunks: (key, inner) or None
-    rounded: dict[tuple[int, bool], float] = {}
+_Bound = tuple[Fraction, int, bool]
+"""An input bound: (exact value, line, strict)."""
+_Chunk = tuple[dict[int, _Bound], dict[int, _Bound], list[tuple[Any, bool]], bool]
+"""A chunk of atoms read: (lower bounds, upper bounds, output atoms (g, strict), holds no point)."""
+_Placed = tuple[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]]
+"""An input box: (key: its outward-rounded bounds' bytes, the inner box)."""
 
-    def outward(v: Fraction, down: bool) -> float:
+
+class _Boxes:
+    """What `clauses_of` keeps across disjuncts: chunks read once, boxes built once per combination of box-bearing
+    chunks, exact bounds rounded once, and the first empty box met (for the message when all are empty)."""
+
+    def __init__(self, n_in: int, path: str) -> None:
+        self.n_in, self.path = n_in, path
+        self.empty: tuple[str, int, int] | None = None  # a variable whose bounds cross, and the lines of its two bounds
+        self.kinds: dict[int, tuple] = {}  # per constraint object: disjuncts share the input box's constraints
+        self.chunks: dict[int, _Chunk] = {}  # per chunk
+        self.made: dict[tuple[int, ...], _Placed | None] = {}  # per combination of box-bearing chunks; None: empty
+        self.rounded: dict[tuple[int, bool], float] = {}
+
+    def outward(self, v: Fraction, down: bool) -> float:
         key = (id(v), down)  # v is held by `kinds` for the whole call, so its id stays unique
-        if key not in rounded:
-            rounded[key] = _outward(v, down)
-        return rounded[key]
+        if key not in self.rounded:
+            self.rounded[key] = _outward(v, down)
+        return self.rounded[key]
 
-    def read_chunk(chunk: list) -> tuple:
-        lo: dict[int, tuple[Fraction, int, bool]] = {}  # input → (value, line, strict)
-        hi: dict[int, tuple[Fraction, int, bool]] = {}
+    def read_chunk(self, chunk: list) -> _Chunk:
+        lo: dict[int, _Bound] = {}  # input → (value, line, strict)
+        hi: dict[int, _Bound] = {}
         outs = []
         for g, strict, line in chunk:
-            kind = kinds.get(id(g))
+            kind = self.kinds.get(id(g))
             if kind is None:
-                kind = kinds[id(g)] = _kind(g, line, path)
+                kind = self.kinds[id(g)] = _kind(g, line, self.path)
             if kind[0] == "x":  # a·X_i + c ≥ 0  →  bound on X_i, kept exact
                 _, i, is_lo, v = kind
                 side = lo if is_lo else hi
@@ -164,69 +172,97 @@ def clauses_of(dnf: list[list[list]], n_in: int, n_out: int, path: str) -> list[
                 return lo, hi, outs, True  # a constant false constraint: no disjunct with this chunk holds a point
         return lo, hi, outs, False
 
-    def box_of(parts: list[tuple]) -> tuple | None:
+    def box_of(self, parts: list[_Chunk]) -> _Placed | None:
         """(key, inner box) of the box the chunks' input bounds make; None when it is empty."""
-        nonlocal empty
-        lo: dict[int, tuple[Fraction, int, bool]] = {}  # input → (value, line, strict)
-        hi: dict[int, tuple[Fraction, int, bool]] = {}
-        for c_lo, c_hi, _, _ in parts:
-            for mine, theirs, is_lo in ((lo, c_lo, True), (hi, c_hi, False)):
-                if not mine:
-                    mine.update(theirs)
-                    continue
-                for i, b in theirs.items():
-                    if i not in mine or _tighter(b, mine[i], is_lo):
-                        mine[i] = b
+        n_in = self.n_in
+        lo, hi = _merged_bounds(parts)
         missing = [f"X_{i}" for i in range(n_in) if i not in lo or i not in hi]
         if missing:
-            raise VnnlibError(f"{path}: input(s) {', '.join(missing[:5])} lack a lower or upper bound")
+            raise VnnlibError(f"{self.path}: input(s) {', '.join(missing[:5])} lack a lower or upper bound")
         crossed = next((i for i in range(n_in) if lo[i][0] > hi[i][0] or (lo[i][0] == hi[i][0] and (lo[i][2] or hi[i][2]))), None)
         if crossed is not None:
-            empty = empty or (f"X_{crossed}", lo[crossed][1], hi[crossed][1])
+            self.empty = self.empty or (f"X_{crossed}", lo[crossed][1], hi[crossed][1])
             return None  # an empty box: this disjunct holds no point
-        lo_out = np.array([outward(lo[i][0], True) for i in range(n_in)])
-        hi_out = np.array([outward(hi[i][0], False) for i in range(n_in)])
+        lo_out = np.array([self.outward(lo[i][0], True) for i in range(n_in)])
+        hi_out = np.array([self.outward(hi[i][0], False) for i in range(n_in)])
         key = (lo_out.tobytes(), hi_out.tobytes())
-        return key, (np.array([_inward(lo[i], outward(lo[i][0], False), math.inf) for i in range(n_in)]),
-                     np.array([_inward(hi[i], outward(hi[i][0], True), -math.inf) for i in range(n_in)]))
+        return key, (np.array([_inward(lo[i], self.outward(lo[i][0], False), math.inf) for i in range(n_in)]),
+                     np.array([_inward(hi[i], self.outward(hi[i][0], True), -math.inf) for i in range(n_in)]))
 
-    for conj in dnf:
+    def place(self, conj: list[list]) -> tuple[tuple, tuple[np.ndarray, np.ndarray], list[tuple[Any, bool]]] | None:
+        """A disjunct (a list of chunks) as (the key of its clause, its inner box, its output atoms); None when it
+        holds no point (a false constant or an empty box)."""
         parts = []
         for chunk in conj:
-            if id(chunk) not in chunks:
-                chunks[id(chunk)] = read_chunk(chunk)
-            parts.append(chunks[id(chunk)])
+            if id(chunk) not in self.chunks:
+                self.chunks[id(chunk)] = self.read_chunk(chunk)
+            parts.append(self.chunks[id(chunk)])
         if any(p[3] for p in parts):
-            continue
+            return None
         boxed = tuple(id(c) for c, p in zip(conj, parts) if p[0] or p[1])
-        if boxed not in made:
-            made[boxed] = box_of([p for p in parts if p[0] or p[1]])
-        if made[boxed] is None:
-            continue
-        outer, box_in = made[boxed]
+        if boxed not in self.made:
+            self.made[boxed] = self.box_of([p for p in parts if p[0] or p[1]])
+        made = self.made[boxed]
+        if made is None:
+            return None
+        outer, box_in = made
         key = outer + (box_in[0].tobytes(), box_in[1].tobytes())  # disjuncts merge only where both boxes agree
+        return key, box_in, [o for p in parts for o in p[2]]
+
+
+def _merged_bounds(parts: list[_Chunk]) -> tuple[dict[int, _Bound], dict[int, _Bound]]:
+    """The tightest lower and upper bound of every input over the chunks."""
+    lo: dict[int, _Bound] = {}  # input → (value, line, strict)
+    hi: dict[int, _Bound] = {}
+    for c_lo, c_hi, _, _ in parts:
+        for mine, theirs, is_lo in ((lo, c_lo, True), (hi, c_hi, False)):
+            if not mine:
+                mine.update(theirs)
+                continue
+            for i, b in theirs.items():
+                if i not in mine or _tighter(b, mine[i], is_lo):
+                    mine[i] = b
+    return lo, hi
+
+
+def _clause(key: tuple, disjuncts: list[list[tuple[Any, bool]]], inner: tuple[np.ndarray, np.ndarray], n_out: int,
+            path: str) -> Clause:
+    """The clause of one input box (`key`: its outward bounds' bytes first; `inner`: its inner box): one group of
+    exact rows per disjunct."""
+    lo_b, hi_b = key[:2]
+    rows, d, d_check, strict, groups = [], [], [], [], []
+    for outs in disjuncts:
+        group = []
+        for g, s in outs:
+            row, low, high = _exact_row(g, n_out, path)
+            rows.append(row)
+            d.append(low)
+            d_check.append(high)
+            strict.append(s)
+            group.append(len(rows) - 1)
+        groups.append(group)
+    lo_in, hi_in = inner
+    return Clause(np.frombuffer(lo_b).copy(), np.frombuffer(hi_b).copy(),
+                  np.array(rows).reshape(len(rows), n_out), np.array(d, dtype=np.float64),
+                  groups, np.array(strict, dtype=bool), lo_in, hi_in, np.array(d_check, dtype=np.float64))
+
+
+def clauses_of(dnf: list[list[list]], n_in: int, n_out: int, path: str) -> list[Clause]:
+    """Clauses (one per distinct input box) from disjuncts given as lists of chunks of atoms. Chunks are shared
+    between disjuncts (the input box, written once, is in every one), so each chunk is read once and each
+    distinct combination of box-bearing chunks is built once: linear in the file, not in disjuncts × inputs."""
+    reader = _Boxes(n_in, path)
+    boxes: dict[tuple, list[list]] = {}
+    inner: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    for conj in dnf:
+        placed = reader.place(conj)
+        if placed is None:
+            continue
+        key, box_in, outs = placed
         inner[key] = box_in
-        boxes.setdefault(key, []).append([o for p in parts for o in p[2]])
-    if not boxes and empty is not None:
-        name, lo_line, hi_line = empty
+        boxes.setdefault(key, []).append(outs)
+    if not boxes and reader.empty is not None:
+        name, lo_line, hi_line = reader.empty
         raise VnnlibError(f"{path}:{lo_line}: the input set is empty: the lower bound of {name} (line {lo_line}) exceeds its "
                           f"upper bound (line {hi_line}), so the property would hold vacuously; fix the bounds")
-    clauses = []
-    for key, disjuncts in boxes.items():
-        lo_b, hi_b = key[:2]
-        rows, d, d_check, strict, groups = [], [], [], [], []
-        for outs in disjuncts:
-            group = []
-            for g, s in outs:
-                row, low, high = _exact_row(g, n_out, path)
-                rows.append(row)
-                d.append(low)
-                d_check.append(high)
-                strict.append(s)
-                group.append(len(rows) - 1)
-            groups.append(group)
-        lo_in, hi_in = inner[key]
-        clauses.append(Clause(np.frombuffer(lo_b).copy(), np.frombuffer(hi_b).copy(),
-                              np.array(rows).reshape(len(rows), n_out), np.array(d, dtype=np.float64),
-                              groups, np.array(strict, dtype=bool), lo_in, hi_in, np.array(d_check, dtype=np.float64)))
-    return clauses
+    return [_clause(key, disjuncts, inner[key], n_out, path) for key, disjuncts in boxes.items()]

@@ -75,7 +75,10 @@ def _dual_l1(A: np.ndarray, eps: float, free: np.ndarray, l: np.ndarray, u: np.n
 
 def _dual_l2(A: np.ndarray, eps: float, free: np.ndarray, l: np.ndarray, u: np.ndarray, steps: int = 16) -> tuple[np.ndarray, np.ndarray]:
     neg = -A
-    point = lambda mu: np.minimum(np.maximum(neg * (1.0 / mu), l), u)  # noqa: E731  (any d is sound)
+
+    def point(mu: np.ndarray) -> np.ndarray:  # any d is sound
+        return np.minimum(np.maximum(neg * (1.0 / mu), l), u)
+
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # eps = 0 or A = 0: a NaN bound, not taken
         hi = np.maximum(np.sqrt(np.einsum("rj,rj->r", free, free)) / eps, 1e-300)[:, None]
         lo = hi * 1e-4

@@ -88,9 +88,9 @@ def interval_maxpool(st: LeafState, nd: Node, where: str) -> tuple[np.ndarray, n
     bounds srp-audit chose it on: relu(the ReLU's settled bounds) where it reads a ReLU, else the interval."""
     lo, hi = st.lo[nd.inputs[0]], st.hi[nd.inputs[0]]
     rx = st.relax.get(nd.inputs[0])
-    on = (np.maximum(rx.l, 0.0), np.maximum(rx.u, 0.0)) if rx is not None else (lo, hi)
-    lo, hi = nd.op.forward(lo[None])[0], nd.op.forward(hi[None])[0]
-    st.pools[nd.output] = nd.op.lines(*on, hi, where)
+    on: tuple[np.ndarray, np.ndarray] = (np.maximum(rx.l, 0.0), np.maximum(rx.u, 0.0)) if rx is not None else (lo, hi)
+    lo, hi = nd.pool.forward(lo[None])[0], nd.pool.forward(hi[None])[0]
+    st.pools[nd.output] = nd.pool.lines(*on, hi, where)
     return lo, hi
 
 
@@ -111,6 +111,49 @@ def _concretise(A: np.ndarray, lo: np.ndarray, hi: np.ndarray, val: np.ndarray, 
     """Add min over [lo, hi] of A·t = Σ max(A, 0)·lo + min(A, 0)·hi to val, its rounding (γ_{2n}) to err."""
     err = add_up(err, product_charge(np.abs(A), np.maximum(np.abs(lo), np.abs(hi)), 2 * lo.size, 1.0))
     return accumulate(val, err, np.maximum(A, 0.0) @ lo + np.minimum(A, 0.0) @ hi)
+
+
+def _linear_back(nd: Node, i: int, A: np.ndarray, st: LeafState, coeff: dict[str, np.ndarray], val: np.ndarray,
+                 err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows A over affine node i (`nd`) moved to its input's coefficients in `coeff`: fl(A·W) charged γ_n·⟨|A|, |W|·|x|⟩
+    + n·η·Σ|x| (and ⟨|A|, rad·|x|⟩), fl(A·b) added to val with its own charge. Returns (val, err)."""
+    op, x = nd.linear, nd.inputs[0]
+    absA = np.abs(A)
+    err = add_up(err, product_charge(absA, st.wmag[i], op.n_bwd, st.mag_sum[x]))
+    if op.rad is not None:
+        err = add_up(err, abs_rows_dot(absA, st.rmag[i]))
+    if op.bias is not None:
+        err = add_up(err, product_charge(absA, np.abs(op.bias), op.n_out, 1.0))
+        val, err = accumulate(val, err, A @ op.bias)
+    err = _merge(coeff, x, op.back(A), st, err)
+    return val, err
+
+
+def _relu_back(nd: Node, A: np.ndarray, st: LeafState, coeff: dict[str, np.ndarray], val: np.ndarray, err: np.ndarray,
+               slopes: dict[str, np.ndarray], beta: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows A over a ReLU (`nd`) moved to its input's coefficients in `coeff`: passed where active, λ·z where an
+    unstable neuron's coefficient is ≥ 0, the chord k·z + c where it is < 0 (each product charged), plus −β·s
+    at a split. Returns (val, err)."""
+    x = nd.inputs[0]
+    absA = np.abs(A)
+    rx = st.relax[nd.output]
+    lam = slopes.get(nd.output, rx.crown)
+    A_in = np.where(rx.active, A, 0.0)
+    uns = rx.unstable
+    if uns.any():
+        Au, lam_u, k_u, c_u = A[:, uns], np.broadcast_to(lam, A.shape)[:, uns], rx.k[uns], rx.c[uns]
+        pos = Au >= 0
+        factor = np.where(pos, lam_u, k_u)
+        A_in[:, uns] = Au * factor
+        negA = np.where(pos, 0.0, Au)
+        err = add_up(err, product_charge(np.abs(negA), np.abs(c_u), int(uns.sum()), 1.0))
+        val, err = accumulate(val, err, negA @ c_u)
+        err = add_up(err, product_charge(absA[:, uns], up(factor * st.mag[x][uns]), 1, st.mag_sum[x]))
+    if nd.output in beta:
+        A_in = A_in + beta[nd.output]
+        err = add_up(err, up((2 * U) * abs_rows_dot(np.abs(A_in), st.mag[x])))
+    err = _merge(coeff, x, A_in, st, err)
+    return val, err
 
 
 def backward(net: Network, st: LeafState, target: str, A: np.ndarray, val: np.ndarray,
@@ -137,40 +180,14 @@ def backward(net: Network, st: LeafState, target: str, A: np.ndarray, val: np.nd
         if nd.kind == "add":
             for inp in nd.inputs:
                 err = _merge(coeff, inp, A, st, err)
-            continue
-        if nd.kind == "maxpool":
-            A_in, const, charge = nd.op.back(A, st.pools[nd.output], st.mag[x])
+        elif nd.kind == "maxpool":
+            A_in, const, charge = nd.pool.back(A, st.pools[nd.output], st.mag[x])
             val, err = accumulate(val, add_up(err, charge), const)
             err = _merge(coeff, x, A_in, st, err)
-            continue
-        absA = np.abs(A)
-        if nd.kind == "linear":
-            op = nd.op
-            err = add_up(err, product_charge(absA, st.wmag[i], op.n_bwd, st.mag_sum[x]))
-            if op.rad is not None:
-                err = add_up(err, abs_rows_dot(absA, st.rmag[i]))
-            if op.bias is not None:
-                err = add_up(err, product_charge(absA, np.abs(op.bias), op.n_out, 1.0))
-                val, err = accumulate(val, err, A @ op.bias)
-            err = _merge(coeff, x, op.back(A), st, err)
-            continue
-        rx = st.relax[nd.output]
-        lam = slopes.get(nd.output, rx.crown)
-        A_in = np.where(rx.active, A, 0.0)
-        uns = rx.unstable
-        if uns.any():
-            Au, lam_u, k_u, c_u = A[:, uns], np.broadcast_to(lam, A.shape)[:, uns], rx.k[uns], rx.c[uns]
-            pos = Au >= 0
-            factor = np.where(pos, lam_u, k_u)
-            A_in[:, uns] = Au * factor
-            negA = np.where(pos, 0.0, Au)
-            err = add_up(err, product_charge(np.abs(negA), np.abs(c_u), int(uns.sum()), 1.0))
-            val, err = accumulate(val, err, negA @ c_u)
-            err = add_up(err, product_charge(absA[:, uns], up(factor * st.mag[x][uns]), 1, st.mag_sum[x]))
-        if nd.output in beta:
-            A_in = A_in + beta[nd.output]
-            err = add_up(err, up((2 * U) * abs_rows_dot(np.abs(A_in), st.mag[x])))
-        err = _merge(coeff, x, A_in, st, err)
+        elif nd.kind == "linear":
+            val, err = _linear_back(nd, i, A, st, coeff, val, err)
+        else:
+            val, err = _relu_back(nd, A, st, coeff, val, err, slopes, beta)
     A = coeff.pop(net.input, np.zeros((A.shape[0], st.box_lo.size)))
     assert not coeff, f"coefficients left on {list(coeff)}: the graph is not connected to its input"
     box = _concretise(A, st.box_lo, st.box_hi, val, err)

@@ -117,7 +117,7 @@ def _obj(d: dict, key: str, where: str) -> dict:
 
 
 def _str(d: dict, key: str, where: str) -> str:
-    v = d.get(key)
+    v: Any = d.get(key)  # JSON, checked below
     _need(isinstance(v, str), f"{where}.{key} must be a string")
     return v
 
@@ -169,14 +169,14 @@ def _input_set(s: dict, arrays: dict, net: Network, K: int, where: str) -> dict:
     n = net.sizes[net.input]
     kind = s.get("type")
     if kind == "box":
-        out = {"type": "box", "lower": array(arrays, s.get("lower"), [(n,)], f"{where}.lower"),
-               "upper": array(arrays, s.get("upper"), [(n,)], f"{where}.upper")}
+        out: dict[str, Any] = {"type": "box", "lower": array(arrays, s.get("lower"), [(n,)], f"{where}.lower"),
+                               "upper": array(arrays, s.get("upper"), [(n,)], f"{where}.upper")}
         _need(bool(np.all(out["lower"] <= out["upper"])), f"{where}: lower > upper (an empty box)")
         return out
     _need(kind == "robustness", f"{where}.type must be 'box' or 'robustness'")
     norm = s.get("norm")
     _need(norm in ("inf", "2", "1"), f"{where}.norm {norm!r}: must be 'inf', '2' or '1'")
-    dom = s.get("domain")
+    dom: Any = s.get("domain")  # JSON, checked below
     _need(isinstance(dom, list) and len(dom) == 2, f"{where}.domain must be [lo, hi]")
     lo, hi = number(dom[0], f"{where}.domain[0]"), number(dom[1], f"{where}.domain[1]")
     x = array(arrays, s.get("x"), [(n,)], f"{where}.x")
@@ -231,13 +231,13 @@ def parse_claims(man: Manifest, net: Network) -> list[Claim]:
         C = array(man.arrays, spec.get("C"), [(-1, K)], f"{where}.spec.C")
         S = C.shape[0]
         d = array(man.arrays, spec.get("d"), [(S,)], f"{where}.spec.d")
-        groups = spec.get("groups")
+        groups: Any = spec.get("groups")  # JSON, checked below
         _need(isinstance(groups, list) and len(groups) > 0, f"{where}.spec.groups must be a non-empty list")
         gs = []
         for gi, g in enumerate(groups):
             _need(isinstance(g, list) and len(g) > 0, f"{where}.spec.groups[{gi}] must be a non-empty list")
             gs.append([integer(r, f"{where}.spec.groups[{gi}]", 0, S) for r in g])
-        leaves = c.get("leaves")
+        leaves: Any = c.get("leaves")  # JSON, checked below
         _need(isinstance(leaves, list) and len(leaves) > 0, f"{where}.leaves must be a non-empty list")
         claims.append(Claim(cid, _input_set(_obj(c, "set", where), man.arrays, net, K, f"{where}.set"), C, d, gs,
                             c.get("tree"), [_leaf(v, man.arrays, net, S, f"{where}.leaves[{i}]") for i, v in enumerate(leaves)]))

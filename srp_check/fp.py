@@ -61,7 +61,7 @@ def abs_rows_dot(absA: np.ndarray, w: np.ndarray) -> np.ndarray:
     return ub(s, absA.shape[1])
 
 
-def product_charge(absA: np.ndarray, w_mag: np.ndarray, n: int, mag_sum: float) -> np.ndarray:
+def product_charge(absA: np.ndarray, w_mag: np.ndarray, n: int, mag_sum: np.ndarray | float) -> np.ndarray:
     """Per row: a bound of the error of a computed coefficient product fl(A·W) (dot products of n terms) times
     an input z with |z| ≤ mag: γ_n·⟨|A|, |W|·mag⟩ + n·η·Σ mag, where `w_mag` ≥ |W|·mag and `mag_sum` ≥ Σ mag."""
     return add_up(up(gamma(n) * abs_rows_dot(absA, w_mag)), up(up(n * ETA) * mag_sum))

@@ -124,7 +124,7 @@ def sweep(net: Network, leaf: Leaf, ctx: LeafContext, where: str, base: Bounds |
     st.set_interval(net.input, ctx.lo, ctx.hi)
     for i, nd in enumerate(net.nodes):
         if nd.kind == "linear":
-            st.set_interval(nd.output, *interval_linear(st, i, nd.op, nd.inputs[0]))
+            st.set_interval(nd.output, *interval_linear(st, i, nd.linear, nd.inputs[0]))
         elif nd.kind == "add":
             st.set_interval(nd.output, *interval_add(st, *nd.inputs))
         elif nd.kind == "maxpool":

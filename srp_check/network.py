@@ -20,9 +20,12 @@ What is exact and what is bounded, per operator:
 * Add of two data tensors, Relu, MaxPool (`pool`): no constants.
 """
 
+# long-module: one job, the checker's own reading of ONNX: one short method per operator of certificate format version 1
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import onnx
@@ -47,6 +50,16 @@ class Node:
     output: str
     op: Linear | MaxPool | None = None
 
+    @property
+    def linear(self) -> Linear:
+        """The op of a 'linear' node (`_Reader.linear` gives each one its `Linear`)."""
+        return cast(Linear, self.op)
+
+    @property
+    def pool(self) -> MaxPool:
+        """The op of a 'maxpool' node (`_Reader.op_MaxPool` gives each one its `MaxPool`)."""
+        return cast(MaxPool, self.op)
+
 
 @dataclass
 class Network:
@@ -70,10 +83,15 @@ class Network:
             elif nd.kind == "add":
                 vals[nd.output] = a + vals[nd.inputs[1]]
             elif nd.kind == "maxpool":
-                vals[nd.output] = nd.op.forward(a)
+                vals[nd.output] = nd.pool.forward(a)
             else:
-                vals[nd.output] = nd.op.apply(a) + (0.0 if nd.op.bias is None else nd.op.bias)
+                vals[nd.output] = nd.linear.apply(a) + (0.0 if nd.linear.bias is None else nd.linear.bias)
         return vals[self.output]
+
+
+def _ints(t: np.ndarray | list[int]) -> tuple[int, ...]:
+    """A constant's (or an attribute's) entries as Python ints."""
+    return tuple(int(k) for k in np.ravel(t))
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
@@ -101,7 +119,8 @@ class _Reader:
         dims = [1, *dims] if self.vector else dims
         if len(dims) < 2 or dims[0] not in (None, 1) or any(d is None or d < 1 for d in dims[1:]):
             raise UnsupportedModel(f"input shape {dims}: need a batch axis (1 or symbolic) and fixed positive dims")
-        self.input, self.input_shape = inputs[0].name, tuple(dims[1:])
+        self.input = inputs[0].name
+        self.input_shape = cast("tuple[int, ...]", tuple(dims[1:]))  # no None: refused just above
         self.dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
         self.shape: dict[str, tuple[int, ...]] = {self.input: (1, *self.input_shape)}
         self.alias: dict[str, str] = {self.input: self.input}
@@ -124,7 +143,7 @@ class _Reader:
         if name in self.alias or name in self.const or not name:
             raise UnsupportedModel(f"tensor {name!r} is defined twice (or unnamed)")
 
-    def emit(self, kind: str, inputs: tuple[str, ...], out: str, shape: tuple[int, ...], op: Linear | None = None) -> None:
+    def emit(self, kind: str, inputs: tuple[str, ...], out: str, shape: tuple[int, ...], op: Linear | MaxPool | None = None) -> None:
         self.define(out)
         self.nodes.append(Node(kind, inputs, out, op))
         self.alias[out], self.shape[out], self.sizes[out] = out, shape, int(np.prod(shape))
@@ -220,16 +239,16 @@ class _Reader:
             s = self.shape[ins[0]] if ins[0] in self.shape else self.const[ins[0]].shape
             return np.array(s[a.get("start", 0):a.get("end")], np.int64)
         v, c = self.const[ins[0]], [self.const[i] for i in ins[1:] if i in self.const]
-        ints = lambda t: tuple(int(k) for k in np.ravel(t))  # noqa: E731
         if op == "CastLike":
             return v.astype(self.const[ins[1]].dtype if ins[1] in self.const else self.dtype)
         if op in ("Squeeze", "Unsqueeze"):
-            axes = ints(a["axes"] if "axes" in a else c[0]) if "axes" in a or c else None
-            return np.squeeze(v, axes) if op == "Squeeze" else np.expand_dims(v, axes)
+            axes = _ints(a["axes"] if "axes" in a else c[0]) if "axes" in a or c else None
+            return (np.squeeze(v, axes) if op == "Squeeze"
+                    else np.expand_dims(v, axes))  # type: ignore[arg-type]  # axes None: numpy's TypeError, a malformed model
         if op == "Concat":
             return np.concatenate([v, *c], axis=int(a["axis"]))
         if op == "Expand":
-            return np.broadcast_to(v, np.broadcast_shapes(v.shape, ints(c[0]))).copy()
+            return np.broadcast_to(v, np.broadcast_shapes(v.shape, _ints(c[0]))).copy()
         return v.reshape(self.target(v.shape, ins[1], a)) if op == "Reshape" else v
 
     def op_Reshape(self, node: onnx.NodeProto, a: dict, ins: list[str], x: str, out: str) -> None:
@@ -372,7 +391,11 @@ class _Reader:
             raise UnsupportedModel("BatchNormalization: var + epsilon is not positive")
         sc = gam / np.sqrt(den)
         per = int(np.prod(s[2:]))
-        full = lambda v: np.repeat(v, per)  # noqa: E731 — a channel vector over the (C, ...) tensor
+
+        def full(v: np.ndarray) -> np.ndarray:
+            """A channel vector over the (C, ...) tensor."""
+            return np.repeat(v, per)
+
         ones = np.ones(s[1] * per)
         mid1, mid2 = out + "#centred", out + "#scaled"
         self.linear(mid1, x, s, Scale(ones, full(-mean)))

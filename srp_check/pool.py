@@ -91,6 +91,6 @@ class MaxPool:
         if ln.picks == 1:
             A_in[:, ln.j] = moved
         else:
-            np.add.at(A_in, (slice(None), ln.j), moved)
+            np.add.at(A_in, (slice(None), ln.j), moved)  # type: ignore[arg-type]  # numpy's stub takes integer indices only; a tuple indexes too
             charge = add_up(charge, up(gamma(ln.picks) * abs_rows_dot(np.abs(moved), mag[ln.j])))
         return A_in, rest @ ln.umax, charge

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, cast
 
 from .errors import CertificateError
 
@@ -125,7 +126,9 @@ def read_vnnlib(path: str) -> VnnSpec:
             forms = _parse(fh.read())
     except (OSError, UnicodeDecodeError) as e:
         raise CertificateError(f"cannot read the spec file {path}: {e}") from None
-    xs, ys, asserts = [], [], []
+    xs: list[int] = []
+    ys: list[int] = []
+    asserts: list[Any] = []
     for f in forms:
         if isinstance(f, list) and len(f) == 3 and f[0] == "declare-const" and isinstance(f[1], str):
             m = re.fullmatch(r"([XY])_(\d+)", f[1])
@@ -157,7 +160,8 @@ def read_vnnlib(path: str) -> VnnSpec:
             raise CertificateError("spec: every X_i needs a lower and an upper bound in every input box")
         rows = [([a.get(f"Y_{j}", Fraction(0)) for j in range(len(ys))], a.get("", Fraction(0))) for a in ys_atoms]
         key = (tuple(box[0]), tuple(box[1]))
-        cases.setdefault(key, Case(box[0], box[1], [])).groups.append(rows)  # type: ignore[arg-type]
+        lower, upper = cast("list[Fraction]", box[0]), cast("list[Fraction]", box[1])  # no None: refused above
+        cases.setdefault(key, Case(lower, upper, [])).groups.append(rows)
     return VnnSpec(len(xs), len(ys), list(cases.values()))
 
 
@@ -172,7 +176,9 @@ def _bound(dnf: list[list[Linear]], box: list[list[Fraction | None]]) -> bool:
     (v,) = xs
     i, k, bound = int(v[2:]), e[v], -e.get("", Fraction(0)) / e[v]
     if k > 0:
-        box[1][i] = bound if box[1][i] is None else min(box[1][i], bound)
+        old = box[1][i]
+        box[1][i] = bound if old is None else min(old, bound)
     else:
-        box[0][i] = bound if box[0][i] is None else max(box[0][i], bound)
+        old = box[0][i]
+        box[0][i] = bound if old is None else max(old, bound)
     return True

@@ -14,6 +14,7 @@ import torch
 from ..ir.graph import Graph
 from ..kernel.backward import Context
 from ..spec import InputBox, LinearSpec
+from .context import graph_of
 from .crown import (
     DEFAULT_BUDGET,
     CrownResult,
@@ -40,7 +41,7 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     start only steers the search. `search`: a lower-precision copy of the graph (float32) to run the iterations
     in; the parameters of each row's best search bound are then bounded once in `ctx`'s own precision, which
     alone is returned — the search's values are never taken for bounds."""
-    graph = ctx.graph
+    graph = graph_of(ctx)
     n, s = spec.C.shape[:2]
     ctx = _constants(ctx)
     work, wspec, wbox = ctx, spec, box
@@ -57,7 +58,7 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
         **{"beta:" + k: b.detach().clone() for k, (b, _) in betas.items()}}
     seen = best.to(wbox.lower.dtype)  # best bound of the search so far, in its precision
     opt = torch.optim.Adam(params, lr=lr, fused=True)
-    models = [graph] if work.graph is graph else [graph, work.graph]
+    models = [graph] if work.graph is graph else [graph, graph_of(work)]
     frozen = [p for g in models for p in g.parameters() if p.requires_grad]
     for p in frozen:  # only the slopes and multipliers are optimised; no gradients into the model
         p.requires_grad_(False)
@@ -87,12 +88,13 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
                 seen = torch.maximum(seen, lb)
         with torch.no_grad():
             if search is not None:  # the only bound returned: the kept parameters, bounded in ctx's precision
+                assert kept is not None  # kept whenever there is a search
                 set_parameters(ctx, {k: kept["alpha:" + k].to(box.lower.dtype) for k in alphas},
                                {k: (kept["beta:" + k].to(box.lower.dtype), sg.to(box.lower.dtype)) for k, (_, sg) in betas.items()})
                 best = torch.maximum(best, spec_backward(ctx, spec, box))
             else:
                 best = torch.maximum(best, seen)
-            if state is not None:
+            if state is not None and kept is not None:  # (kept whenever there is a state)
                 state.clear()
                 state.update(kept)
     finally:
@@ -129,7 +131,7 @@ def start_parameters(ctx: Context, n: int, rows: int, split_signs: dict[str, tor
     """The starting α of every op with free relaxation parameters (`Node.alpha_start`) and β = 0 with its signs
     for every pre-activation with a split, each overridden by `state` ('alpha:NODE', 'beta:PRE') where that holds
     a value (NaN: none for that domain). n samples (domains), `rows` spec rows each."""
-    graph = ctx.graph
+    graph = graph_of(ctx)
     alphas: dict[str, torch.Tensor] = {}
     for name in graph.order:  # every op with free relaxation parameters: ReLU lower slopes, tangent points, slopes
         node = graph.node(name)
@@ -201,7 +203,7 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
     applied to each target's new bounds before later targets use them; `record` (one sample only) receives, per
     target, (its optimised neurons (k,), {ReLU node: the slopes (2, k, *shape) of their lower and upper bounds}):
     what a certificate needs to re-derive them."""
-    graph = ctx.graph
+    graph = graph_of(ctx)
     out = Context(graph, dict(ctx.bounds), dict(ctx.err))
     for t in _fully_connected_targets(graph):
         if record is not None:  # a certificate re-derives t from the bounds claimed before it: CROWN's bounds from the

@@ -16,7 +16,7 @@ import torch
 from ..kernel.backward import Coeffs, Context
 from ..kernel.patches import Patches
 from ..kernel.rounding import dot_gamma, tiny, unit_roundoff
-from ..spec import InputBox
+from ..spec import InputBox, LpBall
 
 
 @dataclass
@@ -31,12 +31,15 @@ class BallParts:
     q: float
 
     @classmethod
-    def of(cls, A: Coeffs, box: InputBox, ctx: Context | None) -> "BallParts":
-        b = box.ball
+    def of(cls, A: Coeffs, box: InputBox, b: LpBall, ctx: Context | None) -> "BallParts":
+        """The parts of rows A over `box` and its ball `b` (`box.ball`)."""
         c = b.centre.to(box.lower.dtype)
         if isinstance(A, Patches):  # windows: the centre and the box under each row's window
             A = A.masked()  # entries outside the map are padding: zero
-            maps = lambda: torch.cat([c, box.lower, box.upper], dim=1)  # noqa: E731
+
+            def maps() -> torch.Tensor:
+                return torch.cat([c, box.lower, box.upper], dim=1)
+
             cols = ctx.unfolded("ball", A, (c, box.lower, box.upper), maps) if ctx is not None else A.unfold(maps())
             a = A.data.reshape(A.data.shape[0], A.rows, -1)
             cc, lo, hi = (t.reshape(a.shape) for t in A.pick_parts(cols, 3))
@@ -76,7 +79,10 @@ class BallParts:
         if not bool(rows.any()):
             return value
         n_idx, r_idx = rows.nonzero(as_tuple=True)
-        pick = lambda t: t[n_idx, 0] if t.shape[1] == 1 else t[n_idx, r_idx]  # noqa: E731
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t[n_idx, 0] if t.shape[1] == 1 else t[n_idx, r_idx]
+
         a, c, lo, hi = self.a[n_idx, r_idx], pick(self.c), pick(self.lo), pick(self.hi)
         sub = BallParts(a.unsqueeze(1), c.unsqueeze(1), lo.unsqueeze(1), hi.unsqueeze(1), self.eps[n_idx], self.q)
         a_free = sub.free()[:, 0]

@@ -18,12 +18,15 @@ slopes ≤ 1). A pass starting from A_T subtracts ⟨|A_T|, err_T⟩ (`slack.py`
 per-step cost.
 """
 
+# long-module: one job, the CROWN driver: backward walks, their starting rows, chunks by memory, layer-by-layer refinement
+
 from __future__ import annotations
 
 import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 
@@ -37,6 +40,7 @@ from ..kernel.patches import Grid, Patches, flat_sum, weighted_sum
 from ..kernel.rounding import dot_gamma
 from ..spec import InputBox, LinearSpec
 from .ball import BallParts
+from .context import graph_of
 from .ibp import ball_rule_applies, ibp_step, input_balls, spec_interval
 from .slack import compounding, final, rounding_slack
 from .targets import refine_targets
@@ -69,7 +73,9 @@ def _concretise(A: Coeffs, box: InputBox, ctx: Context | None = None, tight: boo
     exact dual of the ball ∩ box (`_dual_l1`, `_dual_l2`), unless a gradient flows (alpha-CROWN's steps)."""
     lo, width = box.lower, box.upper - box.lower
     if isinstance(A, Patches):
-        maps = lambda: torch.cat([lo, width], dim=1)  # noqa: E731
+        def maps() -> torch.Tensor:
+            return torch.cat([lo, width], dim=1)
+
         cols = ctx.unfolded("input", A, (box.lower, box.upper), maps) if ctx is not None else A.unfold(maps())
         lo_w, width_w = A.pick_parts(cols, 2)
         value = flat_sum(A.data * lo_w + negative_part(A.data) * width_w)
@@ -77,7 +83,7 @@ def _concretise(A: Coeffs, box: InputBox, ctx: Context | None = None, tight: boo
         value = weighted_sum(A, lo) + weighted_sum(negative_part(A), width)
     if box.ball is None:
         return value
-    parts = BallParts.of(A, box, ctx)
+    parts = BallParts.of(A, box, box.ball, ctx)
     value = torch.fmax(value, parts.dual_norm_bound())
     if tight and not isinstance(A, Patches) and not (torch.is_grad_enabled() and parts.a.requires_grad):
         value = parts.tighten(value, offset)  # not inside alpha-CROWN's steps: it doubled the MLP's L2 certify time
@@ -117,7 +123,7 @@ def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
         total["const"] = total["const"] + c
         return outs
 
-    A_in = walk_backward(ctx.graph, pending, step, _merge)
+    A_in = walk_backward(graph_of(ctx), pending, step, _merge)
     if A_in is not None:
         if probe:
             probe.see(A_in)
@@ -147,6 +153,10 @@ def selected_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order, valid
 
 
+@overload
+def _signed(A: torch.Tensor, signs: tuple[int, ...]) -> torch.Tensor: ...
+@overload
+def _signed(A: Patches, signs: tuple[int, ...]) -> Patches: ...
 def _signed(A: Coeffs, signs: tuple[int, ...]) -> Coeffs:
     """Rows [s·A for s in signs] (negation is exact)."""
     if isinstance(A, Patches):
@@ -160,7 +170,7 @@ def _start(ctx: Context, target: str, idx: torch.Tensor, signs: tuple[int, ...] 
     their constant and rounding slack. Ops that can say so start from their own rows on their input
     (`crown_rows`: rows of W, or a conv kernel as 1×1 patches); other spatial targets start from unit patches,
     the rest from unit rows."""
-    graph = ctx.graph
+    graph = graph_of(ctx)
     shape = graph.shapes[target]
     n, k = idx.shape
     dt = ctx.bounds[INPUT][0].dtype
@@ -188,7 +198,7 @@ def _row_width(ctx: Context, target: str, idx_all: torch.Tensor, box: InputBox) 
     """The largest coefficient tensor one row of `target` creates on its way to the input, measured by a probe
     pass of one row of one sample. It depends only on the graph's structure (dense shapes, window sizes), so it
     is kept per graph and target: a graph bounded batch after batch probes each target once."""
-    known = _WIDTHS.setdefault(ctx.graph, {})
+    known = _WIDTHS.setdefault(graph_of(ctx), {})
     if target not in known:
         probe = _Probe()
         sub = ctx.subset(0, 1)
@@ -352,7 +362,7 @@ def unstable_neurons(graph: Graph, bounds: dict[str, tuple[torch.Tensor, torch.T
 
 def unstable_count(ctx: Context) -> torch.Tensor:
     """Unstable neurons per sample under the context's intermediate bounds."""
-    return unstable_neurons(ctx.graph, ctx.bounds)
+    return unstable_neurons(graph_of(ctx), ctx.bounds)
 
 
 @dataclass
@@ -372,7 +382,7 @@ class SpecForm:
 
 def spec_form(ctx: Context, spec: LinearSpec) -> SpecForm:
     """The spec rows' linear lower bound over the input, from one backward pass from the output."""
-    graph = ctx.graph
+    graph = graph_of(ctx)
     n, s = spec.C.shape[:2]
     dt = ctx.bounds[INPUT][0].dtype
     A = spec.C.to(dt).reshape((n, s) + graph.output_shape)

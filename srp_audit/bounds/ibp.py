@@ -34,8 +34,8 @@ class _FoldedTable:
         dd = d.reshape(-1)
         self.w = table if weight is None else table @ weight  # (U·S, in)
         self.w_abs = self.w.abs()
-        self.const = dd if weight is None else table @ bias + dd
-        self.const_mag = dd.abs() if weight is None else table.abs() @ bias.abs() + dd.abs()
+        self.const = dd if bias is None else table @ bias + dd  # weight and bias are None together
+        self.const_mag = dd.abs() if bias is None else table.abs() @ bias.abs() + dd.abs()
         self.simple = bool(((C == 0) | (C.abs() == 1)).all()) and int((C != 0).sum(-1).max()) <= 2
 
 
@@ -76,8 +76,8 @@ def _spec_affine(spec: LinearSpec, x: Interval, node: Dense | None) -> Interval:
         const_mag = t.const_mag[rows]
     else:
         w_eff = spec.C if weight is None else torch.matmul(spec.C, weight)  # (N, S, in)
-        const = spec.d if weight is None else torch.einsum("nsk,k->ns", spec.C, bias) + spec.d
-        const_mag = spec.d.abs() if weight is None else torch.einsum("nsk,k->ns", spec.C.abs(), bias.abs()) + spec.d.abs()
+        const = spec.d if bias is None else torch.einsum("nsk,k->ns", spec.C, bias) + spec.d  # None with weight
+        const_mag = spec.d.abs() if bias is None else torch.einsum("nsk,k->ns", spec.C.abs(), bias.abs()) + spec.d.abs()
         c = torch.bmm(w_eff, m.unsqueeze(2)).squeeze(2) + const
         r = torch.bmm(w_eff.abs(), v.unsqueeze(2)).squeeze(2)
     r = r * inflation(g, dt) + 4 * g * const_mag + tiny(dt) * n
@@ -136,16 +136,20 @@ class IntervalResult:
         return self.out.upper
 
 
-def _folds_last(graph: Graph, spec: LinearSpec | None) -> bool:
-    """Whether the spec table folds into the graph's last op (a Dense with a flat output)."""
-    return spec is not None and isinstance(graph.node(graph.output), Dense) and len(graph.output_shape) == 1
+def _last_dense(graph: Graph, spec: LinearSpec | None) -> Dense | None:
+    """The graph's last op if the spec table folds into it (a Dense with a flat output), else None."""
+    if spec is None:
+        return None
+    last = graph.node(graph.output)
+    return last if isinstance(last, Dense) and len(graph.output_shape) == 1 else None
 
 
 def spec_interval(graph: Graph, spec: LinearSpec, bounds: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> Interval:
     """IBP's bounds on the spec rows from node bounds already computed (e.g. CROWN's intermediate bounds,
     which hold every node: no second forward walk)."""
-    if _folds_last(graph, spec):
-        return _spec_affine(spec, Interval(*bounds[graph.inputs_of[graph.output][0]]), graph.node(graph.output))  # type: ignore[arg-type]
+    last = _last_dense(graph, spec)
+    if last is not None:
+        return _spec_affine(spec, Interval(*bounds[graph.inputs_of[graph.output][0]]), last)
     lo, hi = bounds[graph.output]
     return _spec_affine(spec, Interval(lo.reshape(lo.shape[0], -1), hi.reshape(hi.shape[0], -1)), None)
 
@@ -160,13 +164,14 @@ def interval_bounds(
 
     `keep`: node ids whose intervals to return (True: all); others are freed as soon as they are consumed.
     """
-    fold_last = _folds_last(graph, spec)
+    last = _last_dense(graph, spec)
+    fold_last = last is not None
 
     balls = input_balls(graph, box)
 
     def step(name: str, node, args: list[Interval]) -> Interval:
-        if fold_last and name == graph.output:
-            return _spec_affine(spec, args[0], node)  # type: ignore[arg-type]
+        if last is not None and spec is not None and name == graph.output:  # spec is not None where last is not
+            return _spec_affine(spec, args[0], last)  # last is `node`
         return ibp_step(graph, balls, name, node, args)
 
     graph.check_supported("ibp")

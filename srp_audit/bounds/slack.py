@@ -16,6 +16,7 @@ from ..ir.graph import Graph
 from ..kernel.backward import Coeffs, Context, zero_const
 from ..kernel.patches import Patches, weighted_sum
 from ..kernel.rounding import gamma, tiny
+from .context import graph_of
 
 
 def compounding(graph: Graph, dtype: torch.dtype) -> float:
@@ -31,7 +32,7 @@ def rounding_slack(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
     if ctx.steer_only:
         return zero_const(A)
     absA = A.with_data(A.data.abs()) if isinstance(A, Patches) else A.abs()
-    return weighted_sum(absA, ctx.err[name]) * compounding(ctx.graph, ctx.err[name].dtype)
+    return weighted_sum(absA, ctx.err[name]) * compounding(graph_of(ctx), ctx.err[name].dtype)
 
 
 def final(value: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ def settled(graph: Graph, target: str, targets: set[str]) -> bool:
     exactly as the input's own pass did, so its value is a relaxation line at the input's bound, never above the
     op's range over those bounds (the rsqrt of a LayerNorm's variance, a sigmoid of a refined pre-activation)."""
     node = graph.node(target)
-    return node.constant_relaxation or (node.ibp_exact and _crown_tight(graph, graph.inputs_of[target][0], targets))
+    return node.constant_relaxation or (node.ibp_exact and all(_crown_tight(graph, x, targets) for x in graph.inputs_of[target]))
 
 
 def _crown_tight(graph: Graph, v: str, targets: set[str]) -> bool:

@@ -131,28 +131,7 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
             raise ModelLoadError(f"initializer '{t.name}' of '{path}' cannot be read ({e})") from None
 
     for node in g.node:
-        ctx.onnx_node = node
-        if node.domain not in ("", "ai.onnx"):
-            raise UnsupportedOpError(ctx.node_name, f"{node.domain}.{node.op_type}", opset, "custom-domain operators are not supported")
-        attrs = attributes(node)
-        ins = [ctx.get(i) for i in node.input]
-        if node.op_type != "Shape" and node.op_type in FOLDERS and all(i is None or isinstance(i, (np.ndarray, Derived)) for i in ins) and ins:
-            try:
-                outs: list[Value] = fold(node.op_type, ins, {**attrs, "__outputs": len(node.output)}, opset)  # type: ignore[arg-type]
-            except Exception as e:
-                raise ctx.unsupported(f"cannot evaluate on constants ({e})") from None
-        elif any(isinstance(i, Derived) for i in ins) and node.op_type not in ("Add", "Sub", "Mul", "Div"):
-            raise ctx.unsupported("it reads a constant computed from others that no float holds exactly (like 1/3); such "
-                                  "constants may only scale or shift the data (Add, Sub, Mul, Div)")
-        elif node.op_type in HANDLERS or node.op_type in declared_ops:
-            if node.op_type not in INTEGER_SAFE and any(n in ctx.integer_names and isinstance(v, Tensor) for n, v in zip(node.input, ins)):
-                raise ctx.unsupported("arithmetic on integer-typed data (its wrap-around and truncating division are not "
-                                      "modelled); cast the data to float before it")
-            outs = _map_node(ctx, node, attrs, declared_ops)
-        elif node.op_type in FOLDERS:
-            raise ctx.unsupported("supported only on constants (shape arithmetic), not on the model's data")
-        else:
-            raise ctx.unsupported(unsupported_hint(node.op_type))
+        outs = _read_node(ctx, node, opset, declared_ops)
         for name, v in zip(node.output, outs):
             if name:
                 ctx.values[name] = v
@@ -177,6 +156,31 @@ def _read_graph(model: onnx.ModelProto, path: str, opset: int, inputs: list, dec
                      outputs=tuple((o.name, int(np.prod(r.shape))) for o, r in zip(g.output, results)) if len(results) > 1 else (),
                      values=named)
     return ctx.graph(sample, out, meta)
+
+
+def _read_node(ctx: OnnxContext, node: Any, opset: int, declared_ops: dict) -> list[Value]:
+    """The values of one ONNX node's outputs: folded when every input is a constant, else read by its reader."""
+    ctx.onnx_node = node
+    if node.domain not in ("", "ai.onnx"):
+        raise UnsupportedOpError(ctx.node_name, f"{node.domain}.{node.op_type}", opset, "custom-domain operators are not supported")
+    attrs = attributes(node)
+    ins = [ctx.get(i) for i in node.input]
+    if node.op_type != "Shape" and node.op_type in FOLDERS and all(i is None or isinstance(i, (np.ndarray, Derived)) for i in ins) and ins:
+        try:
+            return fold(node.op_type, ins, {**attrs, "__outputs": len(node.output)}, opset)  # type: ignore[arg-type]
+        except Exception as e:
+            raise ctx.unsupported(f"cannot evaluate on constants ({e})") from None
+    if any(isinstance(i, Derived) for i in ins) and node.op_type not in ("Add", "Sub", "Mul", "Div"):
+        raise ctx.unsupported("it reads a constant computed from others that no float holds exactly (like 1/3); such "
+                              "constants may only scale or shift the data (Add, Sub, Mul, Div)")
+    if node.op_type in HANDLERS or node.op_type in declared_ops:
+        if node.op_type not in INTEGER_SAFE and any(n in ctx.integer_names and isinstance(v, Tensor) for n, v in zip(node.input, ins)):
+            raise ctx.unsupported("arithmetic on integer-typed data (its wrap-around and truncating division are not "
+                                  "modelled); cast the data to float before it")
+        return _map_node(ctx, node, attrs, declared_ops)
+    if node.op_type in FOLDERS:
+        raise ctx.unsupported("supported only on constants (shape arithmetic), not on the model's data")
+    raise ctx.unsupported(unsupported_hint(node.op_type))
 
 
 INTEGER_SAFE = {"Cast", "CastLike", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor",

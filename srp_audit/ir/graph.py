@@ -10,6 +10,7 @@ import copy
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -73,12 +74,12 @@ class Graph(nn.Module):
     # ------------------------------------------------------------------ structure
 
     def node(self, name: str) -> Node:
-        return self.layers[name]  # type: ignore[return-value]
+        return cast(Node, self.layers[name])  # `layers` holds only the Nodes __init__ put there (ModuleDict types a Module)
 
     def items(self) -> Iterator[tuple[str, Node, tuple[str, ...]]]:
         """(id, node, input ids) in topological order."""
         for name in self.order:
-            yield name, self.layers[name], self.inputs_of[name]  # type: ignore[misc]
+            yield name, cast(Node, self.layers[name]), self.inputs_of[name]  # as in `node`
 
     def ancestors(self, name: str) -> set[str]:
         """The nodes `name` depends on, itself included (not the input)."""

@@ -90,7 +90,9 @@ class Context:
 
     def select(self, idx: slice | torch.Tensor) -> "Context":
         """The same context for a subset of the samples."""
-        cut = lambda d: {k: v[idx] for k, v in d.items()}  # noqa: E731
+        def cut(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v[idx] for k, v in d.items()}
+
         bounds = {k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()}
         if self.origin is not None:  # a subset of a subset: its own bounds, no shared relaxations
             return Context(self.graph, bounds, cut(self.err), cut(self.alpha), steer_only=self.steer_only)

@@ -250,8 +250,8 @@ def _per_offset(weight: torch.Tensor, stride: tuple[int, int], dilation: tuple[i
 
 
 def _conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
-                    groups: int, out_hw: tuple[int, int] | None) -> torch.Tensor:
-    """`conv_transpose` on one chunk of rows."""
+                    groups: int, out_hw: tuple[int, ...] | None) -> torch.Tensor:
+    """`conv_transpose` on one chunk of rows (`out_hw` an (h, w) pair or None)."""
     b, c_out, h, w = x.shape
     o, c_in_g, kh, kw = weight.shape
     full = _full_size(h, w, weight, stride, dilation)
@@ -281,7 +281,7 @@ def _conv_transpose(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, in
     return _cut_or_pad(y, out_hw)
 
 
-def _cut_or_pad(y: torch.Tensor, out_hw: tuple[int, int] | None) -> torch.Tensor:
+def _cut_or_pad(y: torch.Tensor, out_hw: tuple[int, ...] | None) -> torch.Tensor:
     """y (B, C, H, W) cut or zero-padded at the bottom and right to out_hw (None: as it is)."""
     if out_hw is not None and tuple(out_hw) != tuple(y.shape[2:]):
         hh, ww = out_hw

@@ -8,6 +8,7 @@ that covers the floating-point evaluation of f, f′ and the tangent point, so t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,8 +60,8 @@ def relu_adaptive_lower(l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 class SmoothFn:
     """A smooth S-shaped activation: convex on (−∞, 0], concave on [0, ∞), f(x) = kappa − f(−x)."""
 
-    f: callable
-    df: callable
+    f: Callable[[torch.Tensor], torch.Tensor]
+    df: Callable[[torch.Tensor], torch.Tensor]
     kappa: float
     floor: float
     ceil: float

@@ -18,7 +18,7 @@ def pads4(p: int | Sequence[int]) -> tuple[int, int, int, int]:
     if len(p) == 2:
         return (p[0], p[1], p[0], p[1])
     if len(p) == 4:
-        return p  # type: ignore[return-value]
+        return p
     raise ValueError(f"padding must have 1, 2 or 4 entries, got {p}")
 
 

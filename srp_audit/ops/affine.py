@@ -109,6 +109,10 @@ class ElementwiseAffine(Node):
     kind = "affine"
     crown_patches = True
 
+    # buffers (`register_buffer` in __init__), declared so that they type as tensors, not `Tensor | Module`
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, scale: Enclosed | torch.Tensor | float = 1.0, shift: Enclosed | torch.Tensor | float = 0.0) -> None:
         super().__init__()
         s = scale if isinstance(scale, Enclosed) else Enclosed.exact(scale)
@@ -119,7 +123,7 @@ class ElementwiseAffine(Node):
         self.register_buffer("scale", s.mid.to(torch.float32))
         self.register_buffer("shift", t.mid.to(torch.float32))
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn, recurse=True):
         """Casts and moves (`.to`, `.double()`, `Graph.copy`) round the buffers from the exact enclosures afresh, so a
         float64 copy of a float32 graph holds 1/3 to float64's precision, not float32's."""
         fresh = [self._fresh(name) for name in ("scale", "shift")]
@@ -127,7 +131,8 @@ class ElementwiseAffine(Node):
         for name, enc, keep in zip(("scale", "shift"), self.exact, fresh):
             if keep:
                 setattr(self, name, fn(enc.mid).to(getattr(self, name).dtype))
-        self.exact = tuple(Enclosed(e.mid.to(self.scale.device), e.rad.to(self.scale.device)) for e in self.exact)  # type: ignore[assignment]
+        device, (s, t) = self.scale.device, self.exact
+        self.exact = (Enclosed(s.mid.to(device), s.rad.to(device)), Enclosed(t.mid.to(device), t.rad.to(device)))
         return out
 
     def _fresh(self, name: str) -> bool:
@@ -139,7 +144,7 @@ class ElementwiseAffine(Node):
             return True
         rest = list(self.exact)
         rest[i] = Enclosed.exact(buf.detach().cpu())
-        self.exact = tuple(rest)  # type: ignore[assignment]
+        self.exact = (rest[0], rest[1])
         return False
 
     def enclosures(self) -> tuple[Enclosed, Enclosed]:

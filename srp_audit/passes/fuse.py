@@ -40,8 +40,10 @@ def _near_exact(node: ElementwiseAffine, relative: float) -> bool:
     return bool((s.rad <= relative * s.mid.abs()).all()) and t.is_exact
 
 
-def _producer(g: Graph, value: str) -> tuple[Node | None, str | None]:
-    if value == INPUT:
+def _producer(g: Graph, value: str | None) -> tuple[Node | None, str | None]:
+    """The node computing `value` and its first input; (None, None) for the graph input, or for no value (the
+    missing input of a previous call's producer)."""
+    if value is None or value == INPUT:
         return None, None
     return g.node(value), g.inputs_of[value][0] if g.inputs_of[value] else None
 
@@ -74,7 +76,8 @@ def _fused(g: Graph, x: str, other: str) -> Node | None:
 
 def fuse_self_products(g: Graph) -> Graph:
     """Replace every Product x · h(x) of the forms above by the activation it computes."""
-    nodes, changed = [], False
+    nodes: list[tuple[str, Node, tuple[str, ...]]] = []
+    changed = False
     for name, node, ins in g.items():
         if isinstance(node, Product):
             a, b = ins

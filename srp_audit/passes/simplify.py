@@ -55,6 +55,11 @@ def drop_identities(g: Graph) -> Graph:
     return g
 
 
+def _constants(node: ElementwiseAffine) -> tuple[torch.Tensor, torch.Tensor]:
+    """The node's (scale, shift) buffers."""
+    return node.scale, node.shift
+
+
 def _single_consumer(g: Graph, name: str) -> str | None:
     cons = g.consumers(name)
     return cons[0] if len(cons) == 1 and name != g.output else None
@@ -69,11 +74,11 @@ def merge_elementwise_affine(g: Graph) -> Graph:
             if not isinstance(node, ElementwiseAffine):
                 continue
             nxt = _single_consumer(g, name)
-            if nxt is None or not isinstance(g.node(nxt), ElementwiseAffine):
+            second = None if nxt is None else g.node(nxt)
+            if not isinstance(second, ElementwiseAffine):
                 continue
-            second = g.node(nxt)
             (s1, t1), (s2, t2) = node.enclosures(), second.enclosures()
-            merged = ElementwiseAffine(s1 * s2, t1 * s2 + t2).to(node.scale.dtype)  # products enclosed, not rounded
+            merged = ElementwiseAffine(s1 * s2, t1 * s2 + t2).to(_constants(node)[0].dtype)  # products enclosed, not rounded
             nodes = []
             for n, nd, i in _nodes(g):
                 if n == name:
@@ -116,8 +121,9 @@ def fold_affine_into_previous(g: Graph) -> Graph:
                 axis, out = 0, prev.weight.shape[0]
             else:
                 continue
-            scale = _per_channel(node.scale, out, len(shape), axis)
-            shift = _per_channel(node.shift, out, len(shape), axis)
+            node_scale, node_shift = _constants(node)
+            scale = _per_channel(node_scale, out, len(shape), axis)
+            shift = _per_channel(node_shift, out, len(shape), axis)
             if scale is None or shift is None or node.constant_rads(torch.float64) != (None, None):
                 continue  # a derived scale (batch-norm's γ/√(var + ε)) is no float: its node keeps the enclosure
             with torch.no_grad():
@@ -155,6 +161,51 @@ def _with_weights(layer: Node, weight: torch.Tensor, bias: torch.Tensor) -> Node
     return Conv2d(weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
 
 
+def _next_layer(g: Graph, name: str) -> tuple[str, Node, str | None] | None:
+    """The single consumer of value `name`, looked for through one Reshape: (its id, its node, the Reshape's id or
+    None); None where a value on the way has several consumers (or is the output)."""
+    nxt = _single_consumer(g, name)
+    if nxt is None:
+        return None
+    reshape = None
+    target = g.node(nxt)
+    if isinstance(target, Reshape):
+        reshape = nxt
+        nxt = _single_consumer(g, nxt)
+        if nxt is None:
+            return None
+        target = g.node(nxt)
+    return nxt, target, reshape
+
+
+def _scaled_layer(g: Graph, name: str, node: ElementwiseAffine, target: Node, reshape: str | None) -> Node | None:
+    """`target` (a Dense, or a Conv2d read without a Reshape) with the shift-free scale of `node` (the value `name`)
+    folded into its weights; None where the fold would not be exact, or `target` is neither."""
+    node_scale, node_shift = _constants(node)
+    in_shape = g.shapes[name]
+    if bool(node_shift.any()) or node.constant_rads(torch.float64) != (None, None):
+        return None  # the shift would enter the bias through a rounded dot product; derived scales stay enclosed
+    scale = torch.broadcast_to(node_scale, in_shape).double()
+    with torch.no_grad():
+        if isinstance(target, Dense):
+            feat = g.shapes[reshape] if reshape else in_shape
+            if len(feat) != 1:
+                return None  # Dense over a non-final axis of a higher-rank sample: leave it
+            w = _exactly(Enclosed.exact(target.weight) * scale.reshape(-1), target.weight.dtype)
+            if w is None:
+                return None
+            return Dense(w, target.bias)
+        if isinstance(target, Conv2d) and reshape is None:
+            s_c = _per_channel(node_scale, in_shape[0], 3, 0)
+            if s_c is None or target.groups != 1:
+                return None
+            w = _exactly(Enclosed.exact(target.weight) * s_c.double().view(1, -1, 1, 1), target.weight.dtype)
+            if w is None:
+                return None
+            return Conv2d(w, target.bias, target.stride, target.padding, target.dilation, target.groups)
+    return None
+
+
 def fold_affine_into_next(g: Graph) -> Graph:
     """Scale/shift feeding (optionally through a Reshape) a Dense, or a Conv2d where padding allows, is folded in.
 
@@ -167,39 +218,11 @@ def fold_affine_into_next(g: Graph) -> Graph:
         for name, node, ins in g.items():
             if not isinstance(node, ElementwiseAffine):
                 continue
-            nxt = _single_consumer(g, name)
-            if nxt is None:
+            found = _next_layer(g, name)
+            if found is None:
                 continue
-            reshape = None
-            target = g.node(nxt)
-            if isinstance(target, Reshape):
-                reshape = nxt
-                nxt = _single_consumer(g, nxt)
-                if nxt is None:
-                    continue
-                target = g.node(nxt)
-            in_shape = g.shapes[name]
-            if bool(node.shift.any()) or node.constant_rads(torch.float64) != (None, None):
-                continue  # the shift would enter the bias through a rounded dot product; derived scales stay enclosed
-            scale = torch.broadcast_to(node.scale, in_shape).double()
-            folded: Node | None = None
-            with torch.no_grad():
-                if isinstance(target, Dense):
-                    feat = g.shapes[reshape] if reshape else in_shape
-                    if len(feat) != 1:
-                        continue  # Dense over a non-final axis of a higher-rank sample: leave it
-                    w = _exactly(Enclosed.exact(target.weight) * scale.reshape(-1), target.weight.dtype)
-                    if w is None:
-                        continue
-                    folded = Dense(w, target.bias)
-                elif isinstance(target, Conv2d) and reshape is None:
-                    s_c = _per_channel(node.scale, in_shape[0], 3, 0)
-                    if s_c is None or target.groups != 1:
-                        continue
-                    w = _exactly(Enclosed.exact(target.weight) * s_c.double().view(1, -1, 1, 1), target.weight.dtype)
-                    if w is None:
-                        continue
-                    folded = Conv2d(w, target.bias, target.stride, target.padding, target.dilation, target.groups)
+            nxt, target, reshape = found
+            folded = _scaled_layer(g, name, node, target, reshape)
             if folded is None:
                 continue
             nodes = []

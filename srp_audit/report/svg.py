@@ -29,8 +29,13 @@ def sweep_curve(points: list[tuple[float, float]], radii: list[float], title: st
     (the fraction of samples whose certified radius is at least eps)."""
     x_max = max([p[0] for p in points] + [max(radii, default=0.0), 1e-9]) * 1.05
     out = _axes(title, "eps", "certified accuracy", x_max, 1.0, lambda v: f"{100 * v:.0f}%")
-    sx = lambda x: PAD + x / x_max * (W - 12 - PAD)  # noqa: E731
-    sy = lambda y: H - PAD - y * (H - PAD - 28)  # noqa: E731
+
+    def sx(x: float) -> float:
+        return PAD + x / x_max * (W - 12 - PAD)
+
+    def sy(y: float) -> float:
+        return H - PAD - y * (H - PAD - 28)
+
     if radii:
         n = len(radii)
         xs = sorted(radii)
