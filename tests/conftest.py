@@ -42,6 +42,15 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
 
 
+@pytest.fixture(autouse=True)
+def _subnormals_restored():
+    """A CLI command run in-process flushes subnormals for the whole process (`perf.tune_process`, for speed);
+    each test starts from IEEE arithmetic again, so no test depends on which ran before it."""
+    yield
+    if np.nextafter(0.0, 1.0) * 1.0 == 0.0:
+        torch.set_flush_denormal(False)
+
+
 @pytest.fixture(scope="session")
 def fixture_models():
     from srp_audit.formats import load_model

@@ -201,3 +201,24 @@ def test_unsafe_pickle_is_never_loaded(tmp_path: Path) -> None:
     r = run("certify", MLP, "--eps", "0.1", "--data", str(p))
     assert r.exit_code == 2 and not marker.exists()
     assert pickle  # imported for clarity of intent: the npz above holds a pickle
+
+
+def test_check_runs_the_checker_in_ieee_arithmetic(monkeypatch, tmp_path: Path) -> None:
+    """The CLI flushes subnormals for speed (`perf.tune_process`); the independent checker's arithmetic must be
+    IEEE's, subnormals included, so `check` runs it with them kept. The checker is replaced by a probe that
+    records the mode it runs in."""
+    import srp_audit_cli.check_cmd as check_cmd
+
+    from srp_audit import perf
+    from srp_check import CertificateError
+
+    seen: list[bool] = []
+
+    def probe(*args, **kwargs):
+        seen.append(perf.flushing())
+        raise CertificateError("probe")
+
+    monkeypatch.setattr(check_cmd, "check", probe)
+    monkeypatch.setattr(perf, "_done", False)  # the command tunes the process as on a fresh start
+    r = CliRunner().invoke(main, ["check", str(FIXTURES / "mnist_mlp.onnx"), str(tmp_path / "c.npz")])
+    assert r.exit_code == 2 and seen == [False], (r.output, seen)

@@ -130,3 +130,16 @@ def test_ops_not_marked_nonlinear_are_affine(name: str) -> None:
         mid = node(*ins)
         bend = node(*[t + d for t, d in zip(ins, ds)]) + node(*[t - d for t, d in zip(ins, ds)]) - 2 * mid
     assert torch.allclose(bend, torch.zeros_like(bend), atol=1e-9 * (1 + float(mid.abs().max()))), f"{name}: not affine"
+
+
+def test_ops_the_drivers_read_through_their_first_input_have_one() -> None:
+    """The drivers read the input of a kinked (ReLU-family) op, of an op with free relaxation parameters
+    (`alpha_start`) and of one with its own refinement rows (`crown_rows`) as `inputs_of[name][0]`: each such op
+    has exactly one input."""
+    from srp_audit import ops
+    from srp_audit.ir.node import Node
+
+    for cls in ops.ALL_OPS:
+        reads_first = cls.kinked_at_zero or cls.alpha_start is not Node.alpha_start or cls.crown_rows is not Node.crown_rows
+        if reads_first:
+            assert cls.arity == 1, f"{cls.__name__} takes {cls.arity} inputs but a driver reads only its first"
