@@ -539,3 +539,18 @@ def test_small_windows_unroll_and_large_ones_do_not() -> None:
     assert _unroll_pays(torch.zeros(16, 1, 4, 4), 4, 4, (10, 10))
     assert not _unroll_pays(torch.zeros(32, 16, 4, 4), 11, 11, (14, 14))
     assert not _unroll_pays(torch.zeros(32, 16, 4, 4), 6, 6, (9, 9))
+
+
+def test_rounding_of_a_lines_op_without_a_line_family_on_a_sample_subset() -> None:
+    """A sample subset of a CROWN context (alpha-CROWN reusing CROWN's bounds for the samples left) slices its root's
+    relaxations; Floor has no alpha line family, and its slope cap used to be kept as None, which no subset can
+    slice (TypeError)."""
+    from srp_audit.spec import margin_spec
+
+    g = torch.Generator().manual_seed(3)
+    graph = Graph((4,), [("d", ops.Dense(torch.randn(4, 4, generator=g, dtype=torch.float64)), (INPUT,)), ("f", ops.Floor(), ("d",)),
+                         ("o", ops.Dense(torch.randn(2, 4, generator=g, dtype=torch.float64)), ("f",))], "o")
+    x = torch.rand(3, 4, generator=g, dtype=torch.float64)
+    res = crown_bounds(graph, InputBox(x - 0.1, x + 0.1), margin_spec(torch.tensor([0, 1, 0]), 2), "crown")
+    sub = res.ctx.select(torch.tensor([0, 2]))
+    assert torch.equal(graph.node("f").crown_rounding(sub, "f"), graph.node("f").crown_rounding(res.ctx, "f")[[0, 2]])

@@ -58,15 +58,19 @@ class LinesActivation(Node, abstract=True):
         A_x, const = relax.through_lines(A, ls, li, us, ui)
         return [A_x], const
 
+    def _cap(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor]:
+        """`slope_cap` as a tensor (0 without a line family): a relaxation every sample subset can slice."""
+        cap = self.slope_cap(l, u)
+        return (torch.zeros_like(l) if cap is None else cap,)
+
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         """The input's error times the largest slope, plus the products and sums of the step (slopes and
         intercepts are exact numbers once computed; |A_x| ≤ |A|·slope)."""
         x = ctx.x(name)
         ls, li, us, ui = ctx.relaxation(name, (x,), self.lines)
         slope = torch.maximum(ls.abs(), us.abs())
-        cap = ctx.relaxation(name + " slope cap", (x,), lambda l, u: (self.slope_cap(l, u),))[0]
-        if cap is not None:  # alpha-CROWN's lines may be steeper than the default ones
-            slope = torch.maximum(slope, cap)
+        cap = ctx.relaxation(name + " slope cap", (x,), self._cap)[0]
+        slope = torch.maximum(slope, cap)  # alpha-CROWN's lines may be steeper than the default ones
         icpt = torch.maximum(li.abs(), ui.abs())
         mag = ctx.mag(x)
         u = unit_roundoff(mag.dtype)
