@@ -14,6 +14,7 @@ from srp_audit.data import load_samples
 from srp_audit.device import resolve_device
 from srp_audit.formats import check_output_path
 from srp_audit.parallel import main_process
+from srp_audit.report.summary import clopper_pearson
 from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions, refuse_fixed_batch
 from srp_audit.robustify_audit import robustify_audited, split_data
 
@@ -42,8 +43,10 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 @click.option("--val-split", type=FRACTION, default=0.1, show_default=True, help="Share of --data held out (for --ada and the audit).")
 @click.option("--method", type=click.Choice(("auto",) + CASCADE), default="auto", show_default=True, help="Sound method for the before/after audit.")
 @click.option("--audit-data", type=click.Path(dir_okay=False), default=None, help="Audit on this .npz instead of the held-out split.")
-@click.option("--audit-samples", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--audit-radius/--no-audit-radius", default=True, show_default=True, help="Search certified radii in the audit.")
+@click.option("--audit-samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="At most this many audit samples; with --max-time, as many of them as fit its audit share (15 %).")
+@click.option("--audit-radius/--no-audit-radius", default=None,
+              help="Search certified radii in the audit (about 5× its cost; default: on, off with --max-time).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, help="Save a checkpoint (OUTPUT.ckpt) every N steps.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.ckpt.")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True)
@@ -80,6 +83,8 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
         device=str(dev), checkpoint_every=checkpoint_every, checkpoint_path=output + ".ckpt", resume=resume,
     )
     opts.validate()
+    if audit_radius is None:  # a budgeted run spends its audit share on samples, not on radii
+        audit_radius = max_time is None
     audit_opts = CertifyOptions(eps=eps, method=method, domain=domain, radius=audit_radius, seed=seed, device=str(dev))
     show = (not quiet) and sys.stderr.isatty() and main_process()
     try:
@@ -92,7 +97,7 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
         click.get_current_context().exit(130)
     if run is None:  # a rank other than 0 under torchrun
         return
-    _print_report(run, model, output, data.audit_name, regularizer, variant, method, eps, audit_radius)
+    _print_report(run, model, output, _audit_name(run, data.audit_name), regularizer, variant, method, eps, audit_radius)
     if run.warning:
         click.echo(f"warning: {run.warning}", err=True)
 
@@ -116,6 +121,7 @@ def _print_report(run, model: str, output: str, audit_name: str, regularizer: st
     rows = [
         ("clean accuracy", _pct(before.clean_accuracy), _pct(after.clean_accuracy)),
         (f"certified accuracy ({method}, eps {eps:g})", _pct(before.certified_accuracy), _pct(after.certified_accuracy)),
+        ("  95 % interval (exact binomial)", _interval(before), _interval(after)),
         ("falsified", before.count("falsified"), after.count("falsified")),
     ]
     if audit_radius:
@@ -125,6 +131,19 @@ def _print_report(run, model: str, output: str, audit_name: str, regularizer: st
     click.echo(f"audit: {audit_name}")
     click.echo(tabulate(rows, headers=["", "before", "after"], tablefmt="simple"))
     click.echo(f"wrote {output}")
+
+
+def _audit_name(run, name: str) -> str:
+    """What was audited: the split's name, and how many of its samples the budget let the audits take."""
+    if run.before.n == run.offered:
+        return name
+    return f"{name}; the first {run.before.n} of them, as many as fit the audits' share of --max-time"
+
+
+def _interval(result) -> str:
+    """The Clopper–Pearson interval of the certified accuracy: the audit is a sample of the data."""
+    lo, hi = clopper_pearson(result.count("verified"), result.n)
+    return f"{100 * lo:.1f}–{100 * hi:.1f} %"
 
 
 def _pct(v: float) -> str:

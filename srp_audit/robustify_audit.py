@@ -5,8 +5,9 @@ SingleProp's own estimate never enters them."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,12 +47,42 @@ def split_data(train: Samples, val_split: float, seed: int, source: str, audit: 
     return DataSplit(fit, val, chosen, f"{len(chosen)} training samples of {source} (nothing held out)")
 
 
+AUDIT_SHARE = 0.15
+"""Of `--max-time`, what the before and after audits may take together: the command ends within the budget plus
+this share."""
+PILOT = 16  # samples audited first to learn an audit's cost per sample
+
+
 @dataclass
 class AuditedRun:
     result: RobustifyResult
     before: CertifyResult
     after: CertifyResult
     warning: str | None = None  # the fine-tuned model audits far worse than the original (a learning rate too high?)
+    offered: int = 0  # audit samples there were; `before.n` of them were audited (fewer when the budget set the count)
+
+
+def joined(first: CertifyResult, rest: CertifyResult) -> CertifyResult:
+    """One audit from two consecutive parts of the same sample list (`rest`'s indices continue `first`'s)."""
+    offset = first.n
+    samples = first.samples + [replace(s, index=s.index + offset) for s in rest.samples]
+    return CertifyResult(samples, first.options, first.device, first.wall_time + rest.wall_time,
+                         first.notes + [n for n in rest.notes if n not in first.notes])
+
+
+def budgeted_audit(graph: Graph, audit: Samples, opts: CertifyOptions, seconds: float | None) -> CertifyResult:
+    """certify on the first samples of `audit`, as many as fit `seconds` (all of them when None): the first PILOT
+    give the cost per sample (their cold start included, so the count errs low), the count follows from it, and
+    the rest are audited after them. The count is never below PILOT (nor above the samples there are)."""
+    if seconds is None or len(audit) <= PILOT:
+        return certify(graph, audit.x, audit.y, opts)
+    start = time.perf_counter()
+    first = certify(graph, audit.x[:PILOT], audit.y[:PILOT], opts)
+    per_sample = (time.perf_counter() - start) / PILOT
+    n = min(len(audit), max(PILOT, int(seconds / max(per_sample, 1e-9))))
+    if n == PILOT:
+        return first
+    return joined(first, certify(graph, audit.x[PILOT:n], audit.y[PILOT:n], opts))
 
 
 def _damage(before: CertifyResult, after: CertifyResult) -> str | None:
@@ -69,9 +100,10 @@ def _damage(before: CertifyResult, after: CertifyResult) -> str | None:
 def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, audit_opts: CertifyOptions, output: str,
                       progress: Callable[[TrainingProgress], None] | None = None,
                       on_audit: Callable[[str], None] | None = None) -> AuditedRun | None:
-    """Audit, fine-tune, write `output`, audit again. Under torchrun every rank trains its slice of each batch
-    and rank 0 audits and writes (other ranks return None). Raises `Interrupted` on Ctrl-C (after saving a
-    checkpoint when checkpoints are on); nothing is written then."""
+    """Audit, fine-tune, write `output`, audit again. With `opts.max_time` the audits share AUDIT_SHARE of it: the
+    audit before runs on as many samples as fit half of that share, the audit after on the same samples. Under
+    torchrun every rank trains its slice of each batch and rank 0 audits and writes (other ranks return None).
+    Raises `Interrupted` on Ctrl-C (after saving a checkpoint when checkpoints are on); nothing is written then."""
     if opts.resume:  # a checkpoint that cannot be resumed is refused before the first audit
         check_resumable(opts, model_fingerprint(graph))
     d = init_from_env(opts.device)
@@ -81,7 +113,8 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     main_rank = d is None or d.is_main
     if main_rank and on_audit:
         on_audit("before")
-    before = certify(graph, data.audit.x, data.audit.y, audit_opts) if main_rank else None
+    seconds = AUDIT_SHARE * opts.max_time / 2 if opts.max_time else None
+    before = budgeted_audit(graph, data.audit, audit_opts, seconds) if main_rank else None
     val = data.val if len(data.val) else None
     try:
         result = robustify(graph, data.fit.x, data.fit.y, opts, val.x if val else None, val.y if val else None, progress)
@@ -99,5 +132,6 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
         on_audit("after")
     # an ONNX output is audited as written (its float32 constants), the file a user will certify again
     written = load_model(output) if output.lower().endswith(".onnx") else result.graph
-    after = certify(written, data.audit.x, data.audit.y, audit_opts)
-    return AuditedRun(result, before, after, _damage(before, after))
+    n = before.n  # the same samples as before
+    after = certify(written, data.audit.x[:n], data.audit.y[:n], audit_opts)
+    return AuditedRun(result, before, after, _damage(before, after), len(data.audit))

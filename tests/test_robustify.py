@@ -231,3 +231,35 @@ def test_cli_robustify_pt2_and_bad_output(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "m.onnx"), "--ramp", "later"])
     assert r.exit_code == 2 and "cannot read the span" in r.stderr
     assert json  # the module's JSON checks live in test_cli
+
+
+def test_budgeted_audit_takes_as_many_samples_as_fit_and_keeps_their_order() -> None:
+    """With a time share the audit certifies a pilot, then as many more samples as its measured cost per sample lets
+    fit (never fewer than the pilot); without one, every sample. Joined results are those of one call."""
+    from srp_audit.data import Samples
+    from srp_audit.robustify_audit import PILOT, budgeted_audit
+
+    graph = load_model(str(FIXTURES / "mnist_mlp.onnx"))
+    d = np.load(FIXTURES / "mnist_train_4k.npz")
+    audit = Samples(torch.from_numpy(d["x"][:40]).float(), torch.from_numpy(d["y"][:40]).long(), "test")
+    opts = CertifyOptions(eps=0.01, method="ibp", radius=False, attack_steps=0, device="cpu")
+    everything = budgeted_audit(graph, audit, opts, None)
+    assert everything.n == 40
+    tiny = budgeted_audit(graph, audit, opts, 1e-9)
+    assert tiny.n == PILOT
+    ample = budgeted_audit(graph, audit, opts, 1e6)
+    assert ample.n == 40 and [s.index for s in ample.samples] == list(range(40))
+    assert [(s.verdict, s.prediction) for s in ample.samples] == [(s.verdict, s.prediction) for s in everything.samples]
+
+
+def test_cli_robustify_with_max_time_reports_the_interval_and_no_radius_by_default(tmp_path: Path) -> None:
+    from srp_audit_cli.main import main
+
+    train = tmp_path / "train.npz"
+    d = np.load(FIXTURES / "mnist_train_4k.npz")
+    np.savez(train, x=d["x"][:300], y=d["y"][:300])
+    r = CliRunner().invoke(main, ["robustify", str(FIXTURES / "mnist_mlp.onnx"), "--data", str(train), "--eps", "0.05",
+                                  "--max-time", "5", "--method", "ibp", "--audit-samples", "30", "-o", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 0, r.output
+    assert "95 % interval (exact binomial)" in r.stdout and "mean certified radius" not in r.stdout
+    assert "held-out samples of" in r.stdout
