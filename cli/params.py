@@ -28,7 +28,7 @@ class NonNegativeFloat(click.ParamType):
     def __init__(self, positive: bool = False) -> None:
         self.positive = positive
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value, param, ctx):
         v = _number(self, value, param, ctx)
         if not math.isfinite(v):
             self.fail(f"{value!r} is not a finite number", param, ctx)
@@ -43,7 +43,7 @@ class Radius(click.ParamType):
 
     name = "float"
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value, param, ctx):
         v = _number(self, value, param, ctx)
         problem = radius_problem(v)
         if problem:
@@ -59,7 +59,7 @@ class Fraction(click.ParamType):
 
     name = "fraction"
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value, param, ctx):
         v = NonNegativeFloat().convert(value, param, ctx)
         if v > 1:
             self.fail(f"must be a fraction between 0 and 1 (e.g. 0.8 for 80 %), got {v:g}", param, ctx)
@@ -71,7 +71,7 @@ class Domain(click.ParamType):
 
     name = "lo,hi"
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
         parts = str(value).replace(":", ",").split(",")
@@ -89,7 +89,7 @@ class EpsList(click.ParamType):
 
     name = "eps[,eps…]"
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
         parts = str(value).split(",")
@@ -108,7 +108,7 @@ class BatchSize(click.ParamType):
 
     name = "n|auto"
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value, param, ctx):
         if value is None or str(value).strip().lower() == "auto":
             return None
         try:

@@ -111,7 +111,7 @@ class Certificate:
                     "claims": claims, "uncertified": [{"id": i, "reason": r} for i, r in self.uncertified]}
         arrays["manifest.json"] = np.frombuffer(json.dumps(manifest, indent=1).encode(), dtype=np.uint8)
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # array names: never the `allow_pickle` keyword
         return buf.getvalue()
 
     def write(self, path: str) -> None:
@@ -129,6 +129,11 @@ def _data_ops(model: onnx.ModelProto) -> set[str]:
             ops.add(node.op_type)
             live.update(o for o in node.output if o)
     return ops
+
+
+def flat64(a: np.ndarray | torch.Tensor) -> np.ndarray:
+    """`a` as a flat float64 array (a box's bounds in a claim's input set)."""
+    return np.asarray(a, dtype=np.float64).reshape(-1)
 
 
 class ProofWriter:
@@ -209,8 +214,7 @@ class ProofWriter:
         leaf = self.first_proof(box, spec.to(torch.float64), methods, alpha_iters)
         if leaf is None:
             return None
-        flat = lambda a: np.asarray(a, dtype=np.float64).reshape(-1)  # noqa: E731
-        input_set = {"type": "box", "lower": flat(lower), "upper": flat(upper)}
+        input_set = {"type": "box", "lower": flat64(lower), "upper": flat64(upper)}
         return Claim(ident, input_set, spec.C[0].double().numpy(), spec.d[0].double().numpy(), [list(g) for g in spec.groups], [leaf])
 
     def first_proof(self, box: InputBox, spec: LinearSpec, methods: Sequence[BoundMethod | str], alpha_iters: int) -> Leaf | None:

@@ -21,7 +21,7 @@ import torch
 
 from .bab import BabProof, BabTrace, relu_bab
 from .bounds import CASCADE_METHODS, CROWN, BoundMethod
-from .certificate import Certificate, Claim, Leaf, ProofWriter
+from .certificate import Certificate, Claim, Leaf, ProofWriter, flat64
 from .ir.graph import Graph
 from .spec import InputBox, LinearSpec
 from .verify import INPUT_SPLIT_MAX_DIMS
@@ -60,7 +60,7 @@ def relu_split_claim(writer: ProofWriter, ident: str, box: InputBox, spec: Linea
     relu_of_pre = {graph.inputs_of[r][0]: onnx for r, onnx in writer.relus.items()}
     anchor = Leaf()
     for pre, onnx in relu_of_pre.items():
-        lo, hi = trace.root.bounds[pre]
+        lo, hi = trace.root.bounds[pre]  # type: ignore[union-attr]  # not None: relu_bab records the root when given a trace
         anchor.bounds[onnx] = (lo[0].reshape(-1).cpu().numpy().copy(), hi[0].reshape(-1).cpu().numpy().copy())
     for pre, (idx, slopes) in trace.islopes.items():
         if pre in relu_of_pre:
@@ -79,8 +79,7 @@ def relu_split_claim(writer: ProofWriter, ident: str, box: InputBox, spec: Linea
             subtrees.append(_trie(items, 0, relu_of_pre))
         except ValueError:
             return None
-    flat = lambda a: np.asarray(a, dtype=np.float64).reshape(-1)  # noqa: E731
-    input_set = {"type": "box", "lower": flat(box.lower), "upper": flat(box.upper)}
+    input_set = {"type": "box", "lower": flat64(box.lower), "upper": flat64(box.upper)}
     return Claim(ident, input_set, spec.C[0].double().numpy(), spec.d[0].double().numpy(), [list(g) for g in spec.groups],
                  leaves, {"bounds": 0, "groups": subtrees})
 
@@ -125,8 +124,7 @@ def input_split_claim(writer: ProofWriter, ident: str, box: InputBox, spec: Line
         kids: list[dict] = [{}, {}]
         node.update({"input": j, "at": mid, "children": kids})
         todo += [(right_lo, hi, kids[1]), (lo, left_hi, kids[0])]
-    flat = lambda a: np.asarray(a, dtype=np.float64).reshape(-1)  # noqa: E731
-    input_set = {"type": "box", "lower": flat(box.lower), "upper": flat(box.upper)}
+    input_set = {"type": "box", "lower": flat64(box.lower), "upper": flat64(box.upper)}
     return Claim(ident, input_set, spec.C[0].double().numpy(), spec.d[0].double().numpy(), [list(g) for g in spec.groups],
                  leaves, root)
 

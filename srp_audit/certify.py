@@ -133,7 +133,7 @@ def certify(
     notes: list[str] = []
     n = x.shape[0]
     auto = options.batch_size is None
-    batch = (64 if device.type == "cuda" else 256) if auto else options.batch_size
+    batch = (64 if device.type == "cuda" else 256) if options.batch_size is None else options.batch_size  # None: auto
     ceiling = None  # the smallest batch that ran out of memory (auto grows towards it, then stays below)
     lo = 0
     while lo < n:
@@ -302,7 +302,11 @@ class _Verdicts:
         return clean_bad | near
 
 
-def _attacker(native: Graph, wide: Graph, x: torch.Tensor, spec: LinearSpec, opt: CertifyOptions):
+Attack = Callable[[torch.Tensor, torch.Tensor, int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+"""attack(idx, eps, restarts, seed) → (found mask, points, best margins)."""
+
+
+def _attacker(native: Graph, wide: Graph, x: torch.Tensor, spec: LinearSpec, opt: CertifyOptions) -> Attack:
     """attack(idx, eps, restarts, seed) → (found mask, points, best margins): PGD in the inward-rounded ball,
     every hit re-checked inside the exact ball and confirmed by plain forward passes."""
     dom = opt.domain
@@ -373,12 +377,18 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
     if opt.radius and idx.numel():
         # The attack radius first: a counterexample at distance d caps the certified radius below d.
         attack_radius_search(attack, v.att_r, v.ce, x, candidates, cert, r_max, opt, clean_margin, v.eps, v.att_margin)
-        search = lambda i, e: prove(i, e, radius_methods)  # noqa: E731
+
+        def search(i: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
+            return prove(i, e, radius_methods)
+
         slope = margin_slope(wide, x64, spec, dom, opt.norm)
         cert = certified_radius(search, candidates, v.proved, v.bound, v.eps, v.att_r, clean_margin, r_max, opt.radius_tol,
                                 prove.salvage, slope)
     verified = candidates & (v.proved | (cert >= v.eps))
-    falsified_at = lambda e: v.falsified_at(e, clean_bad, dom, opt.norm)  # noqa: E731
+
+    def falsified_at(e: float) -> torch.Tensor:
+        return v.falsified_at(e, clean_bad, dom, opt.norm)
+
     falsified = falsified_at(opt.eps)
     clash = verified & falsified
     if clash.any():

@@ -64,9 +64,11 @@ def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[In
     """(float64 box containing the exact one, for proofs; float64 box inside it, for membership checks;
     the inner box rounded inward to the model's precision, for attacks)."""
     shape = (1,) + graph.input_shape
-    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(device).reshape(shape)  # noqa: E731
+
+    def as_t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(device).reshape(shape)
     lo64, hi64 = as_t(clause.lower), as_t(clause.upper)
-    lo_in, hi_in = as_t(clause.lower_in), as_t(clause.upper_in)
+    lo_in, hi_in = as_t(clause.lower_in), as_t(clause.upper_in)  # type: ignore[arg-type]  # not None: Clause.__post_init__ fills them
     lo, hi = round_inward(lo_in, hi_in, dtype)
     lo64, hi64 = without_subnormal_ends(lo64, hi64)  # the proof box stays sound with denormals flushed
     return InputBox(lo64, hi64, bool((lo64 >= 0).all())), InputBox(lo_in, hi_in), InputBox(lo, torch.maximum(hi, lo))
@@ -158,7 +160,7 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float, ph
         phase[0] = "branch and bound"
         name, res = _branch_and_bound(wide, box, s, deadline, confirmed)
         if res.status == "sat":
-            return _sat(native, res.counterexample.to(native.dtype), name, start)
+            return _sat(native, res.counterexample.to(native.dtype), name, start)  # type: ignore[union-attr]  # 'sat' carries one
         if res.status != "unsat":
             status = "timeout" if res.status == "timeout" else "unknown"
             return VerifyResult(status, None, time.perf_counter() - start, detail=f"{name}: {res.domains} domains")
@@ -263,8 +265,8 @@ def read_instances(csv_path: str) -> list[Instance]:
     if not os.path.exists(csv_path):
         raise UsageError(f"instances file '{csv_path}' does not exist")
     folder = os.path.dirname(os.path.abspath(csv_path))
-    out = []
-    columns = (0, 1, 2)
+    out: list[Instance] = []
+    columns: tuple[int, ...] = (0, 1, 2)
     try:
         with open(csv_path, newline="", encoding="utf-8") as f:
             for lineno, row in enumerate(csv.reader(f), 1):
@@ -295,14 +297,14 @@ def read_known(csv_path: str) -> dict[tuple[str, str], dict[str, str]]:
     if not os.path.exists(csv_path):
         raise UsageError(f"known-results file '{csv_path}' does not exist")
     folder = os.path.dirname(os.path.abspath(csv_path))
-    out = {}
+    out: dict[tuple[str, str], dict[str, str]] = {}
     try:
         with open(csv_path, newline="", encoding="utf-8") as f:
             for lineno, row in enumerate(csv.DictReader(f), 2):
                 if any(not row.get(k) for k in ("onnx", "vnnlib", "expected")):
                     raise UsageError(f"{csv_path}:{lineno}: expected columns onnx, vnnlib and expected (a header line names them)")
-                key = tuple(os.path.normpath(os.path.join(folder, row[k])) for k in ("onnx", "vnnlib"))
-                out[key] = row
+                onnx, vnn = (os.path.normpath(os.path.join(folder, row[k])) for k in ("onnx", "vnnlib"))
+                out[onnx, vnn] = row
     except UnicodeDecodeError:
         raise UsageError(f"'{csv_path}' is not a text CSV file") from None
     if not out:

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
+from ..ops.convex import Elu
+from ..ops.power import Reciprocal
 from .context import Value
 from .discrete_build import absolute, compare
 from .onnx_context import OnnxContext
@@ -26,7 +27,7 @@ def _celu(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     a = _attr(attrs, "alpha", 1.0)
     if not float(a) > 0:
         raise ctx.unsupported(f"Celu with alpha {float(a)} (it must be positive)")
-    e = ctx.emit(ops.Elu(1.0), [ctx.mul_or_div(x, a, div=True)], "elu")  # 1/α enclosed where no float holds it
+    e = ctx.emit(Elu(1.0), [ctx.mul_or_div(x, a, div=True)], "elu")  # 1/α enclosed where no float holds it
     return [ctx.mul_or_div(e, a, div=False)]
 
 
@@ -34,7 +35,7 @@ def _celu(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _softsign(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0])
     d = ctx.add_or_sub(absolute(ctx, x), np.array(1.0, dtype=np.float32), sub=False)
-    return [ctx.product(x, ctx.emit(ops.Reciprocal(), [d], "reciprocal"))]
+    return [ctx.product(x, ctx.emit(Reciprocal(), [d], "reciprocal"))]
 
 
 @handles("ThresholdedRelu")

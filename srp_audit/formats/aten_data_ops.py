@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import ops
 from ..ir.reading import Tensor, aten_tensor, aten_weight
 from ..kernel.rounding import as_float32
+from ..ops.affine import Dense
 from ..ops.select import index_map
 from .aten_context import _AtenCtx, aten
 
@@ -21,7 +21,7 @@ def _matmul2(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
         w = aten_weight(ctx, y)
         if w.dim() != 2:
             raise ctx.unsupported(f"data @ a constant of rank {w.dim()} (only a matrix is supported)")
-        return ctx.emit(ops.Dense(w.T.contiguous()), [x], "dense")
+        return ctx.emit(Dense(w.T.contiguous()), [x], "dense")
     if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
         raise ctx.unsupported("a constant @ the model's data (only data @ weights and data @ data are supported)")
     return ctx.matmul(x, y)

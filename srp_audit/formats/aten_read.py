@@ -18,6 +18,7 @@ from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.reading import aten_const, aten_ints, aten_tensor, aten_value, check_declarations
+from ..ops.float_round import RoundToFloat
 from . import aten_data_ops, discrete_handlers, nonlinear_handlers  # noqa: F401  (their handlers register into ATEN)
 from .aten_context import ATEN, _AtenCtx, aten
 from .aten_types import INTEGER_SAFE, integer_typed, reads_integer_data
@@ -96,7 +97,7 @@ def _identity(ctx: _AtenCtx, a: list, kw: dict):
         fmt = str(dtype).removeprefix("torch.")
         if fmt not in ("float16", "bfloat16", "float32"):
             raise ctx.unsupported(f"casting the model's data to {dtype}")
-        return ctx.emit(ops.RoundToFloat(fmt), [v], "round") if narrows else v
+        return ctx.emit(RoundToFloat(fmt), [v], "round") if narrows else v
     return v
 
 
@@ -180,14 +181,14 @@ def graph_from_exported(ep: torch.export.ExportedProgram, source: str) -> Graph:
     for spec in ep.graph_signature.input_specs:
         name = spec.arg.name if hasattr(spec.arg, "name") else None
         if spec.kind == InputKind.USER_INPUT:
-            user.append(name)
+            user.append(name)  # type: ignore[arg-type]  # a tensor input's argument is named: not None
         elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
             t = ep.state_dict.get(spec.target) if spec.target in ep.state_dict else ep.constants.get(spec.target)
             if t is None:
                 raise ModelLoadError(f"{source}: no value for {spec.target!r}")
             # float64 buffers stay float64 (a float32 copy would round them); half precision widens exactly
             keep = t.dtype == torch.float64 or not t.is_floating_point()
-            consts[name] = t.detach().cpu().numpy() if keep else t.detach().cpu().float().numpy()
+            consts[name] = t.detach().cpu().numpy() if keep else t.detach().cpu().float().numpy()  # type: ignore[index]  # named, as above
         else:
             raise ModelLoadError(f"{source}: unsupported program input kind {spec.kind.name}")
     if not user:

@@ -11,19 +11,26 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from .. import ops
 from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.node import Node
 from ..ir.reading import Derived, Tensor, Value, stored_tensor
 from ..ir.walk import INPUT
 from ..kernel.enclosure import Enclosed
-from ..ops.select import index_map
+from ..ops.add import Add
+from ..ops.affine import ElementwiseAffine
+from ..ops.concat import Concat
+from ..ops.power import Reciprocal
+from ..ops.product import Product
+from ..ops.reduce import Reduce
+from ..ops.relu import Relu
+from ..ops.select import Select, index_map
+from ..ops.shape import Identity, Reshape, Transpose
 from ..passes.fuse import fuse_self_products
 from ..passes.simplify import prune_dead
 
@@ -105,7 +112,7 @@ class LoaderContext:
         itself gets an Identity node, since a graph ends in a node."""
         self.batch_first(out)
         if out.ir == INPUT:
-            out = self.emit(ops.Identity(), [out])
+            out = self.emit(Identity(), [out])
         meta = replace(meta, origin=self.origin)
         graph = prune_dead(fuse_self_products(Graph(sample, self.nodes, out.ir, meta)))
         # a weight only float64 holds exactly (a float64 model) makes the whole graph float64 (float32 ones convert exactly)
@@ -139,10 +146,10 @@ class LoaderContext:
         """Transpose `t` by a framework-axis permutation; one that moves the batch axis permutes the other axes and
         records where the batch went (a later pick or transpose brings it back)."""
         if not self.batched:
-            return t if perm == sorted(perm) else self.emit(ops.Transpose(tuple(perm)), [t])
+            return t if perm == sorted(perm) else self.emit(Transpose(tuple(perm)), [t])
         b = t.batch_at
         sample_perm = [p - (1 if p > b else 0) for p in perm if p != b]
-        out = t if sample_perm == sorted(sample_perm) else self.emit(ops.Transpose(tuple(sample_perm)), [t], moved_ok=True)
+        out = t if sample_perm == sorted(sample_perm) else self.emit(Transpose(tuple(sample_perm)), [t], moved_ok=True)
         return Tensor(out.ir, out.shape, perm.index(b))
 
     def pick(self, t: Tensor, apply: Callable[[np.ndarray], list]) -> list[Tensor]:
@@ -153,7 +160,7 @@ class LoaderContext:
         total = math.prod(t.shape)
         out = []
         for idx, shape, at in picks:
-            s = self.emit(ops.Select(idx, shape, total), [t], "select", moved_ok=True)
+            s = self.emit(Select(idx, shape, total), [t], "select", moved_ok=True)
             out.append(Tensor(s.ir, s.shape, at))
         return out
 
@@ -242,7 +249,7 @@ class LoaderContext:
             return t
         n = math.prod(t.shape)
         idx = np.broadcast_to(np.arange(n).reshape(t.shape), target)
-        return self.emit(ops.Select(idx.reshape(-1), target, n), [t], "broadcast")
+        return self.emit(Select(idx.reshape(-1), target, n), [t], "broadcast")
 
     def reshape_to(self, t: Tensor, shape: list[int]) -> Tensor:
         """Reshape `t` to a fully resolved framework-space shape, keeping the batch axis first."""
@@ -256,23 +263,24 @@ class LoaderContext:
             target = tuple(shape)
         if target == t.shape:
             return t
-        return self.emit(ops.Reshape(target), [t])
+        return self.emit(Reshape(target), [t])
 
     # ---------------------------------------------------------------- shared op mappings
 
     def add_or_sub(self, a: Value, b: Value, sub: bool) -> Tensor:
         """a ± b with at least one tensor: a residual Add, or a shift by a constant."""
-        if isinstance(a, Tensor) and isinstance(b, Tensor):
-            if a.shape != b.shape:  # x − mean(x) of a LayerNorm: both repeated to their common shape
-                a, b = self.common_shape(a, b)
-            if sub:
-                b = self.emit(ops.ElementwiseAffine(-1.0, 0.0), [b], "neg")
-            return self.emit(ops.Add(), [a, b])
         if isinstance(a, Tensor):
-            c = self.sample_enclosure(a, b)  # type: ignore[arg-type]
-            return self.emit(ops.ElementwiseAffine(1.0, -c if sub else c), [self.broadcast(a, c.mid)], "affine")
-        c = self.sample_enclosure(b, a)  # type: ignore[arg-type]
-        return self.emit(ops.ElementwiseAffine(-1.0 if sub else 1.0, c), [self.broadcast(b, c.mid)], "affine")  # type: ignore[arg-type]
+            if isinstance(b, Tensor):
+                if a.shape != b.shape:  # x − mean(x) of a LayerNorm: both repeated to their common shape
+                    a, b = self.common_shape(a, b)
+                if sub:
+                    b = self.emit(ElementwiseAffine(-1.0, 0.0), [b], "neg")
+                return self.emit(Add(), [a, b])
+            c = self.sample_enclosure(a, b)
+            return self.emit(ElementwiseAffine(1.0, -c if sub else c), [self.broadcast(a, c.mid)], "affine")
+        data = cast(Tensor, b)  # a is a constant, so b is the data (constant ± constant is folded before the loader)
+        c = self.sample_enclosure(data, a)
+        return self.emit(ElementwiseAffine(-1.0 if sub else 1.0, c), [self.broadcast(data, c.mid)], "affine")
 
     def common_shape(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         """Two input-dependent tensors, each repeated to their common (broadcast) shape."""
@@ -285,7 +293,7 @@ class LoaderContext:
 
     def product(self, a: Tensor, b: Tensor) -> Tensor:
         """a ⊙ b of two input-dependent tensors, each repeated to their common (broadcast) shape first."""
-        return self.emit(ops.Product(), list(self.common_shape(a, b)), "product")
+        return self.emit(Product(), list(self.common_shape(a, b)), "product")
 
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """a @ b of two input-dependent tensors (attention): both repeated to (…, n, k, m), multiplied, summed over k."""
@@ -300,10 +308,10 @@ class LoaderContext:
         full = lead + (n, k, m)
         ia = np.broadcast_to(np.arange(math.prod(sa)).reshape(sa)[..., None], full)
         ib = np.broadcast_to(np.arange(math.prod(sb)).reshape(sb)[..., None, :, :], full)
-        pa = self.emit(ops.Select(ia.reshape(-1), full, math.prod(sa)), [a], "broadcast")
-        pb = self.emit(ops.Select(ib.reshape(-1), full, math.prod(sb)), [b], "broadcast")
-        prod = self.emit(ops.Product(), [pa, pb], "product")
-        return self.emit(ops.Reduce((len(full) - 2,), keepdims=False), [prod], "contract")
+        pa = self.emit(Select(ia.reshape(-1), full, math.prod(sa)), [a], "broadcast")
+        pb = self.emit(Select(ib.reshape(-1), full, math.prod(sb)), [b], "broadcast")
+        prod = self.emit(Product(), [pa, pb], "product")
+        return self.emit(Reduce((len(full) - 2,), keepdims=False), [prod], "contract")
 
     def clip(self, x: Tensor, lo: float | None, hi: float | None) -> Tensor:
         """min(max(x, lo), hi) as lo + relu(x − lo) − relu(x − hi): exact in real arithmetic, and made of ops whose
@@ -312,18 +320,19 @@ class LoaderContext:
         lo, hi = (None if v is None or not np.isfinite(v) else float(v) for v in (lo, hi))
         if lo is not None and hi is not None and lo >= hi:
             raise self.unsupported(f"Clip with min {lo} ≥ max {hi} (a constant output)")
-        if lo is None and hi is None:
-            return x
+        if lo is None:
+            if hi is None:
+                return x
+            # min(x, hi) = hi − relu(hi − x)
+            r = self.emit(Relu(), [self.emit(ElementwiseAffine(-1.0, hi), [x], "affine")])
+            return self.emit(ElementwiseAffine(-1.0, hi), [r], "affine")
         if hi is None:  # max(x, lo) = lo + relu(x − lo)
-            r = self.emit(ops.Relu(), [self.emit(ops.ElementwiseAffine(1.0, -lo), [x], "affine")])
-            return self.emit(ops.ElementwiseAffine(1.0, lo), [r], "affine")
-        if lo is None:  # min(x, hi) = hi − relu(hi − x)
-            r = self.emit(ops.Relu(), [self.emit(ops.ElementwiseAffine(-1.0, hi), [x], "affine")])
-            return self.emit(ops.ElementwiseAffine(-1.0, hi), [r], "affine")
-        low = self.emit(ops.Relu(), [self.emit(ops.ElementwiseAffine(1.0, -lo), [x], "affine")])
-        high = self.emit(ops.Relu(), [self.emit(ops.ElementwiseAffine(1.0, -hi), [x], "affine")])
-        cut = self.emit(ops.ElementwiseAffine(-1.0, lo), [high], "affine")  # lo − relu(x − hi)
-        return self.emit(ops.Add(), [low, cut])
+            r = self.emit(Relu(), [self.emit(ElementwiseAffine(1.0, -lo), [x], "affine")])
+            return self.emit(ElementwiseAffine(1.0, lo), [r], "affine")
+        low = self.emit(Relu(), [self.emit(ElementwiseAffine(1.0, -lo), [x], "affine")])
+        high = self.emit(Relu(), [self.emit(ElementwiseAffine(1.0, -hi), [x], "affine")])
+        cut = self.emit(ElementwiseAffine(-1.0, lo), [high], "affine")  # lo − relu(x − hi)
+        return self.emit(Add(), [low, cut])
 
     def constant_from(self, t: Tensor, c: np.ndarray) -> Tensor:
         """A constant (its sample part) as an IR value: 0·(entries of `t`) + c, so it can join data (Concat)."""
@@ -332,25 +341,27 @@ class LoaderContext:
     def _as_data(self, t: Tensor, value: torch.Tensor) -> Tensor:
         """0·(an entry of `t`, repeated to the value's shape) + value: a constant as an IR value."""
         shape = tuple(value.shape)
-        picked = self.emit(ops.Select(np.zeros(math.prod(shape), dtype=np.int64), shape, math.prod(t.shape)), [t], "select")
-        return self.emit(ops.ElementwiseAffine(0.0, value), [picked], "constant")
+        picked = self.emit(Select(np.zeros(math.prod(shape), dtype=np.int64), shape, math.prod(t.shape)), [t], "select")
+        return self.emit(ElementwiseAffine(0.0, value), [picked], "constant")
 
     def mul_or_div(self, a: Value, b: Value, div: bool) -> Tensor:
         """a · b or a / b; a · b of two tensors is a bilinear Product, a / b by data a product with a Reciprocal."""
         if div and isinstance(b, Tensor):  # a / b = a · (1/b): a Reciprocal, then a product or a scale
-            b, div = self.emit(ops.Reciprocal(), [b], "reciprocal"), False
+            b, div = self.emit(Reciprocal(), [b], "reciprocal"), False
         if isinstance(a, Tensor) and isinstance(b, Tensor):
             return self.product(a, b)
+        # one is data, one a constant (constant · constant is folded before the loader); a / b: b is the constant,
+        # as a data divisor became a product above
+        x, k = cast("tuple[Tensor, np.ndarray | Derived]", (a, b) if div or isinstance(a, Tensor) else (b, a))
         if div:
-            c = self.sample_enclosure(a, b)  # type: ignore[arg-type]
+            c = self.sample_enclosure(x, k)
             try:  # 1/c is rarely a float: the node keeps a rigorous enclosure of it (exact when c is a power of two)
                 inv = c.reciprocal()
             except ValueError:
                 raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) divides by zero") from None
-            return self.emit(ops.ElementwiseAffine(inv, 0.0), [self.broadcast(a, c.mid)], "affine")
-        x, c = (a, b) if isinstance(a, Tensor) else (b, a)
-        scale = self.sample_enclosure(x, c)  # type: ignore[arg-type]
-        return self.emit(ops.ElementwiseAffine(scale, 0.0), [self.broadcast(x, scale.mid)], "affine")  # type: ignore[arg-type]
+            return self.emit(ElementwiseAffine(inv, 0.0), [self.broadcast(x, c.mid)], "affine")
+        scale = self.sample_enclosure(x, k)
+        return self.emit(ElementwiseAffine(scale, 0.0), [self.broadcast(x, scale.mid)], "affine")
 
 
 def bind_inputs(ctx: LoaderContext, shapes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[Tensor]]:
@@ -364,7 +375,7 @@ def bind_inputs(ctx: LoaderContext, shapes: list[tuple[int, ...]]) -> tuple[tupl
     ctx.anchor, ctx.shapes[INPUT] = flat, flat.shape
     for s in shapes:
         n = math.prod(s)
-        out.append(ctx.emit(ops.Select(np.arange(start, start + n), s, total), [flat], "input"))
+        out.append(ctx.emit(Select(np.arange(start, start + n), s, total), [flat], "input"))
         start += n
     return (total,), out
 
@@ -373,5 +384,5 @@ def join_outputs(ctx: LoaderContext, outs: list[Tensor]) -> Tensor:
     """Several outputs become one flat vector, concatenated in order (as VNN-LIB numbers Y)."""
     if len(outs) == 1:
         return outs[0]
-    flat = [o if len(o.shape) == 1 else ctx.emit(ops.Reshape((math.prod(o.shape),)), [o]) for o in outs]
-    return ctx.emit(ops.Concat(0, len(flat)), flat, "outputs")
+    flat = [o if len(o.shape) == 1 else ctx.emit(Reshape((math.prod(o.shape),)), [o]) for o in outs]
+    return ctx.emit(Concat(0, len(flat)), flat, "outputs")

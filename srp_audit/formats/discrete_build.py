@@ -20,7 +20,15 @@ import math
 import numpy as np
 import torch
 
-from .. import ops
+from ..ops.affine import Dense, ElementwiseAffine
+from ..ops.argmax import ArgMax
+from ..ops.compare import Compare
+from ..ops.concat import Concat
+from ..ops.relu import Relu
+from ..ops.select import Select
+from ..ops.shape import Reshape
+from ..ops.sign import Floor
+from ..ops.steps import INT_RANGES, Trunc
 from .context import LoaderContext, Tensor, Value
 
 
@@ -33,11 +41,11 @@ def compare(ctx: LoaderContext, a: Value, b: Value, rel: str) -> Tensor:
     """[a rel b] as 0/1 for rel in gt, ge, lt, le, eq, ne."""
     if rel in ("lt", "le"):
         a, b, rel = b, a, {"lt": "gt", "le": "ge"}[rel]
-    return ctx.emit(ops.Compare(rel), [difference(ctx, a, b)], "compare")
+    return ctx.emit(Compare(rel), [difference(ctx, a, b)], "compare")
 
 
 def affine(ctx: LoaderContext, x: Tensor, scale: float | torch.Tensor, shift: float | torch.Tensor) -> Tensor:
-    return ctx.emit(ops.ElementwiseAffine(scale, shift), [x], "affine")
+    return ctx.emit(ElementwiseAffine(scale, shift), [x], "affine")
 
 
 def logic(ctx: LoaderContext, op: str, a: Value, b: Value | None = None) -> Tensor:
@@ -45,23 +53,22 @@ def logic(ctx: LoaderContext, op: str, a: Value, b: Value | None = None) -> Tens
     if op == "Not":
         assert isinstance(a, Tensor)
         return affine(ctx, a, -1.0, 1.0)
-    if not isinstance(a, Tensor):
-        a, b = b, a
-    assert isinstance(a, Tensor) and b is not None
-    if isinstance(b, Tensor):
-        prod = ctx.product(a, b)
+    c, d = (a, b) if isinstance(a, Tensor) else (b, a)  # c the data, d the other
+    assert isinstance(c, Tensor) and d is not None
+    if isinstance(d, Tensor):
+        prod = ctx.product(c, d)
         if op == "And":
             return prod
-        total = ctx.add_or_sub(a, b, sub=False)
-        k = 1.0 if op == "Or" else 2.0
-        return ctx.add_or_sub(total, affine(ctx, prod, k, 0.0), sub=True)
-    k = ctx.sample_const(a, np.asarray(b, dtype=np.float64) != 0).to(torch.float64)
-    a = ctx.broadcast(a, k)
+        total = ctx.add_or_sub(c, d, sub=False)
+        times = 1.0 if op == "Or" else 2.0
+        return ctx.add_or_sub(total, affine(ctx, prod, times, 0.0), sub=True)
+    k = ctx.sample_const(c, np.asarray(d, dtype=np.float64) != 0).to(torch.float64)
+    c = ctx.broadcast(c, k)
     if op == "And":  # c·k
-        return affine(ctx, a, k, 0.0)
+        return affine(ctx, c, k, 0.0)
     if op == "Or":  # c(1 − k) + k
-        return affine(ctx, a, 1 - k, k)
-    return affine(ctx, a, 1 - 2 * k, k)  # Xor: c(1 − 2k) + k
+        return affine(ctx, c, 1 - k, k)
+    return affine(ctx, c, 1 - 2 * k, k)  # Xor: c(1 − 2k) + k
 
 
 def scaled(ctx: LoaderContext, v: Value, by: Tensor) -> Tensor:
@@ -90,27 +97,27 @@ def _masked(ctx: LoaderContext, v: Value, m: torch.Tensor) -> Value:
 
 
 def cast(ctx: LoaderContext, x: Tensor, target: str, from_integer: bool = False) -> Tensor:
-    """A Cast of data to `target` ('float', 'bool' or an integer type of `ops.steps.INT_RANGES`). An integer source
+    """A Cast of data to `target` ('float', 'bool' or an integer type of `srp_audit.ops.steps.INT_RANGES`). An integer source
     cast to a type that may not hold it wraps around, which is refused (a float source past the range is
     undefined in ONNX, and Trunc's enclosure covers every value)."""
     if target == "float":
         return x
     if target == "bool":
-        return ctx.emit(ops.Compare("ne"), [x], "compare")
+        return ctx.emit(Compare("ne"), [x], "compare")
     if _small_index(ctx, x, target) or (from_integer and target == "int64"):
         return x
     if from_integer:
         raise ctx.unsupported(f"a cast of integer data to {target}, which may not hold it (it would wrap around)")
-    return ctx.emit(ops.Trunc(target), [x], "cast")
+    return ctx.emit(Trunc(target), [x], "cast")
 
 
 def _small_index(ctx: LoaderContext, t: Tensor, target: str) -> bool:
     """Whether `t` is a 0/1 comparison, or an index along an axis short enough for the type `target` to hold: a
     cast then changes nothing. Rounded values may lie past the type's range and keep their Trunc."""
     node, ins = ctx.made.get(t.ir, (None, ()))
-    if isinstance(node, ops.ArgMax):
-        return ctx.shapes[ins[0]][node.axis] - 1 <= ops.steps.INT_RANGES[target][1]
-    return isinstance(node, ops.Compare)
+    if isinstance(node, ArgMax):
+        return ctx.shapes[ins[0]][node.axis] - 1 <= INT_RANGES[target][1]
+    return isinstance(node, Compare)
 
 
 def one_hot(ctx: LoaderContext, idx: Tensor, depth: int, off: float, on: float, axis: int) -> Tensor:
@@ -119,12 +126,12 @@ def one_hot(ctx: LoaderContext, idx: Tensor, depth: int, off: float, on: float, 
     out_shape = shape[:axis] + (depth,) + shape[axis:]
     n = math.prod(shape)
     source = np.broadcast_to(np.expand_dims(np.arange(n).reshape(shape), axis), out_shape)
-    spread = ctx.emit(ops.Select(source.reshape(-1), out_shape, n), [idx], "onehot")
+    spread = ctx.emit(Select(source.reshape(-1), out_shape, n), [idx], "onehot")
     k = np.arange(depth, dtype=np.float64).reshape((depth,) + (1,) * (len(shape) - axis))
     ks = np.broadcast_to(k, out_shape)
-    hit = ctx.emit(ops.Compare("eq"), [affine(ctx, spread, 1.0, torch.from_numpy(-ks.copy()))], "compare")
-    if not isinstance(ctx.made.get(idx.ir, (None,))[0], (ops.ArgMax, ops.Compare)):  # a negative index i means i + depth
-        neg = ctx.emit(ops.Compare("eq"), [affine(ctx, spread, 1.0, torch.from_numpy(depth - ks))], "compare")
+    hit = ctx.emit(Compare("eq"), [affine(ctx, spread, 1.0, torch.from_numpy(-ks.copy()))], "compare")
+    if not isinstance(ctx.made.get(idx.ir, (None,))[0], (ArgMax, Compare)):  # a negative index i means i + depth
+        neg = ctx.emit(Compare("eq"), [affine(ctx, spread, 1.0, torch.from_numpy(depth - ks))], "compare")
         hit = ctx.add_or_sub(hit, neg, sub=False)
     if off == 0.0 and on == 1.0:
         return hit
@@ -138,9 +145,9 @@ def embedding(ctx: LoaderContext, table: torch.Tensor, idx: Tensor) -> Tensor:
     hit = one_hot(ctx, idx, rows, 0.0, 1.0, len(idx.shape))
     rest = tuple(int(n) for n in table.shape[1:])
     w = table.reshape(rows, -1).T.contiguous()
-    out = ctx.emit(ops.Dense(w), [hit], "embedding")
+    out = ctx.emit(Dense(w), [hit], "embedding")
     shape = tuple(idx.shape) + rest
-    return out if shape == out.shape else ctx.emit(ops.Reshape(shape), [out])
+    return out if shape == out.shape else ctx.emit(Reshape(shape), [out])
 
 
 def mod(ctx: LoaderContext, a: Tensor, c: np.ndarray, fmod: bool) -> Tensor:
@@ -148,13 +155,13 @@ def mod(ctx: LoaderContext, a: Tensor, c: np.ndarray, fmod: bool) -> Tensor:
     if np.any(np.asarray(c) == 0):
         raise ctx.unsupported("Mod by zero")
     q = ctx.mul_or_div(a, c, div=True)
-    step = ctx.emit(ops.Trunc(None) if fmod else ops.Floor(), [q], "mod")
+    step = ctx.emit(Trunc(None) if fmod else Floor(), [q], "mod")
     whole = ctx.mul_or_div(step, c, div=False)
     return ctx.add_or_sub(ctx.broadcast(a, torch.zeros(whole.shape)), whole, sub=True)
 
 
 def relu(ctx: LoaderContext, x: Tensor) -> Tensor:
-    return ctx.emit(ops.Relu(), [x])
+    return ctx.emit(Relu(), [x])
 
 
 def absolute(ctx: LoaderContext, x: Tensor) -> Tensor:
@@ -165,7 +172,7 @@ def absolute(ctx: LoaderContext, x: Tensor) -> Tensor:
 def extreme(ctx: LoaderContext, a: Value, b: Value, largest: bool) -> Value:
     """max(a, b) = b + relu(a − b), min(a, b) = a − relu(a − b) (at least one data operand)."""
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        return np.maximum(a, b) if largest else np.minimum(a, b)
+        return np.maximum(a, b) if largest else np.minimum(a, b)  # type: ignore[arg-type]  # stored: only Add/Sub/Mul/Div read a Derived
     r = relu(ctx, difference(ctx, a, b))
     keep = b if largest else a
     if isinstance(keep, Tensor):
@@ -179,14 +186,14 @@ def reduce_extreme(ctx: LoaderContext, x: Tensor, axes: list[int], keepdims: boo
         x = _reduce_axis(ctx, x, axis, largest)
     if not keepdims:
         shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
-        x = x if shape == x.shape else ctx.emit(ops.Reshape(shape), [x])
+        x = x if shape == x.shape else ctx.emit(Reshape(shape), [x])
     return x
 
 
 def _slice(ctx: LoaderContext, x: Tensor, axis: int, start: int, stop: int) -> Tensor:
     n = math.prod(x.shape)
     idx = np.take(np.arange(n).reshape(x.shape), np.arange(start, stop), axis=axis)
-    return ctx.emit(ops.Select(idx.reshape(-1), idx.shape, n), [x], "select")
+    return ctx.emit(Select(idx.reshape(-1), idx.shape, n), [x], "select")
 
 
 def _reduce_axis(ctx: LoaderContext, x: Tensor, axis: int, largest: bool) -> Tensor:
@@ -197,6 +204,6 @@ def _reduce_axis(ctx: LoaderContext, x: Tensor, axis: int, largest: bool) -> Ten
         assert isinstance(pair, Tensor)
         if n % 2:  # the odd entry out joins the next round
             rest = _slice(ctx, x, axis, n - 1, n)
-            pair = ctx.emit(ops.Concat(axis, 2), [pair, rest], "concat")
+            pair = ctx.emit(Concat(axis, 2), [pair, rest], "concat")
         x = pair
     return x

@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .. import ops
 from ..ir.reading import Tensor, aten_ints, aten_tensor, aten_value, aten_weight
+from ..ops.activations import Softplus
+from ..ops.affine import ElementwiseAffine
+from ..ops.float_round import RoundToFloat
+from ..ops.steps import Trunc
 from . import discrete_build as build
 from .aten_context import _AtenCtx, aten
 from .context import Value
@@ -24,7 +27,7 @@ ONNX_NARROW_FLOATS = {10: "float16", 16: "bfloat16"}
 _RELATIONS = {"Greater": "gt", "GreaterOrEqual": "ge", "Less": "lt", "LessOrEqual": "le", "Equal": "eq"}
 
 
-def _data(ctx: Any, *values: Value) -> None:
+def _data(ctx: Any, *values: Value | None) -> None:
     if not any(isinstance(v, Tensor) for v in values):
         raise ctx.unsupported("none of its inputs depends on the model input")
 
@@ -37,7 +40,7 @@ def _compare(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     a, b = ctx.get(node.input[0]), ctx.get(node.input[1])
     _data(ctx, a, b)
     rel = _RELATIONS[node.op_type]
-    out = build.compare(ctx, a, b, rel)  # type: ignore[arg-type]
+    out = build.compare(ctx, a, b, rel)  # type: ignore[arg-type]  # required inputs: get() gives no None
     if isinstance(a, Tensor) and isinstance(b, np.ndarray) and b.size == 1:
         ctx.comparisons[out.ir] = (a, rel, float(b.reshape(-1)[0]))
     return [out]
@@ -47,7 +50,7 @@ def _compare(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _logic(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     ins = [ctx.get(i) for i in node.input]
     _data(ctx, *ins)
-    return [build.logic(ctx, node.op_type, *ins)]  # type: ignore[arg-type]
+    return [build.logic(ctx, node.op_type, *ins)]  # type: ignore[arg-type]  # required inputs: get() gives no None
 
 
 @handles("Cast")
@@ -59,9 +62,9 @@ def _cast(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _cast_to(ctx: OnnxContext, t: Tensor, source: str, to: Any) -> Tensor:
     """Data `t` (the ONNX value `source`) cast to the ONNX data type `to`."""
     if to in ONNX_NARROW_FLOATS:
-        return ctx.emit(ops.RoundToFloat(ONNX_NARROW_FLOATS[to]), [t], "round")
+        return ctx.emit(RoundToFloat(ONNX_NARROW_FLOATS[to]), [t], "round")
     if to == onnx.TensorProto.FLOAT and source in ctx.double_names:
-        return ctx.emit(ops.RoundToFloat("float32"), [t], "round")
+        return ctx.emit(RoundToFloat("float32"), [t], "round")
     if to == onnx.TensorProto.FLOAT and ctx.double_names and (source not in ctx.types or not ctx.types_consistent):
         raise ctx.unsupported(f"a cast to float of '{source}', whose type ONNX type inference cannot establish in a model "
                               "with float64 values (float64 data would be rounded); check the model's declared types")
@@ -90,7 +93,7 @@ def _cast_like(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 def _scalar_scale(node: Any) -> tuple[float, float] | None:
     """(factor, rad) of a Mul or Div by one constant (an ElementwiseAffine with a scalar scale and no shift): the
     float64 factor and how far the exact one may lie from it (a Div's 1/c is enclosed); else None."""
-    if isinstance(node, ops.ElementwiseAffine) and node.scale.numel() == 1 and not bool(node.shift.any()):
+    if isinstance(node, ElementwiseAffine) and node.scale.numel() == 1 and not bool(node.shift.any()):
         s, _ = node.enclosures()
         return float(s.mid.reshape(-1)[0]), float(s.rad.reshape(-1)[0])
     return None
@@ -116,15 +119,15 @@ def _softplus_threshold(ctx: OnnxContext, c: Any, a: Any, b: Any) -> Tensor | No
     made = ctx.made
     if data.ir == a.ir:  # β = 1
         sp, ins = made.get(b.ir, (None, ()))
-        if isinstance(sp, ops.Softplus) and sp.beta == 1.0 and ins == (a.ir,):
-            return ctx.emit(ops.Softplus(1.0, value), [a], "softplus")
+        if isinstance(sp, Softplus) and sp.beta == 1.0 and ins == (a.ir,):
+            return ctx.emit(Softplus(1.0, value), [a], "softplus")
     scaled, scaled_ins = made.get(data.ir, (None, ()))
     div, div_ins = made.get(b.ir, (None, ()))
     sp, sp_ins = made.get(div_ins[0], (None, ())) if len(div_ins) == 1 else (None, ())
     beta, inv = _scalar_scale(scaled), _scalar_scale(div)
-    if (beta is not None and inv is not None and scaled_ins == (a.ir,) and isinstance(sp, ops.Softplus)
+    if (beta is not None and inv is not None and scaled_ins == (a.ir,) and isinstance(sp, Softplus)
             and sp.beta == 1.0 and sp_ins == (data.ir,) and _undoes(inv, beta)):
-        return ctx.emit(ops.Softplus(beta[0], value), [a], "softplus")
+        return ctx.emit(Softplus(beta[0], value), [a], "softplus")
     return None
 
 
@@ -133,14 +136,14 @@ def _where(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     c, a, b = (ctx.get(i) for i in node.input)
     _data(ctx, c, a, b)
     softplus = _softplus_threshold(ctx, c, a, b)
-    return [softplus if softplus is not None else build.where(ctx, c, a, b)]  # type: ignore[arg-type]
+    return [softplus if softplus is not None else build.where(ctx, c, a, b)]  # type: ignore[arg-type]  # required inputs: get() gives no None
 
 
 @handles("OneHot")
 def _one_hot(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     idx = ctx.tensor(node.input[0])
     if node.input[0] not in ctx.integer_names:  # float indices are cast to int64 first (truncated)
-        idx = ctx.emit(ops.Trunc("int64"), [idx], "cast")
+        idx = ctx.emit(Trunc("int64"), [idx], "cast")
     depth = np.asarray(ctx.const(node.input[1], "depth")).reshape(-1)
     values = np.asarray(ctx.const(node.input[2], "values"), dtype=np.float64).reshape(-1)
     if depth.size != 1 or values.size != 2:
@@ -172,7 +175,7 @@ def _max_min(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     _data(ctx, *ins)
     out = ins[0]
     for v in ins[1:]:
-        out = build.extreme(ctx, out, v, node.op_type == "Max")  # type: ignore[arg-type]
+        out = build.extreme(ctx, out, v, node.op_type == "Max")  # type: ignore[arg-type]  # required inputs: get() gives no None
     if not isinstance(out, Tensor):
         raise ctx.unsupported("none of its inputs depends on the model input")
     return [out]
@@ -238,7 +241,7 @@ def _aten_abs(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
 def _aten_extreme(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
     x, y = aten_value(a[0]), aten_value(a[1])
     _data(ctx, x, y)
-    return build.extreme(ctx, x, y, "maximum" in str(ctx.node.target))  # type: ignore[return-value]
+    return build.extreme(ctx, x, y, "maximum" in str(ctx.node.target))  # type: ignore[return-value]  # data: _data checked one is
 
 
 @aten("aten.amax.default", "aten.amin.default")

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import torch
 
-from .. import ops
 from ..kernel.enclosure import Enclosed
+from ..ops.affine import ElementwiseAffine
+from ..ops.power import OddPower, Power, Reciprocal, Sqrt
+from ..ops.relu import PRelu
 from .context import LoaderContext, Tensor
 
 
@@ -18,14 +20,14 @@ def power(ctx: LoaderContext, x: Tensor, p: float) -> Tensor:
     if p == 1.0:
         return x
     if p == 0.0:
-        return ctx.emit(ops.ElementwiseAffine(0.0, 1.0), [x], "affine")
+        return ctx.emit(ElementwiseAffine(0.0, 1.0), [x], "affine")
     if p == int(p) and p >= 3 and int(p) % 2 == 1:
-        return ctx.emit(ops.OddPower(int(p)), [x], "pow")
+        return ctx.emit(OddPower(int(p)), [x], "pow")
     if p == -1.0:
-        return ctx.emit(ops.Reciprocal(), [x], "reciprocal")
+        return ctx.emit(Reciprocal(), [x], "reciprocal")
     if p == 0.5:
-        return ctx.emit(ops.Sqrt(), [x], "sqrt")
-    return ctx.emit(ops.Power(p), [x], "pow")
+        return ctx.emit(Sqrt(), [x], "sqrt")
+    return ctx.emit(Power(p), [x], "pow")
 
 
 def prelu(ctx: LoaderContext, x: Tensor, slope: torch.Tensor, channel_axis: int | None) -> Tensor:
@@ -40,13 +42,13 @@ def prelu(ctx: LoaderContext, x: Tensor, slope: torch.Tensor, channel_axis: int 
     else:
         s = ctx.sample_const(x, s.numpy())
     x = ctx.broadcast(x, s)
-    return ctx.emit(ops.PRelu(s), [x], "prelu")
+    return ctx.emit(PRelu(s), [x], "prelu")
 
 
 def hard_sigmoid(ctx: LoaderContext, x: Tensor, alpha: float | Enclosed, beta: float) -> Tensor:
     """max(0, min(1, αx + β)): an affine map then a clip (ReLUs), exact in real arithmetic (α may be an enclosure:
     torch's hardsigmoid is x/6 + ½)."""
-    a = ctx.emit(ops.ElementwiseAffine(alpha, float(beta)), [x], "affine")
+    a = ctx.emit(ElementwiseAffine(alpha, float(beta)), [x], "affine")
     return ctx.clip(a, 0.0, 1.0)
 
 

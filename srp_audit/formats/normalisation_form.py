@@ -5,14 +5,18 @@ per-channel scale and shift — built from ops that have rules (Reduce, Product,
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 import torch
 
-from .. import ops
 from ..errors import ModelLoadError
 from ..ir.reading import Tensor, aten_tensor, aten_weight
+from ..ops.add import Add
+from ..ops.affine import ElementwiseAffine
+from ..ops.power import Power
+from ..ops.reduce import Reduce
+from ..ops.shape import Reshape
 from .aten_context import _AtenCtx, aten
 from .context import LoaderContext, Value
 from .onnx_context import OnnxContext
@@ -28,13 +32,13 @@ def layer_norm(ctx: LoaderContext, x: Tensor, n_axes: int, eps: float, gamma: to
     if not 1 <= n_axes <= rank:
         raise ctx.unsupported(f"normalising over {n_axes} axes of a rank-{rank} sample")
     axes = tuple(range(rank - n_axes, rank))
-    mean = ctx.emit(ops.Reduce(axes, keepdims=True, mean=True), [x], "reduce")
-    neg = ctx.emit(ops.ElementwiseAffine(-1.0, 0.0), [ctx.broadcast(mean, torch.zeros(x.shape))], "neg")
-    centred = ctx.emit(ops.Add(), [x, neg], "add")
-    sq = ctx.emit(ops.Power(2.0), [centred], "pow")
-    var = ctx.emit(ops.Reduce(axes, keepdims=True, mean=True), [sq], "reduce")
-    shifted = ctx.emit(ops.ElementwiseAffine(1.0, float(np.float32(eps))), [var], "affine")
-    inv = ctx.emit(ops.Power(-0.5), [shifted], "pow")
+    mean = ctx.emit(Reduce(axes, keepdims=True, mean=True), [x], "reduce")
+    neg = ctx.emit(ElementwiseAffine(-1.0, 0.0), [ctx.broadcast(mean, torch.zeros(x.shape))], "neg")
+    centred = ctx.emit(Add(), [x, neg], "add")
+    sq = ctx.emit(Power(2.0), [centred], "pow")
+    var = ctx.emit(Reduce(axes, keepdims=True, mean=True), [sq], "reduce")
+    shifted = ctx.emit(ElementwiseAffine(1.0, float(np.float32(eps))), [var], "affine")
+    inv = ctx.emit(Power(-0.5), [shifted], "pow")
     y = ctx.product(centred, inv)
     return scale_shift(ctx, y, gamma, beta)
 
@@ -47,7 +51,7 @@ def scale_shift(ctx: LoaderContext, y: Tensor, gamma: torch.Tensor | None, beta:
     b = beta if beta is not None else torch.zeros(())
     g, b = ctx.sample_const(y, g.numpy()), ctx.sample_const(y, b.numpy())
     y = ctx.broadcast(y, g + b)
-    return ctx.emit(ops.ElementwiseAffine(g, b), [y], "affine")
+    return ctx.emit(ElementwiseAffine(g, b), [y], "affine")
 
 
 def group_norm(ctx: LoaderContext, x: Tensor, groups: int, eps: float, gamma: torch.Tensor, beta: torch.Tensor) -> Tensor:
@@ -56,13 +60,13 @@ def group_norm(ctx: LoaderContext, x: Tensor, groups: int, eps: float, gamma: to
     c, rest = x.shape[0], x.shape[1:]
     if groups < 1 or c % groups:
         raise ctx.unsupported(f"{c} channels do not split into {groups} groups")
-    rows = ctx.emit(ops.Reshape((groups, math.prod(x.shape) // groups)), [x])
-    y = ctx.emit(ops.Reshape(tuple(x.shape)), [layer_norm(ctx, rows, 1, eps, None, None)])
+    rows = ctx.emit(Reshape((groups, math.prod(x.shape) // groups)), [x])
+    y = ctx.emit(Reshape(tuple(x.shape)), [layer_norm(ctx, rows, 1, eps, None, None)])
     per_channel = (c,) + (1,) * len(rest)
     return scale_shift(ctx, y, gamma.reshape(per_channel), beta.reshape(per_channel))
 
 
-def eps_of(v: object, default: float) -> float:
+def eps_of(v: SupportsFloat | None, default: float) -> float:
     f = float(v) if v is not None else default
     if not (f >= 0 and math.isfinite(f)):
         raise ModelLoadError(f"normalisation epsilon {f} (must be finite and ≥ 0)")

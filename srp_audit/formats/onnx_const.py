@@ -8,8 +8,8 @@ that keeps its rigorous enclosure, never a rounded copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,15 +19,18 @@ from ..ir.registry import registrar
 from ..kernel.enclosure import Enclosed
 from .context import Derived
 
-Folder = Callable[[list[np.ndarray | None], dict[str, Any], int], list[np.ndarray]]
+Folded = np.ndarray | Derived
+"""A folded constant: stored (an array), or derived from stored ones and kept as an enclosure."""
+
+Folder = Callable[[list[Folded | None], dict[str, Any], int], list[Folded]]
 
 FOLDERS: dict[str, Folder] = {}
 
 
-folds = registrar(FOLDERS)  # @folds("Shape", ...)
+folds = registrar(cast(dict[Hashable, Any], FOLDERS))  # @folds("Shape", ...); cast: registrar's table is typed loosely (dict is invariant)
 
 
-_NP_TYPES = {
+_NP_TYPES: dict[int, type] = {
     TensorProto.FLOAT: np.float32,
     TensorProto.DOUBLE: np.float64,
     TensorProto.FLOAT16: np.float16,
@@ -60,8 +63,6 @@ def _cast(inputs, attrs, opset):
         raise ValueError(f"cast to type {to} is not supported")
     return [np.asarray(inputs[0]).astype(_NP_TYPES[to])]
 
-
-Folded = np.ndarray | Derived
 
 
 def enclosure(v: Folded) -> Enclosed:
@@ -103,7 +104,7 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a / b).astype(np.result_type(a, b))
 
 
-_ARITH = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div}
+_ARITH: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div}
 
 
 @folds("Pow")

@@ -4,6 +4,8 @@ A float computation no float holds (a float Sum, a float Mod with fmod = 0) is r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .onnx_const import _axes, folds
@@ -27,7 +29,8 @@ def _mod(inputs, attrs, opset):
 
 @folds("Abs", "Floor", "Ceil", "Round")
 def _unary(inputs, attrs, opset):
-    f = {"Abs": np.abs, "Floor": np.floor, "Ceil": np.ceil, "Round": np.round}[attrs["__op"]]
+    unary: dict[str, Callable[[np.ndarray], np.ndarray]] = {"Abs": np.abs, "Floor": np.floor, "Ceil": np.ceil, "Round": np.round}
+    f = unary[attrs["__op"]]
     return [f(np.asarray(inputs[0]))]  # np.round rounds half to even, as ONNX does
 
 
@@ -60,7 +63,8 @@ def _reduce(inputs, attrs, opset):
         if attrs.get("noop_with_empty_axes", 0):
             return [a]
         axes = list(range(a.ndim))
-    f = {"ReduceProd": np.prod, "ReduceMax": np.max, "ReduceMin": np.min}[op]
+    reductions: dict[str, Callable[..., np.ndarray]] = {"ReduceProd": np.prod, "ReduceMax": np.max, "ReduceMin": np.min}
+    f = reductions[op]
     return [np.asarray(f(a, axis=tuple(int(x) % max(a.ndim, 1) for x in axes), keepdims=keep))]
 
 

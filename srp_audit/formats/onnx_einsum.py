@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
+from ..ops.affine import Dense
+from ..ops.reduce import Reduce
+from ..ops.shape import Reshape, Transpose
 from .context import Tensor, Value, stored_tensor
 from .onnx_context import OnnxContext
 from .onnx_ops import handles
@@ -74,10 +76,10 @@ def _einsum(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
         if alone:
             if not isinstance(v, Tensor):
                 raise ctx.unsupported(f"'{equation}' sums a constant operand over an index (its float sum would round)")
-            values[k] = ctx.emit(ops.Reduce(alone, keepdims=False), [v], "reduce")
+            values[k] = ctx.emit(Reduce(alone, keepdims=False), [v], "reduce")
             terms[k] = "".join(c for c in t if c in others)
     if len(values) == 1:
-        return [_arrange(ctx, values[0], terms[0], out)]  # type: ignore[arg-type]
+        return [_arrange(ctx, values[0], terms[0], out)]  # type: ignore[arg-type]  # the only operand: the data (checked above)
     if not isinstance(values[0], Tensor):  # the data operand first
         values, terms = values[::-1], terms[::-1]
     return [_product(ctx, terms, out, values, sizes)]
@@ -111,11 +113,11 @@ def _arrange(ctx: OnnxContext, t: Tensor, have: str, want: str) -> Tensor:
     """`t` (indexed by `have`) transposed to the order `want` (the same letters)."""
     if have == want:
         return t
-    return ctx.emit(ops.Transpose(tuple(have.index(c) for c in want)), [t])
+    return ctx.emit(Transpose(tuple(have.index(c) for c in want)), [t])
 
 
 def _reshaped(ctx: OnnxContext, t: Tensor, shape: tuple[int, ...]) -> Tensor:
-    return t if tuple(t.shape) == shape else ctx.emit(ops.Reshape(shape), [t])
+    return t if tuple(t.shape) == shape else ctx.emit(Reshape(shape), [t])
 
 
 def _product(ctx: OnnxContext, terms: list[str], out: str, values: list, sizes: dict[str, int]) -> Tensor:
@@ -126,7 +128,10 @@ def _product(ctx: OnnxContext, terms: list[str], out: str, values: list, sizes: 
     left = [c for c in out if c in ta and c not in tb]
     right = [c for c in out if c in tb and c not in ta]
     contr = [c for c in ta if c in tb and c not in out]
-    size = lambda cs: math.prod(sizes[c] for c in cs)  # noqa: E731
+
+    def size(cs: list[str]) -> int:
+        return math.prod(sizes[c] for c in cs)
+
     if isinstance(b, Tensor):  # data × data: (shared, L, K) @ (shared, K, R)
         lead = tuple(sizes[c] for c in shared)
         a2 = _reshaped(ctx, _arrange(ctx, a, ta, "".join(shared + left + contr)), lead + (size(left), size(contr)))
@@ -141,7 +146,7 @@ def _product(ctx: OnnxContext, terms: list[str], out: str, values: list, sizes: 
         w = stored_tensor(np.asarray(b, dtype=np.float64) if b.dtype.kind in "iub" else b)
         w = w.permute(*[tb.index(c) for c in contr + right]).reshape(size(contr), size(right))
         a2 = _reshaped(ctx, _arrange(ctx, a, ta, "".join(left + contr)), tuple(sizes[c] for c in left) + (size(contr),))
-        y = ctx.emit(ops.Dense(w.T.contiguous()), [a2], "dense")
+        y = ctx.emit(Dense(w.T.contiguous()), [a2], "dense")
         have = left + right
     y = _reshaped(ctx, y, tuple(sizes[c] for c in have))
     return _arrange(ctx, y, "".join(have), out)

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import ops
+from ..ops.affine import Dense
+from ..ops.shape import Transpose
 from .context import Tensor, Value
 from .onnx_const import folds
 from .onnx_context import OnnxContext
@@ -123,11 +124,11 @@ def _cumsum_data(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     last = len(x.shape) - 1
     n = x.shape[sample_axis]
     w = torch.from_numpy(_cumsum_matrix(n, bool(attrs.get("exclusive", 0)), bool(attrs.get("reverse", 0))))
-    dense = ops.Dense(w.to(torch.float32))  # entries 0 and 1: exact in every float type
+    dense = Dense(w.to(torch.float32))  # entries 0 and 1: exact in every float type
     if sample_axis == last:
         return [ctx.emit(dense, [x], "cumsum")]
     perm = tuple(a for a in range(len(x.shape)) if a != sample_axis) + (sample_axis,)
     back = tuple(int(i) for i in np.argsort(perm))
-    moved = ctx.emit(ops.Transpose(perm), [x])
+    moved = ctx.emit(Transpose(perm), [x])
     summed: Tensor = ctx.emit(dense, [moved], "cumsum")
-    return [ctx.emit(ops.Transpose(back), [summed])]
+    return [ctx.emit(Transpose(back), [summed])]

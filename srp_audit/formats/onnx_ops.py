@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
 from ..ir.reading import ONNX_READERS, reads_onnx, spatial_input
+from ..ops.convex import Exp
+from ..ops.power import Log, Power, Sqrt
 from ..ops.reduce import reduce_sum
 from .context import Tensor, Value
 from .discrete_build import absolute, reduce_extreme
@@ -39,13 +40,14 @@ def _constant(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 @handles("Shape")
 def _shape(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     v = ctx.get(node.input[0])
-    shape = np.asarray(v.shape if isinstance(v, np.ndarray) else ctx.onnx_shape(v), dtype=np.int64)
+    # v is data, or a Derived constant, whose `shape` onnx_shape reads as it reads data's
+    shape = np.asarray(v.shape if isinstance(v, np.ndarray) else ctx.onnx_shape(v), dtype=np.int64)  # type: ignore[arg-type]  # data, or a Derived
     start, end = attrs.get("start", 0), attrs.get("end", None)
     return [shape[start:end]]
 
 
 _BEFORE_SUM = {"ReduceSumSquare": "square", "ReduceL2": "square", "ReduceL1": "abs", "ReduceLogSumExp": "exp"}
-_AFTER_SUM = {"ReduceL2": ops.Sqrt, "ReduceLogSumExp": ops.Log}
+_AFTER_SUM = {"ReduceL2": Sqrt, "ReduceLogSumExp": Log}
 
 
 @handles(*_BEFORE_SUM)
@@ -53,8 +55,8 @@ def _reduce_of(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     """ReduceSumSquare, ReduceL1, ReduceL2 and ReduceLogSumExp: a sum of x², |x| or eˣ, then √ or log."""
     x = ctx.tensor(node.input[0])
     before = _BEFORE_SUM[node.op_type]
-    x = {"square": lambda: ctx.emit(ops.Power(2.0), [x], "pow"), "abs": lambda: absolute(ctx, x),
-         "exp": lambda: ctx.emit(ops.Exp(), [x], "exp")}[before]()
+    x = {"square": lambda: ctx.emit(Power(2.0), [x], "pow"), "abs": lambda: absolute(ctx, x),
+         "exp": lambda: ctx.emit(Exp(), [x], "exp")}[before]()
     summed = reduce_sum(ctx, node, attrs, x, False, 18)
     after = _AFTER_SUM.get(node.op_type)
     return [summed if after is None else ctx.emit(after(), [summed])]
@@ -67,8 +69,8 @@ def _sum_mean(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     total = next(v for v in ins if isinstance(v, Tensor))
     first = ins.index(total)
     for v in ins[:first] + ins[first + 1:]:
-        total = ctx.add_or_sub(total, v, sub=False)  # type: ignore[arg-type]
-    return [ctx.mul_or_div(total, np.float32(len(ins)), div=True) if node.op_type == "Mean" and len(ins) > 1 else total]
+        total = ctx.add_or_sub(total, v, sub=False)  # type: ignore[arg-type]  # get() is None only for an omitted optional input
+    return [ctx.mul_or_div(total, np.asarray(np.float32(len(ins))), div=True) if node.op_type == "Mean" and len(ins) > 1 else total]
 
 
 @handles("GlobalMaxPool")
@@ -82,12 +84,14 @@ def _global_maxpool(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
 
 @handles("Add", "Sub")
 def _add_sub(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    return [ctx.add_or_sub(ctx.get(node.input[0]), ctx.get(node.input[1]), node.op_type == "Sub")]  # type: ignore[arg-type]
+    a, b = ctx.get(node.input[0]), ctx.get(node.input[1])
+    return [ctx.add_or_sub(a, b, node.op_type == "Sub")]  # type: ignore[arg-type]  # both inputs are required: get() gives no None
 
 
 @handles("Mul", "Div")
 def _mul_div(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
-    return [ctx.mul_or_div(ctx.get(node.input[0]), ctx.get(node.input[1]), node.op_type == "Div")]  # type: ignore[arg-type]
+    a, b = ctx.get(node.input[0]), ctx.get(node.input[1])
+    return [ctx.mul_or_div(a, b, node.op_type == "Div")]  # type: ignore[arg-type]  # both inputs are required: get() gives no None
 
 
 @handles("Clip")
@@ -96,7 +100,9 @@ def _clip(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     splits serve ReLU6 and friends; one-sided clips are one ReLU (exact in real arithmetic)."""
     x = ctx.tensor(node.input[0])
     if ctx.opset >= 11:
-        bound = lambda i: float(ctx.const(node.input[i], "bound").reshape(-1)[0]) if len(node.input) > i and node.input[i] else None  # noqa: E731
+        def bound(i: int) -> float | None:
+            return float(ctx.const(node.input[i], "bound").reshape(-1)[0]) if len(node.input) > i and node.input[i] else None
+
         lo, hi = bound(1), bound(2)
     else:
         lo, hi = attrs.get("min"), attrs.get("max")

@@ -167,7 +167,7 @@ def _read_node(ctx: OnnxContext, node: Any, opset: int, declared_ops: dict) -> l
     ins = [ctx.get(i) for i in node.input]
     if node.op_type != "Shape" and node.op_type in FOLDERS and all(i is None or isinstance(i, (np.ndarray, Derived)) for i in ins) and ins:
         try:
-            return fold(node.op_type, ins, {**attrs, "__outputs": len(node.output)}, opset)  # type: ignore[arg-type]
+            return list(fold(node.op_type, ins, {**attrs, "__outputs": len(node.output)}, opset))  # type: ignore[arg-type]  # all constant
         except Exception as e:
             raise ctx.unsupported(f"cannot evaluate on constants ({e})") from None
     if any(isinstance(i, Derived) for i in ins) and node.op_type not in ("Add", "Sub", "Mul", "Div"):

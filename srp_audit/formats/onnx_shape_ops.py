@@ -60,7 +60,7 @@ def _squeeze(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0], moved_ok=True)
     if ctx.batched and x.batch_at != 0:  # after a Transpose moved the batch: the op itself on entry numbers
         rest = [ctx.const(i, "axes") if i else None for i in node.input[1:]]
-        return ctx.pick(x, lambda ids: fold("Squeeze", [ids, *rest], attrs, ctx.opset))  # type: ignore[return-value]
+        return list(ctx.pick(x, lambda ids: fold("Squeeze", [ids, *rest], attrs, ctx.opset)))
     shape = list(ctx.onnx_shape(x))
     axes = axes_arg(ctx, node, attrs, 13)
     if axes is None:  # squeeze every size-1 sample axis; the batch axis stays
@@ -108,6 +108,6 @@ def _pick(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     if node.op_type == "Gather" and rest and not np.issubdtype(np.asarray(rest[0]).dtype, np.integer):
         raise ctx.unsupported("Gather indices must be integers")
     op_attrs = {**attrs, "__outputs": len(node.output)}
-    return ctx.pick(x, lambda ids: fold(node.op_type, [ids, *rest], op_attrs, ctx.opset))  # type: ignore[return-value]
+    return list(ctx.pick(x, lambda ids: fold(node.op_type, [ids, *rest], op_attrs, ctx.opset)))
 
 

@@ -7,6 +7,7 @@ our own reader, so a fine-tuned graph round-trips.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import onnx
@@ -37,7 +38,7 @@ class OnnxBuilder:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def add(self, op: str, inputs: list[str], output: str, **attrs: object) -> str:
+    def add(self, op: str, inputs: list[str], output: str, **attrs: Any) -> str:
         self._n += 1
         self.nodes.append(helper.make_node(op, inputs, [output], name=f"{op}_{self._n}", **attrs))
         return output

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import ops
 from ..ir.reading import Tensor, aten_tensor
 from ..kernel.enclosure import Enclosed
+from ..ops.affine import Dense, ElementwiseAffine
+from ..ops.shape import Transpose
 from .aten_context import _AtenCtx, aten
 from .context import LoaderContext, Value
 from .onnx_context import OnnxContext
@@ -94,12 +95,12 @@ def apply_axes(ctx: LoaderContext, x: Tensor, matrices: dict[int, np.ndarray]) -
         last = rank - 1
         perm = list(range(rank))
         perm[axis], perm[last] = perm[last], perm[axis]
-        t = x if axis == last else ctx.emit(ops.Transpose(tuple(perm)), [x])
+        t = x if axis == last else ctx.emit(Transpose(tuple(perm)), [x])
         weights, divisor = _stored_weights(exact)
-        t = ctx.emit(ops.Dense(weights), [t], "resize")
+        t = ctx.emit(Dense(weights), [t], "resize")
         if divisor != 1:
-            t = ctx.emit(ops.ElementwiseAffine(Enclosed.exact(float(divisor)).reciprocal(), 0.0), [t], "resize")
-        x = t if axis == last else ctx.emit(ops.Transpose(tuple(perm)), [t])
+            t = ctx.emit(ElementwiseAffine(Enclosed.exact(float(divisor)).reciprocal(), 0.0), [t], "resize")
+        x = t if axis == last else ctx.emit(Transpose(tuple(perm)), [t])
     return x
 
 
@@ -149,7 +150,10 @@ def out_size(n_in: int, scale: Fraction) -> int:
 def _resize(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     x = ctx.tensor(node.input[0])
     full = [int(n) for n in ctx.full_shape(x)]
-    opt = lambda i: ctx.const(node.input[i], "resize argument") if len(node.input) > i and node.input[i] else None  # noqa: E731
+
+    def opt(i: int) -> np.ndarray | None:
+        return ctx.const(node.input[i], "resize argument") if len(node.input) > i and node.input[i] else None
+
     if node.op_type == "Upsample" or ctx.opset < 11:  # scales only; asymmetric coordinates, nearest rounds down
         scales = attrs.get("scales") if "scales" in attrs else opt(1)
         sizes, coord, nearest = None, "asymmetric", "floor"
@@ -187,7 +191,7 @@ def _aten_upsample(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
         out = [int(v) for v in size]
         sc: list = [None, None] if scales is None else [float(v) for v in scales]
     else:
-        sc = [float(v) for v in scales]
+        sc = [float(v) for v in scales]  # type: ignore[union-attr]  # not None: ATen gives the scales where it gives no size
         out = [int(math.floor(n * s)) for n, s in zip(hw, sc)]
     mats = {1 + k: torch_matrix(hw[k], out[k], "nearest" if nearest else "linear", align, sc[k]) for k in range(2)}
     return apply_axes(ctx, x, mats)

@@ -160,9 +160,10 @@ OnnxNode = Any
 
 
 
-def onnx_pads(ctx: Reading, attrs: dict, in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-              dilation: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) padding of an ONNX window op (Conv, pools): `pads`, or what `auto_pad` implies."""
+def onnx_pads(ctx: Reading, attrs: dict, in_hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+              dilation: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) padding of an ONNX window op (Conv, pools): `pads`, or what `auto_pad` implies.
+    `in_hw`, `kernel`, `stride` and `dilation` are (H, W) pairs, as the node's attributes and shapes give them."""
     auto = attrs.get("auto_pad", "NOTSET")
     if auto in ("NOTSET", ""):
         p = list(attrs.get("pads", [0, 0, 0, 0]))

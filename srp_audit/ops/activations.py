@@ -185,7 +185,7 @@ class Softplus(ScalarActivation):
         return F.softplus(x, self.beta, self.threshold)
 
     @property
-    def ibp_exact(self) -> bool:  # type: ignore[override]
+    def ibp_exact(self) -> bool:  # type: ignore[override]  # Node's ClassVar flag, a property of the instance here
         """The error term widens every enclosure by `jump`: exact up to rounding only where the jump is that small
         (the default threshold's 2e-9), not for a low threshold (3: 0.02)."""
         return self.jump <= 1e-8 * (1 + 1 / self.beta)

@@ -331,7 +331,7 @@ def _read_onnx_matmul(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Val
             xt = ctx.emit(Transpose(swap), [b])
             return [ctx.emit(Transpose(swap), [ctx.emit(Dense(w.contiguous()), [xt], "dense")])]
         raise ctx.unsupported("constant @ data needs a matrix constant and data with two sample axes (or an unbatched vector)")
-    return [ctx.matmul(a, b)]  # type: ignore[arg-type]
+    return [ctx.matmul(a, b)]  # type: ignore[arg-type]  # data @ data: constant @ constant is folded before readers
 
 
 @reads_onnx("BatchNormalization")

@@ -29,7 +29,7 @@ class Compare(LinesActivation):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown comparison {kind!r}")
-        self.kind = kind
+        self.kind = kind  # type: ignore[misc]  # the comparison ('gt', …), shadowing Node's display ClassVar per instance
 
     def describe(self) -> str:
         return {"gt": "z > 0", "ge": "z ≥ 0", "eq": "z = 0", "ne": "z ≠ 0"}[self.kind]

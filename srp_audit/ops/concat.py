@@ -5,7 +5,7 @@ Exact in every method: IBP joins the intervals, CROWN splits the coefficients ba
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ class Concat(Node):
         if n < 1:
             raise ValueError("Concat needs at least one input")
         self.axis = int(axis)
-        self.arity = int(n)  # type: ignore[misc]  (an instance's arity: how many tensors it joins)
+        self.arity = int(n)  # type: ignore[misc]  # Node's ClassVar, per instance here: how many tensors it joins
 
     @classmethod
     def from_aten(cls, args: list[Any], kwargs: dict[str, Any]) -> "Concat":
@@ -78,13 +78,14 @@ def _same_batch(ts: list[torch.Tensor]) -> list[torch.Tensor]:
 # ---- reading: Concat with constants joined to the data, in ONNX and ATen
 @reads_onnx("Concat")
 def _read_onnx_concat(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
-    parts = [ctx.get(i) for i in node.input]
-    data = next(p for p in parts if isinstance(p, Tensor))  # (all-constant Concats are folded before handlers)
-    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, p) for p in parts]
+    got = [ctx.get(i) for i in node.input]
+    data = next(p for p in got if isinstance(p, Tensor))  # (all-constant Concats are folded before handlers)
+    # the others are stored constants (a derived or missing one would fail in constant_from, not be joined)
+    parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, cast(np.ndarray, p)) for p in got]
     axis = ctx.sample_axis(parts[0], int(attrs.get("axis", 0)))
     if len(parts) == 1:
         return [parts[0]]
-    return [ctx.emit(Concat(axis, len(parts)), parts, "concat")]  # type: ignore[arg-type]
+    return [ctx.emit(Concat(axis, len(parts)), parts, "concat")]
 
 
 @reads_aten("aten.cat.default")

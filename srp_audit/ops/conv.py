@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +121,8 @@ class Conv2d(Node):
             data = conv_transpose(A.data.reshape(n * r, c, ph, pw), self.weight, self.stride, self.dilation, self.groups,
                                   owner=self)
             grid = A.grid.through_conv(self.stride, self.padding[0], self.padding[1])
-            out = Patches(data.reshape((n, r) + tuple(data.shape[1:])), A.pos, grid, ctx.shape(ctx.x(name)))
+            chw = cast(tuple[int, int, int], ctx.shape(ctx.x(name)))  # (C, H, W): out_shape accepts no other input
+            out = Patches(data.reshape((n, r) + tuple(data.shape[1:])), A.pos, grid, chw)
             return [out], const
         const = torch.einsum("nrchw,c->nr", A, self.bias)
         return [self.transpose_dense(A, ctx.shape(ctx.x(name)))], const
@@ -144,7 +146,8 @@ class Conv2d(Node):
         grid = Grid(1, 1, 0, 0, h, w).through_conv(self.stride, self.padding[0], self.padding[1])
         pick = torch.cat([ch + (0 if s > 0 else o) for s in signs], dim=1)
         weight, bias = signed_rows(self)
-        return Patches(weight[pick], torch.cat([at] * len(signs), dim=1), grid, ctx.shape(ctx.x(name))), bias[pick]
+        chw = cast(tuple[int, int, int], ctx.shape(ctx.x(name)))  # (C, H, W): out_shape accepts no other input
+        return Patches(weight[pick], torch.cat([at] * len(signs), dim=1), grid, chw), bias[pick]
 
     def singleprop(self, centres, radii, variant):
         return self.linear(radii[0], self.weight.abs())
@@ -176,7 +179,10 @@ def _read_onnx_conv(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value
 def _conv1d(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor, w: torch.Tensor) -> Tensor:
     """(N, C, L) convolutions become (N, C, 1, L) ones with a 1×k kernel, between two reshapes: exact."""
     b = ctx.weight(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
-    one = lambda key, default: [1] + list(attrs.get(key, [default]))  # noqa: E731
+
+    def one(key: str, default: int) -> list[int]:
+        return [1] + list(attrs.get(key, [default]))
+
     attrs2 = {**attrs, "strides": one("strides", 1), "dilations": one("dilations", 1), "kernel_shape": [1, w.shape[2]]}
     if "pads" in attrs:
         p = list(attrs["pads"])

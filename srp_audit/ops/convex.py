@@ -29,11 +29,12 @@ class Curved(LinesActivation, abstract=True):
     A box reaching outside the domain gets infinite bounds: the model is undefined (NaN) there."""
 
     ibp_exact = True  # monotone or one valley: `range`
-    sign: ClassVar[int] = 1
-    monotone: ClassVar[int] = 1
-    valley_at: ClassVar[float] = 0.0
-    domain_lo: ClassVar[float] = -math.inf
-    domain_open: ClassVar[bool] = False
+    # class defaults a node may set for itself (Power's follow its exponent), so not ClassVars
+    sign: int = 1
+    monotone: int = 1
+    valley_at: float = 0.0
+    domain_lo: float = -math.inf
+    domain_open: bool = False
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -78,11 +79,17 @@ class Curved(LinesActivation, abstract=True):
     def ibp(self, x: Interval) -> Interval:
         return Interval(*self.range(*x.bounds()))
 
-    def _convex_lines(self, l: torch.Tensor, u: torch.Tensor, t: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def _convex_lines(self, l: torch.Tensor, u: torch.Tensor,
+                      t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Lines of g = sign·f (convex) on [l, u]: the chord above, the tangent at t (default the midpoint) below."""
         sg = self.sign
-        g = lambda x: sg * self.f(x)  # noqa: E731
-        g_out = lambda x, up: sg * self._f_out(x, up if sg > 0 else not up)  # noqa: E731
+
+        def g(x: torch.Tensor) -> torch.Tensor:
+            return sg * self.f(x)
+
+        def g_out(x: torch.Tensor, up: bool) -> torch.Tensor:
+            return sg * self._f_out(x, up if sg > 0 else not up)
+
         ur, t0 = unit_roundoff(l.dtype), tiny(l.dtype)
         width = u - l
         flat = width <= 0
@@ -126,7 +133,8 @@ class Curved(LinesActivation, abstract=True):
         cap = torch.maximum(self.df(ends[0]).abs(), self.df(ends[1]).abs()) * (1 + 1e-3)
         return torch.where(valid, cap.nan_to_num(nan=math.inf), torch.zeros_like(cap))
 
-    def _lines(self, l: torch.Tensor, u: torch.Tensor, a: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def _lines(self, l: torch.Tensor, u: torch.Tensor,
+               a: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         valid, lf, uf = self._in_domain(l, u)
         ls, li, us, ui = self._convex_lines(lf, uf, None if a is None else self._tangent_points(lf, uf, a))
         if self.sign < 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -155,8 +156,13 @@ class MaxPool2d(_Pool2d):
         def lines(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             """(j, dominates, max u) per window, (N, C, L): computed once per bound computation."""
             m = l.shape[0]
-            pad = lambda v: F.pad(v, (le, r, t, b), value=-math.inf).reshape(m * c, 1, ph, pw)  # noqa: E731
-            unfold = lambda v: F.unfold(v, (kh, kw), self.dilation, 0, self.stride)  # noqa: E731  (N·C, K, L)
+
+            def pad(v: torch.Tensor) -> torch.Tensor:
+                return F.pad(v, (le, r, t, b), value=-math.inf).reshape(m * c, 1, ph, pw)
+
+            def unfold(v: torch.Tensor) -> torch.Tensor:
+                return F.unfold(v, (kh, kw), self.dilation, 0, self.stride)  # (N·C, K, L)
+
             lw, uw = unfold(pad(l)), unfold(pad(u))
             tied = lw == lw.amax(dim=1, keepdim=True)  # among inputs sharing the largest lower bound (zeros after a
             # ReLU), the one that can reach highest; argmax over a contiguous last axis (over axis 1 torch takes a
@@ -194,7 +200,10 @@ class MaxPool2d(_Pool2d):
         kh, kw = self.kernel
         n, r, c, ph, pw = A.data.shape
         shape = (A.data.shape[0], c) + tuple(ctx.shape(name)[1:])
-        maps = lambda: torch.cat([t.to(A.dtype).reshape(shape) for t in lines], dim=1)  # noqa: E731
+
+        def maps() -> torch.Tensor:
+            return torch.cat([t.to(A.dtype).reshape(shape) for t in lines], dim=1)
+
         j_w, dom_w, umax_w = A.pick_parts(ctx.unfolded("maxpool " + name, A, ctx.bounds[x], maps), 3)
         pos, neg = split_signs(A.data)
         dom = dom_w > 0
@@ -203,7 +212,8 @@ class MaxPool2d(_Pool2d):
         cells = torch.zeros((n, r, c, ph, pw, kh * kw), dtype=A.dtype, device=A.data.device)
         cells.scatter_(5, j_w.long().unsqueeze(5), coef.unsqueeze(5))
         data = cells.reshape(n, r, c, ph, pw, kh, kw).permute(0, 1, 2, 3, 5, 4, 6).reshape(n, r, c, ph * kh, pw * kw)
-        return [Patches(data, A.pos, A.grid.through_conv(self.stride, *pads), ctx.shape(x))], const
+        chw = cast(tuple[int, int, int], ctx.shape(x))  # (C, H, W): out_shape accepts no other input
+        return [Patches(data, A.pos, A.grid.through_conv(self.stride, *pads), chw)], const
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)

@@ -69,7 +69,9 @@ def relu_backward(A: Any, ctx: Context, name: str) -> tuple[Any, torch.Tensor]:
             raise BoundMethodError("optimised slopes are only used on dense coefficients")
         # A_x = A·λ + A⁻·(s − λ): four passes over the windows and no mask (a where over A > 0 took twice as
         # long on CROWN's conv refinements); constant Σ A⁻·t
-        maps = lambda: torch.cat([lam_map, gap, up_icpt], dim=1)  # noqa: E731
+        def maps() -> torch.Tensor:
+            return torch.cat([lam_map, gap, up_icpt], dim=1)
+
         lam_w, d_w, t_w = A.pick_parts(ctx.unfolded("relu " + name, A, (l, u), maps), 3)
         n, r = A.data.shape[:2]
         neg = negative_part(A.data)
@@ -222,6 +224,7 @@ class PRelu(Node):
     LeakyRelu, with a a constant tensor that broadcasts against the sample."""
 
     kind = "activation"
+    slope: torch.Tensor  # a buffer (`register_buffer` in __init__), declared so that it types as a tensor
     nonlinear = True
     elementwise = True
     kinked_at_zero = True

@@ -58,7 +58,7 @@ class ScalarActivation(LinesActivation, abstract=True):
     """f is non-decreasing everywhere: IBP is [f(l), f(u)]."""
 
     @property
-    def ibp_exact(self) -> bool:  # type: ignore[override]
+    def ibp_exact(self) -> bool:  # type: ignore[override]  # Node's ClassVar flag, a property of the instance here
         """Monotone or a single valley: `range` is exact; else it is the (looser) grid bound."""
         return self.increasing or self.valley() is not None
 
@@ -163,7 +163,10 @@ class ScalarActivation(LinesActivation, abstract=True):
         slope); unbounded boxes keep the constant lines at the IBP range."""
         s_min, s_max, finite = self._secant_range(l, u)
         _, lf, uf = self._finite_box(l, u)
-        inside = lambda a: torch.minimum(torch.maximum(s_min + a * (s_max - s_min), s_min), s_max)  # noqa: E731  (never past slope_cap)
+
+        def inside(a: torch.Tensor) -> torch.Tensor:  # never past slope_cap
+            return torch.minimum(torch.maximum(s_min + a * (s_max - s_min), s_min), s_max)
+
         s_lo, s_up = inside(a_lo), inside(a_up)
         shape = torch.broadcast_shapes(s_lo.shape, lf.shape)
         lf, uf = lf.expand(shape), uf.expand(shape)

@@ -21,6 +21,7 @@ class Select(Node):
     """Entries of the sample at constant flat `indices`, shaped as `shape`."""
 
     passes_bounds = True
+    indices: torch.Tensor  # a buffer (`register_buffer` in __init__), declared so that it types as a tensor
 
     def __init__(self, indices: torch.Tensor | np.ndarray | Sequence[int], shape: Sequence[int], in_numel: int) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -198,7 +199,7 @@ def _read_onnx_identity(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[V
     if training or (len(node.output) > 1 and node.output[1]) or attrs.get("is_test", 1) == 0:
         raise ctx.unsupported("dropout in training mode (random, so no single function to verify): export the model "
                               "after calling model.eval()")
-    return [ctx.get(node.input[0])]  # type: ignore[list-item]
+    return [ctx.get(node.input[0])]  # type: ignore[list-item]  # an Identity/Dropout's data input is named (never None)
 
 
 @reads_onnx("Pad")
@@ -210,8 +211,8 @@ def _read_onnx_pad(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]
     rank = len(ctx.onnx_shape(x))
     if ctx.opset >= 11:
         pads = [int(p) for p in ctx.const(node.input[1], "pads").reshape(-1)]
-        value = ctx.const(node.input[2], "constant_value").reshape(-1) if len(node.input) > 2 and node.input[2] else [0.0]
-        value = float(value[0]) if len(value) else 0.0
+        stored = ctx.const(node.input[2], "constant_value").reshape(-1) if len(node.input) > 2 and node.input[2] else [0.0]
+        value = float(stored[0]) if len(stored) else 0.0
         axes = (
             [int(a) % rank for a in ctx.const(node.input[3], "axes").reshape(-1)]
             if len(node.input) > 3 and node.input[3]
@@ -234,9 +235,10 @@ def _read_onnx_pad(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]
     if all(p == (0, 0) for p in full):
         return [x]
     if mode != "constant":  # reflect / edge / wrap only repeat entries of the sample: a Select
-        np_mode = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode]
+        np_modes: dict[str, Literal["reflect", "edge", "wrap"]] = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+        np_mode = np_modes[mode]
         picks = index_map(lambda ids: [np.pad(ids, ([(0, 0)] if ctx.batched else []) + full, mode=np_mode)], x.shape, ctx.batched)
-        idx, shape, _ = picks[0]  # type: ignore[index]
+        idx, shape, _ = picks[0]  # type: ignore[index]  # not None: the pad leaves the batch axis alone, each sample its own
         return [ctx.emit(Select(idx, shape, math.prod(x.shape)), [x], "pad")]
     return [ctx.emit(Pad(full, value), [x])]
 

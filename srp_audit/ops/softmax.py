@@ -11,6 +11,7 @@ CROWN relaxes it by those constant bounds (slope 0): sound, and tight where IBP 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
@@ -30,7 +31,7 @@ class Softmax(Node):
     nonlinear = True
     constant_relaxation = True
     keeps_argmax = True
-    onnx_writes = "Softmax"  # read by this module's reader (opset conventions for the axis)
+    onnx_writes: ClassVar[str | None] = "Softmax"  # read by this module's reader (opset conventions for the axis)
 
     def __init__(self, axis: int) -> None:
         super().__init__()

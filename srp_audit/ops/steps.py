@@ -97,7 +97,7 @@ class Trunc(_Step):
         self.dtype = dtype
 
     @property
-    def ibp_exact(self) -> bool:  # type: ignore[override]
+    def ibp_exact(self) -> bool:  # type: ignore[override]  # Node's ClassVar flag, a property of the instance here
         """Past an integer type's range the enclosure also holds the type's values: exact only without a type."""
         return self.dtype is None
 
