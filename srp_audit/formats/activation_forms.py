@@ -1,6 +1,7 @@
-"""ONNX activations read as compositions of ops that have rules: Celu (an ELU of x/α, times α), Softsign
+"""Activations read as compositions of ops that have rules: Celu (an ELU of x/α, times α), Softsign
 (x · 1/(1 + |x|): a product of data, sound though looser than a dedicated rule would be), ThresholdedRelu
-(x · [x > α]) and Shrink ((x − bias)·[x > λ] + (x + bias)·[x < −λ]). Each is exact in real arithmetic."""
+(x · [x > α]), Shrink ((x − bias)·[x > λ] + (x + bias)·[x < −λ]) and HardSigmoid (ONNX and ATen: an affine map
+clipped to [0, 1]). Each is exact in real arithmetic."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from ..ir.reading import Tensor, aten_tensor
+from ..kernel.enclosure import Enclosed
+from ..kernel.rounding import as_float32
+from ..ops.affine import ElementwiseAffine
 from ..ops.convex import Elu
 from ..ops.power import Reciprocal
-from .context import Value
+from .aten_context import _AtenCtx, aten
+from .context import LoaderContext, Value
 from .discrete_build import absolute, compare
 from .onnx_context import OnnxContext
 from .onnx_ops import handles
@@ -53,3 +59,20 @@ def _shrink(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     up = ctx.product(ctx.add_or_sub(x, bias, sub=True), compare(ctx, x, lam, "gt"))
     down = ctx.product(ctx.add_or_sub(x, bias, sub=False), compare(ctx, x, -lam, "lt"))
     return [ctx.add_or_sub(up, down, sub=False)]
+
+
+def hard_sigmoid(ctx: LoaderContext, x: Tensor, alpha: float | Enclosed, beta: float) -> Tensor:
+    """max(0, min(1, αx + β)): an affine map then a clip (ReLUs), exact in real arithmetic (α may be an enclosure:
+    torch's hardsigmoid is x/6 + ½)."""
+    a = ctx.emit(ElementwiseAffine(alpha, float(beta)), [x], "affine")
+    return ctx.clip(a, 0.0, 1.0)
+
+
+@handles("HardSigmoid")
+def _hard_sigmoid(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
+    return [hard_sigmoid(ctx, ctx.tensor(node.input[0]), attrs.get("alpha", as_float32(0.2)), attrs.get("beta", 0.5))]
+
+
+@aten("aten.hardsigmoid.default")
+def _aten_hard_sigmoid(ctx: _AtenCtx, a: list, kw: dict) -> Tensor:
+    return hard_sigmoid(ctx, aten_tensor(ctx, a[0]), Enclosed.exact(6.0).reciprocal(), 0.5)

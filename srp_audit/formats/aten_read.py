@@ -19,7 +19,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..ir.graph import Graph, GraphMeta
 from ..ir.reading import aten_const, aten_ints, aten_tensor, aten_value, check_declarations
 from ..ops.float_round import RoundToFloat
-from . import aten_data_ops, discrete_handlers, nonlinear_handlers  # noqa: F401  (their handlers register into ATEN)
+from . import activation_forms, aten_data_ops, discrete_handlers, normalisation_form, resize_form  # noqa: F401  (their handlers register into ATEN)
 from .aten_context import ATEN, _AtenCtx, aten
 from .aten_types import INTEGER_SAFE, integer_typed, reads_integer_data
 from .batch_axis import batch_modes, read_in_modes, sample_shapes

@@ -26,7 +26,6 @@ from ..kernel.interval import Interval
 from . import (  # noqa: F401  (register their handlers)
     activation_forms,
     discrete_handlers,
-    nonlinear_handlers,
     normalisation_form,
     onnx_const_exact,
     onnx_einsum,

@@ -101,6 +101,10 @@ class Reading(Protocol):
 
     def constant_from(self, t: Tensor, c: np.ndarray) -> Tensor: ...
 
+    def sample_const(self, t: Tensor, c: np.ndarray) -> torch.Tensor: ...
+
+    def broadcast(self, t: Tensor, c: torch.Tensor) -> Tensor: ...
+
 
 class OnnxReading(Reading, Protocol):
     """An ONNX load: the model's opset and ONNX's view of shapes (batch axis included)."""

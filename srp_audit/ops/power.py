@@ -11,8 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
+from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Reading, Tensor, Value, aten_const, aten_tensor, reads_aten, reads_onnx
+from ..kernel.rounding import as_float32
+from .affine import ElementwiseAffine
 from .convex import Curved
 from .scalar import ScalarActivation
 
@@ -139,3 +143,53 @@ class Log(Curved):
         y = self.f(x)
         e = 8 * torch.finfo(x.dtype).eps * (y.abs() + 1e-3 * torch.finfo(x.dtype).eps) + torch.finfo(x.dtype).tiny * 16
         return y + e if up else y - e
+
+
+# ---- reading: Pow with a constant exponent (ONNX, ATen pow), ATen rsqrt and square — each as the op of this
+# module that its exponent names
+def _scalar_exponent(ctx: Reading, v: Any) -> float:
+    """The one constant exponent of a power (every entry the same)."""
+    arr = np.asarray(v, dtype=np.float64).reshape(-1)
+    if arr.size != 1 or not np.all(arr == arr[0]):
+        raise ctx.unsupported("only a single constant exponent is supported")
+    return float(arr[0])
+
+
+@reads_onnx("Pow")
+def _read_onnx_pow(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    x = ctx.tensor(node.input[0])
+    return [_power(ctx, x, _scalar_exponent(ctx, ctx.const(node.input[1], "exponent")))]
+
+
+@reads_aten("aten.pow.Tensor_Scalar", "aten.pow.Tensor_Tensor")
+def _read_aten_pow(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    if isinstance(a[1], Tensor):
+        raise ctx.unsupported("an exponent computed from the model's data")
+    return _power(ctx, aten_tensor(ctx, a[0]), as_float32(_scalar_exponent(ctx, aten_const(a[1]))))  # torch's float32 scalar
+
+
+@reads_aten("aten.rsqrt.default")
+def _read_aten_rsqrt(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    return _power(ctx, aten_tensor(ctx, a[0]), -0.5)
+
+
+@reads_aten("aten.square.default")
+def _read_aten_square(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    return _power(ctx, aten_tensor(ctx, a[0]), 2.0)
+
+
+def _power(ctx: Reading, x: Tensor, p: float) -> Tensor:
+    """x^p for a constant exponent (the model's own value): 1 → x itself, 0 → the constant 1, odd integers ≥ 3 →
+    OddPower, else Power."""
+    p = float(p)
+    if p == 1.0:
+        return x
+    if p == 0.0:
+        return ctx.emit(ElementwiseAffine(0.0, 1.0), [x], "affine")
+    if p == int(p) and p >= 3 and int(p) % 2 == 1:
+        return ctx.emit(OddPower(int(p)), [x], "pow")
+    if p == -1.0:
+        return ctx.emit(Reciprocal(), [x], "reciprocal")
+    if p == 0.5:
+        return ctx.emit(Sqrt(), [x], "sqrt")
+    return ctx.emit(Power(p), [x], "pow")

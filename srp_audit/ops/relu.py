@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import BoundMethodError
 from ..ir.node import Node
+from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Reading, Tensor, Value, aten_tensor, aten_weight, reads_aten, reads_onnx
 from ..kernel import relax
 from ..kernel.backward import Context, negative_part, per_row, split_signs
 from ..kernel.interval import Interval, valid_ends
@@ -269,3 +270,32 @@ class PRelu(Node):
     def singleprop(self, centres, radii, variant):
         a = self.slope.to(radii[0].dtype)
         return a.abs() * radii[0] + (1 - a).abs() * relu_radius(centres[0], radii[0], variant)
+
+
+# ---- reading: PRelu with a stored slope tensor (ONNX broadcasts it numpy-style, torch along the channel axis)
+@reads_onnx("PRelu")
+def _read_onnx_prelu(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]:
+    return [_prelu(ctx, ctx.tensor(node.input[0]), ctx.weight(node.input[1], "slope"), None)]
+
+
+@reads_aten("aten.prelu.default")
+def _read_aten_prelu(ctx: AtenReading, a: list, kw: dict) -> Tensor:
+    x = aten_tensor(ctx, a[0])
+    w = aten_weight(ctx, a[1])
+    channel = ctx.sample_axis(x, 1) if len(ctx.full_shape(x)) > 1 else 0
+    return _prelu(ctx, x, w, channel)
+
+
+def _prelu(ctx: Reading, x: Tensor, slope: torch.Tensor, channel_axis: int | None) -> Tensor:
+    """PRelu with a constant slope: ONNX broadcasts it numpy-style (ONNX) or, in torch, along the channel axis."""
+    s = slope.reshape(-1) if channel_axis is not None else slope
+    if channel_axis is not None and s.numel() > 1:
+        shape = [1] * len(x.shape)
+        shape[channel_axis] = s.numel()
+        s = s.reshape(shape)
+    elif channel_axis is not None:
+        s = s.reshape(())
+    else:
+        s = ctx.sample_const(x, s.numpy())
+    x = ctx.broadcast(x, s)
+    return ctx.emit(PRelu(s), [x], "prelu")
