@@ -15,6 +15,7 @@ import time
 
 import torch
 from common import FIXTURES, SHARED, cifar_inputs, machine, setup_threads
+from docs_results import recorded
 from tabulate import tabulate
 
 from srp_audit.bounds import METHODS
@@ -77,4 +78,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_bounds.py"):
+        main()

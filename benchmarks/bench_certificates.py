@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import FIXTURES, SHARED, machine, setup_threads
+from docs_results import recorded
 from tabulate import tabulate
 
 from srp_audit.certificate import certify_certificate
@@ -127,4 +128,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_certificates.py"):
+        main()

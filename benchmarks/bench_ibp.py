@@ -14,6 +14,7 @@ import time
 
 import torch
 from common import FIXTURES, machine, setup_threads, time_ratio
+from docs_results import recorded
 from tabulate import tabulate
 
 from srp_audit.bounds import interval_bounds
@@ -65,4 +66,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_ibp.py"):
+        main()

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from common import FIXTURES, SHARED, cifar_inputs, machine, setup_threads
+from docs_results import recorded
 from tabulate import tabulate
 
 from srp_audit.bounds import METHODS
@@ -229,4 +230,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_reference.py"):
+        main()

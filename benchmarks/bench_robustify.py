@@ -19,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 from common import FIXTURES, SHARED, machine, setup_threads
+from docs_results import recorded
 from tabulate import tabulate
 
 from srp_audit.certify import CertifyOptions, certify
@@ -100,4 +101,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_robustify.py"):
+        main()

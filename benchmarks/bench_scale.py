@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from common import FIXTURES, ROOT, machine, setup_threads
+from docs_results import recorded
 from tabulate import tabulate
 
 BIN = Path(sys.executable).parent
@@ -77,4 +78,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_scale.py"):
+        main()

@@ -14,6 +14,7 @@ import sys
 import time
 
 from common import SHARED, machine, setup_threads
+from docs_results import recorded
 from tabulate import tabulate
 
 from srp_audit.verify import VerifyOptions, read_instances, read_known, run_instances
@@ -57,4 +58,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_vnncomp.py"):
+        main()

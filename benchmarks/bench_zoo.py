@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import ROOT, SHARED, machine, setup_threads
+from docs_results import recorded
 from tabulate import tabulate
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -180,4 +181,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_zoo.py"):
+        main()
