@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -16,7 +17,8 @@ from srp_audit.formats import check_output_path
 from srp_audit.parallel import main_process
 from srp_audit.report.summary import clopper_pearson
 from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions, refuse_fixed_batch
-from srp_audit.robustify_audit import robustify_audited, split_data
+from srp_audit.robustify_audit import robustify_audited, split_data, split_shards
+from srp_audit.shards import open_shards
 
 from .errors import debug_option
 from .model_options import load, model_options
@@ -25,7 +27,8 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--data", "data_path", type=click.Path(dir_okay=False), required=True, help="Training .npz (x, y).")
+@click.option("--data", "data_path", type=click.Path(), required=True, multiple=True,
+              help="Training .npz (x, y); repeat it, or name a folder, for data in shards, read one at a time.")
 @click.option("--eps", type=RADIUS, required=True, help="Target L∞ radius to train for (> 0).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Where to write the model: .onnx, .pt2 (torch.export) or .safetensors (the graph's state dict).")
@@ -69,14 +72,19 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
     Examples:
       srp-audit robustify fixtures/mnist_cnn.onnx --data fixtures/mnist_train_4k.npz --eps 0.1 --max-time 180 -o robust.onnx
       srp-audit robustify model.onnx --data train.npz --eps 0.1 --epochs 20 --regularizer ibp -o robust.pt2
+      srp-audit robustify model.onnx --data shards/ --eps 0.1 --max-time 600 -o robust.onnx
     """
-    check_output_path(output, (model, data_path) + ((audit_data,) if audit_data else ()), force)  # before any work
+    check_output_path(output, (model, *data_path) + ((audit_data,) if audit_data else ()), force)  # before any work
     dev = resolve_device(device)
     graph = load(model, model_opts)
     refuse_fixed_batch(graph)
-    train = load_samples(data_path, graph.input_shape, graph.num_classes, domain)
     audit = load_samples(audit_data, graph.input_shape, graph.num_classes, domain, audit_samples) if audit_data else None
-    data = split_data(train, val_split, seed, data_path, audit, audit_data or "", audit_samples)
+    if len(data_path) == 1 and not os.path.isdir(data_path[0]):  # one file: in memory
+        train = load_samples(data_path[0], graph.input_shape, graph.num_classes, domain)
+        data = split_data(train, val_split, seed, data_path[0], audit, audit_data or "", audit_samples)
+    else:
+        shards = open_shards(data_path, graph.input_shape, graph.num_classes, domain)
+        data = split_shards(shards, val_split, seed, audit, audit_data or "", audit_samples)
     opts = RobustifyOptions(
         eps=eps, epochs=epochs, max_time=max_time, batch_size=batch_size, lr=lr, regularizer=regularizer, variant=variant,
         warmup=warmup, ramp=ramp, k_final=k_final, ada=ada, gamma=gamma, val_split=val_split, seed=seed, domain=domain,

@@ -28,6 +28,7 @@ from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
 from .checkpoint import check_resumable, model_fingerprint, save_checkpoint, settings_of
 from .errors import UsageError
 from .ir.graph import Graph
+from .shards import BatchStream, Shards
 from .slots import batch_slots
 from .spec import check_radius, linf_ball, margin_spec
 
@@ -240,7 +241,7 @@ def _held_out_losses(graph: Graph, x: torch.Tensor, y: torch.Tensor, eps: float,
 class _Run:
     """One training run's state: the model, optimiser, data order and clocks; each method does one job."""
 
-    def __init__(self, graph: Graph, x: torch.Tensor, opt: RobustifyOptions) -> None:
+    def __init__(self, graph: Graph, n: int, opt: RobustifyOptions) -> None:
         self.opt = opt
         self.dev = torch.device(opt.device)
         self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -253,7 +254,7 @@ class _Run:
         for buf in self.model.buffers():
             buf.requires_grad_(False)
         self.fingerprint = model_fingerprint(graph)
-        self.n = x.shape[0]
+        self.n = n
         self.steps_per_epoch = max(1, math.ceil(self.n / opt.batch_size))
         epochs = opt.epochs if opt.epochs is not None else (None if opt.max_time else 10.0)
         self.total_steps = epochs * self.steps_per_epoch if epochs else None
@@ -266,8 +267,12 @@ class _Run:
         self.gen = torch.Generator(device="cpu").manual_seed(opt.seed)
         torch.manual_seed(opt.seed)
         self.step, self.elapsed_before, self.k_ada = 0, 0.0, 1.0
-        self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        self.stream: BatchStream | None = None  # set by `feed`
         self.start = time.perf_counter()
+
+    def feed(self, data: tuple[torch.Tensor, torch.Tensor] | Shards) -> None:
+        """The training data, read in `BatchStream`'s order."""
+        self.stream = BatchStream(data, self.opt.batch_size, self.gen, self.dev)
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self.start)
@@ -280,7 +285,8 @@ class _Run:
         self.step, self.elapsed_before, self.k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
         self.gen.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
-        self.order, self.pos = state["order"], int(state["pos"])
+        assert self.stream is not None  # fed before resuming
+        self.stream.restore(state)
         self.start = time.perf_counter()
 
     def save(self) -> None:
@@ -290,7 +296,7 @@ class _Run:
         save_checkpoint({"version": 1, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
                       "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed(),
                       "k_ada": self.k_ada, "data_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                      "order": self.order, "pos": self.pos,
+                      **(self.stream.state() if self.stream is not None else {}),
                       "options": settings_of(self.opt)}, self.opt.checkpoint_path)
 
     def budget_used(self) -> tuple[float, float, str]:
@@ -310,27 +316,20 @@ class _Run:
             frac, est_total = float(t[0]), float(t[1])
         return frac, est_total, leader
 
-    def next_batch(self) -> tuple[torch.Tensor, int]:
-        """This rank's indices of the next global batch, and the global batch's size."""
-        if self.pos >= self.n:
-            self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
-        batch = self.order[self.pos : self.pos + self.opt.batch_size]
-        self.pos += self.opt.batch_size
-        return torch.tensor_split(batch, self.world)[self.rank].to(self.dev), batch.numel()
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, eps: float, k: float, frac: float) -> tuple[float, float, float, int]:
+    def train_step(self, eps: float, k: float, frac: float) -> tuple[float, float, float, int]:
         """One optimiser step on the next batch: (Σ loss, Σ clean correct, Σ robust estimate, batch size)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.opt.lr * lr_factor(frac)
-        idx, global_n = self.next_batch()
+        assert self.stream is not None  # fed before training
+        xb, yb, global_n = self.stream.next(self.world, self.rank)
         # the rank's mean loss, scaled so that DDP's average over ranks is the mean over the global batch
-        loss, clean, robust = self.objective(x[idx], y[idx], eps, k, idx.numel() * self.world / global_n)
+        loss, clean, robust = self.objective(xb, yb, eps, k, yb.numel() * self.world / global_n)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        b = idx.numel()
-        return float(loss.detach()) * b, float((clean.argmax(1) == y[idx]).sum()), float(robust.sum()), b
+        b = yb.numel()
+        return float(loss.detach()) * b, float((clean.argmax(1) == yb).sum()), float(robust.sum()), b
 
     def adapt_k(self, x_val: torch.Tensor, y_val: torch.Tensor, eps: float) -> None:
         """The adaptive K from held-out losses at the current eps (the same on every rank)."""
@@ -340,14 +339,18 @@ class _Run:
         self.k_ada = spec_sum / max(spec_sum + self.opt.gamma * fit_sum, 1e-12)
 
 
-def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOptions,
+def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, opt: RobustifyOptions,
               x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
               progress: Callable[[TrainingProgress], None] | None = None) -> RobustifyResult:
-    """Fine-tune a copy of `graph` on (x, y); returns the trained copy (the input graph is untouched)."""
+    """Fine-tune a copy of `graph` on (x, y) — or on `Shards` (y None), one shard in memory at a time; returns the
+    trained copy (the input graph is untouched)."""
     opt.validate()
     refuse_fixed_batch(graph)
-    run = _Run(graph, x, opt)
-    x, y = x.to(run.dev, torch.float32), y.to(run.dev)
+    run = _Run(graph, len(x) if isinstance(x, Shards) else x.shape[0], opt)
+    if isinstance(x, Shards):
+        run.feed(x)
+    else:
+        run.feed((x.to(run.dev, torch.float32), cast(torch.Tensor, y).to(run.dev)))  # y comes with in-memory x
     held_out = None  # the validation set on the run's device
     if x_val is not None:
         held_out = x_val.to(run.dev, torch.float32), cast(torch.Tensor, y_val).to(run.dev)  # y_val comes with x_val
@@ -365,7 +368,7 @@ def robustify(graph: Graph, x: torch.Tensor, y: torch.Tensor, opt: RobustifyOpti
                 break
             eps_t, k_sched = sched.at(frac, spe, est_total)
             k_t = run.k_ada if opt.ada and run.step >= spe else k_sched if not opt.ada else 1.0
-            totals = [a + b for a, b in zip(totals, run.train_step(x, y, eps_t, k_t, frac))]
+            totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac))]
             epoch_end = run.step % spe == 0
             if opt.ada and epoch_end and held_out is not None and held_out[0].shape[0]:
                 run.adapt_k(*held_out, eps_t)

@@ -19,11 +19,12 @@ from .formats import load_model, save_model
 from .ir.graph import Graph
 from .parallel import finish, init_from_env
 from .robustify import Interrupted, RobustifyOptions, RobustifyResult, TrainingProgress, robustify
+from .shards import Shards
 
 
 @dataclass
 class DataSplit:
-    fit: Samples
+    fit: Samples | Shards
     val: Samples
     audit: Samples
     audit_name: str  # what the audit set is, for the report
@@ -44,6 +45,27 @@ def split_data(train: Samples, val_split: float, seed: int, source: str, audit: 
         chosen = val.subset(slice(0, audit_samples))
         return DataSplit(fit, val, chosen, f"{len(chosen)} of {len(val)} held-out samples of {source}")
     chosen = fit.subset(slice(0, audit_samples))
+    return DataSplit(fit, val, chosen, f"{len(chosen)} training samples of {source} (nothing held out)")
+
+
+def split_shards(train: Shards, val_split: float, seed: int, audit: Samples | None = None, audit_source: str = "",
+                 audit_samples: int | None = None) -> DataSplit:
+    """As `split_data` for data in shards: `val_split` of the first shard is held out (seeded), the rest of it and
+    every other shard are trained on, one shard in memory at a time."""
+    first = train.load(0)
+    order = np.random.default_rng(seed).permutation(len(first))
+    n_val = int(round(val_split * len(first)))
+    fit = Shards(train.paths, train.lengths, train.input_shape, train.num_classes, train.domain, {0: np.sort(order[n_val:])})
+    if len(fit) == 0:
+        raise UsageError("--val-split leaves no training samples")
+    val = first.subset(order[:n_val])
+    source = f"{train.paths[0]} (the first of {len(train.paths)} shards)"
+    if audit is not None:
+        return DataSplit(fit, val, audit, f"{len(audit)} samples of {audit_source}")
+    if len(val):
+        chosen = val.subset(slice(0, audit_samples))
+        return DataSplit(fit, val, chosen, f"{len(chosen)} of {len(val)} held-out samples of {source}")
+    chosen = first.subset(slice(0, audit_samples))
     return DataSplit(fit, val, chosen, f"{len(chosen)} training samples of {source} (nothing held out)")
 
 
@@ -117,7 +139,8 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     before = budgeted_audit(graph, data.audit, audit_opts, seconds) if main_rank else None
     val = data.val if len(data.val) else None
     try:
-        result = robustify(graph, data.fit.x, data.fit.y, opts, val.x if val else None, val.y if val else None, progress)
+        x, y = (data.fit, None) if isinstance(data.fit, Shards) else (data.fit.x, data.fit.y)
+        result = robustify(graph, x, y, opts, val.x if val else None, val.y if val else None, progress)
     except Interrupted:
         finish(d)
         raise

@@ -130,7 +130,7 @@ def test_checkpoints_resume_only_their_own_run_and_go_when_it_ends(tmp_path: Pat
 
     opts = RobustifyOptions(eps=0.05, epochs=0.05, checkpoint_path=str(tmp_path / "out.onnx.ckpt"), checkpoint_every=1)
     graph = load_model(MLP)
-    run_ = _Run(graph, torch.zeros(10, 1, 28, 28), opts)
+    run_ = _Run(graph, 10, opts)
     run_.save()
     r = _robustify(tmp_path, "--resume")
     assert r.exit_code == 2 and "other settings" in r.stderr and "--eps 0.05 then, 0.01 now" in r.stderr, r.output

@@ -263,3 +263,107 @@ def test_cli_robustify_with_max_time_reports_the_interval_and_no_radius_by_defau
     assert r.exit_code == 0, r.output
     assert "95 % interval (exact binomial)" in r.stdout and "mean certified radius" not in r.stdout
     assert "held-out samples of" in r.stdout
+
+
+# ------------------------------------------------------------------------------------------ data in shards
+
+
+def _shards(tmp_path: Path, sizes: tuple[int, ...]) -> list[str]:
+    d = np.load(FIXTURES / "mnist_train_4k.npz")
+    paths, start = [], 0
+    for i, n in enumerate(sizes):
+        p = tmp_path / f"shard{i}.npz"
+        np.savez(p, x=d["x"][start : start + n], y=d["y"][start : start + n])
+        paths.append(str(p))
+        start += n
+    return paths
+
+
+def test_batch_stream_visits_every_sample_once_per_pass_one_shard_in_memory(tmp_path: Path) -> None:
+    """Sharded data: each pass reads every sample exactly once, shards in a random order, one shard loaded at a time."""
+    from srp_audit.shards import BatchStream, open_shards
+
+    shards = open_shards(_shards(tmp_path, (30, 7, 21)), (1, 28, 28), 10)
+    assert len(shards) == 58 and shards.lengths == [30, 7, 21]
+    loads: list[int] = []
+    real = shards.load
+    shards.load = lambda i: (loads.append(i), real(i))[1]  # type: ignore[method-assign]  # counts the loads
+    stream = BatchStream(shards, 8, torch.Generator().manual_seed(0), torch.device("cpu"))
+    seen = []
+    while len(seen) < 2 * 58:
+        xb, yb, n = stream.next(1, 0)
+        assert xb.shape[0] == yb.shape[0] == n <= 8
+        seen.extend(xb.reshape(n, -1).sum(1).tolist())
+    first, second = sorted(seen[:58]), sorted(seen[58:116])
+    assert first == second  # the same samples in each pass
+    assert len(loads) == 6 and sorted(loads[:3]) == [0, 1, 2] and sorted(loads[3:]) == [0, 1, 2]
+
+
+def test_sharded_data_is_checked_before_training(tmp_path: Path) -> None:
+    from srp_audit.errors import DataError
+    from srp_audit.shards import open_shards
+
+    good = _shards(tmp_path, (10,))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((5, 27, 28), dtype=np.uint8), y=np.zeros(5, dtype=np.int64))
+    with pytest.raises(DataError, match="do not fit the model's input"):
+        open_shards([*good, str(bad)], (1, 28, 28), 10)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no .npz files"):
+        open_shards([str(tmp_path / "empty")], (1, 28, 28), 10)
+    with pytest.raises(DataError, match="does not exist"):
+        open_shards([str(tmp_path / "missing.npz")], (1, 28, 28), 10)
+
+
+def test_cli_robustify_reads_a_folder_of_shards_and_resumes(tmp_path: Path) -> None:
+    """A folder of shards trains one shard at a time; a checkpointed sharded run resumes where it stopped."""
+    from srp_audit_cli.main import main
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    _shards(folder, (120, 80, 100))
+    out = tmp_path / "m.onnx"
+    args = ["robustify", str(FIXTURES / "mnist_mlp.onnx"), "--data", str(folder), "--eps", "0.05", "--epochs", "1",
+            "--method", "ibp", "--audit-samples", "10", "--no-audit-radius", "-o", str(out), "--checkpoint-every", "1"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "held-out samples of" in r.stdout and "the first of 3 shards" in r.stdout and out.exists()
+    graph = load_model(str(FIXTURES / "mnist_mlp.onnx"))
+    from srp_audit.robustify_audit import split_shards
+    from srp_audit.shards import open_shards
+
+    split = split_shards(open_shards([str(folder)], graph.input_shape, graph.num_classes), 0.1, 0)
+    assert len(split.val) == 12 and len(split.fit) == 288
+    full = robustify(graph, split.fit, None, RobustifyOptions(eps=0.05, epochs=2, batch_size=50, seed=3))
+    ckpt = str(tmp_path / "run.ckpt")
+
+    def interrupt(p):
+        if p.step >= 5:  # inside the second shard of the first pass: the resumed run must reload it and go on
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        robustify(graph, split.fit, None, RobustifyOptions(eps=0.05, epochs=2, batch_size=50, seed=3, checkpoint_every=1,
+                                                           checkpoint_path=ckpt), progress=interrupt)
+    resumed = robustify(graph, split.fit, None, RobustifyOptions(eps=0.05, epochs=2, batch_size=50, seed=3, checkpoint_path=ckpt,
+                                                                 resume=True))
+    assert resumed.steps == full.steps
+    for a, b in zip(full.graph.parameters(), resumed.graph.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_batch_stream_resumes_mid_shard(tmp_path: Path) -> None:
+    """A checkpoint taken inside a shard (its state and the generator's) continues with the same batches."""
+    from srp_audit.shards import BatchStream, open_shards
+
+    shards = open_shards(_shards(tmp_path, (30, 7, 21)), (1, 28, 28), 10)
+    gen = torch.Generator().manual_seed(5)
+    stream = BatchStream(shards, 8, gen, torch.device("cpu"))
+    for _ in range(5):  # into the second shard of the first pass
+        stream.next(1, 0)
+    state, gen_state = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in stream.state().items()}, gen.get_state()
+    after = [stream.next(1, 0)[1].tolist() for _ in range(12)]  # across the next pass's start
+    gen2 = torch.Generator().manual_seed(99)
+    again = BatchStream(shards, 8, gen2, torch.device("cpu"))
+    gen2.set_state(gen_state)
+    again.restore(state)
+    assert [again.next(1, 0)[1].tolist() for _ in range(12)] == after
