@@ -47,7 +47,7 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 @click.option("--method", type=click.Choice(("auto",) + CASCADE), default="auto", show_default=True, help="Sound method for the before/after audit.")
 @click.option("--audit-data", type=click.Path(dir_okay=False), default=None, help="Audit on this .npz instead of the held-out split.")
 @click.option("--audit-samples", type=click.IntRange(min=1), default=200, show_default=True,
-              help="At most this many audit samples; with --max-time, as many of them as fit its audit share (15 %).")
+              help="At most this many audit samples; with --max-time, as many of them as fit its audit share (about 15 %).")
 @click.option("--audit-radius/--no-audit-radius", default=None,
               help="Search certified radii in the audit (about 5× its cost; default: on, off with --max-time).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, help="Save a checkpoint (OUTPUT.ckpt) every N steps.")
@@ -145,7 +145,7 @@ def _audit_name(run, name: str) -> str:
     """What was audited: the split's name, and how many of its samples the budget let the audits take."""
     if run.before.n == run.offered:
         return name
-    return f"{name}; the first {run.before.n} of them, as many as fit the audits' share of --max-time"
+    return f"{name}; {run.before.n} of them drawn at random, as many as fit the audits' share of --max-time"
 
 
 def _interval(result) -> str:

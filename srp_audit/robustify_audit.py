@@ -136,7 +136,10 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     if main_rank and on_audit:
         on_audit("before")
     seconds = AUDIT_SHARE * opts.max_time / 2 if opts.max_time else None
-    before = budgeted_audit(graph, data.audit, audit_opts, seconds) if main_rank else None
+    # a budget may audit only some samples: a seeded random subset (a file may be sorted by class), so the report's
+    # binomial interval describes the audit set
+    audit = data.audit.subset(np.random.default_rng(opts.seed).permutation(len(data.audit))) if seconds else data.audit
+    before = budgeted_audit(graph, audit, audit_opts, seconds) if main_rank else None
     val = data.val if len(data.val) else None
     try:
         x, y = (data.fit, None) if isinstance(data.fit, Shards) else (data.fit.x, data.fit.y)
@@ -156,5 +159,5 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     # an ONNX output is audited as written (its float32 constants), the file a user will certify again
     written = load_model(output) if output.lower().endswith(".onnx") else result.graph
     n = before.n  # the same samples as before
-    after = certify(written, data.audit.x[:n], data.audit.y[:n], audit_opts)
+    after = certify(written, audit.x[:n], audit.y[:n], audit_opts)
     return AuditedRun(result, before, after, _damage(before, after), len(data.audit))

@@ -421,3 +421,24 @@ def test_relu_at_a_tie_is_rigorous() -> None:
     r = relu(arb(0, 1e-20), {})
     assert r.contains(0) and r.contains(arb(1e-20)) and r.lower() >= -1e-28
     assert relu(arb(0), {}) == 0 and relu(arb(-1e-300), {}) == 0
+
+
+@pytest.mark.parametrize("name", sorted(OP_CASES))
+def test_the_loader_reads_each_op_case_as_onnxruntime_computes_it(name: str, tmp_path: Path) -> None:
+    """Each case of tests/exact_op_cases.py is refused with a one-line error or read as onnxruntime computes it (a
+    loader reading a spec rule differently — ConvTranspose's output_shape padding — bounds another function)."""
+    from srp_audit.errors import SrpAuditError
+    from srp_audit.formats import load_model
+
+    onnx.save(OP_CASES[name], str(tmp_path / "m.onnx"))
+    try:
+        graph = load_model(str(tmp_path / "m.onnx")).double()
+    except SrpAuditError:
+        return
+    sess = ort_session(tmp_path / "m.onnx")
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(sess.get_inputs()[0].shape) * 1.5).astype(np.float32)
+    ref = sess.run(None, {sess.get_inputs()[0].name: x})[0].astype(np.float64).reshape(-1)
+    with torch.no_grad():
+        ours = graph.logits(torch.from_numpy(x.astype(np.float64)).reshape((-1,) + tuple(graph.input_shape))).numpy().reshape(-1)
+    assert ours.shape == ref.shape and np.allclose(ours, ref, rtol=1e-4, atol=1e-4), f"{name}: differs by {np.abs(ours - ref).max():.2e}"

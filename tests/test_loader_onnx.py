@@ -285,3 +285,60 @@ def test_clip_and_pad_modes_match_onnxruntime_and_are_bounded_soundly(tmp_path: 
         for method in ("ibp", "crown"):
             lb = get_method(method)(g, box, identity_spec(k, 2, torch.float64)).lower
             assert_contains(values, lb[:, :k], -lb[:, k:], f"{method} on {case}")
+
+
+def _tiny(nodes, x_shape, inits=(), opset=18):
+    """A one-input float model: nodes over `x`, output `y` (its shape left to inference)."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_reduce_axes_read_as_onnxruntime_reads_them(tmp_path) -> None:
+    """An axis named twice is reduced once; an empty axes input means none given (all axes, or the input itself
+    with noop_with_empty_axes)."""
+    import onnx
+    from conftest import ort_session
+    from onnx import helper, numpy_helper
+
+    from srp_audit.formats import load_model
+
+    cases = {
+        "dup": ([helper.make_node("ReduceSum", ["x", "a"], ["y"], keepdims=1)], [numpy_helper.from_array(np.array([1, -2], np.int64), "a")]),
+        "empty": ([helper.make_node("ReduceMean", ["x", "a"], ["y"], keepdims=1)], [numpy_helper.from_array(np.zeros(0, np.int64), "a")]),
+        "noop": ([helper.make_node("ReduceMean", ["x", "a"], ["y"], keepdims=1, noop_with_empty_axes=1)],
+                 [numpy_helper.from_array(np.zeros(0, np.int64), "a")]),
+    }
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    for name, (nodes, inits) in cases.items():
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(_tiny(nodes, (1, 3, 4), inits), str(path))
+        ref = ort_session(path).run(None, {"x": x})[0]
+        with torch.no_grad():
+            ours = load_model(str(path)).logits(torch.from_numpy(x).double())
+        assert np.allclose(ours.numpy().reshape(-1), ref.reshape(-1)), name
+
+
+def test_models_onnxruntime_refuses_are_refused_by_name(tmp_path) -> None:
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from srp_audit.errors import SrpAuditError
+    from srp_audit.formats import load_model
+
+    pads = lambda *p: numpy_helper.from_array(np.array(p, np.int64), "p")  # noqa: E731
+    cases = {
+        "empty tensor": ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[5, 5])], (1, 2, 3, 3), []),
+        "axis 5 of a rank-3": ([helper.make_node("Softmax", ["x"], ["y"], axis=5)], (1, 3, 4), []),
+        "reflect padding as wide": ([helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")], (1, 3), [pads(0, 3, 0, 3)]),
+        "constant_value holds 0": ([helper.make_node("Pad", ["x", "p", "v"], ["y"])], (1, 3),
+                                   [pads(0, 1, 0, 1), numpy_helper.from_array(np.zeros(0, np.float32), "v")]),
+        "another rank": ([helper.make_node("Concat", ["x", "c"], ["y"], axis=1)], (1, 3), [numpy_helper.from_array(np.ones(2, np.float32), "c")]),
+    }
+    for message, (nodes, shape, inits) in cases.items():
+        path = tmp_path / "m.onnx"
+        onnx.save(_tiny(nodes, shape, inits, opset=13), str(path))
+        with pytest.raises(SrpAuditError, match=message):
+            load_model(str(path))

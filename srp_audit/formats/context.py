@@ -89,6 +89,9 @@ class LoaderContext:
         except ValueError as e:
             raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) does not fit the shapes it receives "
                                  f"({e}); the model file is inconsistent") from None
+        if any(d <= 0 for d in shape):
+            raise ModelLoadError(f"node '{self.node_name}' ({self.op_name}) computes an empty tensor, of shape {shape} (a window "
+                                 "larger than its input?); the model file is inconsistent")
         self.nodes.append((name, node, tuple(t.ir for t in inputs)))
         self.made[name] = (node, tuple(t.ir for t in inputs))
         self.shapes[name] = shape

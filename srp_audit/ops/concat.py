@@ -81,6 +81,9 @@ def _read_onnx_concat(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Val
     got = [ctx.get(i) for i in node.input]
     data = next(p for p in got if isinstance(p, Tensor))  # (all-constant Concats are folded before handlers)
     # the others are stored constants (a derived or missing one would fail in constant_from, not be joined)
+    rank = len(ctx.full_shape(data))
+    if any(isinstance(p, np.ndarray) and p.ndim != rank for p in got):
+        raise ctx.unsupported(f"a constant part of another rank than the data's {rank} (Concat does not broadcast)")
     parts = [p if isinstance(p, Tensor) else ctx.constant_from(data, cast(np.ndarray, p)) for p in got]
     axis = ctx.sample_axis(parts[0], int(attrs.get("axis", 0)))
     if len(parts) == 1:

@@ -107,10 +107,10 @@ def _read_onnx_conv_transpose(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> 
     group = int(attrs.get("group", 1))
     kh, kw = w.shape[2:]
     full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(x.shape[1:], stride, dilation, (kh, kw))]
-    if "output_shape" in attrs:  # pads follow from the requested size (SAME_UPPER convention unless SAME_LOWER)
+    if "output_shape" in attrs:  # pads follow from the requested size: the larger half at the end only for SAME_UPPER
         want = list(attrs["output_shape"])[-2:]
         totals = [f + op - o for f, op, o in zip(full, out_pad, want)]
-        lower = attrs.get("auto_pad", "NOTSET") == "SAME_LOWER"
+        lower = attrs.get("auto_pad", "NOTSET") != "SAME_UPPER"  # the spec's rule, as onnxruntime applies it
         pads = [(t - t // 2 if lower else t // 2) for t in totals] + [(t // 2 if lower else t - t // 2) for t in totals]
     elif attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
         totals = [f + op - n * s for f, op, n, s in zip(full, out_pad, x.shape[1:], stride)]

@@ -105,6 +105,9 @@ def reduce_sum(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor, mean: b
         if attrs.get("noop_with_empty_axes", 0):
             return x
         axes = list(range(1 if ctx.batched else 0, rank))
+    if any(not -rank <= a < rank for a in axes):
+        raise ctx.unsupported(f"axes {axes} outside the input's {rank} axes")
+    axes = sorted({a % rank for a in axes})  # an axis named twice (1 and −2 of a rank-3 input) is reduced once
     if mean and ctx.batched and rank == 4 and sorted(a % rank for a in axes) == [2, 3]:
         pooled = ctx.emit(AvgPool2d(x.shape[1:], 1), [x], "avgpool")
         return pooled if keep else ctx.emit(Reshape((x.shape[0],)), [pooled])
@@ -112,10 +115,13 @@ def reduce_sum(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor, mean: b
 
 
 def axes_arg(ctx: OnnxReading, node: OnnxNode, attrs: dict, since: int) -> list[int] | None:
-    """An ONNX node's `axes`: its second input from opset `since` on, an attribute before; None when absent."""
+    """An ONNX node's `axes`: its second input from opset `since` on, an attribute before; None when absent or empty
+    (the spec's "no axes given", whatever the op then does)."""
     if ctx.opset >= since:
-        return [int(a) for a in ctx.const(node.input[1], "axes").reshape(-1)] if len(node.input) > 1 and node.input[1] else None
-    return list(attrs["axes"]) if "axes" in attrs else None
+        axes = [int(a) for a in ctx.const(node.input[1], "axes").reshape(-1)] if len(node.input) > 1 and node.input[1] else []
+    else:
+        axes = [int(a) for a in attrs.get("axes", [])]
+    return axes or None
 
 
 @reads_aten("aten.mean.dim")

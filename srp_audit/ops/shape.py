@@ -212,7 +212,9 @@ def _read_onnx_pad(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]
     if ctx.opset >= 11:
         pads = [int(p) for p in ctx.const(node.input[1], "pads").reshape(-1)]
         stored = ctx.const(node.input[2], "constant_value").reshape(-1) if len(node.input) > 2 and node.input[2] else [0.0]
-        value = float(stored[0]) if len(stored) else 0.0
+        if len(stored) != 1:
+            raise ctx.unsupported(f"constant_value holds {len(stored)} numbers (one is needed)")
+        value = float(stored[0])
         axes = (
             [int(a) % rank for a in ctx.const(node.input[3], "axes").reshape(-1)]
             if len(node.input) > 3 and node.input[3]
@@ -234,6 +236,8 @@ def _read_onnx_pad(ctx: OnnxReading, node: OnnxNode, attrs: dict) -> list[Value]
         full = full[1:]
     if all(p == (0, 0) for p in full):
         return [x]
+    if mode == "reflect" and any(max(p) >= n for p, n in zip(full, x.shape)):
+        raise ctx.unsupported("reflect padding as wide as the axis it reflects (onnxruntime refuses it)")
     if mode != "constant":  # reflect / edge / wrap only repeat entries of the sample: a Select
         np_modes: dict[str, Literal["reflect", "edge", "wrap"]] = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}
         np_mode = np_modes[mode]

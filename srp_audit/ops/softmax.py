@@ -236,7 +236,10 @@ def _softmax_axis(ctx: OnnxReading, node: OnnxNode, attrs: dict, x: Tensor) -> i
     """The sample axis of an ONNX (Log)Softmax; before opset 13 it flattened every axis from `axis` on, which is
     read only where that is the last axis alone."""
     rank = len(ctx.onnx_shape(x))
-    axis = int(attrs.get("axis", -1 if ctx.opset >= 13 else 1)) % rank
+    axis = int(attrs.get("axis", -1 if ctx.opset >= 13 else 1))
+    if not -rank <= axis < rank:
+        raise ctx.unsupported(f"axis {axis} of a rank-{rank} input")
+    axis %= rank
     if ctx.opset < 13 and axis != rank - 1:
         raise ctx.unsupported(f"{node.op_type} over the flattened axes {axis}… (opset {ctx.opset}); re-export with opset ≥ 13")
     return ctx.sample_axis(x, axis)
