@@ -37,15 +37,7 @@ def split_data(train: Samples, val_split: float, seed: int, source: str, audit: 
     order = np.random.default_rng(seed).permutation(len(train))
     n_val = int(round(val_split * len(train)))
     val, fit = train.subset(order[:n_val]), train.subset(order[n_val:])
-    if len(fit) == 0:
-        raise UsageError("--val-split leaves no training samples")
-    if audit is not None:  # the name states how many samples are audited, not how many there were to draw from
-        return DataSplit(fit, val, audit, f"{len(audit)} samples of {audit_source}")
-    if len(val):
-        chosen = val.subset(slice(0, audit_samples))
-        return DataSplit(fit, val, chosen, f"{len(chosen)} of {len(val)} held-out samples of {source}")
-    chosen = fit.subset(slice(0, audit_samples))
-    return DataSplit(fit, val, chosen, f"{len(chosen)} training samples of {source} (nothing held out)")
+    return _with_audit(fit, val, fit, source, audit, audit_source, audit_samples)
 
 
 def split_shards(train: Shards, val_split: float, seed: int, audit: Samples | None = None, audit_source: str = "",
@@ -56,16 +48,22 @@ def split_shards(train: Shards, val_split: float, seed: int, audit: Samples | No
     order = np.random.default_rng(seed).permutation(len(first))
     n_val = int(round(val_split * len(first)))
     fit = Shards(train.paths, train.lengths, train.input_shape, train.num_classes, train.domain, {0: np.sort(order[n_val:])})
+    source = f"{train.paths[0]} (the first of {len(train.paths)} shards)"
+    return _with_audit(fit, first.subset(order[:n_val]), first, source, audit, audit_source, audit_samples)
+
+
+def _with_audit(fit: Samples | Shards, val: Samples, trained: Samples, source: str, audit: Samples | None, audit_source: str,
+                audit_samples: int | None) -> DataSplit:
+    """The split with its audit set: `audit` if given, else the held-out part, else (nothing held out) the `trained`
+    samples, at most `audit_samples` of them; its name states how many are audited."""
     if len(fit) == 0:
         raise UsageError("--val-split leaves no training samples")
-    val = first.subset(order[:n_val])
-    source = f"{train.paths[0]} (the first of {len(train.paths)} shards)"
     if audit is not None:
         return DataSplit(fit, val, audit, f"{len(audit)} samples of {audit_source}")
     if len(val):
         chosen = val.subset(slice(0, audit_samples))
         return DataSplit(fit, val, chosen, f"{len(chosen)} of {len(val)} held-out samples of {source}")
-    chosen = first.subset(slice(0, audit_samples))
+    chosen = trained.subset(slice(0, audit_samples))
     return DataSplit(fit, val, chosen, f"{len(chosen)} training samples of {source} (nothing held out)")
 
 
