@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "benchmark-results.md"
@@ -27,7 +28,7 @@ FLAG = "--write-docs"
 class _Tee(io.TextIOBase):
     """Writes to the terminal and keeps a copy."""
 
-    def __init__(self, out: io.TextIOBase) -> None:
+    def __init__(self, out: TextIO) -> None:
         self.out, self.kept = out, io.StringIO()
 
     def write(self, s: str) -> int:
@@ -83,12 +84,12 @@ def recorded(name: str, results: Path = RESULTS) -> Iterator[None]:
     sys.argv.remove(FLAG)
     command = " ".join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
     when = datetime.datetime.now(datetime.timezone.utc)
-    tee = _Tee(sys.stdout)  # type: ignore[arg-type]  # the terminal's text stream
+    tee = _Tee(sys.stdout)
     sys.stdout = tee
     try:
         yield
     finally:
-        sys.stdout = tee.out  # type: ignore[assignment]  # restored before anything is written
+        sys.stdout = tee.out  # restored before anything is written
     from srp_audit.atomic import write_text_atomic
 
     write_text_atomic(str(results), replace_block(results.read_text(), name, block(name, command, tee.kept.getvalue(), when)))

@@ -104,7 +104,6 @@ class BatchStream:
     def __init__(self, data: tuple[torch.Tensor, torch.Tensor] | Shards, batch_size: int, gen: torch.Generator,
                  device: torch.device) -> None:
         self.data, self.batch_size, self.gen, self.device = data, batch_size, gen, device
-        self.n = len(data) if isinstance(data, Shards) else data[0].shape[0]
         self.shard_order = torch.randperm(len(data.paths), generator=gen) if isinstance(data, Shards) else torch.zeros(1, dtype=torch.long)
         self.shard_pos = 0
         self.x, self.y = self._current()

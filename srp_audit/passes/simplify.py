@@ -12,6 +12,8 @@ entering a bias through a dot product, would be rounded, so those nodes stay and
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..ir.graph import INPUT, Graph
@@ -67,24 +69,33 @@ def _single_consumer(g: Graph, name: str) -> str | None:
 
 def merge_elementwise_affine(g: Graph) -> Graph:
     """a·(s1·x + t1)... : two consecutive ElementwiseAffine nodes become one."""
+
+    def merged(g: Graph, name: str, node: ElementwiseAffine) -> tuple[str, Node] | None:
+        nxt = _single_consumer(g, name)
+        second = None if nxt is None else g.node(nxt)
+        if nxt is None or not isinstance(second, ElementwiseAffine):
+            return None
+        (s1, t1), (s2, t2) = node.enclosures(), second.enclosures()
+        return nxt, ElementwiseAffine(s1 * s2, t1 * s2 + t2).to(_constants(node)[0].dtype)  # products enclosed, not rounded
+
+    return _absorb_affines(g, merged)
+
+
+def _absorb_affines(g: Graph, absorb: Callable[[Graph, str, ElementwiseAffine], tuple[str, Node] | None]) -> Graph:
+    """Until none applies: an ElementwiseAffine node for which `absorb` gives (a later node, its replacement) is
+    removed, that node replaced, and what read the affine node reads the affine node's input instead."""
     changed = True
     while changed:
         changed = False
         for name, node, ins in g.items():
             if not isinstance(node, ElementwiseAffine):
                 continue
-            nxt = _single_consumer(g, name)
-            second = None if nxt is None else g.node(nxt)
-            if not isinstance(second, ElementwiseAffine):
+            found = absorb(g, name, node)
+            if found is None:
                 continue
-            (s1, t1), (s2, t2) = node.enclosures(), second.enclosures()
-            merged = ElementwiseAffine(s1 * s2, t1 * s2 + t2).to(_constants(node)[0].dtype)  # products enclosed, not rounded
-            nodes = []
-            for n, nd, i in _nodes(g):
-                if n == name:
-                    continue
-                nodes.append((n, merged, ins) if n == nxt else (n, nd, i))
-            g = g.rebuilt(nodes)
+            nxt, new = found
+            nodes = [(n, new if n == nxt else nd, i) for n, nd, i in _nodes(g) if n != name]
+            g = g.rebuilt(_rename_input(nodes, name, ins[0]))
             changed = True
             break
     return g
@@ -212,29 +223,16 @@ def fold_affine_into_next(g: Graph) -> Graph:
     For a padded convolution the fold is exact only when the shift is zero (padding inserts zeros *after* the
     shift), so such cases are left alone.
     """
-    changed = True
-    while changed:
-        changed = False
-        for name, node, ins in g.items():
-            if not isinstance(node, ElementwiseAffine):
-                continue
-            found = _next_layer(g, name)
-            if found is None:
-                continue
-            nxt, target, reshape = found
-            folded = _scaled_layer(g, name, node, target, reshape)
-            if folded is None:
-                continue
-            nodes = []
-            for n, nd, i in _nodes(g):
-                if n == name:
-                    continue
-                nodes.append((n, folded, i) if n == nxt else (n, nd, i))
-            nodes = _rename_input(nodes, name, ins[0])
-            g = g.rebuilt(nodes)
-            changed = True
-            break
-    return g
+
+    def folded(g: Graph, name: str, node: ElementwiseAffine) -> tuple[str, Node] | None:
+        found = _next_layer(g, name)
+        if found is None:
+            return None
+        nxt, target, reshape = found
+        layer = _scaled_layer(g, name, node, target, reshape)
+        return None if layer is None else (nxt, layer)
+
+    return _absorb_affines(g, folded)
 
 
 def prune_dead(g: Graph) -> Graph:
