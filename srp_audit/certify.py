@@ -29,7 +29,7 @@ from .errors import SoundnessError, UsageError
 from .ir.graph import Graph
 from .ir.relevance import relevant_entries
 from .ir.walk import INPUT
-from .parallel import finish, init_from_env, run_and_gather, shard
+from .parallel import init_from_env, leaving, run_and_gather, shard
 from .prover import Prover
 from .radius import attack_radius_search, certified_radius, margin_slope, record_counterexamples, sweep_verdicts
 from .slots import one_sample_per_slot
@@ -214,11 +214,9 @@ def certify_sharded(graph: Graph, x: torch.Tensor, y: torch.Tensor, options: Cer
     options = replace(options, device=str(d.device))
     start, stop = shard(len(x), options.batch_size or 256, d.rank, d.world)
     t0 = time.perf_counter()
-    try:
+    with leaving(d):
         parts = run_and_gather(d, lambda: certify(graph, x[start:stop], y[start:stop], options, None, start),
                                f"samples {start}–{stop - 1}" if stop > start else "no samples")
-    finally:
-        finish(d)
     if parts is None:
         return None
     result = merge(parts, time.perf_counter() - t0)

@@ -8,9 +8,11 @@ starts included — is exactly what a single process with the same seed and batc
 
 from __future__ import annotations
 
+import gc
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +60,32 @@ def init_from_env(device: str = "auto") -> Dist | None:
     return Dist(rank, world, local, dev)
 
 
-def finish(d: Dist | None) -> None:
+def finish(d: Dist | None, orderly: bool = True) -> None:
+    """Leave the process group. In order (`orderly`, every rank gets here): objects still holding the group (a
+    DistributedDataParallel reducer caught in a reference cycle) are collected first and the ranks wait for each
+    other, so no gloo worker thread outlives the group into interpreter shutdown, where it aborts the process
+    ("terminate called without an active exception"). After an unexpected error, no wait: the others may be gone."""
     if d is not None and dist.is_initialized():
+        gc.collect()
+        if orderly:
+            dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
+
+
+@contextmanager
+def leaving(d: Dist | None) -> Iterator[None]:
+    """Run the block, then `finish(d)`: in order when it ends normally or with `RankFailed` (raised after every
+    rank has reported), without waiting for the others after any other error."""
+    try:
+        yield
+    except RankFailed:
+        finish(d)
+        raise
+    except BaseException:
+        finish(d, orderly=False)
+        raise
+    finish(d)
 
 
 def shard(n: int, batch: int, rank: int, world: int) -> tuple[int, int]:

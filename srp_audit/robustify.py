@@ -270,8 +270,15 @@ class _Run:
         self.stream: BatchStream | None = None  # set by `feed`
         self.start = time.perf_counter()
 
-    def feed(self, data: tuple[torch.Tensor, torch.Tensor] | Shards) -> None:
-        """The training data, read in `BatchStream`'s order."""
+    def release(self) -> None:
+        """Drop the DistributedDataParallel wrapper now, so its reducer does not hold the process group until a
+        later garbage collection (at interpreter shutdown, after the group is destroyed, gloo aborts)."""
+        if self.distributed:
+            self.objective = cast(torch.nn.Module, self.objective.module)
+
+    def feed(self, x: torch.Tensor | Shards, y: torch.Tensor | None) -> None:
+        """The training data (in memory with its labels, or shards), read in `BatchStream`'s order."""
+        data = x if isinstance(x, Shards) else (x.to(self.dev, torch.float32), cast(torch.Tensor, y).to(self.dev))
         self.stream = BatchStream(data, self.opt.batch_size, self.gen, self.dev)
 
     def elapsed(self) -> float:
@@ -347,10 +354,7 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
     opt.validate()
     refuse_fixed_batch(graph)
     run = _Run(graph, len(x) if isinstance(x, Shards) else x.shape[0], opt)
-    if isinstance(x, Shards):
-        run.feed(x)
-    else:
-        run.feed((x.to(run.dev, torch.float32), cast(torch.Tensor, y).to(run.dev)))  # y comes with in-memory x
+    run.feed(x, y)
     held_out = None  # the validation set on the run's device
     if x_val is not None:
         held_out = x_val.to(run.dev, torch.float32), cast(torch.Tensor, y_val).to(run.dev)  # y_val comes with x_val
@@ -390,5 +394,7 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
             run.save()
             saved = opt.checkpoint_path
         raise Interrupted(saved) from None
+    finally:
+        run.release()
     run.model.eval()
     return RobustifyResult(run.model, run.step, run.step / spe, run.elapsed(), eps_t, k_t, history, leader)

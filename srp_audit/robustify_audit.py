@@ -17,8 +17,8 @@ from .data import Samples
 from .errors import UsageError
 from .formats import load_model, save_model
 from .ir.graph import Graph
-from .parallel import finish, init_from_env
-from .robustify import Interrupted, RobustifyOptions, RobustifyResult, TrainingProgress, robustify
+from .parallel import init_from_env, leaving
+from .robustify import RobustifyOptions, RobustifyResult, TrainingProgress, robustify
 from .shards import Shards
 
 
@@ -123,7 +123,7 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     """Audit, fine-tune, write `output`, audit again. With `opts.max_time` the audits share AUDIT_SHARE of it: the
     audit before runs on as many samples as fit half of that share, the audit after on the same samples. Under
     torchrun every rank trains its slice of each batch and rank 0 audits and writes (other ranks return None).
-    Raises `Interrupted` on Ctrl-C (after saving a checkpoint when checkpoints are on); nothing is written then."""
+    Raises `robustify.Interrupted` on Ctrl-C (after saving a checkpoint when checkpoints are on); nothing is written then."""
     if opts.resume:  # a checkpoint that cannot be resumed is refused before the first audit
         check_resumable(opts, model_fingerprint(graph))
     d = init_from_env(opts.device)
@@ -139,13 +139,9 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     audit = data.audit.subset(np.random.default_rng(opts.seed).permutation(len(data.audit))) if seconds else data.audit
     before = budgeted_audit(graph, audit, audit_opts, seconds) if main_rank else None
     val = data.val if len(data.val) else None
-    try:
+    with leaving(d):
         x, y = (data.fit, None) if isinstance(data.fit, Shards) else (data.fit.x, data.fit.y)
         result = robustify(graph, x, y, opts, val.x if val else None, val.y if val else None, progress)
-    except Interrupted:
-        finish(d)
-        raise
-    finish(d)
     if not main_rank:
         return None
     assert before is not None  # audited above on the main rank

@@ -31,7 +31,7 @@ from .device import resolve_device, use_exact_float32
 from .errors import SrpAuditError, UsageError
 from .formats import load_model
 from .ir.graph import Graph
-from .parallel import finish, init_from_env, run_and_gather, shard
+from .parallel import init_from_env, leaving, run_and_gather, shard
 from .spec import InputBox, LinearSpec, round_inward, without_subnormal_ends
 from .vnn_attacks import corner_attack, property_attack
 from .vnnlib import Clause, VnnlibSpec, read_vnnlib
@@ -385,11 +385,9 @@ def run_instances_sharded(instances: list[Instance], opt: VerifyOptions, known: 
         return run_instances(instances, opt, known, timeout_cap, on_row)
     opt = VerifyOptions(**{**opt.__dict__, "device": str(d.device)})
     start, stop = shard(len(instances), 1, d.rank, d.world)
-    try:
+    with leaving(d):
         parts = run_and_gather(d, lambda: run_instances(instances[start:stop], opt, known, timeout_cap).rows,
                                f"instances {start}–{stop - 1}" if stop > start else "no instances")
-    finally:
-        finish(d)
     if parts is None:
         return None
     summary = BenchmarkSummary([row for part in parts for row in part])
