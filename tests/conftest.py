@@ -9,6 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run and machine (no random seed, no example database): a run's
+# verdict never depends on when or where it ran, and a failure reproduces from the test's name alone.
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.load_profile("deterministic")
 
 # One pytest process on a 2-core machine: two torch threads. Never more threads than cores, so a parallel
 # runner (or a subprocess we start) does not oversubscribe the CPU.
