@@ -11,6 +11,7 @@ import torch
 
 from srp_audit.atomic import prepare_output, write_text_atomic
 from srp_audit.bounds import CASCADE
+from srp_audit.bounds.progress import reporting
 from srp_audit.certificate import certify_certificate, sha256_of
 from srp_audit.certify import CertifyOptions, certify_sharded, check_class_scores
 from srp_audit.data import load_samples, peek_sample_shape, samples_path_for
@@ -24,7 +25,7 @@ from srp_audit.spec import NORMS
 
 from .errors import EXIT_GATE, debug_option
 from .model_options import load, model_options
-from .params import BATCH, DOMAIN, EPS, EPS_LIST, FRACTION, POSITIVE, check_eps_in_domain
+from .params import BATCH, DOMAIN, EPS, EPS_LIST, FRACTION, MEMORY, POSITIVE, check_eps_in_domain
 from .progress import ProgressBar
 
 
@@ -45,8 +46,12 @@ from .progress import ProgressBar
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
 @click.option("--batch-size", type=BATCH, default="256", show_default=True,
               help="Samples per batch, or auto (the largest that fits on a GPU; 256 on a CPU). Out-of-memory halves it.")
+@click.option("--memory-budget", type=MEMORY, default="auto", show_default=True,
+              help="Memory a batch may take (8G, 512M): batches shrink to fit it; auto is half of what is free at the start.")
 @click.option("--attack-steps", type=click.IntRange(min=0), default=30, show_default=True, help="PGD steps per attack.")
 @click.option("--attack-restarts", type=click.IntRange(min=1), default=2, show_default=True, help="PGD restarts at --eps.")
+@click.option("--attack-early-stop/--no-attack-early-stop", default=True, show_default=True,
+              help="Drop a sample from a restart once its margin stops falling fast enough to reach 0 in the steps left.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Report on stdout.")
@@ -63,9 +68,9 @@ from .progress import ProgressBar
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @model_options
 @debug_option
-def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, attack_steps,
-            attack_restarts, seed, device, fmt, outputs, per_sample, by_class, plot, certificate_path, fail_under, fail_under_radius,
-            quiet, model_opts) -> None:
+def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, memory_budget, attack_steps,
+            attack_restarts, attack_early_stop, seed, device, fmt, outputs, per_sample, by_class, plot, certificate_path, fail_under,
+            fail_under_radius, quiet, model_opts) -> None:
     """Certify MODEL's predictions in the --norm ball (L∞ by default) of radius --eps around each sample.
 
     Each sample is verified (proved robust by a sound bound), falsified (a counterexample was found and
@@ -101,12 +106,13 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
     samples = load_samples(data_path, graph.input_shape, graph.num_classes, domain, limit)
     options = CertifyOptions(
         eps=eps_main, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol,
-        attack_steps=attack_steps, attack_restarts=attack_restarts, batch_size=batch_size, seed=seed, device=device, sweep=sweep,
-        norm=norm,
+        attack_steps=attack_steps, attack_restarts=attack_restarts, attack_early_stop=attack_early_stop, batch_size=batch_size,
+        memory_budget=memory_budget, seed=seed, device=device, sweep=sweep, norm=norm,
     )
     bar = ProgressBar("certify", enabled=None if not (quiet or launched()) else False)
     try:  # under torchrun each rank certifies its shard and rank 0 reports
-        result = certify_sharded(graph, samples.x, samples.y, options, progress=bar)
+        with reporting(bar.within if bar.enabled else None):
+            result = certify_sharded(graph, samples.x, samples.y, options, progress=bar)
     finally:
         bar.close()
     if result is None:

@@ -25,6 +25,11 @@ class AttackResult:
     found: torch.Tensor
 
 
+STALL_CHECK = 5  # steps between two checks of a row's progress
+STALL_AFTER = 10  # no row is given up before this many steps
+STALL_HEADROOM = 2.0  # a row is given up when even this many times its recent progress would not reach 0
+
+
 def pgd(
     graph: Graph,
     box: InputBox,
@@ -35,28 +40,31 @@ def pgd(
     seed: int = 0,
     start: torch.Tensor | None = None,
     deadline: float | None = None,
+    give_up: bool = False,
 ) -> AttackResult:
     """Projected steepest descent on the spec objective over the box (∩ its L2/L1 ball: normalised-gradient or
     sparse steps, projections onto the ball), with random restarts.
 
     `start` (optional) is tried as the first starting point (e.g. the clean input); later restarts start
-    uniformly at random in the box. Past `deadline` (a `time.perf_counter()` time) it stops stepping and returns
-    the best points so far. Runs in the graph's dtype on the graph's device.
+    uniformly at random in the box. A row stops once it is broken; with `give_up`, a restart also drops a row
+    whose objective, falling at STALL_HEADROOM times its rate over the last STALL_CHECK steps, would still be
+    above 0 after the steps left (so a sample the attack cannot break costs a few steps, not all). Past `deadline` (a
+    `time.perf_counter()` time) it stops stepping and returns the best points so far. Runs in the graph's dtype
+    on the graph's device.
     """
     dt, dev = graph.dtype, graph.device
     lo, hi = box.lower.to(dev, dt), box.upper.to(dev, dt)
     width = hi - lo
-    ball = box.ball.to(dt, dev) if box.ball is not None else None
-    project = (lambda z: torch.minimum(torch.maximum(z, lo), hi)) if ball is None else (lambda z: _into_ball(z, lo, hi, ball))
+    box = InputBox(lo, hi, box.nonneg, box.ball.to(dt, dev) if box.ball is not None else None)
     spec = spec.to(dt, dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    best_x = lo + width / 2 if start is None else project(start.to(dev, dt))
+    best_x = lo + width / 2 if start is None else _projector(box)(start.to(dev, dt))
     with torch.no_grad():
         best_obj = spec.objective(spec.values(graph.logits(best_x)))
-    if ball is None:
+    if box.ball is None:
         step_size = 2.5 * width / 2 / max(steps, 1)
     else:
-        step_size = (2.5 * ball.eps.to(dt) / max(steps, 1)).reshape((-1,) + (1,) * (lo.dim() - 1))
+        step_size = (2.5 * box.ball.eps.to(dt) / max(steps, 1)).reshape((-1,) + (1,) * (lo.dim() - 1)).expand_as(lo)
     was_training = graph.training
     graph.eval()
     req = [p.requires_grad for p in graph.parameters()]
@@ -68,31 +76,73 @@ def pgd(
                 break
             if restart == 0 and start is not None:
                 x = best_x.clone()
-            else:
-                x = project(lo + width * torch.rand(lo.shape, generator=gen, device=dev, dtype=dt))
-            for _ in range(steps):
-                if _past(deadline):
-                    break
-                with torch.enable_grad():  # callers may run under no_grad; the attack needs input gradients
-                    x.requires_grad_(True)
-                    obj = spec.objective(spec.values(graph.logits(x)))
-                    (grad,) = torch.autograd.grad(obj.sum(), x)
-                with torch.no_grad():
-                    better = obj.detach() < best_obj
-                    best_obj = torch.where(better, obj.detach(), best_obj)
-                    best_x = torch.where(_rows(better, x), x.detach(), best_x)
-                    movable = ((grad > 0) & (x > lo)) | ((grad < 0) & (x < hi))  # the box does not stop the step
-                    x = project(x.detach() - step_size * _direction(grad * movable, ball))
-            with torch.no_grad():
-                obj = spec.objective(spec.values(graph.logits(x)))
-                better = obj < best_obj
-                best_obj = torch.where(better, obj, best_obj)
-                best_x = torch.where(_rows(better, x), x, best_x)
+            else:  # drawn for every row, so the random stream does not depend on which rows are left
+                x = _projector(box)(lo + width * torch.rand(lo.shape, generator=gen, device=dev, dtype=dt))
+            act = (best_obj > 0).nonzero().flatten()  # rows not broken yet
+            if not act.numel():
+                break
+            pts, obj = _descend(graph, box.select(act), spec.select(act), x[act], step_size[act], steps, deadline, give_up)
+            better = obj < best_obj[act]
+            best_obj[act] = torch.where(better, obj, best_obj[act])
+            best_x[act] = torch.where(_rows(better, pts), pts, best_x[act])
     finally:
         for p, r in zip(graph.parameters(), req):
             p.requires_grad_(r)
         graph.train(was_training)
     return AttackResult(best_x.detach(), best_obj, best_obj <= 0)
+
+
+def _projector(box: InputBox):
+    lo, hi, ball = box.lower, box.upper, box.ball
+    if ball is None:
+        return lambda z: torch.minimum(torch.maximum(z, lo), hi)
+    return lambda z: _into_ball(z, lo, hi, ball)
+
+
+def _descend(graph: Graph, box: InputBox, spec: LinearSpec, x: torch.Tensor, step_size: torch.Tensor, steps: int,
+             deadline: float | None, give_up: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One restart from x: the best point and objective of each row's trajectory. Rows that are broken (or,
+    with `give_up`, stalled: see `pgd`) leave the batch, so the remaining steps cost only what is left."""
+    n = x.shape[0]
+    best_x, best_obj = x.clone(), torch.full((n,), torch.inf, dtype=x.dtype, device=x.device)
+    act = torch.arange(n, device=x.device)  # rows still stepping; b, xs, ... below are theirs
+    b, xs, project, sp, s = box, x, _projector(box), spec, step_size
+    checkpoint = best_obj.clone()  # each row's best at the last progress check
+    for t in range(steps + 1):
+        if t == steps or _past(deadline):
+            with torch.no_grad():
+                obj = sp.objective(sp.values(graph.logits(xs)))
+            _keep_best(best_x, best_obj, act, xs, obj)
+            break
+        with torch.enable_grad():  # callers may run under no_grad; the attack needs input gradients
+            xs.requires_grad_(True)
+            obj = sp.objective(sp.values(graph.logits(xs)))
+            (grad,) = torch.autograd.grad(obj.sum(), xs)
+        with torch.no_grad():
+            _keep_best(best_x, best_obj, act, xs.detach(), obj.detach())
+            movable = ((grad > 0) & (xs > b.lower)) | ((grad < 0) & (xs < b.upper))  # the box does not stop the step
+            xs = project(xs.detach() - s * _direction(grad * movable, b.ball))
+            if t >= STALL_AFTER and t % STALL_CHECK == 0:
+                now = best_obj[act]
+                rate = (checkpoint[act] - now).clamp(min=0) / STALL_CHECK
+                going = now > 0
+                if give_up:
+                    going &= now <= STALL_HEADROOM * rate * (steps - t)
+                checkpoint[act] = now
+                if not going.all():
+                    keep = going.nonzero().flatten()
+                    act, xs, s = act[keep], xs[keep], s[keep]
+                    b, sp = b.select(keep), sp.select(keep)
+                    project = _projector(b)
+                    if not act.numel():
+                        break
+    return best_x, best_obj
+
+
+def _keep_best(best_x: torch.Tensor, best_obj: torch.Tensor, act: torch.Tensor, x: torch.Tensor, obj: torch.Tensor) -> None:
+    better = obj < best_obj[act]
+    best_obj[act] = torch.where(better, obj, best_obj[act])
+    best_x[act] = torch.where(_rows(better, x), x, best_x[act])
 
 
 def _past(deadline: float | None) -> bool:

@@ -16,7 +16,9 @@ class CertifyOptions:
     radius_max: float | None = None  # default: the domain's width
     attack_steps: int = 30
     attack_restarts: int = 2
+    attack_early_stop: bool = True  # drop a sample from the attack once its margin stops falling fast enough to reach 0
     batch_size: int | None = 256  # None: auto (grow on a GPU until memory runs out, then back off)
+    memory_budget: int | None = None  # bytes a batch may take (`memory.batch_within`); None: half of what is free
     seed: int = 0
     device: str = "auto"
     sweep: tuple[float, ...] = ()  # more radii to report verdicts at, from the same radius search
