@@ -7,6 +7,7 @@ import math
 import click
 
 from srp_audit.errors import UsageError
+from srp_audit.memory import parse_size
 from srp_audit.spec import radius_problem
 
 
@@ -120,7 +121,22 @@ class BatchSize(click.ParamType):
         return v
 
 
+class MemorySize(click.ParamType):
+    """A size such as 8G or 512M, or 'auto' (returned as None: half of the memory free when the run starts)."""
+
+    name = "size|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or str(value).strip().lower() == "auto":
+            return None
+        try:
+            return parse_size(str(value))
+        except UsageError as e:
+            self.fail(str(e), param, ctx)
+
+
 BATCH = BatchSize()
+MEMORY = MemorySize()
 EPS = NonNegativeFloat()
 EPS_LIST = EpsList()
 RADIUS = Radius()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -29,6 +30,7 @@ from .errors import SoundnessError, UsageError
 from .ir.graph import Graph
 from .ir.relevance import relevant_entries
 from .ir.walk import INPUT
+from .memory import default_budget, largest_batch
 from .parallel import init_from_env, leaving, run_and_gather, shard
 from .prover import Prover
 from .radius import attack_radius_search, certified_radius, margin_slope, record_counterexamples, sweep_verdicts
@@ -93,11 +95,7 @@ class CertifyResult:
         return rows
 
     def method_counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.samples:
-            if s.method:
-                out[s.method] = out.get(s.method, 0) + 1
-        return out
+        return dict(Counter(s.method for s in self.samples if s.method))  # in order of first appearance
 
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, total)
@@ -116,7 +114,7 @@ def certify(
     start = time.perf_counter()
     if options.norm not in NORMS:
         raise UsageError(f"unknown norm {options.norm!r}; choose one of {', '.join(NORMS)}")
-    chosen_methods(options.method)  # an unknown method is refused before any work
+    methods, _ = chosen_methods(options.method)  # an unknown method is refused before any work
     for e in (options.eps,) + tuple(options.sweep):
         check_radius(e)
     graph, slot_note = one_sample_per_slot(graph, tuple(x.shape[1:]))
@@ -125,15 +123,16 @@ def certify(
     check_class_scores(graph, min(x.shape[0], options.batch_size or (64 if device.type == "cuda" else 256)))
     if device.type == "cuda":
         use_exact_float32()
-    native = graph.copy(device=device).eval()
-    wide = graph.copy(dtype=torch.float64, device=device).eval()
-    for g in (native, wide):
-        g.requires_grad_(False)  # certification never trains; attacks and alpha-CROWN take input/slope gradients only
+    native, wide = (graph.copy(dtype=dt, device=device).eval().requires_grad_(False) for dt in (None, torch.float64))
+    # (certification never trains; attacks and alpha-CROWN take input/slope gradients only)
     results: list[SampleResult] = []
     notes: list[str] = []
     n = x.shape[0]
     auto = options.batch_size is None
     batch = (64 if device.type == "cuda" else 256) if options.batch_size is None else options.batch_size  # None: auto
+    cap, cap_note = largest_batch(graph, [m.name for m in methods], options.memory_budget or default_budget(device), batch)
+    batch = min(batch, cap)
+    notes += [cap_note] if cap_note else []
     ceiling = None  # the smallest batch that ran out of memory (auto grows towards it, then stays below)
     lo = 0
     while lo < n:
@@ -149,13 +148,15 @@ def certify(
             batch = max(1, batch // 2)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            if not notes:
-                notes.append(f"out of memory at batch {ceiling}: continued with smaller batches (down to {batch} so far)")
+            oom = [i for i, note in enumerate(notes) if note.startswith("out of memory")]
+            note = f"out of memory at batch {ceiling}: continued with smaller batches (down to {batch} so far)"
+            if oom:
+                notes[oom[0]] = note
             else:
-                notes[0] = f"out of memory at batch {ceiling}: continued with smaller batches (down to {batch} so far)"
+                notes.append(note)
             continue
         lo = hi
-        if auto and device.type == "cuda" and (ceiling is None or batch * 2 < ceiling):
+        if auto and device.type == "cuda" and (ceiling is None or batch * 2 < ceiling) and batch * 2 <= cap:
             batch *= 2
         if progress:
             progress(lo, n)
@@ -278,8 +279,9 @@ class _Verdicts:
                    torch.full((n,), torch.nan, dtype=torch.float64, device=dev))
 
     def prove(self, prover: Prover, sub: torch.Tensor, methods: tuple[BoundMethod, ...]) -> None:
-        """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds."""
-        if not sub.numel():
+        """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds. No methods: nothing
+        (the prover would run its default cascade again: a named method's bound, computed twice)."""
+        if not sub.numel() or not methods:
             return
         p, b, by = prover(sub, self.eps[sub], methods, self.bound[sub])
         self.proved[sub] |= p
@@ -312,7 +314,8 @@ def _attacker(native: Graph, wide: Graph, x: torch.Tensor, spec: LinearSpec, opt
     def attack(idx: torch.Tensor, eps: torch.Tensor, restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         box = inner_ball(x[idx], eps, dom, opt.norm)
         sub = spec.select(idx)
-        res = pgd(native, box, sub, steps=opt.attack_steps, restarts=restarts, seed=seed, start=x[idx])
+        res = pgd(native, box, sub, steps=opt.attack_steps, restarts=restarts, seed=seed, start=x[idx],
+                  give_up=opt.attack_early_stop)
         inside = inside_ball(res.points, x[idx], eps, dom, opt.norm)
         ok = confirm_counterexamples(res.points, sub, native, wide, inside & res.found)
         return ok, res.points, res.objective.double()

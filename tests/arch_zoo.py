@@ -173,6 +173,50 @@ class UpsampleNet(nn.Module):
         return self.net(x)
 
 
+class ResNet18(nn.Module):
+    """The CIFAR ResNet-18 (He et al., 2016, as trained on 32×32 inputs): a 3×3 stem, four stages of two
+    BasicBlocks at widths w, 2w, 4w, 8w (w = 64 is the usual 11 M parameters), global average pooling, a linear head."""
+
+    def __init__(self, width: int = 64, classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), _bn(width), nn.ReLU())
+        blocks, cin = [], width
+        for i, stride in enumerate((1, 2, 2, 2)):
+            cout = width * 2**i
+            blocks += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))
+
+    def forward(self, x):
+        return self.head(self.layers(self.stem(x)))
+
+
+VGG16_LAYERS = (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M")  # channels in units of the width
+
+
+class VGG16(nn.Module):
+    """The CIFAR VGG-16 (Simonyan and Zisserman, 2015): thirteen 3×3 convolutions with batch norm and ReLU in five
+    stages, each closed by a 2×2 max-pool, then a linear head on the 1×1 map (w = 64 is the usual 15 M parameters)."""
+
+    def __init__(self, width: int = 64, classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for v in VGG16_LAYERS:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                cout = width * int(v)
+                layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), _bn(cout), nn.ReLU()]
+                cin = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin, classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
 def _randomise(model: nn.Module, seed: int) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
@@ -200,6 +244,30 @@ def architectures() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "tiny_vit_timm_attention": (_randomise(TinyViT(fused=True), 8), (3, 8, 8)),
         "upsampling_decoder": (_randomise(UpsampleNet(), 7), (3, 8, 8)),
     }
+
+
+def full_size(seed: int = 11) -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    """The full-size CIFAR networks people train, with seeded weights (He-initialised, batch norm statistics
+    randomised): name → (eval-mode module, per-sample input shape)."""
+    torch.manual_seed(seed)
+    return {
+        "resnet18_w16": (_calibrated(ResNet18(16), seed), (3, 32, 32)),
+        "resnet18_w64": (_calibrated(ResNet18(64), seed + 1), (3, 32, 32)),
+        "vgg16": (_calibrated(VGG16(64), seed + 2), (3, 32, 32)),
+    }
+
+
+def _calibrated(model: nn.Module, seed: int) -> nn.Module:
+    """Batch norm statistics measured on 64 seeded random images (as a first training epoch would set them), so
+    every layer sees unit-scale activations and the predictions depend on the input, not only on the biases."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # a cumulative average over the calibration batch
+    model.train()
+    with torch.no_grad():
+        model(torch.rand((64, 3, 32, 32), generator=g))
+    return model.eval()
 
 
 def export(module: nn.Module, shape: tuple[int, ...], how: str, path) -> None:

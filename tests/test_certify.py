@@ -14,6 +14,7 @@ from srp_audit.bounds import get_method
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.data import load_samples
 from srp_audit.errors import UsageError
+from srp_audit.formats import load_model
 from srp_audit.spec import inner_linf_ball, linf_ball, margin_spec
 
 # eps small enough that IBP proves some samples of each naturally trained fixture, large enough that some fall
@@ -322,3 +323,22 @@ def test_attack_radius_search_ends_within_tolerance_in_fewer_attacks_than_bisect
     assert ((att_r >= root) & (att_r <= root + tol)).all(), (att_r - root).abs().max()
     bisection = math.ceil(math.log2((1.0 - 0.02) / tol)) + 1  # + the attack at the cap
     assert sum(calls) < n * bisection, (sum(calls), n * bisection)
+
+
+def test_a_named_method_bounds_each_batch_once(monkeypatch) -> None:
+    """`--method crown-ibp`: the samples neither proved nor falsified are not bounded a second time by the same
+    method (an empty escalation used to fall back to the prover's default, the named method again)."""
+    method = get_method("crown-ibp")
+    calls: list[int] = []
+    original = type(method).bounds
+
+    def counted(self, graph, box, spec, **kw):
+        calls.append(box.n)
+        return original(self, graph, box, spec, **kw)
+
+    monkeypatch.setattr(type(method), "bounds", counted)
+    g = load_model(str(FIXTURES / "mnist_cnn.onnx"))
+    s = load_samples(str(FIXTURES / "mnist_cnn.samples.npz"), g.input_shape, g.num_classes)
+    res = certify(g, s.x[:32], s.y[:32], CertifyOptions(eps=0.05, method="crown-ibp", radius=False))
+    assert any(r.verdict == "unknown" for r in res.samples)  # some samples reach the end undecided
+    assert len(calls) == 1

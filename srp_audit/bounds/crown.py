@@ -42,6 +42,7 @@ from ..spec import InputBox, LinearSpec
 from .ball import BallParts
 from .context import graph_of
 from .ibp import ball_rule_applies, ibp_step, input_balls, spec_interval
+from .progress import WorkMeter
 from .slack import compounding, final, rounding_slack
 from .targets import refine_targets
 
@@ -293,6 +294,7 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
     balls = input_balls(graph, box)
     relevant = relevant_entries(graph) if refine_with_crown or balls else {}
     relaxed = {i for n in graph.order if graph.node(n).nonlinear for i in graph.inputs_of[n]}
+    meter = WorkMeter(graph, [t for t in graph.order if t in targets and not graph.first_layer(t)] if refine_with_crown else [])
 
     def refined(name: str) -> bool:
         """CROWN refines the targets past the first layer; over an L2/L1 ball also the first layer: one exact linear
@@ -333,6 +335,7 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
             kinked = all(c.kinked_at_zero for c in consumers) and (refine_with_crown or not graph.first_layer(name))
             mask = _unstable(lo, hi) if kinked else torch.ones_like(lo, dtype=torch.bool)
             refine(ctx, name, mask & relevant[name].to(mask.device), box, budget, all(c.zero_below_zero for c in consumers))
+            meter.finished(name)
             iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
         if widen is not None:
             wider = widen(name, *ctx.bounds[name])

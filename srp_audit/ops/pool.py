@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..ir.node import Node, Shape
 from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Tensor, Value, aten_ints, aten_tensor, onnx_pads, reads_aten, reads_onnx, spatial_input
-from ..kernel.backward import Context, linear_transpose, split_signs, zero_const
+from ..kernel.backward import Context, split_signs, zero_const
 from ..kernel.interval import Interval, generic_linear, inflation
 from ..kernel.patches import Patches
 from ..kernel.rounding import dot_gamma
@@ -50,6 +50,12 @@ class _Pool2d(Node, abstract=True):
         right padding, which the ONNX rule (`pooled_size`) drops."""
         _, h, w = self.out_shape(tuple(shape))
         return y[..., :h, :w]
+
+
+    def _uncrop(self, g: torch.Tensor, padded: Shape) -> torch.Tensor:
+        """The transpose of `_crop`: g zero-extended to the map torch's pooling gives on the padded input."""
+        full = F.avg_pool2d(torch.zeros((1,) + tuple(padded)[1:]), self.kernel, self.stride, 0, self.ceil_mode).shape[-2:]
+        return F.pad(g, (0, full[1] - g.shape[-1], 0, full[0] - g.shape[-2]))
 
 
 class AvgPool2d(_Pool2d):
@@ -91,7 +97,33 @@ class AvgPool2d(_Pool2d):
         return generic_linear(x, n, self, lambda v: self(v) * k, None)
 
     def crown_backward(self, A: torch.Tensor, ctx: Context, name: str):
-        return [linear_transpose(self, A, ctx.shape(ctx.x(name)))], zero_const(A)
+        in_shape = tuple(ctx.shape(ctx.x(name)))
+        n, s = A.shape[:2]
+        return [self.transpose(A.reshape((n * s,) + tuple(A.shape[2:])), in_shape).reshape((n, s) + in_shape)], zero_const(A)
+
+    def transpose(self, g: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        """Aᵀg for this linear map (g: (M, C, out_h, out_w)) by torch's own average-pool backward kernel — the same
+        vector-Jacobian product as autograd's, without building a graph (autograd's first call imports sympy: half
+        a second of a cold bound call)."""
+        t, l, b, r = self.padding
+        m = g.shape[0]
+
+        def back(v: torch.Tensor, shape: tuple[int, ...], pad: tuple[int, int], include: bool, divisor: int | None) -> torch.Tensor:
+            like = torch.zeros((), dtype=v.dtype, device=v.device).expand((m,) + shape)  # only its shape is read
+            return torch.ops.aten.avg_pool2d_backward(v, like, list(self.kernel), list(self.stride), list(pad), self.ceil_mode,
+                                                      include, divisor)
+
+        if t == b and l == r and t <= self.kernel[0] // 2 and l <= self.kernel[1] // 2:
+            return back(g, in_shape, (t, l), self.count_include_pad, None)
+        c, h, w = in_shape
+        padded = (c, h + t + b, w + l + r)
+        g = self._uncrop(g, padded)
+        if not self.count_include_pad:
+            ones = F.pad(torch.ones((1,) + in_shape, dtype=g.dtype, device=g.device), (l, r, t, b))
+            cells = F.avg_pool2d(ones, self.kernel, self.stride, 0, self.ceil_mode, True, divisor_override=1)
+            g = g / cells.clamp(min=1)
+        gx = back(g, padded, (0, 0), True, None if self.count_include_pad else 1)
+        return gx[:, :, t : t + h, l : l + w]
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         x = ctx.x(name)
