@@ -93,7 +93,9 @@ def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[s
     open_ = ~(spec_d.proved(lb) | empty)
     if open_.any() and splits:
         # beta-CROWN on the domains still open: optimise slopes and the split constraints' multipliers
-        lb = torch.where(open_.unsqueeze(1), optimise_slopes(ctx, spec_d, boxes, lb, beta_iters(graph), 0.1, splits, deadline, state, search), lb)
+        # (max-pools keep CROWN's lower line: the proofs go into certificates, whose checker uses that rule)
+        better = optimise_slopes(ctx, spec_d, boxes, lb, beta_iters(graph), 0.1, splits, deadline, state, search, pools=False)
+        lb = torch.where(open_.unsqueeze(1), better, lb)
         if optimised is not None:
             optimised.append(open_)
     return lb, ctx, empty, spec_d
@@ -271,7 +273,7 @@ def _prove_fixed(box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor
     with torch.no_grad():
         lb = spec_backward(ctx, spec, box)
     proved_by_crown = bool(spec.proved(lb).all())
-    lb = optimise_slopes(ctx, spec, box, lb, iters, 0.05, splits, deadline, state)
+    lb = optimise_slopes(ctx, spec, box, lb, iters, 0.05, splits, deadline, state, pools=False)  # as above
     if proved_by_crown and state is not None:
         state.clear()  # CROWN's slopes proved it: record no parameters
     return bool(spec.proved(lb).all())

@@ -75,7 +75,7 @@ def test_every_parameter_gives_valid_lines(case: str, seed: int) -> None:
         assert bool((torch.maximum(ls.abs(), us.abs()) <= node.max_slope()).all())
 
 
-@pytest.mark.parametrize("name", ["mlp_sigmoid", "mlp_tanh", "mlp_exp", "mlp_elu", "pools_smooth"])
+@pytest.mark.parametrize("name", ["mlp_sigmoid", "mlp_tanh", "mlp_exp", "mlp_elu", "pools_smooth", "tiled_pools_channel_affine"])
 def test_random_parameters_give_sound_bounds(name: str) -> None:
     """Any point of the family, not only optimised ones, bounds the whole graph: random α at every op."""
     graph = deep_graphs(3)[name].double()
@@ -110,3 +110,30 @@ def test_optimised_tangents_tighten_smooth_networks(name: str) -> None:
     alpha = alpha_crown_bounds(graph, box, spec, iters=20, base=crown).lower.detach()
     assert bool((alpha >= crown.lower).all())
     assert float((alpha - crown.lower).mean()) > 1e-4, f"{name}: alpha-CROWN gained nothing"
+
+
+POOLS = sorted(k for k, g in CASES.items() if k.startswith("MaxPool2d"))
+
+
+@pytest.mark.parametrize("case", POOLS)
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_max_pool_weights_give_sound_bounds(case: str, seed: int) -> None:
+    """A max-pool's alpha parameters (any weights in [0, 1], one set per spec row) give a valid lower line y ≥ Σ λ_i x_i:
+    the bounds of the pool alone contain its sampled outputs (box corners included), padded windows too."""
+    graph = op_graphs(seed)[case].double()
+    graph.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    lower, upper = random_box(graph.input_shape, 3, gen, torch.float64)
+    lower = lower + 2.0 * torch.rand(lower.shape, generator=gen, dtype=torch.float64) * (seed % 3 - 1)  # all signs
+    upper = torch.maximum(upper, lower)
+    box = InputBox(lower, upper)
+    k = graph.num_classes
+    spec = identity_spec(k, 3, torch.float64)
+    ctx = crown_bounds(graph, box, spec).ctx
+    start = graph.node("op").alpha_start(*ctx.bounds[graph.inputs_of["op"][0]], 2 * k)
+    assert start is not None and bool((start.sum(dim=3) == 1).all())  # CROWN's choice: all weight on one input
+    ctx.alpha["op"] = torch.rand(start.shape, generator=gen, dtype=torch.float64)
+    lb = spec_backward(ctx, spec, box)
+    values = evaluate(graph.logits, sample_box(box.lower, box.upper, 1000, gen))
+    assert_contains(values, lb[:, :k], -lb[:, k:], f"{case} with random weights")

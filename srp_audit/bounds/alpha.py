@@ -13,6 +13,7 @@ import torch
 
 from ..ir.graph import Graph
 from ..kernel.backward import Context
+from ..ops.pool import MaxPool2d
 from ..spec import InputBox, LinearSpec
 from .context import graph_of
 from .crown import (
@@ -30,7 +31,7 @@ from .crown import (
 
 def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.Tensor, iters: int, lr: float,
                     split_signs: dict[str, torch.Tensor] | None = None, deadline: float | None = None,
-                    state: dict[str, torch.Tensor] | None = None, search: Graph | None = None) -> torch.Tensor:
+                    state: dict[str, torch.Tensor] | None = None, search: Graph | None = None, pools: bool = True) -> torch.Tensor:
     """Maximise the final pass's lower bounds over the ReLU lower slopes α ∈ [0, 1] (alpha-CROWN) and, for
     split constraints s·z ≥ 0 (`split_signs`: +1, −1 or 0 per pre-activation neuron), Lagrange multipliers
     β ≥ 0 (beta-CROWN): on the sub-domain f ≥ f − Σ β·s·z, so every (α, β) in range gives a sound bound.
@@ -40,7 +41,9 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     and on return it holds the parameters of each row's best bound — any α ∈ [0, 1], β ≥ 0 is sound, so the
     start only steers the search. `search`: a lower-precision copy of the graph (float32) to run the iterations
     in; the parameters of each row's best search bound are then bounded once in `ctx`'s own precision, which
-    alone is returned — the search's values are never taken for bounds."""
+    alone is returned — the search's values are never taken for bounds. `pools`: also optimise the max-pools'
+    lower lines (a proof certificate records ReLU slopes only, and its checker bounds a max-pool by CROWN's rule:
+    proofs meant for a certificate leave them out)."""
     graph = graph_of(ctx)
     n, s = spec.C.shape[:2]
     ctx = _constants(ctx)
@@ -48,7 +51,7 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     if search is not None:
         work = _lowered(ctx, search)
         wspec, wbox = spec.to(search.dtype), box.to(search.dtype)
-    alphas, betas = start_parameters(work, n, s, split_signs or {}, state or {}, wbox.lower.dtype)
+    alphas, betas = start_parameters(work, n, s, split_signs or {}, state or {}, wbox.lower.dtype, pools)
     params = [v.requires_grad_(True) for v in list(alphas.values()) + [b for b, _ in betas.values()]]
     best = start.clone()
     if not params or iters <= 0:
@@ -127,7 +130,7 @@ def _lowered(ctx: Context, search: Graph) -> Context:
 
 
 def start_parameters(ctx: Context, n: int, rows: int, split_signs: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
-                     dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+                     dtype: torch.dtype, pools: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """The starting α of every op with free relaxation parameters (`Node.alpha_start`) and β = 0 with its signs
     for every pre-activation with a split, each overridden by `state` ('alpha:NODE', 'beta:PRE') where that holds
     a value (NaN: none for that domain). n samples (domains), `rows` spec rows each."""
@@ -135,7 +138,7 @@ def start_parameters(ctx: Context, n: int, rows: int, split_signs: dict[str, tor
     alphas: dict[str, torch.Tensor] = {}
     for name in graph.order:  # every op with free relaxation parameters: ReLU lower slopes, tangent points, slopes
         node = graph.node(name)
-        if node.nonlinear and len(graph.inputs_of[name]) == 1:
+        if node.nonlinear and len(graph.inputs_of[name]) == 1 and (pools or not isinstance(node, MaxPool2d)):
             init = node.alpha_start(*ctx.bounds[graph.inputs_of[name][0]], rows)
             if init is not None:
                 warm = state.get("alpha:" + name)

@@ -132,7 +132,7 @@ class OptimisedMethod(BoundMethod):
         start = self.reuses.claim_bounds(graph, box, spec, widen, alpha_iters)
         assert start.ctx is not None, "an optimised method reuses a linear one"
         state: dict[str, torch.Tensor] = {}
-        lower = optimise_slopes(start.ctx, spec, box, start.lower, alpha_iters, 0.5, state=state)
+        lower = optimise_slopes(start.ctx, spec, box, start.lower, alpha_iters, 0.5, state=state, pools=False)
         return ClaimBounds(lower, start.ctx, state)
 
 

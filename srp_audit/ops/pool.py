@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..ir.node import Node, Shape
 from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Tensor, Value, aten_ints, aten_tensor, onnx_pads, reads_aten, reads_onnx, spatial_input
-from ..kernel.backward import Context, split_signs, zero_const
+from ..kernel.backward import Context, per_row, split_signs, zero_const
 from ..kernel.interval import Interval, generic_linear, inflation
 from ..kernel.patches import Patches
 from ..kernel.rounding import dot_gamma
@@ -169,52 +169,82 @@ class MaxPool2d(_Pool2d):
     def _tiles(self) -> bool:
         return tuple(self.stride) == tuple(self.kernel) and tuple(self.dilation) == (1, 1)
 
+    def _geometry(self, in_shape: Shape) -> tuple[tuple[int, int, int, int], int, int, int, int]:
+        """((top, left, bottom, right) padding, padded height, width, output height, width): the windows cover
+        (out − 1)·stride + dilation·(k − 1) + 1 cells (more than the padding in ceil mode)."""
+        _, h, w = in_shape
+        t, le, b, r = self.padding
+        kh, kw = self.kernel
+        out_h, out_w = self.out_shape(tuple(in_shape))[1:]
+        b += max(0, (out_h - 1) * self.stride[0] + self.dilation[0] * (kh - 1) + 1 - (h + t + b))
+        r += max(0, (out_w - 1) * self.stride[1] + self.dilation[1] * (kw - 1) + 1 - (w + le + r))
+        return (t, le, b, r), h + t + b, w + le + r, out_h, out_w
+
+    def _unfold(self, v: torch.Tensor, fill: float) -> torch.Tensor:
+        """(N, C, H, W) → each window's cells (N·C, K, L), padding read as `fill`."""
+        (t, le, b, r), ph, pw, _, _ = self._geometry(tuple(v.shape[1:]))
+        padded = F.pad(v, (le, r, t, b), value=fill).reshape(v.shape[0] * v.shape[1], 1, ph, pw)
+        return F.unfold(padded, tuple(self.kernel), self.dilation, 0, self.stride)
+
+    def _lines(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(j, dominates, max u) per window, (N, C, L): the default lower line's input and the upper line."""
+        m, c = l.shape[:2]
+        lw, uw = self._unfold(l, -math.inf), self._unfold(u, -math.inf)
+        tied = lw == lw.amax(dim=1, keepdim=True)  # among inputs sharing the largest lower bound (zeros after a
+        # ReLU), the one that can reach highest; argmax over a contiguous last axis (over axis 1 torch takes a
+        # path ~12× slower: 20 ms of the ResNet fixture's CROWN-IBP)
+        j = torch.where(tied, uw, -math.inf).transpose(1, 2).contiguous().argmax(dim=2).unsqueeze(1)
+        others = uw.scatter(1, j, -math.inf).amax(dim=1, keepdim=True)
+        dom = lw.gather(1, j) >= others
+        L = lw.shape[2]
+        return j.reshape(m, c, L), dom.reshape(m, c, L), uw.amax(dim=1).reshape(m, c, L)
+
+    def alpha_start(self, lo: torch.Tensor, hi: torch.Tensor, rows: int) -> torch.Tensor | None:
+        """alpha-CROWN's lower line y ≥ Σ λ_i x_i over each window (any λ ≥ 0 normalised to sum 1 over the cells
+        that are inputs, not padding, is valid: the max is at least any average): (N, rows, C, K, L), starting
+        at CROWN's choice (all weight on x_j)."""
+        j, _, _ = self._lines(lo, hi)
+        n, c, L = j.shape
+        k = self.kernel[0] * self.kernel[1]
+        start = torch.zeros((n, c, k, L), dtype=lo.dtype, device=lo.device).scatter_(2, j.unsqueeze(2), 1.0)
+        return per_row(start, rows)
+
+    def _weights(self, lam: torch.Tensor, l: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """alpha's λ (N, S, C, K, L) as convex weights over each window's input cells: padding gets none, and a
+        window whose weights vanish falls back to x_j."""
+        n, c = l.shape[:2]
+        cells = (self._unfold(l, -math.inf) > -math.inf).reshape((n, 1, c) + lam.shape[3:])  # inputs, not padding
+        lam = torch.where(cells, lam, torch.zeros_like(lam))
+        total = lam.sum(dim=3, keepdim=True)
+        one = torch.zeros_like(lam).scatter_(3, j.unsqueeze(1).unsqueeze(3).expand(lam.shape[:3] + (1,) + lam.shape[4:]), 1.0)
+        return torch.where(total > 0, lam / torch.where(total > 0, total, torch.ones_like(total)), one)
+
     def crown_backward(self, A: torch.Tensor | Patches, ctx: Context, name: str):
-        """Lower line: y ≥ x_j at the window's largest lower bound j. Upper line: y ≤ x_j when x_j dominates
-        the window (l_j ≥ u_i for all i ≠ j), else the constant max u."""
-        if isinstance(A, Patches) and not self._tiles():
+        """Lower line: y ≥ x_j at the window's largest lower bound j (alpha-CROWN: y ≥ Σ λ_i x_i, per spec row).
+        Upper line: y ≤ x_j when x_j dominates the window (l_j ≥ u_i for all i ≠ j), else the constant max u."""
+        lam = ctx.alpha.get(name)
+        if isinstance(A, Patches) and (lam is not None or not self._tiles()):
             A = A.dense()
         x = ctx.x(name)
         c, h, w = ctx.shape(x)
-        t, le, b, r = self.padding
+        (t, le, _, _), ph, pw, out_h, out_w = self._geometry(ctx.shape(x))
         kh, kw = self.kernel
-        out_h, out_w = ctx.shape(name)[1:]
-        # the windows cover (out − 1)·stride + dilation·(k − 1) + 1 cells (more than the padding in ceil mode)
-        b += max(0, (out_h - 1) * self.stride[0] + self.dilation[0] * (kh - 1) + 1 - (h + t + b))
-        r += max(0, (out_w - 1) * self.stride[1] + self.dilation[1] * (kw - 1) + 1 - (w + le + r))
-        ph, pw = h + t + b, w + le + r
         L = out_h * out_w
-
-        def lines(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            """(j, dominates, max u) per window, (N, C, L): computed once per bound computation."""
-            m = l.shape[0]
-
-            def pad(v: torch.Tensor) -> torch.Tensor:
-                return F.pad(v, (le, r, t, b), value=-math.inf).reshape(m * c, 1, ph, pw)
-
-            def unfold(v: torch.Tensor) -> torch.Tensor:
-                return F.unfold(v, (kh, kw), self.dilation, 0, self.stride)  # (N·C, K, L)
-
-            lw, uw = unfold(pad(l)), unfold(pad(u))
-            tied = lw == lw.amax(dim=1, keepdim=True)  # among inputs sharing the largest lower bound (zeros after a
-            # ReLU), the one that can reach highest; argmax over a contiguous last axis (over axis 1 torch takes a
-            # path ~12× slower: 20 ms of the ResNet fixture's CROWN-IBP)
-            j = torch.where(tied, uw, -math.inf).transpose(1, 2).contiguous().argmax(dim=2).unsqueeze(1)
-            others = uw.scatter(1, j, -math.inf).amax(dim=1, keepdim=True)
-            dom = lw.gather(1, j) >= others
-            return j.reshape(m, c, L), dom.reshape(m, c, L), uw.amax(dim=1).reshape(m, c, L)
-
-        j, dom, umax = ctx.relaxation(name, (x,), lines)
+        j, dom, umax = ctx.relaxation(name, (x,), self._lines)
         if isinstance(A, Patches):
             return self._patches_backward(A, ctx, name, (j, dom, umax), (t, le))
         n, s = A.shape[:2]
-        j, dom, umax = j.unsqueeze(1), dom.unsqueeze(1), umax.unsqueeze(1)
+        jj, dom, umax = j.unsqueeze(1), dom.unsqueeze(1), umax.unsqueeze(1)
         pos, neg = split_signs(A.reshape(n, s, c, L))
-        coef = pos + torch.where(dom, neg, torch.zeros_like(neg))
+        upper = torch.where(dom, neg, torch.zeros_like(neg))
         const = (torch.where(dom, torch.zeros_like(neg), neg) * umax).sum(dim=(2, 3))
         K = kh * kw
-        windows = torch.zeros(n, s, c, K, L, dtype=A.dtype, device=A.device)
-        windows.scatter_(3, j.reshape(n, 1, c, 1, L).expand(n, s, c, 1, L), coef.unsqueeze(3))
+        if lam is None:
+            windows = torch.zeros(n, s, c, K, L, dtype=A.dtype, device=A.device)
+            windows.scatter_(3, jj.reshape(n, 1, c, 1, L).expand(n, s, c, 1, L), (pos + upper).unsqueeze(3))
+        else:
+            windows = pos.unsqueeze(3) * self._weights(lam, ctx.bounds[x][0], j)
+            windows = windows.scatter_add(3, jj.reshape(n, 1, c, 1, L).expand(n, s, c, 1, L), upper.unsqueeze(3))
         if self._tiles():  # windows tile: fold is a permutation
             tiled = windows.reshape(n * s * c, kh, kw, out_h, out_w).permute(0, 3, 1, 4, 2).reshape(n * s * c, out_h * kh, out_w * kw)
             folded = F.pad(tiled, (0, pw - out_w * kw, 0, ph - out_h * kh))
