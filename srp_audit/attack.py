@@ -26,7 +26,7 @@ class AttackResult:
 
 
 STALL_CHECK = 5  # steps between two checks of a row's progress
-STALL_AFTER = 10  # no row is given up before this many steps
+STALL_AFTER = 5  # no row is given up before this many steps
 STALL_HEADROOM = 2.0  # a row is given up when even this many times its recent progress would not reach 0
 
 
@@ -48,7 +48,8 @@ def pgd(
     `start` (optional) is tried as the first starting point (e.g. the clean input); later restarts start
     uniformly at random in the box. A row stops once it is broken; with `give_up`, a restart also drops a row
     whose objective, falling at STALL_HEADROOM times its rate over the last STALL_CHECK steps, would still be
-    above 0 after the steps left (so a sample the attack cannot break costs a few steps, not all). Past `deadline` (a
+    above 0 after the steps left, and a later restart takes only the rows STALL_HEADROOM times the largest fall
+    of one restart so far could break (so a sample the attack cannot break costs a few steps, not all). Past `deadline` (a
     `time.perf_counter()` time) it stops stepping and returns the best points so far. Runs in the graph's dtype
     on the graph's device.
     """
@@ -70,6 +71,7 @@ def pgd(
     req = [p.requires_grad for p in graph.parameters()]
     for p in graph.parameters():
         p.requires_grad_(False)
+    reach = torch.full_like(best_obj, torch.inf)  # per row, the largest fall of the objective in one restart so far
     try:
         for restart in range(restarts):
             if restart and _past(deadline):
@@ -78,10 +80,14 @@ def pgd(
                 x = best_x.clone()
             else:  # drawn for every row, so the random stream does not depend on which rows are left
                 x = _projector(box)(lo + width * torch.rand(lo.shape, generator=gen, device=dev, dtype=dt))
-            act = (best_obj > 0).nonzero().flatten()  # rows not broken yet
+            live = best_obj > 0  # rows not broken yet; with give_up, only those a restart's fall could break
+            act = (live & (best_obj <= STALL_HEADROOM * reach) if give_up else live).nonzero().flatten()
             if not act.numel():
                 break
-            pts, obj = _descend(graph, box.select(act), spec.select(act), x[act], step_size[act], steps, deadline, give_up)
+            pts, obj, first = _descend(graph, box.select(act), spec.select(act), x[act], step_size[act], steps, deadline,
+                                       give_up)
+            fall = (first - obj).clamp(min=0)
+            reach[act] = torch.where(torch.isinf(reach[act]), fall, torch.maximum(reach[act], fall))
             better = obj < best_obj[act]
             best_obj[act] = torch.where(better, obj, best_obj[act])
             best_x[act] = torch.where(_rows(better, pts), pts, best_x[act])
@@ -100,19 +106,23 @@ def _projector(box: InputBox):
 
 
 def _descend(graph: Graph, box: InputBox, spec: LinearSpec, x: torch.Tensor, step_size: torch.Tensor, steps: int,
-             deadline: float | None, give_up: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One restart from x: the best point and objective of each row's trajectory. Rows that are broken (or,
-    with `give_up`, stalled: see `pgd`) leave the batch, so the remaining steps cost only what is left."""
+             deadline: float | None, give_up: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One restart from x: the best point and objective of each row's trajectory, and its objective at x. Rows
+    that are broken (or, with `give_up`, stalled: see `pgd`) leave the batch, so the remaining steps cost only
+    what is left."""
     n = x.shape[0]
     best_x, best_obj = x.clone(), torch.full((n,), torch.inf, dtype=x.dtype, device=x.device)
     act = torch.arange(n, device=x.device)  # rows still stepping; b, xs, ... below are theirs
     b, xs, project, sp, s = box, x, _projector(box), spec, step_size
-    checkpoint = best_obj.clone()  # each row's best at the last progress check
+    checkpoint = best_obj.clone()  # each row's best at the last progress check (the start's, from step 0)
+    first = best_obj  # the objective at x: set at step 0 below
     for t in range(steps + 1):
         if t == steps or _past(deadline):
             with torch.no_grad():
                 obj = sp.objective(sp.values(graph.logits(xs)))
             _keep_best(best_x, best_obj, act, xs, obj)
+            if t == 0:
+                first = obj.clone()
             break
         with torch.enable_grad():  # callers may run under no_grad; the attack needs input gradients
             xs.requires_grad_(True)
@@ -120,15 +130,23 @@ def _descend(graph: Graph, box: InputBox, spec: LinearSpec, x: torch.Tensor, ste
             (grad,) = torch.autograd.grad(obj.sum(), xs)
         with torch.no_grad():
             _keep_best(best_x, best_obj, act, xs.detach(), obj.detach())
+            if t == 0:
+                first = obj.detach().clone()
+                checkpoint = first.clone()
             movable = ((grad > 0) & (xs > b.lower)) | ((grad < 0) & (xs < b.upper))  # the box does not stop the step
             xs = project(xs.detach() - s * _direction(grad * movable, b.ball))
-            if t >= STALL_AFTER and t % STALL_CHECK == 0:
+            going = None
+            if t == 0 and give_up:  # out of reach to first order: the objective cannot fall by more than ‖∇‖₁·width
+                span = (grad.abs() * (b.upper - b.lower)).flatten(1).sum(dim=1)
+                going = obj.detach() <= STALL_HEADROOM * span
+            elif t >= STALL_AFTER and t % STALL_CHECK == 0:
                 now = best_obj[act]
                 rate = (checkpoint[act] - now).clamp(min=0) / STALL_CHECK
                 going = now > 0
                 if give_up:
                     going &= now <= STALL_HEADROOM * rate * (steps - t)
                 checkpoint[act] = now
+            if going is not None:
                 if not going.all():
                     keep = going.nonzero().flatten()
                     act, xs, s = act[keep], xs[keep], s[keep]
@@ -136,7 +154,7 @@ def _descend(graph: Graph, box: InputBox, spec: LinearSpec, x: torch.Tensor, ste
                     project = _projector(b)
                     if not act.numel():
                         break
-    return best_x, best_obj
+    return best_x, best_obj, first
 
 
 def _keep_best(best_x: torch.Tensor, best_obj: torch.Tensor, act: torch.Tensor, x: torch.Tensor, obj: torch.Tensor) -> None:

@@ -130,7 +130,8 @@ def certify(
     n = x.shape[0]
     auto = options.batch_size is None
     batch = (64 if device.type == "cuda" else 256) if options.batch_size is None else options.batch_size  # None: auto
-    cap, cap_note = largest_batch(graph, [m.name for m in methods], options.memory_budget or default_budget(device), batch)
+    cap, cap_note = largest_batch(graph, [m.name for m in methods], options.memory_budget or default_budget(device),
+                                  min(batch, x.shape[0]))
     batch = min(batch, cap)
     notes += [cap_note] if cap_note else []
     ceiling = None  # the smallest batch that ran out of memory (auto grows towards it, then stays below)
