@@ -72,7 +72,8 @@ def root_context(graph: Graph, box: InputBox, deadline: float | None = None, sea
     `widen` and `record`: a certificate's hooks (`intermediate_bounds`, `optimise_intermediate`)."""
     with torch.no_grad():
         ctx = intermediate_bounds(graph, box, True, widen=widen)
-    return optimise_intermediate(ctx, box, ROOT_ALPHA_ITERS, 0.5, deadline, search=search, widen=widen, record=record)
+    return optimise_intermediate(ctx, box, ROOT_ALPHA_ITERS, 0.5, deadline, search=search, widen=widen, record=record,
+                                 pools=False)  # the checker re-derives these bounds with CROWN's max-pool rule
 
 
 def _bound_domains(graph: Graph, box: InputBox, spec: LinearSpec, splits: dict[str, torch.Tensor],

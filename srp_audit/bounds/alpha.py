@@ -197,7 +197,7 @@ def _fully_connected_targets(graph: Graph) -> list[str]:
 
 def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, deadline: float | None = None,
                           budget: int = 4 * DEFAULT_BUDGET, search: Graph | None = None, widen: Widen | None = None,
-                          record: dict | None = None) -> Context:
+                          record: dict | None = None, pools: bool = True) -> Context:
     """alpha-CROWN on the intermediate bounds of fully connected layers, layer by layer: the lower and upper
     bound of each unstable neuron is a spec (±e_i) on the subgraph ending there, its own slopes optimised by
     `optimise_slopes`; later layers start from the tightened bounds. Every iterate is sound, so the bounds
@@ -205,7 +205,7 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
     lower-precision copy of the graph to optimise in (see `optimise_slopes`). `widen` as in `intermediate_bounds`,
     applied to each target's new bounds before later targets use them; `record` (one sample only) receives, per
     target, (its optimised neurons (k,), {ReLU node: the slopes (2, k, *shape) of their lower and upper bounds}):
-    what a certificate needs to re-derive them."""
+    what a certificate needs to re-derive them. `pools` as in `optimise_slopes`."""
     graph = graph_of(ctx)
     out = Context(graph, dict(ctx.bounds), dict(ctx.err))
     for t in _fully_connected_targets(graph):
@@ -236,7 +236,7 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
                               {v: e[rows] for v, e in out.err.items()})
             state: dict[str, torch.Tensor] | None = {} if record is not None else None
             best = optimise_slopes(sub_ctx, spec, box.select(rows), start, iters, lr, deadline=deadline, search=sub_search,
-                                   state=state)
+                                   state=state, pools=pools)
             new_lo[rows], new_hi[rows] = best[:, :k], -best[:, k:]
             kept.append(state or {})
         cur_lo, cur_hi = lo.gather(1, idx), hi.gather(1, idx)

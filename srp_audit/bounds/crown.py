@@ -405,9 +405,16 @@ def spec_backward(ctx: Context, spec: LinearSpec, box: InputBox) -> torch.Tensor
     rows = max(1, SPEC_BUDGET // max(1, n * widest))
     if rows >= s:
         return spec_form(ctx, spec).lower(box)
-    parts = [LinearSpec(spec.C[:, r : r + rows], spec.d[:, r : r + rows], [[i] for i in range(min(rows, s - r))])
-             for r in range(0, s, rows)]
-    return torch.cat([spec_form(ctx, part).lower(box) for part in parts], dim=1)
+    alpha, beta = ctx.alpha, ctx.beta  # per spec row (N, S, …): each chunk takes its own rows
+    out = []
+    try:
+        for r in range(0, s, rows):
+            ctx.alpha, ctx.beta = ({k: v[:, r : r + rows] for k, v in d.items()} for d in (alpha, beta))
+            part = LinearSpec(spec.C[:, r : r + rows], spec.d[:, r : r + rows], [[i] for i in range(min(rows, s - r))])
+            out.append(spec_form(ctx, part).lower(box))
+    finally:
+        ctx.alpha, ctx.beta = alpha, beta
+    return torch.cat(out, dim=1)
 
 
 def crown_bounds(graph: Graph, box: InputBox, spec: LinearSpec, intermediate: str = "crown",

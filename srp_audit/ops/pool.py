@@ -170,14 +170,16 @@ class MaxPool2d(_Pool2d):
         return tuple(self.stride) == tuple(self.kernel) and tuple(self.dilation) == (1, 1)
 
     def _geometry(self, in_shape: Shape) -> tuple[tuple[int, int, int, int], int, int, int, int]:
-        """((top, left, bottom, right) padding, padded height, width, output height, width): the windows cover
-        (out − 1)·stride + dilation·(k − 1) + 1 cells (more than the padding in ceil mode)."""
+        """((top, left, bottom, right) padding, padded height, width, output height, width): exactly the
+        (out − 1)·stride + dilation·(k − 1) + 1 cells the windows cover — more than the padding in ceil mode, fewer
+        where a window would start in the right padding (ONNX drops it) or the last rows are read by none (a
+        negative bottom or right pad: `F.pad` crops)."""
         _, h, w = in_shape
-        t, le, b, r = self.padding
+        t, le, _, _ = self.padding
         kh, kw = self.kernel
         out_h, out_w = self.out_shape(tuple(in_shape))[1:]
-        b += max(0, (out_h - 1) * self.stride[0] + self.dilation[0] * (kh - 1) + 1 - (h + t + b))
-        r += max(0, (out_w - 1) * self.stride[1] + self.dilation[1] * (kw - 1) + 1 - (w + le + r))
+        b = (out_h - 1) * self.stride[0] + self.dilation[0] * (kh - 1) + 1 - (h + t)
+        r = (out_w - 1) * self.stride[1] + self.dilation[1] * (kw - 1) + 1 - (w + le)
         return (t, le, b, r), h + t + b, w + le + r, out_h, out_w
 
     def _unfold(self, v: torch.Tensor, fill: float) -> torch.Tensor:
@@ -250,7 +252,8 @@ class MaxPool2d(_Pool2d):
             folded = F.pad(tiled, (0, pw - out_w * kw, 0, ph - out_h * kh))
         else:
             folded = F.fold(windows.reshape(n * s * c, K, L), (ph, pw), (kh, kw), self.dilation, 0, self.stride)
-        return [folded.reshape(n, s, c, ph, pw)[:, :, :, t : t + h, le : le + w]], const
+        full = F.pad(folded.reshape(n, s, c, ph, pw), (0, max(0, le + w - pw), 0, max(0, t + h - ph)))  # rows no window read
+        return [full[:, :, :, t : t + h, le : le + w]], const
 
     def _patches_backward(self, A: Patches, ctx: Context, name: str, lines: tuple[torch.Tensor, ...],
                           pads: tuple[int, int]) -> tuple[list[Patches], torch.Tensor]:
