@@ -52,8 +52,10 @@ def available_bytes(device: torch.device) -> int:
 
 
 def default_budget(device: torch.device) -> int:
-    """Half of what is free (leaving room for the rest of the machine and the allocator's slack)."""
-    return available_bytes(device) // 2
+    """Half of what is free (leaving room for the rest of the machine and the allocator's slack), shared by the
+    processes torchrun started on this machine when they share its memory (CPU ranks; each GPU rank has its own)."""
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type != "cuda" else 1
+    return available_bytes(device) // 2 // max(1, ranks)
 
 
 def per_sample_bytes(graph: Graph, methods: list[str]) -> int:

@@ -46,3 +46,15 @@ def test_the_cli_refuses_a_budget_below_one_sample_in_one_line() -> None:
     r = CliRunner().invoke(main, ["certify", str(FIXTURES / "mnist_cnn.onnx"), "--eps", "0.02", "--memory-budget", "1M"])
     assert r.exit_code == 2
     assert r.output.strip().count("\n") == 0 and "--memory-budget 1 MiB is below" in r.output
+
+
+def test_cpu_ranks_on_one_machine_share_the_default_budget(monkeypatch) -> None:
+    import torch
+
+    from srp_audit.memory import default_budget
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("srp_audit.memory.available_bytes", lambda device: 8 << 30)
+    assert default_budget(cpu) == 4 << 30
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert default_budget(cpu) == 1 << 30
