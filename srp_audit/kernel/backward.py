@@ -141,5 +141,6 @@ def linear_transpose(fn: Callable[[torch.Tensor], torch.Tensor], A: torch.Tensor
     x = torch.zeros((n * s,) + tuple(in_shape), dtype=A.dtype, device=A.device, requires_grad=True)
     with torch.enable_grad():
         y = fn(x)
-        (gx,) = torch.autograd.grad(y, x, A.reshape(y.shape), create_graph=A.requires_grad)
+        # ⟨y, A⟩ differentiated: the product with A, from a scalar (no first-call import of autograd's symbolic shapes)
+        (gx,) = torch.autograd.grad((y * A.reshape(y.shape)).sum(), x, create_graph=A.requires_grad)
     return gx.reshape((n, s) + tuple(in_shape))
