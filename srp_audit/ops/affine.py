@@ -178,7 +178,7 @@ class ElementwiseAffine(Node):
 
     def out_shape(self, shape: Shape) -> Shape:
         for name, t in (("scale", self.scale), ("shift", self.shift)):
-            if torch.broadcast_shapes(tuple(t.shape), shape) != tuple(shape):
+            if np.broadcast_shapes(tuple(t.shape), shape) != tuple(shape):
                 raise ValueError(f"{name} of shape {tuple(t.shape)} would enlarge a sample of shape {shape}")
         return shape
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from ..kernel.interval import Interval, valid_ends
@@ -168,7 +169,7 @@ class ScalarActivation(LinesActivation, abstract=True):
             return torch.minimum(torch.maximum(s_min + a * (s_max - s_min), s_min), s_max)
 
         s_lo, s_up = inside(a_lo), inside(a_up)
-        shape = torch.broadcast_shapes(s_lo.shape, lf.shape)
+        shape = np.broadcast_shapes(s_lo.shape, lf.shape)
         lf, uf = lf.expand(shape), uf.expand(shape)
         lo, hi = self._grid_bounds(lf, uf, s_lo.expand(shape), s_up.expand(shape))
         if not bool(finite.all()):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from ..ir.graph import INPUT, Graph
@@ -109,7 +110,7 @@ def _per_channel(t: torch.Tensor, channels: int, sample_rank: int, channel_axis:
         full = torch.broadcast_to(t, tuple(shape))
     except RuntimeError:
         return None
-    if tuple(torch.broadcast_shapes(tuple(t.shape), tuple(shape))) != tuple(shape):
+    if tuple(np.broadcast_shapes(tuple(t.shape), tuple(shape))) != tuple(shape):
         return None
     return full.reshape(channels).clone()
 
