@@ -46,12 +46,12 @@ def pgd(
     sparse steps, projections onto the ball), with random restarts.
 
     `start` (optional) is tried as the first starting point (e.g. the clean input); later restarts start
-    uniformly at random in the box. A row stops once it is broken; with `give_up`, a restart also drops a row
-    whose objective, falling at STALL_HEADROOM times its rate over the last STALL_CHECK steps, would still be
-    above 0 after the steps left, and a later restart takes only the rows STALL_HEADROOM times the largest fall
-    of one restart so far could break (so a sample the attack cannot break costs a few steps, not all). Past `deadline` (a
-    `time.perf_counter()` time) it stops stepping and returns the best points so far. Runs in the graph's dtype
-    on the graph's device.
+    uniformly at random in the box. A row stops once it is broken. With `give_up` a restart also drops a row
+    beyond STALL_HEADROOM times its first-order reach (after its first gradient) or whose objective, falling at
+    STALL_HEADROOM times its rate since the last check, would still be above 0 after the steps left; a later
+    restart takes only the rows STALL_HEADROOM times the largest fall of one restart so far could break. So a
+    sample the attack cannot break costs a few steps, not all. Past `deadline` (a `time.perf_counter()` time) it
+    stops stepping and returns the best points so far. Runs in the graph's dtype on the graph's device.
     """
     dt, dev = graph.dtype, graph.device
     lo, hi = box.lower.to(dev, dt), box.upper.to(dev, dt)

@@ -280,9 +280,8 @@ class _Verdicts:
                    torch.full((n,), torch.nan, dtype=torch.float64, device=dev))
 
     def prove(self, prover: Prover, sub: torch.Tensor, methods: tuple[BoundMethod, ...]) -> None:
-        """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds. No methods: nothing
-        (the prover would run its default cascade again: a named method's bound, computed twice)."""
-        if not sub.numel() or not methods:
+        """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds."""
+        if not sub.numel():
             return
         p, b, by = prover(sub, self.eps[sub], methods, self.bound[sub])
         self.proved[sub] |= p

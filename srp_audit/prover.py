@@ -31,7 +31,7 @@ class Prover:
     def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: Sequence[BoundMethod | str] | None = None,
                  prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
         """(proved, best worst-margin bound, name of the method that proved each) for samples `idx`."""
-        methods = as_methods(methods) if methods else self.methods
+        methods = as_methods(methods) if methods is not None else self.methods  # () runs none
         proved = torch.zeros(idx.numel(), dtype=torch.bool, device=idx.device)
         bound = torch.full((idx.numel(),), -torch.inf, dtype=torch.float64, device=idx.device) if prior is None else prior.clone()
         by: list[str | None] = [None] * idx.numel()

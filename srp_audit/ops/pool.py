@@ -51,7 +51,6 @@ class _Pool2d(Node, abstract=True):
         _, h, w = self.out_shape(tuple(shape))
         return y[..., :h, :w]
 
-
     def _uncrop(self, g: torch.Tensor, padded: Shape) -> torch.Tensor:
         """The transpose of `_crop`: g zero-extended to the map torch's pooling gives on the padded input."""
         full = F.avg_pool2d(torch.zeros((1,) + tuple(padded)[1:]), self.kernel, self.stride, 0, self.ceil_mode).shape[-2:]
@@ -211,11 +210,15 @@ class MaxPool2d(_Pool2d):
         start = torch.zeros((n, c, k, L), dtype=lo.dtype, device=lo.device).scatter_(2, j.unsqueeze(2), 1.0)
         return per_row(start, rows)
 
-    def _weights(self, lam: torch.Tensor, l: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        """alpha's λ (N, S, C, K, L) as convex weights over each window's input cells: padding gets none, and a
-        window whose weights vanish falls back to x_j."""
+    def _cells(self, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor]:
+        """Which cells of each window are inputs, not padding: (N, 1, C, K, L)."""
         n, c = l.shape[:2]
-        cells = (self._unfold(l, -math.inf) > -math.inf).reshape((n, 1, c) + lam.shape[3:])  # inputs, not padding
+        inputs = self._unfold(l, -math.inf) > -math.inf
+        return (inputs.reshape((n, 1, c) + inputs.shape[1:]),)
+
+    def _weights(self, lam: torch.Tensor, cells: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """alpha's λ (N, S, C, K, L) as convex weights over each window's input `cells`: padding gets none, and a
+        window whose weights vanish falls back to x_j."""
         lam = torch.where(cells, lam, torch.zeros_like(lam))
         total = lam.sum(dim=3, keepdim=True)
         one = torch.zeros_like(lam).scatter_(3, j.unsqueeze(1).unsqueeze(3).expand(lam.shape[:3] + (1,) + lam.shape[4:]), 1.0)
@@ -245,7 +248,8 @@ class MaxPool2d(_Pool2d):
             windows = torch.zeros(n, s, c, K, L, dtype=A.dtype, device=A.device)
             windows.scatter_(3, jj.reshape(n, 1, c, 1, L).expand(n, s, c, 1, L), (pos + upper).unsqueeze(3))
         else:
-            windows = pos.unsqueeze(3) * self._weights(lam, ctx.bounds[x][0], j)
+            cells = ctx.relaxation(name + " cells", (x,), self._cells)[0]  # once per bound computation, not per iteration
+            windows = pos.unsqueeze(3) * self._weights(lam, cells, j)
             windows = windows.scatter_add(3, jj.reshape(n, 1, c, 1, L).expand(n, s, c, 1, L), upper.unsqueeze(3))
         if self._tiles():  # windows tile: fold is a permutation
             tiled = windows.reshape(n * s * c, kh, kw, out_h, out_w).permute(0, 3, 1, 4, 2).reshape(n * s * c, out_h * kh, out_w * kw)
