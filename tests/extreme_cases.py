@@ -279,12 +279,14 @@ class Case:
     @property
     def has_slopes(self) -> bool:
         """Whether alpha-CROWN has parameters on this graph (an op whose relaxation has a family of lines)."""
-        probe = torch.tensor([[-1.0, 0.5, 2.0]], dtype=torch.float64)
-        for _, node, _ in self.graph.items():
-            try:
+        for _, node, ins in self.graph.items():
+            shape = tuple(self.graph.shapes.get(ins[0], self.graph.input_shape)) if ins else ()
+            n = math.prod(shape)
+            probe = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64).repeat(n // 3 + 1)[:n].reshape((1,) + shape)
+            try:  # intervals around −1, 0.5 and 2 in the op's own input shape (a max-pool's windows need it)
                 if node.alpha_start(probe - 1, probe + 1, 1) is not None:
                     return True
-            except Exception:  # an op whose start needs its own shapes (none of the cases' slope ops)
+            except Exception:  # an op whose start cannot take this probe
                 continue
         return False
 
