@@ -41,7 +41,8 @@ def split_context(root: Context, splits: dict[str, torch.Tensor], d: int) -> tup
         bounds[name] = (lo, hi)
     # rounding magnitudes grow with |bounds|; the root's cover the (narrower) cut intervals
     err = {k: v.expand((d,) + v.shape[1:]) for k, v in root.err.items()}
-    return Context(root.graph, bounds, err), empty
+    charge = {k: v.expand((d,) + v.shape[1:]) for k, v in root.charge.items()}
+    return Context(root.graph, bounds, err, charge=charge), empty
 
 
 def branch_scores(ctx: Context, graph: Graph) -> dict[str, torch.Tensor]:

@@ -109,11 +109,12 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
 def _constants(ctx: Context) -> Context:
     """ctx with detached bounds and magnitudes (constants for the optimisation); when none needed detaching, the
     same tensors, so the relaxations already computed on them are reused."""
-    tensors = [t for b in ctx.bounds.values() for t in b] + list(ctx.err.values())
+    tensors = [t for b in ctx.bounds.values() for t in b] + list(ctx.err.values()) + list(ctx.charge.values())
     if not any(t.requires_grad for t in tensors):
-        return Context(ctx.graph, dict(ctx.bounds), dict(ctx.err), relaxed=ctx.relaxed, origin=ctx.origin)
+        return Context(ctx.graph, dict(ctx.bounds), dict(ctx.err), relaxed=ctx.relaxed, origin=ctx.origin,
+                       charge=dict(ctx.charge))
     return Context(ctx.graph, {k: (lo.detach(), hi.detach()) for k, (lo, hi) in ctx.bounds.items()},
-                   {k: v.detach() for k, v in ctx.err.items()})
+                   {k: v.detach() for k, v in ctx.err.items()}, charge={k: v.detach() for k, v in ctx.charge.items()})
 
 
 def _lowered(ctx: Context, search: Graph) -> Context:
@@ -207,7 +208,7 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
     target, (its optimised neurons (k,), {ReLU node: the slopes (2, k, *shape) of their lower and upper bounds}):
     what a certificate needs to re-derive them. `pools` as in `optimise_slopes`."""
     graph = graph_of(ctx)
-    out = Context(graph, dict(ctx.bounds), dict(ctx.err))
+    out = Context(graph, dict(ctx.bounds), dict(ctx.err), charge=dict(ctx.charge))
     for t in _fully_connected_targets(graph):
         if record is not None:  # a certificate re-derives t from the bounds claimed before it: CROWN's bounds from the
             # earlier, looser ones are not always re-derivable from the tightened ones (slopes flip), so recompute them
@@ -233,7 +234,7 @@ def optimise_intermediate(ctx: Context, box: InputBox, iters: int, lr: float, de
             spec = LinearSpec(C, torch.zeros(C.shape[:2], dtype=lo.dtype, device=lo.device), [list(range(2 * k))])
             start = torch.cat([new_lo[rows], -new_hi[rows]], dim=1)
             sub_ctx = Context(sub, {v: (b[0][rows], b[1][rows]) for v, b in out.bounds.items()},
-                              {v: e[rows] for v, e in out.err.items()})
+                              {v: e[rows] for v, e in out.err.items()}, charge={v: e[rows] for v, e in out.charge.items()})
             state: dict[str, torch.Tensor] | None = {} if record is not None else None
             best = optimise_slopes(sub_ctx, spec, box.select(rows), start, iters, lr, deadline=deadline, search=sub_search,
                                    state=state, pools=pools)
@@ -259,7 +260,7 @@ def _fresh_crown(ctx: Context, sub: Graph, box: InputBox, t: str, widen: Widen |
     C = torch.cat([eye, -eye]).expand(lo.shape[0], 2 * m, m)
     spec = LinearSpec(C, torch.zeros(C.shape[:2], dtype=lo.dtype, device=lo.device), [list(range(2 * m))])
     with torch.no_grad():
-        b = spec_backward(Context(sub, dict(ctx.bounds), dict(ctx.err)), spec, box)
+        b = spec_backward(Context(sub, dict(ctx.bounds), dict(ctx.err), charge=dict(ctx.charge)), spec, box)
     new = (b[:, :m].reshape(lo.shape), -b[:, m:].reshape(lo.shape))
     return (widen(t, *new) or new) if widen is not None else new
 

@@ -12,10 +12,10 @@ Representation: A is a dense tensor over the node's shape, or — for neurons of
 `Patches` (a window per neuron around its receptive field), so convolutions are transposed window by window
 and never unrolled into matrices. Jobs are split into chunks of samples and rows that fit a memory budget.
 
-Rounding: each op has a `crown_rounding` rule that propagates, forward and once per batch, a bound err_y on
-the floating-point error a backward pass can accumulate per unit of |A| at y (using |A_x| ≤ |A_y|·|W| and
-slopes ≤ 1). A pass starting from A_T subtracts ⟨|A_T|, err_T⟩ (`slack.py`), so the bounds hold exactly at no
-per-step cost.
+Rounding: each op has a `crown_rounding` rule giving, forward and once per batch, a bound err_y on the
+floating-point error a backward pass can accumulate per unit of |A| at y down to the next checkpoints (dense
+layers and convolutions). A pass subtracts ⟨|A|, err⟩ at its start and at each checkpoint it crosses, on the
+coefficients it computed there, plus the rounding of merged paths (`slack.py`), so the bounds hold exactly.
 """
 
 # long-module: one job, the CROWN driver: backward walks, their starting rows, chunks by memory, layer-by-layer refinement
@@ -43,7 +43,7 @@ from .ball import BallParts
 from .context import graph_of
 from .ibp import ball_rule_applies, ibp_step, input_balls, spec_interval
 from .progress import WorkMeter
-from .slack import compounding, final, rounding_slack
+from .slack import charge, compounding, final, merge_charge, rounding_slack
 from .targets import refine_targets
 
 Widen = Callable[[str, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor] | None"]
@@ -106,31 +106,47 @@ def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
                   probe: _Probe | None = None) -> tuple[Coeffs | None, torch.Tensor]:
     """Σ_v A_v·v + const (the coefficients in `pending`, consumed) bounded below by A_in·x + c over the input:
     (A_in, c), A_in None when the objective does not depend on the input. It holds for every input inside the
-    box the context's intermediate bounds were computed for."""
+    box the context's intermediate bounds were computed for; c has the rounding charged on the way (at
+    checkpoints, merges and injected terms, `slack.py`) taken off — not the starting point's, which the caller
+    subtracts."""
+    graph = graph_of(ctx)
     total = {"const": const, "injected": torch.zeros_like(const)}
+    factor = compounding(graph, const.dtype) if not ctx.steer_only else 0.0
+
+    def charged(amount: torch.Tensor) -> None:
+        total["injected"] = total["injected"] + amount
+
+    def merge(name: str, cur: Coeffs, A: Coeffs) -> Coeffs:
+        merged = _merge(cur, A)
+        if factor:
+            charged(merge_charge(ctx, merged, name, factor))
+        return merged
 
     def step(name: str, node, A: Coeffs | None) -> list[Coeffs | None] | None:
         if name in ctx.beta:  # Lagrangian terms of split constraints (beta-CROWN), with their rounding slack
             extra = ctx.beta[name]
-            total["injected"] = total["injected"] + rounding_slack(ctx, extra, name)
-            A = extra if A is None else dense(A) + extra
+            charged(rounding_slack(ctx, extra, name))
+            A = extra if A is None else merge(name, A, extra)
         if A is None:
             return None
         if isinstance(A, Patches) and not node.crown_patches:
             A = A.dense()
         if probe:
             probe.see(A)
+        if factor and name in ctx.charge:
+            charged(charge(ctx, A, "charge " + name, ctx.charge[name], factor))
         outs, c = node.crown_backward(A, ctx, name)
         total["const"] = total["const"] + c
         return outs
 
-    A_in = walk_backward(graph_of(ctx), pending, step, _merge)
+    A_in = walk_backward(graph, pending, step, merge)
     if A_in is not None:
         if probe:
             probe.see(A_in)
         if ctx.record is not None and not isinstance(A_in, Patches):
             ctx.record["__input__"] = A_in.detach()
-    return A_in, total["const"] - total["injected"]
+    # the charges are non-negative terms, their sum rounds down by at most (count)·u of it: compounding covers that
+    return A_in, total["const"] - total["injected"] * (factor or 1.0)
 
 
 def backward(ctx: Context, pending: dict[str, Coeffs], box: InputBox, const: torch.Tensor,
@@ -175,9 +191,10 @@ def _start(ctx: Context, target: str, idx: torch.Tensor, signs: tuple[int, ...] 
     shape = graph.shapes[target]
     n, k = idx.shape
     dt = ctx.bounds[INPUT][0].dtype
-    err = ctx.err[target].reshape(n, -1).gather(1, idx)
-    slack = torch.cat([err] * len(signs), dim=1) * compounding(graph, dt)
     rows = graph.node(target).crown_rows(idx, ctx, target, signs)
+    # rows on the input have passed the target's own step: its whole err (a checkpoint's, else what it carries)
+    err = ctx.charge.get(target, ctx.err[target]) if rows is not None else ctx.err[target]
+    slack = torch.cat([err.reshape(n, -1).gather(1, idx)] * len(signs), dim=1) * compounding(graph, dt)
     if rows is not None:
         return {ctx.x(target): rows[0]}, rows[1], slack
     zero = torch.zeros(n, len(signs) * k, dtype=dt, device=idx.device)
@@ -278,6 +295,19 @@ def _unstable(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     return (lo < 0) & (hi > 0)
 
 
+def set_rounding(ctx: Context, name: str) -> None:
+    """Node `name`'s err (its rule on its inputs' bounds and err): carried in ctx.err, or for a checkpoint kept in
+    ctx.charge for the passes to charge on their coefficients, with ctx.err zero (`slack.py`). Constants, also
+    when training through the bounds."""
+    node = graph_of(ctx).node(name)
+    with torch.no_grad():
+        err = node.crown_rounding(ctx, name)
+    if node.crown_checkpoint:
+        ctx.charge[name], ctx.err[name] = err, torch.zeros_like(err)
+    else:
+        ctx.err[name] = err
+
+
 def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, budget: int = DEFAULT_BUDGET,
                         prior: Bounds | None = None, widen: Widen | None = None) -> Context:
     """(lower, upper) and rounding magnitudes of every node: IBP, intersected with `prior` (bounds known to hold on
@@ -325,8 +355,7 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
             iv = Interval(lo, hi, nonneg=iv.nonneg)
         ctx.bounds[name] = (lo, hi)
         if refined(name):
-            with torch.no_grad():  # rounding magnitudes are constants, also when training through the bounds
-                ctx.err[name] = node.crown_rounding(ctx, name)  # the pass below starts here
+            set_rounding(ctx, name)  # the pass below starts here
             lo, hi = ctx.bounds[name]
             consumers = [graph.node(c) for c in graph.consumers(name)]
             # CROWN-IBP's first layer over a ball: every neuron, stable ones too — IBP's bounding-box bounds of an
@@ -342,8 +371,7 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
             if wider is not None:
                 ctx.bounds[name] = wider
                 iv = Interval(*wider, nonneg=iv.nonneg)
-        with torch.no_grad():
-            ctx.err[name] = node.crown_rounding(ctx, name)
+        set_rounding(ctx, name)
         return iv
 
     walk_forward(graph, Interval(box.lower, box.upper, nonneg=box.nonneg), step)

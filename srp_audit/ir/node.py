@@ -44,6 +44,10 @@ class Node(nn.Module):
     CROWN skips the lower-bound pass of the neurons its upper-bound pass shows dead."""
     crown_patches: ClassVar[bool] = False
     """`crown_backward` accepts `Patches` coefficients (else the driver hands it dense ones)."""
+    crown_checkpoint: ClassVar[bool] = False
+    """A weighted sum with signed weights (dense, convolution): its rounding is charged on the coefficients each
+    backward pass computes at it instead of carried forward through |W| (which loses the cancellation of signed
+    coefficients: on deep networks that bound grew about 6× per layer)."""
     passes_bounds: ClassVar[bool] = False
     """Each output entry is one input entry times a constant plus a constant (picks, reshapes, scale/shift): CROWN
     bounds of the output follow exactly from the input's, so CROWN refines the (usually smaller) input instead."""

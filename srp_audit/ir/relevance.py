@@ -31,7 +31,7 @@ def relevant_entries(graph: Graph) -> dict[str, torch.Tensor]:
         return list(node.relevant_inputs(mask, [graph.shapes[i] for i in graph.inputs_of[name]]))
 
     top = {graph.output: torch.ones((1,) + graph.output_shape, dtype=torch.bool)}
-    reached = walk_backward(graph, top, step, torch.logical_or)
+    reached = walk_backward(graph, top, step, lambda _, a, b: torch.logical_or(a, b))
     masks[INPUT] = reached if reached is not None else torch.zeros((1,) + graph.input_shape, dtype=torch.bool)
     _CACHE[graph] = masks
     return masks

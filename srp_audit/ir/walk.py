@@ -66,16 +66,17 @@ def walk_backward(
     graph: Walkable,
     pending: dict[str, C],
     step: Callable[[str, Node, C | None], list[C | None] | None],
-    merge: Callable[[C, C], C],
+    merge: Callable[[str, C, C], C],
 ) -> C | None:
     """Reverse topological order: at node n, step(n, node, coefficient at n or None) returns one coefficient per
-    input (None: nothing flows there) or None to skip the node; coefficients reaching the same value are
-    combined with `merge`. `pending` (value id → coefficient) is consumed; returns what reaches INPUT."""
+    input (None: nothing flows there) or None to skip the node; coefficients reaching the same value v are
+    combined with merge(v, held, arriving). `pending` (value id → coefficient) is consumed; returns what reaches
+    INPUT."""
     for name in reversed(graph.order):
         outs = step(name, graph.node(name), pending.pop(name, None))
         if outs is None:
             continue
         for value, coeff in zip(graph.inputs_of[name], outs):
             if coeff is not None:
-                pending[value] = coeff if value not in pending else merge(pending[value], coeff)
+                pending[value] = coeff if value not in pending else merge(value, pending[value], coeff)
     return pending.pop(INPUT, None)

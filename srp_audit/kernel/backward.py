@@ -2,7 +2,9 @@
 
 A rule `crown_backward(A, ctx, name)` receives coefficients A — dense (N, R, *shape) or `Patches` — and returns
 the coefficients on its inputs and a constant (N, R); `crown_rounding(ctx, name)` returns err_y, the bound on the
-floating-point error per unit of |A| at its output (see `srp_audit.bounds.crown`).
+floating-point error per unit of |A| at its output (see `srp_audit.bounds.crown`). Rules read their inputs' err from
+`ctx.err`, which is zero at checkpoint nodes: their err is in `ctx.charge`, charged by each pass on its own
+coefficients there.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Context:
     relaxed: dict = field(default_factory=dict)  # relaxations per node, see `relaxation`
     origin: tuple | None = None  # (root context, its rows, {value: (root's bounds, these)}) for a sample subset
     steer_only: bool = False  # a search's context, whose values only steer it (never bounds): no rounding slack
+    charge: dict[str, torch.Tensor] = field(default_factory=dict)  # err of checkpoint nodes, charged at each pass's step
 
     def relaxation(self, key: str, names: tuple[str, ...], make: Callable[..., tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
         """make(lo_1, hi_1, lo_2, …) on the bounds of `names`: per-sample relaxation data (samples first), computed
@@ -95,10 +98,11 @@ class Context:
 
         bounds = {k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()}
         if self.origin is not None:  # a subset of a subset: its own bounds, no shared relaxations
-            return Context(self.graph, bounds, cut(self.err), cut(self.alpha), steer_only=self.steer_only)
+            return Context(self.graph, bounds, cut(self.err), cut(self.alpha), steer_only=self.steer_only,
+                           charge=cut(self.charge))
         inherited = {k: (self.bounds[k], b) for k, b in bounds.items()}
         return Context(self.graph, bounds, cut(self.err), cut(self.alpha), origin=(self, idx, inherited),
-                       steer_only=self.steer_only)
+                       steer_only=self.steer_only, charge=cut(self.charge))
 
 
 def dense(A: Coeffs) -> torch.Tensor:

@@ -40,6 +40,7 @@ class Dense(Node):
     """y = x Wᵀ + b on the last axis (torch's Linear, ONNX Gemm/MatMul+Add)."""
 
     kind = "affine"
+    crown_checkpoint = True
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__()

@@ -41,6 +41,7 @@ class Conv2d(Node):
     """2-D convolution with explicit (top, left, bottom, right) zero padding."""
 
     kind = "affine"
+    crown_checkpoint = True
     crown_patches = True
 
     def __init__(

@@ -25,6 +25,7 @@ class ConvTranspose2d(Node):
     output_padding − pads."""
 
     kind = "affine"
+    crown_checkpoint = True
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int | Sequence[int] = 1,
                  padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0,
