@@ -25,7 +25,7 @@ def model_fingerprint(graph: Graph) -> str:
 
 # Options that define the training run; a checkpoint resumes only a run with the same ones.
 _RUN_SETTINGS = ("eps", "epochs", "max_time", "batch_size", "lr", "regularizer", "variant", "warmup", "ramp", "k_final",
-                 "ada", "gamma", "val_split", "seed", "domain")
+                 "ada", "gamma", "val_split", "seed", "domain", "augment")
 
 
 def settings_of(opt: Any) -> dict:

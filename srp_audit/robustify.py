@@ -13,7 +13,6 @@ optional warm-up; the learning rate drops ×10 at 80 % and 90 % of the budget. T
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +21,14 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
+from .augment import check_augment, parse_augment, random_offsets, shifted
 from .bounds.crown import crown_bounds
 from .bounds.ibp import interval_bounds
 from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
 from .checkpoint import check_resumable, model_fingerprint, save_checkpoint, settings_of
 from .errors import UsageError
 from .ir.graph import Graph
+from .schedule import Schedule, Span, lr_factor
 from .shards import BatchStream, Shards
 from .slots import batch_slots
 from .spec import check_radius, linf_ball, margin_spec
@@ -36,55 +37,6 @@ REGULARIZERS = ("singleprop", "ibp", "crown-ibp")
 
 
 # ------------------------------------------------------------------------------------------------ schedule
-
-
-@dataclass(frozen=True)
-class Span:
-    """A length of training: `n` steps, `n` epochs, or a fraction of the whole budget."""
-
-    value: float
-    unit: str  # 'steps', 'epochs' or 'fraction'
-
-    @staticmethod
-    def parse(text: str | float | int) -> "Span":
-        t = str(text).strip().lower()
-        m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(%|ep|epochs?|steps?)?", t)
-        if not m:
-            raise UsageError(f"cannot read the span {text!r}: use steps (500), epochs (3ep) or a share of the budget (40%)")
-        v, unit = float(m.group(1)), m.group(2) or "steps"
-        if unit == "%":
-            if v > 100:
-                raise UsageError(f"span {text!r} is more than the whole budget")
-            return Span(v / 100, "fraction")
-        return Span(v, "epochs" if unit.startswith("ep") else "steps")
-
-    def fraction(self, steps_per_epoch: int, total_steps: float) -> float:
-        if self.unit == "fraction":
-            return self.value
-        steps = self.value * steps_per_epoch if self.unit == "epochs" else self.value
-        return steps / max(total_steps, 1.0)
-
-
-@dataclass
-class Schedule:
-    eps: float
-    warmup: Span
-    ramp: Span
-    k_final: float
-
-    def at(self, progress: float, steps_per_epoch: int, total_steps: float) -> tuple[float, float]:
-        """(eps, K) at a progress fraction of the budget."""
-        w = self.warmup.fraction(steps_per_epoch, total_steps)
-        r = max(self.ramp.fraction(steps_per_epoch, total_steps), 1e-12)
-        t = min(1.0, max(0.0, (progress - w) / r))
-        if progress < w:
-            return 0.0, 1.0
-        return self.eps * t, 1.0 - (1.0 - self.k_final) * t
-
-
-def lr_factor(progress: float) -> float:
-    """The learning rate is divided by 10 twice late in training (at 80 % and 90 % of the budget)."""
-    return 1.0 if progress < 0.8 else 0.1 if progress < 0.9 else 0.01
 
 
 # ------------------------------------------------------------------------------------------------ options / results
@@ -111,6 +63,7 @@ class RobustifyOptions:
     checkpoint_every: int = 0
     checkpoint_path: str | None = None
     resume: bool = False
+    augment: str = "auto"  # random shifts of image batches (`augment.py`): auto, none or shift:N
 
     def validate(self) -> None:
         check_radius(self.eps, "--eps")
@@ -127,6 +80,7 @@ class RobustifyOptions:
         if self.max_time is not None and self.max_time <= 0:
             raise UsageError("--max-time must be positive")
         Span.parse(self.warmup), Span.parse(self.ramp)
+        check_augment(self.augment)
 
 
 def refuse_fixed_batch(graph: Graph) -> None:
@@ -254,6 +208,7 @@ class _Run:
         for buf in self.model.buffers():
             buf.requires_grad_(False)
         self.fingerprint = model_fingerprint(graph)
+        self.shift = parse_augment(opt.augment, graph.input_shape)
         self.n = n
         self.steps_per_epoch = max(1, math.ceil(self.n / opt.batch_size))
         epochs = opt.epochs if opt.epochs is not None else (None if opt.max_time else 10.0)
@@ -329,6 +284,9 @@ class _Run:
             group["lr"] = self.opt.lr * lr_factor(frac)
         assert self.stream is not None  # fed before training
         xb, yb, global_n = self.stream.next(self.world, self.rank)
+        if self.shift:  # drawn per step for the global batch, each rank taking its slice: resumable, and ranks = one process
+            gen = torch.Generator().manual_seed(self.opt.seed * 1_000_003 + self.step)
+            xb = shifted(xb, self.shift, torch.tensor_split(random_offsets(global_n, self.shift, gen), self.world)[self.rank])
         # the rank's mean loss, scaled so that DDP's average over ranks is the mean over the global batch
         loss, clean, robust = self.objective(xb, yb, eps, k, yb.numel() * self.world / global_n)
         self.optimizer.zero_grad(set_to_none=True)

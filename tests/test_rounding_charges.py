@@ -2,15 +2,16 @@
 value of the stored network where float32 rounding is large against the output, and negligible on a deep network
 (carried a priori through |W|, it had grown about 6× per layer and dominated the bound).
 
-The float32 networks put large biases through deep chains and shift the last layer so that the outputs are near
-zero at the first point: the rounding of the bound's terms is then far above |output|, so a missing charge shows
-as an exact value outside the bounds (the mutant below). The exact values come from tests/exact_onnx.py (arb
+The float32 networks make their outputs near zero at a point while their terms are large (large biases, or a last
+layer whose rows cancel the last hidden value): the rounding of the bound's terms is then far above |output|, so a
+missing charge shows as an exact value outside the bounds (the mutant below). The exact values come from tests/exact_onnx.py (arb
 balls, reading the ONNX file with `onnx` alone).
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,12 @@ from exact_onnx import ExactOnnx, enclosure
 from soundness import identity_spec
 
 import srp_audit.bounds.crown as crown
+from srp_audit import ops
 from srp_audit.bounds import get_method
 from srp_audit.formats import load_model
-from srp_audit.spec import InputBox, linf_ball, margin_spec
+from srp_audit.ir.graph import Graph
+from srp_audit.ir.walk import INPUT
+from srp_audit.spec import InputBox, LinearSpec, linf_ball, margin_spec
 
 METHODS = ("crown", "crown-ibp", "alpha-crown")
 
@@ -62,18 +66,26 @@ def _deep_convnet() -> tuple[nn.Module, tuple[int, ...]]:
 NETWORKS = {"mlp_12_layers": _deep_mlp, "residual_convnet_6_layers": _deep_convnet}
 
 
-def _near_zero_model(name: str, tmp: Path) -> tuple[Path, list[np.ndarray]]:
-    """The network with its biases ×40 and its outputs shifted to ~0 at the first of three float32 points."""
+def _near_zero_model(name: str, tmp: Path, how: str = "biases") -> tuple[Path, list[np.ndarray]]:
+    """The network with outputs ~0 at the first of three float32 points. "biases": biases ×40 and the last layer's
+    bias shifted (large constants cancel); "cancelling": no biases, each last-layer row made orthogonal to the last
+    hidden value there (large coefficient terms cancel)."""
     m, shape = NETWORKS[name]()
     m.eval()
-    for mod in m.modules():
-        if isinstance(mod, (nn.Linear, nn.Conv2d)):
-            mod.bias.data *= 40
     rng = np.random.default_rng(3)
     points = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
+    x0 = torch.from_numpy(points[0]).unsqueeze(0)
     with torch.no_grad():
-        m[-1].bias.data -= m(torch.from_numpy(points[0]).unsqueeze(0))[0]
-    path = tmp / f"{name}.onnx"
+        for mod in m.modules():
+            if isinstance(mod, (nn.Linear, nn.Conv2d)):
+                mod.bias.data *= 40 if how == "biases" else 0
+        if how == "biases":
+            m[-1].bias.data -= m(x0)[0]
+        else:
+            h = m[:-1](x0).double()[0]
+            w = m[-1].weight.data.double()
+            m[-1].weight.data.copy_((w - (w @ h).unsqueeze(1) * h.unsqueeze(0) / (h @ h)).float())
+    path = tmp / f"{name}_{how}.onnx"
     export(m, shape, "torchscript", path)
     return path, points
 
@@ -98,9 +110,10 @@ def _violations(path: Path, points: list[np.ndarray]) -> list[str]:
     return problems
 
 
+@pytest.mark.parametrize("how", ["biases", "cancelling"])
 @pytest.mark.parametrize("name", sorted(NETWORKS))
-def test_float32_bounds_contain_the_exact_value_where_rounding_dominates(name: str, tmp_path: Path) -> None:
-    path, points = _near_zero_model(name, tmp_path)
+def test_float32_bounds_contain_the_exact_value_where_rounding_dominates(name: str, how: str, tmp_path: Path) -> None:
+    path, points = _near_zero_model(name, tmp_path, how)
     assert not _violations(path, points)
 
 
@@ -108,7 +121,6 @@ def test_float32_bounds_contain_the_exact_value_where_rounding_dominates(name: s
 def test_any_choice_of_checkpoints_is_sound(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checkpoints are a choice of where to charge, not a claim: every rule bounds its own step plus what it carries,
     so charging at every node (ReLUs, batch norm, adds too) or carrying everything to the start must hold as well."""
-    from srp_audit import ops
     from srp_audit.ir.node import Node
 
     if where == "every node":
@@ -117,13 +129,14 @@ def test_any_choice_of_checkpoints_is_sound(where: str, tmp_path: Path, monkeypa
         for cls in (ops.Dense, ops.Conv2d, ops.ConvTranspose2d):
             monkeypatch.setattr(cls, "crown_checkpoint", False)
     for name in sorted(NETWORKS):
-        path, points = _near_zero_model(name, tmp_path)
-        assert not _violations(path, points), name
+        for how in ("biases", "cancelling"):
+            path, points = _near_zero_model(name, tmp_path, how)
+            assert not _violations(path, points), (name, how)
 
 
 def test_a_missing_charge_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above can fail: with the weighted sums' charges dropped, exact values fall outside the bounds."""
-    path, points = _near_zero_model("mlp_12_layers", tmp_path)
+    path, points = _near_zero_model("mlp_12_layers", tmp_path, "cancelling")
 
     def nothing(ctx, A, key, err, factor):
         t = A if isinstance(A, torch.Tensor) else A.data
@@ -157,3 +170,73 @@ def test_deep_resnet_bound_gives_up_almost_nothing_to_rounding(tmp_path: Path, m
     gap = float(((free - sound) / free.abs().clamp(min=1)).max())
     assert gap < 1e-7, f"rounding slack {gap:.3g} relative"
     assert math.isfinite(float(sound.min()))
+
+
+# ------------------------------------------------------------------------------ rounding the slack must also pay
+# Found by an adversarial review: each builds a graph whose exact value is a rational computed here.
+
+
+def _lowers(g: Graph, box: InputBox, d: float = 0.0) -> list[Fraction]:
+    dt = box.lower.dtype
+    spec = LinearSpec(torch.ones(1, 1, 1, dtype=dt), torch.full((1, 1), d, dtype=dt), [[0]])
+    out = []
+    for method in METHODS:
+        with torch.no_grad():
+            out.append(Fraction(float(get_method(method)(g, box, spec).lower[0, 0])))
+    return out
+
+
+def _dense(w: list[list[float]], b: list[float]) -> ops.Dense:
+    return ops.Dense(torch.tensor(w, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_small_constants_lost_in_a_large_running_constant_are_paid_for(dtype: torch.dtype) -> None:
+    """A spec constant d = 1 plus 128 layers' biases of −0.9 ulp(1)/2 each: every bias is lost whole when added to
+    the running constant; the bound must still stay below the exact −128·eps. (The a-priori slack happened to cover
+    it through |H|·|H/2|, which doubles every two layers; the checkpoint charges alone did not.)"""
+    k, eps = 128, 0.9 * 2.0 ** (-25 if dtype == torch.float32 else -54)
+    h = [[1.0, 1.0], [1.0, -1.0]]
+    nodes = [("big", _dense([[1.0, 0.0]], [0.0]), (INPUT,)), ("z0", _dense([[0.0, 1.0], [0.0, 1.0]], [0.0, 0.0]), (INPUT,))]
+    for i in range(k):
+        w = h if i % 2 == 0 else [[v / 2 for v in row] for row in h]
+        nodes.append((f"z{i + 1}", _dense(w, [-eps, -eps]), (nodes[-1][0],)))
+    nodes += [("zk", _dense([[1.0, 0.0]], [0.0]), (f"z{k}",)), ("y", ops.Add(), ("big", "zk"))]
+    g = Graph((2,), nodes, "y").copy(dtype=dtype)
+    g.requires_grad_(False)
+    e = Fraction(float(torch.tensor(-eps, dtype=dtype)))
+    z = [Fraction(0), Fraction(0)]
+    for i in range(k):
+        s = Fraction(1) if i % 2 == 0 else Fraction(1, 2)
+        z = [s * (z[0] + z[1]) + e, s * (z[0] - z[1]) + e]
+    x = torch.tensor([[-1.0, 0.0]], dtype=dtype)
+    exact = -1 + z[0] + 1
+    assert all(lb <= exact for lb in _lowers(g, InputBox(x, x.clone()), 1.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_pad_constant_beside_a_large_coefficient_is_kept(dtype: torch.dtype) -> None:
+    """y = [BIG, 1]·pad(x, −1) at x = 0 is exactly −1: the padded entries' sum is taken alone, not as Σ A − Σ inner
+    (which lost the 1 beside BIG)."""
+    big = 1e8 if dtype == torch.float32 else 1e17
+    nodes = [("p", ops.Pad([(0, 1)], value=-1.0), (INPUT,)), ("d", _dense([[big, 1.0]], [0.0]), ("p",)), ("r", ops.Relu(), ("d",)),
+             ("o", _dense([[1.0]], [0.0]), ("d",))]
+    g = Graph((1,), nodes, "o").copy(dtype=dtype)
+    g.requires_grad_(False)
+    x = torch.zeros(1, 1, dtype=dtype)
+    assert all(lb <= -1 for lb in _lowers(g, InputBox(x, x.clone())))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_coefficients_that_underflow_are_paid_for(dtype: torch.dtype) -> None:
+    """y = w2·relu(w1·x) with w1 = −w2 = 2^-75 (float32) or 2^-540 (float64) and x = 2^100 or 2^1000: the product
+    w2·w1 underflows to 0 in the backward pass, so the bound must carry underflow's absolute error."""
+    e, xe = (-75, 100) if dtype == torch.float32 else (-540, 1000)
+    w1, w2, xv = 2.0**e, -(2.0**e), 2.0**xe
+    nodes = [("d1", _dense([[w1]], [0.0]), (INPUT,)), ("r", ops.Relu(), ("d1",)), ("d2", _dense([[w2]], [0.0]), ("r",))]
+    g = Graph((1,), nodes, "d2").copy(dtype=dtype)
+    g.requires_grad_(False)
+    x = torch.full((1, 1), xv, dtype=dtype)
+    exact_min = Fraction(w2) * Fraction(w1) * Fraction(xv)  # decreasing in x: at the upper end of either box
+    for box in (InputBox(x, x.clone()), InputBox(x * 0.5, x.clone())):
+        assert all(lb <= exact_min for lb in _lowers(g, box))

@@ -43,7 +43,7 @@ from .ball import BallParts
 from .context import graph_of
 from .ibp import ball_rule_applies, ibp_step, input_balls, spec_interval
 from .progress import WorkMeter
-from .slack import charge, compounding, final, merge_charge, rounding_slack
+from .slack import addition_charge, charge, compounding, final, merge_charge, rounding_slack, underflow_charge
 from .targets import refine_targets
 
 Widen = Callable[[str, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor] | None"]
@@ -137,10 +137,14 @@ def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
             charged(charge(ctx, A, "charge " + name, ctx.charge[name], factor))
         outs, c = node.crown_backward(A, ctx, name)
         total["const"] = total["const"] + c
+        if factor:
+            charged(addition_charge(total["const"]) + underflow_charge(ctx, name, list(graph.inputs_of[name])))
         return outs
 
     A_in = walk_backward(graph, pending, step, merge)
     if A_in is not None:
+        if factor:  # concretising over the input: its products and sums, as a step would
+            charged(underflow_charge(ctx, INPUT, [INPUT]) * 2)
         if probe:
             probe.see(A_in)
         if ctx.record is not None and not isinstance(A_in, Patches):

@@ -62,6 +62,28 @@ def merge_charge(ctx: Context, merged: Coeffs, name: str, factor: float) -> torc
     return charge(ctx, merged, "|x| " + name, mag, 2 * unit_roundoff(mag.dtype) * factor)
 
 
+def addition_charge(total: torch.Tensor) -> torch.Tensor:
+    """The rounding of adding a step's constant to the running one: |E| ≤ u·|exact sum| ≤ 2u·|computed sum|. (Small
+    constants added to a large one are lost whole: nothing else pays for that.)"""
+    return total.detach().abs() * (2 * unit_roundoff(total.dtype))
+
+
+def underflow_charge(ctx: Context, name: str, values: list[str]) -> torch.Tensor:
+    """(N, 1): what underflow can cost a step at `name` whose coefficients land on `values`. The error model's
+    relative terms miss a product or sum below the smallest normal number, which may flush to zero: at most
+    that (tiny/16) per operation, absolute. An entry of the step's coefficients or constant takes at most one
+    product and one addition per output entry (plus the charge's own), so the step's error is at most
+    tiny·(|y| + 4)·(1 + Σ_v ‖|v|‖₁), |y| the output's size — negligible unless the values are near the float range."""
+    graph = graph_of(ctx)
+    n = math.prod(graph.shapes[name]) if name in graph.shapes else 1
+    total = None
+    for v in values:
+        l1 = ctx.relaxation("|x|1 " + v, (v,), lambda lo, hi: (torch.maximum(lo.abs(), hi.abs()).reshape(lo.shape[0], -1).sum(1, keepdim=True),))[0]
+        total = l1 if total is None else total + l1
+    assert total is not None
+    return (1 + total) * (tiny(total.dtype) * (n + 4))
+
+
 def final(value: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
     """Subtract the slack and the rounding of the last additions; NaN (∞ − ∞, 0·∞ past an overflow) and +∞ become
     −∞, and −∞ stays −∞ (nan_to_num's default would make it the lowest float: above an exact value past it)."""

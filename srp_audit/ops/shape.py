@@ -174,8 +174,11 @@ class Pad(Node):
         x_shape = ctx.shape(ctx.x(name))
         index = (slice(None), slice(None)) + tuple(slice(a, a + n) for (a, _), n in zip(self.pads, x_shape))
         inner = A[index]
-        const = self.value * (flat_sum(A) - flat_sum(inner)) if self.value else zero_const(A)
-        return [inner], const
+        if not self.value:
+            return [inner], zero_const(A)
+        # Σ of A over the padded entries only: Σ A − Σ inner cancels (a large inner coefficient loses the padded ones)
+        padded = self(torch.zeros((1,) + tuple(x_shape), dtype=A.dtype, device=A.device), value=1.0)
+        return [inner], self.value * flat_sum(A * padded.unsqueeze(1))
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
         g = dot_gamma(math.prod(ctx.shape(name)), ctx.mag(ctx.x(name)).dtype)
