@@ -240,3 +240,55 @@ def test_coefficients_that_underflow_are_paid_for(dtype: torch.dtype) -> None:
     exact_min = Fraction(w2) * Fraction(w1) * Fraction(xv)  # decreasing in x: at the upper end of either box
     for box in (InputBox(x, x.clone()), InputBox(x * 0.5, x.clone())):
         assert all(lb <= exact_min for lb in _lowers(g, box))
+
+
+# --------------------------------------------------------------------- subnormal numbers times large coefficients
+# Found by a second review. Halving the smallest subnormal gives 0, and a chord's intercept −s·l rounds to a
+# subnormal: errors of 2^-1075 that a weight of 2^1000 makes visible. IBP is checked too (CROWN takes its floor).
+
+ALL = ("ibp",) + METHODS
+
+
+def _lowers_of(g: Graph, lo: torch.Tensor, hi: torch.Tensor) -> list[Fraction]:
+    dt = lo.dtype
+    spec = LinearSpec(torch.ones(1, 1, 1, dtype=dt), torch.zeros(1, 1, dtype=dt), [[0]])
+    with torch.no_grad():
+        return [Fraction(float(get_method(m)(g, InputBox(lo, hi), spec).lower[0, 0])) for m in ALL]
+
+
+def _subnormal(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_relu_over_subnormal_bounds_before_a_huge_weight(dtype: torch.dtype) -> None:
+    """y = −2^k·relu(x), x ∈ [−3d, 2d] and x ∈ [0, d] (d the smallest subnormal): the chord's intercept and IBP's
+    halved inputs round by a subnormal, which the weight scales."""
+    d, w = _subnormal(dtype), -(2.0 ** (100 if dtype == torch.float32 else 1000))
+    nodes = [("r", ops.Relu(), (INPUT,)), ("o", _dense([[w]], [0.0]), ("r",))]
+    g = Graph((1,), nodes, "o").copy(dtype=dtype)
+    g.requires_grad_(False)
+    for a, b in ((-3, 2), (0, 1)):
+        lo, hi = torch.full((1, 1), a * d, dtype=dtype), torch.full((1, 1), b * d, dtype=dtype)
+        assert all(lb <= Fraction(w) * Fraction(float(hi)) for lb in _lowers_of(g, lo, hi))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_subnormal_weight_before_a_huge_input(dtype: torch.dtype) -> None:
+    """y = −relu(d·x) at x = 2^k: IBP's pre-halved weights made d/2 = 0, so the ReLU was relaxed over [~0, ~0]."""
+    d, xv = _subnormal(dtype), 2.0 ** (100 if dtype == torch.float32 else 1000)
+    nodes = [("a", _dense([[d]], [0.0]), (INPUT,)), ("r", ops.Relu(), ("a",)), ("o", _dense([[-1.0]], [0.0]), ("r",))]
+    g = Graph((1,), nodes, "o").copy(dtype=dtype)
+    g.requires_grad_(False)
+    x = torch.full((1, 1), xv, dtype=dtype)
+    assert all(lb <= -Fraction(d) * Fraction(xv) for lb in _lowers_of(g, x, x.clone()))
+
+
+def test_a_pad_value_float32_cannot_hold() -> None:
+    """Pad prepends 2^-160 (0 in float32) before a weight of −2^100 in a float32 graph: exactly −2^-60."""
+    v, w = 2.0**-160, -(2.0**100)
+    nodes = [("p", ops.Pad([(1, 0)], v), (INPUT,)), ("o", _dense([[w, 0.0]], [0.0]), ("p",))]
+    g = Graph((1,), nodes, "o").copy(dtype=torch.float32)
+    g.requires_grad_(False)
+    lo, hi = torch.zeros(1, 1), torch.ones(1, 1)
+    assert all(lb <= Fraction(w) * Fraction(v) for lb in _lowers_of(g, lo, hi))

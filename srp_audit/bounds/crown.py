@@ -34,7 +34,7 @@ from ..errors import BoundMethodError
 from ..ir.graph import Graph
 from ..ir.relevance import relevant_entries
 from ..ir.walk import INPUT, walk_backward, walk_forward
-from ..kernel.backward import Bounds, Coeffs, Context, dense, negative_part
+from ..kernel.backward import Bounds, Coeffs, Context, dense, negative_part, zero_const
 from ..kernel.interval import Interval
 from ..kernel.patches import Grid, Patches, flat_sum, weighted_sum
 from ..kernel.rounding import dot_gamma
@@ -43,7 +43,7 @@ from .ball import BallParts
 from .context import graph_of
 from .ibp import ball_rule_applies, ibp_step, input_balls, spec_interval
 from .progress import WorkMeter
-from .slack import addition_charge, charge, compounding, final, merge_charge, rounding_slack, underflow_charge
+from .slack import addition_charge, charge, compounding, final, merge_charge, relaxation_underflow, rounding_slack, underflow_charge
 from .targets import refine_targets
 
 Widen = Callable[[str, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor] | None"]
@@ -102,6 +102,12 @@ class _Probe:
         self.width = max(self.width, t[0, 0].numel() if t.shape[0] and t.shape[1] else 0)
 
 
+def _step_charge(ctx: Context, name: str, node, A: Coeffs, factor: float) -> torch.Tensor:
+    """What a pass's step at `name` charges before it runs: a checkpoint's err on A, a relaxation's underflow."""
+    amount = charge(ctx, A, "charge " + name, ctx.charge[name], factor) if name in ctx.charge else zero_const(A)
+    return amount + relaxation_underflow(ctx, A, name) if node.nonlinear else amount
+
+
 def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
                   probe: _Probe | None = None) -> tuple[Coeffs | None, torch.Tensor]:
     """Σ_v A_v·v + const (the coefficients in `pending`, consumed) bounded below by A_in·x + c over the input:
@@ -133,8 +139,8 @@ def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
             A = A.dense()
         if probe:
             probe.see(A)
-        if factor and name in ctx.charge:
-            charged(charge(ctx, A, "charge " + name, ctx.charge[name], factor))
+        if factor:
+            charged(_step_charge(ctx, name, node, A, factor))
         outs, c = node.crown_backward(A, ctx, name)
         total["const"] = total["const"] + c
         if factor:

@@ -84,6 +84,17 @@ def underflow_charge(ctx: Context, name: str, values: list[str]) -> torch.Tensor
     return (1 + total) * (tiny(total.dtype) * (n + 4))
 
 
+def relaxation_underflow(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
+    """(N, R): what underflow in a relaxation's computed slopes and intercepts can cost a pass through it. Each
+    may be off by half the smallest subnormal (a chord's intercept −s·l rounds to a subnormal), which a large
+    coefficient multiplies: tiny·‖A‖₁·(1 + max |input|), far above that, per row."""
+    with torch.no_grad():
+        data = A.data if isinstance(A, Patches) else A
+        l1 = data.detach().abs().reshape(data.shape[0], data.shape[1], -1).sum(dim=2)
+        big = 1 + torch.stack([ctx.mag(x).reshape(l1.shape[0], -1).amax(dim=1) for x in graph_of(ctx).inputs_of[name]]).amax(dim=0)
+        return l1 * big.unsqueeze(1) * tiny(l1.dtype)
+
+
 def final(value: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
     """Subtract the slack and the rounding of the last additions; NaN (∞ − ∞, 0·∞ past an overflow) and +∞ become
     −∞, and −∞ stays −∞ (nan_to_num's default would make it the lowest float: above an exact value past it)."""

@@ -76,6 +76,7 @@ class Interval:
         s = self.lo + self.hi
         v = self.hi - self.lo
         v.add_(s if self.nonneg else s.abs(), alpha=g + 4 * unit_roundoff(s.dtype))
+        v.add_(tiny(s.dtype))  # halving a subnormal s or v rounds (5e-324 / 2 = 0): far more than that error, per entry
         return s, v, True
 
 
@@ -88,6 +89,8 @@ class AffineWeights:
     """W/2, (1 + 6g)·|W| and its half, and the radius bias 4g|b| + guard, for a node with weight and bias."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, g: float, n: int) -> None:
+        # W/2 is exact unless a weight is below twice the smallest normal number; rules halve their inputs then
+        self.halves_exactly = not bool(((w != 0) & (w.abs() < 2 * torch.finfo(w.dtype).tiny)).any())
         self.half = w * 0.5
         self.abs = w.abs() * inflation(g, w.dtype)
         self.abs_half = self.abs * 0.5
@@ -136,6 +139,8 @@ def linear_map_ibp(node: Any, x: Interval, n: int) -> Interval:
     g = dot_gamma(n, x.dtype)
     w = affine_weights(node, g, n)
     m, v, halved = x.affine_inputs(g)
+    if halved and not w.halves_exactly:
+        m, v, halved = m * 0.5, v * 0.5, False
     c = node.linear(m, w.half if halved else None) + node.bias.view(-1, 1, 1)
     r = node.linear(v, w.abs_half if halved else w.abs) + w.radius_bias.view(-1, 1, 1)
     return Interval(c=c, r=r)

@@ -64,6 +64,8 @@ class Dense(Node):
         g = dot_gamma(n, x.dtype)
         w = affine_weights(self, g, n)
         m, v, halved = x.affine_inputs(g)
+        if halved and not w.halves_exactly:  # a subnormal weight: halve the inputs instead
+            m, v, halved = m * 0.5, v * 0.5, False
         c = F.linear(m, w.half if halved else self.weight, self.bias)
         return Interval(c=c, r=F.linear(v, w.abs_half if halved else w.abs, w.radius_bias))
 

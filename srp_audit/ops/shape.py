@@ -19,7 +19,7 @@ from ..ir.reading import AtenReading, OnnxNode, OnnxReading, Tensor, Value, aten
 from ..kernel.backward import Context, zero_const
 from ..kernel.interval import Interval
 from ..kernel.patches import flat_sum
-from ..kernel.rounding import as_float32, dot_gamma
+from ..kernel.rounding import as_float32, dot_gamma, tiny
 from .select import Select, index_map
 
 
@@ -181,8 +181,12 @@ class Pad(Node):
         return [inner], self.value * flat_sum(A * padded.unsqueeze(1))
 
     def crown_rounding(self, ctx: Context, name: str) -> torch.Tensor:
-        g = dot_gamma(math.prod(ctx.shape(name)), ctx.mag(ctx.x(name)).dtype)
-        return self(ctx.err[ctx.x(name)], value=g * abs(self.value))
+        """The constant's sum over the padded entries, and the constant as the bounds' dtype holds it (2^-160 is 0 in
+        float32: a gap no relative term covers)."""
+        dt = ctx.mag(ctx.x(name)).dtype
+        g = dot_gamma(math.prod(ctx.shape(name)), dt)
+        gap = abs(self.value - float(torch.tensor(self.value, dtype=torch.float64).to(dt)))
+        return self(ctx.err[ctx.x(name)], value=g * abs(self.value) + gap * 2 + tiny(dt))
 
     def singleprop(self, centres, radii, variant):
         return self(radii[0], value=0.0)
