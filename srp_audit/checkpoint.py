@@ -39,8 +39,13 @@ def _flag(setting: str) -> str:
     return "--" + setting.replace("_", "-")
 
 
+_BEFORE_RECORDED = {"augment": "none"}
+"""What a setting was in checkpoints written before it was recorded (no images were shifted then)."""
+
+
 def _changed_settings(saved: dict, now: dict) -> list[str]:
-    return [f"{_flag(k)} {saved.get(k)!r} then, {now[k]!r} now" for k in _RUN_SETTINGS if saved.get(k) != now[k]]
+    then = {k: saved.get(k, _BEFORE_RECORDED.get(k)) for k in _RUN_SETTINGS}
+    return [f"{_flag(k)} {then[k]!r} then, {now[k]!r} now" for k in _RUN_SETTINGS if then[k] != now[k]]
 
 
 def check_resumable(opt: Any, fingerprint: str, device: torch.device | str = "cpu") -> dict:

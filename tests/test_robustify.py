@@ -176,6 +176,29 @@ def test_checkpoint_and_resume_match_an_uninterrupted_run(fixture_models, data, 
         assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_a_checkpoint_from_before_shifts_were_recorded_resumes_without_them(fixture_models, data, tmp_path: Path) -> None:
+    """Checkpoints written before `augment` was a setting trained unshifted images: they resume with --augment none
+    and are refused otherwise, naming the difference."""
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    ckpt = str(tmp_path / "old.ckpt")
+
+    def interrupt(p):
+        if p.step >= 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, augment="none", checkpoint_every=5, checkpoint_path=ckpt),
+                  progress=interrupt)
+    state = torch.load(ckpt, weights_only=True)
+    del state["options"]["augment"]
+    torch.save(state, ckpt)
+    with pytest.raises(UsageError, match="--augment 'none' then, 'auto' now"):
+        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, checkpoint_path=ckpt, resume=True))
+    res = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, augment="none", checkpoint_path=ckpt, resume=True))
+    assert res.steps == 2 * 6
+
+
 def test_interrupt_saves_a_checkpoint_and_raises(fixture_models, data, tmp_path: Path) -> None:
     g = fixture_models["mnist_mlp"]
     train, _ = data
