@@ -17,6 +17,7 @@ computed, the bound is the exact one minus at most the slack.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -70,18 +71,18 @@ def addition_charge(total: torch.Tensor) -> torch.Tensor:
 
 def underflow_charge(ctx: Context, name: str, values: list[str]) -> torch.Tensor:
     """(N, 1): what underflow can cost a step at `name` whose coefficients land on `values`. The error model's
-    relative terms miss a product or sum below the smallest normal number, which may flush to zero: at most
-    that (tiny/16) per operation, absolute. An entry of the step's coefficients or constant takes at most one
-    product and one addition per output entry (plus the charge's own), so the step's error is at most
+    relative terms miss a product or sum below the smallest normal number, which rounds to a subnormal or to
+    zero: at most that (tiny/16) per operation, absolute. An entry of the step's coefficients or constant takes
+    at most one product and one addition per output entry (plus the charge's own), so the step's error is at most
     tiny·(|y| + 4)·(1 + Σ_v ‖|v|‖₁), |y| the output's size — negligible unless the values are near the float range."""
-    graph = graph_of(ctx)
-    n = math.prod(graph.shapes[name]) if name in graph.shapes else 1
-    total = None
-    for v in values:
-        l1 = ctx.relaxation("|x|1 " + v, (v,), lambda lo, hi: (torch.maximum(lo.abs(), hi.abs()).reshape(lo.shape[0], -1).sum(1, keepdim=True),))[0]
-        total = l1 if total is None else total + l1
-    assert total is not None
-    return (1 + total) * (tiny(total.dtype) * (n + 4))
+    total = sum(_magnitude(ctx, v, "|x|1 ", lambda m: m.sum(1, keepdim=True)) for v in values)
+    assert isinstance(total, torch.Tensor)
+    return (1 + total) * (tiny(total.dtype) * (math.prod(graph_of(ctx).shapes[name]) + 4))
+
+
+def _magnitude(ctx: Context, name: str, key: str, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """reduce(max(|lower|, |upper|) flattened per sample) of a value, kept like a relaxation (once per batch)."""
+    return ctx.relaxation(key + name, (name,), lambda lo, hi: (reduce(torch.maximum(lo.abs(), hi.abs()).reshape(lo.shape[0], -1)),))[0]
 
 
 def relaxation_underflow(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
@@ -91,7 +92,7 @@ def relaxation_underflow(ctx: Context, A: Coeffs, name: str) -> torch.Tensor:
     with torch.no_grad():
         data = A.data if isinstance(A, Patches) else A
         l1 = data.detach().abs().reshape(data.shape[0], data.shape[1], -1).sum(dim=2)
-        big = 1 + torch.stack([ctx.mag(x).reshape(l1.shape[0], -1).amax(dim=1) for x in graph_of(ctx).inputs_of[name]]).amax(dim=0)
+        big = 1 + torch.cat([_magnitude(ctx, x, "|x|max ", lambda m: m.amax(1, keepdim=True)) for x in graph_of(ctx).inputs_of[name]], 1).amax(1)
         return l1 * big.unsqueeze(1) * tiny(l1.dtype)
 
 
