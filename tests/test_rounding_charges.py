@@ -28,7 +28,7 @@ from srp_audit.bounds import get_method
 from srp_audit.formats import load_model
 from srp_audit.ir.graph import Graph
 from srp_audit.ir.walk import INPUT
-from srp_audit.spec import InputBox, LinearSpec, linf_ball, margin_spec
+from srp_audit.spec import InputBox, LinearSpec, ball, linf_ball, margin_spec
 
 METHODS = ("crown", "crown-ibp", "alpha-crown")
 
@@ -292,3 +292,23 @@ def test_a_pad_value_float32_cannot_hold() -> None:
     g.requires_grad_(False)
     lo, hi = torch.zeros(1, 1), torch.ones(1, 1)
     assert all(lb <= Fraction(w) * Fraction(v) for lb in _lowers_of(g, lo, hi))
+
+
+@pytest.mark.parametrize("norm", ["2", "1"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dual_norms_of_tiny_weights_do_not_underflow(dtype: torch.dtype, norm: str) -> None:
+    """min of w·x over the unit L2 (or L1) ball is −‖w‖₂ (−max|w_i|) exactly; with w_i = 2^-80 (float32) or 2^-600
+    (float64) the squares underflow to 0, so an unscaled norm claimed the minimum was −tiny instead. The ReLU the
+    output does not use also checks that alpha-CROWN stops when no slope reaches the bound (it raised before)."""
+    e = -80 if dtype == torch.float32 else -600
+    w = 2.0**e
+    nodes = [("d", _dense([[w, w, w, w]], [0.0]), (INPUT,)), ("r", ops.Relu(), ("d",)), ("o", _dense([[1.0]], [0.0]), ("d",))]
+    g = Graph((4,), nodes, "o").copy(dtype=dtype)
+    g.requires_grad_(False)
+    x = torch.zeros(1, 4, dtype=dtype)
+    box = ball(x, 1.0, (-4.0, 4.0), norm)
+    spec = LinearSpec(torch.ones(1, 1, 1, dtype=dtype), torch.zeros(1, 1, dtype=dtype), [[0]])
+    exact_min = -2 * Fraction(w) if norm == "2" else -Fraction(w)
+    lowers = {m: Fraction(float(get_method(m)(g, box, spec).lower[0, 0])) for m in ALL}
+    assert all(lb <= exact_min for lb in lowers.values()), lowers
+    assert all(lb >= 4 * exact_min for lb in lowers.values()), lowers  # not vacuous: about the norm, not −inf

@@ -45,13 +45,12 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
     lower lines (a proof certificate records ReLU slopes only, and its checker bounds a max-pool by CROWN's rule:
     proofs meant for a certificate leave them out)."""
     graph = graph_of(ctx)
-    n, s = spec.C.shape[:2]
     ctx = _constants(ctx)
     work, wspec, wbox = ctx, spec, box
     if search is not None:
         work = _lowered(ctx, search)
         wspec, wbox = spec.to(search.dtype), box.to(search.dtype)
-    alphas, betas = start_parameters(work, n, s, split_signs or {}, state or {}, wbox.lower.dtype, pools)
+    alphas, betas = start_parameters(work, spec.C.shape[0], spec.C.shape[1], split_signs or {}, state or {}, wbox.lower.dtype, pools)
     params = [v.requires_grad_(True) for v in list(alphas.values()) + [b for b, _ in betas.values()]]
     best = start.clone()
     if not params or iters <= 0:
@@ -76,12 +75,13 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
                 break
             with torch.enable_grad():
                 lb = bound()
-                opt.zero_grad()
-                (-lb.sum()).backward()
+                moved = _gradient_up(lb, opt)
             with torch.no_grad():
                 if kept is not None:
                     _keep_best(kept, alphas, betas, lb > seen)
                 seen = torch.maximum(seen, lb.detach())
+            if not moved:  # no parameter reaches the bound (say, a ReLU the output does not use): nothing to optimise
+                break
             opt.step()  # `bound` projects the parameters before using them
         else:
             with torch.no_grad():
@@ -104,6 +104,15 @@ def optimise_slopes(ctx: Context, spec: LinearSpec, box: InputBox, start: torch.
         for p in frozen:
             p.requires_grad_(True)
     return best
+
+
+def _gradient_up(lb: torch.Tensor, opt: torch.optim.Optimizer) -> bool:
+    """The gradient of the bounds' sum into the optimiser's parameters; False when no parameter reaches them."""
+    if not lb.requires_grad:
+        return False
+    opt.zero_grad()
+    (-lb.sum()).backward()
+    return True
 
 
 def _constants(ctx: Context) -> Context:

@@ -15,7 +15,7 @@ import torch
 
 from ..kernel.backward import Coeffs, Context
 from ..kernel.patches import Patches
-from ..kernel.rounding import dot_gamma, tiny, unit_roundoff
+from ..kernel.rounding import dot_gamma, scaled_norm, tiny, unit_roundoff
 from ..spec import InputBox, LpBall
 
 
@@ -69,7 +69,8 @@ class BallParts:
         """A·c − eps·‖A'‖_q ≤ A·x on ball ∩ box (A·(x − c) ≥ A'·(x − c) ≥ −‖A'‖_q·‖x − c‖_p: Hölder), rounded down."""
         dt = self.a.dtype
         g = dot_gamma(self.a.shape[2], dt)
-        rad = torch.linalg.vector_norm(self.free(), ord=self.q, dim=-1) * (1 + g) * self.eps.unsqueeze(1)
+        n, s = scaled_norm(self.free(), self.q)
+        rad = self.eps.unsqueeze(1) * (n * (1 + g)) * s
         return _down(self.centre() - rad * (1 + 4 * unit_roundoff(dt)) - tiny(dt))
 
     def tighten(self, value: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .rounding import dot_gamma, tiny, unit_roundoff
+from .rounding import dot_gamma, scaled_norm, tiny, unit_roundoff
 
 
 def valid_ends(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,8 +185,9 @@ def dual_norm_ibp(node: Any, centre_out: Interval, row_weights: torch.Tensor, ep
     may land half an ulp inside). `row_weights` (rows, n) are the weights of each output row."""
     dt = centre_out.dtype
     w = row_weights.to(dt).reshape(row_weights.shape[0], -1)
-    norms = torch.linalg.vector_norm(w, ord=q, dim=1) * (1 + dot_gamma(w.shape[1], dt))
-    rad = eps.to(dt).reshape((-1,) + (1,) * len(out_view)) * norms.reshape(out_view) * (1 + 4 * unit_roundoff(dt)) + tiny(dt)
+    n, s = scaled_norm(w, q)  # scaled: an L2 norm's squares would underflow for rows of tiny weights
+    norms = (n * (1 + dot_gamma(w.shape[1], dt)) * (1 + 4 * unit_roundoff(dt))).reshape(out_view)
+    rad = eps.to(dt).reshape((-1,) + (1,) * len(out_view)) * norms * s.reshape(out_view) + tiny(dt)
     lo, hi = centre_out.bounds()
     lo, hi = lo - rad, hi + rad
     u = 4 * unit_roundoff(dt)

@@ -37,3 +37,16 @@ def tiny(dtype: torch.dtype) -> float:
 def as_float32(value: float) -> float:
     """The float32 number a model file stores for `value` (attributes are float32 in ONNX and in torch models)."""
     return float(torch.tensor(float(value), dtype=torch.float32))
+
+
+def scaled_norm(w: torch.Tensor, q: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """‖w‖_q over the last axis as (n, s) with ‖w‖_q = n·s to within γ: s is a power of two near each row's largest
+    |w_i| and n the norm of w / s, whose largest entry is then in [1, 4) — so an L2 norm's squares can neither
+    underflow (unscaled, a float64 row of entries below 1e-154 has norm 0) nor overflow. Multiply a factor by n
+    first and then by s: the product by s is exact unless it leaves the normal range (inf, or an absolute error
+    below `tiny`). Entries lost in the scaling are below 2^-1022 of the row's largest and lie within γ_n."""
+    m = w.abs().amax(dim=-1)
+    usable = (m > 0) & torch.isfinite(m)
+    one = torch.ones((), dtype=w.dtype, device=w.device)
+    s = torch.where(usable, torch.exp2(torch.floor(torch.log2(torch.where(usable, m, one)))), one)
+    return torch.linalg.vector_norm(w / s.unsqueeze(-1), ord=q, dim=-1), s
