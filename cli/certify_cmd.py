@@ -12,7 +12,8 @@ import torch
 from srp_audit.atomic import prepare_output, write_text_atomic
 from srp_audit.bounds import CASCADE
 from srp_audit.bounds.progress import reporting
-from srp_audit.certificate import certify_certificate, sha256_of
+from srp_audit.certificate import sha256_of
+from srp_audit.certificate_trees import certify_certificate
 from srp_audit.certify import CertifyOptions, certify_sharded, check_class_scores
 from srp_audit.data import load_samples, peek_sample_shape, samples_path_for
 from srp_audit.errors import DataError, UsageError
@@ -40,6 +41,10 @@ from .progress import ProgressBar
 @click.option("--method", type=click.Choice(("auto",) + CASCADE), default="auto", show_default=True,
               help=f"Sound bound method; auto escalates {' → '.join(CASCADE)} on undecided samples.")
 @click.option("--alpha-iters", type=click.IntRange(min=0), default=20, show_default=True, help="alpha-CROWN optimisation steps.")
+@click.option("--bab-domains", type=click.IntRange(min=0), default=128, show_default=True,
+              help="auto, L∞: ReLU branch and bound on samples still undecided whose bound nearly proves them, up to this "
+                   "many domains each (0: off).")
+@click.option("--bab-time", type=POSITIVE, default=2.0, show_default=True, help="Seconds of branch and bound per such sample, at most.")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True, help="Valid input range LO,HI; the ball is clipped to it.")
 @click.option("--radius/--no-radius", default=True, show_default=True, help="Search each sample's certified and attack radius.")
 @click.option("--radius-tol", type=POSITIVE, default=1e-3, show_default=True, help="Tolerance of the radius search.")
@@ -68,7 +73,8 @@ from .progress import ProgressBar
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @model_options
 @debug_option
-def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, radius_tol, limit, batch_size, memory_budget, attack_steps,
+def certify(model, eps, norm, data_path, method, alpha_iters, bab_domains, bab_time, domain, radius, radius_tol, limit, batch_size,
+            memory_budget, attack_steps,
             attack_restarts, attack_early_stop, seed, device, fmt, outputs, per_sample, by_class, plot, certificate_path, fail_under,
             fail_under_radius, quiet, model_opts) -> None:
     """Certify MODEL's predictions in the --norm ball (L∞ by default) of radius --eps around each sample.
@@ -105,7 +111,8 @@ def certify(model, eps, norm, data_path, method, alpha_iters, domain, radius, ra
     check_class_scores(graph)  # a model without one score per class is refused before its samples are read
     samples = load_samples(data_path, graph.input_shape, graph.num_classes, domain, limit)
     options = CertifyOptions(
-        eps=eps_main, method=method, alpha_iters=alpha_iters, domain=domain, radius=radius, radius_tol=radius_tol,
+        eps=eps_main, method=method, alpha_iters=alpha_iters, bab_domains=bab_domains, bab_time=bab_time, domain=domain,
+        radius=radius, radius_tol=radius_tol,
         attack_steps=attack_steps, attack_restarts=attack_restarts, attack_early_stop=attack_early_stop, batch_size=batch_size,
         memory_budget=memory_budget, seed=seed, device=device, sweep=sweep, norm=norm,
     )

@@ -57,9 +57,10 @@ class BabTrace:
 
 @dataclass
 class BabResult:
-    status: str  # 'unsat' (proved), 'sat' (counterexample), 'unknown' (stuck), 'timeout'
+    status: str  # 'unsat' (proved), 'sat' (counterexample), 'unknown' (stuck), 'timeout' (deadline or domain budget)
     domains: int
     counterexample: torch.Tensor | None = None
+    lower: float = -math.inf  # when 'unsat': the least bound of a proved domain's proving row (> 0), a floor of the property's value
 
 
 ROOT_ALPHA_ITERS = 100  # mnist_fc 256x4, prop_14 at 0.05: root margin −6.43 (CROWN) → −1.78, for 4.5 s once
@@ -114,12 +115,13 @@ def beta_iters(graph: Graph) -> int:
 
 
 def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int = 256,
-             check=None, widen: Widen | None = None, trace: BabTrace | None = None) -> BabResult:
+             check=None, widen: Widen | None = None, trace: BabTrace | None = None, max_domains: int | None = None) -> BabResult:
     """ReLU-splitting branch and bound for one box (box.n == 1). `check(x)`, if given, confirms a candidate
     counterexample (returns True when it is one). The property holds when every disjunct (group of rows) is
     refuted, so each group still open under the root's CROWN bound gets its own search, hardest first: a
     domain then carries only that group's rows, and its splits serve that group alone. `trace`, when given, records
-    the proof for a certificate (its root bounds then widened by `widen` as they are computed)."""
+    the proof for a certificate (its root bounds then widened by `widen` as they are computed). `max_domains`: a
+    budget of domains bounded over all groups (reaching it ends the search as 'timeout', like the deadline)."""
     search = graph.copy(dtype=torch.float32) if graph.dtype == torch.float64 else None
     root = root_context(graph, box, deadline, search, widen, None if trace is None else trace.islopes)
     with torch.no_grad():
@@ -129,6 +131,8 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
         trace.proofs = {g: [BabProof(())] for g, rows in enumerate(spec.groups) if bool((lb[rows] > 0).any())}
     open_groups = [(g, rows) for g, rows in enumerate(spec.groups) if not bool((lb[rows] > 0).any())]
     open_groups.sort(key=lambda gr: float(lb[gr[1]].max()) if gr[1] else -float("inf"))
+    closed = [float(lb[rows].max()) for rows in spec.groups if rows and bool((lb[rows] > 0).any())]
+    lowest = min(closed, default=math.inf)
     total = 0
     for g, rows in open_groups:
         if not rows:  # a disjunct without constraints holds everywhere: nothing to refute
@@ -136,25 +140,29 @@ def relu_bab(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, bat
         strict = None if spec.strict is None else spec.strict[rows]
         sub = LinearSpec(spec.C[:, rows], spec.d[:, rows], [list(range(len(rows)))], None, strict)
         proofs: list[BabProof] | None = None if trace is None else trace.proofs.setdefault(g, [])
-        res = _relu_bab_group(graph, box, sub, deadline, batch, check, root, search, proofs)
+        budget = None if max_domains is None else max_domains - total
+        res = _relu_bab_group(graph, box, sub, deadline, batch, check, root, search, proofs, budget)
         total += res.domains
         if res.status != "unsat":
             return BabResult(res.status, total, res.counterexample)
-    return BabResult("unsat", total)
+        lowest = min(lowest, res.lower)
+    return BabResult("unsat", total, lower=lowest)
 
 
 def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: float, batch: int, check,
-                    root: Context, search: Graph | None = None, proofs: list[BabProof] | None = None) -> BabResult:
+                    root: Context, search: Graph | None = None, proofs: list[BabProof] | None = None,
+                    max_domains: int | None = None) -> BabResult:
     """The branch and bound of `relu_bab` for one spec (typically one disjunct), from the root's bounds; every
-    domain it proves is appended to `proofs`, if given."""
+    domain it proves is appended to `proofs`, if given. Its `lower` is the least worst-row bound of a domain proved
+    by a bound (a domain proved empty, or by the all-fixed optimisation, counts as the smallest positive float)."""
     pres = [p for _, p in relu_inputs(graph)]
     shapes = {p: graph.shapes[p] for p in pres}
     counter = itertools.count()
     unsplit = {p: torch.zeros((1,) + shapes[p], dtype=torch.int8, device=box.lower.device) for p in pres}
     queue: list = [(-float("inf"), next(counter), unsplit, {}, ())]  # (priority, tie, splits, warm start, path)
-    domains = 0
+    domains, lowest = 0, math.inf
     while queue:
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > deadline or (max_domains is not None and domains >= max_domains):
             return BabResult("timeout", domains)
         picked = [heapq.heappop(queue) for _ in range(min(batch, len(queue)))]
         splits = {p: torch.cat([dom[p] for _, _, dom, _, _ in picked]) for p in pres}
@@ -166,7 +174,7 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
         proved = spec_d.proved(lb) | empty
         if proofs is not None:
             _record(proofs, [d[4] for d in picked], proved, empty, optimised[0] if optimised else None, state)
-        worst = spec_d.worst_bound(lb)
+        lowest = _least_proved(lowest, worst := spec_d.worst_bound(lb), proved, empty)
         scores = branch_scores(ctx, graph)
         to_split = []
         for i in (~proved).nonzero().flatten().tolist():
@@ -174,6 +182,7 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
                 status, x = _fixed_domain(box, spec, picked[i], root, deadline, proofs, ctx, spec_d, i, check)
                 if status != "unsat":
                     return BabResult(status, domains, x)
+                lowest = min(lowest, SMALLEST_POSITIVE)  # proved (> 0 as a float), its value not kept
                 continue
             to_split.append(i)
         if not to_split:
@@ -194,6 +203,7 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
                 path = picked[i][4] + ((p, k, sign),)
                 if child_done[j][c]:  # proved by the branching pass's sound bound
                     domains += 1
+                    lowest = min(lowest, SMALLEST_POSITIVE if bool(choice.child_empty[j, c]) else child_worst[j][c])
                     if proofs is not None:
                         empty_c = bool(choice.child_empty[j, c])
                         proofs.append(BabProof(path, {} if empty_c else {a: v[j, c] for a, v in choice.alpha.items()},
@@ -202,9 +212,16 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
                 child = {q: picked[i][2][q].clone() for q in pres}
                 child[p].view(-1)[k] = sign
                 heapq.heappush(queue, (max(float(worst[i]), child_worst[j][c]), next(counter), child, states[i], path))
-    return BabResult("unsat", domains)
+    return BabResult("unsat", domains, lower=lowest)
 
 
+def _least_proved(lowest: float, worst: torch.Tensor, proved: torch.Tensor, empty: torch.Tensor) -> float:
+    """`lowest` lowered to the least worst-row bound of a batch's domains proved by their bound (empty ones: none)."""
+    by_bound = proved & ~empty
+    return min(lowest, float(worst[by_bound].min())) if bool(by_bound.any()) else lowest
+
+
+SMALLEST_POSITIVE = 5e-324  # a proved bound is a float > 0, so at least this
 CANDIDATES = 1  # neurons per domain whose children filtered branching bounds (3 or 6 were no better: docs/methods.md)
 
 

@@ -21,7 +21,7 @@ import onnx
 import torch
 
 from .atomic import write_bytes_atomic
-from .bounds import CASCADE_METHODS, BoundMethod, as_methods, get_method
+from .bounds import BoundMethod, as_methods
 from .ir.graph import Graph
 from .kernel.relax import relu_adaptive_lower
 from .ops.affine import Dense
@@ -266,38 +266,3 @@ def _widen(t: torch.Tensor, direction: float) -> torch.Tensor:
 
 
 __all__ = ["Certificate", "Claim", "Leaf", "ProofWriter", "sha256_of", "FORMAT", "VERSION", "CHECKED_OPS"]
-
-
-# ---------------------------------------------------------------------------------------------- commands
-
-
-def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples: list, options, reason: str | None = None) -> Certificate:
-    """A claim for every verified verdict of a `certify` run: each sample at --eps and at every swept eps it is
-    verified at, and at its certified radius (the radius search's proof). `samples` are its `SampleResult`s, `x`
-    the data they were computed on (float32, in order); `reason`: why none can be certified, if known already."""
-
-    writer = ProofWriter(model_path, graph)
-    writer.reason = reason or writer.reason
-    cert = writer.certificate()
-    for pos, s in enumerate(samples):
-        targets: list[float] = []
-        if s.verdict == "verified":
-            targets.append(float(options.eps))
-        for e, v in zip(sorted(options.sweep), s.sweep_verdicts):
-            if v == "verified" and float(e) not in targets:
-                targets.append(float(e))
-        if options.radius and s.certified_radius > 0 and float(s.certified_radius) not in targets:
-            targets.append(float(s.certified_radius))
-        for eps in targets:
-            ident = f"sample {s.index} at eps {eps:g}"
-            if writer.reason:
-                cert.uncertified.append((ident, writer.reason))
-                continue
-            first = (get_method(s.method),) if s.method and eps == float(options.eps) else ()
-            methods = first + tuple(m for m in CASCADE_METHODS if m not in first)
-            claim = writer.robustness_claim(s.index, x[pos], s.label, eps, options.domain, methods, options.alpha_iters, options.norm)
-            if claim is None:
-                cert.uncertified.append((ident, "re-running its proof for the certificate did not prove it again"))
-            else:
-                cert.claims.append(claim)
-    return cert

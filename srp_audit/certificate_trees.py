@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from .bab import BabProof, BabTrace, relu_bab
-from .bounds import CASCADE_METHODS, CROWN, BoundMethod
+from .bounds import CASCADE_METHODS, CROWN, BoundMethod, get_method
 from .certificate import Certificate, Claim, Leaf, ProofWriter, flat64
+from .certify_bab import BAB_METHOD
 from .ir.graph import Graph
-from .spec import InputBox, LinearSpec
+from .spec import InputBox, LinearSpec, ball, margin_spec
 from .verify import INPUT_SPLIT_MAX_DIMS
 
 MAX_INPUT_LEAVES = 100_000
@@ -157,3 +158,54 @@ def verify_certificate(model_path: str, graph: Graph, spec, alpha_iters: int = 2
         else:
             cert.claims.append(claim)
     return cert
+
+
+def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples: list, options, reason: str | None = None) -> Certificate:
+    """A claim for every verified verdict of a `certify` run: each sample at --eps and at every swept eps it is
+    verified at, and at its certified radius (the radius search's proof). `samples` are its `SampleResult`s, `x`
+    the data they were computed on (float32, in order); `reason`: why none can be certified, if known already. A
+    verdict that branch and bound proved is proved again with its tree, given `BAB_REPROOF` × --bab-time."""
+    writer = ProofWriter(model_path, graph)
+    writer.reason = reason or writer.reason
+    cert = writer.certificate()
+    for pos, s in enumerate(samples):
+        targets: list[float] = []
+        if s.verdict == "verified":
+            targets.append(float(options.eps))
+        for e, v in zip(sorted(options.sweep), s.sweep_verdicts):
+            if v == "verified" and float(e) not in targets:
+                targets.append(float(e))
+        if options.radius and s.certified_radius > 0 and float(s.certified_radius) not in targets:
+            targets.append(float(s.certified_radius))
+        for eps in targets:
+            ident = f"sample {s.index} at eps {eps:g}"
+            if writer.reason:
+                cert.uncertified.append((ident, writer.reason))
+                continue
+            by_bab = s.method == BAB_METHOD and eps == float(options.eps)
+            first = (get_method(s.method),) if s.method and not by_bab and eps == float(options.eps) else ()
+            methods = first + tuple(m for m in CASCADE_METHODS if m not in first)
+            claim = writer.robustness_claim(s.index, x[pos], s.label, eps, options.domain, methods, options.alpha_iters, options.norm)
+            if claim is None and by_bab:
+                claim = _robustness_tree_claim(writer, ident, s, x[pos], eps, options)
+            if claim is None:
+                cert.uncertified.append((ident, "re-running its proof for the certificate did not prove it again"))
+            else:
+                cert.claims.append(claim)
+    return cert
+
+
+BAB_REPROOF = 4  # the re-proof's time allowance, in units of the search's own (tracing and widened bounds cost more)
+
+
+def _robustness_tree_claim(writer: ProofWriter, ident: str, s, x: torch.Tensor, eps: float, options) -> Claim | None:
+    """Sample `s` (its `SampleResult`) proved again by ReLU branch and bound on its L∞ ball, as a robustness claim."""
+    x64 = x.detach().to(torch.float64).reshape((1,) + tuple(writer.graph.input_shape))
+    spec = margin_spec(torch.tensor([int(s.label)]), writer.graph.num_classes)
+    claim = relu_split_claim(writer, ident, ball(x64, eps, options.domain, options.norm), spec,
+                             time.perf_counter() + BAB_REPROOF * options.bab_time)
+    if claim is not None:
+        claim.input_set = {"type": "robustness", "sample": int(s.index), "x": x.detach().to(torch.float32).reshape(-1).numpy(),
+                           "eps": float(eps), "norm": options.norm, "domain": [float(options.domain[0]), float(options.domain[1])],
+                           "label": int(s.label), "classes": writer.graph.num_classes}
+    return claim

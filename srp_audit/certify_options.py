@@ -16,6 +16,8 @@ class CertifyOptions:
     radius_max: float | None = None  # default: the domain's width
     attack_steps: int = 30
     attack_restarts: int = 2
+    bab_domains: int = 128  # `auto` only: ReLU branch and bound on samples left undecided (`certify_bab`); 0: off
+    bab_time: float = 2.0  # seconds of branch and bound per such sample, at most
     attack_early_stop: bool = True  # drop a sample from the attack once its margin stops falling fast enough to reach 0
     batch_size: int | None = 256  # None: auto (grow on a GPU until memory runs out, then back off)
     memory_budget: int | None = None  # bytes a batch may take (`memory.batch_within`); None: half of what is free

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import FIXTURES, VNNCOMP
 from srp_audit_cli.main import main
 
-from srp_audit.certificate import certify_certificate
+from srp_audit.certificate_trees import certify_certificate
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.formats import load_model
 from srp_check import CertificateError, check

@@ -14,8 +14,7 @@ import pytest
 import torch
 from conftest import FIXTURES, VNNCOMP
 
-from srp_audit.certificate import certify_certificate
-from srp_audit.certificate_trees import verify_certificate
+from srp_audit.certificate_trees import certify_certificate, verify_certificate
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.formats import load_model
 from srp_audit.verify import VerifyOptions, verify

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import FIXTURES
 
-from srp_audit.certificate import certify_certificate
+from srp_audit.certificate_trees import certify_certificate
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.formats import load_model
 from srp_check import CertificateError, check

@@ -15,7 +15,8 @@ import torch
 from conftest import FIXTURES, ort_session
 from onnx import TensorProto, helper, numpy_helper
 
-from srp_audit.certificate import ProofWriter, certify_certificate
+from srp_audit.certificate import ProofWriter
+from srp_audit.certificate_trees import certify_certificate
 from srp_audit.certify import CertifyOptions, certify
 from srp_audit.formats import load_model
 from srp_check import UnsupportedModel, check, read_network
