@@ -44,7 +44,8 @@ from .progress import ProgressBar
 @click.option("--bab-domains", type=click.IntRange(min=0), default=128, show_default=True,
               help="auto, L∞: ReLU branch and bound on samples still undecided whose bound nearly proves them, up to this "
                    "many domains each (0: off).")
-@click.option("--bab-time", type=POSITIVE, default=2.0, show_default=True, help="Seconds of branch and bound per such sample, at most.")
+@click.option("--bab-time", type=POSITIVE, default=2.0, show_default=True,
+              help="Seconds of branch and bound per such sample (a bound pass under way finishes first).")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True, help="Valid input range LO,HI; the ball is clipped to it.")
 @click.option("--radius/--no-radius", default=True, show_default=True, help="Search each sample's certified and attack radius.")
 @click.option("--radius-tol", type=POSITIVE, default=1e-3, show_default=True, help="Tolerance of the radius search.")

@@ -52,6 +52,8 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
               help="Search certified radii in the audit (about 5× its cost; default: on, off with --max-time).")
 @click.option("--augment", default="auto", show_default=True,
               help="Move each training image by a random offset of up to N pixels: shift:N, none, or auto (shift:1 on images).")
+@click.option("--finish", default="none", show_default=True,
+              help="Train the last SPAN with another regulariser, REG:SPAN (ibp:50%: the last half with IBP), or none.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, help="Save a checkpoint (OUTPUT.ckpt) every N steps.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.ckpt.")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True)
@@ -62,7 +64,7 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 @model_options
 @debug_option
 def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, lr, regularizer, variant, warmup, ramp,
-                  k_final, ada, gamma, val_split, method, audit_data, audit_samples, audit_radius, augment, checkpoint_every,
+                  k_final, ada, gamma, val_split, method, audit_data, audit_samples, audit_radius, augment, finish, checkpoint_every,
                   resume, domain, seed, device, force, quiet, model_opts) -> None:
     """Fine-tune MODEL to be provably more robust at --eps, then audit it before and after.
 
@@ -90,7 +92,7 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
     opts = RobustifyOptions(
         eps=eps, epochs=epochs, max_time=max_time, batch_size=batch_size, lr=lr, regularizer=regularizer, variant=variant,
         warmup=warmup, ramp=ramp, k_final=k_final, ada=ada, gamma=gamma, val_split=val_split, seed=seed, domain=domain,
-        device=str(dev), checkpoint_every=checkpoint_every, checkpoint_path=output + ".ckpt", resume=resume, augment=augment,
+        device=str(dev), checkpoint_every=checkpoint_every, checkpoint_path=output + ".ckpt", resume=resume, augment=augment, finish=finish,
     )
     opts.validate()
     if audit_radius is None:  # a budgeted run spends its audit share on samples, not on radii

@@ -182,8 +182,8 @@ def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples:
             if writer.reason:
                 cert.uncertified.append((ident, writer.reason))
                 continue
-            by_bab = s.method == BAB_METHOD and eps == float(options.eps)
-            first = (get_method(s.method),) if s.method and not by_bab and eps == float(options.eps) else ()
+            by_bab = s.method == BAB_METHOD and eps <= float(options.eps)  # and the swept radii inside its ball
+            first = (get_method(s.method),) if s.method and s.method != BAB_METHOD and eps == float(options.eps) else ()
             methods = first + tuple(m for m in CASCADE_METHODS if m not in first)
             claim = writer.robustness_claim(s.index, x[pos], s.label, eps, options.domain, methods, options.alpha_iters, options.norm)
             if claim is None and by_bab:

@@ -4,7 +4,8 @@ undecided, where the relaxation nearly proves them.
 A sample qualifies when its best bound falls short of 0 by less than its clean margin (past that the search rarely
 ends within budget: measured on the fixture CNN at eps 0.1, the undecided samples of a robust model fell short by
 2–70 % of their margin and were mostly proved in under 20 domains, those of a natural model by a median 216 %).
-Each search is capped by `bab_domains` domains and `bab_time` seconds. A proof is branch and bound's (`bab.relu_bab`:
+Each search is capped by `bab_domains` domains and `bab_time` seconds (a bound pass under way finishes first), and
+bounds at most as many domains at once as the batch has samples (what the memory budget let in). A proof is branch and bound's (`bab.relu_bab`:
 every domain's bound is sound), and a counterexample it finds is confirmed like the attack's, inside the exact ball
 by plain forward passes in the model's precision and in float64.
 """
@@ -44,6 +45,7 @@ def search_undecided(v, native: Graph, wide: Graph, x64: torch.Tensor, spec: Lin
     if not todo.numel():
         return
     todo = todo[close_enough(v.bound[todo], clean_margin[todo])]
+    domains_at_once = max(1, v.x.shape[0])  # as many domains per bound pass as samples fit in this batch's memory
     for i in todo.tolist():
         eps = float(v.eps[i])
         centre = x64[i : i + 1]
@@ -55,7 +57,7 @@ def search_undecided(v, native: Graph, wide: Graph, x64: torch.Tensor, spec: Lin
             return bool(confirm_counterexamples(p, one, native, wide, inside).all())
 
         res = relu_bab(wide, ball(centre, eps, opt.domain, opt.norm), one, time.perf_counter() + opt.bab_time,
-                       check=confirmed, max_domains=opt.bab_domains)
+                       batch=domains_at_once, check=confirmed, max_domains=opt.bab_domains)
         if res.status == "unsat":
             v.proved[i] = True
             v.bound[i] = res.lower

@@ -25,7 +25,7 @@ def model_fingerprint(graph: Graph) -> str:
 
 # Options that define the training run; a checkpoint resumes only a run with the same ones.
 _RUN_SETTINGS = ("eps", "epochs", "max_time", "batch_size", "lr", "regularizer", "variant", "warmup", "ramp", "k_final",
-                 "ada", "gamma", "val_split", "seed", "domain", "augment")
+                 "ada", "gamma", "val_split", "seed", "domain", "augment", "finish")
 
 
 def settings_of(opt: Any) -> dict:
@@ -39,8 +39,8 @@ def _flag(setting: str) -> str:
     return "--" + setting.replace("_", "-")
 
 
-_BEFORE_RECORDED = {"augment": "none"}
-"""What a setting was in checkpoints written before it was recorded (no images were shifted then)."""
+_BEFORE_RECORDED = {"augment": "none", "finish": "none"}
+"""What a setting was in checkpoints written before it was recorded (no images were shifted, no final phase then)."""
 
 
 def _changed_settings(saved: dict, now: dict) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import torch
@@ -28,7 +28,7 @@ from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
 from .checkpoint import check_resumable, model_fingerprint, save_checkpoint, settings_of
 from .errors import UsageError
 from .ir.graph import Graph
-from .schedule import Schedule, Span, lr_factor
+from .schedule import Schedule, Span, lr_factor, parse_finish
 from .shards import BatchStream, Shards
 from .slots import batch_slots
 from .spec import check_radius, linf_ball, margin_spec
@@ -61,6 +61,7 @@ class RobustifyOptions:
     checkpoint_path: str | None = None
     resume: bool = False
     augment: str = "auto"  # random shifts of image batches (`augment.py`): auto, none or shift:N
+    finish: str = "none"  # a final phase with another regulariser, REG:SPAN (ibp:50%), or none
 
     def validate(self) -> None:
         check_radius(self.eps, "--eps")
@@ -78,6 +79,7 @@ class RobustifyOptions:
             raise UsageError("--max-time must be positive")
         Span.parse(self.warmup), Span.parse(self.ramp)
         check_augment(self.augment)
+        parse_finish(self.finish, REGULARIZERS)
 
 
 def refuse_fixed_batch(graph: Graph) -> None:
@@ -171,9 +173,11 @@ class _Objective(torch.nn.Module):
         super().__init__()
         self.graph = graph
         self.opt = opt
+        finish = parse_finish(opt.finish, REGULARIZERS)
+        self.final_opt = opt if finish is None else replace(opt, regularizer=finish[0])  # the --finish phase's
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, eps: float, k_weight: float, scale: float):
-        loss, clean, robust, _ = regularized_loss(self.graph, x, y, eps, k_weight, self.opt)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, eps: float, k_weight: float, scale: float, final: bool = False):
+        loss, clean, robust, _ = regularized_loss(self.graph, x, y, eps, k_weight, self.final_opt if final else self.opt)
         return loss * scale, clean.detach(), robust.detach()
 
 
@@ -275,8 +279,9 @@ class _Run:
             frac, est_total = float(t[0]), float(t[1])
         return frac, est_total, leader
 
-    def train_step(self, eps: float, k: float, frac: float) -> tuple[float, float, float, int]:
-        """One optimiser step on the next batch: (Σ loss, Σ clean correct, Σ robust estimate, batch size)."""
+    def train_step(self, eps: float, k: float, frac: float, final: bool = False) -> tuple[float, float, float, int]:
+        """One optimiser step on the next batch: (Σ loss, Σ clean correct, Σ robust estimate, batch size); `final`:
+        with the regulariser of `--finish`."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.opt.lr * lr_factor(frac)
         assert self.stream is not None  # fed before training
@@ -285,7 +290,7 @@ class _Run:
             gen = torch.Generator().manual_seed(self.opt.seed * 1_000_003 + self.step)
             xb = shifted(xb, self.shift, torch.tensor_split(random_offsets(global_n, self.shift, gen), self.world)[self.rank])
         # the rank's mean loss, scaled so that DDP's average over ranks is the mean over the global batch
-        loss, clean, robust = self.objective(xb, yb, eps, k, yb.numel() * self.world / global_n)
+        loss, clean, robust = self.objective(xb, yb, eps, k, yb.numel() * self.world / global_n, final)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -316,6 +321,7 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
     if opt.resume:
         run.resume()
     sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final)
+    finish = parse_finish(opt.finish, REGULARIZERS)
     spe = run.steps_per_epoch
     history: list[TrainingProgress] = []
     totals = [0.0, 0.0, 0.0, 0]  # loss, clean, robust, samples since the last epoch end
@@ -327,7 +333,8 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
                 break
             eps_t, k_sched = sched.at(frac, spe, est_total)
             k_t = run.k_ada if opt.ada and run.step >= spe else k_sched if not opt.ada else 1.0
-            totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac))]
+            final = finish is not None and frac + 1e-9 >= 1 - finish[1].fraction(spe, est_total)  # (n·(1/n) rounds)
+            totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac, final))]
             epoch_end = run.step % spe == 0
             if opt.ada and epoch_end and held_out is not None and held_out[0].shape[0]:
                 run.adapt_k(*held_out, eps_t)

@@ -55,3 +55,14 @@ class Schedule:
 def lr_factor(progress: float) -> float:
     """The learning rate is divided by 10 twice late in training (at 80 % and 90 % of the budget)."""
     return 1.0 if progress < 0.8 else 0.1 if progress < 0.9 else 0.01
+
+
+def parse_finish(text: str, regularizers: tuple[str, ...]) -> tuple[str, Span] | None:
+    """`--finish REG:SPAN` (ibp:50%: the last half of the budget with IBP), or None for 'none'."""
+    t = str(text).strip().lower()
+    if t in ("", "none"):
+        return None
+    reg, sep, span = t.partition(":")
+    if reg not in regularizers or not sep:
+        raise UsageError(f"--finish must be REGULARIZER:SPAN with one of {', '.join(regularizers)} (ibp:50%), or none; got {text!r}")
+    return reg, Span.parse(span)

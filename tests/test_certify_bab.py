@@ -108,3 +108,17 @@ def test_branch_and_bound_proofs_come_with_trees_the_checker_accepts(with_bab, t
     cert.write(str(out))
     report = check(str(FIXTURES / "mnist_cnn.onnx"), str(out))
     assert report.ok and len(report.claims) == len(cert.claims)
+
+
+def test_swept_radii_inside_a_branch_and_bound_proof_are_certified_too(with_bab) -> None:
+    """A sample proved by branch and bound at eps is verified at every smaller swept eps; the certificate proves
+    those again with a tree as well, rather than listing them as uncertified."""
+    graph, x, y, _ = with_bab
+    opts = CertifyOptions(eps=EPS, radius=False, bab_time=60.0, sweep=(EPS * 0.98, EPS))
+    result = certify(graph, x, y, opts)
+    by_bab = [s for s in result.samples if s.method == BAB_METHOD]
+    assert by_bab and all(s.sweep_verdicts == ("verified", "verified") for s in by_bab)
+    cert = certify_certificate(str(FIXTURES / "mnist_cnn.onnx"), graph, x, result.samples, opts)
+    claimed = {c.id for c in cert.claims}
+    assert not cert.uncertified
+    assert all(f"sample {s.index} at eps {e:g}" in claimed for s in by_bab for e in opts.sweep)

@@ -143,6 +143,32 @@ def test_training_improves_sound_certification(fixture_models, data, regularizer
     assert not torch.equal(next(res.graph.parameters()), next(g.parameters())), "the input graph must be untouched"
 
 
+def test_finish_trains_the_last_span_with_its_regulariser(fixture_models, data, monkeypatch: pytest.MonkeyPatch) -> None:
+    import srp_audit.robustify as rob
+
+    used: list[str] = []
+    real = rob.regularized_loss
+
+    def spy(graph, x, y, eps, k, opt):
+        used.append(opt.regularizer)
+        return real(graph, x, y, eps, k, opt)
+
+    monkeypatch.setattr(rob, "regularized_loss", spy)
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    res = robustify(g, train.x, train.y, RobustifyOptions(eps=0.02, epochs=2, finish="ibp:25%", augment="none"))
+    assert res.steps == 12 and used == ["singleprop"] * 9 + ["ibp"] * 3
+    used.clear()
+    robustify(g, train.x, train.y, RobustifyOptions(eps=0.02, epochs=1, finish="crown-ibp:2", augment="none"))
+    assert used == ["singleprop"] * 4 + ["crown-ibp"] * 2
+
+
+@pytest.mark.parametrize("bad", ["ibp", "natural:10%", "ibp:soon", "ibp:150%"])
+def test_finish_refuses_what_it_cannot_read(bad: str) -> None:
+    with pytest.raises(UsageError, match="finish|span"):
+        RobustifyOptions(eps=0.1, finish=bad).validate()
+
+
 def test_max_time_stops_on_budget(fixture_models, data) -> None:
     g = fixture_models["mnist_mlp"]
     train, _ = data
@@ -254,6 +280,8 @@ def test_cli_robustify_pt2_and_bad_output(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "must end in .onnx or .pt2" in r.stderr
     r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "m.onnx"), "--ramp", "later"])
     assert r.exit_code == 2 and "cannot read the span" in r.stderr
+    r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "m.onnx"), "--finish", "natural:10%"])
+    assert r.exit_code == 2 and "--finish must be REGULARIZER:SPAN" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert json  # the module's JSON checks live in test_cli
 
 

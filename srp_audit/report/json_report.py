@@ -18,7 +18,8 @@ def as_dict(result: CertifyResult, model: str, meta: dict[str, Any] | None = Non
     run = {"tool_version": __version__, "model": model, "method": o.method, "device": result.device, "seed": o.seed,
            "eps": o.eps, "norm": o.norm, "sweep": list(o.sweep), "domain": list(o.domain), "radius_search": o.radius,
            "radius_tol": o.radius_tol, "attack_steps": o.attack_steps, "attack_restarts": o.attack_restarts,
-           "attack_early_stop": o.attack_early_stop, "wall_time_s": result.wall_time}
+           "attack_early_stop": o.attack_early_stop, "bab_domains": o.bab_domains, "bab_time": o.bab_time,
+           "wall_time_s": result.wall_time}
     run.update(meta or {})
     return {
         "schema_version": SCHEMA_VERSION,
