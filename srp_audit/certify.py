@@ -24,7 +24,7 @@ import torch
 from .attack import confirm_counterexamples, pgd
 from .bounds import CASCADE_METHODS, BoundMethod, get_method, interval_bounds
 from .bounds.crown import relu_inputs, unstable_neurons
-from .certify_bab import bab_applies, search_undecided
+from .certify_bab import search_undecided
 from .certify_options import CertifyOptions
 from .device import resolve_device, use_exact_float32
 from .errors import SoundnessError, UsageError
@@ -375,8 +375,7 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
         if todo.numel():
             v.record_attack(todo, *attack(todo, v.eps[todo], opt.attack_restarts, opt.seed), opt.norm)
         v.prove(prove, idx[~v.proved[idx] & torch.isinf(v.att_r[idx])], methods[1:])
-        if bab_applies(wide, opt):
-            search_undecided(v, native, wide, x64, spec, idx[~v.proved[idx] & torch.isinf(v.att_r[idx])], clean_margin, opt)
+        search_undecided(v, native, wide, x64, spec, idx[~v.proved[idx] & torch.isinf(v.att_r[idx])], clean_margin, opt)
     cert = torch.where(v.proved, v.eps, torch.zeros_like(v.eps))
     if opt.radius and idx.numel():
         # The attack radius first: a counterexample at distance d caps the certified radius below d.

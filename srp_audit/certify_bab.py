@@ -41,8 +41,8 @@ def search_undecided(v, native: Graph, wide: Graph, x64: torch.Tensor, spec: Lin
                      clean_margin: torch.Tensor, opt: CertifyOptions) -> None:
     """Branch and bound on each sample of `todo` (indices into the batch) that is `close_enough`, recording into
     the batch's verdicts `v` (`certify._Verdicts`): a proof marks it proved by BAB_METHOD with the least bound of
-    its proved domains; a confirmed counterexample is recorded as the attack's are."""
-    if not todo.numel():
+    its proved domains; a confirmed counterexample is recorded as the attack's are. Nothing when `bab_applies` does not."""
+    if not todo.numel() or not bab_applies(wide, opt):
         return
     todo = todo[close_enough(v.bound[todo], clean_margin[todo])]
     domains_at_once = max(1, v.x.shape[0])  # as many domains per bound pass as samples fit in this batch's memory
