@@ -123,6 +123,11 @@ def test_compare_flags_regressions(tmp_path: Path) -> None:
     worse["samples"][0]["verdict"] = "unknown"
     assert compare(base, worse, 0.05).regressed and not compare(base, worse, 0.2).regressed
     assert not compare(base, base).regressed
+    more = json.loads(json.dumps(base))
+    base["run"].update(bab_domains=128, bab_time=2.0)
+    more["run"].update(bab_domains=512, bab_time=2.0)
+    assert any("branch-and-bound budgets differ" in line for line in compare(base, more).lines)
+    assert not any("branch-and-bound" in line for line in compare(base, base).lines)
     (tmp_path / "a.json").write_text(json.dumps(base))
     (tmp_path / "b.json").write_text(json.dumps(worse))
     r = run("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))

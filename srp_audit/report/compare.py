@@ -66,6 +66,10 @@ def compare(old: dict, new: dict, tolerance: float = 0.0) -> Comparison:
     lines, regressed = [], False
     if so.get("method") != sn.get("method"):
         lines.append(f"note: the bound methods differ ({so.get('method')} → {sn.get('method')})")
+    budgets = [tuple(r.get("run", {}).get(k) for k in ("bab_domains", "bab_time")) for r in (old, new)]
+    if budgets[0] != budgets[1] and None not in budgets[0] + budgets[1]:
+        lines.append(f"note: the branch-and-bound budgets differ (--bab-domains/--bab-time {budgets[0][0]}/{budgets[0][1]} "
+                     f"→ {budgets[1][0]}/{budgets[1][1]}): auto proves more with more")
 
     def row(name: str, a: float, b: float, pct: bool, gate: bool) -> None:
         nonlocal regressed
