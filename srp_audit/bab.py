@@ -154,7 +154,8 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
                     max_domains: int | None = None) -> BabResult:
     """The branch and bound of `relu_bab` for one spec (typically one disjunct), from the root's bounds; every
     domain it proves is appended to `proofs`, if given. Its `lower` is the least worst-row bound of a domain proved
-    by a bound (a domain proved empty, or by the all-fixed optimisation, counts as the smallest positive float)."""
+    by a bound (one proved empty has none; one proved by the all-fixed optimisation counts as the smallest positive
+    float)."""
     pres = [p for _, p in relu_inputs(graph)]
     shapes = {p: graph.shapes[p] for p in pres}
     counter = itertools.count()
@@ -203,7 +204,7 @@ def _relu_bab_group(graph: Graph, box: InputBox, spec: LinearSpec, deadline: flo
                 path = picked[i][4] + ((p, k, sign),)
                 if child_done[j][c]:  # proved by the branching pass's sound bound
                     domains += 1
-                    lowest = min(lowest, SMALLEST_POSITIVE if bool(choice.child_empty[j, c]) else child_worst[j][c])
+                    lowest = min(lowest, math.inf if bool(choice.child_empty[j, c]) else child_worst[j][c])  # empty: no bound
                     if proofs is not None:
                         empty_c = bool(choice.child_empty[j, c])
                         proofs.append(BabProof(path, {} if empty_c else {a: v[j, c] for a, v in choice.alpha.items()},

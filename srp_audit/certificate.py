@@ -131,6 +131,13 @@ def _data_ops(model: onnx.ModelProto) -> set[str]:
     return ops
 
 
+def robustness_input_set(sample: int, x: torch.Tensor, label: int, classes: int, eps: float, domain: tuple[float, float],
+                         norm: str) -> dict:
+    """A robustness claim's input set: sample `x` (float32, as the data holds it) keeps `label` on the ball ∩ domain."""
+    return {"type": "robustness", "sample": int(sample), "x": x.detach().to(torch.float32).reshape(-1).numpy(),
+            "eps": float(eps), "norm": norm, "domain": [float(domain[0]), float(domain[1])], "label": int(label), "classes": classes}
+
+
 def flat64(a: np.ndarray | torch.Tensor) -> np.ndarray:
     """`a` as a flat float64 array (a box's bounds in a claim's input set)."""
     return np.asarray(a, dtype=np.float64).reshape(-1)
@@ -201,8 +208,7 @@ class ProofWriter:
         leaf = self.first_proof(box, spec, methods, alpha_iters)
         if leaf is None:
             return None
-        input_set = {"type": "robustness", "sample": int(sample), "x": x.detach().to(torch.float32).reshape(-1).numpy(),
-                     "eps": float(eps), "norm": norm, "domain": [float(domain[0]), float(domain[1])], "label": int(label), "classes": k}
+        input_set = robustness_input_set(sample, x, label, k, eps, domain, norm)
         return Claim(f"sample {sample} at eps {eps:g}", input_set, spec.C[0].numpy(), spec.d[0].numpy(), [list(g) for g in spec.groups], [leaf])
 
     def box_claim(self, ident: str, lower: np.ndarray, upper: np.ndarray, spec: LinearSpec, methods: Sequence[BoundMethod | str],

@@ -21,7 +21,7 @@ import torch
 
 from .bab import BabProof, BabTrace, relu_bab
 from .bounds import CASCADE_METHODS, CROWN, BoundMethod, get_method
-from .certificate import Certificate, Claim, Leaf, ProofWriter, flat64
+from .certificate import Certificate, Claim, Leaf, ProofWriter, flat64, robustness_input_set
 from .certify_bab import BAB_METHOD
 from .ir.graph import Graph
 from .spec import InputBox, LinearSpec, ball, margin_spec
@@ -182,10 +182,13 @@ def certify_certificate(model_path: str, graph: Graph, x: torch.Tensor, samples:
             if writer.reason:
                 cert.uncertified.append((ident, writer.reason))
                 continue
+            at_eps = eps == float(options.eps)
             by_bab = s.method == BAB_METHOD and eps <= float(options.eps)  # and the swept radii inside its ball
-            first = (get_method(s.method),) if s.method and s.method != BAB_METHOD and eps == float(options.eps) else ()
+            first = (get_method(s.method),) if s.method and s.method != BAB_METHOD and at_eps else ()
             methods = first + tuple(m for m in CASCADE_METHODS if m not in first)
-            claim = writer.robustness_claim(s.index, x[pos], s.label, eps, options.domain, methods, options.alpha_iters, options.norm)
+            claim = None
+            if not (by_bab and at_eps):  # at --eps the cascade already failed where branch and bound proved
+                claim = writer.robustness_claim(s.index, x[pos], s.label, eps, options.domain, methods, options.alpha_iters, options.norm)
             if claim is None and by_bab:
                 claim = _robustness_tree_claim(writer, ident, s, x[pos], eps, options)
             if claim is None:
@@ -205,7 +208,5 @@ def _robustness_tree_claim(writer: ProofWriter, ident: str, s, x: torch.Tensor, 
     claim = relu_split_claim(writer, ident, ball(x64, eps, options.domain, options.norm), spec,
                              time.perf_counter() + BAB_REPROOF * options.bab_time)
     if claim is not None:
-        claim.input_set = {"type": "robustness", "sample": int(s.index), "x": x.detach().to(torch.float32).reshape(-1).numpy(),
-                           "eps": float(eps), "norm": options.norm, "domain": [float(options.domain[0]), float(options.domain[1])],
-                           "label": int(s.label), "classes": writer.graph.num_classes}
+        claim.input_set = robustness_input_set(s.index, x, s.label, writer.graph.num_classes, eps, options.domain, options.norm)
     return claim

@@ -320,8 +320,8 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
         held_out = x_val.to(run.dev, torch.float32), cast(torch.Tensor, y_val).to(run.dev)  # y_val comes with x_val
     if opt.resume:
         run.resume()
-    sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final)
     finish = parse_finish(opt.finish, REGULARIZERS)
+    sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final, None if finish is None else finish[1])
     spe = run.steps_per_epoch
     history: list[TrainingProgress] = []
     totals = [0.0, 0.0, 0.0, 0]  # loss, clean, robust, samples since the last epoch end
@@ -333,8 +333,7 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
                 break
             eps_t, k_sched = sched.at(frac, spe, est_total)
             k_t = run.k_ada if opt.ada and run.step >= spe else k_sched if not opt.ada else 1.0
-            final = finish is not None and frac + 1e-9 >= 1 - finish[1].fraction(spe, est_total)  # (n·(1/n) rounds)
-            totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac, final))]
+            totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac, sched.finishing(frac, spe, est_total)))]
             epoch_end = run.step % spe == 0
             if opt.ada and epoch_end and held_out is not None and held_out[0].shape[0]:
                 run.adapt_k(*held_out, eps_t)

@@ -41,6 +41,12 @@ class Schedule:
     warmup: Span
     ramp: Span
     k_final: float
+    finish: Span | None = None  # the last span, trained with `--finish`'s regulariser
+
+    def finishing(self, progress: float, steps_per_epoch: int, total_steps: float) -> bool:
+        """Whether a step at this progress fraction belongs to the final phase (`--finish`)."""
+        # (n steps of 1/n each may add up to just below the boundary)
+        return self.finish is not None and progress + 1e-9 >= 1 - self.finish.fraction(steps_per_epoch, total_steps)
 
     def at(self, progress: float, steps_per_epoch: int, total_steps: float) -> tuple[float, float]:
         """(eps, K) at a progress fraction of the budget."""

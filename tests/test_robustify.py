@@ -114,6 +114,9 @@ def test_spans_and_schedule() -> None:
     eps, k = s.at(0.35, 10, 1000)
     assert eps == pytest.approx(0.05) and k == pytest.approx(0.75)
     assert s.at(0.9, 10, 1000) == pytest.approx((0.1, 0.5))
+    assert not s.finishing(0.99, 10, 1000)
+    f = Schedule(0.1, Span.parse("0"), Span.parse("50%"), 0.5, Span.parse("100"))  # the last 100 of 1 000 steps
+    assert not f.finishing(0.89, 10, 1000) and f.finishing(0.9, 10, 1000)
 
 
 # ------------------------------------------------------------------------------------------ training
