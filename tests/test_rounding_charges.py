@@ -294,13 +294,15 @@ def test_a_pad_value_float32_cannot_hold() -> None:
     assert all(lb <= Fraction(w) * Fraction(v) for lb in _lowers_of(g, lo, hi))
 
 
+@pytest.mark.parametrize("scale", [-1, 1])
 @pytest.mark.parametrize("norm", ["2", "1"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_dual_norms_of_tiny_weights_do_not_underflow(dtype: torch.dtype, norm: str) -> None:
+def test_dual_norms_of_tiny_weights_do_not_underflow(dtype: torch.dtype, norm: str, scale: int) -> None:
     """min of w·x over the unit L2 (or L1) ball is −‖w‖₂ (−max|w_i|) exactly; with w_i = 2^-80 (float32) or 2^-600
-    (float64) the squares underflow to 0, so an unscaled norm claimed the minimum was −tiny instead. The ReLU the
-    output does not use also checks that alpha-CROWN stops when no slope reaches the bound (it raised before)."""
-    e = -80 if dtype == torch.float32 else -600
+    (float64) the squares underflow to 0, so an unscaled norm claimed the minimum was −tiny instead (unsound); with
+    2^80 or 2^600 they overflow, and the bound was −inf (vacuous). The ReLU the output does not use also checks that
+    alpha-CROWN stops when no slope reaches the bound (it raised before)."""
+    e = scale * (80 if dtype == torch.float32 else 600)
     w = 2.0**e
     nodes = [("d", _dense([[w, w, w, w]], [0.0]), (INPUT,)), ("r", ops.Relu(), ("d",)), ("o", _dense([[1.0]], [0.0]), ("d",))]
     g = Graph((4,), nodes, "o").copy(dtype=dtype)
