@@ -10,7 +10,8 @@
 3. `--table`: instead of 1 and 2, the comparison table of docs/robustify.md — the CNN and the ResNet fixtures at
    eps 0.1 and 0.3, SingleProp beside IBP and CROWN-IBP fine-tuning, each for the same --max-time, then the same
    certification of the 1 000 test images at the training eps. With --write-docs it replaces the table's block in
-   docs/robustify.md. Target: SingleProp ahead (auto-certified) on every model and eps.
+   docs/robustify.md. SingleProp runs with its defaults, so `--finish auto` may train its last part with IBP (the
+   "final phase" column says what it chose). Target: SingleProp ahead (auto-certified) on every model and eps.
 Run: python benchmarks/bench_robustify.py [--steps-only | --table] [--max-time S] [--runs singleprop/fastlin,ibp,...]
 """
 
@@ -64,7 +65,7 @@ def step_costs(graph, x, y) -> list[list]:
 
 def one_run(graph, train, test, eps: float, run: str, max_time: float) -> list:
     """Robustify with `run` (regulariser[/variant]) for `max_time` seconds, then certify `test` at `eps` with IBP and
-    `auto`: [run, train time, steps, clean, IBP-certified, auto-certified, falsified, auto's time]."""
+    `auto`: [run, train time, steps, final phase, clean, IBP-certified, auto-certified, falsified, auto's time]."""
     reg, _, var = run.partition("/")
     opts = RobustifyOptions(eps=eps, max_time=max_time, regularizer=reg, variant=var or "fastlin", val_split=0.0, device="cpu")
     t0 = time.perf_counter()
@@ -74,7 +75,9 @@ def one_run(graph, train, test, eps: float, run: str, max_time: float) -> list:
     t1 = time.perf_counter()
     auto = certify(res.graph, test.x, test.y, CertifyOptions(eps=eps, method="auto", radius=False, device="cpu"))
     auto_s = time.perf_counter() - t1
-    return [run, f"{train_s:.0f} s", res.steps, f"{100 * ibp.clean_accuracy:.1f} %", f"{100 * ibp.certified_accuracy:.1f} %",
+    choice = res.finish_choice
+    final = "—" if choice is None else f"IBP from step {choice.step}" if choice.finish else "none"
+    return [run, f"{train_s:.0f} s", res.steps, final, f"{100 * ibp.clean_accuracy:.1f} %", f"{100 * ibp.certified_accuracy:.1f} %",
             f"{100 * auto.certified_accuracy:.1f} %", auto.count("falsified"), f"{auto_s:.0f} s"]
 
 
@@ -82,7 +85,7 @@ def quality(graph, train, test, max_time: float, runs: list[str]) -> list[list]:
     rows = []
     for run in runs:
         rows.append(one_run(graph, train, test, EPS, run, max_time))
-        print(tabulate([rows[-1]], tablefmt="plain"), flush=True)
+        print(tabulate([rows[-1]], tablefmt="plain"), file=sys.stderr, flush=True)  # progress, outside the recorded block
     return rows
 
 
@@ -103,13 +106,13 @@ def comparison_table(test_path, max_time: float) -> None:
             group = []
             for run in TABLE_RUNS:
                 row = [label, eps, *one_run(graph, train, test, eps, run, max_time)]
-                print(tabulate([row], tablefmt="plain"), flush=True)
+                print(tabulate([row], tablefmt="plain"), file=sys.stderr, flush=True)  # progress, outside the recorded block
                 group.append(row)
-            best = max(group, key=lambda r: (float(r[7].rstrip(" %")), -r[8]))
+            best = max(group, key=lambda r: (float(r[8].rstrip(" %")), -r[9]))
             leaders.append(f"{label} eps {eps}: {best[2]}")
             rows += group
     print()
-    print(tabulate(rows, headers=["model", "eps", "regulariser", "train", "steps", "clean", "IBP cert.", "auto cert.", "falsified",
+    print(tabulate(rows, headers=["model", "eps", "regulariser", "train", "steps", "final phase", "clean", "IBP cert.", "auto cert.", "falsified",
                                   "auto time"], tablefmt="github"))
     print(f"\nbudget {max_time:.0f} s each, from the naturally trained fixture, 4 000 training images, test: the 1 000 MNIST test "
           "images certified at the training eps")
@@ -142,7 +145,8 @@ def main() -> None:
         return
     test = load_samples(str(test_path), graph.input_shape, 10)
     rows = quality(graph, train, test, max_time, runs)
-    print(tabulate(rows, headers=["regulariser", "train", "steps", "clean", "IBP cert.", "auto cert.", "falsified", "auto time"], tablefmt="github"))
+    print(tabulate(rows, headers=["regulariser", "train", "steps", "final phase", "clean", "IBP cert.", "auto cert.", "falsified",
+                                  "auto time"], tablefmt="github"))
     print(f"eps {EPS}, budget {max_time:.0f} s, test: first 1 000 MNIST test images; targets: IBP ≥ 90 %, auto ≥ 95 %, clean ≥ 97 %")
 
 

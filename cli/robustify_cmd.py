@@ -52,8 +52,9 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
               help="Search certified radii in the audit (about 5× its cost; default: on, off with --max-time).")
 @click.option("--augment", default="auto", show_default=True,
               help="Move each training image by a random offset of up to N pixels: shift:N, none, or auto (shift:1 on images).")
-@click.option("--finish", default="none", show_default=True,
-              help="Train the last SPAN with another regulariser, REG:SPAN (ibp:50%: the last half with IBP), or none.")
+@click.option("--finish", default="auto", show_default=True,
+              help="Train the last SPAN with another regulariser, REG:SPAN (ibp:50%: the last half with IBP), none, or auto: "
+                   "after the ramp, IBP if it certifies far more than SingleProp estimates robust.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, help="Save a checkpoint (OUTPUT.ckpt) every N steps.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.ckpt.")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True)
@@ -140,6 +141,8 @@ def _print_report(run, model: str, output: str, audit_name: str, regularizer: st
         rows.append(("mean certified radius", f"{before.radii().mean():.4f}", f"{after.radii().mean():.4f}"))
     budget = f"{result.steps} steps, {result.epochs:.1f} epochs, {result.elapsed:.0f} s"
     click.echo(f"srp-audit robustify {model} → {output}  ({regularizer}{'/' + variant if regularizer == 'singleprop' else ''}, {budget})")
+    if result.finish_choice is not None:
+        click.echo(result.finish_choice.describe())
     click.echo(f"audit: {audit_name}")
     click.echo(tabulate(rows, headers=["", "before", "after"], tablefmt="simple"))
     click.echo(f"wrote {output}")

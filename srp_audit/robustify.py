@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import cast
 
 import torch
@@ -27,8 +27,9 @@ from .bounds.ibp import interval_bounds
 from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
 from .checkpoint import check_resumable, model_fingerprint, save_checkpoint, settings_of
 from .errors import UsageError
+from .finish_rule import FINISH_REGULARIZER, SAMPLES, FinishChoice, robust_counts
 from .ir.graph import Graph
-from .schedule import Schedule, Span, lr_factor, parse_finish
+from .schedule import AUTO_FINISH, Schedule, Span, lr_factor, parse_finish
 from .shards import BatchStream, Shards
 from .slots import batch_slots
 from .spec import check_radius, linf_ball, margin_spec
@@ -61,7 +62,7 @@ class RobustifyOptions:
     checkpoint_path: str | None = None
     resume: bool = False
     augment: str = "auto"  # random shifts of image batches (`augment.py`): auto, none or shift:N
-    finish: str = "none"  # a final phase with another regulariser, REG:SPAN (ibp:50%), or none
+    finish: str = AUTO_FINISH  # a final phase with another regulariser: REG:SPAN (ibp:50%), auto (`finish_rule.py`) or none
 
     def validate(self) -> None:
         check_radius(self.eps, "--eps")
@@ -80,6 +81,11 @@ class RobustifyOptions:
         Span.parse(self.warmup), Span.parse(self.ramp)
         check_augment(self.augment)
         parse_finish(self.finish, REGULARIZERS)
+
+    @property
+    def auto_finish(self) -> bool:
+        """Whether the rule of `finish_rule.py` decides, at the end of the ramp, how the run finishes."""
+        return self.finish.strip().lower() == AUTO_FINISH and self.regularizer == "singleprop"
 
 
 def refuse_fixed_batch(graph: Graph) -> None:
@@ -117,6 +123,7 @@ class RobustifyResult:
     final_k: float
     history: list[TrainingProgress] = field(default_factory=list)
     stopped_by: str = "epochs"  # which budget ended the run: 'epochs' or 'time'
+    finish_choice: FinishChoice | None = None  # what `--finish auto` saw and chose, once the ramp ended
 
 
 
@@ -174,7 +181,8 @@ class _Objective(torch.nn.Module):
         self.graph = graph
         self.opt = opt
         finish = parse_finish(opt.finish, REGULARIZERS)
-        self.final_opt = opt if finish is None else replace(opt, regularizer=finish[0])  # the --finish phase's
+        final = FINISH_REGULARIZER if opt.auto_finish else None if finish is None else finish[0]
+        self.final_opt = opt if final is None else replace(opt, regularizer=final)  # the --finish phase's
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, eps: float, k_weight: float, scale: float, final: bool = False):
         loss, clean, robust, _ = regularized_loss(self.graph, x, y, eps, k_weight, self.final_opt if final else self.opt)
@@ -224,6 +232,7 @@ class _Run:
         torch.manual_seed(opt.seed)
         self.step, self.elapsed_before, self.k_ada = 0, 0.0, 1.0
         self.stream: BatchStream | None = None  # set by `feed`
+        self.finish_choice: FinishChoice | None = None  # set at the end of the ramp under --finish auto
         self.start = time.perf_counter()
 
     def release(self) -> None:
@@ -247,6 +256,8 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed_before, self.k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
         self.gen.set_state(state["data_rng"])
+        choice = state.get("finish_choice")  # (absent from checkpoints before --finish auto)
+        self.finish_choice = FinishChoice(**choice) if choice else None
         torch.set_rng_state(state["torch_rng"])
         assert self.stream is not None  # fed before resuming
         self.stream.restore(state)
@@ -258,7 +269,8 @@ class _Run:
             return
         save_checkpoint({"version": 1, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
                       "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed(),
-                      "k_ada": self.k_ada, "data_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                      "k_ada": self.k_ada, "finish_choice": asdict(self.finish_choice) if self.finish_choice else None,
+                      "data_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                       **(self.stream.state() if self.stream is not None else {}),
                       "options": settings_of(self.opt)}, self.opt.checkpoint_path)
 
@@ -298,6 +310,31 @@ class _Run:
         b = yb.numel()
         return float(loss.detach()) * b, float((clean.argmax(1) == yb).sum()), float(robust.sum()), b
 
+    def in_final_phase(self, sched: Schedule, frac: float, est_total: float, eps: float,
+                       held_out: tuple[torch.Tensor, torch.Tensor] | None) -> bool:
+        """Whether the next step trains with the final phase's regulariser: `--finish REG:SPAN`'s span, or under
+        `--finish auto` what the rule chose once the ramp ended (it chooses at the first step there)."""
+        if not self.opt.auto_finish:
+            return sched.finishing(frac, self.steps_per_epoch, est_total)
+        if self.finish_choice is None and frac + 1e-9 >= sched.ramp_end(self.steps_per_epoch, est_total):
+            self.choose_finish(held_out, eps)
+        return self.finish_choice is not None and self.finish_choice.finish
+
+    def choose_finish(self, held_out: tuple[torch.Tensor, torch.Tensor] | None, eps: float) -> None:
+        """`--finish auto`'s choice at the end of the ramp, on up to `SAMPLES` held-out samples (else on as many
+        training samples from the stream), counted over every rank."""
+        if held_out is not None and held_out[0].shape[0]:
+            x, y = held_out[0][:SAMPLES], held_out[1][:SAMPLES]  # the same on every rank
+        else:
+            assert self.stream is not None  # fed before training
+            parts = [self.stream.next(self.world, self.rank)[:2] for _ in range(max(1, math.ceil(SAMPLES / self.opt.batch_size)))]
+            x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        counts = torch.tensor([*robust_counts(self.model, x, y, eps, self.opt.variant, self.opt.domain, self.opt.batch_size),
+                               x.shape[0]], dtype=torch.float64, device=self.dev)
+        if self.distributed and not (held_out is not None and held_out[0].shape[0]):
+            torch.distributed.all_reduce(counts)
+        self.finish_choice = FinishChoice(float(counts[0]), float(counts[1]), float(counts[2]), self.step)
+
     def adapt_k(self, x_val: torch.Tensor, y_val: torch.Tensor, eps: float) -> None:
         """The adaptive K from held-out losses at the current eps (the same on every rank)."""
         self.model.eval()
@@ -333,7 +370,8 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
                 break
             eps_t, k_sched = sched.at(frac, spe, est_total)
             k_t = run.k_ada if opt.ada and run.step >= spe else k_sched if not opt.ada else 1.0
-            totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac, sched.finishing(frac, spe, est_total)))]
+            final = run.in_final_phase(sched, frac, est_total, eps_t, held_out)
+            totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac, final))]
             epoch_end = run.step % spe == 0
             if opt.ada and epoch_end and held_out is not None and held_out[0].shape[0]:
                 run.adapt_k(*held_out, eps_t)
@@ -358,4 +396,4 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
     finally:
         run.release()
     run.model.eval()
-    return RobustifyResult(run.model, run.step, run.step / spe, run.elapsed(), eps_t, k_t, history, leader)
+    return RobustifyResult(run.model, run.step, run.step / spe, run.elapsed(), eps_t, k_t, history, leader, run.finish_choice)

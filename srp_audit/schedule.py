@@ -48,6 +48,10 @@ class Schedule:
         # (n steps of 1/n each may add up to just below the boundary)
         return self.finish is not None and progress + 1e-9 >= 1 - self.finish.fraction(steps_per_epoch, total_steps)
 
+    def ramp_end(self, steps_per_epoch: int, total_steps: float) -> float:
+        """The progress fraction where eps reaches its target (after the warm-up and the ramp)."""
+        return self.warmup.fraction(steps_per_epoch, total_steps) + self.ramp.fraction(steps_per_epoch, total_steps)
+
     def at(self, progress: float, steps_per_epoch: int, total_steps: float) -> tuple[float, float]:
         """(eps, K) at a progress fraction of the budget."""
         w = self.warmup.fraction(steps_per_epoch, total_steps)
@@ -63,12 +67,17 @@ def lr_factor(progress: float) -> float:
     return 1.0 if progress < 0.8 else 0.1 if progress < 0.9 else 0.01
 
 
+AUTO_FINISH = "auto"
+"""`--finish auto`: decided at the end of the ramp (`finish_rule.py`)."""
+
+
 def parse_finish(text: str, regularizers: tuple[str, ...]) -> tuple[str, Span] | None:
-    """`--finish REG:SPAN` (ibp:50%: the last half of the budget with IBP), or None for 'none'."""
+    """`--finish REG:SPAN` (ibp:50%: the last half of the budget with IBP), or None for 'none' and for 'auto' (whose
+    phase is not known before the run: `finish_rule.py`)."""
     t = str(text).strip().lower()
-    if t in ("", "none"):
+    if t in ("", "none", AUTO_FINISH):
         return None
     reg, sep, span = t.partition(":")
     if reg not in regularizers or not sep:
-        raise UsageError(f"--finish must be REGULARIZER:SPAN with one of {', '.join(regularizers)} (ibp:50%), or none; got {text!r}")
+        raise UsageError(f"--finish must be REGULARIZER:SPAN with one of {', '.join(regularizers)} (ibp:50%), auto or none; got {text!r}")
     return reg, Span.parse(span)

@@ -166,6 +166,76 @@ def test_finish_trains_the_last_span_with_its_regulariser(fixture_models, data, 
     assert used == ["singleprop"] * 4 + ["crown-ibp"] * 2
 
 
+@pytest.mark.parametrize(("counts", "finishes"), [((100.0, 400.0), True), ((450.0, 460.0), False)])
+def test_finish_auto_decides_once_the_ramp_ends(fixture_models, data, monkeypatch: pytest.MonkeyPatch,
+                                                counts: tuple[float, float], finishes: bool) -> None:
+    """`--finish auto` (the default): at the first step past the ramp, IBP for the rest when IBP certifies far more
+    than SingleProp estimates robust (here 80 % vs 20 %), SingleProp on when they are close."""
+    import srp_audit.robustify as rob
+
+    used: list[str] = []
+    real = rob.regularized_loss
+
+    def spy(graph, x, y, eps, k, opt):
+        used.append(opt.regularizer)
+        return real(graph, x, y, eps, k, opt)
+
+    seen: list[float] = []
+
+    def counted(graph, x, y, eps, variant, domain, batch):
+        seen.append(eps)
+        return counts
+
+    monkeypatch.setattr(rob, "regularized_loss", spy)
+    monkeypatch.setattr(rob, "robust_counts", counted)
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    res = robustify(g, train.x, train.y, RobustifyOptions(eps=0.02, epochs=2, augment="none"))  # 12 steps, ramp 50 %
+    assert seen == [pytest.approx(0.02)], "chosen once, at the training eps"
+    assert res.finish_choice is not None and res.finish_choice.step == 6 and res.finish_choice.finish is finishes
+    assert used == ["singleprop"] * 6 + ["ibp" if finishes else "singleprop"] * 6
+    assert ("the rest trained with IBP" if finishes else "SingleProp kept") in res.finish_choice.describe()
+    for other in (RobustifyOptions(eps=0.02, epochs=2, regularizer="ibp"), RobustifyOptions(eps=0.02, epochs=2, finish="none"),
+                  RobustifyOptions(eps=0.02, epochs=2, ramp="100%")):
+        assert robustify(g, train.x, train.y, other).finish_choice is None
+
+
+def test_finish_auto_counts_what_singleprop_and_ibp_say(fixture_models, data) -> None:
+    """The rule's counts: at eps 0 both are the correctly classified samples; at any eps, IBP certifies only
+    correctly classified samples and never more than a larger eps's superset would lose."""
+    from srp_audit.finish_rule import robust_counts
+
+    g = fixture_models["mnist_mlp"].copy()
+    _, held = data
+    x, y = held.x[:60].float(), held.y[:60]
+    correct = float((g.logits(x).argmax(1) == y).sum())
+    assert robust_counts(g, x, y, 0.0, "fastlin", (0.0, 1.0), 25) == (correct, correct)
+    small, large = robust_counts(g, x, y, 0.01, "fastlin", (0.0, 1.0), 25), robust_counts(g, x, y, 0.05, "fastlin", (0.0, 1.0), 7)
+    assert correct >= small[1] >= large[1] and correct >= small[0] >= large[0]
+    assert small[1] > 0 and large[1] < correct, "the fixture is robust at 0.01 on some samples, not on all at 0.05"
+
+
+def test_finish_auto_choice_survives_a_resume(fixture_models, data, tmp_path: Path) -> None:
+    """A run resumed from a checkpoint written after the choice keeps it (it is not taken again)."""
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    full = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=1))
+    ckpt = str(tmp_path / "run.ckpt")
+
+    def interrupt(p):
+        if p.step >= 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=1, checkpoint_every=8, checkpoint_path=ckpt),
+                  progress=interrupt)
+    assert torch.load(ckpt, weights_only=True)["finish_choice"]["step"] == 6
+    resumed = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=1, checkpoint_path=ckpt, resume=True))
+    assert resumed.finish_choice == full.finish_choice
+    for a, b in zip(full.graph.parameters(), resumed.graph.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", ["ibp", "natural:10%", "ibp:soon", "ibp:150%"])
 def test_finish_refuses_what_it_cannot_read(bad: str) -> None:
     with pytest.raises(UsageError, match="finish|span"):
