@@ -48,9 +48,9 @@ def _changed_settings(saved: dict, now: dict) -> list[str]:
     return [f"{_flag(k)} {then[k]!r} then, {now[k]!r} now" for k in _RUN_SETTINGS if then[k] != now[k]]
 
 
-def check_resumable(opt: Any, fingerprint: str, device: torch.device | str = "cpu") -> dict:
-    """The checkpoint `opt.resume` asks for, after checking it is ours, of this model and of these settings (a
-    `UsageError` otherwise, so a CLI can check it before any work)."""
+def check_resumable(opt: Any, fingerprint: str, device: torch.device | str = "cpu", samples: int | None = None) -> dict:
+    """The checkpoint `opt.resume` asks for, after checking it is ours, of this model, of these settings and (when
+    given) of as many training samples (a `UsageError` otherwise, so a CLI can check it before any work)."""
     ckpt = opt.checkpoint_path
     if not ckpt or not os.path.exists(ckpt):
         raise UsageError(f"--resume: no checkpoint at {ckpt!r}; run with --checkpoint-every N first")
@@ -61,6 +61,9 @@ def check_resumable(opt: Any, fingerprint: str, device: torch.device | str = "cp
     if changed:
         raise UsageError(f"checkpoint {ckpt!r} was made with other settings ({'; '.join(changed)}): resume with the "
                          "same settings, or remove the checkpoint to start afresh")
+    if samples is not None and state.get("samples", samples) != samples:  # (not recorded before: not checked)
+        raise UsageError(f"checkpoint {ckpt!r} was made with {state['samples']} training samples, --data now gives {samples}: "
+                         "resume with the same --data and --val-split, or remove the checkpoint to start afresh")
     return state
 
 

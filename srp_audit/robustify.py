@@ -251,7 +251,7 @@ class _Run:
 
     def resume(self) -> None:
         """Restore the state saved by `save` (checked by `check_resumable`: ours, this model, these settings)."""
-        state = check_resumable(self.opt, self.fingerprint, self.dev)
+        state = check_resumable(self.opt, self.fingerprint, self.dev, self.n)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed_before, self.k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
@@ -267,7 +267,7 @@ class _Run:
         """Checkpoint everything `resume` needs (rank 0 only), atomically."""
         if self.rank != 0 or not self.opt.checkpoint_path:
             return
-        save_checkpoint({"version": 1, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
+        save_checkpoint({"version": 1, "fingerprint": self.fingerprint, "samples": self.n, "model": self.model.state_dict(),
                       "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed(),
                       "k_ada": self.k_ada, "finish_choice": asdict(self.finish_choice) if self.finish_choice else None,
                       "data_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -310,28 +310,26 @@ class _Run:
         b = yb.numel()
         return float(loss.detach()) * b, float((clean.argmax(1) == yb).sum()), float(robust.sum()), b
 
-    def in_final_phase(self, sched: Schedule, frac: float, est_total: float, eps: float,
-                       held_out: tuple[torch.Tensor, torch.Tensor] | None) -> bool:
+    def in_final_phase(self, sched: Schedule, frac: float, est_total: float, eps: float) -> bool:
         """Whether the next step trains with the final phase's regulariser: `--finish REG:SPAN`'s span, or under
-        `--finish auto` what the rule chose once the ramp ended (it chooses at the first step there)."""
+        `--finish auto` what the rule chose at the first step past the ramp with eps at its target (not at step 0,
+        whose total is not yet estimated)."""
         if not self.opt.auto_finish:
             return sched.finishing(frac, self.steps_per_epoch, est_total)
-        if self.finish_choice is None and frac + 1e-9 >= sched.ramp_end(self.steps_per_epoch, est_total):
-            self.choose_finish(held_out, eps)
+        if (self.finish_choice is None and self.step > 0 and eps >= self.opt.eps
+                and frac + 1e-9 >= sched.ramp_end(self.steps_per_epoch, est_total)):
+            self.choose_finish(eps)
         return self.finish_choice is not None and self.finish_choice.finish
 
-    def choose_finish(self, held_out: tuple[torch.Tensor, torch.Tensor] | None, eps: float) -> None:
-        """`--finish auto`'s choice at the end of the ramp, on up to `SAMPLES` held-out samples (else on as many
-        training samples from the stream), counted over every rank."""
-        if held_out is not None and held_out[0].shape[0]:
-            x, y = held_out[0][:SAMPLES], held_out[1][:SAMPLES]  # the same on every rank
-        else:
-            assert self.stream is not None  # fed before training
-            parts = [self.stream.next(self.world, self.rank)[:2] for _ in range(max(1, math.ceil(SAMPLES / self.opt.batch_size)))]
-            x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    def choose_finish(self, eps: float) -> None:
+        """`--finish auto`'s choice on about `SAMPLES` training samples (whole batches, at most one pass) read ahead
+        in the stream, which is then rewound, so they are trained on as usual; never held-out samples, which the
+        audit draws from. Counted over every rank."""
+        assert self.stream is not None  # fed before training
+        x, y = self.stream.peek(min(math.ceil(SAMPLES / self.opt.batch_size), self.steps_per_epoch), self.world, self.rank)
         counts = torch.tensor([*robust_counts(self.model, x, y, eps, self.opt.variant, self.opt.domain, self.opt.batch_size),
                                x.shape[0]], dtype=torch.float64, device=self.dev)
-        if self.distributed and not (held_out is not None and held_out[0].shape[0]):
+        if self.distributed:
             torch.distributed.all_reduce(counts)
         self.finish_choice = FinishChoice(float(counts[0]), float(counts[1]), float(counts[2]), self.step)
 
@@ -370,7 +368,7 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
                 break
             eps_t, k_sched = sched.at(frac, spe, est_total)
             k_t = run.k_ada if opt.ada and run.step >= spe else k_sched if not opt.ada else 1.0
-            final = run.in_final_phase(sched, frac, est_total, eps_t, held_out)
+            final = run.in_final_phase(sched, frac, est_total, eps_t)
             totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac, final))]
             epoch_end = run.step % spe == 0
             if opt.ada and epoch_end and held_out is not None and held_out[0].shape[0]:

@@ -125,7 +125,7 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     torchrun every rank trains its slice of each batch and rank 0 audits and writes (other ranks return None).
     Raises `robustify.Interrupted` on Ctrl-C (after saving a checkpoint when checkpoints are on); nothing is written then."""
     if opts.resume:  # a checkpoint that cannot be resumed is refused before the first audit
-        check_resumable(opts, model_fingerprint(graph))
+        check_resumable(opts, model_fingerprint(graph), samples=len(data.fit))
     d = init_from_env(opts.device)
     if d is not None:
         opts.device = str(d.device)

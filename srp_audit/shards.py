@@ -129,6 +129,17 @@ class BatchStream:
         idx = torch.tensor_split(batch, world)[rank].to(self.x.device)
         return self.x[idx], self.y[idx], batch.numel()
 
+    def peek(self, batches: int, world: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's slices of the next `batches` batches, concatenated, without moving on: the stream and its
+        generator are rewound afterwards (on Ctrl-C too, so a checkpoint saved then resumes exactly)."""
+        saved, rng = self.state(), self.gen.get_state()
+        try:
+            parts = [self.next(world, rank)[:2] for _ in range(batches)]
+        finally:
+            self.restore(saved)
+            self.gen.set_state(rng)
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
     def state(self) -> dict:
         return {"order": self.order, "pos": self.pos, "shard_order": self.shard_order, "shard_pos": self.shard_pos}
 

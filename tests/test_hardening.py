@@ -134,6 +134,11 @@ def test_checkpoints_resume_only_their_own_run_and_go_when_it_ends(tmp_path: Pat
     run_.save()
     r = _robustify(tmp_path, "--resume")
     assert r.exit_code == 2 and "other settings" in r.stderr and "--eps 0.05 then, 0.01 now" in r.stderr, r.output
+    # and one of the same settings made on other data (another number of training samples) too, in one line
+    _Run(graph, 10, RobustifyOptions(eps=0.01, epochs=0.05, checkpoint_path=str(tmp_path / "out.onnx.ckpt"), checkpoint_every=1)).save()
+    r = _robustify(tmp_path, "--resume")
+    assert r.exit_code == 2 and "was made with 10 training samples, --data now gives 3600" in r.stderr, r.output
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_fine_tuning_that_wrecks_the_model_is_warned_about() -> None:

@@ -200,6 +200,54 @@ def test_finish_auto_decides_once_the_ramp_ends(fixture_models, data, monkeypatc
         assert robustify(g, train.x, train.y, other).finish_choice is None
 
 
+@pytest.mark.parametrize("schedule", [{"epochs": 2, "ramp": "0"}, {"epochs": 2, "warmup": "3", "ramp": "0"},
+                                      {"max_time": 3.0, "ramp": "10"}, {"max_time": 3.0, "ramp": "1ep"}])
+def test_finish_auto_chooses_at_the_target_eps_after_step_0(fixture_models, data, monkeypatch: pytest.MonkeyPatch,
+                                                            schedule: dict) -> None:
+    """A ramp of 0 reaches the target eps only after the warm-up's last step, and under --max-time a ramp in steps
+    or epochs ends at an estimated step (unknown at step 0): the rule waits for both."""
+    import srp_audit.robustify as rob
+
+    seen: list[tuple[float, int]] = []
+    monkeypatch.setattr(rob, "robust_counts", lambda graph, x, *a: (seen.append((a[1], 0)), (1.0, 1.0))[1])
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    res = robustify(g, train.x, train.y, RobustifyOptions(eps=0.02, augment="none", **schedule))
+    assert seen == [(pytest.approx(0.02), 0)] and res.finish_choice is not None and res.finish_choice.step > 0
+
+
+def test_finish_auto_interrupted_while_choosing_resumes_exactly(fixture_models, data, monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    """The rule reads its samples ahead in the stream and rewinds it, on Ctrl-C too: a checkpoint saved then
+    resumes to the uninterrupted run, which trains on those samples as usual."""
+    import srp_audit.robustify as rob
+
+    g = fixture_models["mnist_mlp"]
+    train, _ = data
+    full = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=2))
+    real, calls = rob.robust_counts, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(rob, "robust_counts", interrupted)
+    ckpt = str(tmp_path / "run.ckpt")
+    with pytest.raises(Interrupted):
+        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=2, checkpoint_every=100, checkpoint_path=ckpt))
+    resumed = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=2, checkpoint_path=ckpt, resume=True))
+    assert len(calls) == 2 and resumed.finish_choice == full.finish_choice
+    for a, b in zip(full.graph.parameters(), resumed.graph.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(Interrupted):  # and a checkpoint of other data is refused, naming the sizes
+        calls.clear()
+        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=2, checkpoint_every=100, checkpoint_path=ckpt))
+    with pytest.raises(UsageError, match="made with 600 training samples, --data now gives 30"):
+        robustify(g, train.x[:30], train.y[:30], RobustifyOptions(eps=0.05, epochs=2, seed=2, checkpoint_path=ckpt, resume=True))
+
+
 def test_finish_auto_counts_what_singleprop_and_ibp_say(fixture_models, data) -> None:
     """The rule's counts: at eps 0 both are the correctly classified samples; at any eps, IBP certifies only
     correctly classified samples and never more than a larger eps's superset would lose."""
