@@ -263,27 +263,6 @@ def test_finish_auto_counts_what_singleprop_and_ibp_say(fixture_models, data) ->
     assert small[1] > 0 and large[1] < correct, "the fixture is robust at 0.01 on some samples, not on all at 0.05"
 
 
-def test_finish_auto_choice_survives_a_resume(fixture_models, data, tmp_path: Path) -> None:
-    """A run resumed from a checkpoint written after the choice keeps it (it is not taken again)."""
-    g = fixture_models["mnist_mlp"]
-    train, _ = data
-    full = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=1))
-    ckpt = str(tmp_path / "run.ckpt")
-
-    def interrupt(p):
-        if p.step >= 9:
-            raise KeyboardInterrupt
-
-    with pytest.raises(Interrupted):
-        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=1, checkpoint_every=8, checkpoint_path=ckpt),
-                  progress=interrupt)
-    assert torch.load(ckpt, weights_only=True)["finish_choice"]["step"] == 6
-    resumed = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=2, seed=1, checkpoint_path=ckpt, resume=True))
-    assert resumed.finish_choice == full.finish_choice
-    for a, b in zip(full.graph.parameters(), resumed.graph.parameters()):
-        assert torch.allclose(a, b, atol=1e-5)
-
-
 @pytest.mark.parametrize("bad", ["ibp", "natural:10%", "ibp:soon", "ibp:150%"])
 def test_finish_refuses_what_it_cannot_read(bad: str) -> None:
     with pytest.raises(UsageError, match="finish|span"):
@@ -305,20 +284,28 @@ def test_ada_k_adapts_after_the_first_epoch(fixture_models, data) -> None:
     assert ks[0] == 1.0 and 0 < ks[-1] < 1
 
 
-def test_checkpoint_and_resume_match_an_uninterrupted_run(fixture_models, data, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("epochs", "every", "chosen"), [(4, 5, None), (2, 8, 6)])
+def test_checkpoint_and_resume_match_an_uninterrupted_run(fixture_models, data, tmp_path: Path, epochs: int, every: int,
+                                                          chosen: int | None) -> None:
+    """Interrupted at the first progress report from step 9 on (step 12: reports come at epoch ends here), before
+    `--finish auto`'s choice (4 epochs: chosen just after) or after it (2 epochs: chosen at step 6, kept in the
+    checkpoint, not taken again)."""
     g = fixture_models["mnist_mlp"]
     train, _ = data
-    full = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=4, seed=3))
+    full = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=epochs, seed=3))
     ckpt = str(tmp_path / "run.ckpt")
 
     def interrupt(p):
-        if p.step >= 9:  # mid-epoch: the resumed run must continue the same permutation
+        if p.step >= 9:
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted):
-        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=4, seed=3, checkpoint_every=5, checkpoint_path=ckpt),
+        robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=epochs, seed=3, checkpoint_every=every, checkpoint_path=ckpt),
                   progress=interrupt)
-    resumed = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=4, seed=3, checkpoint_path=ckpt, resume=True))
+    saved = torch.load(ckpt, weights_only=True)["finish_choice"]
+    assert (saved and saved["step"]) == chosen
+    resumed = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, epochs=epochs, seed=3, checkpoint_path=ckpt, resume=True))
+    assert resumed.finish_choice == full.finish_choice and full.finish_choice is not None
     for a, b in zip(full.graph.parameters(), resumed.graph.parameters()):
         assert torch.allclose(a, b, atol=1e-5)
 
