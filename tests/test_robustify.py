@@ -269,11 +269,18 @@ def test_finish_refuses_what_it_cannot_read(bad: str) -> None:
         RobustifyOptions(eps=0.1, finish=bad).validate()
 
 
-def test_max_time_stops_on_budget(fixture_models, data) -> None:
+def test_max_time_stops_on_budget(fixture_models, data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock that reads 10 ms later at every look (so the test does not depend on this machine's speed), a
+    1.5 s budget ends the run at its first look past 1.5 s, with eps at its target."""
+    import srp_audit.robustify as rob
+
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(rob.time, "perf_counter", lambda: 0.01 * next(ticks))
     g = fixture_models["mnist_mlp"]
     train, _ = data
     res = robustify(g, train.x, train.y, RobustifyOptions(eps=0.05, max_time=1.5))
-    assert 1.4 <= res.elapsed <= 4 and res.steps > 5 and res.final_eps == pytest.approx(0.05, rel=0.05)
+    assert res.stopped_by == "time" and 1.5 <= res.elapsed <= 1.6 and res.steps > 5
+    assert res.final_eps == pytest.approx(0.05, rel=0.05)
 
 
 def test_ada_k_adapts_after_the_first_epoch(fixture_models, data) -> None:
