@@ -87,6 +87,11 @@ class RobustifyOptions:
         """Whether the rule of `finish_rule.py` decides, at the end of the ramp, how the run finishes."""
         return self.finish.strip().lower() == AUTO_FINISH and self.regularizer == "singleprop"
 
+    def final_phase(self) -> tuple[str | None, Span | None]:
+        """(final phase's regulariser, span): REG:SPAN's; under auto IBP, its span chosen in the run; else (None, None)."""
+        finish = parse_finish(self.finish, REGULARIZERS)
+        return (FINISH_REGULARIZER, None) if self.auto_finish else (None, None) if finish is None else finish
+
 
 def refuse_fixed_batch(graph: Graph) -> None:
     """A model read with a fixed batch of B > 1 slots (`slots.batch_slots`) cannot be trained one sample at a time
@@ -180,8 +185,7 @@ class _Objective(torch.nn.Module):
         super().__init__()
         self.graph = graph
         self.opt = opt
-        finish = parse_finish(opt.finish, REGULARIZERS)
-        final = FINISH_REGULARIZER if opt.auto_finish else None if finish is None else finish[0]
+        final = opt.final_phase()[0]
         self.final_opt = opt if final is None else replace(opt, regularizer=final)  # the --finish phase's
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, eps: float, k_weight: float, scale: float, final: bool = False):
@@ -355,8 +359,7 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
         held_out = x_val.to(run.dev, torch.float32), cast(torch.Tensor, y_val).to(run.dev)  # y_val comes with x_val
     if opt.resume:
         run.resume()
-    finish = parse_finish(opt.finish, REGULARIZERS)
-    sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final, None if finish is None else finish[1])
+    sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final, opt.final_phase()[1])
     spe = run.steps_per_epoch
     history: list[TrainingProgress] = []
     totals = [0.0, 0.0, 0.0, 0]  # loss, clean, robust, samples since the last epoch end
