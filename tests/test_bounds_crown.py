@@ -554,3 +554,99 @@ def test_rounding_of_a_lines_op_without_a_line_family_on_a_sample_subset() -> No
     res = crown_bounds(graph, InputBox(x - 0.1, x + 0.1), margin_spec(torch.tensor([0, 1, 0]), 2), "crown")
     sub = res.ctx.select(torch.tensor([0, 2]))
     assert torch.equal(graph.node("f").crown_rounding(sub, "f"), graph.node("f").crown_rounding(res.ctx, "f")[[0, 2]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_patches_dense_places_each_window_at_its_corner_and_drops_what_falls_off_the_map(seed: int) -> None:
+    """`Patches.dense` against a loop over rows and window entries: windows larger than the map, corners far
+    outside it (negative offsets, strides past its end) included."""
+    from srp_audit.kernel.patches import Grid, Patches
+
+    gen = torch.Generator().manual_seed(seed)
+    n, r, c = (int(v) for v in torch.randint(1, 3, (3,), generator=gen))
+    ph, pw, h, w, ht, wt, sh, sw = (int(v) for v in torch.randint(1, 9, (8,), generator=gen))
+    oh, ow = (int(v) for v in torch.randint(-10, 6, (2,), generator=gen))
+    data = torch.randn(n, r, c, ph, pw, generator=gen, dtype=torch.float64)
+    pos = torch.randint(0, ht * wt, (n, r), generator=gen)
+    got = Patches(data, pos, Grid(sh, sw, oh, ow, ht, wt), (c, h, w)).dense()
+    want = torch.zeros(n, r, c, h, w, dtype=torch.float64)
+    for i in range(n):
+        for j in range(r):
+            top, left = int(pos[i, j]) // wt * sh + oh, int(pos[i, j]) % wt * sw + ow
+            for a in range(ph):
+                for b in range(pw):
+                    if 0 <= top + a < h and 0 <= left + b < w:
+                        want[i, j, :, top + a, left + b] = data[i, j, :, a, b]
+    assert torch.equal(got, want)
+
+
+def test_windows_that_outgrow_their_map_go_dense_with_the_same_bounds(monkeypatch) -> None:
+    """A residual CNN whose deepest windows outgrow the 6×6 maps: CROWN's passes switch to
+    dense coefficients there (cheaper per row), and the bounds equal those of staying in windows up to the order
+    of summation, which the rounding charges cover either way."""
+    from srp_audit.kernel.patches import Patches
+
+    gen = torch.Generator().manual_seed(3)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64) * 0.6
+
+    graph = Graph((2, 6, 6), [
+        ("c0", ops.Conv2d(r(3, 2, 3, 3), r(3), 1, 1), (INPUT,)), ("r0", ops.Relu(), ("c0",)),
+        ("c1", ops.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("r0",)), ("r1", ops.Relu(), ("c1",)),
+        ("c2", ops.Conv2d(r(3, 3, 3, 3), r(3), 1, 1), ("r1",)), ("add", ops.Add(), ("c2", "r0")), ("r2", ops.Relu(), ("add",)),
+        ("c3", ops.Conv2d(r(3, 3, 3, 3), r(3), 2, 1), ("r2",)), ("r3", ops.Relu(), ("c3",)),
+        ("c4", ops.Conv2d(r(2, 3, 2, 2), r(2)), ("r3",)), ("r4", ops.Relu(), ("c4",)),
+        ("f", ops.Reshape((8,)), ("r4",)), ("d", ops.Dense(r(3, 8), r(3)), ("f",))], "d")
+    lower, upper = random_box(graph.input_shape, 2, gen, torch.float64)
+    box, spec = InputBox(lower * 0.3, upper * 0.3), identity_spec(graph.num_classes, 2, torch.float64)
+    seen = []
+    outgrown = Patches.outgrown
+
+    def watching(self: Patches) -> bool:
+        seen.append(outgrown.fget(self))  # type: ignore[attr-defined]
+        return seen[-1]
+
+    monkeypatch.setattr(Patches, "outgrown", property(watching))
+    dense = crown_bounds(graph, box, spec, "crown")
+    assert any(seen), "no window outgrew its map: the test no longer covers the dense switch"
+    points = sample_box(box.lower, box.upper, 500, gen)
+    with torch.no_grad():
+        values = graph.run_all(points.reshape((-1,) + graph.input_shape))
+    for node, (lo, hi) in dense.ctx.bounds.items():
+        if node != INPUT:
+            assert_contains(values[node].reshape((2, 500) + values[node].shape[1:]), lo, hi, f"dense CROWN bound of {node}")
+    monkeypatch.setattr(Patches, "outgrown", property(lambda self: False))
+    windows = crown_bounds(graph, box, spec, "crown")
+    assert torch.allclose(dense.lower, windows.lower, rtol=1e-9, atol=1e-12)
+    for node, (lo, hi) in windows.ctx.bounds.items():
+        assert torch.allclose(dense.ctx.bounds[node][0], lo, rtol=1e-9, atol=1e-12), node
+        assert torch.allclose(dense.ctx.bounds[node][1], hi, rtol=1e-9, atol=1e-12), node
+
+
+def test_a_layer_mostly_unstable_has_its_live_stable_neurons_refined_too(monkeypatch) -> None:
+    """Where at least `ALL_ABOVE` of a ReLU layer's neurons are unstable, CROWN also refines the stable ones that
+    are live (an active neuron's IBP interval passes on to the next layer's IBP: refining them left ResNet-18's next
+    layer with a third fewer unstable neurons); dead ones stay as they are. Sampled values stay inside."""
+    import srp_audit.bounds.crown as crown
+
+    graph = deep_graphs(5)["cnn_patches"].copy(dtype=torch.float64)
+    gen = torch.Generator().manual_seed(5)
+    lower, upper = random_box(graph.input_shape, 2, gen, torch.float64)
+    box, spec = InputBox(lower * 0.3, upper * 0.3), identity_spec(graph.num_classes, 2, torch.float64)
+    runs = {}
+    for above in (2.0, 0.0):  # never, always
+        monkeypatch.setattr(crown, "ALL_ABOVE", above)
+        runs[above] = crown_bounds(graph, box, spec, "crown")
+    never, always = runs[2.0].ctx.bounds, runs[0.0].ctx.bounds
+    active = never["c1"][0] >= 0
+    assert active.any(), "no stable active neuron: the case no longer tests the rule"
+    assert torch.all(always["c1"][1][active] <= never["c1"][1][active])
+    assert (always["c1"][1][active] < never["c1"][1][active]).any(), "the live stable neurons were not refined"
+    points = sample_box(box.lower, box.upper, 500, gen)
+    with torch.no_grad():
+        values = graph.run_all(points.reshape((-1,) + graph.input_shape))
+    for node, (lo, hi) in always.items():
+        if node != INPUT:
+            assert_contains(values[node].reshape((2, 500) + values[node].shape[1:]), lo, hi, f"bound of {node}")

@@ -48,6 +48,7 @@ from .targets import refine_targets
 
 Widen = Callable[[str, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor] | None"]
 
+ALL_ABOVE = 0.9  # share of a ReLU layer's neurons unstable from which CROWN refines its live stable ones too
 DEFAULT_BUDGET = 1 << 21  # elements of A per chunk (16 MiB in float64: stays below glibc's mmap threshold)
 
 __all__ = ["Bounds", "Context", "CrownResult", "backward", "crown_bounds", "intermediate_bounds", "refine", "spec_backward", "spec_form", "SpecForm",
@@ -135,7 +136,7 @@ def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
             A = extra if A is None else merge(name, A, extra)
         if A is None:
             return None
-        if isinstance(A, Patches) and not node.crown_patches:
+        if isinstance(A, Patches) and (not node.crown_patches or A.outgrown):
             A = A.dense()
         if probe:
             probe.see(A)
@@ -370,9 +371,14 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
             consumers = [graph.node(c) for c in graph.consumers(name)]
             # CROWN-IBP's first layer over a ball: every neuron, stable ones too — IBP's bounding-box bounds of an
             # active ReLU pass on to the next layer's IBP (CNN fixture, L1 eps 0.1: 0 → 6 of 32 proved). (CROWN
-            # refines the next layers itself: there only the unstable ones matter.)
+            # refines the next layers itself: there the unstable ones, and the live rest of a mostly unstable layer.)
             kinked = all(c.kinked_at_zero for c in consumers) and (refine_with_crown or not graph.first_layer(name))
             mask = _unstable(lo, hi) if kinked else torch.ones_like(lo, dtype=torch.bool)
+            if kinked and refine_with_crown:  # mostly unstable: refining the live rest costs little and tightens
+                # the next layer's IBP (an active neuron's interval passes on; ResNet-18 w16: a third fewer unstable)
+                frac = mask.reshape(mask.shape[0], -1).float().mean(dim=1)
+                live = (hi > 0) if all(c.zero_below_zero for c in consumers) else torch.ones_like(mask)
+                mask = torch.where((frac >= ALL_ABOVE).view((-1,) + (1,) * (mask.dim() - 1)), live, mask)
             refine(ctx, name, mask & relevant[name].to(mask.device), box, budget, all(c.zero_below_zero for c in consumers))
             meter.finished(name)
             iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
