@@ -16,9 +16,10 @@ from srp_audit.device import resolve_device
 from srp_audit.formats import check_output_path
 from srp_audit.parallel import main_process
 from srp_audit.report.summary import clopper_pearson
-from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions, refuse_fixed_batch
+from srp_audit.robustify import REGULARIZERS, Interrupted, RobustifyOptions
 from srp_audit.robustify_audit import robustify_audited, split_data, split_shards
 from srp_audit.shards import open_shards
+from srp_audit.slots import refuse_fixed_batch
 
 from .errors import debug_option
 from .model_options import load, model_options
@@ -44,6 +45,9 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 @click.option("--ada", is_flag=True, help="Adaptive K on the held-out split (K = ΣL_spec / (ΣL_spec + γ ΣL_fit)).")
 @click.option("--gamma", type=POSITIVE, default=10.0, show_default=True, help="γ of --ada.")
 @click.option("--val-split", type=FRACTION, default=0.1, show_default=True, help="Share of --data held out (for --ada and the audit).")
+@click.option("--select-split", type=FRACTION, default=0.0, show_default=True,
+              help="Share of --data set aside to choose the model written: the one IBP certifies most of it for, among "
+                   "the models at each epoch's end with eps at its target and the last (0: the last model).")
 @click.option("--method", type=click.Choice(("auto",) + CASCADE), default="auto", show_default=True, help="Sound method for the before/after audit.")
 @click.option("--audit-data", type=click.Path(dir_okay=False), default=None, help="Audit on this .npz instead of the held-out split.")
 @click.option("--audit-samples", type=click.IntRange(min=1), default=200, show_default=True,
@@ -65,7 +69,7 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 @model_options
 @debug_option
 def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, lr, regularizer, variant, warmup, ramp,
-                  k_final, ada, gamma, val_split, method, audit_data, audit_samples, audit_radius, augment, finish, checkpoint_every,
+                  k_final, ada, gamma, val_split, select_split, method, audit_data, audit_samples, audit_radius, augment, finish, checkpoint_every,
                   resume, domain, seed, device, force, quiet, model_opts) -> None:
     """Fine-tune MODEL to be provably more robust at --eps, then audit it before and after.
 
@@ -86,10 +90,10 @@ def robustify_cmd(model, data_path, eps, output, epochs, max_time, batch_size, l
     audit = load_samples(audit_data, graph.input_shape, graph.num_classes, domain, audit_samples) if audit_data else None
     if len(data_path) == 1 and not os.path.isdir(data_path[0]):  # one file: in memory
         train = load_samples(data_path[0], graph.input_shape, graph.num_classes, domain)
-        data = split_data(train, val_split, seed, data_path[0], audit, audit_data or "", audit_samples)
+        data = split_data(train, val_split, seed, data_path[0], audit, audit_data or "", audit_samples, select_split)
     else:
         shards = open_shards(data_path, graph.input_shape, graph.num_classes, domain)
-        data = split_shards(shards, val_split, seed, audit, audit_data or "", audit_samples)
+        data = split_shards(shards, val_split, seed, audit, audit_data or "", audit_samples, select_split)
     opts = RobustifyOptions(
         eps=eps, epochs=epochs, max_time=max_time, batch_size=batch_size, lr=lr, regularizer=regularizer, variant=variant,
         warmup=warmup, ramp=ramp, k_final=k_final, ada=ada, gamma=gamma, val_split=val_split, seed=seed, domain=domain,
@@ -143,6 +147,8 @@ def _print_report(run, model: str, output: str, audit_name: str, regularizer: st
     click.echo(f"srp-audit robustify {model} → {output}  ({regularizer}{'/' + variant if regularizer == 'singleprop' else ''}, {budget})")
     if result.finish_choice is not None:
         click.echo(result.finish_choice.describe())
+    if result.selection is not None:
+        click.echo(result.selection.describe())
     click.echo(f"audit: {audit_name}")
     click.echo(tabulate(rows, headers=["", "before", "after"], tablefmt="simple"))
     click.echo(f"wrote {output}")

@@ -30,8 +30,9 @@ from .errors import UsageError
 from .finish_rule import FINISH_REGULARIZER, SAMPLES, FinishChoice, robust_counts
 from .ir.graph import Graph
 from .schedule import AUTO_FINISH, Schedule, Span, lr_factor, parse_finish
+from .selection import BestModel, Selection
 from .shards import BatchStream, Shards
-from .slots import batch_slots
+from .slots import refuse_fixed_batch
 from .spec import check_radius, linf_ball, margin_spec
 
 REGULARIZERS = ("singleprop", "ibp", "crown-ibp")
@@ -93,16 +94,6 @@ class RobustifyOptions:
         return (FINISH_REGULARIZER, None) if self.auto_finish else (None, None) if finish is None else finish
 
 
-def refuse_fixed_batch(graph: Graph) -> None:
-    """A model read with a fixed batch of B > 1 slots (`slots.batch_slots`) cannot be trained one sample at a time
-    (certify scores one sample per slot; training would mix B·K scores): a `UsageError` saying how to export it."""
-    b = batch_slots(graph)
-    if b is not None:
-        raise UsageError(f"the model has a fixed batch of {b} (input {graph.input_shape}): robustify trains a model with a "
-                         "batch axis; export it with a dynamic batch (torch.onnx.export(..., dynamic_axes={'input': {0: "
-                         "'batch'}}), or dynamic_shapes with dynamo=True) or with a batch of 1")
-
-
 @dataclass
 class TrainingProgress:
     """One progress report of a training run (what the CLI prints on one line)."""
@@ -129,7 +120,7 @@ class RobustifyResult:
     history: list[TrainingProgress] = field(default_factory=list)
     stopped_by: str = "epochs"  # which budget ended the run: 'epochs' or 'time'
     finish_choice: FinishChoice | None = None  # what `--finish auto` saw and chose, once the ramp ended
-
+    selection: Selection | None = None  # which model a selection set chose (`selection.py`), when there was one
 
 
 class Interrupted(Exception):
@@ -337,6 +328,13 @@ class _Run:
             torch.distributed.all_reduce(counts)
         self.finish_choice = FinishChoice(float(counts[0]), float(counts[1]), float(counts[2]), self.step)
 
+    def at_epoch_end(self, eps: float, held_out: tuple[torch.Tensor, torch.Tensor] | None, best: BestModel | None) -> None:
+        """`--ada`'s K from the held-out losses; the selection set's score of the model once eps is at its target."""
+        if self.opt.ada and held_out is not None and held_out[0].shape[0]:
+            self.adapt_k(*held_out, eps)
+        if best is not None and eps >= self.opt.eps:
+            best.score(self.model, self.step)
+
     def adapt_k(self, x_val: torch.Tensor, y_val: torch.Tensor, eps: float) -> None:
         """The adaptive K from held-out losses at the current eps (the same on every rank)."""
         self.model.eval()
@@ -347,18 +345,19 @@ class _Run:
 
 def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, opt: RobustifyOptions,
               x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
-              progress: Callable[[TrainingProgress], None] | None = None) -> RobustifyResult:
+              progress: Callable[[TrainingProgress], None] | None = None,
+              select: tuple[torch.Tensor, torch.Tensor] | None = None) -> RobustifyResult:
     """Fine-tune a copy of `graph` on (x, y) — or on `Shards` (y None), one shard in memory at a time; returns the
-    trained copy (the input graph is untouched)."""
+    trained copy (the input graph is untouched): the last model, or the one the selection set `select` chose."""
     opt.validate()
     refuse_fixed_batch(graph)
     run = _Run(graph, len(x) if isinstance(x, Shards) else x.shape[0], opt)
     run.feed(x, y)
-    held_out = None  # the validation set on the run's device
-    if x_val is not None:
-        held_out = x_val.to(run.dev, torch.float32), cast(torch.Tensor, y_val).to(run.dev)  # y_val comes with x_val
+    # the validation set on the run's device (y_val comes with x_val)
+    held_out = (x_val.to(run.dev, torch.float32), cast(torch.Tensor, y_val).to(run.dev)) if x_val is not None else None
     if opt.resume:
         run.resume()
+    best = BestModel(select[0].to(run.dev, torch.float32), select[1].to(run.dev), opt.eps, opt.domain, opt.batch_size) if select else None
     sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final, opt.final_phase()[1])
     spe = run.steps_per_epoch
     history: list[TrainingProgress] = []
@@ -374,8 +373,8 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
             final = run.in_final_phase(sched, frac, est_total, eps_t)
             totals = [a + b for a, b in zip(totals, run.train_step(eps_t, k_t, frac, final))]
             epoch_end = run.step % spe == 0
-            if opt.ada and epoch_end and held_out is not None and held_out[0].shape[0]:
-                run.adapt_k(*held_out, eps_t)
+            if epoch_end:
+                run.at_epoch_end(eps_t, held_out, best)
             if opt.checkpoint_every and run.step % opt.checkpoint_every == 0:
                 run.save()
             now = run.elapsed()
@@ -396,5 +395,6 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
         raise Interrupted(saved) from None
     finally:
         run.release()
+    chosen = best.finish(run.model, run.step) if best is not None else None
     run.model.eval()
-    return RobustifyResult(run.model, run.step, run.step / spe, run.elapsed(), eps_t, k_t, history, leader, run.finish_choice)
+    return RobustifyResult(run.model, run.step, run.step / spe, run.elapsed(), eps_t, k_t, history, leader, run.finish_choice, chosen)

@@ -28,43 +28,59 @@ class DataSplit:
     val: Samples
     audit: Samples
     audit_name: str  # what the audit set is, for the report
+    select: Samples | None = None  # set aside to choose the model kept (`selection.py`); None: the last model
 
 
 def split_data(train: Samples, val_split: float, seed: int, source: str, audit: Samples | None = None,
-               audit_source: str = "", audit_samples: int | None = None) -> DataSplit:
-    """Hold out `val_split` of `train` (seeded); audit on `audit` if given, else on the held-out part (or, with
-    nothing held out, on the training samples), at most `audit_samples` of them."""
+               audit_source: str = "", audit_samples: int | None = None, select_split: float = 0.0) -> DataSplit:
+    """Hold out `val_split` of `train` (seeded) and set aside `select_split` more for choosing the model kept;
+    audit on `audit` if given, else on the held-out part (or, with nothing held out, on the training samples), at
+    most `audit_samples` of them. The three parts are disjoint."""
     order = np.random.default_rng(seed).permutation(len(train))
-    n_val = int(round(val_split * len(train)))
-    val, fit = train.subset(order[:n_val]), train.subset(order[n_val:])
-    return _with_audit(fit, val, fit, source, audit, audit_source, audit_samples)
+    n_val, n_sel = _counts(len(train), val_split, select_split)
+    val, fit = train.subset(order[:n_val]), train.subset(order[n_val + n_sel :])
+    return _with_audit(fit, val, fit, source, audit, audit_source, audit_samples, _selection(train, order[n_val : n_val + n_sel]))
+
+
+def _counts(n: int, val_split: float, select_split: float) -> tuple[int, int]:
+    """Samples held out and set aside for selection, of n (a selection share above 0 sets aside at least one)."""
+    if val_split + select_split >= 1:
+        raise UsageError(f"--val-split {val_split} and --select-split {select_split} leave no training samples: "
+                         "their sum must be below 1")
+    n_sel = max(1, int(round(select_split * n))) if select_split > 0 else 0
+    return int(round(val_split * n)), n_sel
+
+
+def _selection(samples: Samples, idx: np.ndarray) -> Samples | None:
+    return samples.subset(idx) if len(idx) else None
 
 
 def split_shards(train: Shards, val_split: float, seed: int, audit: Samples | None = None, audit_source: str = "",
-                 audit_samples: int | None = None) -> DataSplit:
-    """As `split_data` for data in shards: `val_split` of the first shard is held out (seeded), the rest of it and
-    every other shard are trained on, one shard in memory at a time."""
+                 audit_samples: int | None = None, select_split: float = 0.0) -> DataSplit:
+    """As `split_data` for data in shards: `val_split` of the first shard is held out and `select_split` of it set
+    aside (seeded), the rest of it and every other shard are trained on, one shard in memory at a time."""
     first = train.load(0)
     order = np.random.default_rng(seed).permutation(len(first))
-    n_val = int(round(val_split * len(first)))
-    fit = Shards(train.paths, train.lengths, train.input_shape, train.num_classes, train.domain, {0: np.sort(order[n_val:])})
+    n_val, n_sel = _counts(len(first), val_split, select_split)
+    fit = Shards(train.paths, train.lengths, train.input_shape, train.num_classes, train.domain, {0: np.sort(order[n_val + n_sel :])})
     source = f"{train.paths[0]} (the first of {len(train.paths)} shards)"
-    return _with_audit(fit, first.subset(order[:n_val]), first, source, audit, audit_source, audit_samples)
+    return _with_audit(fit, first.subset(order[:n_val]), first, source, audit, audit_source, audit_samples,
+                       _selection(first, order[n_val : n_val + n_sel]))
 
 
 def _with_audit(fit: Samples | Shards, val: Samples, trained: Samples, source: str, audit: Samples | None, audit_source: str,
-                audit_samples: int | None) -> DataSplit:
+                audit_samples: int | None, select: Samples | None = None) -> DataSplit:
     """The split with its audit set: `audit` if given, else the held-out part, else (nothing held out) the `trained`
     samples, at most `audit_samples` of them; its name states how many are audited."""
     if len(fit) == 0:
         raise UsageError("--val-split leaves no training samples")
     if audit is not None:
-        return DataSplit(fit, val, audit, f"{len(audit)} samples of {audit_source}")
+        return DataSplit(fit, val, audit, f"{len(audit)} samples of {audit_source}", select)
     if len(val):
         chosen = val.subset(slice(0, audit_samples))
-        return DataSplit(fit, val, chosen, f"{len(chosen)} of {len(val)} held-out samples of {source}")
+        return DataSplit(fit, val, chosen, f"{len(chosen)} of {len(val)} held-out samples of {source}", select)
     chosen = trained.subset(slice(0, audit_samples))
-    return DataSplit(fit, val, chosen, f"{len(chosen)} training samples of {source} (nothing held out)")
+    return DataSplit(fit, val, chosen, f"{len(chosen)} training samples of {source} (nothing held out)", select)
 
 
 AUDIT_SHARE = 0.15
@@ -141,7 +157,8 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     val = data.val if len(data.val) else None
     with leaving(d):
         x, y = (data.fit, None) if isinstance(data.fit, Shards) else (data.fit.x, data.fit.y)
-        result = robustify(graph, x, y, opts, val.x if val else None, val.y if val else None, progress)
+        select = (data.select.x, data.select.y) if data.select is not None else None
+        result = robustify(graph, x, y, opts, val.x if val else None, val.y if val else None, progress, select)
     if not main_rank:
         return None
     assert before is not None  # audited above on the main rank

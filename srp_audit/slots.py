@@ -15,6 +15,16 @@ from .ir.walk import INPUT
 from .ops.select import Select
 
 
+def refuse_fixed_batch(graph: Graph) -> None:
+    """A model read with a fixed batch of B > 1 slots (`slots.batch_slots`) cannot be trained one sample at a time
+    (certify scores one sample per slot; training would mix B·K scores): a `UsageError` saying how to export it."""
+    b = batch_slots(graph)
+    if b is not None:
+        raise UsageError(f"the model has a fixed batch of {b} (input {graph.input_shape}): robustify trains a model with a "
+                         "batch axis; export it with a dynamic batch (torch.onnx.export(..., dynamic_axes={'input': {0: "
+                         "'batch'}}), or dynamic_shapes with dynamo=True) or with a batch of 1")
+
+
 def batch_slots(graph: Graph) -> int | None:
     """B when the model was read with a fixed batch of B > 1 as one sample (`formats.batch_axis.batch_modes`: an input
     declared as (B, …), e.g. exported by torch with a dummy batch of B and no dynamic axis) and its output keeps

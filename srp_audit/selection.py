@@ -1,0 +1,77 @@
+"""`--select-split`: keep the model that IBP certifies most of a selection set for, not only the last one.
+
+A run's last model is not always its best: a step late in training can trade certified margin for loss. With a
+selection set (training data set aside, disjoint from the audit's samples, so the reported figure stays unbiased),
+the model is scored at each epoch's end once eps is at its target, and at the end; the one with the most samples
+IBP certifies at the target eps is kept (a later one on ties: it has trained longer). IBP is sound, so the score
+counts proofs, not SingleProp's estimate; it is a choice between models and proves nothing about the kept one —
+the after-audit does that. Scores are in float32, the model's training precision, with IBP's outward rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .bounds.ibp import interval_bounds
+from .ir.graph import Graph
+from .spec import linf_ball, margin_spec
+
+
+def ibp_certified(graph: Graph, x: torch.Tensor, y: torch.Tensor, eps: float, domain: tuple[float, float], batch: int) -> int:
+    """How many of (x, y) IBP certifies at eps (every margin's lower bound > 0), the model in eval mode."""
+    count = 0
+    was_training = graph.training
+    graph.eval()
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            xb, yb = x[i : i + batch], y[i : i + batch]
+            lower = interval_bounds(graph, linf_ball(xb, eps, domain), margin_spec(yb, graph.num_classes, xb.dtype)).lower
+            count += int((lower > 0).all(dim=1).sum())
+    graph.train(was_training)
+    return count
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which model was kept: the step it was saved at and its certified count, beside the last model's."""
+
+    step: int
+    certified: int
+    last_step: int
+    last_certified: int
+    n: int
+    scored: int  # models scored
+
+    def describe(self) -> str:
+        kept = "the last model" if self.step == self.last_step else f"the model of step {self.step}"
+        last = "" if self.step == self.last_step else f"; the last model (step {self.last_step}) {self.last_certified}"
+        return (f"kept {kept}: IBP certified {self.certified} of {self.n} selection samples{last} "
+                f"({self.scored} models scored)")
+
+
+class BestModel:
+    """The best model seen so far on the selection set (its state on the CPU), and how it was scored."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, eps: float, domain: tuple[float, float], batch: int) -> None:
+        self.x, self.y, self.eps, self.domain, self.batch = x, y, eps, domain, batch
+        self.best: tuple[int, int, dict[str, torch.Tensor]] | None = None  # (certified, step, state)
+        self.scored = 0
+
+    def score(self, graph: Graph, step: int) -> int:
+        """Score `graph` (at `step`); keep a copy of its state when it certifies at least as many as the best."""
+        count = ibp_certified(graph, self.x, self.y, self.eps, self.domain, self.batch)
+        self.scored += 1
+        if self.best is None or count >= self.best[0]:
+            self.best = (count, step, {k: v.detach().to("cpu", copy=True) for k, v in graph.state_dict().items()})
+        return count
+
+    def finish(self, graph: Graph, step: int) -> Selection:
+        """Score the last model, then load the best state into `graph` (unchanged when the last is the best)."""
+        last = self.score(graph, step)
+        assert self.best is not None  # scored just above
+        count, best_step, state = self.best
+        if best_step != step:
+            graph.load_state_dict(state)
+        return Selection(best_step, count, step, last, int(self.x.shape[0]), self.scored)
