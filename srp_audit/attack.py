@@ -219,9 +219,14 @@ def confirm_counterexamples(
     """A point is a counterexample when it lies in the exact input set (`inside`) and violates the property
     under a plain forward pass both in the model's own precision and in float64."""
     with torch.no_grad():
-        native = spec.to(graph_native.dtype, graph_native.device)
         p = points.to(graph_native.device, graph_native.dtype)
-        bad_native = native.violated(native.values(graph_native.logits(p)))
-        wide = spec.to(torch.float64, graph_f64.device)
-        bad_f64 = wide.violated(wide.values(graph_f64.logits(p.to(graph_f64.device, torch.float64))))
-    return inside.to(bad_native.device) & bad_native & bad_f64.to(bad_native.device)
+        z_native = graph_native.logits(p)
+        z_f64 = graph_f64.logits(p.to(graph_f64.device, torch.float64))
+    return inside.to(z_native.device) & violated_in_both(spec, z_native, z_f64)
+
+
+def violated_in_both(spec: LinearSpec, z_native: torch.Tensor, z_f64: torch.Tensor) -> torch.Tensor:
+    """Per sample, whether the property fails on both the model's own logits `z_native` and the float64 ones `z_f64`
+    of the same points (`confirm_counterexamples` without the forward passes, for a caller that has the logits)."""
+    native, wide = spec.to(z_native.dtype, z_native.device), spec.to(torch.float64, z_f64.device)
+    return native.violated(native.values(z_native)) & wide.violated(wide.values(z_f64)).to(z_native.device)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from .attack import confirm_counterexamples, pgd
+from .attack import confirm_counterexamples, pgd, violated_in_both
 from .bounds import CASCADE_METHODS, BoundMethod, get_method, interval_bounds
 from .bounds.crown import relu_inputs, unstable_neurons
 from .certify_bab import search_undecided
@@ -350,17 +350,16 @@ def chosen_methods(method: str) -> tuple[tuple[BoundMethod, ...], tuple[BoundMet
 
 
 def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor, opt: CertifyOptions, offset: int) -> list[SampleResult]:
-    n, dev = x.shape[0], x.device
     dom = opt.domain
     n_in = math.prod(x.shape[1:])
     reach = {"inf": 1.0, "2": math.sqrt(n_in), "1": float(n_in)}[opt.norm]  # the domain's diameter in the norm
     r_max = opt.radius_max if opt.radius_max is not None else (dom[1] - dom[0]) * reach
     spec = margin_spec(y, native.num_classes, torch.float64)
     x64 = x.double()
-    with torch.no_grad():
-        pred = native.logits(x).argmax(dim=1)
-        clean_margin = spec.worst_bound(spec.values(wide.logits(x64)))
-    clean_bad = confirm_counterexamples(x, spec, native, wide, torch.ones(n, dtype=torch.bool, device=dev))
+    with torch.no_grad():  # one clean pass in each precision: the prediction, the margin, and misclassification confirmed
+        z_native, z_wide = native.logits(x), wide.logits(x64)
+    pred, clean_margin = z_native.argmax(dim=1), spec.worst_bound(spec.values(z_wide))
+    clean_bad = violated_in_both(spec, z_native, z_wide)
     candidates = (pred == y) & ~clean_bad
     methods, radius_methods = chosen_methods(opt.method)
     prove = Prover(wide, x64, spec, dom, methods, opt.alpha_iters, clean_margin, opt.norm)
