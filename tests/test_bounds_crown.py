@@ -650,3 +650,35 @@ def test_a_layer_mostly_unstable_has_its_live_stable_neurons_refined_too(monkeyp
     for node, (lo, hi) in always.items():
         if node != INPUT:
             assert_contains(values[node].reshape((2, 500) + values[node].shape[1:]), lo, hi, f"bound of {node}")
+
+
+def test_chunks_are_sized_by_the_largest_window_even_when_it_outgrows_its_map(monkeypatch) -> None:
+    """A dilated kernel on a 1×1 map makes 21×21 windows that go dense at once: the probe that sizes CROWN's chunks
+    must still see them (it measured only the 16-entry dense rows, and chunks ran 441× over the budget)."""
+    import srp_audit.bounds.crown as crown
+    from srp_audit.kernel import patches
+
+    largest = [0]
+    real_init = patches.Patches.__init__
+
+    def watching(self, *args, **kwargs) -> None:
+        real_init(self, *args, **kwargs)
+        largest[0] = max(largest[0], self.data.numel())
+
+    monkeypatch.setattr(patches.Patches, "__init__", watching)
+    gen = torch.Generator().manual_seed(0)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64) * 0.3
+
+    c = 16
+    graph = Graph((c, 1, 1), [
+        ("c0", ops.Conv2d(r(c, c, 1, 1), r(c)), (INPUT,)), ("r0", ops.Relu(), ("c0",)),
+        ("c1", ops.Conv2d(r(c, c, 3, 3), r(c), 1, 10, 10), ("r0",)), ("r1", ops.Relu(), ("c1",)),
+        ("c2", ops.Conv2d(r(c, c, 1, 1), r(c)), ("r1",)), ("r2", ops.Relu(), ("c2",)),
+        ("f", ops.Reshape((c,)), ("r2",)), ("d", ops.Dense(r(2, c), r(2)), ("f",))], "d")
+    x = torch.randn(64, c, 1, 1, dtype=torch.float64, generator=gen)
+    budget = 1 << 14
+    crown.crown_bounds(graph, InputBox(x - 1, x + 1), identity_spec(2, 64, torch.float64), "crown", budget)
+    assert crown._WIDTHS[graph]["c2"] >= 21 * 21 * c
+    assert largest[0] <= budget, f"a chunk held {largest[0]} coefficients for a budget of {budget}"

@@ -136,10 +136,12 @@ def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
             A = extra if A is None else merge(name, A, extra)
         if A is None:
             return None
+        if probe:  # windows as the step before made them (outgrown ones too), then what this step works on
+            probe.see(A)
         if isinstance(A, Patches) and (not node.crown_patches or A.outgrown):
             A = A.dense()
-        if probe:
-            probe.see(A)
+            if probe:
+                probe.see(A)
         if factor:
             charged(_step_charge(ctx, name, node, A, factor))
         outs, c = node.crown_backward(A, ctx, name)
