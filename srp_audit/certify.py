@@ -23,13 +23,12 @@ import torch
 
 from .attack import confirm_counterexamples, pgd, violated_in_both
 from .bounds import CASCADE_METHODS, BoundMethod, get_method, interval_bounds
-from .bounds.crown import relu_inputs, unstable_neurons
+from .bounds.crown import relevant_unstable, relu_inputs
 from .certify_bab import search_undecided
 from .certify_options import CertifyOptions
 from .device import resolve_device, use_exact_float32
 from .errors import SoundnessError, UsageError
 from .ir.graph import Graph
-from .ir.relevance import relevant_entries
 from .ir.walk import INPUT
 from .memory import default_budget, largest_batch
 from .parallel import init_from_env, leaving, run_and_gather, shard
@@ -248,12 +247,7 @@ def _unstable_ibp(wide: Graph, box) -> torch.Tensor:
     pre = [p for _, p in relu_inputs(wide)]
     with torch.no_grad():
         res = interval_bounds(wide, box, keep=pre)
-    relevant = relevant_entries(wide)
-    bounds = {k: v.bounds() for k, v in res.nodes.items()}
-    for k, (lo, hi) in bounds.items():
-        mask = relevant[k].to(lo.device)
-        bounds[k] = (torch.where(mask, lo, torch.zeros_like(lo)), hi)  # irrelevant neurons read as stable
-    return unstable_neurons(wide, {INPUT: (box.lower, box.upper), **bounds})
+    return relevant_unstable(wide, {INPUT: (box.lower, box.upper), **{k: v.bounds() for k, v in res.nodes.items()}})
 
 
 @dataclass
@@ -280,11 +274,17 @@ class _Verdicts:
                    torch.zeros(n, dtype=torch.long, device=dev), att_r, x.clone(),
                    torch.full((n,), torch.nan, dtype=torch.float64, device=dev))
 
-    def prove(self, prover: Prover, sub: torch.Tensor, methods: tuple[BoundMethod, ...]) -> None:
-        """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds."""
+    def prove(self, prover: Prover, sub: torch.Tensor, methods: tuple[BoundMethod, ...], count_unstable: bool = False) -> None:
+        """Run `methods` (cheapest first) at eps on the samples `sub`, recording proofs and bounds; with
+        `count_unstable`, also the unstable ReLUs per sample under IBP (from the first method's IBP pass if it made
+        one, else from a pass of its own)."""
         if not sub.numel():
             return
-        p, b, by = prover(sub, self.eps[sub], methods, self.bound[sub])
+        p, b, by = prover(sub, self.eps[sub], methods, self.bound[sub], count_unstable)
+        if count_unstable:
+            counted = prover.ibp_unstable
+            self.unstable[sub] = counted if counted is not None else _unstable_ibp(prover.wide, ball(
+                prover.x64[sub], self.eps[sub], prover.dom, prover.norm))
         self.proved[sub] |= p
         self.bound[sub] = b
         for j, m in zip(sub.tolist(), by):
@@ -367,9 +367,8 @@ def _certify_batch(native: Graph, wide: Graph, x: torch.Tensor, y: torch.Tensor,
     v = _Verdicts.start(x, opt.eps, clean_bad)
     idx = candidates.nonzero().flatten()
     if idx.numel():
-        v.unstable[idx] = _unstable_ibp(wide, ball(x64[idx], v.eps[idx], dom, opt.norm))
         # Cheapest method first, then the attack, then the costlier methods on what is still undecided.
-        v.prove(prove, idx, methods[:1])
+        v.prove(prove, idx, methods[:1], count_unstable=True)
         todo = idx[~v.proved[idx]]
         if todo.numel():
             v.record_attack(todo, *attack(todo, v.eps[todo], opt.attack_restarts, opt.seed), opt.norm)

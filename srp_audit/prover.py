@@ -25,12 +25,16 @@ class Prover:
         self.methods, self.alpha_iters, self.clean_margin = as_methods(methods), alpha_iters, clean_margin
         self.last: tuple[torch.Tensor, CrownResult, torch.Tensor] | None = None  # the last call's last salvageable
         # pass: (sample ids, its result, the eps it ran at)
+        self.ibp_unstable: torch.Tensor | None = None  # what the last call's count_unstable found (`__call__`)
         self.refuted: dict[int, tuple[float, Bounds]] = {}  # per sample: the smallest eps a method that refines its
         # intermediate bounds (CROWN) refuted, those bounds (they hold on every smaller ball around the sample)
 
     def __call__(self, idx: torch.Tensor, eps: torch.Tensor, methods: Sequence[BoundMethod | str] | None = None,
-                 prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
-        """(proved, best worst-margin bound, name of the method that proved each) for samples `idx`."""
+                 prior: torch.Tensor | None = None, count_unstable: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
+        """(proved, best worst-margin bound, name of the method that proved each) for samples `idx`. With
+        `count_unstable`, `ibp_unstable` is left with the unstable ReLUs per sample under IBP when the first method's
+        own IBP pass gave them (else None)."""
+        self.ibp_unstable = None
         methods = as_methods(methods) if methods is not None else self.methods  # () runs none
         proved = torch.zeros(idx.numel(), dtype=torch.bool, device=idx.device)
         bound = torch.full((idx.numel(),), -torch.inf, dtype=torch.float64, device=idx.device) if prior is None else prior.clone()
@@ -52,7 +56,10 @@ class Prover:
             if method.takes_prior:
                 extra["prior"] = self._prior(sub, eps[todo])
             with torch.no_grad():
-                res = method.bounds(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters, **extra)
+                res = method.bounds(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters,
+                                    count_unstable=count_unstable and todo.numel() == idx.numel(), **extra)
+            if res.ibp_unstable is not None and todo.numel() == idx.numel():
+                self.ibp_unstable = res.ibp_unstable
             worst = self.spec.select(sub).worst_bound(res.lower)
             bound[todo] = torch.maximum(bound[todo], worst)
             ok = worst > 0

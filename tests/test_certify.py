@@ -342,3 +342,22 @@ def test_a_named_method_bounds_each_batch_once(monkeypatch) -> None:
     res = certify(g, s.x[:32], s.y[:32], CertifyOptions(eps=0.05, method="crown-ibp", radius=False))
     assert any(r.verdict == "unknown" for r in res.samples)  # some samples reach the end undecided
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(("method", "norm"), [("ibp", "inf"), ("crown-ibp", "inf"), ("crown", "inf"), ("auto", "inf"),
+                                              ("crown-ibp", "2")])
+def test_the_unstable_count_is_ibps_whichever_method_runs_first(fixture_models, method: str, norm: str) -> None:
+    """The report's unstable ReLUs per sample come from the first method's own IBP pass where it makes one (IBP,
+    CROWN-IBP over an L∞ box) and from a separate IBP pass otherwise: the same counts either way."""
+    from srp_audit.certify import _unstable_ibp
+    from srp_audit.spec import ball
+
+    g = fixture_models["mnist_cnn"]
+    x, y = _samples(g, "mnist_cnn", 6)
+    eps = 0.02 if norm == "inf" else 0.5
+    res = certify(g, x, y, CertifyOptions(eps=eps, method=method, radius=False, attack_steps=0, norm=norm, device="cpu"))
+    wide = g.copy(dtype=torch.float64)
+    want = _unstable_ibp(wide, ball(x.double(), torch.full((6,), eps, dtype=torch.float64), (0.0, 1.0), norm))
+    correct = [s for s in res.samples if s.prediction == s.label]
+    assert correct and all(s.unstable == int(want[s.index]) for s in correct)
+    assert any(s.unstable > 0 for s in correct), "no unstable neuron: the case no longer tests the count"

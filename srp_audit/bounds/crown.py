@@ -52,7 +52,7 @@ ALL_ABOVE = 0.9  # share of a ReLU layer's neurons unstable from which CROWN ref
 DEFAULT_BUDGET = 1 << 21  # elements of A per chunk (16 MiB in float64: stays below glibc's mmap threshold)
 
 __all__ = ["Bounds", "Context", "CrownResult", "backward", "crown_bounds", "intermediate_bounds", "refine", "spec_backward", "spec_form", "SpecForm",
-           "unstable_count", "unstable_neurons", "check_supported", "relu_inputs"]
+           "unstable_count", "unstable_neurons", "relevant_unstable", "check_supported", "relu_inputs"]
 
 
 # ============================================================================================ backward pass
@@ -103,6 +103,18 @@ class _Probe:
         self.width = max(self.width, t[0, 0].numel() if t.shape[0] and t.shape[1] else 0)
 
 
+def _worked_form(A: Coeffs, node, probe: _Probe | None) -> Coeffs:
+    """A in the form a step works on: dense where the op keeps no windows or they outgrew their map. The probe sees
+    the windows as the step before made them (an outgrown one too, or chunks overrun the budget) and the result."""
+    if probe:
+        probe.see(A)
+    if isinstance(A, Patches) and (not node.crown_patches or A.outgrown):
+        A = A.dense()
+        if probe:
+            probe.see(A)
+    return A
+
+
 def _step_charge(ctx: Context, name: str, node, A: Coeffs, factor: float) -> torch.Tensor:
     """What a pass's step at `name` charges before it runs: a checkpoint's err on A, a relaxation's underflow."""
     amount = charge(ctx, A, "charge " + name, ctx.charge[name], factor) if name in ctx.charge else zero_const(A)
@@ -136,12 +148,7 @@ def backward_form(ctx: Context, pending: dict[str, Coeffs], const: torch.Tensor,
             A = extra if A is None else merge(name, A, extra)
         if A is None:
             return None
-        if probe:  # windows as the step before made them (outgrown ones too), then what this step works on
-            probe.see(A)
-        if isinstance(A, Patches) and (not node.crown_patches or A.outgrown):
-            A = A.dense()
-            if probe:
-                probe.see(A)
+        A = _worked_form(A, node, probe)
         if factor:
             charged(_step_charge(ctx, name, node, A, factor))
         outs, c = node.crown_backward(A, ctx, name)
@@ -407,6 +414,17 @@ def unstable_neurons(graph: Graph, bounds: dict[str, tuple[torch.Tensor, torch.T
         lo = next(iter(bounds.values()))[0]
         total = torch.zeros(lo.shape[0], dtype=torch.long, device=lo.device)
     return total
+
+
+def relevant_unstable(graph: Graph, bounds: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """As `unstable_neurons`, counting only the neurons the outputs depend on (`ir.relevance`: a fixed batch's other
+    slots, a transformer's unused tokens read as stable)."""
+    relevant = relevant_entries(graph)
+    masked = dict(bounds)
+    for _, pre in relu_inputs(graph):
+        lo, hi = bounds[pre]
+        masked[pre] = (torch.where(relevant[pre].to(lo.device), lo, torch.zeros_like(lo)), hi)
+    return unstable_neurons(graph, masked)
 
 
 def unstable_count(ctx: Context) -> torch.Tensor:

@@ -13,10 +13,11 @@ import torch
 
 from ..errors import UsageError
 from ..ir.graph import Graph
+from ..ir.walk import INPUT
 from ..kernel.backward import Bounds, Context
 from ..spec import NORMS, InputBox, LinearSpec
 from .alpha import alpha_crown_bounds, optimise_slopes
-from .crown import CrownResult, Widen, crown_bounds
+from .crown import CrownResult, Widen, crown_bounds, relevant_unstable, relu_inputs
 from .ibp import interval_bounds
 
 
@@ -27,6 +28,8 @@ class MethodBounds:
     lower: torch.Tensor  # (N, S)
     unstable: torch.Tensor | None = None  # (N,) unstable ReLU neurons, when the method computes them
     crown: CrownResult | None = None  # the linear methods' state, reusable by a method that `reuses` this one
+    ibp_unstable: torch.Tensor | None = None  # (N,) unstable ReLU neurons under IBP, the relevant ones (what makes
+    # CROWN slow), when asked for (`count_unstable`) and the method's own IBP pass gives them
 
 
 @dataclass
@@ -87,9 +90,14 @@ class BoundMethod:
 class IntervalMethod(BoundMethod):
     """Interval bound propagation (a NaN lower bound — ∞ − ∞ past an overflow — is reported as −∞)."""
 
-    def bounds(self, graph: Graph, box: InputBox, spec: LinearSpec, **_: object) -> MethodBounds:
-        lower = interval_bounds(graph, box, spec).lower
-        return MethodBounds(torch.where(lower < math.inf, lower, -math.inf))
+    def bounds(self, graph: Graph, box: InputBox, spec: LinearSpec, count_unstable: bool = False, **_: object) -> MethodBounds:
+        pre = [p for _, p in relu_inputs(graph)] if count_unstable else []
+        res = interval_bounds(graph, box, spec, keep=pre)
+        lower = torch.where(res.lower < math.inf, res.lower, -math.inf)
+        if not count_unstable:
+            return MethodBounds(lower)
+        kept = {INPUT: (box.lower, box.upper), **{k: v.bounds() for k, v in res.nodes.items()}}
+        return MethodBounds(lower, ibp_unstable=relevant_unstable(graph, kept))
 
     def claim_bounds(self, graph: Graph, box: InputBox, spec: LinearSpec, widen: Widen | None = None,
                      alpha_iters: int = 20) -> ClaimBounds:
@@ -103,9 +111,12 @@ class LinearMethod(BoundMethod):
     intermediate: str = "crown"
 
     def bounds(self, graph: Graph, box: InputBox, spec: LinearSpec, prior: Bounds | None = None,
-               **_: object) -> MethodBounds:
-        r = crown_bounds(graph, box, spec, self.intermediate, prior=prior if self.takes_prior else None)
-        return MethodBounds(r.lower, r.unstable, r)
+               count_unstable: bool = False, **_: object) -> MethodBounds:
+        prior = prior if self.takes_prior else None
+        r = crown_bounds(graph, box, spec, self.intermediate, prior=prior)
+        # IBP's own intermediate bounds (CROWN-IBP over an L∞ box refines none, and no prior narrowed them)
+        pure_ibp = count_unstable and self.intermediate == "ibp" and box.ball is None and prior is None
+        return MethodBounds(r.lower, r.unstable, r, relevant_unstable(graph, r.ctx.bounds) if pure_ibp else None)
 
     def claim_bounds(self, graph: Graph, box: InputBox, spec: LinearSpec, widen: Widen | None = None,
                      alpha_iters: int = 20) -> ClaimBounds:
