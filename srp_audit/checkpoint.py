@@ -63,7 +63,7 @@ def check_resumable(opt: Any, fingerprint: str, device: torch.device | str = "cp
                          "same settings, or remove the checkpoint to start afresh")
     if samples is not None and state.get("samples", samples) != samples:  # (not recorded before: not checked)
         raise UsageError(f"checkpoint {ckpt!r} was made with {state['samples']} training samples, --data now gives {samples}: "
-                         "resume with the same --data and --val-split, or remove the checkpoint to start afresh")
+                         "resume with the same --data, --val-split and --select-split, or remove the checkpoint to start afresh")
     return state
 
 

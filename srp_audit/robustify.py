@@ -387,6 +387,7 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
                     progress(p)
                 if epoch_end:
                     totals = [0.0, 0.0, 0.0, 0]
+        chosen = best.finish(run.model, run.step) if best is not None else None
     except KeyboardInterrupt:
         saved = None
         if opt.checkpoint_path and opt.checkpoint_every:
@@ -395,6 +396,5 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
         raise Interrupted(saved) from None
     finally:
         run.release()
-    chosen = best.finish(run.model, run.step) if best is not None else None
     run.model.eval()
     return RobustifyResult(run.model, run.step, run.step / spe, run.elapsed(), eps_t, k_t, history, leader, run.finish_choice, chosen)

@@ -47,8 +47,11 @@ def _counts(n: int, val_split: float, select_split: float) -> tuple[int, int]:
     if val_split + select_split >= 1:
         raise UsageError(f"--val-split {val_split} and --select-split {select_split} leave no training samples: "
                          "their sum must be below 1")
-    n_sel = max(1, int(round(select_split * n))) if select_split > 0 else 0
-    return int(round(val_split * n)), n_sel
+    n_val, n_sel = int(round(val_split * n)), (max(1, int(round(select_split * n))) if select_split > 0 else 0)
+    if n_sel and n_val + n_sel >= n:
+        raise UsageError(f"--val-split {val_split} and --select-split {select_split} leave none of the {n} samples for "
+                         "training: lower one of them")
+    return n_val, n_sel
 
 
 def _selection(samples: Samples, idx: np.ndarray) -> Samples | None:
@@ -64,8 +67,8 @@ def split_shards(train: Shards, val_split: float, seed: int, audit: Samples | No
     n_val, n_sel = _counts(len(first), val_split, select_split)
     fit = Shards(train.paths, train.lengths, train.input_shape, train.num_classes, train.domain, {0: np.sort(order[n_val + n_sel :])})
     source = f"{train.paths[0]} (the first of {len(train.paths)} shards)"
-    return _with_audit(fit, first.subset(order[:n_val]), first, source, audit, audit_source, audit_samples,
-                       _selection(first, order[n_val : n_val + n_sel]))
+    return _with_audit(fit, first.subset(order[:n_val]), first.subset(np.sort(order[n_val + n_sel :])), source, audit,
+                       audit_source, audit_samples, _selection(first, order[n_val : n_val + n_sel]))
 
 
 def _with_audit(fit: Samples | Shards, val: Samples, trained: Samples, source: str, audit: Samples | None, audit_source: str,

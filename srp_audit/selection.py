@@ -48,7 +48,7 @@ class Selection:
         kept = "the last model" if self.step == self.last_step else f"the model of step {self.step}"
         last = "" if self.step == self.last_step else f"; the last model (step {self.last_step}) {self.last_certified}"
         return (f"kept {kept}: IBP certified {self.certified} of {self.n} selection samples{last} "
-                f"({self.scored} models scored)")
+                f"({self.scored} model{'s' if self.scored != 1 else ''} scored)")
 
 
 class BestModel:
@@ -57,19 +57,22 @@ class BestModel:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, eps: float, domain: tuple[float, float], batch: int) -> None:
         self.x, self.y, self.eps, self.domain, self.batch = x, y, eps, domain, batch
         self.best: tuple[int, int, dict[str, torch.Tensor]] | None = None  # (certified, step, state)
+        self.last: tuple[int, int] | None = None  # (step, certified) of the latest model scored
         self.scored = 0
 
     def score(self, graph: Graph, step: int) -> int:
         """Score `graph` (at `step`); keep a copy of its state when it certifies at least as many as the best."""
         count = ibp_certified(graph, self.x, self.y, self.eps, self.domain, self.batch)
         self.scored += 1
+        self.last = (step, count)
         if self.best is None or count >= self.best[0]:
             self.best = (count, step, {k: v.detach().to("cpu", copy=True) for k, v in graph.state_dict().items()})
         return count
 
     def finish(self, graph: Graph, step: int) -> Selection:
-        """Score the last model, then load the best state into `graph` (unchanged when the last is the best)."""
-        last = self.score(graph, step)
+        """Score the last model (unless an epoch's end just did), then load the best state into `graph` (unchanged
+        when the last is the best)."""
+        last = self.last[1] if self.last is not None and self.last[0] == step else self.score(graph, step)
         assert self.best is not None  # scored just above
         count, best_step, state = self.best
         if best_step != step:

@@ -47,6 +47,15 @@ def test_sharded_data_sets_the_selection_aside_from_the_first_shard(tmp_path: Pa
     first = shards.load(0)
     kept = first.subset(np.asarray(split.fit.keep[0]))  # type: ignore[union-attr]
     assert not _keys(split.select) & (_keys(kept) | _keys(split.val))
+    nothing_held = split_shards(shards, 0.0, 0, audit_samples=100, select_split=0.2)  # the audit takes training samples
+    assert nothing_held.select is not None and not _keys(nothing_held.select) & _keys(nothing_held.audit)
+    assert len(nothing_held.audit) == 80
+
+
+def test_selection_shares_that_leave_no_training_sample_are_refused_naming_both() -> None:
+    train = load_samples(str(TRAIN), (1, 28, 28), 10).subset(slice(0, 10))
+    with pytest.raises(UsageError, match="--val-split 0.0 and --select-split 0.95 leave none of the 10 samples"):
+        split_data(train, 0.0, 0, "train.npz", select_split=0.95)
 
 
 def test_the_best_model_is_kept_and_a_tie_goes_to_the_later_one(fixture_models) -> None:
@@ -70,6 +79,8 @@ def test_the_best_model_is_kept_and_a_tie_goes_to_the_later_one(fixture_models) 
     tie = BestModel(x, y, 0.005, (0.0, 1.0), 32)
     tie.score(g, 1)
     assert tie.finish(g, 2).step == 2  # the same model twice: the later wins
+    once = BestModel(x, y, 0.005, (0.0, 1.0), 32)
+    assert "(1 model scored)" in once.finish(g, 5).describe()
 
 
 def test_robustify_returns_the_model_the_selection_set_chose(fixture_models, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,9 +101,9 @@ def test_robustify_returns_the_model_the_selection_set_chose(fixture_models, mon
     train, sel = tr.subset(slice(0, 300)), tr.subset(slice(3800, 3900))
     opts = RobustifyOptions(eps=0.02, epochs=4, ramp="50%", augment="none", lr=5e-3)
     res = robustify(g, train.x, train.y, opts, select=(sel.x, sel.y))
-    assert res.steps == 12 and steps == [9, 12, 12]  # epochs end at 3, 6, 9, 12; step 6 still trained below 0.02
-    chosen = res.selection
-    assert chosen is not None and chosen.last_step == 12 and chosen.scored == 3
+    assert res.steps == 12 and steps == [9, 12]  # epochs end at 3, 6, 9, 12 (step 6 still trained below 0.02); the
+    chosen = res.selection  # run ends on an epoch's end, whose score is the last model's
+    assert chosen is not None and chosen.last_step == 12 and chosen.scored == 2
     assert ibp_certified(res.graph, sel.x.float(), sel.y, 0.02, (0.0, 1.0), 100) == chosen.certified
 
 
@@ -103,4 +114,21 @@ def test_cli_select_split_says_which_model_it_kept(tmp_path: Path) -> None:
                                   "--epochs", "0.2", "--ramp", "10%", "--select-split", "0.02", "--method", "ibp",
                                   "--audit-samples", "20", "--no-audit-radius", "-o", str(tmp_path / "out.onnx")])
     assert r.exit_code == 0, r.output
-    assert "IBP certified" in r.stdout and "of 80 selection samples" in r.stdout and "models scored" in r.stdout
+    assert "IBP certified" in r.stdout and "of 80 selection samples" in r.stdout and "(1 model scored)" in r.stdout
+
+
+def test_ctrl_c_while_the_last_model_is_scored_saves_a_checkpoint(fixture_models, monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    import srp_audit.robustify as rob
+
+    def interrupted(self, graph, step):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rob.BestModel, "finish", interrupted)
+    g = fixture_models["mnist_mlp"]
+    tr = load_samples(str(TRAIN), g.input_shape, 10)
+    ckpt = str(tmp_path / "x.ckpt")
+    opts = RobustifyOptions(eps=0.02, epochs=0.5, augment="none", checkpoint_every=1000, checkpoint_path=ckpt)
+    with pytest.raises(rob.Interrupted) as e:
+        robustify(g, tr.x[:200], tr.y[:200], opts, select=(tr.x[3800:3850], tr.y[3800:3850]))
+    assert e.value.checkpoint == ckpt and Path(ckpt).exists()
