@@ -5,8 +5,8 @@ To lower-bound A·y for a node y (A: (N, R, *shape(y))), walk the graph backward
 exactly; an activation is replaced by one of its relaxation lines per coefficient (the lower line where the
 coefficient is positive, the upper line where it is negative — `relax.py`); structural ops move A. At the
 input, A·x is minimised over the box. Intermediate (pre-activation) bounds come from IBP (`crown-ibp`) or from
-CROWN itself, layer by layer, on the neurons IBP leaves unstable (`crown`). alpha-CROWN optimises the ReLU
-lower slopes by projected Adam and keeps the best bound seen.
+CROWN itself, layer by layer, on the neurons IBP leaves unstable (`crown`; in a layer `ALL_ABOVE` unstable, its live
+stable ones too). alpha-CROWN optimises the ReLU lower slopes by projected Adam and keeps the best bound seen.
 
 Representation: A is a dense tensor over the node's shape, or — for neurons of convolutional layers —
 `Patches` (a window per neuron around its receptive field), so convolutions are transposed window by window
