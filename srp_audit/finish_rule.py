@@ -19,7 +19,7 @@ import torch
 
 from .bounds.singleprop import singleprop, worst_case_logits
 from .ir.graph import Graph
-from .selection import ibp_certified
+from .selection import eval_batches, ibp_certified
 
 GAP = 0.15  # IBP certifies this share more than SingleProp calls robust: finish with IBP
 SAMPLES = 500  # training samples the rule compares on (a binomial share's standard error ≤ 2.3 points)
@@ -49,12 +49,7 @@ def robust_counts(graph: Graph, x: torch.Tensor, y: torch.Tensor, eps: float, va
                   domain: tuple[float, float], batch: int) -> tuple[float, float]:
     """(samples SingleProp's worst-case logits classify correctly, samples IBP certifies) of (x, y) at eps."""
     estimated = 0.0
-    was_training = graph.training
-    graph.eval()
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            xb, yb = x[i : i + batch], y[i : i + batch]
-            centre, radius = singleprop(graph, xb, eps, variant)
-            estimated += float((worst_case_logits(centre, radius, yb).argmax(1) == yb).sum())
-    graph.train(was_training)
+    for xb, yb in eval_batches(graph, x, y, batch):
+        centre, radius = singleprop(graph, xb, eps, variant)
+        estimated += float((worst_case_logits(centre, radius, yb).argmax(1) == yb).sum())
     return estimated, float(ibp_certified(graph, x, y, eps, domain, batch))

@@ -10,6 +10,7 @@ the after-audit does that. Scores are in float32, the model's training precision
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -19,17 +20,24 @@ from .ir.graph import Graph
 from .spec import linf_ball, margin_spec
 
 
+def eval_batches(graph: Graph, x: torch.Tensor, y: torch.Tensor, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) in batches, with `graph` in eval mode and no gradient while they are used (its mode restored after)."""
+    was_training = graph.training
+    graph.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch):
+                yield x[i : i + batch], y[i : i + batch]
+    finally:
+        graph.train(was_training)
+
+
 def ibp_certified(graph: Graph, x: torch.Tensor, y: torch.Tensor, eps: float, domain: tuple[float, float], batch: int) -> int:
     """How many of (x, y) IBP certifies at eps (every margin's lower bound > 0), the model in eval mode."""
     count = 0
-    was_training = graph.training
-    graph.eval()
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            xb, yb = x[i : i + batch], y[i : i + batch]
-            lower = interval_bounds(graph, linf_ball(xb, eps, domain), margin_spec(yb, graph.num_classes, xb.dtype)).lower
-            count += int((lower > 0).all(dim=1).sum())
-    graph.train(was_training)
+    for xb, yb in eval_batches(graph, x, y, batch):
+        lower = interval_bounds(graph, linf_ball(xb, eps, domain), margin_spec(yb, graph.num_classes, xb.dtype)).lower
+        count += int((lower > 0).all(dim=1).sum())
     return count
 
 
