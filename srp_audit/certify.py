@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from .attack import confirm_counterexamples, pgd, violated_in_both
-from .bounds import CASCADE_METHODS, BoundMethod, get_method, interval_bounds
-from .bounds.crown import relevant_unstable, relu_inputs
+from .bounds import CASCADE_METHODS, BoundMethod, get_method
+from .bounds.methods import interval_with_unstable
 from .certify_bab import search_undecided
 from .certify_options import CertifyOptions
 from .device import resolve_device, use_exact_float32
@@ -244,10 +244,8 @@ def merge(parts: list[CertifyResult], wall_time: float) -> CertifyResult:
 def _unstable_ibp(wide: Graph, box) -> torch.Tensor:
     """Unstable ReLU neurons per sample under IBP bounds that the scores depend on: the neurons CROWN has to
     refine (a fixed batch's other slots, a transformer's unused tokens do not count)."""
-    pre = [p for _, p in relu_inputs(wide)]
     with torch.no_grad():
-        res = interval_bounds(wide, box, keep=pre)
-    return relevant_unstable(wide, {INPUT: (box.lower, box.upper), **{k: v.bounds() for k, v in res.nodes.items()}})
+        return interval_with_unstable(wide, box)[1]
 
 
 @dataclass

@@ -55,10 +55,11 @@ class Prover:
                 extra["base"] = _rows(*kept[method.reuses], todo)
             if method.takes_prior:
                 extra["prior"] = self._prior(sub, eps[todo])
+            count = count_unstable and todo.numel() == idx.numel()  # the first method, on every sample
             with torch.no_grad():
                 res = method.bounds(self.wide, box, self.spec.select(sub), alpha_iters=self.alpha_iters,
-                                    count_unstable=count_unstable and todo.numel() == idx.numel(), **extra)
-            if res.ibp_unstable is not None and todo.numel() == idx.numel():
+                                    count_unstable=count, **extra)
+            if count:
                 self.ibp_unstable = res.ibp_unstable
             worst = self.spec.select(sub).worst_bound(res.lower)
             bound[todo] = torch.maximum(bound[todo], worst)

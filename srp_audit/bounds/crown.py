@@ -382,13 +382,14 @@ def intermediate_bounds(graph: Graph, box: InputBox, refine_with_crown: bool, bu
             # active ReLU pass on to the next layer's IBP (CNN fixture, L1 eps 0.1: 0 → 6 of 32 proved). (CROWN
             # refines the next layers itself: there the unstable ones, and the live rest of a mostly unstable layer.)
             kinked = all(c.kinked_at_zero for c in consumers) and (refine_with_crown or not graph.first_layer(name))
+            zero_below = all(c.zero_below_zero for c in consumers)
             mask = _unstable(lo, hi) if kinked else torch.ones_like(lo, dtype=torch.bool)
             if kinked and refine_with_crown:  # mostly unstable: refining the live rest costs little and tightens
                 # the next layer's IBP (an active neuron's interval passes on; ResNet-18 w16: a third fewer unstable)
                 frac = mask.reshape(mask.shape[0], -1).float().mean(dim=1)
-                live = (hi > 0) if all(c.zero_below_zero for c in consumers) else torch.ones_like(mask)
+                live = (hi > 0) if zero_below else torch.ones_like(mask)
                 mask = torch.where((frac >= ALL_ABOVE).view((-1,) + (1,) * (mask.dim() - 1)), live, mask)
-            refine(ctx, name, mask & relevant[name].to(mask.device), box, budget, all(c.zero_below_zero for c in consumers))
+            refine(ctx, name, mask & relevant[name].to(mask.device), box, budget, zero_below)
             meter.finished(name)
             iv = Interval(*ctx.bounds[name], nonneg=iv.nonneg)
         if widen is not None:

@@ -86,18 +86,21 @@ class BoundMethod:
         return f"BoundMethod({self.name!r})"
 
 
+def interval_with_unstable(graph: Graph, box: InputBox, spec: LinearSpec | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """IBP's lower bounds (of the spec rows, else of the flat output) and, from the same pass, the unstable ReLU
+    neurons per sample that the outputs depend on (`relevant_unstable`)."""
+    res = interval_bounds(graph, box, spec, keep=[p for _, p in relu_inputs(graph)])
+    kept = {INPUT: (box.lower, box.upper), **{k: v.bounds() for k, v in res.nodes.items()}}
+    return res.lower, relevant_unstable(graph, kept)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class IntervalMethod(BoundMethod):
     """Interval bound propagation (a NaN lower bound — ∞ − ∞ past an overflow — is reported as −∞)."""
 
     def bounds(self, graph: Graph, box: InputBox, spec: LinearSpec, count_unstable: bool = False, **_: object) -> MethodBounds:
-        pre = [p for _, p in relu_inputs(graph)] if count_unstable else []
-        res = interval_bounds(graph, box, spec, keep=pre)
-        lower = torch.where(res.lower < math.inf, res.lower, -math.inf)
-        if not count_unstable:
-            return MethodBounds(lower)
-        kept = {INPUT: (box.lower, box.upper), **{k: v.bounds() for k, v in res.nodes.items()}}
-        return MethodBounds(lower, ibp_unstable=relevant_unstable(graph, kept))
+        lower, unstable = interval_with_unstable(graph, box, spec) if count_unstable else (interval_bounds(graph, box, spec).lower, None)
+        return MethodBounds(torch.where(lower < math.inf, lower, -math.inf), ibp_unstable=unstable)
 
     def claim_bounds(self, graph: Graph, box: InputBox, spec: LinearSpec, widen: Widen | None = None,
                      alpha_iters: int = 20) -> ClaimBounds:
