@@ -12,6 +12,7 @@ import torch
 
 from .atomic import atomic_path
 from .errors import UsageError
+from .finish_rule import FinishChoice
 from .ir.graph import Graph
 
 
@@ -65,6 +66,31 @@ def check_resumable(opt: Any, fingerprint: str, device: torch.device | str = "cp
         raise UsageError(f"checkpoint {ckpt!r} was made with {state['samples']} training samples, --data now gives {samples}: "
                          "resume with the same --data, --val-split and --select-split, or remove the checkpoint to start afresh")
     return state
+
+
+def run_state(run: Any) -> dict:
+    """Everything a resume needs of a training run (`robustify._Run`): model, optimiser, step, clocks, K, choices
+    made (`--finish auto`, `--select-split`'s scores), random and data-order state, and the settings."""
+    choice, best, stream = run.finish_choice, run.best, run.stream
+    return {"version": 1, "fingerprint": run.fingerprint, "samples": run.n, "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "step": run.step, "elapsed": run.elapsed(), "k_ada": run.k_ada,
+            "finish_choice": asdict(choice) if choice else None, "selection": best.state() if best is not None else None,
+            "data_rng": run.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            **(stream.state() if stream is not None else {}), "options": settings_of(run.opt)}
+
+
+def restore_run(run: Any, state: dict) -> None:
+    """Put a checked checkpoint's state (`run_state`) back into a fed training run."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.step, run.elapsed_before, run.k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
+    run.gen.set_state(state["data_rng"])
+    choice = state.get("finish_choice")  # (absent from checkpoints before --finish auto)
+    run.finish_choice = FinishChoice(**choice) if choice else None
+    if run.best is not None and state.get("selection") is not None:  # (absent before the scores were kept)
+        run.best.restore(state["selection"])
+    torch.set_rng_state(state["torch_rng"])
+    run.stream.restore(state)
 
 
 def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import torch
@@ -25,7 +25,7 @@ from .augment import check_augment, parse_augment, random_offsets, shifted
 from .bounds.crown import crown_bounds
 from .bounds.ibp import interval_bounds
 from .bounds.singleprop import VARIANTS, singleprop, singleprop_loss
-from .checkpoint import check_resumable, model_fingerprint, save_checkpoint, settings_of
+from .checkpoint import check_resumable, model_fingerprint, restore_run, run_state, save_checkpoint
 from .errors import UsageError
 from .finish_rule import FINISH_REGULARIZER, SAMPLES, FinishChoice, robust_counts
 from .ir.graph import Graph
@@ -228,6 +228,7 @@ class _Run:
         self.step, self.elapsed_before, self.k_ada = 0, 0.0, 1.0
         self.stream: BatchStream | None = None  # set by `feed`
         self.finish_choice: FinishChoice | None = None  # set at the end of the ramp under --finish auto
+        self.best: BestModel | None = None  # the selection set's scores, under --select-split
         self.start = time.perf_counter()
 
     def release(self) -> None:
@@ -246,28 +247,15 @@ class _Run:
 
     def resume(self) -> None:
         """Restore the state saved by `save` (checked by `check_resumable`: ours, this model, these settings)."""
-        state = check_resumable(self.opt, self.fingerprint, self.dev, self.n)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.elapsed_before, self.k_ada = int(state["step"]), float(state["elapsed"]), float(state["k_ada"])
-        self.gen.set_state(state["data_rng"])
-        choice = state.get("finish_choice")  # (absent from checkpoints before --finish auto)
-        self.finish_choice = FinishChoice(**choice) if choice else None
-        torch.set_rng_state(state["torch_rng"])
         assert self.stream is not None  # fed before resuming
-        self.stream.restore(state)
+        restore_run(self, check_resumable(self.opt, self.fingerprint, self.dev, self.n))
         self.start = time.perf_counter()
 
     def save(self) -> None:
         """Checkpoint everything `resume` needs (rank 0 only), atomically."""
         if self.rank != 0 or not self.opt.checkpoint_path:
             return
-        save_checkpoint({"version": 1, "fingerprint": self.fingerprint, "samples": self.n, "model": self.model.state_dict(),
-                      "optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed(),
-                      "k_ada": self.k_ada, "finish_choice": asdict(self.finish_choice) if self.finish_choice else None,
-                      "data_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                      **(self.stream.state() if self.stream is not None else {}),
-                      "options": settings_of(self.opt)}, self.opt.checkpoint_path)
+        save_checkpoint(run_state(self), self.opt.checkpoint_path)
 
     def budget_used(self) -> tuple[float, float, str]:
         """(fraction of the budget used, estimated total steps, which budget leads), agreed by all ranks."""
@@ -355,9 +343,9 @@ def robustify(graph: Graph, x: torch.Tensor | Shards, y: torch.Tensor | None, op
     run.feed(x, y)
     # the validation set on the run's device (y_val comes with x_val)
     held_out = (x_val.to(run.dev, torch.float32), cast(torch.Tensor, y_val).to(run.dev)) if x_val is not None else None
+    best = run.best = BestModel(select[0].to(run.dev, torch.float32), select[1].to(run.dev), opt.eps, opt.domain, opt.batch_size) if select else None
     if opt.resume:
         run.resume()
-    best = BestModel(select[0].to(run.dev, torch.float32), select[1].to(run.dev), opt.eps, opt.domain, opt.batch_size) if select else None
     sched = Schedule(opt.eps, Span.parse(opt.warmup), Span.parse(opt.ramp), opt.k_final, opt.final_phase()[1])
     spe = run.steps_per_epoch
     history: list[TrainingProgress] = []

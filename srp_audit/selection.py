@@ -77,6 +77,18 @@ class BestModel:
             self.best = (count, step, {k: v.detach().to("cpu", copy=True) for k, v in graph.state_dict().items()})
         return count
 
+    def state(self) -> dict:
+        """What a checkpoint keeps, so that a resumed run's models compete with the ones scored before it."""
+        best = None if self.best is None else {"certified": self.best[0], "step": self.best[1], "model": self.best[2]}
+        return {"best": best, "last": None if self.last is None else list(self.last), "scored": self.scored}
+
+    def restore(self, saved: dict) -> None:
+        """Take up the scores a checkpoint kept (`state`)."""
+        b = saved["best"]
+        self.best = None if b is None else (int(b["certified"]), int(b["step"]), {k: v.to("cpu") for k, v in b["model"].items()})
+        self.last = None if saved["last"] is None else (int(saved["last"][0]), int(saved["last"][1]))
+        self.scored = int(saved["scored"])
+
     def finish(self, graph: Graph, step: int) -> Selection:
         """Score the last model (unless an epoch's end just did), then load the best state into `graph` (unchanged
         when the last is the best)."""

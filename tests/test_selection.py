@@ -132,3 +132,31 @@ def test_ctrl_c_while_the_last_model_is_scored_saves_a_checkpoint(fixture_models
     with pytest.raises(rob.Interrupted) as e:
         robustify(g, tr.x[:200], tr.y[:200], opts, select=(tr.x[3800:3850], tr.y[3800:3850]))
     assert e.value.checkpoint == ckpt and Path(ckpt).exists()
+
+
+def test_a_resumed_run_keeps_the_scores_made_before_it(fixture_models, tmp_path: Path) -> None:
+    """Interrupted just after the selection set scored step 9, then resumed: the model kept and every score are the
+    uninterrupted run's, the score of step 9 included (it comes from the checkpoint, not from a second scoring)."""
+    from srp_audit.robustify import Interrupted
+
+    g = fixture_models["mnist_mlp"]
+    tr = load_samples(str(TRAIN), g.input_shape, 10)
+    train, sel = tr.subset(slice(0, 300)), tr.subset(slice(3800, 3900))
+    ckpt = str(tmp_path / "run.ckpt")
+
+    def opts(**kw) -> RobustifyOptions:
+        return RobustifyOptions(eps=0.02, epochs=4, ramp="50%", augment="none", lr=5e-3, seed=1, **kw)
+
+    full = robustify(g, train.x, train.y, opts(), select=(sel.x, sel.y)).selection
+
+    def interrupt(p) -> None:
+        if p.step >= 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        robustify(g, train.x, train.y, opts(checkpoint_every=100, checkpoint_path=ckpt), progress=interrupt, select=(sel.x, sel.y))
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == 9 and saved["selection"]["scored"] == 1 and saved["selection"]["best"]["step"] == 9
+    resumed = robustify(g, train.x, train.y, opts(checkpoint_path=ckpt, resume=True), select=(sel.x, sel.y)).selection
+    assert full is not None and full.scored == 2
+    assert resumed == full
