@@ -286,7 +286,8 @@ def _refine_rows(sub: Context, target: str, box: InputBox, bounds: tuple[torch.T
         for j, s in enumerate(signs):
             # fmax/fmin: an IBP bound that is NaN (∞ − ∞ past an overflow) gives way to CROWN's, never NaN
             flat, new = (bounds[0], lb[:, j * k : (j + 1) * k]) if s == 1 else (bounds[1], -lb[:, j * k : (j + 1) * k])
-            cur = flat.gather(1, idx)
+            # (gather keeps its input for the gradient, which scatter_ then changes: under autograd it reads a copy)
+            cur = (flat.clone() if flat.requires_grad and torch.is_grad_enabled() else flat).gather(1, idx)
             flat.scatter_(1, idx, torch.where(valid, torch.fmax(cur, new) if s == 1 else torch.fmin(cur, new), cur))
 
 

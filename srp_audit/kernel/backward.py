@@ -59,8 +59,8 @@ class Context:
             return tuple(make(*(t for n in names for t in self.bounds[n])))
         sources = tuple(t for n in names for t in self.bounds[n])
         hit = self.relaxed.get(key)
-        if hit is None or len(hit[0]) != len(sources) or not all(a is b for a, b in zip(hit[0], sources)):
-            hit = (sources, tuple(make(*sources)))
+        if not _still_valid(hit, sources):
+            hit = (sources, tuple(make(*sources)), torch.is_grad_enabled())
             self.relaxed[key] = hit
         return hit[1]
 
@@ -71,10 +71,10 @@ class Context:
             return A.unfold(make())
         full = (key, A.grid, tuple(A.data.shape[3:]))
         hit = self.memo.get(full)
-        if hit is not None and len(hit[0]) == len(sources) and all(a is b for a, b in zip(hit[0], sources)):
+        if _still_valid(hit, sources):
             return hit[1]
         cols = A.unfold(make())
-        self.memo[full] = (sources, cols)
+        self.memo[full] = (sources, cols, torch.is_grad_enabled())
         return cols
 
     def mag(self, name: str) -> torch.Tensor:
@@ -120,6 +120,15 @@ def split_signs(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     backward builds two masks), and alpha-CROWN's steps differentiate through these."""
     pos = torch.relu(t)
     return pos, t - pos
+
+
+def _still_valid(hit: tuple | None, sources: tuple[torch.Tensor, ...]) -> bool:
+    """Whether a kept (sources, value, made with grad) entry serves now: made from these very tensors, and with a
+    gradient if one is wanted now (a rounding rule, run without one, may have made it first; a value made then
+    would silently cut training's gradient through the relaxation)."""
+    if hit is None or len(hit[0]) != len(sources) or not all(a is b for a, b in zip(hit[0], sources)):
+        return False
+    return hit[2] or not (torch.is_grad_enabled() and any(t.requires_grad for t in sources))
 
 
 def negative_part(t: torch.Tensor) -> torch.Tensor:
