@@ -59,10 +59,11 @@ class Context:
             return tuple(make(*(t for n in names for t in self.bounds[n])))
         sources = tuple(t for n in names for t in self.bounds[n])
         hit = self.relaxed.get(key)
-        if not _still_valid(hit, sources):
-            hit = (sources, tuple(make(*sources)), torch.is_grad_enabled())
-            self.relaxed[key] = hit
-        return hit[1]
+        if hit is not None and _still_valid(hit, sources):
+            return hit[1]
+        values = tuple(make(*sources))
+        self.relaxed[key] = (sources, values, torch.is_grad_enabled())
+        return values
 
     def unfolded(self, key: str, A: Patches, sources: tuple[torch.Tensor, ...], make: Callable[[], torch.Tensor]) -> torch.Tensor:
         """A.unfold(make()), the map `make` builds from `sources`; with a memo, kept while `sources` are the
@@ -71,7 +72,7 @@ class Context:
             return A.unfold(make())
         full = (key, A.grid, tuple(A.data.shape[3:]))
         hit = self.memo.get(full)
-        if _still_valid(hit, sources):
+        if hit is not None and _still_valid(hit, sources):
             return hit[1]
         cols = A.unfold(make())
         self.memo[full] = (sources, cols, torch.is_grad_enabled())
@@ -122,11 +123,11 @@ def split_signs(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pos, t - pos
 
 
-def _still_valid(hit: tuple | None, sources: tuple[torch.Tensor, ...]) -> bool:
+def _still_valid(hit: tuple, sources: tuple[torch.Tensor, ...]) -> bool:
     """Whether a kept (sources, value, made with grad) entry serves now: made from these very tensors, and with a
     gradient if one is wanted now (a rounding rule, run without one, may have made it first; a value made then
     would silently cut training's gradient through the relaxation)."""
-    if hit is None or len(hit[0]) != len(sources) or not all(a is b for a, b in zip(hit[0], sources)):
+    if len(hit[0]) != len(sources) or not all(a is b for a, b in zip(hit[0], sources)):
         return False
     return hit[2] or not (torch.is_grad_enabled() and any(t.requires_grad for t in sources))
 
