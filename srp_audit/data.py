@@ -16,6 +16,7 @@ import torch
 
 from .errors import DataError, UsageError
 
+_F32_MAX = float(np.finfo(np.float32).max)  # samples are kept in float32
 
 @dataclass
 class Samples:
@@ -124,11 +125,19 @@ def prepare_samples(
         )
     lo, hi = domain
     if x.dtype == np.uint8:
-        xf = lo + (hi - lo) * (x.astype(np.float32) / np.float32(255.0))
+        with np.errstate(over="ignore", invalid="ignore"):
+            xf = lo + (hi - lo) * (x.astype(np.float32) / np.float32(255.0))
+        if not np.all(np.isfinite(xf)):
+            raise DataError(f"'{path}' holds uint8 pixels, scaled into the input domain [{lo:g}, {hi:g}], which passes "
+                            f"float32's range (±{_F32_MAX:.3g}) that samples are kept in; give a --domain within it")
     elif np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer):
-        xf = x.astype(np.float32)
+        with np.errstate(over="ignore"):
+            xf = x.astype(np.float32)
         if not np.all(np.isfinite(xf)):
             i = int(np.argmax(~np.isfinite(xf).reshape(xf.shape[0], -1).all(axis=1)))
+            if np.all(np.isfinite(x[i])):
+                raise DataError(f"sample {i} in '{path}' holds values beyond float32's range (±{_F32_MAX:.3g}) that "
+                                "samples are kept in; rescale the data")
             raise DataError(f"sample {i} in '{path}' contains NaN or inf; remove or repair it")
         if xf.min() < lo or xf.max() > hi:
             hint = " (it looks like 0–255 pixels: store uint8 or divide by 255)" if xf.max() > 1.5 and hi <= 1 else ""

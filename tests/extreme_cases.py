@@ -50,8 +50,8 @@ Interval = tuple[float, float]
 
 
 def flushing() -> bool:
-    """Whether torch's arithmetic flushes denormals to zero now (the CLI's setting, `perf.tune_process`: once set in
-    a process it stays, so tests that run the CLI in-process leave it on for the tests after them)."""
+    """Whether torch's arithmetic flushes denormals to zero now (the command line keeps them, `perf.tune_process`;
+    a library user's process may flush them, and once set in a process it stays)."""
     return float(torch.tensor([TINY], dtype=torch.float64) * 2.0) == 0.0
 
 

@@ -149,6 +149,11 @@ def _cases(tmp: Path) -> dict[str, tuple[list[str], int, str]]:
         "x/y mismatch with --limit": (["certify", MLP, "--eps", "0.01", "--limit", "2", "--data", _npz(tmp, "m.npz", x=x, y=y[:3])],
                                       2, "x has 4 samples but y has 3 labels"),
         "eps wider than the domain": (["certify", MLP, "--eps", "2"], 2, "wider than the input domain"),
+        "pixels scaled past float32": (["certify", MLP, "--eps", "0.5", "--domain=0,1e39", "--data",
+                                        _npz(tmp, "u8.npz", x=x, y=y)] + QUICK, 2, "passes float32's range"),
+        "floats past float32": (["certify", MLP, "--eps", "0.5", "--domain=-1e300,1e300", "--data",
+                                 _npz(tmp, "f64.npz", x=x.astype(np.float64) * 1e40, y=y)] + QUICK, 2,
+                                "sample 0 .* holds values beyond float32's range"),
         "empty item in an eps list": (["certify", MLP, "--eps", "0.1,,0.2"], 2, "empty item"),
     }
 
@@ -165,6 +170,7 @@ NAMES = [f"original: {k}" for k in CASE_NAMES] + [
     "compare different data", "compare unknown schema", "tolerance above 1", "empty instances", "known matches nothing",
     "instances that error", "empty known file", "empty input box", "click usage error", "softmax hint", "gemm shape mismatch",
     "output with no producer", "binary vnnlib", "x/y mismatch with --limit", "eps wider than the domain",
+    "pixels scaled past float32", "floats past float32",
     "empty item in an eps list"]
 
 

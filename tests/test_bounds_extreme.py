@@ -8,10 +8,10 @@ the function standing in for its value. A NaN bound fails; a point where the fun
 needs infinite bounds.
 
 float32 bounds are computed on the float32 box rounded outward (ends past float32's range become ±∞) and checked
-at points sampled from that box. Every bound is computed twice: with IEEE subnormals, and with denormals flushed to
-zero and read as zero (how the command line runs, `perf.tune_process`) on the box widened so that no end is itself
-subnormal (`normal_ends`: a subnormal end would be read as 0, shrinking the box — the command line's boxes are
-pixel boxes clipped to the domain, whose ends are 0 or normal); references and sampling always keep subnormals.
+at points sampled from that box. Every bound is computed twice: with IEEE subnormals (how the command line runs,
+`perf.tune_process`), and with denormals flushed to zero and read as zero (a setting a library user's process may
+have) on the box widened so that no end is itself subnormal (`normal_ends`: a subnormal end would be read as 0,
+shrinking the box); references and sampling always keep subnormals.
 """
 
 from __future__ import annotations

@@ -314,3 +314,26 @@ def test_dual_norms_of_tiny_weights_do_not_underflow(dtype: torch.dtype, norm: s
     lowers = {m: Fraction(float(get_method(m)(g, box, spec).lower[0, 0])) for m in ALL}
     assert all(lb <= exact_min for lb in lowers.values()), lowers
     assert all(lb >= 4 * exact_min for lb in lowers.values()), lowers  # not vacuous: about the norm, not −inf
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+def test_a_folded_spec_row_that_underflows_is_covered_when_denormals_are_flushed(norm: str, shared: bool) -> None:
+    """y0 − y1 with w0 − w1 ≈ −9e-313 (subnormal) and x = 1e300: where denormals are flushed, fl(C·W) reads 0 and
+    IBP's fold took the row for the constant 0, above its exact value −9.1e-13 at the centre (every method took
+    IBP's bound where it was higher). The fold now allows (k + 1)·tiny per entry times ‖x‖₁."""
+    from extreme_cases import denormals
+
+    w0 = 1e-300
+    w1 = w0 * (1 + 2**-40)  # exact in float64
+    g = Graph((1,), [("d", ops.Dense(torch.tensor([[w0], [w1]], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)),
+                      (INPUT,))], "d")
+    x = torch.tensor([[1e300]], dtype=torch.float64)
+    exact = (Fraction(w0) - Fraction(w1)) * Fraction(1e300)  # the row's value at the centre, inside every ball
+    spec = margin_spec(torch.tensor([0]), 2, torch.float64) if shared else \
+        LinearSpec(torch.tensor([[[1.0, -1.0]]], dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64), [[0]])
+    g.requires_grad_(False)
+    with denormals(True):
+        for method in ("ibp", "crown-ibp", "crown", "alpha-crown"):
+            lower = float(get_method(method)(g, ball(x, 1e-300, (-1e308, 1e308), norm), spec, alpha_iters=2).lower[0, 0].detach())
+            assert Fraction(lower) <= exact, (method, lower)

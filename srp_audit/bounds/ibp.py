@@ -84,6 +84,9 @@ def _spec_affine(spec: LinearSpec, x: Interval, node: Dense | None) -> Interval:
     if weight is not None and not simple:
         mag = F.linear(m.abs() + v, weight.abs())  # ≥ |W| |x|, (N, K)
         r = r + 2 * dot_gamma(k, dt) * torch.einsum("nsk,nk->ns", spec.C.abs(), mag)
+    if weight is not None:  # where denormals are flushed, an entry of fl(C W) that underflows reads 0, even a
+        # subtraction's: up to (k + 1)·tiny per entry, which |x| (up to 1e308) multiplies — no relative allowance covers it
+        r = r + (k + 1) * tiny(dt) * (m.abs() + v).sum(dim=1, keepdim=True)
     return Interval(c=c, r=r * (1 + 4 * unit_roundoff(dt)))
 
 
