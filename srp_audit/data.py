@@ -18,6 +18,7 @@ from .errors import DataError, UsageError
 
 _F32_MAX = float(np.finfo(np.float32).max)  # samples are kept in float32
 
+
 @dataclass
 class Samples:
     x: torch.Tensor  # (N, *sample_shape), float32, inside the domain

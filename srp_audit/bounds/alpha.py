@@ -132,10 +132,10 @@ def _lowered(ctx: Context, search: Graph) -> Context:
     dt = search.dtype
     low = {id(t): t.to(dt) for b in ctx.bounds.values() for t in b}
     work = Context(search, {k: (low[id(lo)], low[id(hi)]) for k, (lo, hi) in ctx.bounds.items()}, steer_only=True)
-    for key, (sources, values, with_grad) in ctx.relaxed.items():
+    for key, (sources, values) in ctx.relaxed.items():
         if all(id(t) in low for t in sources):
             work.relaxed[key] = (tuple(low[id(t)] for t in sources),
-                                 tuple(v.to(dt) if v.is_floating_point() else v for v in values), with_grad)
+                                 tuple(v.to(dt) if v.is_floating_point() else v for v in values))
     return work
 
 

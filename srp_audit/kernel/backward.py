@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -59,11 +59,10 @@ class Context:
             return tuple(make(*(t for n in names for t in self.bounds[n])))
         sources = tuple(t for n in names for t in self.bounds[n])
         hit = self.relaxed.get(key)
-        if hit is not None and _still_valid(hit, sources):
-            return hit[1]
-        values = tuple(make(*sources))
-        self.relaxed[key] = (sources, values, torch.is_grad_enabled())
-        return values
+        if hit is None or not _same(hit[0], sources):
+            hit = (sources, _kept(lambda: tuple(make(*sources)), sources))
+            self.relaxed[key] = hit
+        return hit[1]
 
     def unfolded(self, key: str, A: Patches, sources: tuple[torch.Tensor, ...], make: Callable[[], torch.Tensor]) -> torch.Tensor:
         """A.unfold(make()), the map `make` builds from `sources`; with a memo, kept while `sources` are the
@@ -72,10 +71,10 @@ class Context:
             return A.unfold(make())
         full = (key, A.grid, tuple(A.data.shape[3:]))
         hit = self.memo.get(full)
-        if hit is not None and _still_valid(hit, sources):
+        if hit is not None and _same(hit[0], sources):
             return hit[1]
-        cols = A.unfold(make())
-        self.memo[full] = (sources, cols, torch.is_grad_enabled())
+        cols = _kept(lambda: A.unfold(make()), sources)
+        self.memo[full] = (sources, cols)
         return cols
 
     def mag(self, name: str) -> torch.Tensor:
@@ -123,13 +122,19 @@ def split_signs(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pos, t - pos
 
 
-def _still_valid(hit: tuple, sources: tuple[torch.Tensor, ...]) -> bool:
-    """Whether a kept (sources, value, made with grad) entry serves now: made from these very tensors, and with a
-    gradient if one is wanted now (a rounding rule, run without one, may have made it first; a value made then
-    would silently cut training's gradient through the relaxation)."""
-    if len(hit[0]) != len(sources) or not all(a is b for a, b in zip(hit[0], sources)):
-        return False
-    return hit[2] or not (torch.is_grad_enabled() and any(t.requires_grad for t in sources))
+def _same(kept: tuple[torch.Tensor, ...], sources: tuple[torch.Tensor, ...]) -> bool:
+    """Whether a kept value was made from these very tensors."""
+    return len(kept) == len(sources) and all(a is b for a, b in zip(kept, sources))
+
+
+def _kept(make: Callable[[], Any], sources: tuple[torch.Tensor, ...]) -> Any:
+    """make(), for keeping: with the gradient its sources carry even where the caller runs without one (a rounding
+    rule), since every later caller reads the kept value — one made without it cut training's gradient through
+    every relaxation."""
+    if not torch.is_grad_enabled() and any(t.requires_grad for t in sources):
+        with torch.enable_grad():
+            return make()
+    return make()
 
 
 def negative_part(t: torch.Tensor) -> torch.Tensor:
