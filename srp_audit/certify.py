@@ -194,7 +194,8 @@ def scores_before_final_softmax(graph: Graph) -> tuple[Graph, str | None]:
     while True:
         last = graph.node(graph.output)
         inner = graph.inputs_of[graph.output][0]
-        if not last.keeps_argmax or len(graph.output_shape) != 1 or inner == INPUT:
+        keeps = last.keeps_argmax or (last.keeps_positive_order and inner != INPUT and graph.node(inner).positive_output)
+        if not keeps or len(graph.output_shape) != 1 or inner == INPUT:
             break
         stripped.insert(0, last.op)
         graph = graph.rebuilt([(n, node, ins) for n, node, ins in graph.items() if n != graph.output], inner)

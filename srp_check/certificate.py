@@ -76,6 +76,9 @@ def read_manifest(path: str) -> Manifest:
         raise CertificateError(f"no such certificate file: {path}") from None
     except Exception as e:  # zip, npy header or CRC errors of any kind
         raise CertificateError(f"not a readable certificate archive ({type(e).__name__}: {e})") from None
+    odd = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if odd:  # np.load returns a member that is not in .npy format as raw bytes
+        raise CertificateError(f"not a certificate archive: member {odd[0]!r} is not a .npy array")
     raw = arrays.pop("manifest.json", None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
         raise CertificateError("the certificate has no manifest.json member (a 1-D uint8 array)")

@@ -86,6 +86,8 @@ def load_sample(path: str, i: int, n: int, domain: tuple[float, float]) -> tuple
         raise CertificateError(f"no such data file: {path}") from None
     except Exception as e:
         raise CertificateError(f"cannot read x and y from the data file {path} ({type(e).__name__}: {e})") from None
+    if not isinstance(xs, np.ndarray) or not isinstance(ys, np.ndarray):  # a member not in .npy format: raw bytes
+        raise CertificateError(f"the data file {path}: x and y must be .npy arrays")
     if xs.ndim < 1 or ys.ndim != 1 or i >= len(xs) or i >= len(ys) or ys.dtype.kind not in "iu":
         raise Rejected(f"the data file has no sample {i} with an integer label")
     x, (lo, hi) = xs[i], domain

@@ -37,6 +37,9 @@ from .linear import Conv, Dense, Linear, Scale, SumPool
 from .pool import MaxPool
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
+OPSETS = range(7, 24)
+"""The default-domain opsets whose semantics the checker's operators follow: before 7, Add, Sub, Mul and Div
+broadcast along an `axis` attribute, and Dropout and BatchNormalization default to training mode."""
 FOLDED = {"Shape", "Identity", "Squeeze", "Unsqueeze", "Concat", "Expand", "Reshape", "CastLike"}
 
 
@@ -102,6 +105,10 @@ class _Reader:
     """Walks the graph once, in order, keeping constants, tensor shapes (batch read as 1) and aliases."""
 
     def __init__(self, model: onnx.ModelProto):
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        if opset not in OPSETS:
+            raise UnsupportedModel(f"the model uses opset {opset}; the checker interprets opsets {OPSETS[0]}–{OPSETS[-1]} "
+                                   "(re-export it at one of them)")
         g = model.graph
         self.const: dict[str, np.ndarray] = {}
         for t in g.initializer:

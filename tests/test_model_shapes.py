@@ -5,6 +5,7 @@ bounded soundly where it is a network."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,58 @@ def test_a_final_log_softmax_is_certified_on_the_scores_and_kept_by_verify(tmp_p
     r = CliRunner().invoke(main, ["certify", str(path), "--eps", "0.01", "--data", str(tmp_path / "d.npz"), "--domain", "-5,5"])
     assert r.exit_code == 0, r.output
     assert "LogSoftmax" in r.output or "Softmax and Log" in r.output
+
+
+
+def test_a_final_log_of_scores_that_may_be_negative_is_kept(tmp_path: Path) -> None:
+    """Log keeps the order of positive scores only: where a score can reach 0 inside the ball the model's output is
+    NaN there, so certify bounds the whole model (and proves nothing) instead of the scores before the Log."""
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Gemm", ["x", "W", "B"], ["h"], transB=1), helper.make_node("Log", ["h"], ["y"])]
+    path = _save(tmp_path, nodes, {"W": np.eye(2, dtype=np.float32), "B": np.array([1.0, -0.45], dtype=np.float32)},
+                 [helper.make_tensor_value_info("x", f, ["N", 2])], [helper.make_tensor_value_info("y", f, ["N", 2])])
+    g = load_model(str(path))
+    inner, note = scores_before_final_softmax(g)
+    assert note is None and inner.output == g.output
+    np.savez(tmp_path / "d.npz", x=np.array([[0.5, 0.5]], dtype=np.float32), y=np.array([0]))
+    # x = (0.5, 0.4) is in the ball: h1 = −0.05, log(h1) NaN; certified before, on the scores h
+    r = CliRunner().invoke(main, ["certify", str(path), "--eps", "0.1", "--data", str(tmp_path / "d.npz"), "--no-radius",
+                                  "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["summary"]["verified"] == 0
+
+
+def test_a_final_log_of_softmax_is_certified_on_the_scores(tmp_path: Path) -> None:
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"], transB=1), helper.make_node("Softmax", ["h"], ["p"], axis=1),
+             helper.make_node("Log", ["p"], ["y"])]
+    path = _save(tmp_path, nodes, {"W": _w(3, 4)}, [helper.make_tensor_value_info("x", f, ["N", 4])],
+                 [helper.make_tensor_value_info("y", f, ["N", 3])], opset=13)
+    inner, note = scores_before_final_softmax(load_model(str(path)))
+    assert note is not None and "Softmax and Log" in note and inner.output_shape == (3,)
+
+
+def test_softplus_with_a_low_threshold_is_not_fused_into_mish(tmp_path: Path) -> None:
+    """x·tanh(softplus(x)) with torch's threshold 3 (the dynamo exporter's Where(x > 3, x, Softplus(x))) computes
+    x·tanh(x) past 3, about 1.4e-3 below Mish there: it stays a product, and every method's lower bound over
+    [3.25, 3.5] is at most the exact minimum 3.25·tanh(3.25) (it was 3.2409562 above 3.2402423)."""
+    import mpmath
+
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Greater", ["x", "T"], ["c"]), helper.make_node("Softplus", ["x"], ["s"]),
+             helper.make_node("Where", ["c", "x", "s"], ["sp"]), helper.make_node("Tanh", ["sp"], ["t"]),
+             helper.make_node("Mul", ["x", "t"], ["y"])]
+    path = _save(tmp_path, nodes, {"T": np.array(3.0, dtype=np.float32)}, [helper.make_tensor_value_info("x", f, ["N", 1])],
+                 [helper.make_tensor_value_info("y", f, ["N", 1])])
+    g = load_model(str(path))
+    assert "Mish" not in {type(n).__name__ for _, n, _ in g.items()}
+    mpmath.mp.prec = 200
+    exact_min = mpmath.mpf(3.25) * mpmath.tanh(mpmath.mpf(3.25))  # increasing on the box: its minimum at 3.25
+    wide = g.copy(dtype=torch.float64).requires_grad_(False)
+    box = InputBox(torch.tensor([[3.25]], dtype=torch.float64), torch.tensor([[3.5]], dtype=torch.float64))
+    for method in ("ibp", "crown-ibp", "crown", "alpha-crown"):
+        lb = float(get_method(method)(wide, box, identity_spec(1, 1, torch.float64)).lower[0, 0])
+        assert mpmath.mpf(lb) <= exact_min, (method, lb)
 
 
 RESIZE_CASES = [("nearest", "asymmetric", "floor"), ("nearest", "half_pixel", "round_prefer_floor"),

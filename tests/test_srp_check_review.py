@@ -5,6 +5,9 @@
 * With --spec, an L2/L1 ball claim covers a spec box only if the box lies inside the ball (its bounding box is
   not enough).
 * A model too large to allocate is refused cleanly.
+* A model of an opset before 7, where Add broadcasts along an `axis` attribute, is refused: read with numpy's
+  broadcasting it proved y[2] > 200 at x = 0 where the model computes 100.
+* An archive member that is not a .npy array (which numpy hands back as raw bytes) is a clean error, not a crash.
 """
 
 from __future__ import annotations
@@ -89,3 +92,44 @@ def test_one_hot_rows_through_a_convolution_match_the_transposed_convolution() -
     B = A.copy()
     B[0, 1 if B[0, 0] else 0] = 1.0  # two nonzeros in a row: the transposed convolution
     assert np.array_equal(conv.back(B), conv._back(B))
+
+
+def test_a_model_of_an_opset_before_7_is_refused(tmp_path: Path) -> None:
+    b = numpy_helper.from_array(np.array([100, 200, 300], np.float32), "b")
+    g = helper.make_graph([helper.make_node("Add", ["x", "b"], ["y"], broadcast=1, axis=1)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 3]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [3])],  # IR 3: initializers are inputs
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 3])], [b])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 6)])
+    m.ir_version = 3
+    onnx.checker.check_model(m)
+    with pytest.raises(UnsupportedModel, match="opset 6"):
+        read_network(m.SerializeToString())
+
+
+def test_an_archive_member_that_is_not_npy_is_a_clean_error(tmp_path: Path) -> None:
+    import zipfile
+
+    from click.testing import CliRunner
+    from srp_audit_cli.main import main
+
+    W = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    model = _save(tmp_path / "m.onnx", [helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [numpy_helper.from_array(W, "W")])
+    claim = {"id": "c", "set": {"type": "robustness", "sample": 0, "x": "x", "eps": 0.1, "norm": "inf", "domain": [0.0, 1.0],
+                                "label": 0, "classes": 2},
+             "spec": {"C": "C", "d": "d", "groups": [[0]]}, "tree": {"leaf": 0}, "leaves": [{}]}
+    good = write_cert(tmp_path / "c.npz", model, [claim], {"x": np.array([1.0, 0.0]), "C": np.array([[1.0, -1.0]]),
+                                                           "d": np.array([0.0])})
+    assert check(model, good).ok
+    with zipfile.ZipFile(tmp_path / "raw.npz", "w") as z:
+        z.writestr("manifest.json", np.load(good)["manifest.json"].tobytes())  # the JSON bytes, no .npy header
+    np.savez(tmp_path / "data.npz", x=np.zeros((1, 2), np.float32), y=np.zeros(1, np.int64))
+    with zipfile.ZipFile(tmp_path / "rawdata.npz", "w") as z:
+        z.writestr("x", b"not an npy file")
+        z.writestr("y", b"nor this")
+    for args in (["check", str(model), str(tmp_path / "raw.npz")],
+                 ["check", str(model), str(good), "--data", str(tmp_path / "rawdata.npz")]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and "npy" in r.output and "Traceback" not in r.output and "internal" not in r.output, r.output

@@ -84,6 +84,25 @@ def test_keeps_argmax_ops_keep_the_order_along_their_axis(name: str) -> None:
     assert bool(((order_out == order_in) | (order_out == 0)).all()), f"{name}: the order along axis {axis} changed"
 
 
+@pytest.mark.parametrize("name", _with("positive_output"))
+def test_positive_output_ops_give_positive_values(name: str) -> None:
+    """In exact arithmetic every output is > 0 (a final Log after it keeps the order); sampled in float64 on inputs
+    where no output underflows."""
+    node, (a,) = _op(name), _inputs(name)
+    with torch.no_grad():
+        y = node(a.clamp(-30, 30))
+    assert bool((y > 0).all()), f"{name}: an output ≤ 0"
+
+
+@pytest.mark.parametrize("name", _with("keeps_positive_order"))
+def test_keeps_positive_order_ops_are_increasing_on_positive_inputs(name: str) -> None:
+    node, (a,) = _op(name), _inputs(name)
+    x = a.abs().reshape(-1).sort().values + 1e-3
+    with torch.no_grad():
+        y = node(x.reshape(a.shape)).reshape(-1)
+    assert bool((y[1:] >= y[:-1]).all() and (y[1:] > y[:-1])[x[1:] > x[:-1] * (1 + 1e-12)].all()), f"{name}: not increasing"
+
+
 @pytest.mark.parametrize("name", _with("passes_bounds"))
 def test_passes_bounds_ops_copy_one_entry_scaled_and_shifted(name: str) -> None:
     """Each output entry depends on at most one input entry, affinely."""

@@ -61,6 +61,11 @@ class Node(nn.Module):
     IBP's bounds back, so CROWN never refines it."""
     keeps_argmax: ClassVar[bool] = False
     """Leaves the order of the entries along its axis unchanged (softmax): certify may prove the argmax before it."""
+    keeps_positive_order: ClassVar[bool] = False
+    """Strictly increasing on positive inputs only (log): certify may prove the argmax before it only where its input
+    is a `positive_output` op's."""
+    positive_output: ClassVar[bool] = False
+    """Every output entry is > 0 in exact arithmetic (softmax, exp, sigmoid)."""
     trainable: ClassVar[bool] = True
     """Has a SingleProp rule; False marks an op that robustify cannot train through (say why in the docstring)."""
 

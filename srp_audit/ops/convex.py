@@ -162,6 +162,7 @@ class ConvexIncreasing(Curved, abstract=True):
 class Exp(ConvexIncreasing):
     """y = e^x."""
 
+    positive_output = True
     onnx_op = "Exp"
     aten_ops = ("aten.exp.default",)
 

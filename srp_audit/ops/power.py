@@ -127,7 +127,7 @@ class Log(Curved):
 
     onnx_op = "Log"
     aten_ops = ("aten.log.default",)
-    keeps_argmax = True  # strictly increasing: certify may prove the argmax before a final log (LogSoftmax)
+    keeps_positive_order = True  # a final log of softmax's scores (LogSoftmax) keeps their order; of others, NaN at x ≤ 0
     sign = -1
     domain_lo = 0.0
     domain_open = True

@@ -81,6 +81,7 @@ class SShaped(Node, abstract=True):
 class Sigmoid(SShaped):
     """y = 1 / (1 + e^(−x))."""
 
+    positive_output = True
     shape_fn = relax.SIGMOID
     onnx_op = "Sigmoid"
     aten_ops = ("aten.sigmoid.default",)

@@ -31,6 +31,7 @@ class Softmax(Node):
     nonlinear = True
     constant_relaxation = True
     keeps_argmax = True
+    positive_output = True
     onnx_writes: ClassVar[str | None] = "Softmax"  # read by this module's reader (opset conventions for the axis)
 
     def __init__(self, axis: int) -> None:
@@ -97,6 +98,8 @@ class LogSoftmax(Softmax):
 
     IBP: y_i = −softplus(LSE_{j≠i} x_j − x_i), decreasing in every x_j (j ≠ i), increasing in x_i: the bounds
     come from the same opposite corners as softmax's, each softplus rounded outward. CROWN: those constants."""
+
+    positive_output = False
 
     onnx_writes = None  # written by its own `to_onnx`
 
