@@ -217,3 +217,23 @@ def _asymptotes_are_decided() -> None:
     cube = elementwise(lambda v: v * v * v, np.array([[[-1e200]]]))
     assert violations(cube, np.array([[-1.7976931348623157e308]]), np.array([[math.inf]]))
     assert not violations(cube, np.array([[-math.inf]]), np.array([[-1.7976931348623157e308]]))
+
+
+@pytest.mark.parametrize("dtype,l,u", [(torch.float64, 1e155, 1e160), (torch.float32, 1e19, 1e20)])
+@pytest.mark.parametrize("op", [ops.Reciprocal(), ops.Power(-2.0), ops.Power(-3.0)], ids=["reciprocal", "x^-2", "x^-3"])
+def test_tangent_lines_hold_where_the_slope_leaves_the_normal_range(dtype, l: float, u: float, op) -> None:
+    """1/x at x = 5e159: x² overflows and the tangent's slope rounds to −0 instead of −4e-320. Each line (CROWN's
+    and alpha-CROWN's at its family's ends and middle) must still lie below (above) the function: checked exactly
+    at nine points across the box, its ends included."""
+    from fractions import Fraction
+
+    lo, hi = torch.tensor([l], dtype=dtype), torch.tensor([u], dtype=dtype)
+    n = -1 if isinstance(op, ops.Reciprocal) else int(op.exponent)
+    for a in (None, 0.0, 0.5, 1.0):
+        s_lo, t_lo, s_up, t_up = op.lines(lo, hi) if a is None else op.lines_with(lo, hi, torch.tensor([a], dtype=dtype),
+                                                                               torch.tensor([a], dtype=dtype))
+        for x in torch.linspace(float(lo), float(hi), 9, dtype=torch.float64).to(dtype):
+            X = Fraction(float(x))
+            fx = X ** n
+            assert Fraction(float(s_lo)) * X + Fraction(float(t_lo)) <= fx, (a, float(x))
+            assert Fraction(float(s_up)) * X + Fraction(float(t_up)) >= fx, (a, float(x))

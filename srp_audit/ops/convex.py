@@ -100,7 +100,9 @@ class Curved(LinesActivation, abstract=True):
         m = (l + u) / 2 if t is None else t
         reach = width / 2 if t is None else torch.maximum(t - l, u - t)  # the farthest x from the tangent point
         s_lo = sg * self.df(m)
-        t_lo = g_out(m, False) - s_lo * m - 2 * ULPS * ur * s_lo.abs() * (reach + m.abs() * ur)
+        # the slope's rounding, relative, and 4·tiny absolute: a slope below the normal range may come out 0 (1/x²
+        # at x = 5e159, where x² overflows), and the line then errs by up to that times the reach
+        t_lo = g_out(m, False) - s_lo * m - 2 * ULPS * ur * s_lo.abs() * (reach + m.abs() * ur) - 4 * t0 * reach
         t_lo = t_lo - 4 * ur * (t_lo.abs() + s_lo.abs() * m.abs()) - t0
         return s_lo, t_lo, s_up, t_up
 
