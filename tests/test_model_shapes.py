@@ -20,6 +20,7 @@ from srp_audit_cli.main import main
 
 from srp_audit.bounds import get_method
 from srp_audit.certify import scores_before_final_softmax
+from srp_audit.errors import ModelLoadError
 from srp_audit.formats import load_model
 from srp_audit.spec import InputBox
 from srp_audit.verify import VerifyOptions, verify
@@ -329,3 +330,49 @@ def test_torchscript_tanh_gelu_reads_its_cube_as_one_power(tmp_path: Path) -> No
                                    rtol=1e-5, atol=1e-5)
     c = torch.from_numpy(x[:2]).double()
     _sound(g, c - 0.3, c + 0.3)
+
+
+def _const_fold_case(case: str):
+    """(nodes, initializers, input shape, output shape) of models whose constants once folded wrongly: each
+    made verify answer unsat on a property with a counterexample."""
+    f, i64 = TensorProto.FLOAT, lambda *a: np.array(a, dtype=np.int64)
+    if case == "cast_of_derived":  # x · float(int64(10/3)) = 3x, not (10/3)x
+        nodes = [helper.make_node("Div", ["ten", "three"], ["q"]), helper.make_node("Cast", ["q"], ["qi"], to=TensorProto.INT64),
+                 helper.make_node("Cast", ["qi"], ["qf"], to=f), helper.make_node("Mul", ["x", "qf"], ["y"])]
+        return nodes, {"ten": np.float32(10.0), "three": np.float32(3.0)}, [1, 1], [1, 1]
+    if case == "integer_pow":  # int64: 3² = 9, 9 / 2 = 4 (truncating): y = 4x, not 4.5x
+        nodes = [helper.make_node("Pow", ["three", "two"], ["p"]), helper.make_node("Div", ["p", "two"], ["d"]),
+                 helper.make_node("Cast", ["d"], ["df"], to=f), helper.make_node("Mul", ["x", "df"], ["y"])]
+        return nodes, {"three": np.int64(3), "two": np.int64(2)}, [1, 1], [1, 1]
+    if case == "slice_negative_step":  # ONNX clamps the start −100 to 0: axes [1] (row sums), numpy's slice gave []
+        nodes = [helper.make_node("Slice", ["ax", "s", "e", "a", "t"], ["axs"]),
+                 helper.make_node("ReduceSum", ["x", "axs"], ["r"], keepdims=1), helper.make_node("Expand", ["r", "shp"], ["y"])]
+        return nodes, {"ax": i64(1, 0), "s": i64(-100), "e": i64(-1000), "a": i64(0), "t": i64(-1), "shp": i64(2, 3)}, [2, 3], [2, 3]
+    # castlike_to_data: CastLike(2.7, int64 data) = 2: y = 2x, not 2.7x
+    nodes = [helper.make_node("Cast", ["x"], ["xi"], to=TensorProto.INT64), helper.make_node("CastLike", ["c", "xi"], ["ci"]),
+             helper.make_node("Cast", ["ci"], ["cf"], to=f), helper.make_node("Mul", ["x", "cf"], ["y"])]
+    return nodes, {"c": np.float32(2.7)}, [1, 1], [1, 1]
+
+
+@pytest.mark.parametrize("case", ["cast_of_derived", "integer_pow", "slice_negative_step", "castlike_to_data"])
+def test_constants_fold_as_onnxruntime_computes_them(tmp_path: Path, case: str) -> None:
+    nodes, inits, x_shape, y_shape = _const_fold_case(case)
+    f = TensorProto.FLOAT
+    path = _save(tmp_path, nodes, inits, [helper.make_tensor_value_info("x", f, x_shape)], [helper.make_tensor_value_info("y", f, y_shape)])
+    g = load_model(str(path))
+    x = (RNG.random(x_shape) + 0.5).astype(np.float32)
+    with torch.no_grad():
+        ours = g(torch.from_numpy(x).reshape((1, *g.input_shape))).numpy().reshape(-1)
+    np.testing.assert_allclose(ours, ort_session(path).run(None, {"x": x})[0].reshape(-1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("lo,hi", [(np.inf, 5.0), (None, -np.inf), (np.nan, 1.0)])
+def test_clip_with_a_constant_output_is_refused(tmp_path: Path, lo, hi) -> None:
+    """Clip(x, +inf, 5) is 5 everywhere (ONNX: min(max(x, lo), hi)); an infinite min used to be dropped (read as
+    min(x, 5))."""
+    f = TensorProto.FLOAT
+    inits = {k: np.float32(v) for k, v in (("lo", lo), ("hi", hi)) if v is not None}
+    nodes = [helper.make_node("Clip", ["x", "lo" if lo is not None else "", "hi"], ["y"])]
+    path = _save(tmp_path, nodes, inits, [helper.make_tensor_value_info("x", f, [1, 1])], [helper.make_tensor_value_info("y", f, [1, 1])])
+    with pytest.raises(ModelLoadError, match="Clip"):
+        load_model(str(path))

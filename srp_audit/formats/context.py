@@ -320,7 +320,9 @@ class LoaderContext:
         """min(max(x, lo), hi) as lo + relu(x − lo) − relu(x − hi): exact in real arithmetic, and made of ops whose
         rules exist (ReLU's relaxations, slopes and branch-and-bound splits apply). The bounds are the model's own
         values (a float64 bound is not rounded to float32)."""
-        lo, hi = (None if v is None or not np.isfinite(v) else float(v) for v in (lo, hi))
+        if any(v is not None and (np.isnan(v) or v == bound) for v, bound in ((lo, math.inf), (hi, -math.inf))):
+            raise self.unsupported(f"Clip with min {lo}, max {hi} (NaN, min +inf or max −inf: a constant output)")
+        lo, hi = (None if v is None or not np.isfinite(v) else float(v) for v in (lo, hi))  # −inf min, +inf max: none
         if lo is not None and hi is not None and lo >= hi:
             raise self.unsupported(f"Clip with min {lo} ≥ max {hi} (a constant output)")
         if lo is None:

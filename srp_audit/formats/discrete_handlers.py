@@ -79,14 +79,12 @@ def _cast_to(ctx: OnnxContext, t: Tensor, source: str, to: Any) -> Tensor:
 @handles("CastLike")
 def _cast_like(ctx: OnnxContext, node: Any, attrs: dict) -> list[Value]:
     """A cast to the type of the second input (its ONNX type, by type inference; float when unknown)."""
-    v = ctx.get(node.input[0])
-    if isinstance(v, np.ndarray):
-        like = ctx.get(node.input[1])
-        return [v.astype(like.dtype if isinstance(like, np.ndarray) else np.float32)]
-    like = ctx.get(node.input[1])
+    v, like = ctx.get(node.input[0]), ctx.get(node.input[1])
     to = onnx.helper.np_dtype_to_tensor_dtype(like.dtype) if isinstance(like, np.ndarray) else ctx.types.get(node.input[1])
     if to is None:
         raise ctx.unsupported(f"the type of '{node.input[1]}' is unknown to ONNX type inference, so the cast cannot be read")
+    if isinstance(v, np.ndarray):  # a constant cast to the type of data (or of a constant): that type, not float32's
+        return [v.astype(onnx.helper.tensor_dtype_to_np_dtype(to))]
     return [_cast_to(ctx, ctx.tensor(node.input[0]), node.input[0], to)]
 
 

@@ -114,6 +114,8 @@ def _pow(inputs, attrs, opset):
     if exps.size != 1 or not float(2 * exps[0]).is_integer() or not -64 <= exps[0] <= 64:
         raise ValueError("Pow of constants is folded only for one integer or half-integer exponent up to 64 (exactly)")
     e = float(exps[0])
+    if not isinstance(base, Derived) and np.issubdtype(np.asarray(base).dtype, np.integer):
+        return [_integer_pow(np.asarray(base), e)]
     x = enclosure(base)
     exact = Enclosed.exact(torch.ones(x.mid.shape, dtype=torch.float64))
     for _ in range(int(abs(e))):
@@ -125,8 +127,20 @@ def _pow(inputs, attrs, opset):
     if isinstance(base, Derived):
         return [Derived(exact)]
     a = np.asarray(base)
-    out = np.power(a.astype(np.float64), e).astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)
+    out = np.power(a.astype(np.float64), e).astype(a.dtype)
     return [_exact_or_derived(out, exact)]
+
+
+def _integer_pow(a: np.ndarray, e: float) -> np.ndarray:
+    """ONNX's Pow of an integer base has the base's type: exact for a non-negative integer exponent (in Python's
+    integers, refused past the type's range); other exponents are refused."""
+    if not e.is_integer() or e < 0:
+        raise ValueError(f"Pow of integer constants with exponent {e:g} (only non-negative integer exponents are folded)")
+    info = np.iinfo(a.dtype)
+    values = [int(v) ** int(e) for v in a.reshape(-1).tolist()]
+    if any(not info.min <= v <= info.max for v in values):
+        raise ValueError(f"Pow of integer constants overflows {a.dtype}")
+    return np.array(values, dtype=a.dtype).reshape(a.shape)
 
 
 @folds("Neg")
@@ -189,10 +203,25 @@ def _slice(inputs, attrs, opset):
     else:
         starts, ends = attrs["starts"], attrs["ends"]
         axes, steps = attrs.get("axes", range(len(starts))), [1] * len(starts)
-    index = [slice(None)] * data.ndim
     for s, e, a, st in zip(starts, ends, axes, steps):
-        index[int(a) % data.ndim] = slice(int(s), int(e), int(st))
-    return [data[tuple(index)]]
+        axis = int(a) % data.ndim
+        data = np.take(data, _slice_indices(int(s), int(e), int(st), data.shape[axis]), axis=axis)
+    return [data]
+
+
+def _slice_indices(start: int, end: int, step: int, dim: int) -> np.ndarray:
+    """The indices ONNX's Slice takes on an axis of length `dim`: negative start and end count from the end, then
+    both are clamped — to [0, dim] for a positive step, and for a negative one the start to [0, dim − 1] and the
+    end to [−1, dim − 1] (−1: past the first entry). Not Python's slice, which clamps a negative step's start
+    below −dim to an empty result where ONNX takes the first entry."""
+    if step == 0:
+        raise ValueError("Slice with step 0")
+    start, end = (v + dim if v < 0 else v for v in (start, end))
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return np.arange(start, end, step, dtype=np.int64)
 
 
 @folds("ConstantOfShape")
@@ -287,17 +316,37 @@ _ENCLOSED_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Sqrt"}  # compute on
 _SHAPE_OPS = {"Identity", "Cast", "CastLike", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Expand", "Transpose"}
 
 
+def _cast_derived(v: Derived, to: type | None) -> Folded:
+    """A derived constant cast to `to`: the identity for float32 and float64 (in exact arithmetic); for an integer
+    type the truncation, and for bool the test ≠ 0, where every value of the enclosure gives the same result;
+    anything else (float16's rounding, an enclosure across an integer) is refused."""
+    if to in (np.float32, np.float64):
+        return v
+    mid, rad = v.value.mid.numpy(), v.value.rad.numpy()
+    lo = np.nextafter(mid - rad, -np.inf)  # outward: mid ± rad rounds
+    hi = np.nextafter(mid + rad, np.inf)
+    if to is np.bool_ and bool(np.all((lo > 0) | (hi < 0))):
+        return np.ones(mid.shape, dtype=np.bool_)
+    if to is not None and to is not np.bool_ and np.issubdtype(to, np.integer):
+        t_lo, t_hi = np.trunc(lo), np.trunc(hi)
+        info = np.iinfo(to)
+        if np.array_equal(t_lo, t_hi) and bool(np.all((t_lo >= info.min) & (t_lo <= info.max))):
+            return np.asarray(t_lo.astype(to))
+    raise ValueError(f"a cast to {getattr(to, '__name__', to)} of a constant that no float holds exactly (derived from "
+                     "others, like 1/3) is not supported")
+
+
 def fold(op: str, inputs: list[Folded | None], attrs: dict[str, Any], opset: int) -> list[Folded]:
     """Evaluate `op` on constant inputs; raises KeyError when `op` has no folder. A `Derived` input goes through
-    arithmetic on enclosures and through shape-only ops (applied to its centre and radius alike; a cast to a float
-    type is the identity in exact arithmetic); any other op on it is refused."""
+    arithmetic on enclosures and through shape-only ops (applied to its centre and radius alike; a cast, see
+    `_cast_derived`); any other op on it is refused."""
     attrs = {**attrs, "__op": op}
     derived = inputs[0] if inputs and isinstance(inputs[0], Derived) else None
     if any(isinstance(i, Derived) for i in inputs) and op not in _ENCLOSED_OPS:
         if derived is None or op not in _SHAPE_OPS or any(isinstance(i, Derived) for i in inputs[1:]):
             raise ValueError(f"{op} of a constant that no float holds exactly (derived from others, like 1/3) is not supported")
         if op in ("Cast", "CastLike"):
-            return [derived]
+            return [_cast_derived(derived, _NP_TYPES.get(int(attrs["to"])) if op == "Cast" else np.asarray(inputs[1]).dtype.type)]
         mid = FOLDERS[op]([derived.value.mid.numpy(), *inputs[1:]], attrs, opset)[0]
         rad = FOLDERS[op]([derived.value.rad.numpy(), *inputs[1:]], attrs, opset)[0]
         return [Derived(Enclosed(torch.from_numpy(np.array(mid)), torch.from_numpy(np.array(rad))))]
