@@ -92,9 +92,9 @@ def certify(model, eps, norm, data_path, method, alpha_iters, bab_domains, bab_t
       srp-audit certify model.onnx --eps 0.5 --norm 2
       srp-audit certify model.onnx --eps 0.02 --no-radius --certificate proofs.npz
     """
-    inputs = (model,) + ((data_path,) if data_path else ())
+    inputs = (model, data_path or samples_path_for(model))  # the default samples file is an input too
     formats = _checked_outputs(inputs, outputs, plot, certificate_path)
-    step_summary = _usable_step_summary()
+    step_summary = _usable_step_summary(inputs)
     if norm == "inf":
         check_eps_in_domain(eps, domain)
     eps_main = max(eps)
@@ -151,7 +151,13 @@ def certify(model, eps, norm, data_path, method, alpha_iters, bab_domains, bab_t
 
 def _checked_outputs(inputs: tuple[str, ...], outputs: tuple[str, ...], plot: str | None,
                      certificate_path: str | None) -> list[tuple[str, str]]:
-    """Every output checked (type, folder, writable, not an input) before any work: (path, format) per report."""
+    """Every output checked (type, folder, writable, not an input, not named twice) before any work: (path, format)
+    per report."""
+    named = [*outputs, *([plot] if plot else []), *([certificate_path] if certificate_path else [])]
+    real = [os.path.realpath(p) for p in named]
+    twice = next((p for p, r in zip(named, real) if real.count(r) > 1), None)
+    if twice is not None:
+        raise UsageError(f"'{twice}' is named as two outputs; give each output its own file")
     formats = [(prepare_output(path, "report", inputs), format_for(path)) for path in outputs]
     if plot:
         check_plot_path(plot, inputs)
@@ -160,11 +166,14 @@ def _checked_outputs(inputs: tuple[str, ...], outputs: tuple[str, ...], plot: st
     return formats
 
 
-def _usable_step_summary() -> str | None:
-    """GitHub's step summary file, if set and writable; a problem with it is warned once, here, and the summary
-    then skipped without a second warning."""
+def _usable_step_summary(inputs: tuple[str, ...]) -> str | None:
+    """GitHub's step summary file, if set, writable and none of the inputs; a problem with it is warned once, here,
+    and the summary then skipped without a second warning."""
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     problem = step_summary_problem(step_summary) if step_summary else None
+    if step_summary and not problem and any(os.path.exists(step_summary) and os.path.exists(i) and os.path.samefile(step_summary, i)
+                                            for i in inputs):
+        problem = f"GITHUB_STEP_SUMMARY '{step_summary}' is one of the inputs (appending would corrupt it)"
     if problem:
         click.echo(f"warning: {problem}; the step summary will be skipped", err=True)
         return None

@@ -26,7 +26,7 @@ def load_report(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
-    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise DataError(f"'{path}' is not a JSON report ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("summary"), dict) or "certified_accuracy" not in doc["summary"]:
         raise DataError(f"'{path}' is not an srp-audit JSON report (no summary.certified_accuracy)")
@@ -34,7 +34,36 @@ def load_report(path: str) -> dict:
     if version not in READABLE_SCHEMAS:
         raise DataError(f"'{path}' has report schema_version {version!r}; this srp-audit reads versions "
                         f"{', '.join(map(str, READABLE_SCHEMAS))}: re-create the report with this version")
+    problem = _value_problem(doc)
+    if problem:
+        raise DataError(f"'{path}' is not a valid srp-audit JSON report ({problem}): re-create it with certify")
     return doc
+
+
+def _share(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0  # NaN fails both
+
+
+def _value_problem(doc: dict) -> str | None:
+    """What is wrong with the values the comparison reads (None: nothing): shares in [0, 1], a finite radius
+    ≥ 0, sweep rows and samples of the right form — a NaN accuracy must not pass a gate."""
+    s = doc["summary"]
+    for key in ("clean_accuracy", "certified_accuracy"):
+        if not _share(s.get(key)):
+            return f"summary.{key} is {s.get(key)!r}, not a share in [0, 1]"
+    r = s.get("median_certified_radius")
+    if r is not None and not (isinstance(r, (int, float)) and not isinstance(r, bool) and 0.0 <= r < float("inf")):
+        return f"summary.median_certified_radius is {r!r}, not a finite radius ≥ 0"
+    if not isinstance(doc.get("run", {}), dict):
+        return "run is not an object"
+    sweep, samples = doc.get("sweep", []), doc.get("samples", [])
+    if not isinstance(sweep, list) or any(not isinstance(x, dict) or not isinstance(x.get("eps"), (int, float))
+                                          or not _share(x.get("certified_accuracy")) for x in sweep):
+        return "sweep is not a list of rows with eps and a certified_accuracy in [0, 1]"
+    if not isinstance(samples, list) or any(not isinstance(x, dict) or not isinstance(x.get("index"), int)
+                                            or not isinstance(x.get("verdict"), str) for x in samples):
+        return "samples is not a list of rows with an integer index and a verdict"
+    return None
 
 
 def incomparable(old: dict, new: dict) -> str | None:
@@ -83,7 +112,8 @@ def compare(old: dict, new: dict, tolerance: float = 0.0) -> Comparison:
 
     row("clean accuracy", so["clean_accuracy"], sn["clean_accuracy"], True, False)
     row(f"certified accuracy @ {sn.get('eps')}", so["certified_accuracy"], sn["certified_accuracy"], True, True)
-    if "median_certified_radius" in so and "median_certified_radius" in sn and so.get("radius_search", True) and sn.get("radius_search", True):
+    if (so.get("median_certified_radius") is not None and sn.get("median_certified_radius") is not None
+            and so.get("radius_search", True) and sn.get("radius_search", True)):
         row("median certified radius", so["median_certified_radius"], sn["median_certified_radius"], False, True)
     old_sweep = {r["eps"]: r for r in old.get("sweep", [])}
     for r in new.get("sweep", []):
