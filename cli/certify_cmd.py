@@ -54,11 +54,11 @@ from .progress import ProgressBar
               help="Samples per batch, or auto (the largest that fits on a GPU; 256 on a CPU). Out-of-memory halves it.")
 @click.option("--memory-budget", type=MEMORY, default="auto", show_default=True,
               help="Memory a batch may take (8G, 512M): batches shrink to fit it; auto is half of what is free at the start.")
-@click.option("--attack-steps", type=click.IntRange(min=0), default=30, show_default=True, help="PGD steps per attack.")
+@click.option("--attack-steps", type=click.IntRange(0, 1_000_000), default=30, show_default=True, help="PGD steps per attack.")
 @click.option("--attack-restarts", type=click.IntRange(min=1), default=2, show_default=True, help="PGD restarts at --eps.")
 @click.option("--attack-early-stop/--no-attack-early-stop", default=True, show_default=True,
               help="Drop a sample from a restart once its margin stops falling fast enough to reach 0 in the steps left.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Report on stdout.")
 @click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False),

@@ -141,6 +141,8 @@ EPS = NonNegativeFloat()
 EPS_LIST = EpsList()
 RADIUS = Radius()
 POSITIVE = NonNegativeFloat(positive=True)
+SECONDS = click.FloatRange(0, 1e7, min_open=True)  # past about 115 days a deadline overflows the platform's time
+LEARNING_RATE = click.FloatRange(0, 1e6, min_open=True)
 FRACTION = Fraction()
 DOMAIN = Domain()
 

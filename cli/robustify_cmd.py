@@ -23,7 +23,7 @@ from srp_audit.slots import refuse_fixed_batch
 
 from .errors import debug_option
 from .model_options import load, model_options
-from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
+from .params import DOMAIN, FRACTION, LEARNING_RATE, POSITIVE, RADIUS
 
 
 @click.command()
@@ -36,7 +36,7 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 @click.option("--epochs", type=POSITIVE, default=None, help="Epochs (default 10 unless --max-time is given).")
 @click.option("--max-time", type=POSITIVE, default=None, help="Wall-clock budget in seconds; the schedule scales to it.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True, help="Adam learning rate (÷10 at 80 % and 90 % of the budget).")
+@click.option("--lr", type=LEARNING_RATE, default=1e-3, show_default=True, help="Adam learning rate (÷10 at 80 % and 90 % of the budget).")
 @click.option("--regularizer", type=click.Choice(REGULARIZERS), default="singleprop", show_default=True)
 @click.option("--variant", type=click.Choice(VARIANTS), default="fastlin", show_default=True, help="SingleProp's ReLU rule.")
 @click.option("--warmup", default="0", show_default=True, help="eps = 0, K = 1 for this long: steps (500), epochs (2ep) or budget share (10%).")
@@ -62,7 +62,7 @@ from .params import DOMAIN, FRACTION, POSITIVE, RADIUS
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, help="Save a checkpoint (OUTPUT.ckpt) every N steps.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.ckpt.")
 @click.option("--domain", type=DOMAIN, default="0,1", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Allow -o to name one of the inputs (it is overwritten).")
 @click.option("-q", "--quiet", is_flag=True)

@@ -16,25 +16,25 @@ from srp_audit.vnnlib import read_vnnlib
 
 from .errors import debug_option
 from .model_options import load, model_options
-from .params import POSITIVE
+from .params import SECONDS
 
 
 @click.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
-@click.option("--timeout", type=POSITIVE, default=60.0, show_default=True, help="Seconds for the instance.")
+@click.option("--timeout", type=SECONDS, default=60.0, show_default=True, help="Seconds for the instance.")
 @click.option("--result-file", type=click.Path(dir_okay=False), default=None, help="Write the VNN-COMP result file here.")
 @click.option("--certificate", "certificate_path", type=click.Path(dir_okay=False), default=None,
               help="For an unsat answer, write its proof certificate here (.npz); check it with 'srp-audit check'.")
 @click.option("--instances", type=click.Path(dir_okay=False), default=None, help="Run a benchmark: its instances.csv.")
 @click.option("--known", type=click.Path(dir_okay=False), default=None,
               help="Expected answers (known_results.csv); prints a soundness line and exits 1 on an unsound answer.")
-@click.option("--timeout-cap", type=POSITIVE, default=None, help="With --instances: cap every instance's timeout.")
+@click.option("--timeout-cap", type=SECONDS, default=None, help="With --instances: cap every instance's timeout.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="With --instances: only the first N.")
 @click.option("--no-complete", is_flag=True, help="Stop after the bound cascade (no branch and bound).")
 @click.option("--allow-errors", is_flag=True, help="With --instances: instances that fail to load or run do not fail the run.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("-q", "--quiet", is_flag=True)
 @model_options

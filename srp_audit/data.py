@@ -46,7 +46,11 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         raise DataError(f"'{path}' is not a readable .npz file (expected a zip archive written by np.savez)")
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            arrays = {k: f[k] for k in f.files}
+        odd = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+        if odd:  # a member not in .npy format comes back as raw bytes
+            raise DataError(f"'{path}' member '{odd[0]}' is not a .npy array; save the arrays with np.savez(path, x=..., y=...)")
+        return arrays
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataError(
@@ -56,6 +60,8 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         raise DataError(f"'{path}' is not a readable .npz file ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"'{path}' is not a readable .npz file ({type(e).__name__}: {e})") from None
+    except MemoryError:  # an array header claiming more than the memory holds
+        raise DataError(f"'{path}' holds an array larger than this machine's memory; check the file") from None
 
 
 def peek_sample_shape(path: str) -> tuple[int, ...] | None:
@@ -91,6 +97,26 @@ def _fit_shape(x: np.ndarray, shape: tuple[int, ...], path: str) -> np.ndarray:
     raise DataError(f"samples in '{path}' have shape {sample} but the model expects {shape}")
 
 
+def _labels(y: np.ndarray, n: int, path: str, num_classes: int) -> np.ndarray:
+    """`y` checked as n class indices of the model (int64)."""
+    if y.ndim == 2 and y.shape[1] == num_classes and set(np.unique(y)) <= {0, 1}:
+        raise DataError(f"labels in '{path}' look one-hot; store class indices instead (y.argmax(axis=1))")
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DataError(f"'{path}': y must be a vector of {n} labels, got shape {y.shape}")
+    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
+        raise DataError(f"labels in '{path}' must be integers, got dtype {y.dtype}")
+    if (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.unsignedinteger)) and np.any(np.abs(y) >= 2**62):
+        raise DataError(f"labels in '{path}' must be class indices; a label of {np.abs(y).max()} is not")  # int64 would wrap
+    y = y.astype(np.int64)
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(
+            f"label {y[i]} of sample {i} in '{path}' is outside the model's {num_classes} classes (0–{num_classes - 1})"
+        )
+    return y
+
+
 def prepare_samples(
     arrays: dict[str, np.ndarray],
     path: str,
@@ -111,19 +137,9 @@ def prepare_samples(
         raise DataError(f"'{path}': x and y must be arrays with one entry per sample, got shapes {x.shape} and {y.shape}")
     if x.shape[0] == 0:
         raise DataError(f"'{path}' holds no samples")
-    if y.ndim == 2 and y.shape[1] == num_classes and set(np.unique(y)) <= {0, 1}:
-        raise DataError(f"labels in '{path}' look one-hot; store class indices instead (y.argmax(axis=1))")
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise DataError(f"'{path}': y must be a vector of {x.shape[0]} labels, got shape {y.shape}")
-    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
-        raise DataError(f"labels in '{path}' must be integers, got dtype {y.dtype}")
-    y = y.astype(np.int64)
-    bad = (y < 0) | (y >= num_classes)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataError(
-            f"label {y[i]} of sample {i} in '{path}' is outside the model's {num_classes} classes (0–{num_classes - 1})"
-        )
+    if x.size == 0:
+        raise DataError(f"'{path}': the samples in x have no values (shape {x.shape})")
+    y = _labels(y, x.shape[0], path, num_classes)
     lo, hi = domain
     if x.dtype == np.uint8:
         with np.errstate(over="ignore", invalid="ignore"):

@@ -60,6 +60,8 @@ class VerifyResult:
     detail: str = ""
 
 
+MAX_TIMEOUT = 1e7  # seconds (about 115 days): past it a deadline overflows the platform's time
+
 def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[InputBox, InputBox, InputBox]:
     """(float64 box containing the exact one, for proofs; float64 box inside it, for membership checks;
     the inner box rounded inward to the model's precision, for attacks)."""
@@ -283,6 +285,9 @@ def read_instances(csv_path: str) -> list[Instance]:
                 except ValueError:
                     raise UsageError(f"{csv_path}:{lineno}: timeout {row[columns[2]]!r} is not a number "
                                      "(a header line, if any, must name the columns onnx, vnnlib and timeout)") from None
+                if not 0 < timeout <= MAX_TIMEOUT:  # NaN fails too
+                    raise UsageError(f"{csv_path}:{lineno}: timeout {row[columns[2]]!r} is not a number of seconds in "
+                                     f"(0, {MAX_TIMEOUT:g}]")
                 onnx, vnn = (os.path.normpath(os.path.join(folder, row[c].strip())) for c in columns[:2])
                 out.append(Instance(onnx, vnn, timeout))
     except UnicodeDecodeError:

@@ -65,3 +65,27 @@ def test_compare_refuses_reports_whose_numbers_are_not_numbers(tmp_path: Path) -
         r = CliRunner().invoke(main, ["compare", str(report), str(path)])
         assert r.exit_code == 2 and "not a valid srp-audit JSON report" in r.output, (key, value, r.output)
     assert CliRunner().invoke(main, ["compare", str(report), str(report)]).exit_code == 0
+
+
+def test_odd_data_files_and_option_values_are_usage_errors(tmp_path: Path) -> None:
+    """Each of these ended in an internal error (exit 3)."""
+    import zipfile
+
+    import numpy as np
+
+    model, _ = _copy_mlp(tmp_path)
+    with zipfile.ZipFile(tmp_path / "raw.npz", "w") as z:
+        z.writestr("x", b"not an npy file")
+        z.writestr("y", b"nor this")
+    np.savez(tmp_path / "nofeatures.npz", x=np.zeros((4, 0), np.float32), y=np.zeros(4, np.int64))
+    np.savez(tmp_path / "hugelabel.npz", x=np.zeros((2, 784), np.float32), y=np.array([1e30, 0.0]))
+    base = ["certify", str(model), "--eps", "0.01", "--method", "ibp", "--no-radius", "-q"]
+    for extra in (["--data", str(tmp_path / "raw.npz")], ["--data", str(tmp_path / "nofeatures.npz")],
+                  ["--data", str(tmp_path / "hugelabel.npz")], ["--seed", str(2**70)], ["--attack-steps", str(10**23)]):
+        r = CliRunner().invoke(main, base + extra)
+        assert r.exit_code == 2 and "internal" not in r.output and len(r.output.strip().splitlines()) == 1, (extra, r.output)
+    spec = tmp_path / "p.vnnlib"
+    spec.write_text("".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} 0))\n(assert (<= X_{i} 1))\n" for i in range(784))
+                    + "".join(f"(declare-const Y_{i} Real)\n" for i in range(10)) + "(assert (>= Y_0 1e9))\n")
+    r = CliRunner().invoke(main, ["verify", str(model), str(spec), "--timeout", "1e12"])
+    assert r.exit_code == 2 and "internal" not in r.output, r.output
