@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from .certify import CertifyOptions, CertifyResult, certify
 from .checkpoint import check_resumable, model_fingerprint
@@ -165,6 +166,9 @@ def robustify_audited(graph: Graph, data: DataSplit, opts: RobustifyOptions, aud
     if not main_rank:
         return None
     assert before is not None  # audited above on the main rank
+    if any(not bool(torch.isfinite(t).all()) for t in (*result.graph.parameters(), *result.graph.buffers())):
+        raise UsageError(f"training diverged: the fine-tuned model has NaN or inf weights, so '{output}' was not written; "
+                         "lower --lr (or resume from an earlier checkpoint)")
     save_model(result.graph, output)
     if opts.checkpoint_path and os.path.exists(opts.checkpoint_path):
         os.remove(opts.checkpoint_path)  # the run finished and its model is written: a later --resume must not reuse it
