@@ -203,7 +203,13 @@ class _Reader:
 def read_vnnlib(path: str | os.PathLike) -> VnnlibSpec:
     """Parse a .vnnlib or .vnnlib.gz file into clauses; raises `VnnlibError` with the line of the problem."""
     with denormals_kept():  # bounds are rounded and compared exactly, subnormal ones included
-        return _read(path)
+        try:
+            return _read(path)
+        except RecursionError:
+            raise VnnlibError(f"{os.fspath(path)}: expressions nested too deeply to read") from None
+        except (OverflowError, ValueError) as e:  # a constant past float's range, or an integer of thousands of digits
+            raise VnnlibError(f"{os.fspath(path)}: a constant cannot be read ({str(e)[:80]}); keep constants within "
+                              "float64's range and under 4 300 digits") from None
 
 
 def _read(path: str | os.PathLike) -> VnnlibSpec:

@@ -89,3 +89,15 @@ def test_odd_data_files_and_option_values_are_usage_errors(tmp_path: Path) -> No
                     + "".join(f"(declare-const Y_{i} Real)\n" for i in range(10)) + "(assert (>= Y_0 1e9))\n")
     r = CliRunner().invoke(main, ["verify", str(model), str(spec), "--timeout", "1e12"])
     assert r.exit_code == 2 and "internal" not in r.output, r.output
+
+
+def test_vnnlib_files_past_the_parser_s_limits_are_usage_errors(tmp_path: Path) -> None:
+    model, _ = _copy_mlp(tmp_path)
+    head = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} 0))\n(assert (<= X_{i} 1))\n" for i in range(784))
+    head += "".join(f"(declare-const Y_{i} Real)\n" for i in range(10))
+    for tail in ("(assert " + "(and " * 800 + "(>= Y_0 0)" + ")" * 801 + "\n", "(assert (>= Y_0 1e400))\n",
+                 "(assert (>= Y_0 " + "9" * 5001 + "))\n"):
+        spec = tmp_path / "p.vnnlib"
+        spec.write_text(head + tail)
+        r = CliRunner().invoke(main, ["verify", str(model), str(spec)])
+        assert r.exit_code == 2 and "internal" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
