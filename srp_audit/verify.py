@@ -59,8 +59,8 @@ class VerifyResult:
     counterexample: tuple[np.ndarray, np.ndarray] | None = None  # (x flat, y flat) for sat
     detail: str = ""
 
-
 MAX_TIMEOUT = 1e7  # seconds (about 115 days): past it a deadline overflows the platform's time
+
 
 def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[InputBox, InputBox, InputBox]:
     """(float64 box containing the exact one, for proofs; float64 box inside it, for membership checks;
@@ -286,8 +286,7 @@ def read_instances(csv_path: str) -> list[Instance]:
                     raise UsageError(f"{csv_path}:{lineno}: timeout {row[columns[2]]!r} is not a number "
                                      "(a header line, if any, must name the columns onnx, vnnlib and timeout)") from None
                 if not 0 < timeout <= MAX_TIMEOUT:  # NaN fails too
-                    raise UsageError(f"{csv_path}:{lineno}: timeout {row[columns[2]]!r} is not a number of seconds in "
-                                     f"(0, {MAX_TIMEOUT:g}]")
+                    raise UsageError(f"{csv_path}:{lineno}: timeout {row[columns[2]]!r} is not in (0, {MAX_TIMEOUT:g}] seconds")
                 onnx, vnn = (os.path.normpath(os.path.join(folder, row[c].strip())) for c in columns[:2])
                 out.append(Instance(onnx, vnn, timeout))
     except UnicodeDecodeError:
