@@ -170,6 +170,7 @@ def _verify(graph: Graph, spec: VnnlibSpec, opt: VerifyOptions, start: float, ph
     return VerifyResult("unsat", max(used, default=(0, None))[1], time.perf_counter() - start)
 
 
+# long-module: the verify driver and its benchmark runner (instances and known-answer files); the runner's split is due
 COMPLETE_METHODS = ("bab-input", "bab-relu")
 """The complete methods, in the order of strength that picks an unsat answer's method (after the cascade's)."""
 
