@@ -9,6 +9,7 @@ import click
 from srp_audit.errors import UsageError
 from srp_audit.memory import parse_size
 from srp_audit.spec import radius_problem
+from srp_audit.verify import MAX_TIMEOUT
 
 
 def _number(kind: click.ParamType, value, param, ctx) -> float:
@@ -141,7 +142,7 @@ EPS = NonNegativeFloat()
 EPS_LIST = EpsList()
 RADIUS = Radius()
 POSITIVE = NonNegativeFloat(positive=True)
-SECONDS = click.FloatRange(0, 1e7, min_open=True)  # past about 115 days a deadline overflows the platform's time
+SECONDS = click.FloatRange(0, MAX_TIMEOUT, min_open=True)
 LEARNING_RATE = click.FloatRange(0, 1e6, min_open=True)
 FRACTION = Fraction()
 DOMAIN = Domain()

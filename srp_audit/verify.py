@@ -59,8 +59,8 @@ class VerifyResult:
     counterexample: tuple[np.ndarray, np.ndarray] | None = None  # (x flat, y flat) for sat
     detail: str = ""
 
-MAX_TIMEOUT = 1e7  # seconds (about 115 days): past it a deadline overflows the platform's time
 
+MAX_TIMEOUT = 1e7  # seconds (about 115 days): past it a deadline overflows the platform's time
 
 def _boxes(clause: Clause, graph: Graph, dtype: torch.dtype, device) -> tuple[InputBox, InputBox, InputBox]:
     """(float64 box containing the exact one, for proofs; float64 box inside it, for membership checks;

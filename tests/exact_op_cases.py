@@ -251,9 +251,27 @@ def _discrete() -> Iterator[tuple[str, onnx.ModelProto]]:
     yield "Logic_GreaterOrEqual_LessOrEqual_Xor_Not_Or_Equal", _m(logic, (3, 6), {"a": _f(-0.5), "b": _f(0.75), "c": _f(0.5), **HALF_INITS})
 
 
+def _folded() -> Iterator[tuple[str, onnx.ModelProto]]:
+    """Constants computed in the model (each once folded differently from ONNX): a cast of a derived constant,
+    Pow of integers, Slice with a negative step clamped at the start, CastLike of a constant to data's type."""
+    f, i64 = TensorProto.FLOAT, TensorProto.INT64
+    nodes = [helper.make_node("Div", ["ten", "three"], ["q"]), helper.make_node("Cast", ["q"], ["qi"], to=i64),
+             helper.make_node("Cast", ["qi"], ["qf"], to=f), helper.make_node("Mul", ["x", "qf"], ["y"])]
+    yield "Fold_cast_of_derived", _m(nodes, (2, 3), {"ten": np.float32(10.0), "three": np.float32(3.0)})
+    nodes = [helper.make_node("Pow", ["three", "two"], ["p"]), helper.make_node("Div", ["p", "two"], ["d"]),
+             helper.make_node("Cast", ["d"], ["df"], to=f), helper.make_node("Mul", ["x", "df"], ["y"])]
+    yield "Fold_integer_pow", _m(nodes, (2, 3), {"three": np.int64(3), "two": np.int64(2)})
+    nodes = [helper.make_node("Slice", ["ax", "s", "e", "a", "t"], ["axs"]),
+             helper.make_node("ReduceSum", ["x", "axs"], ["y"], keepdims=1)]
+    yield "Fold_slice_negative_step", _m(nodes, (2, 3), {"ax": _i(1, 0), "s": _i(-100), "e": _i(-1000), "a": _i(0), "t": _i(-1)})
+    nodes = [helper.make_node("Cast", ["x"], ["xi"], to=i64), helper.make_node("CastLike", ["c", "xi"], ["ci"]),
+             helper.make_node("Cast", ["ci"], ["cf"], to=f), helper.make_node("Mul", ["x", "cf"], ["y"])]
+    yield "Fold_castlike_to_data", _m(nodes, (2, 3), {"c": _f(2.7)})
+
+
 def op_cases() -> dict[str, onnx.ModelProto]:
     """name → single-op (or few-op) model with one float32 input 'x'."""
     out: dict[str, onnx.ModelProto] = {}
-    for gen in (_elementwise, _positive, _reductions, _linear, _pools, _resizes, _shapes, _discrete):
+    for gen in (_elementwise, _positive, _reductions, _linear, _pools, _resizes, _shapes, _discrete, _folded):
         out.update(gen())
     return out
